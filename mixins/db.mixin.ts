@@ -1,0 +1,314 @@
+/**
+ * The data layer every service uses: moleculer-db with MongoDB (mongoose) when MONGO_URI is
+ * set, NeDB files under DATA_DIR/db otherwise (in memory under NODE_ENV=test).
+ *
+ * - String ids (UUID v7) on both backends; documents leave as `{id, ...}` without `_id`.
+ * - Tenant scope: every method takes the Moleculer context and adds `tenantId` from the verified
+ *   principal (`ctx.meta.auth`) to every read and write; a foreign id is a 404 like a missing one.
+ * - Only a small query subset reaches the adapter (equality, $in/$nin/$ne/$exists, ranges,
+ *   $or of those, RegExp built by `textSearch`); anything else throws. moleculer-db's generic
+ *   actions are switched off: services publish explicit actions instead.
+ */
+import path from "node:path";
+import fs from "node:fs";
+import type { Context, ServiceSchema, Service } from "moleculer";
+import MoleculerDb from "moleculer-db";
+import MongooseAdapter from "moleculer-db-adapter-mongoose";
+import mongoose from "mongoose";
+import { getConfig } from "../shared/config";
+import { Errors } from "../shared/errors";
+import { newId } from "../shared/ids";
+import type { Principal } from "../shared/rbac";
+
+export type Doc = Record<string, unknown> & { _id: string };
+export type PublicDoc = Record<string, unknown> & { id: string };
+export type Query = Record<string, unknown>;
+
+export interface FindOptions {
+	sort?: string[];
+	limit?: number;
+	offset?: number;
+}
+
+export interface Page<T> {
+	rows: T[];
+	total: number;
+	page: number;
+	pageSize: number;
+	totalPages: number;
+}
+
+export interface DbMixinOptions {
+	collection: string;
+	/** false for collections that are not owned by one tenant (e.g. users). Default true. */
+	tenantScoped?: boolean;
+	/** Fields to index (tenantId is always indexed on scoped collections). */
+	indexes?: string[];
+}
+
+interface Adapter {
+	find(filters: { query?: Query; sort?: string[]; limit?: number; offset?: number }): Promise<unknown[]>;
+	findOne(query: Query): Promise<unknown>;
+	count(filters: { query?: Query }): Promise<number>;
+	insert(entity: Doc): Promise<unknown>;
+	updateMany(query: Query, update: Query): Promise<unknown>;
+	removeMany(query: Query): Promise<unknown>;
+	entityToObject(entity: unknown): Record<string, unknown>;
+	init(broker: unknown, service: unknown): void;
+}
+
+// ---- query subset ---------------------------------------------------------------------------
+
+const FIELD = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+const OPERATORS = new Set(["$in", "$nin", "$ne", "$gt", "$gte", "$lt", "$lte", "$exists"]);
+
+function isScalar(value: unknown): boolean {
+	return (
+		value === null ||
+		["string", "number", "boolean"].includes(typeof value) ||
+		value instanceof Date ||
+		value instanceof RegExp
+	);
+}
+
+function assertSafeCondition(field: string, value: unknown): void {
+	if (isScalar(value)) return;
+	if (Array.isArray(value)) throw new Error(`Unsafe query: array value for "${field}"`);
+	if (typeof value !== "object") throw new Error(`Unsafe query: "${field}"`);
+	for (const [op, operand] of Object.entries(value as Record<string, unknown>)) {
+		if (!OPERATORS.has(op)) throw new Error(`Unsafe query: operator "${op}" on "${field}"`);
+		const operands = Array.isArray(operand) ? operand : [operand];
+		if (Array.isArray(operand) !== (op === "$in" || op === "$nin")) {
+			throw new Error(`Unsafe query: bad operand of "${op}" on "${field}"`);
+		}
+		for (const o of operands) {
+			if (!isScalar(o) || o instanceof RegExp) throw new Error(`Unsafe query: operand of "${op}" on "${field}"`);
+		}
+	}
+}
+
+/** Throws unless `query` stays inside the subset both NeDB and MongoDB treat alike. */
+export function assertSafeQuery(query: Query): void {
+	for (const [key, value] of Object.entries(query)) {
+		if (key === "$or") {
+			if (!Array.isArray(value) || value.length === 0) throw new Error("Unsafe query: $or needs a list");
+			for (const branch of value) {
+				if (!branch || typeof branch !== "object" || Array.isArray(branch)) throw new Error("Unsafe query: $or branch");
+				for (const [field, cond] of Object.entries(branch as Query)) {
+					if (!FIELD.test(field)) throw new Error(`Unsafe query: field "${field}"`);
+					assertSafeCondition(field, cond);
+				}
+			}
+			continue;
+		}
+		if (!FIELD.test(key)) throw new Error(`Unsafe query: field "${key}"`);
+		assertSafeCondition(key, value);
+	}
+}
+
+/** A case-insensitive "contains" condition over `fields`, with the user's text escaped. */
+export function textSearch(text: string, fields: string[]): Query {
+	const escaped = text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+	const pattern = new RegExp(escaped, "i");
+	return { $or: fields.map(field => ({ [field]: pattern })) };
+}
+
+// ---- documents ------------------------------------------------------------------------------
+
+function clean(value: unknown): unknown {
+	if (Array.isArray(value)) return value.map(clean);
+	if (value instanceof Date) return value;
+	if (value && typeof value === "object") {
+		const out: Record<string, unknown> = {};
+		for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+			if (k === "__v") continue;
+			out[k] = clean(v);
+		}
+		return out;
+	}
+	return value;
+}
+
+/** Storage document → API object: `_id` becomes `id`; dates become ISO strings. */
+export function toPublic(doc: Record<string, unknown>): PublicDoc {
+	const { _id, ...rest } = clean(doc) as Record<string, unknown>;
+	const out: Record<string, unknown> = { id: String(_id) };
+	for (const [k, v] of Object.entries(rest)) out[k] = v instanceof Date ? v.toISOString() : v;
+	return out as PublicDoc;
+}
+
+/** Refuses field names that would act as operators or reach into ids and tenancy. */
+function assertSafeChanges(changes: Record<string, unknown>): void {
+	for (const key of Object.keys(changes)) {
+		if (key.startsWith("$") || key === "_id" || key === "tenantId" || !FIELD.test(key)) {
+			throw new Error(`Unsafe update of field "${key}"`);
+		}
+	}
+}
+
+// ---- adapters -------------------------------------------------------------------------------
+
+function mongooseModel(collection: string, indexes: string[], tenantScoped: boolean): mongoose.Model<Doc> {
+	const existing = mongoose.models[collection] as mongoose.Model<Doc> | undefined;
+	if (existing) return existing;
+	const schema = new mongoose.Schema(
+		{ _id: { type: String, required: true }, ...(tenantScoped ? { tenantId: { type: String, required: true } } : {}) },
+		{ strict: false, versionKey: false, collection, minimize: false }
+	);
+	if (tenantScoped) schema.index({ tenantId: 1 });
+	for (const field of indexes) schema.index(tenantScoped ? { tenantId: 1, [field]: 1 } : { [field]: 1 });
+	return mongoose.model<Doc>(collection, schema);
+}
+
+function createAdapter(options: Required<DbMixinOptions>): { adapter: unknown; model?: mongoose.Model<Doc> } {
+	const config = getConfig();
+	if (config.mongoUri) {
+		const model = mongooseModel(options.collection, options.indexes, options.tenantScoped);
+		return { adapter: new MongooseAdapter(config.mongoUri, { serverSelectionTimeoutMS: 5000 }), model };
+	}
+	if (config.nodeEnv === "test") return { adapter: new MoleculerDb.MemoryAdapter() };
+	const dir = path.join(config.dataDir, "db");
+	fs.mkdirSync(dir, { recursive: true });
+	return { adapter: new MoleculerDb.MemoryAdapter({ filename: path.join(dir, `${options.collection}.db`), autoload: false }) };
+}
+
+// ---- the mixin ------------------------------------------------------------------------------
+
+export interface DbMethods {
+	/** The tenant of the verified caller; 401 when there is none. */
+	tenantOf(ctx: Context): string;
+	findDocs(ctx: Context, query?: Query, options?: FindOptions): Promise<PublicDoc[]>;
+	countDocs(ctx: Context, query?: Query): Promise<number>;
+	/** The API's list shape: rows, total, page, pageSize, totalPages. */
+	pageDocs(ctx: Context, query: Query, page: number, pageSize: number, sort?: string[]): Promise<Page<PublicDoc>>;
+	findDoc(ctx: Context, query: Query): Promise<PublicDoc | null>;
+	/** 404 (NOT_FOUND with `what`) when missing or another tenant's. */
+	getDoc(ctx: Context, id: string, what?: string): Promise<PublicDoc>;
+	insertDoc(ctx: Context, fields: Record<string, unknown>): Promise<PublicDoc>;
+	/** Sets exactly the given fields (no operators, no mass assignment of ids or tenancy). */
+	updateDoc(ctx: Context, id: string, changes: Record<string, unknown>, what?: string): Promise<PublicDoc>;
+	removeDoc(ctx: Context, id: string, what?: string): Promise<PublicDoc>;
+	removeDocs(ctx: Context, query: Query): Promise<number>;
+	/** Unscoped, for work a tenant's caller does not drive (tenant deletion, system jobs). */
+	removeTenantDocs(tenantId: string): Promise<number>;
+}
+
+type DbService = Service &
+	DbMethods & { adapter: Adapter; dbOptions: Required<DbMixinOptions>; scoped(ctx: Context, query?: Query): Query };
+
+export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
+	const options: Required<DbMixinOptions> = { tenantScoped: true, indexes: [], ...opts };
+	const { adapter, model } = createAdapter(options);
+
+	const generic = ["find", "count", "list", "create", "insert", "get", "update", "remove"];
+	const schema = {
+		mixins: [MoleculerDb],
+		adapter,
+		model,
+		settings: { idField: "_id" },
+		// moleculer-db's generic actions would accept raw queries and mass updates: never publish them.
+		actions: Object.fromEntries(generic.map(name => [name, false])),
+
+		methods: {
+			tenantOf(this: DbService, ctx: Context): string {
+				const auth = (ctx.meta as { auth?: Principal | null }).auth;
+				if (!auth?.tenantId) throw Errors.unauthorized();
+				return auth.tenantId;
+			},
+
+			scoped(this: DbService, ctx: Context, query: Query = {}): Query {
+				assertSafeQuery(query);
+				return this.dbOptions.tenantScoped ? { ...query, tenantId: this.tenantOf(ctx) } : { ...query };
+			},
+
+			async findDocs(this: DbService, ctx: Context, query: Query = {}, findOptions: FindOptions = {}) {
+				const docs = await this.adapter.find({ query: this.scoped(ctx, query), ...findOptions });
+				return docs.map(d => toPublic(this.adapter.entityToObject(d)));
+			},
+
+			async countDocs(this: DbService, ctx: Context, query: Query = {}) {
+				return this.adapter.count({ query: this.scoped(ctx, query) });
+			},
+
+			async pageDocs(this: DbService, ctx: Context, query: Query, page: number, pageSize: number, sort = ["-_id"]) {
+				const [rows, total] = await Promise.all([
+					this.findDocs(ctx, query, { sort, limit: pageSize, offset: (page - 1) * pageSize }),
+					this.countDocs(ctx, query)
+				]);
+				return { rows, total, page, pageSize, totalPages: Math.ceil(total / pageSize) };
+			},
+
+			async findDoc(this: DbService, ctx: Context, query: Query) {
+				const doc = await this.adapter.findOne(this.scoped(ctx, query));
+				return doc ? toPublic(this.adapter.entityToObject(doc)) : null;
+			},
+
+			async getDoc(this: DbService, ctx: Context, id: string, what = "Resource") {
+				const doc = typeof id === "string" ? await this.findDoc(ctx, { _id: id }) : null;
+				if (!doc) throw Errors.notFound(what, id);
+				return doc;
+			},
+
+			async insertDoc(this: DbService, ctx: Context, fields: Record<string, unknown>) {
+				assertSafeChanges(fields);
+				const now = new Date().toISOString();
+				const doc: Doc = { createdAt: now, updatedAt: now, ...fields, _id: newId() };
+				if (this.dbOptions.tenantScoped) doc.tenantId = this.tenantOf(ctx);
+				const saved = await this.adapter.insert(doc);
+				return toPublic(this.adapter.entityToObject(saved));
+			},
+
+			async updateDoc(this: DbService, ctx: Context, id: string, changes: Record<string, unknown>, what = "Resource") {
+				assertSafeChanges(changes);
+				const query = this.scoped(ctx, { _id: id });
+				const entries = Object.entries({ ...changes, updatedAt: new Date().toISOString() });
+				const set = Object.fromEntries(entries.filter(([, v]) => v !== undefined));
+				const unset = entries.filter(([, v]) => v === undefined).map(([k]) => k);
+				await this.getDoc(ctx, id, what);
+				const update: Query = { $set: set };
+				if (unset.length) update.$unset = Object.fromEntries(unset.map(k => [k, true]));
+				await this.adapter.updateMany(query, update);
+				return this.getDoc(ctx, id, what);
+			},
+
+			async removeDoc(this: DbService, ctx: Context, id: string, what = "Resource") {
+				const doc = await this.getDoc(ctx, id, what);
+				await this.adapter.removeMany(this.scoped(ctx, { _id: id }));
+				return doc;
+			},
+
+			async removeDocs(this: DbService, ctx: Context, query: Query) {
+				return countOf(await this.adapter.removeMany(this.scoped(ctx, query)));
+			},
+
+			async removeTenantDocs(this: DbService, tenantId: string) {
+				if (!this.dbOptions.tenantScoped) throw new Error(`${options.collection} is not tenant-scoped`);
+				return countOf(await this.adapter.removeMany({ tenantId }));
+			}
+		},
+
+		created(this: DbService) {
+			this.dbOptions = options;
+		},
+
+		async started(this: DbService) {
+			// NeDB keeps an append-only file; compact it now and then so restarts stay fast.
+			const nedb = (this.adapter as unknown as { db?: { setAutocompactionInterval?: (ms: number) => void } }).db;
+			nedb?.setAutocompactionInterval?.(10 * 60_000);
+		},
+
+		async stopped(this: DbService) {
+			const nedb = (this.adapter as unknown as { db?: { stopAutocompaction?: () => void } | null }).db;
+			nedb?.stopAutocompaction?.();
+		}
+	};
+	// moleculer-db's mixin does not type-check as a ServiceSchema: this is the one cast.
+	return schema as unknown as Partial<ServiceSchema>;
+}
+
+/** NeDB answers a count, mongoose a `{deletedCount}`. */
+function countOf(result: unknown): number {
+	if (typeof result === "number") return result;
+	const deleted = (result as { deletedCount?: unknown } | null)?.deletedCount;
+	return typeof deleted === "number" ? deleted : 0;
+}

@@ -1,0 +1,83 @@
+/**
+ * Broker options, built from the validated config. `server.ts` uses them for `npm start`;
+ * tests build brokers with the same function (see test/helpers/broker.ts).
+ */
+import type { BrokerOptions, Errors as MoleculerErrors } from "moleculer";
+import type { MetricsReporter } from "moleculer/src/metrics/registry";
+import ChannelsMiddleware from "@moleculer/channels";
+import { loadConfig, type Config } from "./shared/config";
+import { AppErrorRegenerator } from "./shared/errors";
+import { logFormatter, RequestScopeMiddleware } from "./shared/logging";
+import { InProcessPrometheusReporter } from "./shared/metrics";
+
+/** The channels typings want every option; the middleware fills its own defaults. */
+type ChannelOptions = Parameters<typeof ChannelsMiddleware.Middleware>[0];
+
+/** Errors worth retrying on another node; client errors never are. */
+function retryable(err: Error): boolean {
+	return Boolean((err as MoleculerErrors.MoleculerRetryableError).retryable);
+}
+
+function tracingExporter(config: Config): NonNullable<BrokerOptions["tracing"]> {
+	const { exporter, endpoint } = config.tracing;
+	if (exporter === "none") return { enabled: false };
+	if (exporter === "console") return { enabled: true, exporter: { type: "Console", options: { width: 100 } } };
+	// Jaeger accepts Zipkin's format on its Zipkin-compatible collector, so both use one exporter.
+	return { enabled: true, exporter: { type: "Zipkin", options: { baseURL: endpoint ?? undefined } } };
+}
+
+export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> = {}): BrokerOptions {
+	return {
+		namespace: config.namespace,
+		nodeID: null,
+		logger: {
+			type: "Console",
+			options: { colors: config.logFormat === "pretty", formatter: logFormatter(config.logFormat) }
+		},
+		logLevel: config.logLevel,
+
+		transporter: config.transporter ? { type: "NATS", options: { url: config.transporter } } : null,
+		cacher: config.redisUrl
+			? // ioredis takes the URL as is; the typings only describe its object form.
+				{ type: "Redis", options: { prefix: "marquee-cache", ttl: 3600, redis: config.redisUrl as unknown as Record<string, string> } }
+			: { type: "Memory", options: { ttl: 3600, clone: true } },
+		serializer: "JSON",
+		errorRegenerator: new AppErrorRegenerator(),
+
+		requestTimeout: config.requestTimeoutMs,
+		retryPolicy: { enabled: true, retries: 3, delay: 100, maxDelay: 1000, factor: 2, check: retryable },
+		circuitBreaker: {
+			enabled: true,
+			threshold: 0.5,
+			minRequestCount: 20,
+			windowTime: 60,
+			halfOpenTime: 10_000,
+			check: (err: Error) => retryable(err) || (err as MoleculerErrors.MoleculerError).code >= 500
+		},
+		// In-flight requests finish before the broker stops (SIGTERM drains).
+		tracking: { enabled: true, shutdownTimeout: config.shutdownTimeoutMs },
+		registry: { strategy: "RoundRobin", preferLocal: true },
+
+		validator: true,
+		metrics: {
+			enabled: true,
+			// A reporter instance is accepted at run time; the typings list only config objects.
+			reporter: new InProcessPrometheusReporter({
+				defaultLabels: () => ({ namespace: config.namespace || "marquee" })
+			}) as unknown as MetricsReporter
+		},
+		tracing: tracingExporter(config),
+
+		middlewares: [
+			RequestScopeMiddleware,
+			ChannelsMiddleware.Middleware({
+				adapter: config.transporter ? { type: "NATS", options: { nats: { url: config.transporter } } } : "Fake",
+				context: true
+			} as ChannelOptions)
+		],
+		...overrides
+	};
+}
+
+/** For `moleculer-runner` and the REPL: options from the process environment. */
+export default brokerOptions(loadConfig());

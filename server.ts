@@ -1,0 +1,105 @@
+/**
+ * Entry point: `npm start` (tsx) and `node dist/server.js` (image). Validates the config, starts
+ * a broker with the services named by SERVICES (all by default), and drains on SIGTERM.
+ * Flags: --hot (reload services on change), --repl (Moleculer REPL).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { ServiceBroker, type ServiceSchema } from "moleculer";
+import { brokerOptions } from "./moleculer.config";
+import { ConfigError, loadConfig, setConfig, type Config } from "./shared/config";
+import { lifecycle } from "./shared/lifecycle";
+import { startOpsServer, type OpsServer } from "./shared/ops-server";
+
+export interface Platform {
+	broker: ServiceBroker;
+	config: Config;
+	stop(): Promise<void>;
+}
+
+export interface StartOptions {
+	hot?: boolean;
+	/** Extra service schemas (tests add slow or probing services). */
+	extraServices?: ServiceSchema[];
+}
+
+/** The file of a service in this build, `.ts` under tsx and `.js` in dist. */
+function serviceFile(name: string): string | null {
+	for (const ext of [".ts", ".js"]) {
+		const file = path.join(__dirname, "services", `${name}.service${ext}`);
+		if (fs.existsSync(file)) return file;
+	}
+	return null;
+}
+
+export async function startPlatform(config: Config, options: StartOptions = {}): Promise<Platform> {
+	setConfig(config);
+	fs.mkdirSync(config.dataDir, { recursive: true });
+	let ops: OpsServer | null = null;
+	const broker = new ServiceBroker(
+		brokerOptions(config, { hotReload: Boolean(options.hot), skipProcessEventRegistration: true })
+	);
+
+	for (const name of config.services) {
+		const file = serviceFile(name);
+		if (file) broker.loadService(file);
+		else broker.logger.warn(`Service '${name}' is not part of this build yet; skipped.`);
+	}
+	for (const schema of options.extraServices ?? []) broker.createService(schema);
+
+	await broker.start();
+	if (!config.services.includes("api")) ops = await startOpsServer(config, broker);
+
+	return {
+		broker,
+		config,
+		async stop() {
+			lifecycle.draining = true;
+			await broker.stop();
+			await ops?.close();
+		}
+	};
+}
+
+/** SIGTERM/SIGINT: stop taking work, let in-flight requests finish (broker tracking), exit 0. */
+export function exitOnSignals(platform: Platform): void {
+	let stopping = false;
+	const shutdown = (signal: string) => {
+		if (stopping) return;
+		stopping = true;
+		platform.broker.logger.info(`${signal} received: draining in-flight requests, then exiting.`);
+		platform.stop().then(
+			() => process.exit(0),
+			err => {
+				platform.broker.logger.error("Shutdown failed", err);
+				process.exit(1);
+			}
+		);
+	};
+	process.on("SIGTERM", () => shutdown("SIGTERM"));
+	process.on("SIGINT", () => shutdown("SIGINT"));
+}
+
+async function main(): Promise<void> {
+	let config: Config;
+	try {
+		config = loadConfig();
+	} catch (err) {
+		if (err instanceof ConfigError) {
+			console.error(`marquee: invalid configuration: ${err.message}`);
+			process.exit(1);
+		}
+		throw err;
+	}
+	const flags = new Set(process.argv.slice(2));
+	const platform = await startPlatform(config, { hot: flags.has("--hot") });
+	exitOnSignals(platform);
+	if (flags.has("--repl")) await platform.broker.repl();
+}
+
+if (require.main === module) {
+	main().catch(err => {
+		console.error("marquee: failed to start:", err instanceof Error ? err.message : err);
+		process.exit(1);
+	});
+}

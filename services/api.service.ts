@@ -1,0 +1,320 @@
+/**
+ * The gateway (moleculer-web). REST under /api/v1 is generated from the `rest` field of every
+ * published action; each request is authenticated (bearer token → `auth.resolve`), authorized
+ * against the RBAC table, rate limited, and every failure answers in the API's error shape with
+ * the request id. Operations endpoints (/health/*, /metrics, /api/openapi.json, /api/docs) sit
+ * beside it.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import fs from "node:fs";
+import type { Context, Service, ServiceSchema } from "moleculer";
+import ApiGateway from "moleculer-web";
+import type { ApiRouteSchema, ApiSettingsSchema } from "moleculer-web";
+import { getConfig, type Config } from "../shared/config";
+import { Errors, toApiError } from "../shared/errors";
+import { newId } from "../shared/ids";
+import { acceptableRequestId, requestScope } from "../shared/logging";
+import { decide, isPermission, type Principal } from "../shared/rbac";
+import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
+import { hitRateLimit } from "../shared/rate-limit";
+import { dependencyChecks, runChecks, type Check } from "../shared/health";
+import { prometheusText } from "../shared/metrics";
+import { lifecycle } from "../shared/lifecycle";
+import { buildOpenApi, type RouteDoc } from "../shared/openapi";
+import { DOCS_PAGE_CSP, docsPageHtml, swaggerAssetContentType, swaggerAssetPath } from "../shared/docs-page";
+
+export const API_PREFIX = "/api/v1";
+const RATE_WINDOW_MS = 60_000;
+
+/** What the gateway knows about a request beyond Node's own fields. */
+type GatewayRequest = IncomingMessage & {
+	$ctx: Context<unknown, GatewayMeta>;
+	$action?: { name: string; permission?: unknown };
+	$route?: unknown;
+	parsedUrl?: string;
+	/** Path, query and body params merged by moleculer-web. */
+	$params?: Record<string, unknown>;
+};
+
+export interface GatewayMeta {
+	auth: Principal | null;
+	ip: string;
+	userAgent: string;
+	requestId: string;
+	$statusCode?: number;
+	$responseHeaders?: Record<string, string>;
+	$location?: string;
+}
+
+interface Alias {
+	method: string;
+	fullPath: string;
+	action: string | null;
+	type?: string;
+}
+
+interface ActionDefinition {
+	name: string;
+	params?: Record<string, unknown>;
+	permission?: unknown;
+	summary?: string;
+	successStatus?: number;
+}
+
+interface ApiVars {
+	config: Config;
+	kv: KeyValueStore;
+	checks: Record<string, Check>;
+	/** moleculer-web's alias and route tables. */
+	aliases: Alias[];
+	routes: unknown[];
+	addRoute(route: ApiRouteSchema): unknown;
+}
+
+interface ApiMethods {
+	clientIp(req: IncomingMessage): string;
+	sendJson(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void;
+	routeDocs(): RouteDoc[];
+}
+
+type ApiThis = Service<ApiSettingsSchema> & ApiVars & ApiMethods;
+
+/** The API's error body for any error, with the request id; never a stack trace. */
+function writeError(this: ApiThis, req: IncomingMessage, res: ServerResponse, err: unknown): void {
+	const apiError = toApiError(err);
+	const requestId = String(res.getHeader("X-Request-Id") ?? "");
+	if (apiError.code >= 500) this.logger.error("Request failed", req.method, req.url, err);
+	if (res.headersSent) {
+		res.end();
+		return;
+	}
+	const headers: Record<string, string> = {};
+	const retryAfter = (apiError.data as { retryAfter?: unknown } | undefined)?.retryAfter;
+	if (apiError.code === 429) headers["Retry-After"] = String(typeof retryAfter === "number" ? retryAfter : 60);
+	if (apiError.code === 401) headers["WWW-Authenticate"] = 'Bearer realm="marquee"';
+	const data = apiError.data === undefined ? {} : apiError.data;
+	this.sendJson(res, apiError.code, { error: { ...apiError, data, requestId } }, headers);
+}
+
+function bearerToken(req: IncomingMessage): string | null {
+	const header = req.headers.authorization;
+	if (!header) return null;
+	const match = /^Bearer\s+(\S{1,4096})\s*$/i.exec(header);
+	if (!match) throw Errors.unauthorized("Malformed Authorization header; expected 'Bearer <token>'");
+	return match[1];
+}
+
+const ApiService: ServiceSchema<ApiSettingsSchema, ApiMethods, ApiVars> = {
+	name: "api",
+	mixins: [ApiGateway as unknown as Partial<ServiceSchema>],
+
+	actions: {
+		// A retry would replay the whole HTTP exchange on a consumed request: retries belong to
+		// the action calls made inside it.
+		rest: { retryPolicy: { enabled: false } },
+		// moleculer-web's alias listing would be an unguarded REST route: switched off.
+		listAliases: false
+	},
+
+	settings: {
+		port: 3000,
+		ip: "0.0.0.0",
+		logRequestParams: null,
+		logResponseData: null,
+		log4XXResponses: false,
+		optimizeOrder: true,
+		routes: [],
+		onError: writeError
+	},
+
+	methods: {
+		/** Runs each HTTP request with a request id in scope, so every log line carries it. */
+		httpHandler(this: ApiThis, req: IncomingMessage, res: ServerResponse, next?: unknown) {
+			const given = req.headers["x-request-id"];
+			const requestId = acceptableRequestId(given) ? given : newId();
+			req.headers["x-request-id"] = requestId;
+			delete req.headers["x-correlation-id"];
+			res.setHeader("X-Request-Id", requestId);
+			const original = ApiGateway.methods!.httpHandler as (...args: unknown[]) => Promise<void>;
+			return requestScope.run({ requestId }, () => original.call(this, req, res, next));
+		},
+
+		clientIp(this: ApiThis, req: IncomingMessage): string {
+			const socketIp = req.socket.remoteAddress ?? "unknown";
+			const hops = this.config.trustProxyHops;
+			if (hops === 0) return socketIp;
+			const forwarded = String(req.headers["x-forwarded-for"] ?? "")
+				.split(",")
+				.map(s => s.trim())
+				.filter(Boolean);
+			// Entries are appended by each proxy: the client is the one our outermost trusted proxy saw.
+			return forwarded[forwarded.length - hops] ?? socketIp;
+		},
+
+		/** Authentication hook: resolves a bearer token into the principal in `ctx.meta.auth`. */
+		async authenticate(this: ApiThis, ctx: Context<unknown, GatewayMeta>, _route: unknown, req: GatewayRequest) {
+			ctx.meta.auth = null;
+			ctx.meta.ip = this.clientIp(req);
+			ctx.meta.userAgent = String(req.headers["user-agent"] ?? "").slice(0, 256);
+			ctx.meta.requestId = ctx.requestID ?? "";
+
+			const permission = req.$action?.permission;
+			const token = bearerToken(req);
+			// Public routes never need the token resolved (and a stale one must not block them).
+			if (!token || !isPermission(permission) || permission === "public") return null;
+			try {
+				ctx.meta.auth = (await ctx.call("auth.resolve", { token })) as Principal | null;
+			} catch (err) {
+				const name = (err as Error).name;
+				if (name === "ServiceNotFoundError" || name === "ServiceNotAvailableError") {
+					throw Errors.unavailable("Authentication service unavailable");
+				}
+				throw err;
+			}
+			return null;
+		},
+
+		/** Authorization hook: the RBAC table decides, then the caller's rate limit is counted. */
+		async authorize(this: ApiThis, ctx: Context<unknown, GatewayMeta>, _route: unknown, req: GatewayRequest) {
+			const permission = req.$action?.permission;
+			if (!isPermission(permission)) {
+				this.logger.error(`Action '${req.$action?.name}' declares no known permission; denying`);
+				throw Errors.forbidden("This route is not available");
+			}
+			const decision = decide(permission, ctx.meta.auth);
+			if (decision === "unauthenticated") {
+				throw Errors.unauthorized(ctx.meta.auth ? "This token cannot be used here" : "Authentication required");
+			}
+			if (decision === "forbidden") throw Errors.forbidden();
+
+			const auth = ctx.meta.auth;
+			const who = auth
+				? `${auth.kind}:${auth.tenantId}:${auth.userId ?? auth.apiKeyId ?? auth.displayId ?? ""}`
+				: `ip:${ctx.meta.ip}`;
+			const limit = await hitRateLimit(this.kv, who, this.config.rateLimit.perMinute, RATE_WINDOW_MS);
+			ctx.meta.$responseHeaders = {
+				...ctx.meta.$responseHeaders,
+				"RateLimit-Limit": String(limit.limit),
+				"RateLimit-Remaining": String(limit.remaining),
+				"RateLimit-Reset": String(limit.resetSec)
+			};
+			if (!limit.allowed) throw Errors.rateLimited(limit.resetSec);
+		},
+
+		sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+			const payload = JSON.stringify(body);
+			res.writeHead(status, {
+				"Content-Type": "application/json; charset=utf-8",
+				"Content-Length": Buffer.byteLength(payload),
+				...headers
+			});
+			res.end(payload);
+		},
+
+		/** Every alias (REST and operations) with its action's params and permission, for the OpenAPI document. */
+		routeDocs(this: ApiThis): RouteDoc[] {
+			const actions = new Map<string, ActionDefinition>();
+			const list = this.broker.registry.getActionList({ skipInternal: true, withEndpoints: false }) as Array<{
+				name: string;
+				action?: ActionDefinition;
+			}>;
+			for (const item of list) if (item.action) actions.set(item.name, item.action);
+			return this.aliases.map(alias => {
+				if (!alias.action) return { method: alias.method, path: alias.fullPath, permission: null, tags: ["operations"] };
+				const action = actions.get(alias.action);
+				return {
+					method: alias.method,
+					path: alias.fullPath,
+					action: alias.action,
+					summary: action?.summary,
+					permission: isPermission(action?.permission) && action?.permission !== "public" ? action.permission : null,
+					params: action?.params,
+					tags: [alias.action.split(".")[0]],
+					successStatus: action?.successStatus,
+					aliasType: alias.type === "multipart" || alias.type === "stream" ? alias.type : "call"
+				};
+			});
+		}
+	},
+
+	created(this: ApiThis) {
+		this.config = getConfig();
+		this.kv = sharedKeyValueStore(this.config);
+		this.checks = dependencyChecks(this.config, this.broker);
+		const config = this.config;
+		const cors = config.corsOrigins.length
+			? {
+					origin: config.corsOrigins.includes("*") ? "*" : config.corsOrigins,
+					methods: ["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+					allowedHeaders: ["Authorization", "Content-Type", "X-Request-Id", "If-None-Match"],
+					exposedHeaders: ["X-Request-Id", "ETag", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
+					credentials: false,
+					maxAge: 600
+				}
+			: undefined;
+
+		const ops = {
+			"GET /health/live": (_req: IncomingMessage, res: ServerResponse) => this.sendJson(res, 200, { status: "ok" }),
+			"GET /health/ready": async (_req: IncomingMessage, res: ServerResponse) => {
+				const readiness = await runChecks(this.checks);
+				if (lifecycle.draining) {
+					readiness.status = "fail";
+					readiness.checks.shutdown = { status: "fail", latencyMs: 0, error: "shutting down" };
+				}
+				this.sendJson(res, readiness.status === "ok" ? 200 : 503, readiness);
+			},
+			"GET /metrics": (_req: IncomingMessage, res: ServerResponse) => {
+				const text = prometheusText(this.broker.metrics) ?? "";
+				res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
+				res.end(text);
+			},
+			"GET /api/openapi.json": (_req: IncomingMessage, res: ServerResponse) =>
+				this.sendJson(
+					res,
+					200,
+					buildOpenApi(this.routeDocs(), {
+						title: "Marquee API",
+						version: "1",
+						description: "Multi-tenant digital signage backend. Errors: {error:{type,message,code,data,requestId}}."
+					})
+				),
+			"GET /api/docs": (_req: IncomingMessage, res: ServerResponse) => {
+				res.writeHead(200, { "Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": DOCS_PAGE_CSP });
+				res.end(docsPageHtml("/api/openapi.json", "/api/docs/assets"));
+			},
+			"GET /api/docs/assets/:file": (req: GatewayRequest, res: ServerResponse) => {
+				const name = String(req.$params?.file ?? "");
+				const file = swaggerAssetPath(name);
+				const type = swaggerAssetContentType(name);
+				if (!file || !type) throw Errors.notFound("Asset");
+				res.writeHead(200, { "Content-Type": type, "Cache-Control": "public, max-age=3600" });
+				fs.createReadStream(file).pipe(res);
+			}
+		};
+
+		this.settings.port = config.port;
+		this.settings.ip = config.host;
+		const routes: ApiRouteSchema[] = [
+			{
+				name: "rest",
+				path: API_PREFIX,
+				autoAliases: true,
+				mappingPolicy: "restrict",
+				authentication: true,
+				authorization: true,
+				cors,
+				bodyParsers: { json: { limit: config.maxBodyBytes, strict: true }, urlencoded: false },
+				callOptions: { timeout: config.requestTimeoutMs },
+				logging: true
+			},
+			{ name: "ops", path: "/", aliases: ops, mappingPolicy: "restrict", bodyParsers: false, logging: false, cors }
+		];
+		// moleculer-web's own created() ran first, before the config was read: register the routes now.
+		this.settings.routes = routes;
+		this.routes = [];
+		this.aliases = [];
+		for (const route of routes) this.addRoute(route);
+	},
+};
+
+export default ApiService;

@@ -1,0 +1,253 @@
+/**
+ * The one config loader. Every environment variable the platform reads is declared in
+ * VARIABLES below (name, default, description, parser); `loadConfig` validates them all at
+ * start-up and throws a ConfigError naming the first bad one. The README table and
+ * .env.example are checked against this list by a unit test.
+ */
+import path from "node:path";
+
+export const SERVICE_NAMES = [
+	"api",
+	"auth",
+	"tenants",
+	"devices",
+	"media",
+	"scheduling",
+	"notifications",
+	"billing",
+	"analytics"
+] as const;
+export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+export type NodeEnv = "development" | "production" | "test";
+export type LogFormat = "pretty" | "json";
+export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace";
+export type TracingExporter = "none" | "console" | "zipkin" | "jaeger";
+
+export interface Config {
+	nodeEnv: NodeEnv;
+	port: number;
+	host: string;
+	opsPort: number;
+	dataDir: string;
+	transporter: string | null;
+	mongoUri: string | null;
+	redisUrl: string | null;
+	s3: { endpoint: string | null; accessKey: string; secretKey: string; bucket: string; region: string };
+	clickhouseUrl: string | null;
+	smtpUrl: string | null;
+	stripe: { secretKey: string | null; webhookSecret: string | null };
+	jwtSecret: string | null;
+	services: ServiceName[];
+	namespace: string;
+	logLevel: LogLevel;
+	logFormat: LogFormat;
+	tracing: { exporter: TracingExporter; endpoint: string | null };
+	corsOrigins: string[];
+	maxBodyBytes: number;
+	rateLimit: { perMinute: number };
+	trustProxyHops: number;
+	requestTimeoutMs: number;
+	shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+	constructor(
+		readonly variable: string,
+		problem: string
+	) {
+		super(`${variable} ${problem}`);
+		this.name = "ConfigError";
+	}
+}
+
+type Env = Record<string, string | undefined>;
+
+interface Variable {
+	name: string;
+	/** Shown in the README and .env.example; empty = unset. */
+	example: string;
+	description: string;
+}
+
+/** Every variable, in the order the README lists them. */
+export const VARIABLES: Variable[] = [
+	{ name: "NODE_ENV", example: "development", description: "`development`, `production` or `test`; production requires `JWT_SECRET` and logs JSON" },
+	{ name: "PORT", example: "3000", description: "HTTP port of the API gateway" },
+	{ name: "HOST", example: "0.0.0.0", description: "address the gateway binds to" },
+	{ name: "OPS_PORT", example: "3001", description: "health and metrics port of a process that does not run the gateway" },
+	{ name: "DATA_DIR", example: "./data", description: "embedded-mode data: NeDB files, embedded S3, mail, generated secrets" },
+	{ name: "SERVICES", example: "", description: "comma-separated services this process runs (unset = all): " + SERVICE_NAMES.join(", ") },
+	{ name: "NAMESPACE", example: "", description: "Moleculer namespace; nodes only see nodes of the same namespace" },
+	{ name: "TRANSPORTER", example: "", description: "`nats://host:4222` to run services in several processes; unset = one local process" },
+	{ name: "MONGO_URI", example: "", description: "`mongodb://…`; unset = NeDB files under `DATA_DIR/db`" },
+	{ name: "REDIS_URL", example: "", description: "`redis://…` for cache, presence, locks and rate limits; unset = in-process memory" },
+	{ name: "S3_ENDPOINT", example: "", description: "`http(s)://host:port` of MinIO/S3; unset = embedded S3 server under `DATA_DIR/s3`" },
+	{ name: "S3_ACCESS_KEY", example: "", description: "S3 access key (required with `S3_ENDPOINT`)" },
+	{ name: "S3_SECRET_KEY", example: "", description: "S3 secret key (required with `S3_ENDPOINT`)" },
+	{ name: "S3_BUCKET", example: "marquee", description: "bucket for media objects; created when missing" },
+	{ name: "S3_REGION", example: "us-east-1", description: "S3 region" },
+	{ name: "CLICKHOUSE_URL", example: "", description: "`http://user:pass@host:8123/db`; unset = embedded analytics store" },
+	{ name: "SMTP_URL", example: "", description: "`smtp(s)://user:pass@host:port`; unset = mail written to `DATA_DIR/mail`" },
+	{ name: "STRIPE_SECRET_KEY", example: "", description: "enables payments; unset = free plan with limits enforced" },
+	{ name: "STRIPE_WEBHOOK_SECRET", example: "", description: "`whsec_…` used to verify Stripe webhooks" },
+	{ name: "JWT_SECRET", example: "", description: "≥ 32 characters; required in production, generated into `DATA_DIR` otherwise" },
+	{ name: "LOG_LEVEL", example: "info", description: "fatal, error, warn, info, debug or trace" },
+	{ name: "LOG_FORMAT", example: "", description: "`pretty` or `json` (default: json in production, pretty otherwise)" },
+	{ name: "TRACING_EXPORTER", example: "none", description: "none, console, zipkin or jaeger" },
+	{ name: "TRACING_ENDPOINT", example: "", description: "collector URL for zipkin or jaeger" },
+	{ name: "CORS_ORIGINS", example: "", description: "comma-separated allowed browser origins (unset = no cross-origin access)" },
+	{ name: "MAX_BODY_BYTES", example: "1048576", description: "largest JSON body the gateway accepts (413 beyond)" },
+	{ name: "RATE_LIMIT_PER_MINUTE", example: "600", description: "requests per minute per principal (or client address when anonymous)" },
+	{ name: "TRUST_PROXY_HOPS", example: "0", description: "reverse proxies in front of the gateway whose `X-Forwarded-For` entry is trusted" },
+	{ name: "REQUEST_TIMEOUT_MS", example: "30000", description: "action call timeout" },
+	{ name: "SHUTDOWN_TIMEOUT_MS", example: "10000", description: "how long SIGTERM waits for in-flight requests" }
+];
+
+const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace"];
+const TRACING_EXPORTERS: TracingExporter[] = ["none", "console", "zipkin", "jaeger"];
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+	const raw = env[name];
+	if (raw === undefined || raw === "") return fallback;
+	if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+	const value = Number(raw.trim());
+	if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+	return value;
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+	const raw = env[name];
+	if (raw === undefined || raw === "") return fallback;
+	if (!(allowed as readonly string[]).includes(raw)) {
+		throw new ConfigError(name, `must be one of ${allowed.join(", ")}, got "${raw}"`);
+	}
+	return raw as T;
+}
+
+/** Parses a URL whose scheme is one of `schemes`; unset → null. The message never echoes credentials. */
+function url(env: Env, name: string, schemes: string[]): string | null {
+	const raw = env[name];
+	if (raw === undefined || raw.trim() === "") return null;
+	const schemeList = schemes.map(s => `${s}://`).join(" or ");
+	let parsed: URL;
+	try {
+		parsed = new URL(raw.trim());
+	} catch {
+		throw new ConfigError(name, `must be a URL starting with ${schemeList}`);
+	}
+	if (!schemes.includes(parsed.protocol.replace(/:$/, ""))) {
+		throw new ConfigError(name, `must start with ${schemeList}, got "${parsed.protocol}//…"`);
+	}
+	if (!parsed.hostname) throw new ConfigError(name, "has no host");
+	return raw.trim();
+}
+
+function list(env: Env, name: string): string[] {
+	return (env[name] ?? "")
+		.split(",")
+		.map(s => s.trim())
+		.filter(Boolean);
+}
+
+function services(env: Env): ServiceName[] {
+	const names = list(env, "SERVICES");
+	if (names.length === 0 || names.includes("*") || names.includes("all")) return [...SERVICE_NAMES];
+	for (const name of names) {
+		if (!(SERVICE_NAMES as readonly string[]).includes(name)) {
+			throw new ConfigError("SERVICES", `names an unknown service "${name}" (known: ${SERVICE_NAMES.join(", ")})`);
+		}
+	}
+	return SERVICE_NAMES.filter(name => names.includes(name));
+}
+
+function corsOrigins(env: Env): string[] {
+	const origins = list(env, "CORS_ORIGINS");
+	for (const origin of origins) {
+		if (origin === "*") continue;
+		let parsed: URL | null = null;
+		try {
+			parsed = new URL(origin);
+		} catch {
+			/* reported below */
+		}
+		if (!parsed || !["http:", "https:"].includes(parsed.protocol) || parsed.origin !== origin.replace(/\/$/, "")) {
+			throw new ConfigError("CORS_ORIGINS", `entry "${origin}" is not an origin like https://cms.example.com`);
+		}
+	}
+	return origins.map(o => o.replace(/\/$/, ""));
+}
+
+export function loadConfig(env: Env = process.env): Config {
+	const nodeEnv = oneOf<NodeEnv>(env, "NODE_ENV", ["development", "production", "test"], "development");
+	const production = nodeEnv === "production";
+
+	const s3Endpoint = url(env, "S3_ENDPOINT", ["http", "https"]);
+	if (s3Endpoint && (!env.S3_ACCESS_KEY || !env.S3_SECRET_KEY)) {
+		throw new ConfigError(env.S3_ACCESS_KEY ? "S3_SECRET_KEY" : "S3_ACCESS_KEY", "is required when S3_ENDPOINT is set");
+	}
+	const bucket = env.S3_BUCKET || "marquee";
+	if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+		throw new ConfigError("S3_BUCKET", `is not a valid bucket name: "${bucket}"`);
+	}
+
+	const jwtSecret = env.JWT_SECRET || null;
+	if (jwtSecret !== null && jwtSecret.length < 32) throw new ConfigError("JWT_SECRET", "must be at least 32 characters");
+	if (production && jwtSecret === null) throw new ConfigError("JWT_SECRET", "is required when NODE_ENV=production");
+
+	const transporter = url(env, "TRANSPORTER", ["nats"]);
+	const tracingExporter = oneOf(env, "TRACING_EXPORTER", TRACING_EXPORTERS, "none");
+	const tracingEndpoint = url(env, "TRACING_ENDPOINT", ["http", "https"]);
+	if ((tracingExporter === "zipkin" || tracingExporter === "jaeger") && !tracingEndpoint) {
+		throw new ConfigError("TRACING_ENDPOINT", `is required when TRACING_EXPORTER=${tracingExporter}`);
+	}
+
+	const namespace = env.NAMESPACE ?? "";
+	if (!/^[A-Za-z0-9_-]{0,64}$/.test(namespace)) throw new ConfigError("NAMESPACE", "may hold only letters, digits, - and _");
+
+	return {
+		nodeEnv,
+		port: integer(env, "PORT", 3000, 0, 65535),
+		host: env.HOST || "0.0.0.0",
+		opsPort: integer(env, "OPS_PORT", 3001, 0, 65535),
+		dataDir: path.resolve(env.DATA_DIR || "./data"),
+		transporter,
+		mongoUri: url(env, "MONGO_URI", ["mongodb", "mongodb+srv"]),
+		redisUrl: url(env, "REDIS_URL", ["redis", "rediss"]),
+		s3: {
+			endpoint: s3Endpoint,
+			accessKey: env.S3_ACCESS_KEY ?? "",
+			secretKey: env.S3_SECRET_KEY ?? "",
+			bucket,
+			region: env.S3_REGION || "us-east-1"
+		},
+		clickhouseUrl: url(env, "CLICKHOUSE_URL", ["http", "https"]),
+		smtpUrl: url(env, "SMTP_URL", ["smtp", "smtps"]),
+		stripe: { secretKey: env.STRIPE_SECRET_KEY || null, webhookSecret: env.STRIPE_WEBHOOK_SECRET || null },
+		jwtSecret,
+		services: services(env),
+		namespace,
+		logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, nodeEnv === "test" ? "warn" : "info"),
+		logFormat: oneOf<LogFormat>(env, "LOG_FORMAT", ["pretty", "json"], production ? "json" : "pretty"),
+		tracing: { exporter: tracingExporter, endpoint: tracingEndpoint },
+		corsOrigins: corsOrigins(env),
+		maxBodyBytes: integer(env, "MAX_BODY_BYTES", 1024 * 1024, 1024, 100 * 1024 * 1024),
+		rateLimit: { perMinute: integer(env, "RATE_LIMIT_PER_MINUTE", 600, 1, 1_000_000) },
+		trustProxyHops: integer(env, "TRUST_PROXY_HOPS", 0, 0, 10),
+		requestTimeoutMs: integer(env, "REQUEST_TIMEOUT_MS", 30_000, 100, 600_000),
+		shutdownTimeoutMs: integer(env, "SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000)
+	};
+}
+
+let current: Config | null = null;
+
+/** The process's config, loaded from the environment on first use. */
+export function getConfig(): Config {
+	current ??= loadConfig();
+	return current;
+}
+
+/** Replaces the process's config (server start-up and tests). */
+export function setConfig(config: Config): void {
+	current = config;
+}

@@ -1,0 +1,171 @@
+/**
+ * The one error helper. Services throw `AppError`s built by `Errors.*`; the gateway turns any
+ * error into the API's shape with `toApiError`. `AppErrorRegenerator` makes the typed errors
+ * survive the transporter between processes.
+ */
+import { Errors as MoleculerErrors } from "moleculer";
+
+export type ApiErrorType =
+	| "BAD_REQUEST"
+	| "UNAUTHORIZED"
+	| "QUOTA_EXCEEDED"
+	| "FORBIDDEN"
+	| "NOT_FOUND"
+	| "CONFLICT"
+	| "PAYLOAD_TOO_LARGE"
+	| "UNSUPPORTED_MEDIA_TYPE"
+	| "VALIDATION_ERROR"
+	| "RATE_LIMITED"
+	| "SERVICE_UNAVAILABLE"
+	| "INTERNAL_ERROR";
+
+export const STATUS_OF: Record<ApiErrorType, number> = {
+	BAD_REQUEST: 400,
+	UNAUTHORIZED: 401,
+	QUOTA_EXCEEDED: 402,
+	FORBIDDEN: 403,
+	NOT_FOUND: 404,
+	CONFLICT: 409,
+	PAYLOAD_TOO_LARGE: 413,
+	UNSUPPORTED_MEDIA_TYPE: 415,
+	VALIDATION_ERROR: 422,
+	RATE_LIMITED: 429,
+	SERVICE_UNAVAILABLE: 503,
+	INTERNAL_ERROR: 500
+};
+
+const TYPE_OF_STATUS = new Map<number, ApiErrorType>(
+	Object.entries(STATUS_OF).map(([type, status]) => [status, type as ApiErrorType])
+);
+
+export interface FieldError {
+	field: string;
+	message: string;
+	type?: string;
+}
+
+/** A client-facing error. Its `type` is one of the API's error types. */
+export class AppError extends MoleculerErrors.MoleculerError {
+	constructor(type: ApiErrorType, message: string, data?: unknown) {
+		super(message, STATUS_OF[type], type, data);
+		this.name = "AppError";
+		// A decision, not a transport hiccup: retrying on another node would answer the same.
+		this.retryable = false;
+	}
+}
+
+export const Errors = {
+	badRequest: (message = "Malformed request", data?: unknown) => new AppError("BAD_REQUEST", message, data),
+	unauthorized: (message = "Authentication required") => new AppError("UNAUTHORIZED", message),
+	quotaExceeded: (message: string, data?: unknown) => new AppError("QUOTA_EXCEEDED", message, data),
+	forbidden: (message = "Your role does not allow this") => new AppError("FORBIDDEN", message),
+	notFound: (what = "Resource", id?: string) =>
+		new AppError("NOT_FOUND", `${what} not found`, id === undefined ? undefined : { id }),
+	conflict: (message: string, data?: unknown) => new AppError("CONFLICT", message, data),
+	payloadTooLarge: (message = "Request body too large", data?: unknown) =>
+		new AppError("PAYLOAD_TOO_LARGE", message, data),
+	unsupportedMediaType: (message: string, data?: unknown) => new AppError("UNSUPPORTED_MEDIA_TYPE", message, data),
+	validation: (fields: FieldError[], message = "Validation failed") => new AppError("VALIDATION_ERROR", message, fields),
+	rateLimited: (retryAfterSec: number) =>
+		new AppError("RATE_LIMITED", "Too many requests, retry later", { retryAfter: Math.max(1, Math.ceil(retryAfterSec)) }),
+	unavailable: (message = "Service unavailable", data?: unknown) => new AppError("SERVICE_UNAVAILABLE", message, data)
+};
+
+export interface ApiError {
+	type: ApiErrorType;
+	message: string;
+	code: number;
+	data?: unknown;
+}
+
+interface ErrorLike {
+	name?: unknown;
+	message?: unknown;
+	code?: unknown;
+	type?: unknown;
+	data?: unknown;
+	status?: unknown;
+	statusCode?: unknown;
+}
+
+/** fastest-validator's failures → `[{field, message, type}]` (no echo of the rejected value). */
+function fieldErrors(data: unknown): FieldError[] {
+	if (!Array.isArray(data)) return [];
+	return data.map(item => {
+		const entry = (item ?? {}) as { field?: unknown; message?: unknown; type?: unknown };
+		return {
+			field: typeof entry.field === "string" ? entry.field : "",
+			message: typeof entry.message === "string" ? entry.message : "is invalid",
+			type: typeof entry.type === "string" ? entry.type : undefined
+		};
+	});
+}
+
+/**
+ * Any thrown value → the API's error body (without requestId, which the gateway adds).
+ * Unknown and 5xx errors become a generic message: internals never leak into a response.
+ */
+export function toApiError(err: unknown): ApiError {
+	const e = (err ?? {}) as ErrorLike;
+	const name = typeof e.name === "string" ? e.name : "";
+	const type = typeof e.type === "string" ? e.type : "";
+	const message = typeof e.message === "string" ? e.message : "";
+
+	if (err instanceof AppError || (name === "AppError" && type in STATUS_OF)) {
+		const apiType = type as ApiErrorType;
+		if (apiType === "INTERNAL_ERROR") return internal();
+		return { type: apiType, message, code: STATUS_OF[apiType], data: e.data };
+	}
+
+	// Moleculer's parameter validation.
+	if (name === "ValidationError" || type === "VALIDATION_ERROR") {
+		return { type: "VALIDATION_ERROR", message: "Validation failed", code: 422, data: fieldErrors(e.data) };
+	}
+
+	// body-parser and raw-body failures carry `type` and `status`.
+	const status = typeof e.status === "number" ? e.status : typeof e.statusCode === "number" ? e.statusCode : undefined;
+	if (type === "entity.parse.failed") return { type: "BAD_REQUEST", message: "Malformed JSON body", code: 400 };
+	if (type === "entity.too.large" || status === 413) {
+		return { type: "PAYLOAD_TOO_LARGE", message: "Request body too large", code: 413 };
+	}
+	if (type === "encoding.unsupported" || type === "charset.unsupported" || status === 415) {
+		return { type: "UNSUPPORTED_MEDIA_TYPE", message: "Unsupported body encoding", code: 415 };
+	}
+	if (type === "request.aborted") return { type: "BAD_REQUEST", message: "Request aborted", code: 400 };
+
+	// Moleculer / moleculer-web built-ins.
+	switch (name) {
+		case "ServiceNotFoundError":
+			return { type: "NOT_FOUND", message: "Not found", code: 404 };
+		case "ServiceNotAvailableError":
+		case "RequestTimeoutError":
+		case "BrokerDisconnectedError":
+		case "QueueIsFullError":
+		case "BrokerOptionsError":
+			return { type: "SERVICE_UNAVAILABLE", message: "Service unavailable, retry later", code: 503 };
+		case "RateLimitExceeded":
+			return { type: "RATE_LIMITED", message: "Too many requests, retry later", code: 429 };
+	}
+
+	const code = typeof e.code === "number" ? e.code : status;
+	if (code !== undefined && code >= 400 && code < 500) {
+		const apiType = TYPE_OF_STATUS.get(code) ?? "BAD_REQUEST";
+		return { type: apiType, message: message || apiType, code: STATUS_OF[apiType] };
+	}
+	if (code === 503) return { type: "SERVICE_UNAVAILABLE", message: "Service unavailable, retry later", code: 503 };
+	return internal();
+}
+
+function internal(): ApiError {
+	return { type: "INTERNAL_ERROR", message: "Internal server error", code: 500 };
+}
+
+/** Restores `AppError`s that crossed the transporter so `instanceof AppError` holds on the caller. */
+export class AppErrorRegenerator extends MoleculerErrors.Regenerator {
+	override restore(plainError: MoleculerErrors.PlainMoleculerError, payload: Record<string, unknown>): Error {
+		if (plainError.name === "AppError" && typeof plainError.type === "string" && plainError.type in STATUS_OF) {
+			return new AppError(plainError.type as ApiErrorType, plainError.message, plainError.data);
+		}
+		return super.restore(plainError, payload);
+	}
+}

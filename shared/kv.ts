@@ -1,0 +1,183 @@
+/**
+ * Key/value helper for presence, locks, counters and small caches: Redis when REDIS_URL is
+ * set (shared by every replica), an in-process map otherwise (the embedded, one-process mode).
+ * Both implementations pass the same contract tests (test/unit/kv.test.ts and
+ * test/integration/kv.redis.test.ts).
+ */
+import Redis from "ioredis";
+
+export interface Counter {
+	count: number;
+	/** Milliseconds until the window of this counter ends. */
+	ttlMs: number;
+}
+
+export interface KeyValueStore {
+	get(key: string): Promise<string | null>;
+	set(key: string, value: string, ttlMs?: number): Promise<void>;
+	/** Sets only when the key is absent; true when it was set. */
+	setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>;
+	del(key: string): Promise<void>;
+	/** Increments a counter; the first increment starts its `windowMs` expiry. */
+	incr(key: string, windowMs: number): Promise<Counter>;
+	/** Takes or extends a lock held by `owner`; false when someone else holds it. */
+	acquireLock(key: string, owner: string, ttlMs: number): Promise<boolean>;
+	/** Releases the lock only when `owner` still holds it. */
+	releaseLock(key: string, owner: string): Promise<void>;
+	ping(): Promise<void>;
+	close(): Promise<void>;
+}
+
+interface Entry {
+	value: string;
+	expiresAt: number | null;
+}
+
+export class MemoryKeyValueStore implements KeyValueStore {
+	private readonly entries = new Map<string, Entry>();
+
+	constructor(private readonly now: () => number = Date.now) {}
+
+	private live(key: string): Entry | undefined {
+		const entry = this.entries.get(key);
+		if (entry && entry.expiresAt !== null && entry.expiresAt <= this.now()) {
+			this.entries.delete(key);
+			return undefined;
+		}
+		return entry;
+	}
+
+	async get(key: string): Promise<string | null> {
+		return this.live(key)?.value ?? null;
+	}
+
+	async set(key: string, value: string, ttlMs?: number): Promise<void> {
+		this.entries.set(key, { value, expiresAt: ttlMs ? this.now() + ttlMs : null });
+	}
+
+	async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
+		if (this.live(key)) return false;
+		await this.set(key, value, ttlMs);
+		return true;
+	}
+
+	async del(key: string): Promise<void> {
+		this.entries.delete(key);
+	}
+
+	async incr(key: string, windowMs: number): Promise<Counter> {
+		const entry = this.live(key);
+		if (!entry) {
+			const expiresAt = this.now() + windowMs;
+			this.entries.set(key, { value: "1", expiresAt });
+			return { count: 1, ttlMs: windowMs };
+		}
+		entry.value = String(Number(entry.value) + 1);
+		return { count: Number(entry.value), ttlMs: Math.max(0, (entry.expiresAt ?? this.now()) - this.now()) };
+	}
+
+	async acquireLock(key: string, owner: string, ttlMs: number): Promise<boolean> {
+		const entry = this.live(key);
+		if (entry && entry.value !== owner) return false;
+		await this.set(key, owner, ttlMs);
+		return true;
+	}
+
+	async releaseLock(key: string, owner: string): Promise<void> {
+		if (this.live(key)?.value === owner) this.entries.delete(key);
+	}
+
+	async ping(): Promise<void> {}
+
+	async close(): Promise<void> {
+		this.entries.clear();
+	}
+}
+
+// Atomic scripts: a lock is taken or extended only by its owner, released only by its owner.
+const ACQUIRE = `
+local holder = redis.call("GET", KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+  return 1
+end
+return 0`;
+const RELEASE = `
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
+return 0`;
+const INCR = `
+local count = redis.call("INCR", KEYS[1])
+if count == 1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end
+return {count, redis.call("PTTL", KEYS[1])}`;
+
+export class RedisKeyValueStore implements KeyValueStore {
+	readonly redis: Redis;
+
+	constructor(
+		url: string,
+		private readonly prefix = "marquee:"
+	) {
+		this.redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 2, enableOfflineQueue: true });
+		// Connection errors surface through failed commands and /health/ready, not as crashes.
+		this.redis.on("error", () => undefined);
+	}
+
+	private k(key: string): string {
+		return this.prefix + key;
+	}
+
+	async get(key: string): Promise<string | null> {
+		return this.redis.get(this.k(key));
+	}
+
+	async set(key: string, value: string, ttlMs?: number): Promise<void> {
+		if (ttlMs) await this.redis.set(this.k(key), value, "PX", ttlMs);
+		else await this.redis.set(this.k(key), value);
+	}
+
+	async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
+		return (await this.redis.set(this.k(key), value, "PX", ttlMs, "NX")) === "OK";
+	}
+
+	async del(key: string): Promise<void> {
+		await this.redis.del(this.k(key));
+	}
+
+	async incr(key: string, windowMs: number): Promise<Counter> {
+		const [count, ttlMs] = (await this.redis.eval(INCR, 1, this.k(key), windowMs)) as [number, number];
+		return { count, ttlMs: Math.max(0, ttlMs) };
+	}
+
+	async acquireLock(key: string, owner: string, ttlMs: number): Promise<boolean> {
+		return (await this.redis.eval(ACQUIRE, 1, this.k(key), owner, ttlMs)) === 1;
+	}
+
+	async releaseLock(key: string, owner: string): Promise<void> {
+		await this.redis.eval(RELEASE, 1, this.k(key), owner);
+	}
+
+	async ping(): Promise<void> {
+		await this.redis.ping();
+	}
+
+	async close(): Promise<void> {
+		this.redis.disconnect();
+	}
+}
+
+const shared = new Map<string, KeyValueStore>();
+
+/**
+ * One store per process and namespace, shared by every service running in it. Keys are
+ * prefixed with the namespace, so several deployments can share one Redis.
+ */
+export function sharedKeyValueStore(config: { redisUrl: string | null; namespace: string }): KeyValueStore {
+	const prefix = `marquee:${config.namespace ? `${config.namespace}:` : ""}`;
+	const id = `${config.redisUrl ?? "memory"}|${prefix}`;
+	let store = shared.get(id);
+	if (!store) {
+		store = config.redisUrl ? new RedisKeyValueStore(config.redisUrl, prefix) : new MemoryKeyValueStore();
+		shared.set(id, store);
+	}
+	return store;
+}

@@ -1,0 +1,2 @@
+/** Process-wide lifecycle state: set when SIGTERM starts draining, read by readiness checks. */
+export const lifecycle = { draining: false };

@@ -1,0 +1,324 @@
+/**
+ * The gateway over HTTP: error shape and status of every failure path, request ids, RBAC per
+ * route, rate limits, CORS, operations endpoints and the generated OpenAPI document.
+ */
+import { decide, PERMISSIONS, type Permission } from "../../shared/rbac";
+import { logFormatter } from "../../shared/logging";
+import { validateOpenApi } from "../helpers/openapi-validator";
+import { request, startGateway, type ErrorBody, type TestGateway } from "../helpers/platform";
+import { CALLERS, ProbeService, StubAuthService, tokenOf } from "../helpers/stub-services";
+
+const V1 = "/api/v1";
+
+/** Runs `fn` and returns every line the Console logger printed meanwhile. */
+async function withCapturedLogs(fn: () => Promise<void>): Promise<string[]> {
+	const lines: string[] = [];
+	const methods = ["log", "info", "warn", "error", "debug"] as const;
+	const spies = methods.map(m => jest.spyOn(console, m).mockImplementation((...args: unknown[]) => void lines.push(args.join(" "))));
+	try {
+		await fn();
+	} finally {
+		for (const spy of spies) spy.mockRestore();
+	}
+	return lines;
+}
+
+function expectError(res: { status: number; body: unknown; headers: Headers }, status: number, type: string): ErrorBody {
+	const body = res.body as ErrorBody;
+	expect(res.status).toBe(status);
+	expect(body.error).toMatchObject({ type, code: status });
+	expect(typeof body.error.message).toBe("string");
+	expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
+	expect(body.error.requestId).toBeTruthy();
+	return body;
+}
+
+describe("gateway", () => {
+	let gw: TestGateway;
+
+	beforeAll(async () => {
+		gw = await startGateway([StubAuthService, ProbeService], {
+			MAX_BODY_BYTES: "2048",
+			CORS_ORIGINS: "https://cms.example.com",
+			CLICKHOUSE_URL: "http://127.0.0.1:1/marquee"
+		});
+	});
+	afterAll(() => gw.stop());
+
+	describe("error paths answer in the API's error shape", () => {
+		it("unknown route → 404", async () => {
+			expectError(await request(`${gw.url}${V1}/no/such/route`), 404, "NOT_FOUND");
+			expectError(await request(`${gw.url}/totally/elsewhere`), 404, "NOT_FOUND");
+		});
+
+		it("malformed JSON → 400", async () => {
+			const res = await request(`${gw.url}${V1}/probe/echo`, {
+				method: "POST",
+				headers: { "Content-Type": "application/json" },
+				body: '{"name": "x",'
+			});
+			expectError(res, 400, "BAD_REQUEST");
+		});
+
+		it("body over the limit → 413", async () => {
+			const res = await request(`${gw.url}${V1}/probe/echo`, { method: "POST", json: { name: "x", pad: "y".repeat(5000) } });
+			expectError(res, 413, "PAYLOAD_TOO_LARGE");
+		});
+
+		it("invalid params → 422 listing the fields", async () => {
+			const res = await request(`${gw.url}${V1}/probe/echo`, { method: "POST", json: { name: "", count: "many" } });
+			const body = expectError(res, 422, "VALIDATION_ERROR");
+			const fields = (body.error.data as Array<{ field: string }>).map(f => f.field).sort();
+			expect(fields).toEqual(["count", "name"]);
+		});
+
+		it("an operator object where a value belongs → 422", async () => {
+			const res = await request(`${gw.url}${V1}/probe/echo`, { method: "POST", json: { name: { $gt: "" } } });
+			expectError(res, 422, "VALIDATION_ERROR");
+		});
+
+		it("a JSON body that is not an object → 422, not a crash", async () => {
+			const res = await request(`${gw.url}${V1}/probe/echo`, { method: "POST", json: ["name"] });
+			expectError(res, 422, "VALIDATION_ERROR");
+		});
+
+		it("typed service errors keep their status and data → 409", async () => {
+			const body = expectError(await request(`${gw.url}${V1}/probe/conflict`), 409, "CONFLICT");
+			expect(body.error.data).toEqual({ field: "name" });
+		});
+
+		it("an unexpected failure → 500 without internals", async () => {
+			const res = await request(`${gw.url}${V1}/probe/fail`);
+			const body = expectError(res, 500, "INTERNAL_ERROR");
+			expect(res.text).not.toContain("secret internal detail");
+			expect(res.text).not.toContain("app.js");
+			expect(body.error.message).toBe("Internal server error");
+		});
+
+		it("a route that declares no permission is denied → 403", async () => {
+			const res = await request(`${gw.url}${V1}/probe/unguarded`, { headers: { Authorization: `Bearer ${tokenOf("owner")}` } });
+			expectError(res, 403, "FORBIDDEN");
+			expect(res.text).not.toContain("leaked");
+		});
+	});
+
+	describe("authentication", () => {
+		it("no token on a guarded route → 401 with WWW-Authenticate", async () => {
+			const res = await request(`${gw.url}${V1}/probe/perm/tenant.read`);
+			expectError(res, 401, "UNAUTHORIZED");
+			expect(res.headers.get("www-authenticate")).toMatch(/^Bearer/);
+		});
+
+		it("an unknown token → 401", async () => {
+			const res = await request(`${gw.url}${V1}/probe/perm/tenant.read`, { headers: { Authorization: "Bearer nope" } });
+			expectError(res, 401, "UNAUTHORIZED");
+		});
+
+		it("a malformed Authorization header → 401", async () => {
+			const res = await request(`${gw.url}${V1}/probe/perm/tenant.read`, { headers: { Authorization: "Basic abc" } });
+			expectError(res, 401, "UNAUTHORIZED");
+		});
+
+		it("the principal reaches the action in ctx.meta.auth", async () => {
+			const res = await request<{ auth: unknown }>(`${gw.url}${V1}/probe/perm/tenant.read`, {
+				headers: { Authorization: `Bearer ${tokenOf("viewer")}` }
+			});
+			expect(res.status).toBe(200);
+			expect(res.body.auth).toEqual(CALLERS.viewer);
+		});
+
+		it("a public route ignores a stale token", async () => {
+			const res = await request(`${gw.url}${V1}/probe/perm/public`, { headers: { Authorization: "Bearer expired" } });
+			expect(res.status).toBe(200);
+		});
+	});
+
+	describe("RBAC: every permission × every caller follows the table", () => {
+		const permissions = Object.keys(PERMISSIONS) as Permission[];
+		const cases = permissions.flatMap(permission => Object.keys(CALLERS).map(caller => [permission, caller] as const));
+
+		it.each(cases)("%s as %s", async (permission, caller) => {
+			const headers: Record<string, string> = caller === "anonymous" ? {} : { Authorization: `Bearer ${tokenOf(caller)}` };
+			const res = await request(`${gw.url}${V1}/probe/perm/${permission}`, { headers });
+			const expected = { allow: 200, unauthenticated: 401, forbidden: 403 }[decide(permission, CALLERS[caller])];
+			expect(res.status).toBe(expected);
+		});
+
+		it("the table itself: device and user tokens never cross, roles are ordered", () => {
+			expect(decide("device", CALLERS.owner)).toBe("unauthenticated");
+			expect(decide("tenant.read", CALLERS.device)).toBe("unauthenticated");
+			expect(decide("content.write", CALLERS.viewer)).toBe("forbidden");
+			expect(decide("content.write", CALLERS.editor)).toBe("allow");
+			expect(decide("displays.manage", CALLERS.editor)).toBe("forbidden");
+			expect(decide("displays.manage", CALLERS.admin)).toBe("allow");
+			expect(decide("billing.manage", CALLERS.admin)).toBe("forbidden");
+			expect(decide("apiKeys.manage", CALLERS.apiKeyAdmin)).toBe("forbidden");
+			expect(decide("tenant.owner", CALLERS.owner)).toBe("allow");
+			expect(decide("public", null)).toBe("allow");
+		});
+	});
+
+	describe("request ids", () => {
+		it("echoes a well-formed X-Request-Id", async () => {
+			const res = await request(`${gw.url}${V1}/probe/perm/public`, { headers: { "X-Request-Id": "client-req.42" } });
+			expect(res.headers.get("x-request-id")).toBe("client-req.42");
+		});
+
+		it("replaces an unsafe one and generates one when absent", async () => {
+			const unsafe = await request(`${gw.url}${V1}/probe/perm/public`, { headers: { "X-Request-Id": "a b<script>" } });
+			expect(unsafe.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+			const none = await request(`${gw.url}/health/live`);
+			expect(none.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+		});
+
+		it("is on every log line written while serving the request", async () => {
+			const logged = await withCapturedLogs(async () => {
+				const traced = await startGateway(
+					[
+						{
+							name: "logprobe",
+							settings: { rest: "/" },
+							actions: {
+								hello: {
+									rest: "GET /logprobe",
+									permission: "public",
+									handler(this: { logger: { info(...a: unknown[]): void } }) {
+										this.logger.info("handling hello");
+										return { ok: true };
+									}
+								}
+							}
+						}
+					],
+					{ LOG_LEVEL: "info" },
+					{ logger: { type: "Console", options: { colors: false, formatter: logFormatter("json") } }, logLevel: "info" }
+				);
+				try {
+					const res = await request(`${traced.url}${V1}/logprobe`, { headers: { "X-Request-Id": "trace-me-123" } });
+					expect(res.status).toBe(200);
+				} finally {
+					await traced.stop();
+				}
+			});
+			const lines = logged.map(line => JSON.parse(line) as { msg: string; requestId?: string });
+			const serving = lines.filter(l => /^(=>|<=) .*\/api\/v1\/logprobe/.test(l.msg) || l.msg === "handling hello");
+			expect(serving.length).toBe(3);
+			for (const line of serving) expect(line.requestId).toBe("trace-me-123");
+		});
+	});
+
+	describe("rate limits", () => {
+		let limited: TestGateway;
+		beforeAll(async () => {
+			limited = await startGateway([StubAuthService, ProbeService], { RATE_LIMIT_PER_MINUTE: "3" });
+		});
+		afterAll(() => limited.stop());
+
+		it("answers 429 with Retry-After past the limit, per caller", async () => {
+			const viewer = { Authorization: `Bearer ${tokenOf("viewer")}` };
+			for (let i = 0; i < 3; i++) {
+				const ok = await request(`${limited.url}${V1}/probe/perm/tenant.read`, { headers: viewer });
+				expect(ok.status).toBe(200);
+				expect(ok.headers.get("ratelimit-remaining")).toBe(String(2 - i));
+			}
+			const over = await request(`${limited.url}${V1}/probe/perm/tenant.read`, { headers: viewer });
+			expectError(over, 429, "RATE_LIMITED");
+			expect(Number(over.headers.get("retry-after"))).toBeGreaterThan(0);
+			// Another caller has its own budget.
+			const admin = await request(`${limited.url}${V1}/probe/perm/tenant.read`, { headers: { Authorization: `Bearer ${tokenOf("admin")}` } });
+			expect(admin.status).toBe(200);
+		});
+	});
+
+	describe("CORS", () => {
+		it("allows a listed origin", async () => {
+			const res = await request(`${gw.url}${V1}/probe/echo`, {
+				method: "OPTIONS",
+				headers: { Origin: "https://cms.example.com", "Access-Control-Request-Method": "POST" }
+			});
+			expect(res.status).toBe(204);
+			expect(res.headers.get("access-control-allow-origin")).toBe("https://cms.example.com");
+		});
+
+		it("refuses any other origin in the error shape", async () => {
+			const res = await request(`${gw.url}${V1}/probe/perm/public`, { headers: { Origin: "https://evil.example.net" } });
+			expectError(res, 403, "FORBIDDEN");
+			expect(res.headers.get("access-control-allow-origin")).toBeNull();
+		});
+	});
+
+	describe("when the auth service is down", () => {
+		let lonely: TestGateway;
+		beforeAll(async () => {
+			lonely = await startGateway([ProbeService]);
+		});
+		afterAll(() => lonely.stop());
+
+		it("a guarded route with a token answers 503, a public one still works", async () => {
+			const res = await request(`${lonely.url}${V1}/probe/perm/tenant.read`, { headers: { Authorization: "Bearer x" } });
+			expectError(res, 503, "SERVICE_UNAVAILABLE");
+			expect((await request(`${lonely.url}${V1}/probe/perm/public`)).status).toBe(200);
+		});
+
+		it("ready is 200 when nothing external is configured", async () => {
+			const res = await request<{ status: string }>(`${lonely.url}/health/ready`);
+			expect(res.status).toBe(200);
+			expect(res.body.status).toBe("ok");
+		});
+	});
+
+	describe("operations endpoints", () => {
+		it("/health/live answers 200", async () => {
+			const res = await request(`${gw.url}/health/live`);
+			expect(res.status).toBe(200);
+			expect(res.body).toEqual({ status: "ok" });
+		});
+
+		it("/health/ready answers 503 naming the failing dependency", async () => {
+			const res = await request<{ status: string; checks: Record<string, { status: string }> }>(`${gw.url}/health/ready`);
+			expect(res.status).toBe(503);
+			expect(res.body.status).toBe("fail");
+			expect(res.body.checks.clickhouse.status).toBe("fail");
+			expect(res.body.checks.broker.status).toBe("ok");
+		});
+
+		it("/metrics has Moleculer's request metrics in Prometheus text", async () => {
+			await request(`${gw.url}${V1}/probe/perm/public`);
+			const res = await request(`${gw.url}/metrics`);
+			expect(res.status).toBe(200);
+			expect(res.headers.get("content-type")).toContain("text/plain");
+			expect(res.text).toMatch(/^# TYPE moleculer_request_total counter$/m);
+			expect(res.text).toMatch(/moleculer_request_total\{.*action="probe\.perm_public".*\} \d+/);
+		});
+
+		it("/api/openapi.json is valid OpenAPI 3.1 covering every route", async () => {
+			const res = await request<{ openapi: string; paths: Record<string, Record<string, { "x-permission"?: string }>> }>(
+				`${gw.url}/api/openapi.json`
+			);
+			expect(res.status).toBe(200);
+			expect(res.body.openapi).toBe("3.1.0");
+			const validation = await validateOpenApi(res.body);
+			expect(validation.errors).toBeUndefined();
+			expect(validation.valid).toBe(true);
+			const paths = res.body.paths;
+			expect(paths["/api/v1/probe/echo"].post).toBeDefined();
+			expect(paths["/api/v1/probe/perm/content.write"].get["x-permission"]).toBe("content.write");
+			expect(paths["/api/v1/probe/perm/public"].get["x-permission"]).toBeUndefined();
+			expect(paths["/health/ready"].get).toBeDefined();
+			expect(Object.keys(paths).some(p => p.includes("list-aliases"))).toBe(false);
+		});
+
+		it("/api/docs renders the spec with local assets only", async () => {
+			const page = await request(`${gw.url}/api/docs`);
+			expect(page.status).toBe(200);
+			expect(page.headers.get("content-type")).toContain("text/html");
+			expect(page.headers.get("content-security-policy")).toContain("default-src");
+			expect(page.text).toContain("/api/openapi.json");
+			expect(page.text).not.toMatch(/https?:\/\/(?!127\.0\.0\.1)[a-z]/i);
+			const bundle = await request(`${gw.url}/api/docs/assets/swagger-ui-bundle.js`);
+			expect(bundle.status).toBe(200);
+			expect(bundle.headers.get("content-type")).toContain("javascript");
+			expectError(await request(`${gw.url}/api/docs/assets/..%2Fpackage.json`), 404, "NOT_FOUND");
+		});
+	});
+});

@@ -1,0 +1,94 @@
+/**
+ * Small services that give the gateway something to route in its own tests. `auth.resolve` is
+ * a stand-in keyed by fixed tokens until the auth service exists; it exercises the gateway's
+ * authentication hook, not authentication itself.
+ */
+import type { Context, ServiceSchema } from "moleculer";
+import { Errors } from "../../shared/errors";
+import { PERMISSIONS, type Permission, type Principal, type Role } from "../../shared/rbac";
+
+export const TENANT = "tenant-1";
+
+export const CALLERS: Record<string, Principal | null> = {
+	anonymous: null,
+	owner: { kind: "user", tenantId: TENANT, userId: "u-owner", role: "owner" },
+	admin: { kind: "user", tenantId: TENANT, userId: "u-admin", role: "admin" },
+	editor: { kind: "user", tenantId: TENANT, userId: "u-editor", role: "editor" },
+	viewer: { kind: "user", tenantId: TENANT, userId: "u-viewer", role: "viewer" },
+	apiKeyAdmin: { kind: "apiKey", tenantId: TENANT, apiKeyId: "k-admin", role: "admin" },
+	device: { kind: "device", tenantId: TENANT, displayId: "d-1" }
+};
+
+export function tokenOf(caller: string): string {
+	return `test-token-${caller}`;
+}
+
+export const StubAuthService: ServiceSchema = {
+	name: "auth",
+	actions: {
+		resolve: {
+			visibility: "public",
+			params: { token: "string" },
+			handler(ctx: Context<{ token: string }>): Principal {
+				const caller = ctx.params.token.replace(/^test-token-/, "");
+				const principal = CALLERS[caller];
+				if (!principal) throw Errors.unauthorized("Invalid token");
+				return principal;
+			}
+		}
+	}
+};
+
+/** One route per permission of the RBAC table, plus routes that exercise validation and timing. */
+export const ProbeService: ServiceSchema = {
+	name: "probe",
+	// As every Marquee service: actions carry their full path under /api/v1.
+	settings: { rest: "/" },
+	actions: {
+		...Object.fromEntries(
+			(Object.keys(PERMISSIONS) as Permission[]).map(permission => [
+				`perm_${permission.replace(".", "_")}`,
+				{
+					rest: `GET /probe/perm/${permission}`,
+					permission,
+					handler: (ctx: Context<unknown, { auth: Principal | null }>) => ({ ok: true, auth: ctx.meta.auth })
+				}
+			])
+		),
+		echo: {
+			rest: "POST /probe/echo",
+			permission: "public",
+			params: { name: { type: "string", min: 1, max: 50 }, count: { type: "number", integer: true, optional: true } },
+			handler: (ctx: Context<{ name: string; count?: number }>) => ctx.params
+		},
+		fail: {
+			rest: "GET /probe/fail",
+			permission: "public",
+			handler() {
+				throw new Error("secret internal detail at /srv/app.js:12");
+			}
+		},
+		conflict: {
+			rest: "GET /probe/conflict",
+			permission: "public",
+			handler() {
+				throw Errors.conflict("Already exists", { field: "name" });
+			}
+		},
+		slow: {
+			rest: "GET /probe/slow",
+			permission: "public",
+			params: { ms: { type: "number", integer: true, min: 0, max: 10_000, convert: true } },
+			async handler(ctx: Context<{ ms: number }>) {
+				await new Promise(resolve => setTimeout(resolve, ctx.params.ms));
+				return { waited: ctx.params.ms };
+			}
+		},
+		noPermission: {
+			rest: "GET /probe/unguarded",
+			handler: () => ({ leaked: true })
+		}
+	}
+};
+
+export type { Role };
