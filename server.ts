@@ -10,6 +10,7 @@ import { brokerOptions } from "./moleculer.config";
 import { ConfigError, loadConfig, setConfig, type Config } from "./shared/config";
 import { lifecycle } from "./shared/lifecycle";
 import { startOpsServer, type OpsServer } from "./shared/ops-server";
+import { stopSharedStorage } from "./shared/storage";
 
 export interface Platform {
 	broker: ServiceBroker;
@@ -17,10 +18,16 @@ export interface Platform {
 	stop(): Promise<void>;
 }
 
+/**
+ * Any service schema, whatever its typed `this` (schemas typed with their methods are not
+ * assignable to the default `ServiceSchema`).
+ */
+export type AnyServiceSchema = Pick<ServiceSchema, "name">;
+
 export interface StartOptions {
 	hot?: boolean;
 	/** Extra service schemas (tests add slow or probing services). */
-	extraServices?: ServiceSchema[];
+	extraServices?: AnyServiceSchema[];
 }
 
 /** The file of a service in this build, `.ts` under tsx and `.js` in dist. */
@@ -45,7 +52,7 @@ export async function startPlatform(config: Config, options: StartOptions = {}):
 		if (file) broker.loadService(file);
 		else broker.logger.warn(`Service '${name}' is not part of this build yet; skipped.`);
 	}
-	for (const schema of options.extraServices ?? []) broker.createService(schema);
+	for (const schema of options.extraServices ?? []) broker.createService(schema as ServiceSchema);
 
 	await broker.start();
 	if (!config.services.includes("api")) ops = await startOpsServer(config, broker);
@@ -57,6 +64,7 @@ export async function startPlatform(config: Config, options: StartOptions = {}):
 			lifecycle.draining = true;
 			await broker.stop();
 			await ops?.close();
+			await stopSharedStorage();
 		}
 	};
 }

@@ -160,12 +160,15 @@ function mongooseModel(collection: string, indexes: string[], tenantScoped: bool
 	return mongoose.model<Doc>(collection, schema);
 }
 
-function createAdapter(options: Required<DbMixinOptions>): { adapter: unknown; model?: mongoose.Model<Doc> } {
+export function createAdapter(options: Required<DbMixinOptions>): { adapter: unknown; model?: mongoose.Model<Doc> } {
 	const config = getConfig();
 	if (config.mongoUri) {
 		const model = mongooseModel(options.collection, options.indexes, options.tenantScoped);
 		return { adapter: new MongooseAdapter(config.mongoUri, { serverSelectionTimeoutMS: 5000 }), model };
 	}
+	// No NeDB index on tenantId: NeDB picks its candidates from the last indexed field of a query,
+	// and scoped queries end with tenantId, so such an index would turn an id lookup into a scan
+	// of the tenant (measured in bench/).
 	if (config.nodeEnv === "test") return { adapter: new MoleculerDb.MemoryAdapter() };
 	const dir = path.join(config.dataDir, "db");
 	fs.mkdirSync(dir, { recursive: true });
@@ -198,13 +201,10 @@ type DbService = Service &
 
 export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 	const options: Required<DbMixinOptions> = { tenantScoped: true, indexes: [], ...opts };
-	const { adapter, model } = createAdapter(options);
 
 	const generic = ["find", "count", "list", "create", "insert", "get", "update", "remove"];
 	const schema = {
 		mixins: [MoleculerDb],
-		adapter,
-		model,
 		settings: { idField: "_id" },
 		// moleculer-db's generic actions would accept raw queries and mass updates: never publish them.
 		actions: Object.fromEntries(generic.map(name => [name, false])),
@@ -289,6 +289,12 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 
 		created(this: DbService) {
 			this.dbOptions = options;
+			// Chosen here, not at import, so the config in force when the broker starts decides.
+			// moleculer-db's own created() ran first and made a placeholder adapter: replace it.
+			const { adapter, model } = createAdapter(options);
+			(this.schema as { model?: unknown }).model = model;
+			this.adapter = adapter as Adapter;
+			this.adapter.init(this.broker, this);
 		},
 
 		async started(this: DbService) {

@@ -7,6 +7,7 @@ import type { ServiceBroker } from "moleculer";
 import mongoose from "mongoose";
 import type { Config } from "./config";
 import { sharedKeyValueStore } from "./kv";
+import { sharedStorage } from "./storage";
 
 export type Check = () => Promise<void>;
 
@@ -39,10 +40,10 @@ function withTimeout(check: Check, ms: number): Promise<void> {
 	});
 }
 
-async function httpReachable(url: string, expectOk: boolean): Promise<void> {
+async function httpOk(url: string): Promise<void> {
 	const res = await fetch(url, { signal: AbortSignal.timeout(CHECK_TIMEOUT_MS) });
 	await res.arrayBuffer();
-	if (expectOk && !res.ok) throw new Error(`answered ${res.status}`);
+	if (!res.ok) throw new Error(`answered ${res.status}`);
 }
 
 function tcpReachable(host: string, port: number): Promise<void> {
@@ -89,13 +90,12 @@ export function dependencyChecks(config: Config, broker: ServiceBroker): Record<
 		};
 	}
 	if (config.s3.endpoint) {
-		const endpoint = config.s3.endpoint;
-		// Any HTTP answer proves the object store is up; credentials are checked by real calls.
-		checks.s3 = () => httpReachable(endpoint, false);
+		// Reachable, credentials accepted and the bucket there.
+		checks.s3 = async () => (await sharedStorage(config)).ping();
 	}
 	if (config.clickhouseUrl) {
 		const url = withoutCredentials(config.clickhouseUrl);
-		checks.clickhouse = () => httpReachable(`${url.origin}/ping`, true);
+		checks.clickhouse = () => httpOk(`${url.origin}/ping`);
 	}
 	if (config.smtpUrl) {
 		const url = new URL(config.smtpUrl);

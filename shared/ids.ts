@@ -1,13 +1,27 @@
 import { randomBytes } from "node:crypto";
 
+let lastMs = 0;
+let sequence = 0;
+
 /**
- * A UUID v7 (RFC 9562): 48-bit millisecond timestamp then random bits, so ids sort by creation
- * time. Ids are plain strings everywhere (NeDB and MongoDB alike).
+ * A UUID v7 (RFC 9562): 48-bit millisecond timestamp, then a 12-bit counter (method 1 of §6.2)
+ * so ids minted by one process sort in creation order even within a millisecond, then random
+ * bits. Ids are plain strings everywhere (NeDB and MongoDB alike).
  */
 export function newId(now = Date.now()): string {
+	if (now > lastMs) {
+		lastMs = now;
+		// Start each millisecond low in the counter space, leaving room to count up.
+		sequence = randomBytes(2).readUInt16BE(0) & 0x3ff;
+	} else if (++sequence > 0xfff) {
+		// Counter exhausted, or the clock went back: borrow the next millisecond.
+		lastMs += 1;
+		sequence = 0;
+	}
 	const bytes = randomBytes(16);
-	bytes.writeUIntBE(now, 0, 6);
-	bytes[6] = (bytes[6] & 0x0f) | 0x70;
+	bytes.writeUIntBE(lastMs, 0, 6);
+	bytes[6] = 0x70 | (sequence >> 8);
+	bytes[7] = sequence & 0xff;
 	bytes[8] = (bytes[8] & 0x3f) | 0x80;
 	const hex = bytes.toString("hex");
 	return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;

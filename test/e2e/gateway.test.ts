@@ -2,6 +2,7 @@
  * The gateway over HTTP: error shape and status of every failure path, request ids, RBAC per
  * route, rate limits, CORS, operations endpoints and the generated OpenAPI document.
  */
+import type { ServiceSchema } from "moleculer";
 import { decide, PERMISSIONS, type Permission } from "../../shared/rbac";
 import { logFormatter } from "../../shared/logging";
 import { validateOpenApi } from "../helpers/openapi-validator";
@@ -9,6 +10,22 @@ import { request, startGateway, type ErrorBody, type TestGateway } from "../help
 import { CALLERS, ProbeService, StubAuthService, tokenOf } from "../helpers/stub-services";
 
 const V1 = "/api/v1";
+
+/** Logs one line while handling its request. */
+const LogProbeService: ServiceSchema = {
+	name: "logprobe",
+	settings: { rest: "/" },
+	actions: {
+		hello: {
+			rest: "GET /logprobe",
+			permission: "public",
+			handler() {
+				this.logger.info("handling hello");
+				return { ok: true };
+			}
+		}
+	}
+};
 
 /** Runs `fn` and returns every line the Console logger printed meanwhile. */
 async function withCapturedLogs(fn: () => Promise<void>): Promise<string[]> {
@@ -174,22 +191,7 @@ describe("gateway", () => {
 		it("is on every log line written while serving the request", async () => {
 			const logged = await withCapturedLogs(async () => {
 				const traced = await startGateway(
-					[
-						{
-							name: "logprobe",
-							settings: { rest: "/" },
-							actions: {
-								hello: {
-									rest: "GET /logprobe",
-									permission: "public",
-									handler(this: { logger: { info(...a: unknown[]): void } }) {
-										this.logger.info("handling hello");
-										return { ok: true };
-									}
-								}
-							}
-						}
-					],
+					[LogProbeService],
 					{ LOG_LEVEL: "info" },
 					{ logger: { type: "Console", options: { colors: false, formatter: logFormatter("json") } }, logLevel: "info" }
 				);

@@ -10,6 +10,7 @@ import { ServiceBroker, type BrokerOptions, type ServiceSchema } from "moleculer
 import { brokerOptions } from "../../moleculer.config";
 import { loadConfig, setConfig, type Config } from "../../shared/config";
 import ApiService from "../../services/api.service";
+import type { AnyServiceSchema } from "../../server";
 
 export function tempDir(prefix = "marquee-test-"): string {
 	return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -30,7 +31,7 @@ export interface TestBroker {
 }
 
 export async function startBroker(
-	services: ServiceSchema[],
+	services: AnyServiceSchema[],
 	env: Record<string, string> = {},
 	overrides: Partial<BrokerOptions> = {}
 ): Promise<TestBroker> {
@@ -39,7 +40,7 @@ export async function startBroker(
 	const broker = new ServiceBroker(
 		brokerOptions(config, { logger: false, skipProcessEventRegistration: true, ...overrides })
 	);
-	for (const schema of services) broker.createService(schema);
+	for (const schema of services) broker.createService(schema as ServiceSchema);
 	await broker.start();
 	return { broker, config, stop: () => broker.stop() };
 }
@@ -50,11 +51,11 @@ export interface TestGateway extends TestBroker {
 
 /** The gateway plus `services`, listening on a free port of 127.0.0.1. */
 export async function startGateway(
-	services: ServiceSchema[],
+	services: AnyServiceSchema[],
 	env: Record<string, string> = {},
 	overrides: Partial<BrokerOptions> = {}
 ): Promise<TestGateway> {
-	const started = await startBroker([ApiService as unknown as ServiceSchema, ...services], env, overrides);
+	const started = await startBroker([ApiService, ...services], env, overrides);
 	const api = started.broker.getLocalService("api") as unknown as { server: { address(): AddressInfo } };
 	// moleculer-web regenerates aliases 500 ms (debounced) after services change.
 	await new Promise(resolve => setTimeout(resolve, 600));

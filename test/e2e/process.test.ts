@@ -1,0 +1,96 @@
+/**
+ * The platform as a process, as a user runs it: `npm start` on the embedded default, SIGTERM
+ * during a slow request, and embedded data surviving a restart.
+ */
+import { tempDir } from "../helpers/platform";
+import { validateOpenApi } from "../helpers/openapi-validator";
+import { killGroup, spawnPlatform, waitFor200, type PlatformProcess } from "../helpers/process";
+
+const FIXTURE = "test/e2e/fixtures/platform-with-probes.ts";
+const TSX = "node_modules/.bin/tsx";
+
+jest.setTimeout(60_000);
+
+describe("npm start on the embedded default", () => {
+	let proc: PlatformProcess;
+
+	beforeAll(async () => {
+		proc = await spawnPlatform("npm", ["start"], { DATA_DIR: tempDir() });
+	});
+	afterAll(() => killGroup(proc));
+
+	it("answers /health/live and /health/ready with 200 within 15 s", async () => {
+		await waitFor200(`${proc.url}/health/live`, 15_000, proc);
+		const ready = await fetch(`${proc.url}/health/ready`);
+		expect(ready.status).toBe(200);
+		expect(await ready.json()).toMatchObject({ status: "ok" });
+	});
+
+	it("serves Moleculer metrics on /metrics", async () => {
+		const text = await (await fetch(`${proc.url}/metrics`)).text();
+		expect(text).toMatch(/^# TYPE moleculer_node_type gauge$/m);
+		expect(text).toMatch(/^moleculer_broker_namespace\{/m);
+	});
+
+	it("serves a valid OpenAPI 3.1 document", async () => {
+		const doc = (await (await fetch(`${proc.url}/api/openapi.json`)).json()) as { openapi: string };
+		expect(doc.openapi).toBe("3.1.0");
+		expect((await validateOpenApi(doc)).valid).toBe(true);
+	});
+});
+
+describe("SIGTERM during a slow request", () => {
+	it("lets the request complete, then exits 0", async () => {
+		const proc = await spawnPlatform(TSX, [FIXTURE], { DATA_DIR: tempDir() });
+		try {
+			await waitFor200(`${proc.url}/health/live`, 15_000, proc);
+			await new Promise(resolve => setTimeout(resolve, 600)); // aliases of the probe service
+			const slow = fetch(`${proc.url}/api/v1/probe/slow?ms=1500`);
+			await new Promise(resolve => setTimeout(resolve, 300));
+			proc.kill("SIGTERM");
+			const res = await slow;
+			expect(res.status).toBe(200);
+			expect(await res.json()).toEqual({ waited: 1500 });
+			expect(await proc.exited).toBe(0);
+			expect(proc.output()).not.toMatch(/\b(Unhandled|TypeError|ReferenceError)\b/);
+		} finally {
+			killGroup(proc);
+		}
+	});
+});
+
+describe("embedded data", () => {
+	it("survives a restart of the platform", async () => {
+		const env = { DATA_DIR: tempDir() };
+		const first = await spawnPlatform(TSX, [FIXTURE], env);
+		let id: string;
+		try {
+			await waitFor200(`${first.url}/health/live`, 15_000, first);
+			await new Promise(resolve => setTimeout(resolve, 600));
+			const created = await fetch(`${first.url}/api/v1/notes`, {
+				method: "POST",
+				headers: { "Content-Type": "application/json" },
+				body: JSON.stringify({ text: "still here after a restart" })
+			});
+			expect(created.status).toBe(200);
+			id = ((await created.json()) as { id: string }).id;
+			first.kill("SIGTERM");
+			expect(await first.exited).toBe(0);
+		} finally {
+			killGroup(first);
+		}
+
+		const second = await spawnPlatform(TSX, [FIXTURE], env);
+		try {
+			await waitFor200(`${second.url}/health/live`, 15_000, second);
+			await new Promise(resolve => setTimeout(resolve, 600));
+			const read = await fetch(`${second.url}/api/v1/notes/${id}`);
+			expect(read.status).toBe(200);
+			expect(await read.json()).toMatchObject({ id, text: "still here after a restart" });
+		} finally {
+			second.kill("SIGTERM");
+			await second.exited;
+			killGroup(second);
+		}
+	});
+});
