@@ -1,11 +1,11 @@
 /**
- * Broker options, built from the validated config. `server.ts` uses them for `npm start`;
- * tests build brokers with the same function (see test/helpers/broker.ts).
+ * Broker options, built from the validated config. `server.ts` uses them for `npm start` and
+ * `npm run dev`; tests build brokers with the same function (test/helpers/platform.ts).
  */
 import type { BrokerOptions, Errors as MoleculerErrors } from "moleculer";
 import type { MetricsReporter } from "moleculer/src/metrics/registry";
 import ChannelsMiddleware from "@moleculer/channels";
-import { loadConfig, type Config } from "./shared/config";
+import type { Config } from "./shared/config";
 import { AppErrorRegenerator } from "./shared/errors";
 import { logFormatter, RequestScopeMiddleware } from "./shared/logging";
 import { InProcessPrometheusReporter } from "./shared/metrics";
@@ -78,6 +78,3 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 		...overrides
 	};
 }
-
-/** For `moleculer-runner` and the REPL: options from the process environment. */
-export default brokerOptions(loadConfig());

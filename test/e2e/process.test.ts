@@ -5,6 +5,7 @@
 import { tempDir } from "../helpers/platform";
 import { validateOpenApi } from "../helpers/openapi-validator";
 import { killGroup, spawnPlatform, waitFor200, type PlatformProcess } from "../helpers/process";
+import { describeWith, freePort, natsServer, requireServer, uniquePrefix } from "../helpers/servers";
 
 const FIXTURE = "test/e2e/fixtures/platform-with-probes.ts";
 const TSX = "node_modules/.bin/tsx";
@@ -91,6 +92,46 @@ describe("embedded data", () => {
 			second.kill("SIGTERM");
 			await second.exited;
 			killGroup(second);
+		}
+	});
+});
+
+describeWith("nats")("services in separate processes over NATS", () => {
+	it("the gateway process routes to a service process; the service process serves ops on OPS_PORT", async () => {
+		const nats = await requireServer(natsServer());
+		const cluster = { TRANSPORTER: nats.url, NAMESPACE: uniquePrefix("cluster").replace(/\W/g, "") };
+		const opsPort = await freePort();
+		const gateway = await spawnPlatform(TSX, ["server.ts"], { ...cluster, SERVICES: "api", DATA_DIR: tempDir() });
+		const worker = await spawnPlatform(TSX, [FIXTURE], { ...cluster, PROBES_ONLY: "1", OPS_PORT: String(opsPort), DATA_DIR: tempDir() });
+		try {
+			await waitFor200(`${worker.url.replace(/:\d+$/, `:${opsPort}`)}/health/live`, 15_000, worker);
+			const ops = `http://127.0.0.1:${opsPort}`;
+			const ready = await fetch(`${ops}/health/ready`);
+			expect(ready.status).toBe(200);
+			expect(await ready.json()).toMatchObject({ status: "ok", checks: { transporter: { status: "ok" } } });
+			expect(await (await fetch(`${ops}/metrics`)).text()).toMatch(/^moleculer_broker_namespace\{/m);
+			// The worker runs no gateway: nothing listens on its PORT.
+			await expect(fetch(`${worker.url}/health/live`)).rejects.toThrow();
+
+			// The gateway answers once it has discovered the worker's actions over NATS.
+			await waitFor200(`${gateway.url}/api/v1/probe/perm/public`, 15_000, gateway);
+			const conflict = await fetch(`${gateway.url}/api/v1/probe/conflict`);
+			expect(conflict.status).toBe(409);
+			expect(await conflict.json()).toMatchObject({ error: { type: "CONFLICT", data: { field: "name" } } });
+			const invalid = await fetch(`${gateway.url}/api/v1/notes`, {
+				method: "POST",
+				headers: { "Content-Type": "application/json" },
+				body: JSON.stringify({ text: 42 })
+			});
+			expect(invalid.status).toBe(422);
+
+			worker.kill("SIGTERM");
+			expect(await worker.exited).toBe(0);
+			gateway.kill("SIGTERM");
+			expect(await gateway.exited).toBe(0);
+		} finally {
+			killGroup(worker);
+			killGroup(gateway);
 		}
 	});
 });
