@@ -10,6 +10,7 @@ import { brokerOptions } from "./moleculer.config";
 import { ConfigError, loadConfig, setConfig, type Config } from "./shared/config";
 import { lifecycle } from "./shared/lifecycle";
 import { startOpsServer, type OpsServer } from "./shared/ops-server";
+import { closeSharedKeyValueStores } from "./shared/kv";
 import { stopSharedStorage } from "./shared/storage";
 
 export interface Platform {
@@ -65,6 +66,7 @@ export async function startPlatform(config: Config, options: StartOptions = {}):
 			await broker.stop();
 			await ops?.close();
 			await stopSharedStorage();
+			await closeSharedKeyValueStores();
 		}
 	};
 }

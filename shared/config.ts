@@ -38,6 +38,12 @@ export interface Config {
 	smtpUrl: string | null;
 	stripe: { secretKey: string | null; webhookSecret: string | null };
 	jwtSecret: string | null;
+	/** Earlier signing secrets: tokens they signed still verify until they are removed. */
+	jwtPreviousSecrets: string[];
+	bcryptCost: number;
+	/** Public URL of the CMS, for links in emails. */
+	appUrl: string;
+	mailFrom: string;
 	services: ServiceName[];
 	namespace: string;
 	logLevel: LogLevel;
@@ -92,6 +98,10 @@ export const VARIABLES: Variable[] = [
 	{ name: "STRIPE_SECRET_KEY", example: "", description: "enables payments; unset = free plan with limits enforced" },
 	{ name: "STRIPE_WEBHOOK_SECRET", example: "", description: "`whsec_…` used to verify Stripe webhooks" },
 	{ name: "JWT_SECRET", example: "", description: "≥ 32 characters; required in production, generated into `DATA_DIR` otherwise" },
+	{ name: "JWT_PREVIOUS_SECRETS", example: "", description: "comma-separated earlier secrets: their tokens still verify (key rotation) until removed" },
+	{ name: "BCRYPT_COST", example: "12", description: "bcrypt cost of password hashes (≥ 12 in production)" },
+	{ name: "APP_URL", example: "http://localhost:3000", description: "public URL of the CMS, used in links of emails" },
+	{ name: "MAIL_FROM", example: "Marquee <no-reply@marquee.local>", description: "sender of emails" },
 	{ name: "LOG_LEVEL", example: "info", description: "fatal, error, warn, info, debug or trace" },
 	{ name: "LOG_FORMAT", example: "", description: "`pretty` or `json` (default: json in production, pretty otherwise)" },
 	{ name: "TRACING_EXPORTER", example: "none", description: "none, console, zipkin or jaeger" },
@@ -125,22 +135,29 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
 	return raw as T;
 }
 
+/** MongoDB URIs may list several hosts (replica sets), which the WHATWG URL parser refuses. */
+const MONGO_URI = /^mongodb(\+srv)?:\/\/([^@/\s]+@)?[^@/?#\s]+(\/[^?#\s]*)?(\?[^#\s]*)?$/;
+
 /** Parses a URL whose scheme is one of `schemes`; unset → null. The message never echoes credentials. */
 function url(env: Env, name: string, schemes: string[]): string | null {
-	const raw = env[name];
-	if (raw === undefined || raw.trim() === "") return null;
+	const raw = env[name]?.trim();
+	if (raw === undefined || raw === "") return null;
 	const schemeList = schemes.map(s => `${s}://`).join(" or ");
+	const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(raw)?.[1].toLowerCase();
+	if (!scheme) throw new ConfigError(name, `must be a URL starting with ${schemeList}`);
+	if (!schemes.includes(scheme)) throw new ConfigError(name, `must start with ${schemeList}, got "${scheme}://…"`);
+	if (scheme.startsWith("mongodb")) {
+		if (!MONGO_URI.test(raw)) throw new ConfigError(name, `must be a URL starting with ${schemeList}`);
+		return raw;
+	}
 	let parsed: URL;
 	try {
-		parsed = new URL(raw.trim());
+		parsed = new URL(raw);
 	} catch {
 		throw new ConfigError(name, `must be a URL starting with ${schemeList}`);
 	}
-	if (!schemes.includes(parsed.protocol.replace(/:$/, ""))) {
-		throw new ConfigError(name, `must start with ${schemeList}, got "${parsed.protocol}//…"`);
-	}
 	if (!parsed.hostname) throw new ConfigError(name, "has no host");
-	return raw.trim();
+	return raw;
 }
 
 function list(env: Env, name: string): string[] {
@@ -195,6 +212,14 @@ export function loadConfig(env: Env = process.env): Config {
 	if (jwtSecret !== null && jwtSecret.length < 32) throw new ConfigError("JWT_SECRET", "must be at least 32 characters");
 	if (production && jwtSecret === null) throw new ConfigError("JWT_SECRET", "is required when NODE_ENV=production");
 
+	const jwtPreviousSecrets = list(env, "JWT_PREVIOUS_SECRETS");
+	if (jwtPreviousSecrets.some(secret => secret.length < 32)) {
+		throw new ConfigError("JWT_PREVIOUS_SECRETS", "entries must be at least 32 characters");
+	}
+	const bcryptCost = integer(env, "BCRYPT_COST", nodeEnv === "test" ? 4 : 12, 4, 15);
+	if (production && bcryptCost < 12) throw new ConfigError("BCRYPT_COST", "must be at least 12 when NODE_ENV=production");
+	const appUrl = url(env, "APP_URL", ["http", "https"]) ?? `http://localhost:${env.PORT || 3000}`;
+
 	const transporter = url(env, "TRANSPORTER", ["nats"]);
 	const tracingExporter = oneOf(env, "TRACING_EXPORTER", TRACING_EXPORTERS, "none");
 	const tracingEndpoint = url(env, "TRACING_ENDPOINT", ["http", "https"]);
@@ -225,6 +250,10 @@ export function loadConfig(env: Env = process.env): Config {
 		smtpUrl: url(env, "SMTP_URL", ["smtp", "smtps"]),
 		stripe: { secretKey: env.STRIPE_SECRET_KEY || null, webhookSecret: env.STRIPE_WEBHOOK_SECRET || null },
 		jwtSecret,
+		jwtPreviousSecrets,
+		bcryptCost,
+		appUrl: appUrl.replace(/\/$/, ""),
+		mailFrom: env.MAIL_FROM || "Marquee <no-reply@marquee.local>",
 		services: services(env),
 		namespace,
 		logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, nodeEnv === "test" ? "warn" : "info"),

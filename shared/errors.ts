@@ -88,17 +88,25 @@ interface ErrorLike {
 	statusCode?: unknown;
 }
 
-/** fastest-validator's failures → `[{field, message, type}]` (no echo of the rejected value). */
+/**
+ * fastest-validator's failures → `[{field, message, type}]`. Some of its messages quote the
+ * rejected value; those are replaced, so a response never echoes what the client sent.
+ */
 function fieldErrors(data: unknown): FieldError[] {
 	if (!Array.isArray(data)) return [];
 	return data.map(item => {
-		const entry = (item ?? {}) as { field?: unknown; message?: unknown; type?: unknown };
-		return {
-			field: typeof entry.field === "string" ? entry.field : "",
-			message: typeof entry.message === "string" ? entry.message : "is invalid",
-			type: typeof entry.type === "string" ? entry.type : undefined
-		};
+		const entry = (item ?? {}) as { field?: unknown; message?: unknown; type?: unknown; actual?: unknown };
+		const field = typeof entry.field === "string" ? entry.field : "";
+		const type = typeof entry.type === "string" ? entry.type : undefined;
+		let message = typeof entry.message === "string" && entry.message ? entry.message : "is invalid";
+		const actual = entry.actual === undefined || entry.actual === null ? "" : String(entry.actual);
+		if (actual !== "" && message.includes(actual)) message = `The '${field}' field is invalid.`;
+		return { field, message, type };
 	});
+}
+
+function isApiErrorType(type: unknown): type is ApiErrorType {
+	return typeof type === "string" && Object.hasOwn(STATUS_OF, type);
 }
 
 /**
@@ -111,7 +119,7 @@ export function toApiError(err: unknown): ApiError {
 	const type = typeof e.type === "string" ? e.type : "";
 	const message = typeof e.message === "string" ? e.message : "";
 
-	if (err instanceof AppError || (name === "AppError" && type in STATUS_OF)) {
+	if (err instanceof AppError || (name === "AppError" && isApiErrorType(type))) {
 		const apiType = type as ApiErrorType;
 		if (apiType === "INTERNAL_ERROR") return internal();
 		return { type: apiType, message, code: STATUS_OF[apiType], data: e.data };
@@ -162,10 +170,12 @@ function internal(): ApiError {
 
 /** Restores `AppError`s that crossed the transporter so `instanceof AppError` holds on the caller. */
 export class AppErrorRegenerator extends MoleculerErrors.Regenerator {
-	override restore(plainError: MoleculerErrors.PlainMoleculerError, payload: Record<string, unknown>): Error {
-		if (plainError.name === "AppError" && typeof plainError.type === "string" && plainError.type in STATUS_OF) {
-			return new AppError(plainError.type as ApiErrorType, plainError.message, plainError.data);
+	// The base class keeps the sender's nodeID and stack; this only picks the class.
+	// (Returning undefined means "not ours": the typings leave that out.)
+	override restoreCustomError(plainError: MoleculerErrors.PlainMoleculerError): Error {
+		if (plainError.name === "AppError" && isApiErrorType(plainError.type)) {
+			return new AppError(plainError.type, plainError.message, plainError.data);
 		}
-		return super.restore(plainError, payload);
+		return undefined as unknown as Error;
 	}
 }

@@ -181,3 +181,10 @@ export function sharedKeyValueStore(config: { redisUrl: string | null; namespace
 	}
 	return store;
 }
+
+/** Closes every shared store of this process (platform shutdown). */
+export async function closeSharedKeyValueStores(): Promise<void> {
+	const stores = [...shared.values()];
+	shared.clear();
+	await Promise.all(stores.map(store => store.close()));
+}

@@ -1,0 +1,52 @@
+/** shared/kv.ts in memory: the key/value contract, its injected clock, and the shared store per namespace. */
+import { MemoryKeyValueStore, sharedKeyValueStore } from "../../shared/kv";
+import { describeKeyValueContract } from "../helpers/kv-contract";
+
+describeKeyValueContract("MemoryKeyValueStore", async () => new MemoryKeyValueStore(), { ttlSlackMs: 5 });
+
+describe("MemoryKeyValueStore with an injected clock", () => {
+	let now = 1_000_000;
+	const kv = new MemoryKeyValueStore(() => now);
+
+	it("expires entries, windows and locks by that clock", async () => {
+		await kv.set("k", "v", 1000);
+		await kv.acquireLock("lock", "node-a", 1000);
+		expect(await kv.incr("c", 1000)).toEqual({ count: 1, ttlMs: 1000 });
+		now += 400;
+		expect(await kv.incr("c", 1000)).toEqual({ count: 2, ttlMs: 600 });
+		now += 599;
+		expect(await kv.get("k")).toBe("v");
+		expect(await kv.acquireLock("lock", "node-b", 1000)).toBe(false);
+		now += 1;
+		expect(await kv.get("k")).toBeNull();
+		expect(await kv.incr("c", 1000)).toEqual({ count: 1, ttlMs: 1000 });
+		expect(await kv.acquireLock("lock", "node-b", 1000)).toBe(true);
+	});
+
+	it("close() empties it", async () => {
+		await kv.set("gone", "v");
+		await kv.close();
+		expect(await kv.get("gone")).toBeNull();
+	});
+});
+
+describe("sharedKeyValueStore without REDIS_URL", () => {
+	it("gives one memory store per namespace", () => {
+		const a = sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-a" });
+		expect(a).toBeInstanceOf(MemoryKeyValueStore);
+		expect(sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-a" })).toBe(a);
+		expect(sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-b" })).not.toBe(a);
+		expect(sharedKeyValueStore({ redisUrl: null, namespace: "" })).not.toBe(a);
+	});
+
+	it("namespaces do not see each other's keys", async () => {
+		const a = sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-c" });
+		const b = sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-d" });
+		await a.set("same-key", "from a");
+		expect(await b.get("same-key")).toBeNull();
+		expect(await a.acquireLock("lock:job:x", "node-a", 10_000)).toBe(true);
+		expect(await b.acquireLock("lock:job:x", "node-b", 10_000)).toBe(true);
+		expect((await a.incr("rl:x", 10_000)).count).toBe(1);
+		expect((await b.incr("rl:x", 10_000)).count).toBe(1);
+	});
+});
