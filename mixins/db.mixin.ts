@@ -42,8 +42,10 @@ export interface DbMixinOptions {
 	collection: string;
 	/** false for collections that are not owned by one tenant (e.g. users). Default true. */
 	tenantScoped?: boolean;
-	/** Fields to index (tenantId is always indexed on scoped collections). */
+	/** Fields to index (tenantId is always indexed on scoped collections in MongoDB). */
 	indexes?: string[];
+	/** Fields whose value is unique in the collection (e.g. a user's email); a duplicate is a 409. */
+	uniqueIndexes?: string[];
 }
 
 interface Adapter {
@@ -148,7 +150,7 @@ function assertSafeChanges(changes: Record<string, unknown>): void {
 
 // ---- adapters -------------------------------------------------------------------------------
 
-function mongooseModel(collection: string, indexes: string[], tenantScoped: boolean): mongoose.Model<Doc> {
+function mongooseModel({ collection, indexes, uniqueIndexes, tenantScoped }: Required<DbMixinOptions>): mongoose.Model<Doc> {
 	const existing = mongoose.models[collection] as mongoose.Model<Doc> | undefined;
 	if (existing) return existing;
 	const schema = new mongoose.Schema(
@@ -157,13 +159,14 @@ function mongooseModel(collection: string, indexes: string[], tenantScoped: bool
 	);
 	if (tenantScoped) schema.index({ tenantId: 1 });
 	for (const field of indexes) schema.index(tenantScoped ? { tenantId: 1, [field]: 1 } : { [field]: 1 });
+	for (const field of uniqueIndexes) schema.index({ [field]: 1 }, { unique: true });
 	return mongoose.model<Doc>(collection, schema);
 }
 
 export function createAdapter(options: Required<DbMixinOptions>): { adapter: unknown; model?: mongoose.Model<Doc> } {
 	const config = getConfig();
 	if (config.mongoUri) {
-		const model = mongooseModel(options.collection, options.indexes, options.tenantScoped);
+		const model = mongooseModel(options);
 		return { adapter: new MongooseAdapter(config.mongoUri, { serverSelectionTimeoutMS: 5000 }), model };
 	}
 	// No NeDB index on tenantId: NeDB picks its candidates from the last indexed field of a query,
@@ -177,30 +180,59 @@ export function createAdapter(options: Required<DbMixinOptions>): { adapter: unk
 
 // ---- the mixin ------------------------------------------------------------------------------
 
+/**
+ * Whose documents a call may touch. Normally the Moleculer context: the tenant of its verified
+ * principal. A `{ tenantId }` names the tenant explicitly, for flows the server itself vouches for
+ * (a refresh token's session, a tenant being created); services never build it from client input.
+ */
+export type Scope = Context | { tenantId: string };
+
 export interface DbMethods {
-	/** The tenant of the verified caller; 401 when there is none. */
-	tenantOf(ctx: Context): string;
-	findDocs(ctx: Context, query?: Query, options?: FindOptions): Promise<PublicDoc[]>;
-	countDocs(ctx: Context, query?: Query): Promise<number>;
+	/** The tenant of a scope; 401 when a context carries no principal. */
+	tenantOf(scope: Scope): string;
+	findDocs(scope: Scope, query?: Query, options?: FindOptions): Promise<PublicDoc[]>;
+	countDocs(scope: Scope, query?: Query): Promise<number>;
 	/** The API's list shape: rows, total, page, pageSize, totalPages. */
-	pageDocs(ctx: Context, query: Query, page: number, pageSize: number, sort?: string[]): Promise<Page<PublicDoc>>;
-	findDoc(ctx: Context, query: Query): Promise<PublicDoc | null>;
+	pageDocs(scope: Scope, query: Query, page: number, pageSize: number, sort?: string[]): Promise<Page<PublicDoc>>;
+	findDoc(scope: Scope, query: Query): Promise<PublicDoc | null>;
 	/** 404 (NOT_FOUND with `what`) when missing or another tenant's. */
-	getDoc(ctx: Context, id: string, what?: string): Promise<PublicDoc>;
-	insertDoc(ctx: Context, fields: Record<string, unknown>): Promise<PublicDoc>;
+	getDoc(scope: Scope, id: string, what?: string): Promise<PublicDoc>;
+	/** 409 when a unique index refuses it. */
+	insertDoc(scope: Scope, fields: Record<string, unknown>): Promise<PublicDoc>;
 	/** Sets exactly the given fields (no operators, no mass assignment of ids or tenancy). */
-	updateDoc(ctx: Context, id: string, changes: Record<string, unknown>, what?: string): Promise<PublicDoc>;
-	removeDoc(ctx: Context, id: string, what?: string): Promise<PublicDoc>;
-	removeDocs(ctx: Context, query: Query): Promise<number>;
+	updateDoc(scope: Scope, id: string, changes: Record<string, unknown>, what?: string): Promise<PublicDoc>;
+	/** Sets fields on every document matching `query`; resolves with how many matched (0 = none, e.g. a lost race). */
+	updateWhere(scope: Scope, query: Query, changes: Record<string, unknown>): Promise<number>;
+	removeDoc(scope: Scope, id: string, what?: string): Promise<PublicDoc>;
+	removeDocs(scope: Scope, query: Query): Promise<number>;
 	/** Unscoped, for work a tenant's caller does not drive (tenant deletion, system jobs). */
 	removeTenantDocs(tenantId: string): Promise<number>;
 }
 
 type DbService = Service &
-	DbMethods & { adapter: Adapter; dbOptions: Required<DbMixinOptions>; scoped(ctx: Context, query?: Query): Query };
+	DbMethods & { adapter: Adapter; dbOptions: Required<DbMixinOptions>; scoped(scope: Scope, query?: Query): Query };
+
+function isContext(scope: Scope): scope is Context {
+	return "meta" in scope;
+}
+
+/** NeDB and MongoDB report a unique-index refusal differently. */
+function isDuplicateKey(err: unknown): boolean {
+	const e = err as { errorType?: unknown; code?: unknown } | null;
+	return e?.errorType === "uniqueViolated" || e?.code === 11000;
+}
+
+function setAndUnset(changes: Record<string, unknown>): Query {
+	assertSafeChanges(changes);
+	const entries = Object.entries({ ...changes, updatedAt: new Date().toISOString() });
+	const update: Query = { $set: Object.fromEntries(entries.filter(([, v]) => v !== undefined)) };
+	const unset = entries.filter(([, v]) => v === undefined).map(([k]) => k);
+	if (unset.length) update.$unset = Object.fromEntries(unset.map(k => [k, true]));
+	return update;
+}
 
 export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
-	const options: Required<DbMixinOptions> = { tenantScoped: true, indexes: [], ...opts };
+	const options: Required<DbMixinOptions> = { tenantScoped: true, indexes: [], uniqueIndexes: [], ...opts };
 
 	const generic = ["find", "count", "list", "create", "insert", "get", "update", "remove"];
 	const schema = {
@@ -210,75 +242,83 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 		actions: Object.fromEntries(generic.map(name => [name, false])),
 
 		methods: {
-			tenantOf(this: DbService, ctx: Context): string {
-				const auth = (ctx.meta as { auth?: Principal | null }).auth;
+			tenantOf(this: DbService, scope: Scope): string {
+				if (!isContext(scope)) return scope.tenantId;
+				const auth = (scope.meta as { auth?: Principal | null }).auth;
 				if (!auth?.tenantId) throw Errors.unauthorized();
 				return auth.tenantId;
 			},
 
-			scoped(this: DbService, ctx: Context, query: Query = {}): Query {
+			scoped(this: DbService, scope: Scope, query: Query = {}): Query {
 				assertSafeQuery(query);
-				return this.dbOptions.tenantScoped ? { ...query, tenantId: this.tenantOf(ctx) } : { ...query };
+				return this.dbOptions.tenantScoped ? { ...query, tenantId: this.tenantOf(scope) } : { ...query };
 			},
 
-			async findDocs(this: DbService, ctx: Context, query: Query = {}, findOptions: FindOptions = {}) {
-				const docs = await this.adapter.find({ query: this.scoped(ctx, query), ...findOptions });
+			async findDocs(this: DbService, scope: Scope, query: Query = {}, findOptions: FindOptions = {}) {
+				const docs = await this.adapter.find({ query: this.scoped(scope, query), ...findOptions });
 				return docs.map(d => toPublic(this.adapter.entityToObject(d)));
 			},
 
-			async countDocs(this: DbService, ctx: Context, query: Query = {}) {
-				return this.adapter.count({ query: this.scoped(ctx, query) });
+			async countDocs(this: DbService, scope: Scope, query: Query = {}) {
+				return this.adapter.count({ query: this.scoped(scope, query) });
 			},
 
-			async pageDocs(this: DbService, ctx: Context, query: Query, page: number, pageSize: number, sort = ["-_id"]) {
+			async pageDocs(this: DbService, scope: Scope, query: Query, page: number, pageSize: number, sort = ["-_id"]) {
 				const [rows, total] = await Promise.all([
-					this.findDocs(ctx, query, { sort, limit: pageSize, offset: (page - 1) * pageSize }),
-					this.countDocs(ctx, query)
+					this.findDocs(scope, query, { sort, limit: pageSize, offset: (page - 1) * pageSize }),
+					this.countDocs(scope, query)
 				]);
 				return { rows, total, page, pageSize, totalPages: Math.ceil(total / pageSize) };
 			},
 
-			async findDoc(this: DbService, ctx: Context, query: Query) {
-				const doc = await this.adapter.findOne(this.scoped(ctx, query));
+			async findDoc(this: DbService, scope: Scope, query: Query) {
+				const doc = await this.adapter.findOne(this.scoped(scope, query));
 				return doc ? toPublic(this.adapter.entityToObject(doc)) : null;
 			},
 
-			async getDoc(this: DbService, ctx: Context, id: string, what = "Resource") {
-				const doc = typeof id === "string" ? await this.findDoc(ctx, { _id: id }) : null;
+			async getDoc(this: DbService, scope: Scope, id: string, what = "Resource") {
+				const doc = typeof id === "string" ? await this.findDoc(scope, { _id: id }) : null;
 				if (!doc) throw Errors.notFound(what, id);
 				return doc;
 			},
 
-			async insertDoc(this: DbService, ctx: Context, fields: Record<string, unknown>) {
+			async insertDoc(this: DbService, scope: Scope, fields: Record<string, unknown>) {
 				assertSafeChanges(fields);
 				const now = new Date().toISOString();
 				const doc: Doc = { createdAt: now, updatedAt: now, ...fields, _id: newId() };
-				if (this.dbOptions.tenantScoped) doc.tenantId = this.tenantOf(ctx);
-				const saved = await this.adapter.insert(doc);
-				return toPublic(this.adapter.entityToObject(saved));
+				if (this.dbOptions.tenantScoped) doc.tenantId = this.tenantOf(scope);
+				try {
+					return toPublic(this.adapter.entityToObject(await this.adapter.insert(doc)));
+				} catch (err) {
+					if (isDuplicateKey(err)) throw Errors.conflict("Already exists");
+					throw err;
+				}
 			},
 
-			async updateDoc(this: DbService, ctx: Context, id: string, changes: Record<string, unknown>, what = "Resource") {
-				assertSafeChanges(changes);
-				const query = this.scoped(ctx, { _id: id });
-				const entries = Object.entries({ ...changes, updatedAt: new Date().toISOString() });
-				const set = Object.fromEntries(entries.filter(([, v]) => v !== undefined));
-				const unset = entries.filter(([, v]) => v === undefined).map(([k]) => k);
-				await this.getDoc(ctx, id, what);
-				const update: Query = { $set: set };
-				if (unset.length) update.$unset = Object.fromEntries(unset.map(k => [k, true]));
-				await this.adapter.updateMany(query, update);
-				return this.getDoc(ctx, id, what);
+			async updateDoc(this: DbService, scope: Scope, id: string, changes: Record<string, unknown>, what = "Resource") {
+				const update = setAndUnset(changes);
+				await this.getDoc(scope, id, what);
+				try {
+					await this.adapter.updateMany(this.scoped(scope, { _id: id }), update);
+				} catch (err) {
+					if (isDuplicateKey(err)) throw Errors.conflict("Already exists");
+					throw err;
+				}
+				return this.getDoc(scope, id, what);
 			},
 
-			async removeDoc(this: DbService, ctx: Context, id: string, what = "Resource") {
-				const doc = await this.getDoc(ctx, id, what);
-				await this.adapter.removeMany(this.scoped(ctx, { _id: id }));
+			async updateWhere(this: DbService, scope: Scope, query: Query, changes: Record<string, unknown>) {
+				return countOf(await this.adapter.updateMany(this.scoped(scope, query), setAndUnset(changes)));
+			},
+
+			async removeDoc(this: DbService, scope: Scope, id: string, what = "Resource") {
+				const doc = await this.getDoc(scope, id, what);
+				await this.adapter.removeMany(this.scoped(scope, { _id: id }));
 				return doc;
 			},
 
-			async removeDocs(this: DbService, ctx: Context, query: Query) {
-				return countOf(await this.adapter.removeMany(this.scoped(ctx, query)));
+			async removeDocs(this: DbService, scope: Scope, query: Query) {
+				return countOf(await this.adapter.removeMany(this.scoped(scope, query)));
 			},
 
 			async removeTenantDocs(this: DbService, tenantId: string) {
@@ -298,13 +338,15 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 		},
 
 		async started(this: DbService) {
+			const nedb = (this.adapter as unknown as { db?: NeDbLike }).db;
+			if (!nedb) return;
+			for (const fieldName of options.uniqueIndexes) await nedb.ensureIndex({ fieldName, unique: true });
 			// NeDB keeps an append-only file; compact it now and then so restarts stay fast.
-			const nedb = (this.adapter as unknown as { db?: { setAutocompactionInterval?: (ms: number) => void } }).db;
-			nedb?.setAutocompactionInterval?.(10 * 60_000);
+			nedb.setAutocompactionInterval?.(10 * 60_000);
 		},
 
 		async stopped(this: DbService) {
-			const nedb = (this.adapter as unknown as { db?: { stopAutocompaction?: () => void } | null }).db;
+			const nedb = (this.adapter as unknown as { db?: NeDbLike | null }).db;
 			nedb?.stopAutocompaction?.();
 		}
 	};
@@ -312,9 +354,16 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 	return schema as unknown as Partial<ServiceSchema>;
 }
 
-/** NeDB answers a count, mongoose a `{deletedCount}`. */
+interface NeDbLike {
+	ensureIndex(options: { fieldName: string; unique?: boolean }): Promise<void>;
+	setAutocompactionInterval?: (ms: number) => void;
+	stopAutocompaction?: () => void;
+}
+
+/** NeDB answers a count, mongoose `{deletedCount}` or `{matchedCount}`. */
 function countOf(result: unknown): number {
 	if (typeof result === "number") return result;
-	const deleted = (result as { deletedCount?: unknown } | null)?.deletedCount;
-	return typeof deleted === "number" ? deleted : 0;
+	const r = (result ?? {}) as { deletedCount?: unknown; matchedCount?: unknown; n?: unknown };
+	for (const value of [r.deletedCount, r.matchedCount, r.n]) if (typeof value === "number") return value;
+	return 0;
 }

@@ -52,7 +52,35 @@ function notesService(collection: string): ServiceSchema<ServiceSettingSchema, D
 			},
 			remove: { handler(this: DbMethods, ctx: Context<{ id: string }, Meta>) { return this.removeDoc(ctx, ctx.params.id, "Note"); } },
 			removeMany: { handler(this: DbMethods, ctx: Context<{ query: Query }, Meta>) { return this.removeDocs(ctx, ctx.params.query); } },
-			purgeTenant: { handler(this: DbMethods, ctx: Context<{ tenantId: string }>) { return this.removeTenantDocs(ctx.params.tenantId); } }
+			purgeTenant: { handler(this: DbMethods, ctx: Context<{ tenantId: string }>) { return this.removeTenantDocs(ctx.params.tenantId); } },
+			// Server-vouched scope: the tenant named by trusted server state, not by a principal.
+			insertFor: {
+				handler(this: DbMethods, ctx: Context<{ tenantId: string; name: string }>) {
+					return this.insertDoc({ tenantId: ctx.params.tenantId }, { name: ctx.params.name, tags: [] });
+				}
+			},
+			claim: {
+				handler(this: DbMethods, ctx: Context<{ id: string; tenantId: string }>) {
+					return this.updateWhere({ tenantId: ctx.params.tenantId }, { _id: ctx.params.id, claimedAt: { $exists: false } }, { claimedAt: new Date().toISOString() });
+				}
+			}
+		}
+	};
+}
+
+/** An unscoped collection with a unique field, like users by email. */
+function accountsService(collection: string): ServiceSchema<ServiceSettingSchema, DbMethods> {
+	return {
+		name: "accounts",
+		mixins: [DbMixin({ collection, tenantScoped: false, uniqueIndexes: ["email"] })],
+		actions: {
+			create: { handler(this: DbMethods, ctx: Context<{ email: string }>) { return this.insertDoc(ctx, { email: ctx.params.email }); } },
+			rename: {
+				handler(this: DbMethods, ctx: Context<{ id: string; email: string }>) {
+					return this.updateDoc(ctx, ctx.params.id, { email: ctx.params.email });
+				}
+			},
+			count: { handler(this: DbMethods, ctx: Context) { return this.countDocs(ctx, {}); } }
 		}
 	};
 }
@@ -201,6 +229,34 @@ function contract(backend: string, env: () => Record<string, string>) {
 		it("needs a principal: no tenant, no data", async () => {
 			await expectAppError(tb.broker.call("notes.find", { query: {} }), "UNAUTHORIZED");
 		});
+
+		it("writes with an explicit, server-vouched tenant scope", async () => {
+			const note = await tb.broker.call("notes.insertFor", { tenantId: "tenant-explicit", name: "system" }) as Note;
+			expect(note.tenantId).toBe("tenant-explicit");
+			await expectAppError(call("get", { id: note.id }), "NOT_FOUND");
+			expect(await call<Note>("get", { id: note.id }, { ...TENANT_A, tenantId: "tenant-explicit" })).toMatchObject({ name: "system" });
+		});
+
+		it("updateWhere reports how many matched, so one of two racing claims wins", async () => {
+			const note = await tb.broker.call("notes.insertFor", { tenantId: "tenant-race", name: "once" }) as Note;
+			const results = await Promise.all([1, 2, 3].map(() => tb.broker.call("notes.claim", { id: note.id, tenantId: "tenant-race" })));
+			expect((results as number[]).sort()).toEqual([0, 0, 1]);
+			expect(await tb.broker.call("notes.claim", { id: note.id, tenantId: "tenant-other" })).toBe(0);
+		});
+
+		it("unique fields refuse duplicates with 409 on insert and update, across the collection", async () => {
+			const accounts = await startBroker([accountsService(uniqueCollection())], env());
+			try {
+				const first = (await accounts.broker.call("accounts.create", { email: "a@example.com" })) as Note;
+				await expectAppError(accounts.broker.call("accounts.create", { email: "a@example.com" }), "CONFLICT");
+				const second = (await accounts.broker.call("accounts.create", { email: "b@example.com" })) as Note;
+				await expectAppError(accounts.broker.call("accounts.rename", { id: second.id, email: "a@example.com" }), "CONFLICT");
+				expect(first.id).not.toBe(second.id);
+				expect(await accounts.broker.call("accounts.count")).toBe(2);
+			} finally {
+				await accounts.stop();
+			}
+		});
 	});
 }
 
@@ -231,14 +287,15 @@ describe("embedded NeDB files", () => {
 describe("the MongoDB path, by construction (no server needed)", () => {
 	it("builds one mongoose model per collection with string ids and a tenant index", () => {
 		setConfig(testConfig({ MONGO_URI: "mongodb://127.0.0.1:1/marquee" }));
-		const options = { collection: uniqueCollection(), tenantScoped: true, indexes: ["name"] };
+		const options = { collection: uniqueCollection(), tenantScoped: true, indexes: ["name"], uniqueIndexes: ["code"] };
 		const first = createAdapter(options);
 		const again = createAdapter(options);
 		expect(again.model).toBe(first.model);
 		const schema = first.model?.schema as mongoose.Schema;
 		expect(schema.path("_id").instance).toBe("String");
 		expect(schema.path("tenantId").instance).toBe("String");
-		expect(schema.indexes().map(([fields]) => fields)).toEqual([{ tenantId: 1 }, { tenantId: 1, name: 1 }]);
+		expect(schema.indexes().map(([fields]) => fields)).toEqual([{ tenantId: 1 }, { tenantId: 1, name: 1 }, { code: 1 }]);
+		expect(schema.indexes()[2][1]).toMatchObject({ unique: true });
 		expect(schema.get("strict")).toBe(false);
 		expect(schema.get("versionKey")).toBe(false);
 	});
