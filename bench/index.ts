@@ -102,10 +102,10 @@ async function dataBench(): Promise<void> {
 	const auth: Principal = { kind: "user", tenantId: "bench-tenant", userId: "u", role: "owner" };
 	const Notes: ServiceSchema<ServiceSettingSchema, DbMethods> = {
 		name: "notes",
-		mixins: [DbMixin({ collection: "bench_notes" })],
+		mixins: [DbMixin({ bench_notes: {} })],
 		actions: {
-			create: { handler(this: DbMethods, ctx: Context<{ name: string }>) { return this.insertDoc(ctx, { name: ctx.params.name }); } },
-			get: { handler(this: DbMethods, ctx: Context<{ id: string }>) { return this.getDoc(ctx, ctx.params.id); } }
+			create: { handler(this: DbMethods, ctx: Context<{ name: string }>) { return this.db.bench_notes.insertDoc(ctx, { name: ctx.params.name }); } },
+			get: { handler(this: DbMethods, ctx: Context<{ id: string }>) { return this.db.bench_notes.getDoc(ctx, ctx.params.id); } }
 		}
 	};
 	const tb = await startBroker([Notes]);

@@ -1,17 +1,20 @@
 /**
- * The data layer every service uses: moleculer-db with MongoDB (mongoose) when MONGO_URI is
- * set, NeDB files under DATA_DIR/db otherwise (in memory under NODE_ENV=test).
+ * The data layer every service uses. A service declares its collections with `DbMixin` and
+ * reaches them as `this.db.<name>`; each collection stores through a moleculer-db adapter:
+ * MongoDB (mongoose) when MONGO_URI is set, NeDB files under DATA_DIR/db otherwise (in memory
+ * under NODE_ENV=test).
  *
  * - String ids (UUID v7) on both backends; documents leave as `{id, ...}` without `_id`.
- * - Tenant scope: every method takes the Moleculer context and adds `tenantId` from the verified
- *   principal (`ctx.meta.auth`) to every read and write; a foreign id is a 404 like a missing one.
+ * - Tenant scope: every method takes a scope — the Moleculer context, whose verified principal
+ *   (`ctx.meta.auth`) names the tenant — and adds `tenantId` to every read and write; a foreign
+ *   id is a 404 like a missing one.
  * - Only a small query subset reaches the adapter (equality, $in/$nin/$ne/$exists, ranges,
- *   $or of those, RegExp built by `textSearch`); anything else throws. moleculer-db's generic
- *   actions are switched off: services publish explicit actions instead.
+ *   $or of those, RegExp built by `textSearch`); anything else throws. There are no generic
+ *   find/update actions: services publish explicit actions.
  */
 import path from "node:path";
 import fs from "node:fs";
-import type { Context, ServiceSchema, Service } from "moleculer";
+import type { Context, Service, ServiceBroker, ServiceSchema } from "moleculer";
 import MoleculerDb from "moleculer-db";
 import MongooseAdapter from "moleculer-db-adapter-mongoose";
 import mongoose from "mongoose";
@@ -38,8 +41,7 @@ export interface Page<T> {
 	totalPages: number;
 }
 
-export interface DbMixinOptions {
-	collection: string;
+export interface CollectionOptions {
 	/** false for collections that are not owned by one tenant (e.g. users). Default true. */
 	tenantScoped?: boolean;
 	/** Fields to index (tenantId is always indexed on scoped collections in MongoDB). */
@@ -48,7 +50,13 @@ export interface DbMixinOptions {
 	uniqueIndexes?: string[];
 }
 
+type ResolvedOptions = Required<CollectionOptions> & { collection: string };
+
+/** What the data layer uses of a moleculer-db adapter (NeDB's MemoryAdapter or mongoose's). */
 interface Adapter {
+	init(broker: ServiceBroker, service: unknown): void;
+	connect(): Promise<void>;
+	disconnect(): Promise<void>;
 	find(filters: { query?: Query; sort?: string[]; limit?: number; offset?: number }): Promise<unknown[]>;
 	findOne(query: Query): Promise<unknown>;
 	count(filters: { query?: Query }): Promise<number>;
@@ -56,7 +64,7 @@ interface Adapter {
 	updateMany(query: Query, update: Query): Promise<unknown>;
 	removeMany(query: Query): Promise<unknown>;
 	entityToObject(entity: unknown): Record<string, unknown>;
-	init(broker: unknown, service: unknown): void;
+	db?: unknown;
 }
 
 // ---- query subset ---------------------------------------------------------------------------
@@ -150,7 +158,7 @@ function assertSafeChanges(changes: Record<string, unknown>): void {
 
 // ---- adapters -------------------------------------------------------------------------------
 
-function mongooseModel({ collection, indexes, uniqueIndexes, tenantScoped }: Required<DbMixinOptions>): mongoose.Model<Doc> {
+function mongooseModel({ collection, indexes, uniqueIndexes, tenantScoped }: ResolvedOptions): mongoose.Model<Doc> {
 	const existing = mongoose.models[collection] as mongoose.Model<Doc> | undefined;
 	if (existing) return existing;
 	const schema = new mongoose.Schema(
@@ -163,22 +171,23 @@ function mongooseModel({ collection, indexes, uniqueIndexes, tenantScoped }: Req
 	return mongoose.model<Doc>(collection, schema);
 }
 
-export function createAdapter(options: Required<DbMixinOptions>): { adapter: unknown; model?: mongoose.Model<Doc> } {
+export function createAdapter(options: ResolvedOptions): { adapter: Adapter; model?: mongoose.Model<Doc> } {
 	const config = getConfig();
 	if (config.mongoUri) {
 		const model = mongooseModel(options);
-		return { adapter: new MongooseAdapter(config.mongoUri, { serverSelectionTimeoutMS: 5000 }), model };
+		return { adapter: new MongooseAdapter(config.mongoUri, { serverSelectionTimeoutMS: 5000 }) as unknown as Adapter, model };
 	}
 	// No NeDB index on tenantId: NeDB picks its candidates from the last indexed field of a query,
 	// and scoped queries end with tenantId, so such an index would turn an id lookup into a scan
 	// of the tenant (measured in bench/).
-	if (config.nodeEnv === "test") return { adapter: new MoleculerDb.MemoryAdapter() };
+	if (config.nodeEnv === "test") return { adapter: new MoleculerDb.MemoryAdapter() as unknown as Adapter };
 	const dir = path.join(config.dataDir, "db");
 	fs.mkdirSync(dir, { recursive: true });
-	return { adapter: new MoleculerDb.MemoryAdapter({ filename: path.join(dir, `${options.collection}.db`), autoload: false }) };
+	const file = path.join(dir, `${options.collection}.db`);
+	return { adapter: new MoleculerDb.MemoryAdapter({ filename: file, autoload: false }) as unknown as Adapter };
 }
 
-// ---- the mixin ------------------------------------------------------------------------------
+// ---- collections ----------------------------------------------------------------------------
 
 /**
  * Whose documents a call may touch. Normally the Moleculer context: the tenant of its verified
@@ -186,31 +195,6 @@ export function createAdapter(options: Required<DbMixinOptions>): { adapter: unk
  * (a refresh token's session, a tenant being created); services never build it from client input.
  */
 export type Scope = Context | { tenantId: string };
-
-export interface DbMethods {
-	/** The tenant of a scope; 401 when a context carries no principal. */
-	tenantOf(scope: Scope): string;
-	findDocs(scope: Scope, query?: Query, options?: FindOptions): Promise<PublicDoc[]>;
-	countDocs(scope: Scope, query?: Query): Promise<number>;
-	/** The API's list shape: rows, total, page, pageSize, totalPages. */
-	pageDocs(scope: Scope, query: Query, page: number, pageSize: number, sort?: string[]): Promise<Page<PublicDoc>>;
-	findDoc(scope: Scope, query: Query): Promise<PublicDoc | null>;
-	/** 404 (NOT_FOUND with `what`) when missing or another tenant's. */
-	getDoc(scope: Scope, id: string, what?: string): Promise<PublicDoc>;
-	/** 409 when a unique index refuses it. */
-	insertDoc(scope: Scope, fields: Record<string, unknown>): Promise<PublicDoc>;
-	/** Sets exactly the given fields (no operators, no mass assignment of ids or tenancy). */
-	updateDoc(scope: Scope, id: string, changes: Record<string, unknown>, what?: string): Promise<PublicDoc>;
-	/** Sets fields on every document matching `query`; resolves with how many matched (0 = none, e.g. a lost race). */
-	updateWhere(scope: Scope, query: Query, changes: Record<string, unknown>): Promise<number>;
-	removeDoc(scope: Scope, id: string, what?: string): Promise<PublicDoc>;
-	removeDocs(scope: Scope, query: Query): Promise<number>;
-	/** Unscoped, for work a tenant's caller does not drive (tenant deletion, system jobs). */
-	removeTenantDocs(tenantId: string): Promise<number>;
-}
-
-type DbService = Service &
-	DbMethods & { adapter: Adapter; dbOptions: Required<DbMixinOptions>; scoped(scope: Scope, query?: Query): Query };
 
 function isContext(scope: Scope): scope is Context {
 	return "meta" in scope;
@@ -231,127 +215,12 @@ function setAndUnset(changes: Record<string, unknown>): Query {
 	return update;
 }
 
-export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
-	const options: Required<DbMixinOptions> = { tenantScoped: true, indexes: [], uniqueIndexes: [], ...opts };
-
-	const generic = ["find", "count", "list", "create", "insert", "get", "update", "remove"];
-	const schema = {
-		mixins: [MoleculerDb],
-		settings: { idField: "_id" },
-		// moleculer-db's generic actions would accept raw queries and mass updates: never publish them.
-		actions: Object.fromEntries(generic.map(name => [name, false])),
-
-		methods: {
-			tenantOf(this: DbService, scope: Scope): string {
-				if (!isContext(scope)) return scope.tenantId;
-				const auth = (scope.meta as { auth?: Principal | null }).auth;
-				if (!auth?.tenantId) throw Errors.unauthorized();
-				return auth.tenantId;
-			},
-
-			scoped(this: DbService, scope: Scope, query: Query = {}): Query {
-				assertSafeQuery(query);
-				return this.dbOptions.tenantScoped ? { ...query, tenantId: this.tenantOf(scope) } : { ...query };
-			},
-
-			async findDocs(this: DbService, scope: Scope, query: Query = {}, findOptions: FindOptions = {}) {
-				const docs = await this.adapter.find({ query: this.scoped(scope, query), ...findOptions });
-				return docs.map(d => toPublic(this.adapter.entityToObject(d)));
-			},
-
-			async countDocs(this: DbService, scope: Scope, query: Query = {}) {
-				return this.adapter.count({ query: this.scoped(scope, query) });
-			},
-
-			async pageDocs(this: DbService, scope: Scope, query: Query, page: number, pageSize: number, sort = ["-_id"]) {
-				const [rows, total] = await Promise.all([
-					this.findDocs(scope, query, { sort, limit: pageSize, offset: (page - 1) * pageSize }),
-					this.countDocs(scope, query)
-				]);
-				return { rows, total, page, pageSize, totalPages: Math.ceil(total / pageSize) };
-			},
-
-			async findDoc(this: DbService, scope: Scope, query: Query) {
-				const doc = await this.adapter.findOne(this.scoped(scope, query));
-				return doc ? toPublic(this.adapter.entityToObject(doc)) : null;
-			},
-
-			async getDoc(this: DbService, scope: Scope, id: string, what = "Resource") {
-				const doc = typeof id === "string" ? await this.findDoc(scope, { _id: id }) : null;
-				if (!doc) throw Errors.notFound(what, id);
-				return doc;
-			},
-
-			async insertDoc(this: DbService, scope: Scope, fields: Record<string, unknown>) {
-				assertSafeChanges(fields);
-				const now = new Date().toISOString();
-				const doc: Doc = { createdAt: now, updatedAt: now, ...fields, _id: newId() };
-				if (this.dbOptions.tenantScoped) doc.tenantId = this.tenantOf(scope);
-				try {
-					return toPublic(this.adapter.entityToObject(await this.adapter.insert(doc)));
-				} catch (err) {
-					if (isDuplicateKey(err)) throw Errors.conflict("Already exists");
-					throw err;
-				}
-			},
-
-			async updateDoc(this: DbService, scope: Scope, id: string, changes: Record<string, unknown>, what = "Resource") {
-				const update = setAndUnset(changes);
-				await this.getDoc(scope, id, what);
-				try {
-					await this.adapter.updateMany(this.scoped(scope, { _id: id }), update);
-				} catch (err) {
-					if (isDuplicateKey(err)) throw Errors.conflict("Already exists");
-					throw err;
-				}
-				return this.getDoc(scope, id, what);
-			},
-
-			async updateWhere(this: DbService, scope: Scope, query: Query, changes: Record<string, unknown>) {
-				return countOf(await this.adapter.updateMany(this.scoped(scope, query), setAndUnset(changes)));
-			},
-
-			async removeDoc(this: DbService, scope: Scope, id: string, what = "Resource") {
-				const doc = await this.getDoc(scope, id, what);
-				await this.adapter.removeMany(this.scoped(scope, { _id: id }));
-				return doc;
-			},
-
-			async removeDocs(this: DbService, scope: Scope, query: Query) {
-				return countOf(await this.adapter.removeMany(this.scoped(scope, query)));
-			},
-
-			async removeTenantDocs(this: DbService, tenantId: string) {
-				if (!this.dbOptions.tenantScoped) throw new Error(`${options.collection} is not tenant-scoped`);
-				return countOf(await this.adapter.removeMany({ tenantId }));
-			}
-		},
-
-		created(this: DbService) {
-			this.dbOptions = options;
-			// Chosen here, not at import, so the config in force when the broker starts decides.
-			// moleculer-db's own created() ran first and made a placeholder adapter: replace it.
-			const { adapter, model } = createAdapter(options);
-			(this.schema as { model?: unknown }).model = model;
-			this.adapter = adapter as Adapter;
-			this.adapter.init(this.broker, this);
-		},
-
-		async started(this: DbService) {
-			const nedb = (this.adapter as unknown as { db?: NeDbLike }).db;
-			if (!nedb) return;
-			for (const fieldName of options.uniqueIndexes) await nedb.ensureIndex({ fieldName, unique: true });
-			// NeDB keeps an append-only file; compact it now and then so restarts stay fast.
-			nedb.setAutocompactionInterval?.(10 * 60_000);
-		},
-
-		async stopped(this: DbService) {
-			const nedb = (this.adapter as unknown as { db?: NeDbLike | null }).db;
-			nedb?.stopAutocompaction?.();
-		}
-	};
-	// moleculer-db's mixin does not type-check as a ServiceSchema: this is the one cast.
-	return schema as unknown as Partial<ServiceSchema>;
+/** NeDB answers a count, mongoose `{deletedCount}` or `{matchedCount}`. */
+function countOf(result: unknown): number {
+	if (typeof result === "number") return result;
+	const r = (result ?? {}) as { deletedCount?: unknown; matchedCount?: unknown; n?: unknown };
+	for (const value of [r.deletedCount, r.matchedCount, r.n]) if (typeof value === "number") return value;
+	return 0;
 }
 
 interface NeDbLike {
@@ -360,10 +229,166 @@ interface NeDbLike {
 	stopAutocompaction?: () => void;
 }
 
-/** NeDB answers a count, mongoose `{deletedCount}` or `{matchedCount}`. */
-function countOf(result: unknown): number {
-	if (typeof result === "number") return result;
-	const r = (result ?? {}) as { deletedCount?: unknown; matchedCount?: unknown; n?: unknown };
-	for (const value of [r.deletedCount, r.matchedCount, r.n]) if (typeof value === "number") return value;
-	return 0;
+/** One collection of documents, tenant-scoped unless declared otherwise. */
+export class Collection {
+	private readonly adapter: Adapter;
+
+	constructor(
+		readonly options: ResolvedOptions,
+		broker: ServiceBroker,
+		logger: Service["logger"]
+	) {
+		const { adapter, model } = createAdapter(options);
+		this.adapter = adapter;
+		// moleculer-db adapters expect the service that owns them; this is all they read of it.
+		this.adapter.init(broker, { schema: { model }, settings: {}, logger });
+	}
+
+	async connect(): Promise<void> {
+		await this.adapter.connect();
+		const nedb = this.adapter.db as NeDbLike | undefined;
+		if (nedb && typeof nedb.ensureIndex === "function") {
+			for (const fieldName of this.options.uniqueIndexes) await nedb.ensureIndex({ fieldName, unique: true });
+			// NeDB keeps an append-only file; compact it now and then so restarts stay fast.
+			nedb.setAutocompactionInterval?.(10 * 60_000);
+		}
+	}
+
+	async disconnect(): Promise<void> {
+		(this.adapter.db as NeDbLike | undefined)?.stopAutocompaction?.();
+		await this.adapter.disconnect();
+	}
+
+	/** The tenant of a scope; 401 when a context carries no principal. */
+	tenantOf(scope: Scope): string {
+		if (!isContext(scope)) return scope.tenantId;
+		const auth = (scope.meta as { auth?: Principal | null }).auth;
+		if (!auth?.tenantId) throw Errors.unauthorized();
+		return auth.tenantId;
+	}
+
+	private scoped(scope: Scope, query: Query = {}): Query {
+		assertSafeQuery(query);
+		return this.options.tenantScoped ? { ...query, tenantId: this.tenantOf(scope) } : { ...query };
+	}
+
+	private publicOf(entity: unknown): PublicDoc {
+		return toPublic(this.adapter.entityToObject(entity));
+	}
+
+	async findDocs(scope: Scope, query: Query = {}, findOptions: FindOptions = {}): Promise<PublicDoc[]> {
+		const docs = await this.adapter.find({ query: this.scoped(scope, query), ...findOptions });
+		return docs.map(d => this.publicOf(d));
+	}
+
+	countDocs(scope: Scope, query: Query = {}): Promise<number> {
+		return this.adapter.count({ query: this.scoped(scope, query) });
+	}
+
+	/** The API's list shape: rows, total, page, pageSize, totalPages. Newest first by default. */
+	async pageDocs(scope: Scope, query: Query, page: number, pageSize: number, sort = ["-_id"]): Promise<Page<PublicDoc>> {
+		const [rows, total] = await Promise.all([
+			this.findDocs(scope, query, { sort, limit: pageSize, offset: (page - 1) * pageSize }),
+			this.countDocs(scope, query)
+		]);
+		return { rows, total, page, pageSize, totalPages: Math.ceil(total / pageSize) };
+	}
+
+	async findDoc(scope: Scope, query: Query): Promise<PublicDoc | null> {
+		const doc = await this.adapter.findOne(this.scoped(scope, query));
+		return doc ? this.publicOf(doc) : null;
+	}
+
+	/** 404 (NOT_FOUND with `what`) when missing or another tenant's. */
+	async getDoc(scope: Scope, id: string, what = "Resource"): Promise<PublicDoc> {
+		const doc = typeof id === "string" ? await this.findDoc(scope, { _id: id }) : null;
+		if (!doc) throw Errors.notFound(what, id);
+		return doc;
+	}
+
+	/** 409 when a unique index refuses it. */
+	async insertDoc(scope: Scope, fields: Record<string, unknown>): Promise<PublicDoc> {
+		assertSafeChanges(fields);
+		const now = new Date().toISOString();
+		const doc: Doc = { createdAt: now, updatedAt: now, ...fields, _id: newId() };
+		if (this.options.tenantScoped) doc.tenantId = this.tenantOf(scope);
+		try {
+			return this.publicOf(await this.adapter.insert(doc));
+		} catch (err) {
+			if (isDuplicateKey(err)) throw Errors.conflict("Already exists");
+			throw err;
+		}
+	}
+
+	/** Sets exactly the given fields (no operators, no mass assignment of ids or tenancy); undefined unsets. */
+	async updateDoc(scope: Scope, id: string, changes: Record<string, unknown>, what = "Resource"): Promise<PublicDoc> {
+		const update = setAndUnset(changes);
+		await this.getDoc(scope, id, what);
+		try {
+			await this.adapter.updateMany(this.scoped(scope, { _id: id }), update);
+		} catch (err) {
+			if (isDuplicateKey(err)) throw Errors.conflict("Already exists");
+			throw err;
+		}
+		return this.getDoc(scope, id, what);
+	}
+
+	/** Sets fields on every document matching `query`; resolves with how many matched (0 = none, e.g. a lost race). */
+	async updateWhere(scope: Scope, query: Query, changes: Record<string, unknown>): Promise<number> {
+		return countOf(await this.adapter.updateMany(this.scoped(scope, query), setAndUnset(changes)));
+	}
+
+	async removeDoc(scope: Scope, id: string, what = "Resource"): Promise<PublicDoc> {
+		const doc = await this.getDoc(scope, id, what);
+		await this.adapter.removeMany(this.scoped(scope, { _id: id }));
+		return doc;
+	}
+
+	async removeDocs(scope: Scope, query: Query): Promise<number> {
+		return countOf(await this.adapter.removeMany(this.scoped(scope, query)));
+	}
+
+	/** Unscoped, for work a tenant's caller does not drive (tenant deletion, system jobs). */
+	async removeTenantDocs(tenantId: string): Promise<number> {
+		if (!this.options.tenantScoped) throw new Error(`${this.options.collection} is not tenant-scoped`);
+		return countOf(await this.adapter.removeMany({ tenantId }));
+	}
+}
+
+// ---- the mixin ------------------------------------------------------------------------------
+
+export type Collections<Names extends string> = Record<Names, Collection>;
+
+/** `this.db` of a service whose mixin declared `Names`. */
+export interface DbMethods<Names extends string = string> {
+	db: Collections<Names>;
+}
+
+/**
+ * Declares a service's collections: `DbMixin({ users: { tenantScoped: false }, sessions: {} })`
+ * gives `this.db.users` and `this.db.sessions`, connected when the service starts. The stored
+ * collection name is `<name>` (names are unique across services).
+ */
+export function DbMixin<Names extends string>(collections: Record<Names, CollectionOptions>): Partial<ServiceSchema> {
+	const resolved = Object.entries<CollectionOptions>(collections).map(([collection, o]) => ({
+		tenantScoped: true,
+		indexes: [],
+		uniqueIndexes: [],
+		...o,
+		collection
+	}));
+	const collectionsOf = (service: Service) => Object.values((service as Service & DbMethods).db);
+	return {
+		// Chosen in created(), not at import, so the config in force when the broker starts decides.
+		created(this: Service) {
+			const db = Object.fromEntries(resolved.map(o => [o.collection, new Collection(o, this.broker, this.logger)]));
+			(this as Service & DbMethods).db = db;
+		},
+		async started(this: Service) {
+			await Promise.all(collectionsOf(this).map(c => c.connect()));
+		},
+		async stopped(this: Service) {
+			await Promise.all(collectionsOf(this).map(c => c.disconnect()));
+		}
+	};
 }

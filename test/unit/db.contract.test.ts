@@ -22,46 +22,46 @@ type Meta = { auth: Principal };
 function notesService(collection: string): ServiceSchema<ServiceSettingSchema, DbMethods> {
 	return {
 		name: "notes",
-		mixins: [DbMixin({ collection, indexes: ["name"] })],
+		mixins: [DbMixin({ [collection]: { indexes: ["name"] } })],
 		actions: {
 			create: {
 				params: { name: "string", tags: { type: "array", items: "string", optional: true }, size: "number|optional" },
 				handler(this: DbMethods, ctx: Context<Record<string, unknown>, Meta>) {
-					return this.insertDoc(ctx, { tags: [], ...ctx.params });
+					return this.db[collection].insertDoc(ctx, { tags: [], ...ctx.params });
 				}
 			},
 			raw: {
 				params: { fields: "object" },
 				handler(this: DbMethods, ctx: Context<{ fields: Record<string, unknown> }, Meta>) {
-					return this.insertDoc(ctx, ctx.params.fields);
+					return this.db[collection].insertDoc(ctx, ctx.params.fields);
 				}
 			},
-			get: { handler(this: DbMethods, ctx: Context<{ id: string }, Meta>) { return this.getDoc(ctx, ctx.params.id, "Note"); } },
+			get: { handler(this: DbMethods, ctx: Context<{ id: string }, Meta>) { return this.db[collection].getDoc(ctx, ctx.params.id, "Note"); } },
 			list: {
 				handler(this: DbMethods, ctx: Context<{ query?: Query; page?: number; pageSize?: number; sort?: string[] }, Meta>) {
 					const { query = {}, page = 1, pageSize = 20, sort } = ctx.params;
-					return this.pageDocs(ctx, query, page, pageSize, sort);
+					return this.db[collection].pageDocs(ctx, query, page, pageSize, sort);
 				}
 			},
-			find: { handler(this: DbMethods, ctx: Context<{ query: Query; sort?: string[] }, Meta>) { return this.findDocs(ctx, ctx.params.query, { sort: ctx.params.sort }); } },
-			count: { handler(this: DbMethods, ctx: Context<{ query: Query }, Meta>) { return this.countDocs(ctx, ctx.params.query); } },
+			find: { handler(this: DbMethods, ctx: Context<{ query: Query; sort?: string[] }, Meta>) { return this.db[collection].findDocs(ctx, ctx.params.query, { sort: ctx.params.sort }); } },
+			count: { handler(this: DbMethods, ctx: Context<{ query: Query }, Meta>) { return this.db[collection].countDocs(ctx, ctx.params.query); } },
 			update: {
 				handler(this: DbMethods, ctx: Context<{ id: string; changes: Record<string, unknown> }, Meta>) {
-					return this.updateDoc(ctx, ctx.params.id, ctx.params.changes, "Note");
+					return this.db[collection].updateDoc(ctx, ctx.params.id, ctx.params.changes, "Note");
 				}
 			},
-			remove: { handler(this: DbMethods, ctx: Context<{ id: string }, Meta>) { return this.removeDoc(ctx, ctx.params.id, "Note"); } },
-			removeMany: { handler(this: DbMethods, ctx: Context<{ query: Query }, Meta>) { return this.removeDocs(ctx, ctx.params.query); } },
-			purgeTenant: { handler(this: DbMethods, ctx: Context<{ tenantId: string }>) { return this.removeTenantDocs(ctx.params.tenantId); } },
+			remove: { handler(this: DbMethods, ctx: Context<{ id: string }, Meta>) { return this.db[collection].removeDoc(ctx, ctx.params.id, "Note"); } },
+			removeMany: { handler(this: DbMethods, ctx: Context<{ query: Query }, Meta>) { return this.db[collection].removeDocs(ctx, ctx.params.query); } },
+			purgeTenant: { handler(this: DbMethods, ctx: Context<{ tenantId: string }>) { return this.db[collection].removeTenantDocs(ctx.params.tenantId); } },
 			// Server-vouched scope: the tenant named by trusted server state, not by a principal.
 			insertFor: {
 				handler(this: DbMethods, ctx: Context<{ tenantId: string; name: string }>) {
-					return this.insertDoc({ tenantId: ctx.params.tenantId }, { name: ctx.params.name, tags: [] });
+					return this.db[collection].insertDoc({ tenantId: ctx.params.tenantId }, { name: ctx.params.name, tags: [] });
 				}
 			},
 			claim: {
 				handler(this: DbMethods, ctx: Context<{ id: string; tenantId: string }>) {
-					return this.updateWhere({ tenantId: ctx.params.tenantId }, { _id: ctx.params.id, claimedAt: { $exists: false } }, { claimedAt: new Date().toISOString() });
+					return this.db[collection].updateWhere({ tenantId: ctx.params.tenantId }, { _id: ctx.params.id, claimedAt: { $exists: false } }, { claimedAt: new Date().toISOString() });
 				}
 			}
 		}
@@ -72,15 +72,15 @@ function notesService(collection: string): ServiceSchema<ServiceSettingSchema, D
 function accountsService(collection: string): ServiceSchema<ServiceSettingSchema, DbMethods> {
 	return {
 		name: "accounts",
-		mixins: [DbMixin({ collection, tenantScoped: false, uniqueIndexes: ["email"] })],
+		mixins: [DbMixin({ [collection]: { tenantScoped: false, uniqueIndexes: ["email"] } })],
 		actions: {
-			create: { handler(this: DbMethods, ctx: Context<{ email: string }>) { return this.insertDoc(ctx, { email: ctx.params.email }); } },
+			create: { handler(this: DbMethods, ctx: Context<{ email: string }>) { return this.db[collection].insertDoc(ctx, { email: ctx.params.email }); } },
 			rename: {
 				handler(this: DbMethods, ctx: Context<{ id: string; email: string }>) {
-					return this.updateDoc(ctx, ctx.params.id, { email: ctx.params.email });
+					return this.db[collection].updateDoc(ctx, ctx.params.id, { email: ctx.params.email });
 				}
 			},
-			count: { handler(this: DbMethods, ctx: Context) { return this.countDocs(ctx, {}); } }
+			count: { handler(this: DbMethods, ctx: Context) { return this.db[collection].countDocs(ctx, {}); } }
 		}
 	};
 }
