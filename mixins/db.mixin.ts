@@ -196,6 +196,9 @@ export function createAdapter(options: ResolvedOptions): { adapter: Adapter; mod
  */
 export type Scope = Context | { tenantId: string };
 
+/** The scope for collections declared `tenantScoped: false` (users, email tokens): no tenant applies. */
+export const UNSCOPED: Scope = Object.freeze({ tenantId: "" });
+
 function isContext(scope: Scope): scope is Context {
 	return "meta" in scope;
 }
@@ -346,6 +349,16 @@ export class Collection {
 
 	async removeDocs(scope: Scope, query: Query): Promise<number> {
 		return countOf(await this.adapter.removeMany(this.scoped(scope, query)));
+	}
+
+	/**
+	 * Across every tenant — only for questions that are about one user or the system, never a
+	 * caller's listing (e.g. "which tenants is this user a member of").
+	 */
+	async findAcrossTenants(query: Query, findOptions: FindOptions = {}): Promise<PublicDoc[]> {
+		assertSafeQuery(query);
+		const docs = await this.adapter.find({ query: { ...query }, ...findOptions });
+		return docs.map(d => this.publicOf(d));
 	}
 
 	/** Unscoped, for work a tenant's caller does not drive (tenant deletion, system jobs). */

@@ -15,6 +15,7 @@ import { Errors, toApiError } from "../shared/errors";
 import { newId } from "../shared/ids";
 import { acceptableRequestId, requestScope } from "../shared/logging";
 import { decide, isPermission, type Principal } from "../shared/rbac";
+import type { RequestMeta } from "../shared/request";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { hitRateLimit } from "../shared/rate-limit";
 import { dependencyChecks, runChecks, type Check } from "../shared/health";
@@ -36,15 +37,7 @@ type GatewayRequest = IncomingMessage & {
 	$params?: Record<string, unknown>;
 };
 
-export interface GatewayMeta {
-	auth: Principal | null;
-	ip: string;
-	userAgent: string;
-	requestId: string;
-	$statusCode?: number;
-	$responseHeaders?: Record<string, string>;
-	$location?: string;
-}
+type GatewayMeta = RequestMeta;
 
 interface Alias {
 	method: string;
@@ -69,6 +62,7 @@ interface ApiVars {
 	aliases: Alias[];
 	routes: unknown[];
 	addRoute(route: ApiRouteSchema): unknown;
+	regenerateAutoAliases(route: unknown): void;
 }
 
 interface ApiMethods {
@@ -125,6 +119,16 @@ const ApiService: ServiceSchema<ApiSettingsSchema, ApiMethods, ApiVars> = {
 		optimizeOrder: true,
 		routes: [],
 		onError: writeError
+	},
+
+	events: {
+		// moleculer-web regenerates aliases 500 ms (debounced) after services change; without this,
+		// routes of local services would answer 404 for that long after the broker is ready.
+		"$broker.started"(this: ApiThis) {
+			for (const route of this.routes as Array<{ opts: { autoAliases?: boolean } }>) {
+				if (route.opts.autoAliases) this.regenerateAutoAliases(route);
+			}
+		}
 	},
 
 	methods: {

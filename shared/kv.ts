@@ -20,6 +20,8 @@ export interface KeyValueStore {
 	del(key: string): Promise<void>;
 	/** Increments a counter; the first increment starts its `windowMs` expiry. */
 	incr(key: string, windowMs: number): Promise<Counter>;
+	/** A counter's value and remaining window without counting; null when absent. */
+	peek(key: string): Promise<Counter | null>;
 	/** Takes or extends a lock held by `owner`; false when someone else holds it. */
 	acquireLock(key: string, owner: string, ttlMs: number): Promise<boolean>;
 	/** Releases the lock only when `owner` still holds it. */
@@ -74,6 +76,12 @@ export class MemoryKeyValueStore implements KeyValueStore {
 		}
 		entry.value = String(Number(entry.value) + 1);
 		return { count: Number(entry.value), ttlMs: Math.max(0, (entry.expiresAt ?? this.now()) - this.now()) };
+	}
+
+	async peek(key: string): Promise<Counter | null> {
+		const entry = this.live(key);
+		if (!entry) return null;
+		return { count: Number(entry.value), ttlMs: entry.expiresAt === null ? 0 : Math.max(0, entry.expiresAt - this.now()) };
 	}
 
 	async acquireLock(key: string, owner: string, ttlMs: number): Promise<boolean> {
@@ -146,6 +154,12 @@ export class RedisKeyValueStore implements KeyValueStore {
 	async incr(key: string, windowMs: number): Promise<Counter> {
 		const [count, ttlMs] = (await this.redis.eval(INCR, 1, this.k(key), windowMs)) as [number, number];
 		return { count, ttlMs: Math.max(0, ttlMs) };
+	}
+
+	async peek(key: string): Promise<Counter | null> {
+		const [[, value], [, ttl]] = (await this.redis.multi().get(this.k(key)).pttl(this.k(key)).exec()) as [[unknown, string | null], [unknown, number]];
+		if (value === null) return null;
+		return { count: Number(value), ttlMs: Math.max(0, ttl) };
 	}
 
 	async acquireLock(key: string, owner: string, ttlMs: number): Promise<boolean> {

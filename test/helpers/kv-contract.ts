@@ -126,6 +126,26 @@ export function describeKeyValueContract(
 			});
 		});
 
+		describe("peek", () => {
+			it("reads a counter and its window without counting; null when absent", async () => {
+				await expect(kv.peek("p")).resolves.toBeNull();
+				await kv.incr("p", 1000);
+				await kv.incr("p", 1000);
+				const seen = await kv.peek("p");
+				expect(seen?.count).toBe(2);
+				expect(seen?.ttlMs).toBeGreaterThan(1000 - slack - 50);
+				expect(seen?.ttlMs).toBeLessThanOrEqual(1000);
+				expect((await kv.peek("p"))?.count).toBe(2);
+				expect((await kv.incr("p", 1000)).count).toBe(3);
+			});
+
+			it("forgets a counter once its window has passed", async () => {
+				await kv.incr("p2", 60);
+				await sleep(100);
+				await expect(kv.peek("p2")).resolves.toBeNull();
+			});
+		});
+
 		describe("incr (fixed windows)", () => {
 			it("counts up; the first increment starts the window", async () => {
 				const first = await kv.incr("hits", 10_000);

@@ -57,8 +57,6 @@ export async function startGateway(
 ): Promise<TestGateway> {
 	const started = await startBroker([ApiService, ...services], env, overrides);
 	const api = started.broker.getLocalService("api") as unknown as { server: { address(): AddressInfo } };
-	// moleculer-web regenerates aliases 500 ms (debounced) after services change.
-	await new Promise(resolve => setTimeout(resolve, 600));
 	return { ...started, url: `http://127.0.0.1:${api.server.address().port}` };
 }
 

@@ -6,7 +6,7 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { Errors as MoleculerErrors } from "moleculer";
 import { AppError, Errors } from "../../shared/errors";
-import type { GatewayMeta } from "../../services/api.service";
+import type { RequestMeta as GatewayMeta } from "../../shared/request";
 import { request, startBroker, startGateway, type ErrorBody, type TestBroker, type TestGateway } from "../helpers/platform";
 import { describeWith, natsServer, requireServer, uniquePrefix } from "../helpers/servers";
 import { CALLERS, ProbeService, StubAuthService, tokenOf } from "../helpers/stub-services";

@@ -1,0 +1,29 @@
+/**
+ * What the gateway puts in `ctx.meta` of every REST call, and the params rules many actions share.
+ * Services read the caller only from here (set by the gateway, never by the client).
+ */
+import type { Principal } from "./rbac";
+import { ROLES } from "./rbac";
+
+export interface RequestMeta {
+	auth: Principal | null;
+	ip: string;
+	userAgent: string;
+	requestId: string;
+	$statusCode?: number;
+	$responseHeaders?: Record<string, string>;
+	$responseType?: string;
+	$location?: string;
+}
+
+/** `?page&pageSize` of every list (API.md: pageSize ≤ 100). */
+export const PAGE_PARAMS = {
+	page: { type: "number", integer: true, min: 1, max: 100_000, convert: true, default: 1 },
+	pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 20 }
+} as const;
+
+export const EMAIL_RULE = { type: "email", mode: "precise", normalize: true, max: 254 } as const;
+export const NAME_RULE = { type: "string", trim: true, min: 1, max: 200 } as const;
+export const ROLE_RULE = { type: "enum", values: [...ROLES] } as const;
+/** A secret the client sends back (tokens); bounded so nothing huge reaches a hash. */
+export const TOKEN_RULE = { type: "string", min: 16, max: 512 } as const;
