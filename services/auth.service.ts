@@ -638,8 +638,8 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 	channels: {
 		"tenants.tenant.deleted": {
 			group: "auth",
-			async handler(this: AuthThis, payload: unknown) {
-				const { tenantId, soleMemberUserIds } = payload as TenantDeleted;
+			async handler(this: AuthThis, ctx: Context<unknown>) {
+				const { tenantId, soleMemberUserIds } = ctx.params as TenantDeleted;
 				await this.endSessionsWhere({ tenantId });
 				const keys = await this.db.api_keys.findDocs({ tenantId });
 				await Promise.all(keys.map(k => this.kv.del(`apikey:${k.keyHash}`)));

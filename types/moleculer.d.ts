@@ -2,15 +2,19 @@
  * Fields Marquee adds to Moleculer action schemas, declared once by module augmentation
  * (moleculer 0.15's typings have no index signatures). `rest` comes from moleculer-web's typings.
  */
-import type { Service, ServiceSettingSchema } from "moleculer";
+import type { Context, Service, ServiceSettingSchema } from "moleculer";
 import type { Permission } from "../shared/rbac";
 
-/** A durable channel subscription (@moleculer/channels). */
+/**
+ * A durable channel subscription (@moleculer/channels). The middleware runs with `context: true`,
+ * so a handler gets a Context whose `params` is the message (and whose meta and request id are
+ * the sender's).
+ */
 interface ChannelSchema<TThis> {
 	group?: string;
 	maxInFlight?: number;
 	maxRetries?: number;
-	handler(this: TThis, payload: unknown, raw?: unknown): Promise<void> | void;
+	handler(this: TThis, ctx: Context<unknown>, raw?: unknown): Promise<void> | void;
 }
 
 declare module "moleculer" {
@@ -22,7 +26,7 @@ declare module "moleculer" {
 		TThis = Service<TSettings> & TVars & TMethods
 	> {
 		/** Durable channels this service consumes, by channel name. */
-		channels?: Record<string, ChannelSchema<TThis> | ((this: TThis, payload: unknown) => Promise<void> | void)>;
+		channels?: Record<string, ChannelSchema<TThis>>;
 	}
 
 	interface ActionSchema {
