@@ -94,6 +94,7 @@ type AuthThis = DbMethods<Collections> & {
 	sendVerification(ctx: Context, user: User): Promise<void>;
 	resolveApiKey(key: string): Promise<Principal | null>;
 	resolveDevice(token: string): Promise<Principal | null>;
+	auditForUser(ctx: Context, userId: string, action: string, data?: Record<string, unknown>): Promise<void>;
 	caller(ctx: Context<unknown, Meta>): Principal & { userId: string };
 };
 
@@ -233,6 +234,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 					throw invalid;
 				}
 				const accessToken = signAccessToken(this.keys, { sub: session.userId, tid: session.tenantId, role: membership.role, sid: session.id });
+				await audit(ctx, { action: "auth.refreshed", tenantId: session.tenantId, actor: { kind: "user", id: session.userId }, target: session.id });
 				return { accessToken, refreshToken, expiresIn: ACCESS_TOKEN_TTL_SEC };
 			}
 		},
@@ -296,6 +298,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 					throw Errors.badRequest("Invalid or expired token");
 				}
 				await this.db.users.updateDoc(ctx, used.userId, { emailVerified: true });
+				await this.auditForUser(ctx, used.userId, "auth.email.verified");
 				ctx.meta.$statusCode = 204;
 				return null;
 			}
@@ -332,6 +335,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 					// Sent in the background: the answer takes the same time for unknown emails.
 					void (async () => {
 						const token = await this.emailToken(user.id, "reset", RESET_TTL_MS);
+						await this.auditForUser(ctx, user.id, "auth.password.reset.requested");
 						await ctx.call("notifications.sendEmail", {
 							to: user.email,
 							template: "reset",
@@ -365,10 +369,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 				}
 				await this.db.users.updateDoc(ctx, user.id, { passwordHash: await hashPassword(ctx.params.password, this.config.bcryptCost), emailVerified: true });
 				const ended = await this.endSessionsWhere({ userId: user.id });
-				const memberships = (await ctx.call("tenants.membershipsOfUser", { userId: user.id })) as Array<{ tenantId: string }>;
-				for (const m of memberships) {
-					await audit(ctx, { action: "auth.password.reset", tenantId: m.tenantId, actor: { kind: "user", id: user.id }, target: user.id, data: { sessions: ended } });
-				}
+				await this.auditForUser(ctx, user.id, "auth.password.reset", { sessions: ended });
 				ctx.meta.$statusCode = 204;
 				return null;
 			}
@@ -761,6 +762,12 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			}
 			if (current !== `${tid}:${ver}`) return null;
 			return { kind: "device", tenantId: tid, displayId: did };
+		},
+
+		/** An audit record in every tenant of a user acting before sign-in (their own account's events). */
+		async auditForUser(this: AuthThis, ctx: Context, userId: string, action: string, data: Record<string, unknown> = {}) {
+			const memberships = (await ctx.call("tenants.membershipsOfUser", { userId })) as Array<{ tenantId: string }>;
+			for (const m of memberships) await audit(ctx, { action, tenantId: m.tenantId, actor: { kind: "user", id: userId }, target: userId, data });
 		},
 
 		caller(ctx: Context<unknown, Meta>) {

@@ -349,6 +349,11 @@ describe("auth", () => {
 				requestId: "audit-req-1",
 				ts: expect.any(String)
 			});
+			const session = await login(p, account.email, account.password);
+			await request(p.api("/auth/refresh"), { method: "POST", json: { refreshToken: session.refreshToken } });
+			await new Promise(resolve => setTimeout(resolve, 50));
+			const mine = audits.filter(a => a.tenantId === res.body.tenant.id).map(a => a.action);
+			expect(mine).toEqual(expect.arrayContaining(["auth.registered", "auth.login", "auth.refreshed"]));
 			expect(JSON.stringify(audits)).not.toMatch(/mrt_|mk_|passwordHash|\$2[aby]\$/);
 		});
 	});
