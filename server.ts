@@ -8,7 +8,7 @@ import path from "node:path";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { brokerOptions } from "./moleculer.config";
 import { ConfigError, loadConfig, setConfig, type Config } from "./shared/config";
-import { lifecycle } from "./shared/lifecycle";
+import { startDraining } from "./shared/lifecycle";
 import { startOpsServer, type OpsServer } from "./shared/ops-server";
 import { closeSharedKeyValueStores } from "./shared/kv";
 import { stopSharedStorage } from "./shared/storage";
@@ -62,7 +62,9 @@ export async function startPlatform(config: Config, options: StartOptions = {}):
 		broker,
 		config,
 		async stop() {
-			lifecycle.draining = true;
+			// Readiness fails and drain hooks run (open device streams end) before the broker
+			// waits for in-flight requests: a stream would otherwise hold shutdown until its timeout.
+			startDraining();
 			await broker.stop();
 			await ops?.close();
 			await stopSharedStorage();

@@ -4,10 +4,15 @@
  * against the RBAC table, rate limited, and every failure answers in the API's error shape with
  * the request id. Operations endpoints (/health/*, /metrics, /api/openapi.json, /api/docs) sit
  * beside it.
+ *
+ * The device live stream (`GET /api/v1/device/events`, server-sent events) is a raw alias of the
+ * same route, guarded by the `permission` declared on the alias itself. Every gateway replica
+ * subscribes to the broadcast events that concern devices and pushes them to the streams open
+ * on it (services/api/device-stream.ts); the streams end when the process starts draining.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import fs from "node:fs";
-import type { Context, Service, ServiceSchema } from "moleculer";
+import type { CallingOptions, Context, MetricRegistry, Service, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type { ApiRouteSchema, ApiSettingsSchema } from "moleculer-web";
 import { getConfig, type Config } from "../shared/config";
@@ -20,17 +25,31 @@ import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { hitRateLimit } from "../shared/rate-limit";
 import { dependencyChecks, runChecks, type Check } from "../shared/health";
 import { prometheusText } from "../shared/metrics";
-import { lifecycle } from "../shared/lifecycle";
+import { lifecycle, onDrain } from "../shared/lifecycle";
 import { buildOpenApi, type RouteDoc } from "../shared/openapi";
 import { DOCS_PAGE_CSP, docsPageHtml, swaggerAssetContentType, swaggerAssetPath } from "../shared/docs-page";
+import {
+	DeviceStreamRegistry,
+	manifestEventData,
+	parseCommandCreated,
+	parseDisplayDeleted,
+	parseManifestChanged,
+	REVOKED,
+	type DeviceConnection
+} from "./api/device-stream";
 
 export const API_PREFIX = "/api/v1";
 const RATE_WINDOW_MS = 60_000;
+/** The device live stream, under API_PREFIX. */
+export const DEVICE_EVENTS_PATH = "/device/events";
+export const DEVICE_STREAMS_METRIC = "marquee_device_streams_open";
 
 /** What the gateway knows about a request beyond Node's own fields. */
 type GatewayRequest = IncomingMessage & {
 	$ctx: Context<unknown, GatewayMeta>;
 	$action?: { name: string; permission?: unknown };
+	/** The matched alias; a function alias carries its own `permission`. */
+	$alias?: { method?: string; fullPath?: string; permission?: unknown };
 	$route?: unknown;
 	parsedUrl?: string;
 	/** Path, query and body params merged by moleculer-web. */
@@ -44,6 +63,10 @@ interface Alias {
 	fullPath: string;
 	action: string | null;
 	type?: string;
+	/** Extra fields of an object alias definition (function aliases of the REST route). */
+	permission?: unknown;
+	summary?: unknown;
+	tags?: unknown;
 }
 
 interface ActionDefinition {
@@ -54,10 +77,21 @@ interface ActionDefinition {
 	successStatus?: number;
 }
 
+/** Gateway settings beyond moleculer-web's: the device stream's timings (tests shorten them). */
+interface GatewaySettings extends ApiSettingsSchema {
+	deviceStreamKeepAliveMs: number;
+	deviceStreamRetryMs: number;
+	/** How often an open stream's device token is checked again (0 = never). */
+	deviceStreamRecheckMs: number;
+}
+
 interface ApiVars {
 	config: Config;
 	kv: KeyValueStore;
 	checks: Record<string, Check>;
+	deviceStreams: DeviceStreamRegistry;
+	/** Unsubscribes the drain hook that ends the streams. */
+	stopDrainHook?: () => void;
 	/** moleculer-web's alias and route tables. */
 	aliases: Alias[];
 	routes: unknown[];
@@ -69,9 +103,11 @@ interface ApiMethods {
 	clientIp(req: IncomingMessage): string;
 	sendJson(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void;
 	routeDocs(): RouteDoc[];
+	openDeviceStream(req: GatewayRequest, res: ServerResponse): void;
+	verifyDeviceStream(connection: DeviceConnection): Promise<boolean>;
 }
 
-type ApiThis = Service<ApiSettingsSchema> & ApiVars & ApiMethods;
+type ApiThis = Service<GatewaySettings> & ApiVars & ApiMethods;
 
 /** The API's error body for any error, with the request id; never a stack trace. */
 function writeError(this: ApiThis, req: IncomingMessage, res: ServerResponse, err: unknown): void {
@@ -90,6 +126,31 @@ function writeError(this: ApiThis, req: IncomingMessage, res: ServerResponse, er
 	this.sendJson(res, apiError.code, { error: { ...apiError, data, requestId } }, headers);
 }
 
+/** The request headers actions may read (in `ctx.meta.headers`); everything else stays in the gateway. */
+const FORWARDED_HEADERS = ["x-pairing-secret", "if-none-match"] as const;
+
+function forwardedHeaders(req: IncomingMessage): Record<string, string> {
+	const headers: Record<string, string> = {};
+	for (const name of FORWARDED_HEADERS) {
+		const value = req.headers[name];
+		if (typeof value === "string" && value.length <= 1024) headers[name] = value;
+	}
+	return headers;
+}
+
+/**
+ * strict JSON parsing still lets arrays through, and moleculer-web would merge an array's
+ * indexes into the params: a body must be a JSON object.
+ */
+function requireObjectBody(req: IncomingMessage & { body?: unknown }, _res: ServerResponse, next: (err?: unknown) => void): void {
+	const body = req.body;
+	if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body))) {
+		next(Errors.validation([{ field: "body", message: "must be a JSON object", type: "object" }]));
+		return;
+	}
+	next();
+}
+
 function bearerToken(req: IncomingMessage): string | null {
 	const header = req.headers.authorization;
 	if (!header) return null;
@@ -98,7 +159,27 @@ function bearerToken(req: IncomingMessage): string | null {
 	return match[1];
 }
 
-const ApiService: ServiceSchema<ApiSettingsSchema, ApiMethods, ApiVars> = {
+/** The route's permission: declared on a function alias, else on the action behind it. */
+function routePermission(req: GatewayRequest): unknown {
+	return req.$alias?.permission ?? req.$action?.permission;
+}
+
+/** Whether a raw request URL is the device stream (which never finishes on its own). */
+function isDeviceStreamUrl(url: string | undefined): boolean {
+	const path = (url ?? "").split("?")[0].replace(/\/+$/, "").toLowerCase();
+	return path === `${API_PREFIX}${DEVICE_EVENTS_PATH}`.toLowerCase();
+}
+
+/**
+ * Root call options of a request: the device stream's `api.rest` context is not tracked, as it
+ * ends only when the client leaves or the gateway drains; tracking would make every broker stop
+ * wait `shutdownTimeout` for it. (moleculer-web accepts a function here; its typings do not.)
+ */
+function rootCallOptions(options: CallingOptions, req: IncomingMessage): void {
+	if (isDeviceStreamUrl(req.url)) options.tracking = false;
+}
+
+const ApiService: ServiceSchema<GatewaySettings, ApiMethods, ApiVars> = {
 	name: "api",
 	mixins: [ApiGateway as unknown as Partial<ServiceSchema>],
 
@@ -118,7 +199,11 @@ const ApiService: ServiceSchema<ApiSettingsSchema, ApiMethods, ApiVars> = {
 		log4XXResponses: false,
 		optimizeOrder: true,
 		routes: [],
-		onError: writeError
+		onError: writeError,
+		rootCallOptions: rootCallOptions as unknown as CallingOptions,
+		deviceStreamKeepAliveMs: 25_000,
+		deviceStreamRetryMs: 5_000,
+		deviceStreamRecheckMs: 5 * 60_000
 	},
 
 	events: {
@@ -128,6 +213,26 @@ const ApiService: ServiceSchema<ApiSettingsSchema, ApiMethods, ApiVars> = {
 			for (const route of this.routes as Array<{ opts: { autoAliases?: boolean } }>) {
 				if (route.opts.autoAliases) this.regenerateAutoAliases(route);
 			}
+		},
+
+		// Device pushes. Other services broadcast these, so every replica hears them and writes to
+		// the streams open on it; the registry checks the tenant of each event against the stream's.
+		"devices.command.created"(this: ApiThis, ctx: Context<unknown>) {
+			const event = parseCommandCreated(ctx.params);
+			if (!event) return void this.logger.warn("Ignoring a malformed 'devices.command.created' event");
+			this.deviceStreams.send(event.tenantId, event.displayId, "command", event.command);
+		},
+		"scheduling.manifest.changed"(this: ApiThis, ctx: Context<unknown>) {
+			const event = parseManifestChanged(ctx.params);
+			if (!event) return void this.logger.warn("Ignoring a malformed 'scheduling.manifest.changed' event");
+			for (const displayId of event.displayIds) {
+				this.deviceStreams.send(event.tenantId, displayId, "manifest", manifestEventData(event, displayId));
+			}
+		},
+		"devices.display.deleted"(this: ApiThis, ctx: Context<unknown>) {
+			const event = parseDisplayDeleted(ctx.params);
+			if (!event) return void this.logger.warn("Ignoring a malformed 'devices.display.deleted' event");
+			this.deviceStreams.end(event.tenantId, event.displayId, REVOKED);
 		}
 	},
 
@@ -161,8 +266,9 @@ const ApiService: ServiceSchema<ApiSettingsSchema, ApiMethods, ApiVars> = {
 			ctx.meta.ip = this.clientIp(req);
 			ctx.meta.userAgent = String(req.headers["user-agent"] ?? "").slice(0, 256);
 			ctx.meta.requestId = ctx.requestID ?? "";
+			ctx.meta.headers = forwardedHeaders(req);
 
-			const permission = req.$action?.permission;
+			const permission = routePermission(req);
 			const token = bearerToken(req);
 			// Public routes never need the token resolved (and a stale one must not block them).
 			if (!token || !isPermission(permission) || permission === "public") return null;
@@ -180,9 +286,10 @@ const ApiService: ServiceSchema<ApiSettingsSchema, ApiMethods, ApiVars> = {
 
 		/** Authorization hook: the RBAC table decides, then the caller's rate limit is counted. */
 		async authorize(this: ApiThis, ctx: Context<unknown, GatewayMeta>, _route: unknown, req: GatewayRequest) {
-			const permission = req.$action?.permission;
+			const permission = routePermission(req);
 			if (!isPermission(permission)) {
-				this.logger.error(`Action '${req.$action?.name}' declares no known permission; denying`);
+				const what = req.$action ? `Action '${req.$action.name}'` : `Alias '${req.$alias?.method} ${req.$alias?.fullPath}'`;
+				this.logger.error(`${what} declares no known permission; denying`);
 				throw Errors.forbidden("This route is not available");
 			}
 			const decision = decide(permission, ctx.meta.auth);
@@ -224,7 +331,17 @@ const ApiService: ServiceSchema<ApiSettingsSchema, ApiMethods, ApiVars> = {
 			}>;
 			for (const item of list) if (item.action) actions.set(item.name, item.action);
 			return this.aliases.map(alias => {
-				if (!alias.action) return { method: alias.method, path: alias.fullPath, permission: null, tags: ["operations"] };
+				if (!alias.action) {
+					// Function aliases: operations endpoints, or REST ones that declare their permission.
+					if (!isPermission(alias.permission)) return { method: alias.method, path: alias.fullPath, permission: null, tags: ["operations"] };
+					return {
+						method: alias.method,
+						path: alias.fullPath,
+						summary: typeof alias.summary === "string" ? alias.summary : undefined,
+						permission: alias.permission === "public" ? null : alias.permission,
+						tags: Array.isArray(alias.tags) ? alias.tags.filter((t): t is string => typeof t === "string") : undefined
+					};
+				}
 				const action = actions.get(alias.action);
 				return {
 					method: alias.method,
@@ -238,11 +355,61 @@ const ApiService: ServiceSchema<ApiSettingsSchema, ApiMethods, ApiVars> = {
 					aliasType: alias.type === "multipart" || alias.type === "stream" ? alias.type : "call"
 				};
 			});
+		},
+
+		/**
+		 * `GET /api/v1/device/events`: authenticate and authorize (permission `device`) already ran,
+		 * so `ctx.meta.auth` is a device. Hands the response to the stream registry, which keeps
+		 * it open; moleculer-web's request ends when the response closes. While draining, the
+		 * stream ends right after its preamble, like the open ones: the device reconnects elsewhere.
+		 */
+		openDeviceStream(this: ApiThis, req: GatewayRequest, res: ServerResponse) {
+			const auth = req.$ctx.meta.auth;
+			if (!auth || auth.kind !== "device" || !auth.displayId) throw Errors.unauthorized("This token cannot be used here");
+			req.socket.setKeepAlive(true);
+			req.socket.setNoDelay(true);
+			req.socket.setTimeout(0);
+			this.deviceStreams.open(
+				{ tenantId: auth.tenantId, displayId: auth.displayId, credential: bearerToken(req) ?? undefined },
+				res,
+				req.$ctx.meta.$responseHeaders ?? {}
+			);
+		},
+
+		/** Whether an open stream's token still resolves to the same device (it may be revoked or re-minted). */
+		async verifyDeviceStream(this: ApiThis, connection: DeviceConnection): Promise<boolean> {
+			if (!connection.credential) return true;
+			try {
+				const principal = (await this.broker.call("auth.resolve", { token: connection.credential })) as Principal | null;
+				return (
+					principal?.kind === "device" && principal.tenantId === connection.tenantId && principal.displayId === connection.displayId
+				);
+			} catch (err) {
+				// An invalid token answers 401; anything else (auth unreachable) keeps the stream for now.
+				if ((err as { code?: unknown }).code === 401) return false;
+				throw err;
+			}
 		}
 	},
 
 	created(this: ApiThis) {
 		this.config = getConfig();
+		const metrics = this.broker.metrics as MetricRegistry | undefined;
+		const gauge = metrics?.register({
+			name: DEVICE_STREAMS_METRIC,
+			type: "gauge",
+			description: "Device live streams (SSE) open on this gateway"
+		});
+		this.deviceStreams = new DeviceStreamRegistry({
+			settings: () => ({
+				keepAliveMs: this.settings.deviceStreamKeepAliveMs,
+				retryMs: this.settings.deviceStreamRetryMs,
+				recheckMs: this.settings.deviceStreamRecheckMs
+			}),
+			onCountChange: open => gauge?.set(open),
+			verify: connection => this.verifyDeviceStream(connection)
+		});
+		gauge?.set(0);
 		this.kv = sharedKeyValueStore(this.config);
 		this.checks = dependencyChecks(this.config, this.broker);
 		const config = this.config;
@@ -308,8 +475,17 @@ const ApiService: ServiceSchema<ApiSettingsSchema, ApiMethods, ApiVars> = {
 				authorization: true,
 				cors,
 				bodyParsers: { json: { limit: config.maxBodyBytes, strict: true }, urlencoded: false },
+				use: [requireObjectBody],
 				callOptions: { timeout: config.requestTimeoutMs },
-				logging: true
+				logging: true,
+				aliases: {
+					[`GET ${DEVICE_EVENTS_PATH}`]: {
+						permission: "device",
+						summary: "Live events of this display (text/event-stream): manifest, command, keep-alive comments",
+						tags: ["device"],
+						handler: (req: IncomingMessage, res: ServerResponse) => this.openDeviceStream(req as GatewayRequest, res)
+					}
+				}
 			},
 			{ name: "ops", path: "/", aliases: ops, mappingPolicy: "restrict", bodyParsers: false, logging: false, cors }
 		];
@@ -319,6 +495,20 @@ const ApiService: ServiceSchema<ApiSettingsSchema, ApiMethods, ApiVars> = {
 		this.aliases = [];
 		for (const route of routes) this.addRoute(route);
 	},
+
+	started(this: ApiThis) {
+		// Streams never finish on their own: end them as soon as the process starts draining, so
+		// devices reconnect to another replica and shutdown is not held up.
+		this.stopDrainHook = onDrain(() => {
+			const ended = this.deviceStreams.shutdown();
+			if (ended > 0) this.logger.info(`Draining: ended ${ended} device stream(s).`);
+		});
+	},
+
+	stopped(this: ApiThis) {
+		this.stopDrainHook?.();
+		this.deviceStreams.shutdown();
+	}
 };
 
 export default ApiService;

@@ -60,6 +60,7 @@ interface UserSummary {
 type Collections = "tenants" | "memberships" | "invitations";
 type Meta = RequestMeta;
 type TenantsThis = DbMethods<Collections> & {
+	appUrl: string;
 	broker: Context["broker"];
 	logger: { warn(...args: unknown[]): void; info(...args: unknown[]): void };
 	tenantView(doc: PublicDoc): TenantView;
@@ -396,7 +397,7 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 						inviterName: inviter?.name ?? tenant.name,
 						tenantName: tenant.name,
 						role: ctx.params.role,
-						url: `${getConfig().appUrl}/accept-invitation?token=${encodeURIComponent(token)}`,
+						url: `${this.appUrl}/accept-invitation?token=${encodeURIComponent(token)}`,
 						expiresAt
 					}
 				});
@@ -513,6 +514,10 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			const list = this.broker.registry.getActionList({ skipInternal: true, onlyAvailable: true }) as Array<{ name: string }>;
 			return [...new Set(list.map(a => a.name).filter(name => name.endsWith(`.${suffix}`)))].sort();
 		}
+	},
+
+	created(this: TenantsThis) {
+		this.appUrl = getConfig().appUrl;
 	}
 };
 

@@ -44,6 +44,8 @@ export interface Config {
 	/** Public URL of the CMS, for links in emails. */
 	appUrl: string;
 	mailFrom: string;
+	/** The plan of tenants without a subscription (until billing decides). */
+	defaultPlan: { displays: number; storageBytes: number; members: number };
 	services: ServiceName[];
 	namespace: string;
 	logLevel: LogLevel;
@@ -102,6 +104,9 @@ export const VARIABLES: Variable[] = [
 	{ name: "BCRYPT_COST", example: "12", description: "bcrypt cost of password hashes (≥ 12 in production)" },
 	{ name: "APP_URL", example: "http://localhost:3000", description: "public URL of the CMS, used in links of emails" },
 	{ name: "MAIL_FROM", example: "Marquee <no-reply@marquee.local>", description: "sender of emails" },
+	{ name: "DEFAULT_PLAN_DISPLAYS", example: "3", description: "displays a tenant without a subscription may pair" },
+	{ name: "DEFAULT_PLAN_STORAGE_MB", example: "1024", description: "media storage of a tenant without a subscription, in MiB" },
+	{ name: "DEFAULT_PLAN_MEMBERS", example: "5", description: "members of a tenant without a subscription" },
 	{ name: "LOG_LEVEL", example: "info", description: "fatal, error, warn, info, debug or trace" },
 	{ name: "LOG_FORMAT", example: "", description: "`pretty` or `json` (default: json in production, pretty otherwise)" },
 	{ name: "TRACING_EXPORTER", example: "none", description: "none, console, zipkin or jaeger" },
@@ -254,6 +259,11 @@ export function loadConfig(env: Env = process.env): Config {
 		bcryptCost,
 		appUrl: appUrl.replace(/\/$/, ""),
 		mailFrom: env.MAIL_FROM || "Marquee <no-reply@marquee.local>",
+		defaultPlan: {
+			displays: integer(env, "DEFAULT_PLAN_DISPLAYS", 3, 0, 1_000_000),
+			storageBytes: integer(env, "DEFAULT_PLAN_STORAGE_MB", 1024, 0, 100_000_000) * 1024 * 1024,
+			members: integer(env, "DEFAULT_PLAN_MEMBERS", 5, 1, 1_000_000)
+		},
 		services: services(env),
 		namespace,
 		logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, nodeEnv === "test" ? "warn" : "info"),

@@ -15,6 +15,8 @@ export interface Counter {
 export interface KeyValueStore {
 	get(key: string): Promise<string | null>;
 	set(key: string, value: string, ttlMs?: number): Promise<void>;
+	/** Sets a value and answers the previous one, atomically (state transitions happen once). */
+	swap(key: string, value: string, ttlMs?: number): Promise<string | null>;
 	/** Sets only when the key is absent; true when it was set. */
 	setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>;
 	del(key: string): Promise<void>;
@@ -55,6 +57,12 @@ export class MemoryKeyValueStore implements KeyValueStore {
 
 	async set(key: string, value: string, ttlMs?: number): Promise<void> {
 		this.entries.set(key, { value, expiresAt: ttlMs ? this.now() + ttlMs : null });
+	}
+
+	async swap(key: string, value: string, ttlMs?: number): Promise<string | null> {
+		const previous = this.live(key)?.value ?? null;
+		await this.set(key, value, ttlMs);
+		return previous;
 	}
 
 	async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
@@ -141,6 +149,12 @@ export class RedisKeyValueStore implements KeyValueStore {
 	async set(key: string, value: string, ttlMs?: number): Promise<void> {
 		if (ttlMs) await this.redis.set(this.k(key), value, "PX", ttlMs);
 		else await this.redis.set(this.k(key), value);
+	}
+
+	async swap(key: string, value: string, ttlMs?: number): Promise<string | null> {
+		// SET … GET (Redis ≥ 6.2) answers the previous value in the same atomic step.
+		const args: Array<string | number> = ttlMs ? ["PX", ttlMs, "GET"] : ["GET"];
+		return (await this.redis.call("SET", this.k(key), value, ...args)) as string | null;
 	}
 
 	async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {

@@ -10,6 +10,8 @@ export interface RequestMeta {
 	ip: string;
 	userAgent: string;
 	requestId: string;
+	/** The few request headers actions may read (see the gateway's FORWARDED_HEADERS). */
+	headers?: Record<string, string>;
 	$statusCode?: number;
 	$responseHeaders?: Record<string, string>;
 	$responseType?: string;

@@ -126,6 +126,22 @@ export function describeKeyValueContract(
 			});
 		});
 
+		describe("swap", () => {
+			it("sets and answers the previous value; concurrent swaps see each value once", async () => {
+				await expect(kv.swap("state", "online")).resolves.toBeNull();
+				await expect(kv.swap("state", "offline", 5000)).resolves.toBe("online");
+				await expect(kv.get("state")).resolves.toBe("offline");
+				const previous = await Promise.all(["a", "b", "c", "d"].map(v => kv.swap("race", v)));
+				expect(previous.filter(v => v === null)).toHaveLength(1);
+			});
+
+			it("applies the ttl it is given", async () => {
+				await kv.swap("brief", "x", 60);
+				await sleep(100);
+				await expect(kv.get("brief")).resolves.toBeNull();
+			});
+		});
+
 		describe("peek", () => {
 			it("reads a counter and its window without counting; null when absent", async () => {
 				await expect(kv.peek("p")).resolves.toBeNull();

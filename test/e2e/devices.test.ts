@@ -1,0 +1,302 @@
+/**
+ * Devices over HTTP: the pairing flow from both sides, displays and groups, commands through
+ * heartbeats, device tokens, quotas and bad device input.
+ */
+import DevicesService from "../../services/devices.service";
+import { request, type ErrorBody } from "../helpers/platform";
+import { bearer, newAccount, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
+
+interface Pairing {
+	pairingId: string;
+	code: string;
+	pollSecret: string;
+	expiresAt: string;
+}
+
+interface Display {
+	id: string;
+	name: string;
+	status: string;
+	timezone: string | null;
+	tags: string[];
+	groupIds: string[];
+	lastSeenAt: string | null;
+	metrics: Record<string, number> | null;
+	appVersion: string | null;
+}
+
+describe("devices", () => {
+	let p: Platform;
+	let owner: Session & { password: string };
+
+	beforeAll(async () => {
+		p = await startTestPlatform({ DEFAULT_PLAN_DISPLAYS: "1000" }, [DevicesService]);
+		owner = await register(p, newAccount("screens"));
+	});
+	afterAll(() => p.stop());
+
+	const as = (s: { accessToken: string }) => bearer(s.accessToken);
+
+	async function startPairing(): Promise<Pairing> {
+		const res = await request<Pairing>(p.api("/device/pairing"), { method: "POST", headers: someClient(), json: { hardwareId: "hw-1", model: "TV", resolution: "1920x1080" } });
+		expect(res.status).toBe(201);
+		return res.body;
+	}
+
+	const poll = (pairing: Pairing, secret = pairing.pollSecret) =>
+		request<{ status: string; displayId?: string; deviceToken?: string; heartbeatIntervalSec?: number }>(p.api(`/device/pairing/${pairing.pairingId}`), {
+			headers: { "X-Pairing-Secret": secret }
+		});
+
+	/** The whole flow; answers the display and its device token. */
+	async function pairDisplay(session: { accessToken: string } = owner, fields: Record<string, unknown> = {}): Promise<{ display: Display; token: string }> {
+		const pairing = await startPairing();
+		const paired = await request<Display>(p.api("/displays/pair"), { method: "POST", headers: as(session), json: { code: pairing.code, name: "Lobby", ...fields } });
+		if (paired.status !== 201) throw new Error(`pair answered ${paired.status}: ${paired.text}`);
+		const polled = await poll(pairing);
+		return { display: paired.body, token: String(polled.body.deviceToken) };
+	}
+
+	describe("pairing", () => {
+		it("the whole flow: code, admin pairs it, the next poll hands out the token exactly once", async () => {
+			const pairing = await startPairing();
+			expect(pairing.code).toMatch(/^[ACDEFGHJKMNPQRTUVWXY34679]{6}$/);
+			expect(pairing.pollSecret).toMatch(/^mps_/);
+			const remaining = Date.parse(pairing.expiresAt) - Date.now();
+			expect(remaining).toBeGreaterThan(14 * 60_000);
+			expect(remaining).toBeLessThanOrEqual(15 * 60_000);
+			expect((await poll(pairing)).body).toEqual({ status: "pending" });
+
+			const paired = await request<Display>(p.api("/displays/pair"), {
+				method: "POST",
+				headers: as(owner),
+				json: { code: pairing.code.toLowerCase(), name: "Front window", timezone: "America/New_York", tags: ["street", "street"] }
+			});
+			expect(paired.status).toBe(201);
+			expect(paired.headers.get("location")).toBe(`/api/v1/displays/${paired.body.id}`);
+			expect(paired.body).toMatchObject({ name: "Front window", status: "pending", timezone: "America/New_York", tags: ["street"], groupIds: [] });
+
+			const first = await poll(pairing);
+			expect(first.status).toBe(200);
+			expect(first.body).toMatchObject({ status: "paired", displayId: paired.body.id, heartbeatIntervalSec: 30 });
+			expect(first.body.deviceToken).toMatch(/^ey/);
+			expect((await poll(pairing)).status).toBe(404);
+
+			const hb = await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(String(first.body.deviceToken)), json: {} });
+			expect(hb.status).toBe(200);
+		});
+
+		it("a used, unknown or foreign-tenant code answers 404; a wrong poll secret answers 404", async () => {
+			const pairing = await startPairing();
+			expect((await poll(pairing, "mps_wrongwrongwrongwrong")).status).toBe(404);
+			expect((await request(p.api(`/device/pairing/${pairing.pairingId}`))).status).toBe(404);
+			await request(p.api("/displays/pair"), { method: "POST", headers: as(owner), json: { code: pairing.code, name: "Once" } });
+			const again = await request<ErrorBody>(p.api("/displays/pair"), { method: "POST", headers: as(owner), json: { code: pairing.code, name: "Twice" } });
+			expect(again.status).toBe(404);
+			const other = await register(p, newAccount("rival"));
+			expect((await request(p.api("/displays/pair"), { method: "POST", headers: as(other), json: { code: pairing.code, name: "Stolen" } })).status).toBe(404);
+			expect((await request(p.api("/displays/pair"), { method: "POST", headers: as(owner), json: { code: "ACDEFG", name: "Nope" } })).status).toBe(404);
+		});
+
+		it("an expired code answers 404", async () => {
+			const pairing = await startPairing();
+			const devices = p.broker.getLocalService("devices") as unknown as { db: { pairings: { updateWhere(s: unknown, q: unknown, c: unknown): Promise<number> } } };
+			const { UNSCOPED } = await import("../../mixins/db.mixin");
+			await devices.db.pairings.updateWhere(UNSCOPED, { _id: pairing.pairingId }, { expiresAt: new Date(Date.now() - 1000).toISOString() });
+			expect((await request(p.api("/displays/pair"), { method: "POST", headers: as(owner), json: { code: pairing.code, name: "Late" } })).status).toBe(404);
+			expect((await poll(pairing)).status).toBe(404);
+		});
+
+		it("pairing past the plan's display limit answers 402 QUOTA_EXCEEDED and leaves the code usable", async () => {
+			const small = await startTestPlatform({ DEFAULT_PLAN_DISPLAYS: "2" }, [DevicesService]);
+			try {
+				const tenant = await register(small, newAccount("quota"));
+				const pairOn = async () => {
+					const pairing = (await request<Pairing>(small.api("/device/pairing"), { method: "POST", headers: someClient(), json: {} })).body;
+					return { pairing, res: await request<ErrorBody>(small.api("/displays/pair"), { method: "POST", headers: as(tenant), json: { code: pairing.code, name: "Screen" } }) };
+				};
+				expect((await pairOn()).res.status).toBe(201);
+				expect((await pairOn()).res.status).toBe(201);
+				const over = await pairOn();
+				expect(over.res.status).toBe(402);
+				expect(over.res.body.error).toMatchObject({ type: "QUOTA_EXCEEDED", data: { resource: "displays", limit: 2, current: 2 } });
+				const listed = await request<{ total: number }>(small.api("/displays"), { headers: as(tenant) });
+				expect(listed.body.total).toBe(2);
+				const poll = await request<{ status: string }>(small.api(`/device/pairing/${over.pairing.pairingId}`), { headers: { "X-Pairing-Secret": over.pairing.pollSecret } });
+				expect(poll.body).toEqual({ status: "pending" });
+			} finally {
+				await small.stop();
+			}
+		});
+
+		it("pairing requests are limited per address", async () => {
+			const client = someClient();
+			let limited = 0;
+			for (let i = 0; i < 22; i++) {
+				const res = await request(p.api("/device/pairing"), { method: "POST", headers: client, json: {} });
+				if (res.status === 429) limited++;
+			}
+			expect(limited).toBe(2);
+		});
+	});
+
+	describe("displays and groups", () => {
+		it("CRUD with groups and tags; list filters by tag, group, status and text; pagination", async () => {
+			const group = await request<{ id: string; name: string }>(p.api("/display-groups"), { method: "POST", headers: as(owner), json: { name: "Ground floor", description: "Lobby and café" } });
+			expect(group.status).toBe(201);
+			const { display } = await pairDisplay(owner, { name: "Café menu", tags: ["menu"], groupIds: [group.body.id] });
+			const badGroup = await request(p.api(`/displays/${display.id}`), { method: "PATCH", headers: as(owner), json: { groupIds: ["01a20000-0000-7000-8000-000000000000"] } });
+			expect(badGroup.status).toBe(422);
+			const badZone = await request(p.api(`/displays/${display.id}`), { method: "PATCH", headers: as(owner), json: { timezone: "Nowhere/Land" } });
+			expect(badZone.status).toBe(422);
+			const patched = await request<Display>(p.api(`/displays/${display.id}`), { method: "PATCH", headers: as(owner), json: { name: "Café menu board", tags: ["menu", "food"], timezone: "Europe/London", tenantId: "x" } });
+			expect(patched.status).toBe(200);
+			expect(patched.body).toMatchObject({ name: "Café menu board", tags: ["menu", "food"], timezone: "Europe/London", groupIds: [group.body.id] });
+
+			const byTag = await request<{ rows: Display[]; total: number }>(p.api("/displays?tag=food"), { headers: as(owner) });
+			expect(byTag.body.rows.map(d => d.id)).toEqual([display.id]);
+			const byGroup = await request<{ rows: Display[] }>(p.api(`/displays?groupId=${group.body.id}`), { headers: as(owner) });
+			expect(byGroup.body.rows.map(d => d.id)).toEqual([display.id]);
+			const byText = await request<{ rows: Display[] }>(p.api("/displays?q=CAFÉ"), { headers: as(owner) });
+			expect(byText.body.rows.map(d => d.id)).toEqual([display.id]);
+			const pending = await request<{ rows: Display[] }>(p.api("/displays?status=pending&pageSize=1"), { headers: as(owner) });
+			expect(pending.body).toMatchObject({ page: 1, pageSize: 1 });
+			expect(pending.body.rows).toHaveLength(1);
+			expect((await request(p.api("/displays?status=broken"), { headers: as(owner) })).status).toBe(422);
+
+			const groups = await request<{ rows: Array<{ id: string }> }>(p.api("/display-groups"), { headers: as(owner) });
+			expect(groups.body.rows.map(g => g.id)).toContain(group.body.id);
+			expect((await request(p.api(`/display-groups/${group.body.id}`), { method: "DELETE", headers: as(owner) })).status).toBe(204);
+			const after = await request<Display>(p.api(`/displays/${display.id}`), { headers: as(owner) });
+			expect(after.body.groupIds).toEqual([]);
+		});
+
+		it("a deleted display's token answers 401 at once", async () => {
+			const { display, token } = await pairDisplay();
+			expect((await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: {} })).status).toBe(200);
+			expect((await request(p.api(`/displays/${display.id}`), { method: "DELETE", headers: as(owner) })).status).toBe(204);
+			expect((await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: {} })).status).toBe(401);
+			expect((await request(p.api(`/displays/${display.id}`), { headers: as(owner) })).status).toBe(404);
+		});
+
+		it("device and user tokens do not cross: a device token on a user route and a user token on a device route answer 401", async () => {
+			const { token } = await pairDisplay();
+			expect((await request(p.api("/displays"), { headers: bearer(token) })).status).toBe(401);
+			expect((await request(p.api("/tenant"), { headers: bearer(token) })).status).toBe(401);
+			expect((await request(p.api("/device/heartbeat"), { method: "POST", headers: as(owner), json: {} })).status).toBe(401);
+		});
+
+		it("viewers read displays but cannot pair, edit or command them", async () => {
+			const viewerAccount = newAccount("watcher");
+			await request(p.api("/invitations"), { method: "POST", headers: as(owner), json: { email: viewerAccount.email, role: "viewer" } });
+			const { tokenFromMail } = await import("../helpers/accounts");
+			const token = await tokenFromMail(p, viewerAccount.email, "accept-invitation");
+			const viewer = (await request<Session>(p.api("/invitations/accept"), { method: "POST", json: { token, name: "Viewer", password: viewerAccount.password } })).body;
+			const { display } = await pairDisplay();
+			expect((await request(p.api(`/displays/${display.id}`), { headers: as(viewer) })).status).toBe(200);
+			expect((await request(p.api(`/displays/${display.id}`), { method: "PATCH", headers: as(viewer), json: { name: "x" } })).status).toBe(403);
+			expect((await request(p.api(`/displays/${display.id}/commands`), { method: "POST", headers: as(viewer), json: { type: "reboot" } })).status).toBe(403);
+			expect((await request(p.api("/displays/pair"), { method: "POST", headers: as(viewer), json: { code: "ACDEFG", name: "x" } })).status).toBe(403);
+		});
+	});
+
+	describe("heartbeats and commands", () => {
+		it("a heartbeat marks the display online with its presence and answers the server's view", async () => {
+			const { display, token } = await pairDisplay();
+			const hb = await request<{ serverTime: string; manifestEtag: string | null; heartbeatIntervalSec: number; commands: unknown[] }>(p.api("/device/heartbeat"), {
+				method: "POST",
+				headers: bearer(token),
+				json: { metrics: { cpu: 12.5, memory: 40, disk: 70, temperature: 48 }, appVersion: "2.4.1", currentContentId: "c-1", uptimeSec: 3600 }
+			});
+			expect(hb.status).toBe(200);
+			expect(Object.keys(hb.body).sort()).toEqual(["commands", "heartbeatIntervalSec", "manifestEtag", "serverTime"]);
+			expect(hb.body).toMatchObject({ heartbeatIntervalSec: 30, commands: [] });
+			expect(Math.abs(Date.parse(hb.body.serverTime) - Date.now())).toBeLessThan(5000);
+			const got = await request<Display>(p.api(`/displays/${display.id}`), { headers: as(owner) });
+			expect(got.body).toMatchObject({ status: "online", appVersion: "2.4.1", metrics: { cpu: 12.5, memory: 40, disk: 70, temperature: 48 } });
+			expect(got.body.lastSeenAt).toBe(hb.body.serverTime);
+		});
+
+		it("a queued command arrives in the next heartbeat, is delivered until acknowledged, then no longer", async () => {
+			const { display, token } = await pairDisplay();
+			const queued = await request<{ id: string; type: string; status: string; createdAt: string }>(p.api(`/displays/${display.id}/commands`), {
+				method: "POST",
+				headers: as(owner),
+				json: { type: "screenshot" }
+			});
+			expect(queued.status).toBe(202);
+			expect(queued.body).toEqual({ id: expect.any(String), type: "screenshot", status: "pending", createdAt: expect.any(String) });
+			const beat = () => request<{ commands: Array<{ id: string; type: string; createdAt: string }> }>(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: {} });
+			expect((await beat()).body.commands).toEqual([{ id: queued.body.id, type: "screenshot", createdAt: queued.body.createdAt }]);
+			await new Promise(resolve => setTimeout(resolve, 30));
+			const listed = await request<{ rows: Array<{ id: string; status: string }> }>(p.api(`/displays/${display.id}/commands`), { headers: as(owner) });
+			expect(listed.body.rows[0]).toMatchObject({ id: queued.body.id, status: "delivered" });
+			expect((await beat()).body.commands.map(c => c.id)).toEqual([queued.body.id]);
+
+			expect((await request(p.api(`/device/commands/${queued.body.id}/ack`), { method: "POST", headers: bearer(token), json: { result: "ok" } })).status).toBe(204);
+			expect((await beat()).body.commands).toEqual([]);
+			const after = await request<{ rows: Array<{ id: string; status: string; result: string }> }>(p.api(`/displays/${display.id}/commands`), { headers: as(owner) });
+			expect(after.body.rows[0]).toMatchObject({ status: "acknowledged", result: "ok" });
+		});
+
+		it("a display cannot acknowledge another display's command; unknown command types answer 422", async () => {
+			const a = await pairDisplay();
+			const b = await pairDisplay();
+			const queued = await request<{ id: string }>(p.api(`/displays/${a.display.id}/commands`), { method: "POST", headers: as(owner), json: { type: "reboot" } });
+			expect((await request(p.api(`/device/commands/${queued.body.id}/ack`), { method: "POST", headers: bearer(b.token), json: {} })).status).toBe(404);
+			expect((await request(p.api(`/displays/${a.display.id}/commands`), { method: "POST", headers: as(owner), json: { type: "self-destruct" } })).status).toBe(422);
+		});
+
+		it("commands expire after 24 h", async () => {
+			const { display, token } = await pairDisplay();
+			const queued = await request<{ id: string }>(p.api(`/displays/${display.id}/commands`), { method: "POST", headers: as(owner), json: { type: "reload" } });
+			const devices = p.broker.getLocalService("devices") as unknown as {
+				db: { commands: { updateWhere(s: unknown, q: unknown, c: unknown): Promise<number> } };
+				sweepOnce(): Promise<void>;
+			};
+			await devices.db.commands.updateWhere({ tenantId: owner.tenant.id }, { _id: queued.body.id }, { expiresAt: new Date(Date.now() - 1000).toISOString() });
+			await devices.sweepOnce();
+			const hb = await request<{ commands: unknown[] }>(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: {} });
+			expect(hb.body.commands).toEqual([]);
+			const listed = await request<{ rows: Array<{ id: string; status: string }> }>(p.api(`/displays/${display.id}/commands`), { headers: as(owner) });
+			expect(listed.body.rows[0]).toMatchObject({ id: queued.body.id, status: "expired" });
+		});
+
+		it.each([
+			["wrong types", { metrics: { cpu: "high" } }],
+			["a number out of range", { metrics: { cpu: 250 } }],
+			["unknown fields", { metrics: { cpu: 1 }, firmware: "x" }],
+			["unknown metric fields", { metrics: { cpu: 1, gpu: 3 } }],
+			["a huge array", { appVersion: Array.from({ length: 10_000 }, () => "x") }],
+			["an operator", { appVersion: { $gt: "" } }],
+			["a negative uptime", { uptimeSec: -1 }]
+		])("a heartbeat with %s answers 422 and changes nothing", async (_name, body) => {
+			const { display, token } = await pairDisplay();
+			const before = await request<Display>(p.api(`/displays/${display.id}`), { headers: as(owner) });
+			const res = await request<ErrorBody>(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: body });
+			expect(res.status).toBe(422);
+			expect(res.body.error.type).toBe("VALIDATION_ERROR");
+			const after = await request<Display>(p.api(`/displays/${display.id}`), { headers: as(owner) });
+			expect(after.body).toEqual(before.body);
+			expect(after.body.status).toBe("pending");
+		});
+	});
+
+	describe("tenant deletion", () => {
+		it("removes displays, groups, tokens and presence", async () => {
+			const doomed = await register(p, newAccount("gone"));
+			const { token } = await pairDisplay(doomed);
+			await request(p.api("/display-groups"), { method: "POST", headers: as(doomed), json: { name: "G" } });
+			await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: {} });
+			expect((await request(p.api("/tenant"), { method: "DELETE", headers: as(doomed), json: { confirm: doomed.tenant.name } })).status).toBe(204);
+			const devices = p.broker.getLocalService("devices") as unknown as { db: Record<string, { findDocs(scope: unknown): Promise<unknown[]> }> };
+			for (let i = 0; i < 50; i++) {
+				const counts = await Promise.all(["displays", "display_groups", "commands"].map(c => devices.db[c].findDocs({ tenantId: doomed.tenant.id })));
+				if (counts.every(c => c.length === 0)) break;
+				await new Promise(resolve => setTimeout(resolve, 20));
+			}
+			for (const c of ["displays", "display_groups", "commands"]) expect(await devices.db[c].findDocs({ tenantId: doomed.tenant.id })).toEqual([]);
+			expect((await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: {} })).status).toBe(401);
+		});
+	});
+});
