@@ -4,7 +4,6 @@
  * broadcasts (and the ones that must not), one stream per display, keep-alives, revocation,
  * the open-streams gauge, the OpenAPI entry, and streams ending when the platform stops.
  */
-import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Service } from "moleculer";
 import { DEVICE_STREAMS_METRIC } from "../../services/api.service";
@@ -14,119 +13,9 @@ import { decide } from "../../shared/rbac";
 import { startPlatform, type Platform as RunningPlatform } from "../../server";
 import { bearer, register, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
 import { validateOpenApi } from "../helpers/openapi-validator";
+import { connect, EVENTS, isEvent, open, type Stream } from "../helpers/sse";
 import { request, testConfig, type ErrorBody } from "../helpers/platform";
 
-const EVENTS = "/api/v1/device/events";
-
-/** One SSE block: the fields of an event, or comments only. */
-interface Block {
-	event?: string;
-	data?: string;
-	id?: string;
-	retry?: string;
-	comments: string[];
-	raw: string;
-}
-
-function parseBlock(raw: string): Block {
-	const block: Block = { comments: [], raw };
-	for (const line of raw.split("\n")) {
-		if (line.startsWith(":")) block.comments.push(line.slice(1).trim());
-		else {
-			const colon = line.indexOf(":");
-			const field = colon < 0 ? line : line.slice(0, colon);
-			const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-			if (field === "event" || field === "data" || field === "id" || field === "retry") block[field] = value;
-		}
-	}
-	return block;
-}
-
-interface Stream {
-	status: number;
-	headers: http.IncomingHttpHeaders;
-	/** Every block received so far. */
-	blocks: Block[];
-	/** The response body when the answer was not a stream (JSON errors). */
-	body(): Promise<string>;
-	/** The first block from index `from` on that matches, waiting up to `timeoutMs`. */
-	waitFor(match: (block: Block) => boolean, timeoutMs?: number, from?: number): Promise<Block>;
-	/** Resolves once the server ended the response. */
-	ended: Promise<void>;
-	isEnded(): boolean;
-	close(): void;
-}
-
-const open: Stream[] = [];
-
-/** GET the stream with `token`; resolves once the status line and headers arrived. */
-function connect(baseUrl: string, token: string | null, headers: Record<string, string> = {}): Promise<Stream> {
-	return new Promise((resolve, reject) => {
-		const req = http.get(`${baseUrl}${EVENTS}`, { headers: { ...(token ? bearer(token) : {}), ...headers } }, res => {
-			res.setEncoding("utf8");
-			const blocks: Block[] = [];
-			let buffer = "";
-			let raw = "";
-			let ended = false;
-			const waiters = new Set<() => void>();
-			const notify = () => waiters.forEach(w => w());
-			res.on("data", (chunk: string) => {
-				raw += chunk;
-				buffer += chunk;
-				let end: number;
-				while ((end = buffer.indexOf("\n\n")) >= 0) {
-					blocks.push(parseBlock(buffer.slice(0, end)));
-					buffer = buffer.slice(end + 2);
-				}
-				notify();
-			});
-			const ended$ = new Promise<void>(done => {
-				const finish = () => {
-					ended = true;
-					notify();
-					done();
-				};
-				res.on("end", finish);
-				res.on("close", finish);
-				res.on("error", finish);
-			});
-			const stream: Stream = {
-				status: res.statusCode ?? 0,
-				headers: res.headers,
-				blocks,
-				body: async () => {
-					await ended$;
-					return raw;
-				},
-				waitFor(match, timeoutMs = 3000, from = 0) {
-					return new Promise((found, fail) => {
-						const check = () => {
-							const block = blocks.slice(from).find(match);
-							if (block) return done(() => found(block));
-							if (ended) return done(() => fail(new Error(`stream ended without a matching block; got ${JSON.stringify(blocks.map(b => b.raw))}`)));
-						};
-						const timer = setTimeout(() => done(() => fail(new Error(`no matching block within ${timeoutMs} ms; got ${JSON.stringify(blocks.map(b => b.raw))}`))), timeoutMs);
-						const done = (fn: () => void) => {
-							clearTimeout(timer);
-							waiters.delete(check);
-							fn();
-						};
-						waiters.add(check);
-						check();
-					});
-				},
-				ended: ended$,
-				isEnded: () => ended,
-				close: () => req.destroy()
-			};
-			open.push(stream);
-			resolve(stream);
-		});
-		req.on("error", reject);
-	});
-}
-
-const isEvent = (name: string) => (block: Block) => block.event === name;
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
 /** The api service's settings, to shorten the stream's timers in tests. */

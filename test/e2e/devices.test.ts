@@ -5,6 +5,7 @@
 import DevicesService from "../../services/devices.service";
 import { request, type ErrorBody } from "../helpers/platform";
 import { bearer, newAccount, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
+import { closeStreams, connect, isEvent } from "../helpers/sse";
 
 interface Pairing {
 	pairingId: string;
@@ -237,6 +238,24 @@ describe("devices", () => {
 			expect((await beat()).body.commands).toEqual([]);
 			const after = await request<{ rows: Array<{ id: string; status: string; result: string }> }>(p.api(`/displays/${display.id}/commands`), { headers: as(owner) });
 			expect(after.body.rows[0]).toMatchObject({ status: "acknowledged", result: "ok" });
+		});
+
+		it("a queued command also reaches the display's live stream at once, and only that display's", async () => {
+			const { display, token } = await pairDisplay();
+			const other = await pairDisplay();
+			const stream = await connect(p.url, token);
+			const otherStream = await connect(p.url, other.token);
+			try {
+				expect(stream.status).toBe(200);
+				await stream.waitFor(b => b.comments.includes("connected"));
+				const queued = await request<{ id: string; createdAt: string }>(p.api(`/displays/${display.id}/commands`), { method: "POST", headers: as(owner), json: { type: "reload" } });
+				const block = await stream.waitFor(isEvent("command"));
+				expect(JSON.parse(String(block.data))).toEqual({ id: queued.body.id, type: "reload", createdAt: queued.body.createdAt });
+				await new Promise(resolve => setTimeout(resolve, 100));
+				expect(otherStream.blocks.some(isEvent("command"))).toBe(false);
+			} finally {
+				closeStreams();
+			}
 		});
 
 		it("a display cannot acknowledge another display's command; unknown command types answer 422", async () => {
