@@ -4,7 +4,8 @@
  *
  *  1. HTTP: a bare node:http JSON server vs the gateway (routing, auth hook, RBAC, rate limit,
  *     validation, error shape) on a public route and on a guarded route.
- *  2. Data: raw NeDB inserts/reads vs the same through the db mixin (tenant scope, query guard,
+ *  2. The device heartbeat (the hot path) vs a bare JSON echo server.
+ *  3. Data: raw NeDB inserts/reads vs the same through the db mixin (tenant scope, query guard,
  *     id generation, public shape).
  */
 import http from "node:http";
@@ -16,6 +17,9 @@ import { newId } from "../shared/ids";
 import type { Principal } from "../shared/rbac";
 import { startBroker, startGateway } from "../test/helpers/platform";
 import { ProbeService, StubAuthService, tokenOf } from "../test/helpers/stub-services";
+import DevicesService from "../services/devices.service";
+import { request } from "../test/helpers/platform";
+import { bearer, newAccount, register, startTestPlatform } from "../test/helpers/accounts";
 
 interface Figure {
 	name: string;
@@ -48,12 +52,12 @@ async function measure(name: string, op: () => Promise<void>, durationMs = 3000,
 
 function report(title: string, baseline: Figure, others: Figure[]): void {
 	console.log(`\n${title}`);
-	console.log("  " + ["case".padEnd(44), "ops/s".padStart(10), "p50 ms".padStart(8), "p99 ms".padStart(8), "vs baseline".padStart(12)].join(""));
+	console.log("  " + ["case".padEnd(58), "ops/s".padStart(10), "p50 ms".padStart(8), "p99 ms".padStart(8), "vs baseline".padStart(12)].join(""));
 	for (const f of [baseline, ...others]) {
 		const ratio = f === baseline ? "1.00x" : `${(f.opsPerSec / baseline.opsPerSec).toFixed(2)}x`;
 		console.log(
 			"  " +
-				[f.name.padEnd(44), f.opsPerSec.toFixed(0).padStart(10), f.p50Ms.toFixed(2).padStart(8), f.p99Ms.toFixed(2).padStart(8), ratio.padStart(12)].join("")
+				[f.name.padEnd(58), f.opsPerSec.toFixed(0).padStart(10), f.p50Ms.toFixed(2).padStart(8), f.p99Ms.toFixed(2).padStart(8), ratio.padStart(12)].join("")
 		);
 	}
 }
@@ -93,7 +97,50 @@ async function httpBench(): Promise<void> {
 	} finally {
 		await gw.stop();
 		bare.close();
-		agent.destroy();
+	}
+}
+
+function post(url: string, body: string, headers: Record<string, string> = {}): Promise<void> {
+	return new Promise((resolve, reject) => {
+		const req = http.request(url, { method: "POST", agent, headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body), ...headers } }, res => {
+			if (res.statusCode !== 200) reject(new Error(`${url} answered ${res.statusCode}`));
+			res.resume();
+			res.on("end", resolve);
+		});
+		req.on("error", reject);
+		req.end(body);
+	});
+}
+
+/**
+ * The device hot path: the real platform (auth, tenants, devices) and a paired display sending
+ * heartbeats with metrics — token from the cache, presence and metrics written, commands read.
+ */
+async function heartbeatBench(): Promise<void> {
+	const bare = http.createServer((req, res) => {
+		let body = "";
+		req.on("data", chunk => (body += chunk));
+		req.on("end", () => {
+			const answer = JSON.stringify({ serverTime: new Date().toISOString(), received: JSON.parse(body) as unknown });
+			res.writeHead(200, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(answer) });
+			res.end(answer);
+		});
+	});
+	await new Promise<void>(resolve => bare.listen(0, "127.0.0.1", resolve));
+	const bareUrl = `http://127.0.0.1:${(bare.address() as AddressInfo).port}/`;
+	const p = await startTestPlatform({ DEFAULT_PLAN_DISPLAYS: "10" }, [DevicesService]);
+	try {
+		const owner = await register(p, newAccount("bench"));
+		const pairing = (await request<{ pairingId: string; code: string; pollSecret: string }>(p.api("/device/pairing"), { method: "POST", json: {} })).body;
+		await request(p.api("/displays/pair"), { method: "POST", headers: bearer(owner.accessToken), json: { code: pairing.code, name: "Bench" } });
+		const { deviceToken } = (await request<{ deviceToken: string }>(p.api(`/device/pairing/${pairing.pairingId}`), { headers: { "X-Pairing-Secret": pairing.pollSecret } })).body;
+		const body = JSON.stringify({ metrics: { cpu: 20, memory: 41, disk: 63, temperature: 50 }, appVersion: "1.0.0", uptimeSec: 1200 });
+		const baseline = await measure("bare node:http JSON echo", () => post(bareUrl, body));
+		const heartbeat = await measure("POST /device/heartbeat (device token, presence, metrics)", () => post(p.api("/device/heartbeat"), body, bearer(deviceToken)));
+		report("Device heartbeats (16 concurrent, keep-alive)", baseline, [heartbeat]);
+	} finally {
+		await p.stop();
+		bare.close();
 	}
 }
 
@@ -138,7 +185,9 @@ async function dataBench(): Promise<void> {
 async function main(): Promise<void> {
 	console.log(`Marquee benchmarks — node ${process.version}, ${new Date().toISOString()}`);
 	await httpBench();
+	await heartbeatBench();
 	await dataBench();
+	agent.destroy();
 }
 
 main().catch(err => {
