@@ -39,7 +39,7 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 		transporter: config.transporter ? { type: "NATS", options: { url: config.transporter } } : null,
 		cacher: config.redisUrl
 			? // ioredis takes the URL as is; the typings only describe its object form.
-				{ type: "Redis", options: { prefix: "marquee-cache", ttl: 3600, redis: config.redisUrl as unknown as Record<string, string> } }
+				{ type: "Redis", options: { prefix: `marquee-cache-${config.namespace || "default"}`, ttl: 3600, redis: config.redisUrl as unknown as Record<string, string> } }
 			: { type: "Memory", options: { ttl: 3600, clone: true } },
 		serializer: "JSON",
 		errorRegenerator: new AppErrorRegenerator(),

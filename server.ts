@@ -11,7 +11,6 @@ import { ConfigError, loadConfig, setConfig, type Config } from "./shared/config
 import { startDraining } from "./shared/lifecycle";
 import { startOpsServer, type OpsServer } from "./shared/ops-server";
 import { closeSharedKeyValueStores } from "./shared/kv";
-import { stopSharedStorage } from "./shared/storage";
 
 export interface Platform {
 	broker: ServiceBroker;
@@ -67,7 +66,6 @@ export async function startPlatform(config: Config, options: StartOptions = {}):
 			startDraining();
 			await broker.stop();
 			await ops?.close();
-			await stopSharedStorage();
 			await closeSharedKeyValueStores();
 		}
 	};

@@ -151,6 +151,15 @@ function requireObjectBody(req: IncomingMessage & { body?: unknown }, _res: Serv
 	next();
 }
 
+/** Upload routes take multipart/form-data only (busboy would throw on anything else). */
+function requireMultipartForUploads(_ctx: unknown, _route: unknown, req: IncomingMessage & { $alias?: { type?: string } }): void {
+	if (req.$alias?.type !== "multipart") return;
+	const type = String(req.headers["content-type"] ?? "");
+	if (!/^multipart\/form-data;\s*boundary=/i.test(type)) {
+		throw Errors.unsupportedMediaType("Send the file as multipart/form-data", { accepted: ["multipart/form-data"] });
+	}
+}
+
 function bearerToken(req: IncomingMessage): string | null {
 	const header = req.headers.authorization;
 	if (!header) return null;
@@ -476,6 +485,7 @@ const ApiService: ServiceSchema<GatewaySettings, ApiMethods, ApiVars> = {
 				cors,
 				bodyParsers: { json: { limit: config.maxBodyBytes, strict: true }, urlencoded: false },
 				use: [requireObjectBody],
+				onBeforeCall: requireMultipartForUploads,
 				callOptions: { timeout: config.requestTimeoutMs },
 				logging: true,
 				aliases: {

@@ -73,6 +73,7 @@ type DevicesThis = DbMethods<Collections> & {
 
 const key = {
 	presence: (displayId: string) => `presence:${displayId}`,
+	lastSeen: (displayId: string) => `last-seen:${displayId}`,
 	status: (displayId: string) => `display-status:${displayId}`,
 	commands: (displayId: string) => `commands:${displayId}`,
 	manifestEtag: (displayId: string) => `manifest-etag:${displayId}`
@@ -448,6 +449,9 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 					currentContentId: ctx.params.currentContentId ?? null,
 					uptimeSec: ctx.params.uptimeSec ?? null
 				};
+				// The stamp first, then the status: the sweep flips a display offline only while its
+				// stamp is stale, atomically, so a heartbeat can never be lost between the two.
+				await this.kv.set(key.lastSeen(displayId), String(now.getTime()), PRESENCE_TTL_MS);
 				const [previous, etag, pending] = await Promise.all([
 					this.kv.swap(key.status(displayId), "online", PRESENCE_TTL_MS),
 					this.kv.get(key.manifestEtag(displayId)),
@@ -610,7 +614,7 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 		},
 
 		async forgetDisplay(this: DevicesThis, _tenantId: string, displayId: string) {
-			await Promise.all([this.kv.del(key.presence(displayId)), this.kv.del(key.status(displayId)), this.kv.del(key.commands(displayId)), this.kv.del(key.manifestEtag(displayId))]);
+			await Promise.all([this.kv.del(key.presence(displayId)), this.kv.del(key.lastSeen(displayId)), this.kv.del(key.status(displayId)), this.kv.del(key.commands(displayId)), this.kv.del(key.manifestEtag(displayId))]);
 		},
 
 		/**
@@ -627,11 +631,10 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 					const tenant = (await this.broker.call("tenants.find", { tenantId })) as TenantView | null;
 					thresholds.set(tenantId, (tenant?.settings.offlineAfterSec ?? 90) * 1000);
 				}
+				const cutoff = now.getTime() - (thresholds.get(tenantId) as number);
+				const flip = await this.kv.swapIfStale(key.status(display.id), "offline", key.lastSeen(display.id), cutoff, PRESENCE_TTL_MS);
+				if (!flip.swapped || flip.previous === "offline") continue;
 				const raw = await this.kv.get(key.presence(display.id));
-				const lastSeen = raw ? Date.parse((JSON.parse(raw) as Presence).lastSeenAt) : 0;
-				if (now.getTime() - lastSeen < (thresholds.get(tenantId) as number)) continue;
-				const previous = await this.kv.swap(key.status(display.id), "offline", PRESENCE_TTL_MS);
-				if (previous === "offline") continue;
 				await this.db.displays.updateWhere({ tenantId }, { _id: display.id }, { status: "offline" });
 				this.broker.emit("devices.display.wentOffline", { tenantId, displayId: display.id, lastSeenAt: raw ? (JSON.parse(raw) as Presence).lastSeenAt : null, at: now.toISOString() });
 			}

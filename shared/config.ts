@@ -33,7 +33,8 @@ export interface Config {
 	transporter: string | null;
 	mongoUri: string | null;
 	redisUrl: string | null;
-	s3: { endpoint: string | null; accessKey: string; secretKey: string; bucket: string; region: string };
+	s3: { endpoint: string | null; publicEndpoint: string | null; accessKey: string; secretKey: string; bucket: string; region: string };
+	media: { maxImageBytes: number; maxVideoBytes: number };
 	clickhouseUrl: string | null;
 	smtpUrl: string | null;
 	stripe: { secretKey: string | null; webhookSecret: string | null };
@@ -95,6 +96,9 @@ export const VARIABLES: Variable[] = [
 	{ name: "S3_SECRET_KEY", example: "", description: "S3 secret key (required with `S3_ENDPOINT`)" },
 	{ name: "S3_BUCKET", example: "marquee", description: "bucket for media objects; created when missing" },
 	{ name: "S3_REGION", example: "us-east-1", description: "S3 region" },
+	{ name: "S3_PUBLIC_ENDPOINT", example: "", description: "S3 address clients can reach; set = downloads answer 302 to presigned URLs on it, unset = the gateway streams the bytes" },
+	{ name: "MAX_IMAGE_MB", example: "50", description: "largest image upload, in MiB (413 beyond)" },
+	{ name: "MAX_VIDEO_MB", example: "2048", description: "largest video upload, in MiB (413 beyond)" },
 	{ name: "CLICKHOUSE_URL", example: "", description: "`http://user:pass@host:8123/db`; unset = embedded analytics store" },
 	{ name: "SMTP_URL", example: "", description: "`smtp(s)://user:pass@host:port`; unset = mail written to `DATA_DIR/mail`" },
 	{ name: "STRIPE_SECRET_KEY", example: "", description: "enables payments; unset = free plan with limits enforced" },
@@ -246,10 +250,15 @@ export function loadConfig(env: Env = process.env): Config {
 		redisUrl: url(env, "REDIS_URL", ["redis", "rediss"]),
 		s3: {
 			endpoint: s3Endpoint,
+			publicEndpoint: url(env, "S3_PUBLIC_ENDPOINT", ["http", "https"]),
 			accessKey: env.S3_ACCESS_KEY ?? "",
 			secretKey: env.S3_SECRET_KEY ?? "",
 			bucket,
 			region: env.S3_REGION || "us-east-1"
+		},
+		media: {
+			maxImageBytes: integer(env, "MAX_IMAGE_MB", 50, 1, 10_000) * 1024 * 1024,
+			maxVideoBytes: integer(env, "MAX_VIDEO_MB", 2048, 1, 100_000) * 1024 * 1024
 		},
 		clickhouseUrl: url(env, "CLICKHOUSE_URL", ["http", "https"]),
 		smtpUrl: url(env, "SMTP_URL", ["smtp", "smtps"]),

@@ -7,7 +7,7 @@ import type { ServiceBroker } from "moleculer";
 import mongoose from "mongoose";
 import type { Config } from "./config";
 import { sharedKeyValueStore } from "./kv";
-import { sharedStorage } from "./storage";
+import { Storage } from "./storage";
 
 export type Check = () => Promise<void>;
 
@@ -91,7 +91,8 @@ export function dependencyChecks(config: Config, broker: ServiceBroker): Record<
 	}
 	if (config.s3.endpoint) {
 		// Reachable, credentials accepted and the bucket there.
-		checks.s3 = async () => (await sharedStorage(config)).ping();
+		const storage = Storage.fromEndpoint({ ...config.s3, endpoint: config.s3.endpoint });
+		checks.s3 = () => storage.ping();
 	}
 	if (config.clickhouseUrl) {
 		const url = withoutCredentials(config.clickhouseUrl);

@@ -17,6 +17,12 @@ export interface KeyValueStore {
 	set(key: string, value: string, ttlMs?: number): Promise<void>;
 	/** Sets a value and answers the previous one, atomically (state transitions happen once). */
 	swap(key: string, value: string, ttlMs?: number): Promise<string | null>;
+	/**
+	 * Atomically: when the number at `stampKey` is absent or below `before`, sets `key` to `value`
+	 * and answers `{ swapped: true, previous }`; otherwise changes nothing (`swapped: false`).
+	 * A check-then-set that a concurrent writer of `stampKey` cannot slip between.
+	 */
+	swapIfStale(key: string, value: string, stampKey: string, before: number, ttlMs?: number): Promise<{ swapped: boolean; previous: string | null }>;
 	/** Sets only when the key is absent; true when it was set. */
 	setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>;
 	del(key: string): Promise<void>;
@@ -63,6 +69,12 @@ export class MemoryKeyValueStore implements KeyValueStore {
 		const previous = this.live(key)?.value ?? null;
 		await this.set(key, value, ttlMs);
 		return previous;
+	}
+
+	async swapIfStale(key: string, value: string, stampKey: string, before: number, ttlMs?: number) {
+		const stamp = Number(this.live(stampKey)?.value ?? 0);
+		if (stamp >= before) return { swapped: false, previous: null };
+		return { swapped: true, previous: await this.swap(key, value, ttlMs) };
 	}
 
 	async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
@@ -121,6 +133,12 @@ return 0`;
 const RELEASE = `
 if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
 return 0`;
+const SWAP_IF_STALE = `
+local stamp = tonumber(redis.call("GET", KEYS[2]) or "0") or 0
+if stamp >= tonumber(ARGV[2]) then return {0, false} end
+local previous = redis.call("GET", KEYS[1])
+if ARGV[3] ~= "" then redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[3]) else redis.call("SET", KEYS[1], ARGV[1]) end
+return {1, previous}`;
 const INCR = `
 local count = redis.call("INCR", KEYS[1])
 if count == 1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end
@@ -155,6 +173,11 @@ export class RedisKeyValueStore implements KeyValueStore {
 		// SET … GET (Redis ≥ 6.2) answers the previous value in the same atomic step.
 		const args: Array<string | number> = ttlMs ? ["PX", ttlMs, "GET"] : ["GET"];
 		return (await this.redis.call("SET", this.k(key), value, ...args)) as string | null;
+	}
+
+	async swapIfStale(key: string, value: string, stampKey: string, before: number, ttlMs?: number) {
+		const [swapped, previous] = (await this.redis.eval(SWAP_IF_STALE, 2, this.k(key), this.k(stampKey), value, before, ttlMs ?? "")) as [number, string | null];
+		return { swapped: swapped === 1, previous: previous ?? null };
 	}
 
 	async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {

@@ -29,3 +29,12 @@ export const NAME_RULE = { type: "string", trim: true, min: 1, max: 200 } as con
 export const ROLE_RULE = { type: "enum", values: [...ROLES] } as const;
 /** A secret the client sends back (tokens); bounded so nothing huge reaches a hash. */
 export const TOKEN_RULE = { type: "string", min: 16, max: 512 } as const;
+
+/**
+ * The `rest` of a multipart upload action: moleculer-web's "multipart" alias type hands the
+ * file to the action as `ctx.stream` (fields in `ctx.params`). Its typings omit `type` and
+ * `busboyConfig`, hence the one cast.
+ */
+export function multipartRest(path: string, limits: Record<string, number>): { method: "POST"; path: string } {
+	return { method: "POST", path, type: "multipart", busboyConfig: { limits } } as { method: "POST"; path: string };
+}

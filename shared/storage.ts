@@ -306,36 +306,54 @@ export class Storage {
 	}
 }
 
-let shared: Promise<Storage> | null = null;
-let embedded: EmbeddedS3 | null = null;
-
-/**
- * The process's storage: the configured S3/MinIO, or an embedded S3 server under
- * `DATA_DIR/s3` (listening on 127.0.0.1 only) started on first use. The bucket exists once
- * this resolves.
- */
-export function sharedStorage(config: { dataDir: string; s3: StorageConfig }): Promise<Storage> {
-	shared ??= (async () => {
-		let storage: Storage;
-		if (config.s3.endpoint) {
-			storage = Storage.fromEndpoint({ ...config.s3, endpoint: config.s3.endpoint });
-		} else {
-			embedded = await startEmbeddedS3(path.join(config.dataDir, "s3"));
-			storage = Storage.fromEndpoint({ ...config.s3, ...embedded });
-		}
-		await storage.ensureBucket();
-		return storage;
-	})().catch(err => {
-		shared = null;
-		throw err;
-	});
-	return shared;
+interface PooledStorage {
+	users: number;
+	ready: Promise<{ storage: Storage; embedded: EmbeddedS3 | null }>;
 }
 
-/** Stops the embedded S3 server, if this process started one. */
-export async function stopSharedStorage(): Promise<void> {
-	const server = embedded;
-	shared = null;
-	embedded = null;
-	await server?.stop();
+const pool = new Map<string, PooledStorage>();
+
+function poolKey(config: { dataDir: string; s3: StorageConfig }): string {
+	return config.s3.endpoint ? `${config.s3.endpoint}|${config.s3.bucket}` : `embedded|${config.dataDir}|${config.s3.bucket}`;
+}
+
+/**
+ * The storage of a config, shared by the services of a process: the configured S3/MinIO, or an
+ * embedded S3 server under `DATA_DIR/s3` (listening on 127.0.0.1 only) started by the first
+ * user. The bucket exists once this resolves. Every acquire is paired with a `releaseStorage`;
+ * the embedded server stops with its last user.
+ */
+export function acquireStorage(config: { dataDir: string; s3: StorageConfig }): Promise<Storage> {
+	const key = poolKey(config);
+	let entry = pool.get(key);
+	if (!entry) {
+		const ready = (async () => {
+			let embedded: EmbeddedS3 | null = null;
+			let storage: Storage;
+			if (config.s3.endpoint) {
+				storage = Storage.fromEndpoint({ ...config.s3, endpoint: config.s3.endpoint });
+			} else {
+				embedded = await startEmbeddedS3(path.join(config.dataDir, "s3"));
+				storage = Storage.fromEndpoint({ ...config.s3, ...embedded });
+			}
+			await storage.ensureBucket();
+			return { storage, embedded };
+		})();
+		entry = { users: 0, ready };
+		pool.set(key, entry);
+		ready.catch(() => pool.delete(key));
+	}
+	entry.users += 1;
+	return entry.ready.then(r => r.storage);
+}
+
+export async function releaseStorage(config: { dataDir: string; s3: StorageConfig }): Promise<void> {
+	const key = poolKey(config);
+	const entry = pool.get(key);
+	if (!entry) return;
+	entry.users -= 1;
+	if (entry.users > 0) return;
+	pool.delete(key);
+	const { embedded } = await entry.ready.catch(() => ({ embedded: null }));
+	await embedded?.stop();
 }

@@ -1,7 +1,8 @@
 /**
  * Tenant isolation on every route that takes an id. Two tenants, A and B, each hold real objects
- * of every kind with an id route (members, API keys, invitations, sessions). A's owner (whose
- * role hides nothing), A's admin API key and a device of A call every such route of the OpenAPI
+ * of every kind with an id route (members, API keys, invitations, sessions, a paired display, a
+ * display group, a queued command, pairing requests). A's owner (whose role hides nothing), A's
+ * admin API key and A's paired display (its device token) call every such route of the OpenAPI
  * document, as far as the RBAC table lets each of them, with B's ids: each answers 404 exactly as
  * an unknown id does, and B's objects are unchanged afterwards. A's lists and reads never show
  * any of B's ids.
@@ -12,7 +13,7 @@
  */
 import { newId } from "../../shared/ids";
 import { decide } from "../../shared/rbac";
-import { bearer, register, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
+import { bearer, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
 import { request, type JsonResponse } from "../helpers/platform";
 import { addMember, answerProblems, errorType, loadRoutes, principalOf, sampleValue, send, type Member, type Route } from "../helpers/routes";
 
@@ -25,6 +26,22 @@ interface TenantObjects {
 	invitationEmail: string;
 	ownerSessionId: string;
 	memberSessionId: string;
+	/** A display paired through the whole flow, and its device token. */
+	displayId: string;
+	deviceToken: string;
+	groupId: string;
+	/** A reboot queued for the display (not yet delivered: the device sends no heartbeat here). */
+	commandId: string;
+	/** A screen's request nobody has claimed yet: it belongs to no tenant. */
+	pendingPairing: PairingRequest;
+	/** A screen this tenant paired whose device token is still waiting to be collected. */
+	uncollectedPairing: PairingRequest;
+}
+
+interface PairingRequest {
+	pairingId: string;
+	code: string;
+	pollSecret: string;
 }
 
 /** Route path up to a param → the ids of that kind held by a tenant. Every id route needs an entry. */
@@ -32,7 +49,17 @@ const ID_SOURCES: Record<string, (t: TenantObjects) => string[]> = {
 	"/api-keys/{id}": t => [t.apiKeyId],
 	"/invitations/{id}": t => [t.invitationId],
 	"/members/{userId}": t => [t.member.userId, t.owner.user.id],
-	"/auth/sessions/{id}": t => [t.memberSessionId, t.ownerSessionId]
+	"/auth/sessions/{id}": t => [t.memberSessionId, t.ownerSessionId],
+	"/displays/{id}": t => [t.displayId],
+	"/display-groups/{id}": t => [t.groupId],
+	// Only a device may ack, and only its own display's commands: A's device gets B's command id.
+	"/device/commands/{id}": t => [t.commandId],
+	// A pairing request has no tenant until an admin claims its code, and its poll is public:
+	// what guards it is the poll secret, not a tenant scope. Still worth sweeping, with the two
+	// requests B's screens hold: one unclaimed, and one B claimed whose device token (B's
+	// credential) waits to be collected. Without the secret both must answer exactly like an
+	// unknown id, and the token must still be there for B's screen afterwards.
+	"/device/pairing/{pairingId}": t => [t.pendingPairing.pairingId, t.uncollectedPairing.pairingId]
 };
 
 /** "/members/{userId}/x" and "userId" → "/members/{userId}". */
@@ -62,9 +89,26 @@ async function currentSessionId(p: Platform, token: string): Promise<string> {
 	return current.id;
 }
 
+/** A screen asks for a pairing code (no token). */
+function requestPairing(p: Platform): Promise<PairingRequest> {
+	return ok(request<PairingRequest>(p.api("/device/pairing"), { method: "POST", json: { model: "cross-tenant" }, headers: someClient() }), "POST /device/pairing", 201);
+}
+
+function pollPairing(p: Platform, pairing: PairingRequest) {
+	return request<{ status: string; displayId?: string; deviceToken?: string }>(p.api(`/device/pairing/${pairing.pairingId}`), {
+		headers: { "X-Pairing-Secret": pairing.pollSecret }
+	});
+}
+
+/** The owner enters the screen's code: a new display of the owner's tenant. */
+function claimPairing(p: Platform, token: string, pairing: PairingRequest, name: string): Promise<{ id: string }> {
+	return ok(request<{ id: string }>(p.api("/displays/pair"), { method: "POST", json: { code: pairing.code, name }, headers: bearer(token) }), "POST /displays/pair", 201);
+}
+
 /** A tenant with one object of every kind that has an id route. */
 async function populate(p: Platform, label: string): Promise<TenantObjects> {
 	const owner = await register(p);
+	const asOwner = bearer(owner.accessToken);
 	const member = await addMember(p, owner.accessToken, "editor", `${label}-editor`);
 	const key = await ok(
 		request<{ id: string; key: string }>(p.api("/api-keys"), { method: "POST", json: { name: `${label} key`, role: "admin" }, headers: bearer(owner.accessToken) }),
@@ -77,6 +121,22 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		"POST /invitations",
 		201
 	);
+
+	const screen = await requestPairing(p);
+	const display = await claimPairing(p, owner.accessToken, screen, `${label} lobby`);
+	const collected = await ok(pollPairing(p, screen), "GET /device/pairing/:pairingId");
+	if (collected.status !== "paired" || !collected.deviceToken || collected.displayId !== display.id) throw new Error(`pairing poll answered ${JSON.stringify(collected)}`);
+	const group = await ok(request<{ id: string }>(p.api("/display-groups"), { method: "POST", json: { name: `${label} group` }, headers: asOwner }), "POST /display-groups", 201);
+	await ok(request(p.api(`/displays/${display.id}`), { method: "PATCH", json: { groupIds: [group.id], tags: ["lobby"] }, headers: asOwner }), "PATCH /displays/:id");
+	const command = await ok(
+		request<{ id: string }>(p.api(`/displays/${display.id}/commands`), { method: "POST", json: { type: "reboot" }, headers: asOwner }),
+		"POST /displays/:id/commands",
+		202
+	);
+	const pendingPairing = await requestPairing(p);
+	const uncollectedPairing = await requestPairing(p);
+	await claimPairing(p, owner.accessToken, uncollectedPairing, `${label} uncollected`);
+
 	return {
 		owner,
 		member,
@@ -85,7 +145,13 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		invitationId: invitation.id,
 		invitationEmail,
 		ownerSessionId: await currentSessionId(p, owner.accessToken),
-		memberSessionId: await currentSessionId(p, member.session.accessToken)
+		memberSessionId: await currentSessionId(p, member.session.accessToken),
+		displayId: display.id,
+		deviceToken: collected.deviceToken,
+		groupId: group.id,
+		commandId: command.id,
+		pendingPairing,
+		uncollectedPairing
 	};
 }
 
@@ -101,7 +167,12 @@ function identifiersOf(t: TenantObjects): string[] {
 		t.invitationId,
 		t.invitationEmail,
 		t.ownerSessionId,
-		t.memberSessionId
+		t.memberSessionId,
+		t.displayId,
+		t.groupId,
+		t.commandId,
+		t.pendingPairing.pairingId,
+		t.uncollectedPairing.pairingId
 	];
 }
 
@@ -117,6 +188,15 @@ async function snapshot(p: Platform, t: TenantObjects) {
 	const memberSessions = await get<Array<{ id: string }>>("/auth/sessions", bearer(t.member.session.accessToken));
 	const tenant = await get<{ id: string; name: string; plan: string; settings: unknown }>("/tenant", owner);
 	const viaKey = await get<{ id: string }>("/tenant", bearer(t.apiKey));
+	const displays = await get<Page<{ id: string; name: string; status: string; timezone: string | null; tags: string[]; groupIds: string[] }>>("/displays?pageSize=100", owner);
+	const groups = await get<Page<{ id: string; name: string; description: string | null }>>("/display-groups?pageSize=100", owner);
+	const commands: Record<string, unknown> = {};
+	for (const d of displays.rows) {
+		const page = await get<Page<{ id: string; type: string; status: string }>>(`/displays/${d.id}/commands?pageSize=100`, owner);
+		commands[d.id] = page.rows.map(c => ({ id: c.id, type: c.type, status: c.status }));
+	}
+	// Polling an unclaimed request has no effect, so it can be part of the snapshot.
+	const pending = await ok(pollPairing(p, t.pendingPairing), "GET /device/pairing/:pairingId (pending)");
 	const byKey = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 	return {
 		members: members.rows.map(m => ({ userId: m.userId, role: m.role, email: m.email })).sort((a, b) => byKey(a.userId, b.userId)),
@@ -125,7 +205,13 @@ async function snapshot(p: Platform, t: TenantObjects) {
 		ownerSessions: ownerSessions.map(s => s.id).sort(),
 		memberSessions: memberSessions.map(s => s.id).sort(),
 		tenant: { id: tenant.id, name: tenant.name, plan: tenant.plan, settings: tenant.settings },
-		apiKeyTenant: viaKey.id
+		apiKeyTenant: viaKey.id,
+		displays: displays.rows
+			.map(d => ({ id: d.id, name: d.name, status: d.status, timezone: d.timezone, tags: d.tags, groupIds: d.groupIds }))
+			.sort((a, b) => byKey(a.id, b.id)),
+		displayGroups: groups.rows.map(g => ({ id: g.id, name: g.name, description: g.description })).sort((a, b) => byKey(a.id, b.id)),
+		commands,
+		pendingPairing: pending
 	};
 }
 
@@ -145,7 +231,8 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 	let b: TenantObjects;
 
 	beforeAll(async () => {
-		p = await startTestPlatform();
+		// Each tenant pairs two displays, within the default plan's 3; the sweep should not depend on it.
+		p = await startTestPlatform({ DEFAULT_PLAN_DISPLAYS: "10" });
 		routes = await loadRoutes(p);
 		a = await populate(p, "tenant-a");
 		b = await populate(p, "tenant-b");
@@ -164,8 +251,10 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 
 	it("A's owner, API key and device get 404 for B's ids, exactly as for unknown ids, and B is unchanged", async () => {
 		const before = await snapshot(p, b);
-		// A device of A too, for the device API's id routes (a user token is no use there).
-		const { deviceToken } = (await p.broker.call("auth.mintDeviceToken", { tenantId: a.owner.tenant.id, displayId: newId() })) as { deviceToken: string };
+		expect(before.displays.map(d => d.id)).toContain(b.displayId);
+		expect(before.commands[b.displayId]).toEqual([{ id: b.commandId, type: "reboot", status: "pending" }]);
+		// A's paired display too, for the device API's id routes (a user token is no use there).
+		const deviceToken = a.deviceToken;
 		const callers = [
 			{ name: "A owner", token: a.owner.accessToken, principal: principalOf("owner", a.owner.tenant.id) },
 			{ name: "A admin API key", token: a.apiKey, principal: principalOf("apiKey", a.owner.tenant.id) },
@@ -197,14 +286,27 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 		expect(problems).toEqual([]);
 		expect(checked).toBeGreaterThan(0);
 		expect(await snapshot(p, b)).toEqual(before);
+		// None of A's polls collected the device token B's screen is waiting for.
+		const collected = await pollPairing(p, b.uncollectedPairing);
+		expect(collected.status).toBe(200);
+		expect(collected.body).toMatchObject({ status: "paired" });
+		expect(collected.body.deviceToken).toEqual(expect.any(String));
 	}, 30_000);
 
-	it.each(["/members", "/api-keys", "/invitations", "/auth/sessions"])("A's list %s never contains B's ids", async path => {
+	it.each(["/members", "/api-keys", "/invitations", "/auth/sessions", "/displays", "/display-groups"])("A's list %s never contains B's ids", async path => {
 		const res = await request(p.api(`${path}?pageSize=100`), { headers: bearer(a.owner.accessToken) });
 		expect(res.status).toBe(200);
 		for (const id of identifiersOf(b)) expect({ path, leaks: res.text.includes(id) ? id : null }).toEqual({ path, leaks: null });
 		// A's own objects are there, so the list is not trivially empty.
-		const own = { "/members": a.member.userId, "/api-keys": a.apiKeyId, "/invitations": a.invitationId, "/auth/sessions": a.ownerSessionId }[path] ?? "";
+		const own =
+			{
+				"/members": a.member.userId,
+				"/api-keys": a.apiKeyId,
+				"/invitations": a.invitationId,
+				"/auth/sessions": a.ownerSessionId,
+				"/displays": a.displayId,
+				"/display-groups": a.groupId
+			}[path] ?? "";
 		expect(res.text).toContain(own);
 	});
 

@@ -1,26 +1,33 @@
 /**
- * The real platform in one test process (gateway, auth, tenants, notifications) and the steps
+ * The real platform in one test process (gateway, auth, tenants, notifications, devices) and the steps
  * every flow test needs: sign up, sign in, read the embedded mailbox.
  */
 import fs from "node:fs";
 import path from "node:path";
 import AuthService from "../../services/auth.service";
+import DevicesService from "../../services/devices.service";
 import NotificationsService from "../../services/notifications.service";
 import TenantsService from "../../services/tenants.service";
 import type { AnyServiceSchema } from "../../server";
 import { request, startGateway, tempDir, type TestGateway } from "./platform";
 
-export const PLATFORM_SERVICES: AnyServiceSchema[] = [AuthService, TenantsService, NotificationsService];
+export const PLATFORM_SERVICES: AnyServiceSchema[] = [AuthService, TenantsService, NotificationsService, DevicesService];
 
 export interface Platform extends TestGateway {
 	dataDir: string;
 	api(path: string): string;
 }
 
+/**
+ * The gateway with PLATFORM_SERVICES plus `extra`. A service of `extra` named like a platform
+ * service replaces it (e.g. devices with a shorter sweep interval).
+ */
 export async function startTestPlatform(env: Record<string, string> = {}, extra: AnyServiceSchema[] = []): Promise<Platform> {
 	const dataDir = tempDir();
+	const replaced = new Set(extra.map(s => s.name));
+	const services = [...PLATFORM_SERVICES.filter(s => !replaced.has(s.name)), ...extra];
 	// One proxy hop is trusted so tests can act from distinct client addresses (X-Forwarded-For).
-	const gw = await startGateway([...PLATFORM_SERVICES, ...extra], { DATA_DIR: dataDir, RATE_LIMIT_PER_MINUTE: "100000", TRUST_PROXY_HOPS: "1", ...env });
+	const gw = await startGateway(services, { DATA_DIR: dataDir, RATE_LIMIT_PER_MINUTE: "100000", TRUST_PROXY_HOPS: "1", ...env });
 	return { ...gw, dataDir, api: (p: string) => `${gw.url}/api/v1${p}` };
 }
 

@@ -142,6 +142,20 @@ export function describeKeyValueContract(
 			});
 		});
 
+		describe("swapIfStale", () => {
+			it("flips only while the stamp is older than the cutoff, answering the previous value", async () => {
+				await kv.set("status", "online");
+				await expect(kv.swapIfStale("status", "offline", "seen", 1000)).resolves.toEqual({ swapped: true, previous: "online" });
+				await kv.set("status", "online");
+				await kv.set("seen", "1500");
+				await expect(kv.swapIfStale("status", "offline", "seen", 1000)).resolves.toEqual({ swapped: false, previous: null });
+				await expect(kv.get("status")).resolves.toBe("online");
+				await expect(kv.swapIfStale("status", "offline", "seen", 2000, 5000)).resolves.toEqual({ swapped: true, previous: "online" });
+				await expect(kv.get("status")).resolves.toBe("offline");
+				await expect(kv.swapIfStale("fresh-key", "x", "seen", 2000)).resolves.toEqual({ swapped: true, previous: null });
+			});
+		});
+
 		describe("peek", () => {
 			it("reads a counter and its window without counting; null when absent", async () => {
 				await expect(kv.peek("p")).resolves.toBeNull();

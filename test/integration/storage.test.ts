@@ -5,7 +5,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import type { ServiceBroker } from "moleculer";
 import { dependencyChecks, runChecks } from "../../shared/health";
-import { ObjectNotFoundError, sharedStorage, startEmbeddedS3, stopSharedStorage, Storage, tenantKey } from "../../shared/storage";
+import { acquireStorage, ObjectNotFoundError, releaseStorage, startEmbeddedS3, Storage, tenantKey } from "../../shared/storage";
 import { testConfig } from "../helpers/platform";
 import { s3Server, type TestServer } from "../helpers/servers";
 
@@ -158,34 +158,41 @@ describe("embedded S3 persistence", () => {
 	});
 });
 
-describe("sharedStorage", () => {
-	afterEach(() => stopSharedStorage());
-
-	it("starts the embedded server under DATA_DIR/s3 when no S3_ENDPOINT is set, with the bucket ready", async () => {
+describe("acquireStorage / releaseStorage", () => {
+	it("starts the embedded server under DATA_DIR/s3 for the first user and stops it with the last", async () => {
 		const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "marquee-shared-s3-"));
 		try {
 			const config = testConfig({ DATA_DIR: dataDir });
-			const storage = await sharedStorage(config);
-			expect(await sharedStorage(config)).toBe(storage);
+			const storage = await acquireStorage(config);
+			expect(await acquireStorage(config)).toBe(storage);
 			await storage.ping();
 			const key = tenantKey("t9", "content", "a.txt");
 			await storage.put(key, Buffer.from("embedded"), undefined, "text/plain");
 			expect(fs.readdirSync(path.join(dataDir, "s3"))).toContain("marquee");
 			expect((await readAll(await storage.get(key))).toString()).toBe("embedded");
+			await releaseStorage(config);
+			await storage.ping();
+			await releaseStorage(config);
+			await expect(storage.ping()).rejects.toThrow();
+			// A new user gets a new server on the same files.
+			const again = await acquireStorage(config);
+			expect((await readAll(await again.get(key))).toString()).toBe("embedded");
+			await releaseStorage(config);
 		} finally {
 			fs.rmSync(dataDir, { recursive: true, force: true });
 		}
 	});
 
-	it("uses S3_ENDPOINT when set and reports it in readiness", async () => {
+	it("uses S3_ENDPOINT when set, and readiness checks it", async () => {
 		const s3 = await s3Server();
 		try {
 			const config = testConfig({ S3_ENDPOINT: s3.url, S3_ACCESS_KEY: s3.accessKey, S3_SECRET_KEY: s3.secretKey, S3_BUCKET: "configured" });
-			const storage = await sharedStorage(config);
+			const storage = await acquireStorage(config);
 			await storage.ping();
 			const checks = dependencyChecks(config, { started: true } as unknown as ServiceBroker);
 			expect(Object.keys(checks)).toContain("s3");
 			expect((await runChecks(checks)).checks.s3.status).toBe("ok");
+			await releaseStorage(config);
 		} finally {
 			await s3.stop();
 		}

@@ -53,7 +53,7 @@ describe("loadConfig defaults: the embedded mode", () => {
 		expect(config.dataDir).toBe(path.resolve("./data"));
 		expect(config.mongoUri).toBeNull();
 		expect(config.redisUrl).toBeNull();
-		expect(config.s3).toEqual({ endpoint: null, accessKey: "", secretKey: "", bucket: "marquee", region: "us-east-1" });
+		expect(config.s3).toEqual({ endpoint: null, publicEndpoint: null, accessKey: "", secretKey: "", bucket: "marquee", region: "us-east-1" });
 		expect(config.clickhouseUrl).toBeNull();
 		expect(config.smtpUrl).toBeNull();
 		expect(config.stripe).toEqual({ secretKey: null, webhookSecret: null });
@@ -195,6 +195,9 @@ describe("loadConfig rejects each bad variable with a ConfigError naming it", ()
 		["DEFAULT_PLAN_DISPLAYS not a number", { DEFAULT_PLAN_DISPLAYS: "many" }, "DEFAULT_PLAN_DISPLAYS"],
 		["DEFAULT_PLAN_STORAGE_MB negative", { DEFAULT_PLAN_STORAGE_MB: "-1" }, "DEFAULT_PLAN_STORAGE_MB"],
 		["DEFAULT_PLAN_MEMBERS zero", { DEFAULT_PLAN_MEMBERS: "0" }, "DEFAULT_PLAN_MEMBERS"],
+		["S3_PUBLIC_ENDPOINT not http", { S3_PUBLIC_ENDPOINT: "ftp://cdn.example.com" }, "S3_PUBLIC_ENDPOINT"],
+		["MAX_IMAGE_MB zero", { MAX_IMAGE_MB: "0" }, "MAX_IMAGE_MB"],
+		["MAX_VIDEO_MB not a number", { MAX_VIDEO_MB: "big" }, "MAX_VIDEO_MB"],
 		["APP_URL wrong scheme", { APP_URL: "ftp://cms.example.com" }, "APP_URL"],
 		["SERVICES names an unknown service", { SERVICES: "api,billing,printer" }, "SERVICES"],
 		["NAMESPACE with a space", { NAMESPACE: "a b" }, "NAMESPACE"],
