@@ -16,6 +16,10 @@ RUN npm run build
 # ---- runtime: production dependencies and the compiled code only ----
 FROM node:24-slim AS runtime
 ENV NODE_ENV=production
+# ffprobe gives videos their real duration and dimensions (without it the client's durationMs is used).
+RUN apt-get update \
+	&& apt-get install -y --no-install-recommends ffmpeg \
+	&& rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund \

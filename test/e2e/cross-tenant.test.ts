@@ -32,6 +32,8 @@ interface TenantObjects {
 	groupId: string;
 	/** A reboot queued for the display (not yet delivered: the device sends no heartbeat here). */
 	commandId: string;
+	/** A content item (a web page: uploads need no different tenancy handling). */
+	contentId: string;
 	/** A screen's request nobody has claimed yet: it belongs to no tenant. */
 	pendingPairing: PairingRequest;
 	/** A screen this tenant paired whose device token is still waiting to be collected. */
@@ -54,6 +56,9 @@ const ID_SOURCES: Record<string, (t: TenantObjects) => string[]> = {
 	"/display-groups/{id}": t => [t.groupId],
 	// Only a device may ack, and only its own display's commands: A's device gets B's command id.
 	"/device/commands/{id}": t => [t.commandId],
+	"/content/{id}": t => [t.contentId],
+	// A device downloads only what its own manifest holds: A's device gets B's content id.
+	"/device/content/{contentId}": t => [t.contentId],
 	// A pairing request has no tenant until an admin claims its code, and its poll is public:
 	// what guards it is the poll secret, not a tenant scope. Still worth sweeping, with the two
 	// requests B's screens hold: one unclaimed, and one B claimed whose device token (B's
@@ -133,6 +138,11 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		"POST /displays/:id/commands",
 		202
 	);
+	const content = await ok(
+		request<{ id: string }>(p.api("/content/url"), { method: "POST", json: { name: `${label} page`, url: "https://example.com/board", durationMs: 15000 }, headers: asOwner }),
+		"POST /content/url",
+		201
+	);
 	const pendingPairing = await requestPairing(p);
 	const uncollectedPairing = await requestPairing(p);
 	await claimPairing(p, owner.accessToken, uncollectedPairing, `${label} uncollected`);
@@ -150,6 +160,7 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		deviceToken: collected.deviceToken,
 		groupId: group.id,
 		commandId: command.id,
+		contentId: content.id,
 		pendingPairing,
 		uncollectedPairing
 	};
@@ -171,6 +182,7 @@ function identifiersOf(t: TenantObjects): string[] {
 		t.displayId,
 		t.groupId,
 		t.commandId,
+		t.contentId,
 		t.pendingPairing.pairingId,
 		t.uncollectedPairing.pairingId
 	];
@@ -190,6 +202,7 @@ async function snapshot(p: Platform, t: TenantObjects) {
 	const viaKey = await get<{ id: string }>("/tenant", bearer(t.apiKey));
 	const displays = await get<Page<{ id: string; name: string; status: string; timezone: string | null; tags: string[]; groupIds: string[] }>>("/displays?pageSize=100", owner);
 	const groups = await get<Page<{ id: string; name: string; description: string | null }>>("/display-groups?pageSize=100", owner);
+	const content = await get<Page<{ id: string; name: string; tags: string[]; validFrom: string | null; validUntil: string | null; durationMs: number }>>("/content?pageSize=100", owner);
 	const commands: Record<string, unknown> = {};
 	for (const d of displays.rows) {
 		const page = await get<Page<{ id: string; type: string; status: string }>>(`/displays/${d.id}/commands?pageSize=100`, owner);
@@ -211,6 +224,7 @@ async function snapshot(p: Platform, t: TenantObjects) {
 			.sort((a, b) => byKey(a.id, b.id)),
 		displayGroups: groups.rows.map(g => ({ id: g.id, name: g.name, description: g.description })).sort((a, b) => byKey(a.id, b.id)),
 		commands,
+		content: content.rows.map(c => ({ id: c.id, name: c.name, tags: c.tags, validFrom: c.validFrom, validUntil: c.validUntil, durationMs: c.durationMs })).sort((a, b) => byKey(a.id, b.id)),
 		pendingPairing: pending
 	};
 }

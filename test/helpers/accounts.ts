@@ -6,12 +6,13 @@ import fs from "node:fs";
 import path from "node:path";
 import AuthService from "../../services/auth.service";
 import DevicesService from "../../services/devices.service";
+import MediaService from "../../services/media.service";
 import NotificationsService from "../../services/notifications.service";
 import TenantsService from "../../services/tenants.service";
 import type { AnyServiceSchema } from "../../server";
 import { request, startGateway, tempDir, type TestGateway } from "./platform";
 
-export const PLATFORM_SERVICES: AnyServiceSchema[] = [AuthService, TenantsService, NotificationsService, DevicesService];
+export const PLATFORM_SERVICES: AnyServiceSchema[] = [AuthService, TenantsService, NotificationsService, DevicesService, MediaService];
 
 export interface Platform extends TestGateway {
 	dataDir: string;
