@@ -98,6 +98,12 @@ type AuthThis = DbMethods<Collections> & {
 	caller(ctx: Context<unknown, Meta>): Principal & { userId: string };
 };
 
+/** 422 naming `field` when the password breaks the policy (length, common list, email or name in it). */
+function assertPasswordAcceptable(password: string, field: string, context: { email: string; name?: string }): void {
+	const problem = passwordProblem(password, context);
+	if (problem) throw Errors.validation([{ field, message: `Password ${problem}`, type: "password" }]);
+}
+
 function sessionExpiry(createdAt: number, now: number): string {
 	return new Date(Math.min(now + SESSION_IDLE_MS, createdAt + SESSION_MAX_MS)).toISOString();
 }
@@ -131,8 +137,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 				await assertNotThrottled(this.kv, rules);
 				await countAttempt(this.kv, rules);
 				const email = ctx.params.email.toLowerCase();
-				const problem = passwordProblem(ctx.params.password, { email, name: ctx.params.name });
-				if (problem) throw Errors.validation([{ field: "password", message: `Password ${problem}`, type: "password" }]);
+				assertPasswordAcceptable(ctx.params.password, "password", { email, name: ctx.params.name });
 				if (await this.findUserByEmail(email)) throw Errors.conflict("An account with this email already exists");
 
 				const user = (await this.db.users.insertDoc(ctx, {
@@ -359,8 +364,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 				const record = (await this.db.email_tokens.findDoc(ctx, { tokenHash: hashToken(ctx.params.token), purpose: "reset" })) as { userId: string } | null;
 				const user = record ? ((await this.db.users.findDoc(ctx, { _id: record.userId })) as unknown as User | null) : null;
 				if (user) {
-					const problem = passwordProblem(ctx.params.password, { email: user.email, name: user.name });
-					if (problem) throw Errors.validation([{ field: "password", message: `Password ${problem}`, type: "password" }]);
+					assertPasswordAcceptable(ctx.params.password, "password", user);
 				}
 				const used = user ? await this.useEmailToken(ctx.params.token, "reset") : null;
 				if (!used || !user) {
@@ -389,8 +393,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 					await countAttempt(this.kv, rules);
 					throw Errors.validation([{ field: "currentPassword", message: "is not your current password", type: "password" }]);
 				}
-				const problem = passwordProblem(ctx.params.newPassword, { email: user.email, name: user.name });
-				if (problem) throw Errors.validation([{ field: "newPassword", message: `Password ${problem}`, type: "password" }]);
+				assertPasswordAcceptable(ctx.params.newPassword, "newPassword", user);
 				await this.db.users.updateDoc(ctx, user.id, { passwordHash: await hashPassword(ctx.params.newPassword, this.config.bcryptCost) });
 				const ended = await this.endSessionsWhere({ userId: user.id }, caller.sessionId);
 				await audit(ctx, { action: "auth.password.changed", target: user.id, data: { otherSessionsEnded: ended } });
@@ -559,8 +562,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 				if (!ctx.params.name) fields.push({ field: "name", message: "is required for a new account", type: "required" });
 				if (!ctx.params.password) fields.push({ field: "password", message: "is required for a new account", type: "required" });
 				if (fields.length) throw Errors.validation(fields);
-				const problem = passwordProblem(ctx.params.password as string, { email, name: ctx.params.name });
-				if (problem) throw Errors.validation([{ field: "password", message: `Password ${problem}`, type: "password" }]);
+				assertPasswordAcceptable(ctx.params.password as string, "password", { email, name: ctx.params.name });
 				const user = await this.db.users.insertDoc(ctx, {
 					email,
 					name: ctx.params.name,

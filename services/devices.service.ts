@@ -18,6 +18,7 @@ import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
 import { checkQuota } from "../shared/quota";
 import type { Principal } from "../shared/rbac";
 import { NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
+import { assertTimezone } from "../shared/time";
 import { hashToken, randomToken, safeEqual } from "./auth/secrets";
 import { COMMAND_TYPES, normalizePairingCode, pairingCode, type CommandType } from "./devices/pairing";
 import type { TenantDeleted, TenantView } from "./tenants.service";
@@ -63,7 +64,6 @@ type DevicesThis = DbMethods<Collections> & {
 	withPresence(docs: PublicDoc[]): Promise<Record<string, unknown>[]>;
 	device(ctx: Context<unknown, Meta>): { tenantId: string; displayId: string };
 	assertGroups(ctx: Context, groupIds: string[] | undefined): Promise<void>;
-	assertTimezone(timezone: string | undefined): void;
 	pendingCommands(displayId: string): Promise<PendingCommand[]>;
 	setPendingCommands(displayId: string, commands: PendingCommand[]): Promise<void>;
 	forgetDisplay(tenantId: string, displayId: string): Promise<void>;
@@ -88,14 +88,6 @@ function groupView(doc: PublicDoc) {
 	return { id: doc.id, name: doc.name, description: doc.description ?? null, createdAt: doc.createdAt, updatedAt: doc.updatedAt };
 }
 
-function isTimezone(zone: string): boolean {
-	try {
-		new Intl.DateTimeFormat("en-US", { timeZone: zone });
-		return true;
-	} catch {
-		return false;
-	}
-}
 
 const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 	name: "devices",
@@ -194,7 +186,7 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 				const code = normalizePairingCode(ctx.params.code);
 				const pairing = code ? await this.db.pairings.findDoc(UNSCOPED, { codeHash: hashToken(code), status: "pending" }) : null;
 				if (!pairing || String(pairing.expiresAt) <= new Date().toISOString()) throw Errors.notFound("Pairing code");
-				this.assertTimezone(ctx.params.timezone);
+				assertTimezone(ctx.params.timezone);
 				await this.assertGroups(ctx, ctx.params.groupIds);
 				await checkQuota(ctx, { tenantId, resource: "displays", current: await this.db.displays.countDocs(ctx), adding: 1 }, this.config.defaultPlan);
 
@@ -273,7 +265,7 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			async handler(this: DevicesThis, ctx: Context<{ id: string; name?: string; timezone?: string | null; tags?: string[]; groupIds?: string[]; defaultPlaylistId?: string | null }, Meta>) {
 				const { id, ...changes } = ctx.params;
 				await this.db.displays.getDoc(ctx, id, "Display");
-				if (changes.timezone) this.assertTimezone(changes.timezone);
+				assertTimezone(changes.timezone);
 				await this.assertGroups(ctx, changes.groupIds);
 				if (changes.defaultPlaylistId && ctx.broker.registry.getActionEndpoints("scheduling.playlistExists")?.hasAvailable()) {
 					const exists = await ctx.call("scheduling.playlistExists", { id: changes.defaultPlaylistId });
@@ -595,12 +587,6 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			const unique = [...new Set(groupIds)];
 			const found = await this.db.display_groups.countDocs(ctx, { _id: { $in: unique } });
 			if (found !== unique.length) throw Errors.validation([{ field: "groupIds", message: "names a group that does not exist", type: "exists" }]);
-		},
-
-		assertTimezone(timezone: string | undefined) {
-			if (timezone !== undefined && !isTimezone(timezone)) {
-				throw Errors.validation([{ field: "timezone", message: "is not an IANA time zone", type: "timezone" }]);
-			}
 		},
 
 		async pendingCommands(this: DevicesThis, displayId: string): Promise<PendingCommand[]> {

@@ -11,6 +11,7 @@ import { Errors } from "../shared/errors";
 import { ID_RULE } from "../shared/ids";
 import { roleAtLeast, type Role } from "../shared/rbac";
 import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, ROLE_RULE, TOKEN_RULE, type RequestMeta } from "../shared/request";
+import { assertTimezone } from "../shared/time";
 import { hashToken, randomToken } from "./auth/secrets";
 
 export const TENANT_DELETED_CHANNEL = "tenants.tenant.deleted";
@@ -73,14 +74,6 @@ type TenantsThis = DbMethods<Collections> & {
 	serviceActions(suffix: string): string[];
 };
 
-function isTimezone(zone: string): boolean {
-	try {
-		new Intl.DateTimeFormat("en-US", { timeZone: zone });
-		return true;
-	} catch {
-		return false;
-	}
-}
 
 function slugify(name: string): string {
 	const slug = name
@@ -202,9 +195,7 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 				const { tenantId } = this.requireCaller(ctx);
 				const current = this.tenantView(await this.db.tenants.getDoc(ctx, tenantId, "Tenant"));
 				const changes = ctx.params.settings ?? {};
-				if (changes.timezone !== undefined && !isTimezone(changes.timezone)) {
-					throw Errors.validation([{ field: "settings.timezone", message: "is not an IANA time zone", type: "timezone" }]);
-				}
+				assertTimezone(changes.timezone, "settings.timezone");
 				const settings = { ...current.settings, ...Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined)) };
 				const updated = await this.db.tenants.updateDoc(ctx, tenantId, { name: ctx.params.name ?? current.name, settings }, "Tenant");
 				await audit(ctx, { action: "tenant.updated", target: tenantId, data: { fields: Object.keys(ctx.params) } });

@@ -1,0 +1,18 @@
+/** Time zones: every display and tenant names an IANA zone, checked the same way everywhere. */
+import { Errors } from "./errors";
+
+export function isTimezone(zone: string): boolean {
+	try {
+		new Intl.DateTimeFormat("en-US", { timeZone: zone });
+		return true;
+	} catch {
+		return false;
+	}
+}
+
+/** 422 naming `field` unless `zone` is an IANA time zone (undefined passes: nothing to check). */
+export function assertTimezone(zone: string | undefined | null, field = "timezone"): void {
+	if (zone !== undefined && zone !== null && !isTimezone(zone)) {
+		throw Errors.validation([{ field, message: "is not an IANA time zone", type: "timezone" }]);
+	}
+}
