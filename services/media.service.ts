@@ -18,7 +18,7 @@ import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
 import { checkQuota } from "../shared/quota";
 import type { Principal } from "../shared/rbac";
-import { multipartRest, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
+import { ISO_INSTANT_RULE, multipartRest, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import { acquireStorage, releaseStorage, Storage, tenantKey } from "../shared/storage";
 import { ImageRejected, probeImage } from "./media/image";
 import { receiveUpload } from "./media/receive";
@@ -77,7 +77,7 @@ function isHttpUrl(value: string): boolean {
 	}
 }
 
-const VALIDITY_RULE = { type: "date", convert: true, optional: true, nullable: true } as const;
+const VALIDITY_RULE = { ...ISO_INSTANT_RULE, optional: true, nullable: true } as const;
 const DURATION_RULE = { type: "number", integer: true, min: 1000, max: 24 * 3600_000, convert: true, optional: true } as const;
 
 const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
@@ -272,7 +272,7 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 				validFrom: VALIDITY_RULE,
 				validUntil: VALIDITY_RULE
 			},
-			async handler(this: MediaThis, ctx: Context<{ id: string; name?: string; tags?: string[]; durationMs?: number; validFrom?: Date | null; validUntil?: Date | null }, Meta>) {
+			async handler(this: MediaThis, ctx: Context<{ id: string; name?: string; tags?: string[]; durationMs?: number; validFrom?: string | null; validUntil?: string | null }, Meta>) {
 				const current = await this.db.content.getDoc(ctx, ctx.params.id, "Content");
 				const { id, ...changes } = ctx.params;
 				const set: Record<string, unknown> = {};
@@ -280,7 +280,11 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 				if (changes.tags !== undefined) set.tags = tagList(changes.tags);
 				if (changes.durationMs !== undefined) set.durationMs = changes.durationMs;
 				for (const field of ["validFrom", "validUntil"] as const) {
-					if (changes[field] !== undefined) set[field] = changes[field] === null ? null : (changes[field] as Date).toISOString();
+					const value = changes[field];
+					if (value === undefined) continue;
+					const at = value === null ? null : new Date(value);
+					if (at && Number.isNaN(at.getTime())) throw Errors.validation([{ field, message: "is not a real date and time", type: "date" }]);
+					set[field] = at ? at.toISOString() : null;
 				}
 				const from = (set.validFrom !== undefined ? set.validFrom : current.validFrom) as string | null;
 				const until = (set.validUntil !== undefined ? set.validUntil : current.validUntil) as string | null;

@@ -27,6 +27,14 @@ export const PAGE_PARAMS = {
 export const EMAIL_RULE = { type: "email", mode: "precise", normalize: true, max: 254 } as const;
 export const NAME_RULE = { type: "string", trim: true, min: 1, max: 200 } as const;
 export const ROLE_RULE = { type: "enum", values: [...ROLES] } as const;
+/** An ISO-8601 instant with its offset (API.md: times are ISO-8601 strings), e.g. 2026-11-22T10:00:00.000Z. */
+export const ISO_INSTANT_RULE = {
+	type: "string",
+	max: 40,
+	pattern: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/,
+	messages: { stringPattern: "must be an ISO-8601 instant such as 2026-11-22T10:00:00Z" }
+} as const;
+
 /** A secret the client sends back (tokens); bounded so nothing huge reaches a hash. */
 export const TOKEN_RULE = { type: "string", min: 16, max: 512 } as const;
 

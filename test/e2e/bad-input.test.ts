@@ -147,7 +147,8 @@ describe("bad input (every /api/v1 route of the OpenAPI document)", () => {
 
 	it(`a body over MAX_BODY_BYTES (${MAX_BODY_BYTES}) → 413 PAYLOAD_TOO_LARGE`, async () => {
 		const problems: string[] = [];
-		const targets = routes.filter(r => [...BODY_METHODS, "DELETE"].includes(r.method));
+		// Uploads (multipart) are bounded per file type instead: see test/e2e/media.test.ts.
+		const targets = routes.filter(r => [...BODY_METHODS, "DELETE"].includes(r.method) && !r.bodyTypes.includes("multipart/form-data"));
 		expect(targets.length).toBeGreaterThan(0);
 		for (const route of targets) {
 			const token = await tokenFor(route);

@@ -129,8 +129,15 @@ const REQUEST_TIMEOUT_MS = 10_000;
  */
 export async function send(p: Platform, route: Route, options: SendOptions = {}): Promise<JsonResponse> {
 	const headers = new Headers(options.token ? bearer(options.token) : {});
-	let body: string | undefined;
-	if (route.method !== "GET" && (options.raw !== undefined || options.json !== undefined)) {
+	let body: string | FormData | undefined;
+	const multipart = route.bodyTypes.includes("multipart/form-data") && !route.bodyTypes.includes("application/json");
+	if (route.method !== "GET" && multipart && options.raw === undefined && options.json !== undefined) {
+		// Upload routes speak multipart: the fields go as form fields (and no file is attached).
+		const form = new FormData();
+		const fields = options.json && typeof options.json === "object" ? Object.entries(options.json as Record<string, unknown>) : [];
+		for (const [name, value] of fields) form.append(name, typeof value === "string" ? value : JSON.stringify(value));
+		body = form;
+	} else if (route.method !== "GET" && (options.raw !== undefined || options.json !== undefined)) {
 		headers.set("Content-Type", "application/json");
 		body = options.raw ?? JSON.stringify(options.json);
 	}
