@@ -192,14 +192,6 @@ const ApiService: ServiceSchema<GatewaySettings, ApiMethods, ApiVars> = {
 	name: "api",
 	mixins: [ApiGateway as unknown as Partial<ServiceSchema>],
 
-	actions: {
-		// A retry would replay the whole HTTP exchange on a consumed request: retries belong to
-		// the action calls made inside it.
-		rest: { retryPolicy: { enabled: false } },
-		// moleculer-web's alias listing would be an unguarded REST route: switched off.
-		listAliases: false
-	},
-
 	settings: {
 		port: 3000,
 		ip: "0.0.0.0",
@@ -213,6 +205,14 @@ const ApiService: ServiceSchema<GatewaySettings, ApiMethods, ApiVars> = {
 		deviceStreamKeepAliveMs: 25_000,
 		deviceStreamRetryMs: 5_000,
 		deviceStreamRecheckMs: 5 * 60_000
+	},
+
+	actions: {
+		// A retry would replay the whole HTTP exchange on a consumed request: retries belong to
+		// the action calls made inside it.
+		rest: { retryPolicy: { enabled: false } },
+		// moleculer-web's alias listing would be an unguarded REST route: switched off.
+		listAliases: false
 	},
 
 	events: {
