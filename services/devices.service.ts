@@ -139,6 +139,7 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 							resolution: ctx.params.resolution ?? null
 						});
 						ctx.meta.$statusCode = 201;
+						ctx.meta.$location = `/api/v1/device/pairing/${pairing.id}`;
 						return { pairingId: pairing.id, code, pollSecret, expiresAt };
 					} catch (err) {
 						if ((err as { type?: string }).type !== "CONFLICT") throw err;
