@@ -1,0 +1,549 @@
+/**
+ * Schedule resolution engine: pure functions, no broker, no I/O.
+ *
+ * Given a display (timezone, groups, tags), its tenant's schedules and overrides and an
+ * instant, it answers what plays then, why each schedule did or did not match, and
+ * `validUntil`: the next instant the answer (source, playlist, schedule, override) changes.
+ *
+ * Semantics (see DESIGN.md "Scheduling semantics"):
+ * - Zone: the display's timezone, else the tenant's, else UTC (an unknown zone name falls through).
+ * - A schedule targets displayIds ∪ members of groupIds ∪ displays carrying any of tags, minus
+ *   excludeDisplayIds. An override without targets covers every display.
+ * - startDate/endDate are inclusive local dates, daysOfWeek ISO 1 (Mon)–7 (Sun); an empty
+ *   daysOfWeek list means every day. Both apply to the day a window starts on.
+ * - startTime/endTime are local wall-clock `HH:mm`; a missing startTime is 00:00, a missing
+ *   endTime is the end of the day; end ≤ start crosses midnight and belongs to the start day
+ *   (Friday-only 22:00–06:00 = Friday 22:00 to Saturday 06:00).
+ * - DST, wall-clock times. A window edge at wall time W is the first instant at which the clock
+ *   shows W or later: a time inside a skipped hour maps to the first valid instant after it
+ *   (02:30 on a New York spring-forward day → 03:00 EDT); a time inside a repeated hour maps to
+ *   its first occurrence. A window runs, once, from the first occurrence of its start to the
+ *   first occurrence of its end after that: 01:15–01:45 on a fall-back day covers the first
+ *   01:15–01:45 only; 01:00–02:00 runs from 01:00 (first) until the clock shows 02:00, and is not
+ *   started again when 01:00 comes round a second time. Consecutive windows therefore never leave
+ *   a gap (an all-day rule covers every instant). A window that falls wholly inside a skipped hour
+ *   does not play that day.
+ * - Active schedule: the matching one with the highest priority; ties → newest createdAt, then the
+ *   smaller id. No match → the display's defaultPlaylistId (source "default"), else "none".
+ * - An active override (startsAt ≤ t < endsAt) targeting the display beats every schedule; several
+ *   → the one that started last, then the smaller id.
+ * - validUntil: the earliest instant after `at` where (source, playlistId, scheduleId, overrideId)
+ *   differs, found by evaluating every rule edge (window start/end, date edges, override
+ *   start/end) in order. null = never changes again. The search looks at most 400 days ahead; if
+ *   nothing changed by then, that horizon is returned (never later than the real change).
+ *   Content validity edges are not part of it: combine with itemsValidAt() via earliestInstant().
+ */
+import { IANAZone, DateTime } from "luxon";
+
+export interface TargetSet {
+	displayIds?: string[];
+	groupIds?: string[];
+	tags?: string[];
+}
+
+export interface DisplayTarget {
+	id: string;
+	timezone: string | null;
+	tenantTimezone: string;
+	groupIds: string[];
+	tags: string[];
+	defaultPlaylistId: string | null;
+}
+
+export interface ScheduleRule {
+	id: string;
+	name: string;
+	playlistId: string;
+	priority: number;
+	/** ISO instant */
+	createdAt: string;
+	targets: TargetSet;
+	excludeDisplayIds?: string[];
+	/** YYYY-MM-DD, local, inclusive */
+	startDate?: string;
+	/** YYYY-MM-DD, local, inclusive */
+	endDate?: string;
+	/** ISO weekdays 1..7 */
+	daysOfWeek?: number[];
+	/** HH:mm */
+	startTime?: string;
+	/** HH:mm; end ≤ start crosses midnight and belongs to the start day */
+	endTime?: string;
+}
+
+export interface Override {
+	id: string;
+	name: string;
+	playlistId: string;
+	/** absent = every display */
+	targets?: TargetSet;
+	excludeDisplayIds?: string[];
+	startsAt: string;
+	endsAt: string;
+}
+
+export interface Candidate {
+	scheduleId: string;
+	name: string;
+	priority: number;
+	matched: boolean;
+	reason: string;
+}
+
+export type Source = "override" | "schedule" | "default" | "none";
+
+export interface Resolution {
+	at: string;
+	timezone: string;
+	/** ISO with offset, in the display's zone */
+	localTime: string;
+	source: Source;
+	playlistId: string | null;
+	scheduleId: string | null;
+	overrideId: string | null;
+	candidates: Candidate[];
+	/** next instant the answer can change; null = never */
+	validUntil: string | null;
+}
+
+export interface TimelineSegment {
+	start: string;
+	end: string;
+	source: Source;
+	playlistId: string | null;
+	scheduleId: string | null;
+}
+
+export interface ValidityItem {
+	contentId: string;
+	validFrom?: string | null;
+	validUntil?: string | null;
+}
+
+const MIN = 60_000;
+const HOUR = 60 * MIN;
+const DAY = 24 * HOUR;
+const SEARCH_DAYS = 400;
+const PERIOD_MARGIN_DAYS = 15;
+const WEEKDAYS = ["", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+
+/** The zone a display lives in: display → tenant → UTC, skipping unknown names. */
+export function displayZone(display: Pick<DisplayTarget, "timezone" | "tenantTimezone">): string {
+	for (const z of [display.timezone, display.tenantTimezone]) {
+		if (z && IANAZone.isValidZone(z)) return z;
+	}
+	return "UTC";
+}
+
+/** Whether a rule (schedule or override) covers the display. Absent targets = every display. */
+export function targets(rule: { targets?: TargetSet; excludeDisplayIds?: string[] }, display: DisplayTarget): boolean {
+	return targetReason(rule, display) === null;
+}
+
+function targetReason(rule: { targets?: TargetSet; excludeDisplayIds?: string[] }, display: DisplayTarget): string | null {
+	if (rule.excludeDisplayIds?.includes(display.id)) return "excluded";
+	const t = rule.targets;
+	if (!t) return null;
+	if (t.displayIds?.includes(display.id)) return null;
+	if (t.groupIds?.some((g) => display.groupIds.includes(g))) return null;
+	if (t.tags?.some((tag) => display.tags.includes(tag))) return null;
+	return "not targeted";
+}
+
+function parseInstant(iso: string | null | undefined): number | null {
+	if (!iso) return null;
+	const t = Date.parse(iso);
+	return Number.isNaN(t) ? null : t;
+}
+
+function parseDay(s: string | undefined): number | null | "invalid" {
+	if (s === undefined || s === null || s === "") return null;
+	const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(s);
+	if (!m) return "invalid";
+	const y = Number(m[1]);
+	const mo = Number(m[2]);
+	const d = Number(m[3]);
+	const ms = Date.UTC(y, mo - 1, d);
+	const back = new Date(ms);
+	if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d) return "invalid";
+	return ms / DAY;
+}
+
+function parseTime(s: string | undefined): number | null | "invalid" {
+	if (s === undefined || s === null || s === "") return null;
+	const m = /^(\d{2}):(\d{2})$/.exec(s);
+	if (!m) return "invalid";
+	const h = Number(m[1]);
+	const mi = Number(m[2]);
+	if (h > 23 || mi > 59) return "invalid";
+	return h * 60 + mi;
+}
+
+function isoWeekday(day: number): number {
+	return ((((day + 3) % 7) + 7) % 7) + 1;
+}
+
+function dayString(day: number): string {
+	return new Date(day * DAY).toISOString().slice(0, 10);
+}
+
+function iso(t: number): string {
+	return new Date(t).toISOString();
+}
+
+interface ParsedRule {
+	rule: ScheduleRule;
+	invalid: string | null;
+	startDay: number | null;
+	endDay: number | null;
+	days: Set<number> | null;
+	startMin: number | null;
+	endMin: number | null;
+	windowText: string;
+}
+
+function parseRule(rule: ScheduleRule): ParsedRule {
+	const startDay = parseDay(rule.startDate);
+	const endDay = parseDay(rule.endDate);
+	const startMin = parseTime(rule.startTime);
+	const endMin = parseTime(rule.endTime);
+	let invalid: string | null = null;
+	if (startDay === "invalid") invalid = "invalid startDate";
+	else if (endDay === "invalid") invalid = "invalid endDate";
+	else if (startMin === "invalid") invalid = "invalid startTime";
+	else if (endMin === "invalid") invalid = "invalid endTime";
+	else if (rule.daysOfWeek?.some((d) => !Number.isInteger(d) || d < 1 || d > 7)) invalid = "invalid daysOfWeek";
+	const days = rule.daysOfWeek && rule.daysOfWeek.length > 0 ? new Set(rule.daysOfWeek) : null;
+	const windowText = startMin === null && endMin === null ? "all day" : `${rule.startTime ?? "00:00"}–${rule.endTime ?? "24:00"}`;
+	return {
+		rule,
+		invalid,
+		startDay: typeof startDay === "number" ? startDay : null,
+		endDay: typeof endDay === "number" ? endDay : null,
+		days,
+		startMin: typeof startMin === "number" ? startMin : null,
+		endMin: typeof endMin === "number" ? endMin : null,
+		windowText
+	};
+}
+
+/** Orders schedules best first: priority desc, createdAt desc, id asc. */
+function compareRules(a: ScheduleRule, b: ScheduleRule): number {
+	if (a.priority !== b.priority) return b.priority - a.priority;
+	const ca = parseInstant(a.createdAt) ?? 0;
+	const cb = parseInstant(b.createdAt) ?? 0;
+	if (ca !== cb) return cb - ca;
+	return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+function compareOverrides(a: Override, b: Override): number {
+	const sa = parseInstant(a.startsAt) ?? 0;
+	const sb = parseInstant(b.startsAt) ?? 0;
+	if (sa !== sb) return sb - sa;
+	return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+type Interval = [number, number];
+
+/** Per-zone wall-clock arithmetic with caches; one per resolve/timeline call. */
+class Clock {
+	private readonly zone: IANAZone;
+	private readonly walls = new Map<number, number>();
+
+	constructor(zoneName: string) {
+		this.zone = IANAZone.create(zoneName);
+	}
+
+	offset(t: number): number {
+		return this.zone.offset(t) * MIN;
+	}
+
+	/** Local wall time of an instant, as ms since the epoch of a naive (zone-less) clock. */
+	local(t: number): number {
+		return t + this.offset(t);
+	}
+
+	localDay(t: number): number {
+		return Math.floor(this.local(t) / DAY);
+	}
+
+	/** First instant at which the clock shows wall time `w` or later. */
+	firstAtOrAfter(w: number): number {
+		const cached = this.walls.get(w);
+		if (cached !== undefined) return cached;
+		const a = w - 26 * HOUR;
+		const b = w + 26 * HOUR;
+		const o1 = this.offset(a);
+		const o2 = this.offset(b);
+		let result: number;
+		if (o1 === o2) {
+			result = w - o1;
+		} else {
+			let lo = a;
+			let hi = b;
+			while (hi - lo > 1) {
+				const mid = Math.floor((lo + hi) / 2);
+				if (this.offset(mid) === o1) lo = mid;
+				else hi = mid;
+			}
+			const transition = hi;
+			result = w - o1 < transition ? w - o1 : Math.max(transition, w - o2);
+		}
+		this.walls.set(w, result);
+		return result;
+	}
+}
+
+class RuleTimes {
+	private readonly cache = new Map<number, Interval | null>();
+
+	constructor(
+		readonly p: ParsedRule,
+		private readonly clock: Clock
+	) {}
+
+	/** The window that starts on local day `day`, or null. */
+	window(day: number): Interval | null {
+		if (this.cache.has(day)) return this.cache.get(day) ?? null;
+		const w = this.compute(day);
+		this.cache.set(day, w);
+		return w;
+	}
+
+	private compute(day: number): Interval | null {
+		const p = this.p;
+		if (p.invalid) return null;
+		if (p.startDay !== null && day < p.startDay) return null;
+		if (p.endDay !== null && day > p.endDay) return null;
+		if (p.days && !p.days.has(isoWeekday(day))) return null;
+		const s = p.startMin ?? 0;
+		const e = p.endMin ?? 24 * 60;
+		const ws = day * DAY + s * MIN;
+		const we = e > s ? day * DAY + e * MIN : (day + 1) * DAY + e * MIN;
+		const start = this.clock.firstAtOrAfter(ws);
+		const end = this.clock.firstAtOrAfter(we);
+		return end > start ? [start, end] : null;
+	}
+
+	activeAt(t: number): boolean {
+		const d = this.clock.localDay(t);
+		for (let day = d - 2; day <= d + 1; day++) {
+			const w = this.window(day);
+			if (w && w[0] <= t && t < w[1]) return true;
+		}
+		return false;
+	}
+}
+
+interface Answer {
+	source: Source;
+	playlistId: string | null;
+	scheduleId: string | null;
+	overrideId: string | null;
+	override: Override | null;
+	winner: ScheduleRule | null;
+}
+
+function answerKey(a: Answer): string {
+	return `${a.source}|${a.playlistId ?? ""}|${a.scheduleId ?? ""}|${a.overrideId ?? ""}`;
+}
+
+class Engine {
+	readonly zoneName: string;
+	readonly clock: Clock;
+	readonly rules: RuleTimes[];
+	readonly allRules: ParsedRule[];
+	readonly overrides: Array<{ o: Override; start: number; end: number }>;
+	private readonly horizonBase: number;
+
+	constructor(
+		readonly display: DisplayTarget,
+		schedules: ScheduleRule[],
+		overrides: Override[]
+	) {
+		this.zoneName = displayZone(display);
+		this.clock = new Clock(this.zoneName);
+		this.allRules = [...schedules].sort(compareRules).map(parseRule);
+		this.rules = this.allRules.filter((p) => !p.invalid && targets(p.rule, display)).map((p) => new RuleTimes(p, this.clock));
+		this.overrides = [];
+		for (const o of [...overrides].sort(compareOverrides)) {
+			const start = parseInstant(o.startsAt);
+			const end = parseInstant(o.endsAt);
+			if (start === null || end === null || end <= start || !targets(o, display)) continue;
+			this.overrides.push({ o, start, end });
+		}
+		// After the last finite edge, the answer repeats weekly in wall-clock terms.
+		let base = Number.NEGATIVE_INFINITY;
+		for (const r of this.rules) {
+			if (r.p.startDay !== null) base = Math.max(base, r.p.startDay * DAY + 2 * DAY);
+			if (r.p.endDay !== null) base = Math.max(base, r.p.endDay * DAY + 3 * DAY);
+		}
+		for (const o of this.overrides) base = Math.max(base, o.end);
+		this.horizonBase = base;
+	}
+
+	answerAt(t: number): Answer {
+		for (const { o, start, end } of this.overrides) {
+			if (start <= t && t < end) {
+				return { source: "override", playlistId: o.playlistId, scheduleId: null, overrideId: o.id, override: o, winner: this.winnerAt(t) };
+			}
+		}
+		const winner = this.winnerAt(t);
+		if (winner) return { source: "schedule", playlistId: winner.playlistId, scheduleId: winner.id, overrideId: null, override: null, winner };
+		if (this.display.defaultPlaylistId) {
+			return { source: "default", playlistId: this.display.defaultPlaylistId, scheduleId: null, overrideId: null, override: null, winner: null };
+		}
+		return { source: "none", playlistId: null, scheduleId: null, overrideId: null, override: null, winner: null };
+	}
+
+	/** Rules are sorted best first, so the first active one wins. */
+	private winnerAt(t: number): ScheduleRule | null {
+		for (const r of this.rules) if (r.activeAt(t)) return r.p.rule;
+		return null;
+	}
+
+	/** The first instant after `at` where the answer differs, or null if it never does. */
+	nextChange(at: number, key: string): number | null {
+		const cap = at + SEARCH_DAYS * DAY;
+		const periodic = Math.max(at, this.horizonBase) + PERIOD_MARGIN_DAYS * DAY;
+		const horizon = Math.min(cap, periodic);
+		const firstDay = this.clock.localDay(at);
+		let lastChecked = at;
+		for (let day = firstDay; ; day++) {
+			const edges = new Set<number>();
+			for (const r of this.rules) {
+				for (let d = day - 2; d <= day + 1; d++) {
+					const w = r.window(d);
+					if (w) {
+						edges.add(w[0]);
+						edges.add(w[1]);
+					}
+				}
+			}
+			for (const o of this.overrides) {
+				edges.add(o.start);
+				edges.add(o.end);
+			}
+			const dayEnd = this.clock.firstAtOrAfter((day + 1) * DAY);
+			const sorted = [...edges].filter((e) => e > lastChecked && e <= dayEnd && e <= horizon).sort((a, b) => a - b);
+			for (const e of sorted) {
+				if (answerKey(this.answerAt(e)) !== key) return e;
+			}
+			lastChecked = Math.max(lastChecked, Math.min(dayEnd, horizon));
+			if (dayEnd >= horizon) break;
+		}
+		return horizon === periodic && periodic < cap ? null : horizon;
+	}
+
+	candidates(t: number, answer: Answer): Candidate[] {
+		const d = this.clock.localDay(t);
+		const active = new Set(this.rules.filter((r) => r.activeAt(t)).map((r) => r.p.rule.id));
+		return this.allRules.map((p): Candidate => {
+			const rule = p.rule;
+			const base = { scheduleId: rule.id, name: rule.name, priority: rule.priority };
+			const notTargeted = targetReason(rule, this.display);
+			if (notTargeted) return { ...base, matched: false, reason: notTargeted };
+			if (p.invalid) return { ...base, matched: false, reason: p.invalid };
+			if (active.has(rule.id)) {
+				if (answer.override) return { ...base, matched: true, reason: `overridden by "${answer.override.name}"` };
+				const w = answer.winner;
+				if (!w || w.id === rule.id) return { ...base, matched: true, reason: `active (${p.windowText})` };
+				if (w.priority !== rule.priority) return { ...base, matched: true, reason: `lower priority than "${w.name}" (${w.priority})` };
+				if ((parseInstant(w.createdAt) ?? 0) !== (parseInstant(rule.createdAt) ?? 0)) {
+					return { ...base, matched: true, reason: `older than "${w.name}"` };
+				}
+				return { ...base, matched: true, reason: `same priority and age as "${w.name}", larger id` };
+			}
+			let reason: string;
+			if (p.startDay !== null && d < p.startDay) reason = `before ${dayString(p.startDay)}`;
+			else if (p.endDay !== null && d > p.endDay) reason = `after ${dayString(p.endDay)}`;
+			else if (p.days && !p.days.has(isoWeekday(d))) reason = `not on ${WEEKDAYS[isoWeekday(d)]}`;
+			else reason = `outside ${p.windowText}`;
+			return { ...base, matched: false, reason };
+		});
+	}
+
+	resolve(t: number, withCandidates: boolean): Resolution {
+		const answer = this.answerAt(t);
+		const next = this.nextChange(t, answerKey(answer));
+		return {
+			at: iso(t),
+			timezone: this.zoneName,
+			localTime: DateTime.fromMillis(t, { zone: this.zoneName }).toISO({ suppressMilliseconds: true }) ?? iso(t),
+			source: answer.source,
+			playlistId: answer.playlistId,
+			scheduleId: answer.scheduleId,
+			overrideId: answer.overrideId,
+			candidates: withCandidates ? this.candidates(t, answer) : [],
+			validUntil: next === null ? null : iso(next)
+		};
+	}
+}
+
+function instantOf(at: Date): number {
+	const t = at.getTime();
+	if (Number.isNaN(t)) throw new RangeError("invalid instant");
+	return t;
+}
+
+/** What plays on `display` at `at`, why, and until when. */
+export function resolve(display: DisplayTarget, schedules: ScheduleRule[], overrides: Override[], at: Date): Resolution {
+	return new Engine(display, schedules, overrides).resolve(instantOf(at), true);
+}
+
+/** Segments of [from, to) with what plays, consecutive equal segments merged. */
+export function timeline(display: DisplayTarget, schedules: ScheduleRule[], overrides: Override[], from: Date, to: Date): TimelineSegment[] {
+	const engine = new Engine(display, schedules, overrides);
+	const end = instantOf(to);
+	const segments: TimelineSegment[] = [];
+	let t = instantOf(from);
+	while (t < end) {
+		const r = engine.resolve(t, false);
+		const next = r.validUntil === null ? end : Math.min(end, Date.parse(r.validUntil));
+		const last = segments[segments.length - 1];
+		if (last && last.source === r.source && last.playlistId === r.playlistId && last.scheduleId === r.scheduleId) {
+			last.end = iso(next);
+		} else {
+			segments.push({ start: iso(t), end: iso(next), source: r.source, playlistId: r.playlistId, scheduleId: r.scheduleId });
+		}
+		t = next;
+	}
+	return segments;
+}
+
+/** Every validFrom/validUntil instant of the items, sorted, unique, ISO. */
+export function contentValidityEdges(items: ValidityItem[]): string[] {
+	const edges = new Set<number>();
+	for (const item of items) {
+		for (const v of [item.validFrom, item.validUntil]) {
+			const t = parseInstant(v);
+			if (t !== null) edges.add(t);
+		}
+	}
+	return [...edges].sort((a, b) => a - b).map(iso);
+}
+
+/**
+ * The items playable at `at` (validFrom inclusive, validUntil exclusive; absent = unbounded) and
+ * the next instant that set changes (null = never).
+ */
+export function itemsValidAt<T extends ValidityItem>(items: T[], at: Date): { items: T[]; validUntil: string | null } {
+	const t = instantOf(at);
+	const valid = items.filter((item) => {
+		const from = parseInstant(item.validFrom);
+		const until = parseInstant(item.validUntil);
+		return (from === null || from <= t) && (until === null || t < until);
+	});
+	const next = contentValidityEdges(items).find((e) => Date.parse(e) > t) ?? null;
+	return { items: valid, validUntil: next };
+}
+
+/** The earlier of two optional instants (null = never). */
+export function earliestInstant(...instants: Array<string | null | undefined>): string | null {
+	let best: number | null = null;
+	for (const s of instants) {
+		const t = parseInstant(s);
+		if (t !== null && (best === null || t < best)) best = t;
+	}
+	return best === null ? null : iso(best);
+}
