@@ -23,9 +23,9 @@ import { decide, isPermission, type Principal } from "../shared/rbac";
 import type { RequestMeta } from "../shared/request";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { hitRateLimit } from "../shared/rate-limit";
-import { dependencyChecks, runChecks, type Check } from "../shared/health";
-import { prometheusText } from "../shared/metrics";
-import { lifecycle, onDrain } from "../shared/lifecycle";
+import { dependencyChecks, readiness, type Check } from "../shared/health";
+import { PROMETHEUS_CONTENT_TYPE, prometheusText } from "../shared/metrics";
+import { onDrain } from "../shared/lifecycle";
 import { buildOpenApi, type RouteDoc } from "../shared/openapi";
 import { DOCS_PAGE_CSP, docsPageHtml, swaggerAssetContentType, swaggerAssetPath } from "../shared/docs-page";
 import {
@@ -436,17 +436,12 @@ const ApiService: ServiceSchema<GatewaySettings, ApiMethods, ApiVars> = {
 		const ops = {
 			"GET /health/live": (_req: IncomingMessage, res: ServerResponse) => this.sendJson(res, 200, { status: "ok" }),
 			"GET /health/ready": async (_req: IncomingMessage, res: ServerResponse) => {
-				const readiness = await runChecks(this.checks);
-				if (lifecycle.draining) {
-					readiness.status = "fail";
-					readiness.checks.shutdown = { status: "fail", latencyMs: 0, error: "shutting down" };
-				}
-				this.sendJson(res, readiness.status === "ok" ? 200 : 503, readiness);
+				const ready = await readiness(this.checks);
+				this.sendJson(res, ready.status === "ok" ? 200 : 503, ready);
 			},
 			"GET /metrics": (_req: IncomingMessage, res: ServerResponse) => {
-				const text = prometheusText(this.broker.metrics) ?? "";
-				res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
-				res.end(text);
+				res.writeHead(200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
+				res.end(prometheusText(this.broker.metrics) ?? "");
 			},
 			"GET /api/openapi.json": (_req: IncomingMessage, res: ServerResponse) =>
 				this.sendJson(

@@ -7,6 +7,7 @@ import type { ServiceBroker } from "moleculer";
 import mongoose from "mongoose";
 import type { Config } from "./config";
 import { sharedKeyValueStore } from "./kv";
+import { lifecycle } from "./lifecycle";
 import { Storage } from "./storage";
 
 export type Check = () => Promise<void>;
@@ -122,4 +123,14 @@ export async function runChecks(checks: Record<string, Check>): Promise<Readines
 	const results = Object.fromEntries(entries);
 	const failing = entries.some(([, r]) => r.status === "fail");
 	return { status: failing ? "fail" : "ok", checks: results };
+}
+
+/** What /health/ready answers: every check, and failing while the process drains on SIGTERM. */
+export async function readiness(checks: Record<string, Check>): Promise<Readiness> {
+	const result = await runChecks(checks);
+	if (lifecycle.draining) {
+		result.status = "fail";
+		result.checks.shutdown = { status: "fail", latencyMs: 0, error: "shutting down" };
+	}
+	return result;
 }

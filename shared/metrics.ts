@@ -25,6 +25,8 @@ export class InProcessPrometheusReporter extends PrometheusReporter {
 	}
 }
 
+export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
 /** The reporter of a broker, when metrics are on. */
 export function prometheusText(registry: MetricRegistry | undefined): string | null {
 	const reporters = (registry as unknown as { reporter?: unknown[] } | undefined)?.reporter ?? [];

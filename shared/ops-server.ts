@@ -6,9 +6,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ServiceBroker } from "moleculer";
 import type { Config } from "./config";
-import { dependencyChecks, runChecks } from "./health";
-import { lifecycle } from "./lifecycle";
-import { prometheusText } from "./metrics";
+import { dependencyChecks, readiness } from "./health";
+import { PROMETHEUS_CONTENT_TYPE, prometheusText } from "./metrics";
 
 export interface OpsServer {
 	port: number;
@@ -25,12 +24,9 @@ export async function startOpsServer(config: Config, broker: ServiceBroker): Pro
 		const path = (req.url ?? "/").split("?")[0];
 		if (req.method !== "GET") return send(405, JSON.stringify({ error: { type: "BAD_REQUEST", message: "GET only", code: 405 } }));
 		if (path === "/health/live") return send(200, JSON.stringify({ status: "ok" }));
-		if (path === "/metrics") return send(200, prometheusText(broker.metrics) ?? "", "text/plain; version=0.0.4; charset=utf-8");
+		if (path === "/metrics") return send(200, prometheusText(broker.metrics) ?? "", PROMETHEUS_CONTENT_TYPE);
 		if (path === "/health/ready") {
-			void runChecks(checks).then(readiness => {
-				if (lifecycle.draining) readiness.status = "fail";
-				send(readiness.status === "ok" ? 200 : 503, JSON.stringify(readiness));
-			});
+			void readiness(checks).then(ready => send(ready.status === "ok" ? 200 : 503, JSON.stringify(ready)));
 			return;
 		}
 		send(404, JSON.stringify({ error: { type: "NOT_FOUND", message: "Not found", code: 404 } }));
