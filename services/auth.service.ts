@@ -29,7 +29,7 @@ import {
 	verifyDeviceToken,
 	type SigningKeys
 } from "./auth/tokens";
-import type { TenantDeleted, TenantView } from "./tenants.service";
+import { tenantSummary, type TenantDeleted, type TenantView } from "./tenants.service";
 
 const HOUR = 3600_000;
 const DAY = 24 * HOUR;
@@ -282,8 +282,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 				const user = await this.db.users.getDoc(ctx, caller.userId, "User");
 				const tenant = (await ctx.call("tenants.find", { tenantId: caller.tenantId })) as TenantView | null;
 				if (!tenant) throw Errors.unauthorized();
-				const { settings: _settings, ...tenantFields } = tenant;
-				return { user: this.userView(user), tenant: tenantFields, role: caller.role };
+				return { user: this.userView(user), tenant: tenantSummary(tenant), role: caller.role };
 			}
 		},
 
@@ -692,8 +691,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			])) as [TenantView | null, { role: Role } | null];
 			if (!tenant || !membership) throw Errors.unauthorized(INVALID_LOGIN);
 			const tokens = await this.startSession(ctx, user, tenantId, membership.role);
-			const { settings: _settings, ...tenantFields } = tenant;
-			return { user: this.userView(user as unknown as PublicDoc), tenant: tenantFields, role: membership.role, ...tokens };
+			return { user: this.userView(user as unknown as PublicDoc), tenant: tenantSummary(tenant), role: membership.role, ...tokens };
 		},
 
 		/** Removes sessions and puts their ids on the revocation list checked by `resolve`. */

@@ -44,6 +44,11 @@ export interface TenantView {
 	settings: TenantSettings;
 }
 
+/** API.md's `tenant` in auth answers: `{id, name, slug, plan, createdAt}` (settings are GET /tenant's). */
+export function tenantSummary({ id, name, slug, plan, createdAt }: TenantView) {
+	return { id, name, slug, plan, createdAt };
+}
+
 interface Membership {
 	id: string;
 	tenantId: string;
