@@ -18,8 +18,7 @@ import type { Principal } from "../shared/rbac";
 import { startBroker, startGateway } from "../test/helpers/platform";
 import { ProbeService, StubAuthService, tokenOf } from "../test/helpers/stub-services";
 import DevicesService from "../services/devices.service";
-import { request } from "../test/helpers/platform";
-import { bearer, newAccount, register, startTestPlatform } from "../test/helpers/accounts";
+import { bearer, newAccount, pairDisplay, register, startTestPlatform } from "../test/helpers/accounts";
 
 interface Figure {
 	name: string;
@@ -131,9 +130,7 @@ async function heartbeatBench(): Promise<void> {
 	const p = await startTestPlatform({ DEFAULT_PLAN_DISPLAYS: "10" }, [DevicesService]);
 	try {
 		const owner = await register(p, newAccount("bench"));
-		const pairing = (await request<{ pairingId: string; code: string; pollSecret: string }>(p.api("/device/pairing"), { method: "POST", json: {} })).body;
-		await request(p.api("/displays/pair"), { method: "POST", headers: bearer(owner.accessToken), json: { code: pairing.code, name: "Bench" } });
-		const { deviceToken } = (await request<{ deviceToken: string }>(p.api(`/device/pairing/${pairing.pairingId}`), { headers: { "X-Pairing-Secret": pairing.pollSecret } })).body;
+		const { token: deviceToken } = await pairDisplay(p, owner, { name: "Bench" });
 		const body = JSON.stringify({ metrics: { cpu: 20, memory: 41, disk: 63, temperature: 50 }, appVersion: "1.0.0", uptimeSec: 1200 });
 		const baseline = await measure("bare node:http JSON echo", () => post(bareUrl, body));
 		const heartbeat = await measure("POST /device/heartbeat (device token, presence, metrics)", () => post(p.api("/device/heartbeat"), body, bearer(deviceToken)));

@@ -4,7 +4,7 @@
  */
 import DevicesService from "../../services/devices.service";
 import { request, type ErrorBody } from "../helpers/platform";
-import { bearer, newAccount, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
+import { bearer, newAccount, pairDisplay as pairWholeFlow, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
 import { closeStreams, connect, isEvent } from "../helpers/sse";
 
 interface Pairing {
@@ -49,14 +49,7 @@ describe("devices", () => {
 			headers: { "X-Pairing-Secret": secret }
 		});
 
-	/** The whole flow; answers the display and its device token. */
-	async function pairDisplay(session: { accessToken: string } = owner, fields: Record<string, unknown> = {}): Promise<{ display: Display; token: string }> {
-		const pairing = await startPairing();
-		const paired = await request<Display>(p.api("/displays/pair"), { method: "POST", headers: as(session), json: { code: pairing.code, name: "Lobby", ...fields } });
-		if (paired.status !== 201) throw new Error(`pair answered ${paired.status}: ${paired.text}`);
-		const polled = await poll(pairing);
-		return { display: paired.body, token: String(polled.body.deviceToken) };
-	}
+	const pairDisplay = (session: { accessToken: string } = owner, fields: Record<string, unknown> = {}) => pairWholeFlow<Display>(p, session, fields);
 
 	describe("pairing", () => {
 		it("the whole flow: code, admin pairs it, the next poll hands out the token exactly once", async () => {

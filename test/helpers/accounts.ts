@@ -100,3 +100,21 @@ export async function tokenFromMail(p: Platform, to: string, page: string): Prom
 	}
 	throw new Error(`no ${page} link mailed to ${to}`);
 }
+
+/**
+ * The whole pairing flow: a screen asks for a code, `session` (an admin) pairs it, and the
+ * screen's next poll collects the device token.
+ */
+export async function pairDisplay<D extends { id: string } = { id: string }>(
+	p: Platform,
+	session: { accessToken: string },
+	fields: Record<string, unknown> = {}
+): Promise<{ display: D; token: string }> {
+	const pairing = await request<{ pairingId: string; code: string; pollSecret: string }>(p.api("/device/pairing"), { method: "POST", json: {}, headers: someClient() });
+	if (pairing.status !== 201) throw new Error(`pairing request answered ${pairing.status}: ${pairing.text}`);
+	const paired = await request<D>(p.api("/displays/pair"), { method: "POST", headers: bearer(session.accessToken), json: { code: pairing.body.code, name: "Lobby", ...fields } });
+	if (paired.status !== 201) throw new Error(`pair answered ${paired.status}: ${paired.text}`);
+	const polled = await request<{ deviceToken?: string }>(p.api(`/device/pairing/${pairing.body.pairingId}`), { headers: { "X-Pairing-Secret": pairing.body.pollSecret } });
+	if (polled.status !== 200 || !polled.body.deviceToken) throw new Error(`pairing poll answered ${polled.status}: ${polled.text}`);
+	return { display: paired.body, token: polled.body.deviceToken };
+}

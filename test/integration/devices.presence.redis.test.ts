@@ -17,7 +17,7 @@ import DevicesService from "../../services/devices.service";
 import TenantsService, { type TenantSettings } from "../../services/tenants.service";
 import { sharedKeyValueStore, type KeyValueStore } from "../../shared/kv";
 import type { PeriodicJob } from "../../shared/periodic";
-import { bearer, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
+import { bearer, pairDisplay as pairWholeFlow, register, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
 import { request, startBroker, type TestBroker } from "../helpers/platform";
 import { describeWith, redisServer, requireServer, uniquePrefix, type TestServer } from "../helpers/servers";
 
@@ -111,17 +111,8 @@ describeWith("redis")("display presence over Redis (heartbeats, leader-elected o
 	});
 
 	async function pairDisplay(name: string): Promise<{ id: string; token: string }> {
-		const pairing = await request<{ pairingId: string; code: string; pollSecret: string }>(p.api("/device/pairing"), { method: "POST", json: {}, headers: someClient() });
-		expect(pairing.status).toBe(201);
-		const display = await request<{ id: string; status: string }>(p.api("/displays/pair"), {
-			method: "POST",
-			json: { code: pairing.body.code, name },
-			headers: bearer(owner.accessToken)
-		});
-		expect(display.status).toBe(201);
-		const polled = await request<{ deviceToken: string }>(p.api(`/device/pairing/${pairing.body.pairingId}`), { headers: { "X-Pairing-Secret": pairing.body.pollSecret } });
-		expect(polled.status).toBe(200);
-		return { id: display.body.id, token: polled.body.deviceToken };
+		const { display, token } = await pairWholeFlow(p, owner, { name });
+		return { id: display.id, token };
 	}
 
 	async function heartbeat(token: string): Promise<void> {
