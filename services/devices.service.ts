@@ -21,6 +21,7 @@ import { NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import { assertTimezone } from "../shared/time";
 import { hashToken, randomToken, safeEqual } from "./auth/secrets";
 import { COMMAND_TYPES, normalizePairingCode, pairingCode, type CommandType } from "./devices/pairing";
+import { manifestEtagKey } from "./scheduling/manifest";
 import type { TenantDeleted, TenantView } from "./tenants.service";
 
 export const HEARTBEAT_CHANNEL = "devices.heartbeat";
@@ -76,13 +77,34 @@ const key = {
 	lastSeen: (displayId: string) => `last-seen:${displayId}`,
 	status: (displayId: string) => `display-status:${displayId}`,
 	commands: (displayId: string) => `commands:${displayId}`,
-	manifestEtag: (displayId: string) => `manifest-etag:${displayId}`
+	manifestEtag: manifestEtagKey
 };
 
 const TAGS_RULE = { type: "array", items: { type: "string", trim: true, min: 1, max: 64 }, max: MAX_TAGS, optional: true } as const;
 const GROUP_IDS_RULE = { type: "array", items: ID_RULE, max: MAX_GROUPS, optional: true } as const;
 const TIMEZONE_RULE = { type: "string", max: 64, optional: true } as const;
 const METRIC = { type: "number", min: 0, max: 100, optional: true } as const;
+
+/** What scheduling needs of a display to resolve what it plays. */
+function targetingView(doc: PublicDoc) {
+	return {
+		id: doc.id,
+		timezone: (doc.timezone as string | null) ?? null,
+		tags: (doc.tags as string[]) ?? [],
+		groupIds: (doc.groupIds as string[]) ?? [],
+		defaultPlaylistId: (doc.defaultPlaylistId as string | null) ?? null
+	};
+}
+
+export type DisplayTargeting = ReturnType<typeof targetingView>;
+
+export interface DisplaySelector {
+	displayIds?: string[];
+	groupIds?: string[];
+	tags?: string[];
+	defaultPlaylistIds?: string[];
+	all?: boolean;
+}
 
 function groupView(doc: PublicDoc) {
 	return { id: doc.id, name: doc.name, description: doc.description ?? null, createdAt: doc.createdAt, updatedAt: doc.updatedAt };
@@ -492,9 +514,68 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			visibility: "public",
 			params: { id: "string" },
 			async handler(this: DevicesThis, ctx: Context<{ id: string }>) {
-				const display = await this.db.displays.getDoc(ctx, ctx.params.id, "Display");
-				const { id, timezone, tags, groupIds, defaultPlaylistId } = display;
-				return { id, timezone, tags, groupIds, defaultPlaylistId };
+				return targetingView(await this.db.displays.getDoc(ctx, ctx.params.id, "Display"));
+			}
+		},
+
+		/**
+		 * Targeting of a tenant's displays named by a selector (ids ∪ members of groups ∪ carriers
+		 * of tags ∪ displays defaulting to a playlist, or all), a page at a time in id order.
+		 */
+		displaysFor: {
+			visibility: "public",
+			params: {
+				tenantId: "string",
+				displayIds: { type: "array", items: "string", optional: true },
+				groupIds: { type: "array", items: "string", optional: true },
+				tags: { type: "array", items: "string", optional: true },
+				defaultPlaylistIds: { type: "array", items: "string", optional: true },
+				all: { type: "boolean", optional: true },
+				afterId: { type: "string", optional: true },
+				limit: { type: "number", integer: true, min: 1, max: 2000, default: 1000 }
+			},
+			async handler(this: DevicesThis, ctx: Context<DisplaySelector & { tenantId: string; afterId?: string; limit: number }>) {
+				const { tenantId, afterId, limit } = ctx.params;
+				const branches: Query[] = [];
+				if (ctx.params.displayIds?.length) branches.push({ _id: { $in: ctx.params.displayIds } });
+				if (ctx.params.groupIds?.length) branches.push({ groupIds: { $in: ctx.params.groupIds } });
+				if (ctx.params.tags?.length) branches.push({ tags: { $in: ctx.params.tags } });
+				if (ctx.params.defaultPlaylistIds?.length) branches.push({ defaultPlaylistId: { $in: ctx.params.defaultPlaylistIds } });
+				if (!ctx.params.all && branches.length === 0) return { rows: [], next: null };
+				const query: Query = ctx.params.all ? {} : { $or: branches };
+				if (afterId) query._id = { $gt: afterId };
+				const docs = await this.db.displays.findDocs({ tenantId }, query, { sort: ["_id"], limit });
+				return { rows: docs.map(targetingView), next: docs.length === limit ? docs[docs.length - 1].id : null };
+			}
+		},
+
+		/** Displays defaulting to a deleted playlist fall back to nothing (scheduling, on a forced delete). */
+		clearDefaultPlaylist: {
+			visibility: "public",
+			params: { tenantId: "string", playlistId: "string" },
+			async handler(this: DevicesThis, ctx: Context<{ tenantId: string; playlistId: string }>) {
+				const { tenantId, playlistId } = ctx.params;
+				const displays = await this.db.displays.findDocs({ tenantId }, { defaultPlaylistId: playlistId });
+				if (displays.length === 0) return 0;
+				await this.db.displays.updateWhere({ tenantId }, { defaultPlaylistId: playlistId }, { defaultPlaylistId: null });
+				ctx.broadcast("devices.display.updated", { tenantId, displayIds: displays.map(d => d.id), fields: ["defaultPlaylistId"] });
+				return displays.length;
+			}
+		},
+
+		/** Which of these display and group ids the caller's tenant does not have (schedule targets). */
+		unknownTargets: {
+			visibility: "public",
+			params: { displayIds: { type: "array", items: "string", max: 1000 }, groupIds: { type: "array", items: "string", max: 1000 } },
+			async handler(this: DevicesThis, ctx: Context<{ displayIds: string[]; groupIds: string[] }>) {
+				const { displayIds, groupIds } = ctx.params;
+				const [displays, groups] = await Promise.all([
+					displayIds.length ? this.db.displays.findDocs(ctx, { _id: { $in: displayIds } }) : [],
+					groupIds.length ? this.db.display_groups.findDocs(ctx, { _id: { $in: groupIds } }) : []
+				]);
+				const knownDisplays = new Set(displays.map(d => d.id));
+				const knownGroups = new Set(groups.map(g => g.id));
+				return { displayIds: displayIds.filter(id => !knownDisplays.has(id)), groupIds: groupIds.filter(id => !knownGroups.has(id)) };
 			}
 		},
 

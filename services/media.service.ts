@@ -303,9 +303,15 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			params: { $$strict: "remove", id: ID_RULE },
 			async handler(this: MediaThis, ctx: Context<{ id: string }, Meta>) {
 				const doc = await this.db.content.removeDoc(ctx, ctx.params.id, "Content");
+				const tenantId = String(doc.tenantId);
+				// "At once": playlists drop the item and manifests are invalidated before the 204.
+				if (ctx.broker.registry.getActionEndpoints("scheduling.removeContent")?.hasAvailable()) {
+					// Playlists skip content that no longer exists, so a failure here only delays the cleanup.
+					await ctx.call("scheduling.removeContent", { tenantId, contentId: doc.id }).catch(err => this.logger.warn("Removing deleted content from playlists failed", err));
+				}
 				await this.removeObjects(doc);
 				await audit(ctx, { action: "content.deleted", target: doc.id, data: { name: doc.name } });
-				ctx.broadcast("media.content.deleted", { tenantId: String(doc.tenantId), contentId: doc.id });
+				ctx.broadcast("media.content.deleted", { tenantId, contentId: doc.id });
 				ctx.meta.$statusCode = 204;
 				return null;
 			}
@@ -354,13 +360,13 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 
 		// ---- for other services ------------------------------------------------------------
 
-		/** Content of the caller's tenant by ids, as playlists and manifests need it. */
+		/** A tenant's content by ids, as playlists and manifests need it (unknown ids are left out). */
 		byIds: {
 			visibility: "public",
-			params: { ids: { type: "array", items: "string", max: 1000 } },
-			async handler(this: MediaThis, ctx: Context<{ ids: string[] }>) {
+			params: { tenantId: "string", ids: { type: "array", items: "string", max: 1000 } },
+			async handler(this: MediaThis, ctx: Context<{ tenantId: string; ids: string[] }>) {
 				if (ctx.params.ids.length === 0) return [];
-				const docs = await this.db.content.findDocs(ctx, { _id: { $in: ctx.params.ids } });
+				const docs = await this.db.content.findDocs({ tenantId: ctx.params.tenantId }, { _id: { $in: ctx.params.ids } });
 				return docs.map(d => this.contentView(d));
 			}
 		},

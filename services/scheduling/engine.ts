@@ -29,8 +29,10 @@
  *   → the one that started last, then the smaller id.
  * - validUntil: the earliest instant after `at` where (source, playlistId, scheduleId, overrideId)
  *   differs, found by evaluating every rule edge (window start/end, date edges, override
- *   start/end) in order. null = never changes again. The search looks at most 400 days ahead; if
- *   nothing changed by then, that horizon is returned (never later than the real change).
+ *   start/end) in order. null = never changes again. The search looks at least 400 days ahead,
+ *   to the next multiple of 30 days since the epoch; if nothing changed by then, that horizon is
+ *   returned (never later than the real change). The grid keeps the answer stable from one
+ *   request to the next, so a manifest's ETag (which covers validUntil) does not churn.
  *   Content validity edges are not part of it: combine with itemsValidAt() via earliestInstant().
  */
 import { IANAZone, DateTime } from "luxon";
@@ -124,6 +126,8 @@ const MIN = 60_000;
 const HOUR = 60 * MIN;
 const DAY = 24 * HOUR;
 const SEARCH_DAYS = 400;
+/** The search horizon is rounded up to this grid so validUntil does not move with `at`. */
+const HORIZON_GRID = 30 * 24 * 60 * 60_000;
 const PERIOD_MARGIN_DAYS = 15;
 const WEEKDAYS = ["", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
@@ -404,7 +408,7 @@ class Engine {
 
 	/** The first instant after `at` where the answer differs, or null if it never does. */
 	nextChange(at: number, key: string): number | null {
-		const cap = at + SEARCH_DAYS * DAY;
+		const cap = Math.ceil((at + SEARCH_DAYS * DAY) / HORIZON_GRID) * HORIZON_GRID;
 		const periodic = Math.max(at, this.horizonBase) + PERIOD_MARGIN_DAYS * DAY;
 		const horizon = Math.min(cap, periodic);
 		const firstDay = this.clock.localDay(at);
@@ -487,8 +491,8 @@ function instantOf(at: Date): number {
 }
 
 /** What plays on `display` at `at`, why, and until when. */
-export function resolve(display: DisplayTarget, schedules: ScheduleRule[], overrides: Override[], at: Date): Resolution {
-	return new Engine(display, schedules, overrides).resolve(instantOf(at), true);
+export function resolve(display: DisplayTarget, schedules: ScheduleRule[], overrides: Override[], at: Date, options: { candidates?: boolean } = {}): Resolution {
+	return new Engine(display, schedules, overrides).resolve(instantOf(at), options.candidates ?? true);
 }
 
 /** Segments of [from, to) with what plays, consecutive equal segments merged. */

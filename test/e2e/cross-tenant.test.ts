@@ -34,6 +34,10 @@ interface TenantObjects {
 	commandId: string;
 	/** A content item (a web page: uploads need no different tenancy handling). */
 	contentId: string;
+	/** A playlist holding the content, scheduled on the display and used by an override. */
+	playlistId: string;
+	scheduleId: string;
+	overrideId: string;
 	/** A screen's request nobody has claimed yet: it belongs to no tenant. */
 	pendingPairing: PairingRequest;
 	/** A screen this tenant paired whose device token is still waiting to be collected. */
@@ -57,6 +61,9 @@ const ID_SOURCES: Record<string, (t: TenantObjects) => string[]> = {
 	// Only a device may ack, and only its own display's commands: A's device gets B's command id.
 	"/device/commands/{id}": t => [t.commandId],
 	"/content/{id}": t => [t.contentId],
+	"/playlists/{id}": t => [t.playlistId],
+	"/schedules/{id}": t => [t.scheduleId],
+	"/overrides/{id}": t => [t.overrideId],
 	// A device downloads only what its own manifest holds: A's device gets B's content id.
 	"/device/content/{contentId}": t => [t.contentId],
 	// A pairing request has no tenant until an admin claims its code, and its poll is public:
@@ -143,6 +150,21 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		"POST /content/url",
 		201
 	);
+	const playlist = await ok(
+		request<{ id: string }>(p.api("/playlists"), { method: "POST", json: { name: `${label} playlist`, items: [{ contentId: content.id }] }, headers: asOwner }),
+		"POST /playlists",
+		201
+	);
+	const schedule = await ok(
+		request<{ id: string }>(p.api("/schedules"), { method: "POST", json: { name: `${label} schedule`, playlistId: playlist.id, targets: { displayIds: [display.id], groupIds: [group.id], tags: ["lobby"] } }, headers: asOwner }),
+		"POST /schedules",
+		201
+	);
+	const override = await ok(
+		request<{ id: string }>(p.api("/overrides"), { method: "POST", json: { name: `${label} override`, playlistId: playlist.id, targets: { tags: ["lobby"] }, startsAt: new Date(Date.now() + 3600_000).toISOString(), endsAt: new Date(Date.now() + 7200_000).toISOString() }, headers: asOwner }),
+		"POST /overrides",
+		201
+	);
 	const pendingPairing = await requestPairing(p);
 	const uncollectedPairing = await requestPairing(p);
 	await claimPairing(p, owner.accessToken, uncollectedPairing, `${label} uncollected`);
@@ -161,6 +183,9 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		groupId: group.id,
 		commandId: command.id,
 		contentId: content.id,
+		playlistId: playlist.id,
+		scheduleId: schedule.id,
+		overrideId: override.id,
 		pendingPairing,
 		uncollectedPairing
 	};
@@ -183,6 +208,9 @@ function identifiersOf(t: TenantObjects): string[] {
 		t.groupId,
 		t.commandId,
 		t.contentId,
+		t.playlistId,
+		t.scheduleId,
+		t.overrideId,
 		t.pendingPairing.pairingId,
 		t.uncollectedPairing.pairingId
 	];
@@ -203,6 +231,9 @@ async function snapshot(p: Platform, t: TenantObjects) {
 	const displays = await get<Page<{ id: string; name: string; status: string; timezone: string | null; tags: string[]; groupIds: string[] }>>("/displays?pageSize=100", owner);
 	const groups = await get<Page<{ id: string; name: string; description: string | null }>>("/display-groups?pageSize=100", owner);
 	const content = await get<Page<{ id: string; name: string; tags: string[]; validFrom: string | null; validUntil: string | null; durationMs: number }>>("/content?pageSize=100", owner);
+	const playlists = await get<Page<{ id: string; name: string; items: Array<{ contentId: string; durationMs: number }> }>>("/playlists?pageSize=100", owner);
+	const schedules = await get<Page<Record<string, unknown>>>("/schedules?pageSize=100", owner);
+	const overrides = await get<Page<Record<string, unknown>>>("/overrides?pageSize=100", owner);
 	const commands: Record<string, unknown> = {};
 	for (const d of displays.rows) {
 		const page = await get<Page<{ id: string; type: string; status: string }>>(`/displays/${d.id}/commands?pageSize=100`, owner);
@@ -225,6 +256,9 @@ async function snapshot(p: Platform, t: TenantObjects) {
 		displayGroups: groups.rows.map(g => ({ id: g.id, name: g.name, description: g.description })).sort((a, b) => byKey(a.id, b.id)),
 		commands,
 		content: content.rows.map(c => ({ id: c.id, name: c.name, tags: c.tags, validFrom: c.validFrom, validUntil: c.validUntil, durationMs: c.durationMs })).sort((a, b) => byKey(a.id, b.id)),
+		playlists: playlists.rows.map(l => ({ id: l.id, name: l.name, items: l.items.map(i => [i.contentId, i.durationMs]) })).sort((a, b) => byKey(a.id, b.id)),
+		schedules: schedules.rows.map(({ updatedAt: _u, ...rest }) => rest).sort((a, b) => byKey(String(a.id), String(b.id))),
+		overrides: overrides.rows.map(({ updatedAt: _u, ...rest }) => rest).sort((a, b) => byKey(String(a.id), String(b.id))),
 		pendingPairing: pending
 	};
 }
@@ -307,7 +341,7 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 		expect(collected.body.deviceToken).toEqual(expect.any(String));
 	}, 30_000);
 
-	it.each(["/members", "/api-keys", "/invitations", "/auth/sessions", "/displays", "/display-groups"])("A's list %s never contains B's ids", async path => {
+	it.each(["/members", "/api-keys", "/invitations", "/auth/sessions", "/displays", "/display-groups", "/playlists", "/schedules", "/overrides"])("A's list %s never contains B's ids", async path => {
 		const res = await request(p.api(`${path}?pageSize=100`), { headers: bearer(a.owner.accessToken) });
 		expect(res.status).toBe(200);
 		for (const id of identifiersOf(b)) expect({ path, leaks: res.text.includes(id) ? id : null }).toEqual({ path, leaks: null });
@@ -319,7 +353,10 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 				"/invitations": a.invitationId,
 				"/auth/sessions": a.ownerSessionId,
 				"/displays": a.displayId,
-				"/display-groups": a.groupId
+				"/display-groups": a.groupId,
+				"/playlists": a.playlistId,
+				"/schedules": a.scheduleId,
+				"/overrides": a.overrideId
 			}[path] ?? "";
 		expect(res.text).toContain(own);
 	});

@@ -190,6 +190,15 @@ describe("tenants", () => {
 			await request(p.api("/invitations"), { method: "POST", headers: as(doomed), json: { email: "pending-doomed@example.com", role: "viewer" } });
 			const key = await request<{ key: string }>(p.api("/api-keys"), { method: "POST", headers: as(doomed), json: { name: "k", role: "viewer" } });
 			await p.broker.call("auth.mintDeviceToken", { tenantId: doomed.tenant.id, displayId: "display-of-doomed" });
+			// Something in every other service: a group, a web page, a playlist, a schedule, an override.
+			await request(p.api("/display-groups"), { method: "POST", headers: as(doomed), json: { name: "Doomed group" } });
+			const page = await request<{ id: string }>(p.api("/content/url"), { method: "POST", headers: as(doomed), json: { name: "Doomed page", url: "https://example.com/", durationMs: 5000 } });
+			const list = await request<{ id: string }>(p.api("/playlists"), { method: "POST", headers: as(doomed), json: { name: "Doomed", items: [{ contentId: page.body.id }] } });
+			const planned = [
+				await request(p.api("/schedules"), { method: "POST", headers: as(doomed), json: { name: "Doomed", playlistId: list.body.id, targets: { tags: ["all"] } } }),
+				await request(p.api("/overrides"), { method: "POST", headers: as(doomed), json: { name: "Doomed", playlistId: list.body.id, endsAt: new Date(Date.now() + 60_000).toISOString() } })
+			];
+			expect(planned.map(r => r.status)).toEqual([201, 201]);
 
 			const wrong = await request<ErrorBody>(p.api("/tenant"), { method: "DELETE", headers: as(doomed), json: { confirm: "not the name" } });
 			expect(wrong.status).toBe(422);
@@ -200,10 +209,10 @@ describe("tenants", () => {
 			// Every collection of every service that has one, checked directly.
 			const tenantId = doomed.tenant.id;
 			const collections: Array<[string, Collection]> = [];
-			for (const name of ["auth", "tenants"]) {
-				const svc = p.broker.getLocalService(name) as unknown as { db: Record<string, Collection> };
-				for (const [collection, c] of Object.entries(svc.db)) collections.push([`${name}.${collection}`, c]);
+			for (const svc of p.broker.services as unknown as Array<{ name: string; db?: Record<string, Collection> }>) {
+				for (const [collection, c] of Object.entries(svc.db ?? {})) collections.push([`${svc.name}.${collection}`, c]);
 			}
+			expect(collections.map(([name]) => name)).toEqual(expect.arrayContaining(["devices.display_groups", "media.content", "scheduling.playlists", "scheduling.schedules", "scheduling.overrides"]));
 			const leftovers = async () => {
 				const found: string[] = [];
 				for (const [name, c] of collections) {

@@ -1,5 +1,6 @@
 /**
- * The real platform in one test process (gateway, auth, tenants, notifications, devices) and the steps
+ * The real platform in one test process (gateway, auth, tenants, notifications, devices, media,
+ * scheduling) and the steps
  * every flow test needs: sign up, sign in, read the embedded mailbox.
  */
 import fs from "node:fs";
@@ -8,11 +9,12 @@ import AuthService from "../../services/auth.service";
 import DevicesService from "../../services/devices.service";
 import MediaService from "../../services/media.service";
 import NotificationsService from "../../services/notifications.service";
+import SchedulingService from "../../services/scheduling.service";
 import TenantsService from "../../services/tenants.service";
 import type { AnyServiceSchema } from "../../server";
 import { request, startGateway, tempDir, type TestGateway } from "./platform";
 
-export const PLATFORM_SERVICES: AnyServiceSchema[] = [AuthService, TenantsService, NotificationsService, DevicesService, MediaService];
+export const PLATFORM_SERVICES: AnyServiceSchema[] = [AuthService, TenantsService, NotificationsService, DevicesService, MediaService, SchedulingService];
 
 export interface Platform extends TestGateway {
 	dataDir: string;

@@ -309,7 +309,9 @@ describe("scheduling engine: date edges in the display's zone", () => {
 		const far = rule({ startDate: "2028-01-01" });
 		const r = resolve(display("UTC"), [far], [], at("2026-05-04T12:00:00Z"));
 		expect(r.source).toBe("default");
-		expect(r.validUntil).toBe("2027-06-08T12:00:00.000Z");
+		// 400 days ahead, rounded up to the 30-day grid: the same answer a minute or a week later.
+		expect(r.validUntil).toBe("2027-07-01T00:00:00.000Z");
+		expect(resolve(display("UTC"), [far], [], at("2026-05-11T09:00:00Z")).validUntil).toBe(r.validUntil);
 	});
 
 	it("invalid rule fields never match", () => {
