@@ -5,6 +5,7 @@
 import type { BrokerOptions, Errors as MoleculerErrors } from "moleculer";
 import type { MetricsReporter } from "moleculer/src/metrics/registry";
 import ChannelsMiddleware from "@moleculer/channels";
+import { DurableStreamsMiddleware } from "./shared/channels";
 import type { Config } from "./shared/config";
 import { AppErrorRegenerator } from "./shared/errors";
 import { logFormatter, RequestScopeMiddleware } from "./shared/logging";
@@ -73,7 +74,8 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 			ChannelsMiddleware.Middleware({
 				adapter: config.transporter ? { type: "NATS", options: { nats: { url: config.transporter } } } : "Fake",
 				context: true
-			} as ChannelOptions)
+			} as ChannelOptions),
+			DurableStreamsMiddleware
 		],
 		...overrides
 	};

@@ -10,6 +10,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DbMixin, textSearch, UNSCOPED, type DbMethods, type PublicDoc, type Query } from "../mixins/db.mixin";
 import { audit } from "../shared/audit";
+import { HEARTBEAT_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
 import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
@@ -24,7 +25,8 @@ import { COMMAND_TYPES, normalizePairingCode, pairingCode, type CommandType } fr
 import { manifestEtagKey } from "./scheduling/manifest";
 import type { TenantDeleted, TenantView } from "./tenants.service";
 
-export const HEARTBEAT_CHANNEL = "devices.heartbeat";
+export { HEARTBEAT_CHANNEL };
+
 const PAIRING_TTL_MS = 15 * 60_000;
 const COMMAND_TTL_MS = 24 * 3600_000;
 const PRESENCE_TTL_MS = 7 * 24 * 3600_000;

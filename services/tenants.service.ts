@@ -6,6 +6,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DbMixin, UNSCOPED, type DbMethods, type PublicDoc } from "../mixins/db.mixin";
 import { audit } from "../shared/audit";
+import { TENANT_DELETED_CHANNEL } from "../shared/channels";
 import { getConfig } from "../shared/config";
 import { Errors } from "../shared/errors";
 import { ID_RULE } from "../shared/ids";
@@ -14,7 +15,8 @@ import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, ROLE_RULE, TOKEN_RULE, type Request
 import { assertTimezone } from "../shared/time";
 import { hashToken, randomToken } from "./auth/secrets";
 
-export const TENANT_DELETED_CHANNEL = "tenants.tenant.deleted";
+export { TENANT_DELETED_CHANNEL };
+
 /** Every service that keeps tenant data implements these two actions (found by name). */
 export const EXPORT_ACTION = "exportTenantData";
 

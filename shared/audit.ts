@@ -4,9 +4,10 @@
  * serves them. The actor, ip and request id come from the gateway's meta, never from the client.
  */
 import type { Context, ServiceBroker } from "moleculer";
+import { AUDIT_CHANNEL } from "./channels";
 import type { Principal } from "./rbac";
 
-export const AUDIT_CHANNEL = "audit.record";
+export { AUDIT_CHANNEL };
 
 export interface AuditRecord {
 	tenantId: string;

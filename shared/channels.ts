@@ -1,0 +1,39 @@
+/**
+ * Durable channels: facts that must not be lost (JetStream under NATS, in-process otherwise).
+ *
+ * A JetStream publish fails when no stream holds its subject, and the adapter only creates a
+ * stream when a consumer subscribes. A publisher whose consumer is not deployed yet (audit
+ * records and heartbeat metrics before analytics runs) would then fail every request. So every
+ * broker creates the streams of these channels when it starts: messages wait there for their
+ * consumer.
+ */
+import type { Middleware, ServiceBroker } from "moleculer";
+
+export const AUDIT_CHANNEL = "audit.record";
+export const HEARTBEAT_CHANNEL = "devices.heartbeat";
+export const TENANT_DELETED_CHANNEL = "tenants.tenant.deleted";
+
+export const DURABLE_CHANNELS = [AUDIT_CHANNEL, HEARTBEAT_CHANNEL, TENANT_DELETED_CHANNEL] as const;
+
+/** What this uses of @moleculer/channels' NATS adapter (`broker.channelAdapter`). */
+interface StreamingAdapter {
+	addPrefixTopic(name: string): string;
+	createStream(streamName: string, subjects: string[], options: Record<string, unknown>): Promise<unknown>;
+}
+
+/** The stream name the adapter itself gives a channel's stream when a consumer subscribes. */
+export function streamNameOf(subject: string): string {
+	return subject.split(".").join("_");
+}
+
+export const DurableStreamsMiddleware: Middleware = {
+	name: "DurableStreams",
+	async started(broker: ServiceBroker) {
+		const adapter = (broker as unknown as { channelAdapter?: Partial<StreamingAdapter> }).channelAdapter;
+		if (!adapter?.createStream || !adapter.addPrefixTopic) return;
+		for (const channel of DURABLE_CHANNELS) {
+			const subject = adapter.addPrefixTopic(channel);
+			await adapter.createStream(streamNameOf(subject), [subject], {});
+		}
+	}
+};
