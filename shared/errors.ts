@@ -143,8 +143,8 @@ export function toApiError(err: unknown): ApiError {
 
 	// Moleculer / moleculer-web built-ins.
 	switch (name) {
+		// A service the request needs is not running (yet): the client may retry, nothing is missing.
 		case "ServiceNotFoundError":
-			return { type: "NOT_FOUND", message: "Not found", code: 404 };
 		case "ServiceNotAvailableError":
 		case "RequestTimeoutError":
 		case "BrokerDisconnectedError":

@@ -45,7 +45,7 @@ describeWith("nats", "redis")("scheduling on its own node over NATS, sharing Red
 			{ nodeID: `${namespace}node-a` }
 		);
 		a = { ...gw, dataDir, api: (path: string) => `${gw.url}/api/v1${path}` };
-		await a.broker.waitForServices(["scheduling"], 10_000);
+		await Promise.all([a.broker.waitForServices(["scheduling"], 10_000), b.broker.waitForServices(["devices", "media", "tenants"], 10_000)]);
 		// moleculer-web regenerates its aliases (debounced) once it has seen B's services.
 		await eventually(async () => (await request(a.api("/playlists"))).status === 401);
 		owner = await register(a, newAccount("remote-sched"));

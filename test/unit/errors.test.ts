@@ -186,12 +186,9 @@ describe("toApiError: body-parser failures (the real errors it produces)", () =>
 });
 
 describe("toApiError: Moleculer and moleculer-web built-ins", () => {
-	it("ServiceNotFoundError → 404", () => {
-		const api = toApiError(new MoleculerErrors.ServiceNotFoundError({ action: `internal.${SECRET}`, nodeID: "node-1" }));
-		expect(api).toEqual({ type: "NOT_FOUND", message: "Not found", code: 404 });
-	});
-
 	it.each([
+		// A service a request needs that is not running is no reason to tell the client the object is missing.
+		["ServiceNotFoundError", new MoleculerErrors.ServiceNotFoundError({ action: `internal.${SECRET}`, nodeID: "node-1" })],
 		["RequestTimeoutError", new MoleculerErrors.RequestTimeoutError({ action: `media.${SECRET}`, nodeID: "node-1" })],
 		["ServiceNotAvailableError", new MoleculerErrors.ServiceNotAvailableError({ action: `media.${SECRET}`, nodeID: "node-1" })],
 		["BrokerDisconnectedError", new MoleculerErrors.BrokerDisconnectedError("disconnected")],
