@@ -569,9 +569,10 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 			async handler(this: SchedulingThis, ctx: Context<{ page: number; pageSize: number; status?: string }, Meta>) {
 				const now = new Date().toISOString();
 				const query: Query = {};
-				if (ctx.params.status === "ended") query.endsAt = { $lte: now };
-				if (ctx.params.status === "active") Object.assign(query, { endsAt: { $gt: now }, startsAt: { $lte: now } });
-				if (ctx.params.status === "scheduled") query.startsAt = { $gt: now };
+				// Ending an override early sets endedAt (and, before it started, endsAt = startsAt).
+				if (ctx.params.status === "ended") query.$or = [{ endsAt: { $lte: now } }, { endedAt: { $ne: null } }];
+				if (ctx.params.status === "active") Object.assign(query, { endsAt: { $gt: now }, startsAt: { $lte: now }, endedAt: null });
+				if (ctx.params.status === "scheduled") Object.assign(query, { startsAt: { $gt: now }, endedAt: null });
 				const page = await this.db.overrides.pageDocs(ctx, query, ctx.params.page, ctx.params.pageSize);
 				return { ...page, rows: page.rows.map(d => overrideView(d)) };
 			}

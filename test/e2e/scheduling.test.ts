@@ -403,6 +403,22 @@ describe("scheduling", () => {
 
 			const past = await request<ErrorBody>(p.api("/overrides"), { method: "POST", headers: as(owner), json: { name: "Late", playlistId: alert.id, endsAt: "2020-01-01T00:00:00Z" } });
 			expect(past.status).toBe(422);
+
+			// One planned for tomorrow and called off before it starts is listed as ended, never active.
+			const tomorrow = Date.now() + 24 * 3600_000;
+			const planned = await request<{ id: string; status: string }>(p.api("/overrides"), {
+				method: "POST",
+				headers: as(owner),
+				json: { name: "Planned", playlistId: alert.id, targets: { tags: ["override-test"] }, startsAt: new Date(tomorrow).toISOString(), endsAt: new Date(tomorrow + 3600_000).toISOString() }
+			});
+			expect(planned.body.status).toBe("scheduled");
+			const listed = async (status: string) => (await request<{ rows: Array<{ id: string }> }>(p.api(`/overrides?status=${status}&pageSize=100`), { headers: as(owner) })).body.rows.map(r => r.id);
+			expect(await listed("scheduled")).toContain(planned.body.id);
+			expect((await request(p.api(`/overrides/${planned.body.id}`), { method: "DELETE", headers: as(owner) })).status).toBe(204);
+			expect(await listed("scheduled")).not.toContain(planned.body.id);
+			expect(await listed("ended")).toEqual(expect.arrayContaining([planned.body.id, created.body.id]));
+			expect(await listed("active")).not.toContain(created.body.id);
+			expect((await request(p.api(`/overrides/${planned.body.id}`), { method: "PATCH", headers: as(owner), json: { name: "Again" } })).status).toBe(409);
 		});
 
 		it("content outside its validity window is left out, and validUntil is its next edge", async () => {
