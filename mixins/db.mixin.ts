@@ -44,8 +44,15 @@ export interface Page<T> {
 export interface CollectionOptions {
 	/** false for collections that are not owned by one tenant (e.g. users). Default true. */
 	tenantScoped?: boolean;
-	/** Fields to index (tenantId is always indexed on scoped collections in MongoDB). */
+	/** Fields to index in MongoDB (with tenantId first on scoped collections). */
 	indexes?: string[];
+	/**
+	 * Fields indexed on every backend, NeDB included. NeDB answers a query from one index only
+	 * (the last equality field it has an index for, else the last `$in`, else the last range),
+	 * so only fields that pick out few documents across all tenants belong here: ids and keys,
+	 * never low-cardinality fields like a status.
+	 */
+	selectiveIndexes?: string[];
 	/** Fields whose value is unique in the collection (e.g. a user's email); a duplicate is a 409. */
 	uniqueIndexes?: string[];
 }
@@ -158,7 +165,7 @@ function assertSafeChanges(changes: Record<string, unknown>): void {
 
 // ---- adapters -------------------------------------------------------------------------------
 
-function mongooseModel({ collection, indexes, uniqueIndexes, tenantScoped }: ResolvedOptions): mongoose.Model<Doc> {
+function mongooseModel({ collection, indexes, selectiveIndexes, uniqueIndexes, tenantScoped }: ResolvedOptions): mongoose.Model<Doc> {
 	const existing = mongoose.models[collection] as mongoose.Model<Doc> | undefined;
 	if (existing) return existing;
 	const schema = new mongoose.Schema(
@@ -166,7 +173,7 @@ function mongooseModel({ collection, indexes, uniqueIndexes, tenantScoped }: Res
 		{ strict: false, versionKey: false, collection, minimize: false }
 	);
 	if (tenantScoped) schema.index({ tenantId: 1 });
-	for (const field of indexes) schema.index(tenantScoped ? { tenantId: 1, [field]: 1 } : { [field]: 1 });
+	for (const field of [...indexes, ...selectiveIndexes]) schema.index(tenantScoped ? { tenantId: 1, [field]: 1 } : { [field]: 1 });
 	for (const field of uniqueIndexes) schema.index({ [field]: 1 }, { unique: true });
 	return mongoose.model<Doc>(collection, schema);
 }
@@ -252,6 +259,7 @@ export class Collection {
 		const nedb = this.adapter.db as NeDbLike | undefined;
 		if (nedb && typeof nedb.ensureIndex === "function") {
 			for (const fieldName of this.options.uniqueIndexes) await nedb.ensureIndex({ fieldName, unique: true });
+			for (const fieldName of this.options.selectiveIndexes) await nedb.ensureIndex({ fieldName });
 			// NeDB keeps an append-only file; compact it now and then so restarts stay fast.
 			nedb.setAutocompactionInterval?.(10 * 60_000);
 		}
@@ -272,7 +280,13 @@ export class Collection {
 
 	private scoped(scope: Scope, query: Query = {}): Query {
 		assertSafeQuery(query);
-		return this.options.tenantScoped ? { ...query, tenantId: this.tenantOf(scope) } : { ...query };
+		const scoped: Query = this.options.tenantScoped ? { ...query, tenantId: this.tenantOf(scope) } : { ...query };
+		// An id lookup must stay one: NeDB takes the last indexed equality field, so _id goes last.
+		if (typeof scoped._id === "string") {
+			const { _id, ...rest } = scoped;
+			return { ...rest, _id };
+		}
+		return scoped;
 	}
 
 	private publicOf(entity: unknown): PublicDoc {
@@ -387,6 +401,7 @@ export function DbMixin<Names extends string>(collections: Record<Names, Collect
 		tenantScoped: true,
 		indexes: [],
 		uniqueIndexes: [],
+		selectiveIndexes: [],
 		...o,
 		collection
 	}));

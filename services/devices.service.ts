@@ -122,7 +122,8 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 	},
 	mixins: [
 		DbMixin({
-			displays: { indexes: ["status", "name"] },
+			// groupIds, tags and defaultPlaylistId: scheduling's displaysFor (NeDB answers an $or by a scan anyway).
+			displays: { indexes: ["status", "name", "tags"], selectiveIndexes: ["groupIds", "defaultPlaylistId"] },
 			display_groups: { indexes: ["name"] },
 			pairings: { tenantScoped: false, uniqueIndexes: ["codeHash"] },
 			commands: { indexes: ["displayId", "status"] }

@@ -13,6 +13,7 @@
  * tenant: those whose ETag changed are announced on `scheduling.manifest.changed`, which the
  * gateway pushes down their live streams, and their heartbeat answers the new ETag.
  */
+import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DateTime } from "luxon";
 import { DbMixin, textSearch, type DbMethods, type PublicDoc, type Query } from "../mixins/db.mixin";
@@ -37,6 +38,7 @@ const MAX_TARGET_IDS = 1000;
 const MAX_TAGS = 100;
 const CONTENT_BATCH = 1000;
 const DISPLAY_PAGE = 1000;
+const YIELD_EVERY = 50;
 const MAX_TIMELINE_DAYS = 31;
 const MAX_OVERRIDE_DAYS = 366;
 const DAY_MS = 24 * 3600_000;
@@ -287,9 +289,9 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 	settings: { rest: "/" },
 	mixins: [
 		DbMixin({
-			playlists: { indexes: ["name", "contentIds"] },
-			schedules: { indexes: ["targetKeys", "playlistId"] },
-			overrides: { indexes: ["endsAt", "playlistId"] }
+			playlists: { indexes: ["name"], selectiveIndexes: ["contentIds"] },
+			schedules: { selectiveIndexes: ["targetKeys", "playlistId"] },
+			overrides: { indexes: ["endsAt"], selectiveIndexes: ["playlistId"] }
 		})
 	],
 
@@ -798,9 +800,9 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 			if (playlists.length) await this.invalidate(tenantId, await this.selectorForPlaylists(tenantId, playlists.map(p => p.id)));
 		},
 
-		async "tenants.tenant.updated"(this: SchedulingThis, ctx: Context<{ tenantId: string }>) {
-			// The tenant's timezone is every display's fallback zone.
-			await this.invalidate(ctx.params.tenantId, { all: true });
+		async "tenants.tenant.updated"(this: SchedulingThis, ctx: Context<{ tenantId: string; changed?: string[] }>) {
+			// The tenant's timezone is every display's fallback zone; nothing else of the tenant plays.
+			if (ctx.params.changed?.includes("settings.timezone")) await this.invalidate(ctx.params.tenantId, { all: true });
 		}
 	},
 
@@ -929,12 +931,15 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 		async manifestsFor(tenantId: string, displays: DisplayTarget[], schedulesOf: (d: DisplayTarget) => PublicDoc[], overrideDocs: PublicDoc[], at: Date): Promise<Manifest[]> {
 			const overrides = overrideDocs.map(overrideOf);
 			const overrideNames = new Map(overrideDocs.map(o => [o.id, String(o.name)]));
-			const resolved = displays.map(display => {
+			const resolved = [];
+			for (const [index, display] of displays.entries()) {
+				// A page of displays is CPU work: let requests in between, or a bulk recompute stalls the process.
+				if (index % YIELD_EVERY === YIELD_EVERY - 1) await yieldToEventLoop();
 				const schedules = schedulesOf(display);
 				const resolution = resolve(display, schedules.map(ruleOf), overrides, at, { candidates: false });
 				const scheduleName = resolution.scheduleId ? String(schedules.find(s => s.id === resolution.scheduleId)?.name ?? "") : null;
-				return { display, resolution, scheduleName };
-			});
+				resolved.push({ display, resolution, scheduleName });
+			}
 			const playlistIds = [...new Set(resolved.flatMap(r => (r.resolution.playlistId ? [r.resolution.playlistId] : [])))];
 			const playlists = new Map<string, PlaylistData>();
 			for (const batch of chunks(playlistIds, CONTENT_BATCH)) {

@@ -205,8 +205,14 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 				assertTimezone(changes.timezone, "settings.timezone");
 				const settings = { ...current.settings, ...Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined)) };
 				const updated = await this.db.tenants.updateDoc(ctx, tenantId, { name: ctx.params.name ?? current.name, settings }, "Tenant");
-				await audit(ctx, { action: "tenant.updated", target: tenantId, data: { fields: Object.keys(ctx.params) } });
-				ctx.broadcast("tenants.tenant.updated", { tenantId, settings });
+				const changed = [
+					...(ctx.params.name !== undefined && ctx.params.name !== current.name ? ["name"] : []),
+					...Object.keys(settings)
+						.filter(k => settings[k as keyof TenantSettings] !== current.settings[k as keyof TenantSettings])
+						.map(k => `settings.${k}`)
+				];
+				await audit(ctx, { action: "tenant.updated", target: tenantId, data: { fields: changed } });
+				ctx.broadcast("tenants.tenant.updated", { tenantId, settings, changed });
 				return this.tenantView(updated);
 			}
 		},

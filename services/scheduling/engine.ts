@@ -134,9 +134,22 @@ const WEEKDAYS = ["", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "S
 /** The zone a display lives in: display → tenant → UTC, skipping unknown names. */
 export function displayZone(display: Pick<DisplayTarget, "timezone" | "tenantTimezone">): string {
 	for (const z of [display.timezone, display.tenantTimezone]) {
-		if (z && IANAZone.isValidZone(z)) return z;
+		if (z && isValidZone(z)) return z;
 	}
 	return "UTC";
+}
+
+/** Zone validity, remembered: luxon's check builds an Intl formatter each time (tens of µs). */
+const zoneValidity = new Map<string, boolean>();
+
+function isValidZone(zone: string): boolean {
+	let valid = zoneValidity.get(zone);
+	if (valid === undefined) {
+		valid = IANAZone.isValidZone(zone);
+		if (zoneValidity.size > 1000) zoneValidity.clear();
+		zoneValidity.set(zone, valid);
+	}
+	return valid;
 }
 
 /** Whether a rule (schedule or override) covers the display. Absent targets = every display. */
@@ -249,17 +262,31 @@ function compareOverrides(a: Override, b: Override): number {
 
 type Interval = [number, number];
 
-/** Per-zone wall-clock arithmetic with caches; one per resolve/timeline call. */
+/** Entries a Clock remembers before it starts afresh (bounds memory in a long-lived process). */
+const CLOCK_CACHE_LIMIT = 200_000;
+
+/**
+ * Per-zone wall-clock arithmetic. Pure, so one Clock per zone is shared by every resolution
+ * (`clockOf`): displays of a tenant share a handful of zones and the same window edges, and
+ * luxon's offset lookup (Intl, a few µs) is most of an uncached resolution's cost.
+ */
 class Clock {
 	private readonly zone: IANAZone;
 	private readonly walls = new Map<number, number>();
+	private readonly offsets = new Map<number, number>();
 
 	constructor(zoneName: string) {
 		this.zone = IANAZone.create(zoneName);
 	}
 
 	offset(t: number): number {
-		return this.zone.offset(t) * MIN;
+		let offset = this.offsets.get(t);
+		if (offset === undefined) {
+			offset = this.zone.offset(t) * MIN;
+			if (this.offsets.size >= CLOCK_CACHE_LIMIT) this.offsets.clear();
+			this.offsets.set(t, offset);
+		}
+		return offset;
 	}
 
 	/** Local wall time of an instant, as ms since the epoch of a naive (zone-less) clock. */
@@ -293,9 +320,21 @@ class Clock {
 			const transition = hi;
 			result = w - o1 < transition ? w - o1 : Math.max(transition, w - o2);
 		}
+		if (this.walls.size >= CLOCK_CACHE_LIMIT) this.walls.clear();
 		this.walls.set(w, result);
 		return result;
 	}
+}
+
+const clocks = new Map<string, Clock>();
+
+function clockOf(zoneName: string): Clock {
+	let clock = clocks.get(zoneName);
+	if (!clock) {
+		clock = new Clock(zoneName);
+		clocks.set(zoneName, clock);
+	}
+	return clock;
 }
 
 class RuleTimes {
@@ -366,7 +405,7 @@ class Engine {
 		overrides: Override[]
 	) {
 		this.zoneName = displayZone(display);
-		this.clock = new Clock(this.zoneName);
+		this.clock = clockOf(this.zoneName);
 		this.allRules = [...schedules].sort(compareRules).map(parseRule);
 		this.rules = this.allRules.filter((p) => !p.invalid && targets(p.rule, display)).map((p) => new RuleTimes(p, this.clock));
 		this.overrides = [];

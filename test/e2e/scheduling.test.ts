@@ -436,6 +436,27 @@ describe("scheduling", () => {
 		});
 	});
 
+	it("a tenant timezone change reaches the displays without their own zone; a rename reaches none", async () => {
+		const c = await webContent(other, "Zone content");
+		const list = await playlist(other, "Zone", [{ contentId: c }]);
+		const floating = await pairDisplay(p, other, { tags: ["zone"] });
+		const pinned = await pairDisplay(p, other, { tags: ["zone"], timezone: "Europe/Paris" });
+		await schedule(other, { name: "Zone", playlistId: list.id, targets: { tags: ["zone"] } });
+		await settled();
+		const floatingStream = await connect(p.url, floating.token);
+		const pinnedStream = await connect(p.url, pinned.token);
+		expect((await request(p.api("/tenant"), { method: "PATCH", headers: as(other), json: { name: "Renamed org" } })).status).toBe(200);
+		expect((await request(p.api("/tenant"), { method: "PATCH", headers: as(other), json: { settings: { timezone: "Asia/Tokyo" } } })).status).toBe(200);
+		const event = await floatingStream.waitFor(isEvent("manifest"));
+		const now = await manifest(floating.token);
+		expect(now.body.timezone).toBe("Asia/Tokyo");
+		expect(JSON.parse(event.data ?? "").etag).toBe(now.body.etag);
+		await settled();
+		expect(manifestEvents(floatingStream)).toHaveLength(1);
+		expect(manifestEvents(pinnedStream)).toHaveLength(0);
+		expect((await manifest(pinned.token)).body.timezone).toBe("Europe/Paris");
+	});
+
 	it("another tenant's playlist, schedule, override and display answer 404", async () => {
 		const c = await webContent(other, "Other");
 		const list = await playlist(other, "Other", [{ contentId: c }]);

@@ -22,7 +22,8 @@ type Meta = { auth: Principal };
 function notesService(collection: string): ServiceSchema<ServiceSettingSchema, DbMethods> {
 	return {
 		name: "notes",
-		mixins: [DbMixin({ [collection]: { indexes: ["name"] } })],
+		// tags is indexed on NeDB too, so array and $in queries below also run through an index.
+		mixins: [DbMixin({ [collection]: { indexes: ["name"], selectiveIndexes: ["tags"] } })],
 		actions: {
 			create: {
 				params: { name: "string", tags: { type: "array", items: "string", optional: true }, size: "number|optional" },
@@ -287,15 +288,15 @@ describe("embedded NeDB files", () => {
 describe("the MongoDB path, by construction (no server needed)", () => {
 	it("builds one mongoose model per collection with string ids and a tenant index", () => {
 		setConfig(testConfig({ MONGO_URI: "mongodb://127.0.0.1:1/marquee" }));
-		const options = { collection: uniqueCollection(), tenantScoped: true, indexes: ["name"], uniqueIndexes: ["code"] };
+		const options = { collection: uniqueCollection(), tenantScoped: true, indexes: ["name"], selectiveIndexes: ["ref"], uniqueIndexes: ["code"] };
 		const first = createAdapter(options);
 		const again = createAdapter(options);
 		expect(again.model).toBe(first.model);
 		const schema = first.model?.schema as mongoose.Schema;
 		expect(schema.path("_id").instance).toBe("String");
 		expect(schema.path("tenantId").instance).toBe("String");
-		expect(schema.indexes().map(([fields]) => fields)).toEqual([{ tenantId: 1 }, { tenantId: 1, name: 1 }, { code: 1 }]);
-		expect(schema.indexes()[2][1]).toMatchObject({ unique: true });
+		expect(schema.indexes().map(([fields]) => fields)).toEqual([{ tenantId: 1 }, { tenantId: 1, name: 1 }, { tenantId: 1, ref: 1 }, { code: 1 }]);
+		expect(schema.indexes()[3][1]).toMatchObject({ unique: true });
 		expect(schema.get("strict")).toBe(false);
 		expect(schema.get("versionKey")).toBe(false);
 	});
