@@ -179,7 +179,8 @@ function mergeSelectors(...selectors: Selector[]): Selector {
 	};
 }
 
-function ruleOf(doc: PublicDoc): ScheduleRule {
+/** A stored schedule as the engine takes it. */
+export function ruleOf(doc: PublicDoc): ScheduleRule {
 	return {
 		id: doc.id,
 		name: String(doc.name),
