@@ -213,7 +213,7 @@ interface SchedulingInternals {
 	kv: KeyValueStore;
 	tenantZone(tenantId: string): Promise<string>;
 	schedulesTargeting(tenantId: string, display: DisplayTarget): Promise<PublicDoc[]>;
-	manifestsFor(tenantId: string, displays: DisplayTarget[], schedulesOf: (d: DisplayTarget) => PublicDoc[], overrides: PublicDoc[], at: Date): Promise<Array<{ etag: string }>>;
+	manifestsFor(tenantId: string, displays: DisplayTarget[], schedulesOf: (d: DisplayTarget) => PublicDoc[], overrides: PublicDoc[], at: Date): Promise<Array<{ manifest: { etag: string } }>>;
 	recompute(tenantId: string, selector: { all?: boolean; tags?: string[] }): Promise<void>;
 }
 

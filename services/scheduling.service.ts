@@ -25,7 +25,7 @@ import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import type { Principal } from "../shared/rbac";
 import { ISO_INSTANT_RULE, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import type { DisplaySelector, DisplayTargeting } from "./devices.service";
-import { resolve, timeline, type DisplayTarget, type Override, type ScheduleRule, type TargetSet } from "./scheduling/engine";
+import { compareRules, displayZone, resolve, timeline, type DisplayTarget, type Resolution, type Override, type ScheduleRule, type TargetSet } from "./scheduling/engine";
 import { buildManifest, effectiveItems, manifestEtagKey, type ContentInfo, type Manifest, type PlaylistData, type PlaylistItem } from "./scheduling/manifest";
 import { displayKeys, ScheduleIndex, targetKeys } from "./scheduling/targeting";
 import type { TenantDeleted, TenantView } from "./tenants.service";
@@ -124,6 +124,13 @@ interface CachedManifest {
 	manifest: Manifest;
 }
 
+/** What resolving one display needs: the display and the schedules and overrides that can reach it from `at` on. */
+interface DisplayInputs {
+	display: DisplayTarget;
+	schedules: PublicDoc[];
+	overrides: PublicDoc[];
+}
+
 type Selector = Omit<DisplaySelector, "defaultPlaylistIds"> & { defaultPlaylistIds?: string[] };
 
 type SchedulingThis = DbMethods<Collections> & {
@@ -133,16 +140,16 @@ type SchedulingThis = DbMethods<Collections> & {
 	logger: { info(...args: unknown[]): void; warn(...args: unknown[]): void; error(...args: unknown[]): void };
 	recomputing: Map<string, Promise<void>>;
 	tenantOf(ctx: Context<unknown, Meta>): string;
-	checkItems(tenantId: string, items: ItemInput[], previous?: PlaylistItem[]): Promise<PlaylistItem[]>;
-	checkTargets(ctx: Context<unknown, Meta>, fields: { targets?: TargetSet | null; excludeDisplayIds?: string[] }): Promise<void>;
+	checkItems(tenantId: string, items: ItemInput[], previous?: PlaylistItem[]): Promise<{ items: PlaylistItem[]; content: Map<string, ContentInfo> }>;
+	checkTargets(ctx: Context<unknown, Meta>, fields: { targets?: TargetSet | null; excludeDisplayIds?: string[] }, whenEmpty?: string): Promise<void>;
 	checkPlaylist(ctx: Context<unknown, Meta>, playlistId: string): Promise<PublicDoc>;
 	contentOf(tenantId: string, ids: string[]): Promise<Map<string, ContentInfo>>;
-	playlistViews(tenantId: string, docs: PublicDoc[]): Promise<Record<string, unknown>[]>;
+	playlistViews(tenantId: string, docs: PublicDoc[], known?: Map<string, ContentInfo>): Promise<Record<string, unknown>[]>;
 	tenantZone(tenantId: string): Promise<string>;
-	displayTarget(ctx: Context<unknown, Meta>, displayId: string): Promise<DisplayTarget>;
-	schedulesTargeting(tenantId: string, display: DisplayTarget): Promise<PublicDoc[]>;
+	displayInputs(ctx: Context<unknown, Meta>, displayId: string, at: Date): Promise<DisplayInputs>;
+	schedulesTargeting(tenantId: string, display: Pick<DisplayTarget, "id" | "groupIds" | "tags">): Promise<PublicDoc[]>;
 	overridesAfter(tenantId: string, at: Date): Promise<PublicDoc[]>;
-	manifestsFor(tenantId: string, displays: DisplayTarget[], schedulesOf: (d: DisplayTarget) => PublicDoc[], overrides: PublicDoc[], at: Date): Promise<Manifest[]>;
+	manifestsFor(tenantId: string, displays: DisplayTarget[], schedulesOf: (d: DisplayTarget) => PublicDoc[], overrides: PublicDoc[], at: Date, options?: { candidates?: boolean }): Promise<Array<{ manifest: Manifest; resolution: Resolution }>>;
 	currentManifest(ctx: Context<unknown, Meta>, displayId: string): Promise<Manifest>;
 	storeManifest(tenantId: string, generation: string, manifest: Manifest): Promise<string | null>;
 	generation(tenantId: string): Promise<string>;
@@ -163,9 +170,28 @@ function hasTargets(targets: TargetSet | null | undefined): boolean {
 	return targetKeys(targets ?? undefined).length > 0;
 }
 
+/** The displays a schedule's or override's targets reach; none (an override) = every display. */
 function selectorOf(targets: TargetSet | null | undefined): Selector {
-	if (!targets) return { all: true };
-	return { displayIds: targets.displayIds ?? [], groupIds: targets.groupIds ?? [], tags: targets.tags ?? [] };
+	return cleanTargets(targets) ?? { all: true };
+}
+
+/** What a schedule stores of its targets: the lists, and their keys for the target index. */
+function targetFields(targets: TargetSet) {
+	return { targets: cleanTargets(targets), targetKeys: targetKeys(targets) };
+}
+
+/** ISO weekdays in order; none = every day. */
+function weekdays(days: number[] | null | undefined): number[] | null {
+	return days?.length ? [...days].sort((a, b) => a - b) : null;
+}
+
+/** The displays that playlists reach: through the schedules and overrides using them, and as defaults. */
+function playlistUsersSelector(playlistIds: string[], schedules: PublicDoc[], overrides: PublicDoc[]): Selector {
+	return mergeSelectors(
+		{ defaultPlaylistIds: playlistIds },
+		...schedules.map(s => selectorOf(s.targets as TargetSet)),
+		...overrides.map(o => selectorOf(o.targets as TargetSet | null))
+	);
 }
 
 function mergeSelectors(...selectors: Selector[]): Selector {
@@ -307,12 +333,12 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 			params: { $$strict: "remove", name: NAME_RULE, items: ITEMS_RULE },
 			async handler(this: SchedulingThis, ctx: Context<{ name: string; items?: ItemInput[] }, Meta>) {
 				const tenantId = this.tenantOf(ctx);
-				const items = await this.checkItems(tenantId, ctx.params.items ?? []);
+				const { items, content } = await this.checkItems(tenantId, ctx.params.items ?? []);
 				const doc = await this.db.playlists.insertDoc(ctx, { name: ctx.params.name, items, contentIds: [...new Set(items.map(i => i.contentId))] });
 				await audit(ctx, { action: "playlist.created", target: doc.id, data: { items: items.length } });
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/v1/playlists/${doc.id}`;
-				const [view] = await this.playlistViews(tenantId, [doc]);
+				const [view] = await this.playlistViews(tenantId, [doc], content);
 				return view;
 			}
 		},
@@ -351,16 +377,18 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 				const tenantId = this.tenantOf(ctx);
 				const current = await this.db.playlists.getDoc(ctx, ctx.params.id, "Playlist");
 				const set: Record<string, unknown> = {};
+				let content: Map<string, ContentInfo> | undefined;
 				if (ctx.params.name !== undefined) set.name = ctx.params.name;
 				if (ctx.params.items !== undefined) {
-					const items = await this.checkItems(tenantId, ctx.params.items, playlistData(current).items);
-					set.items = items;
-					set.contentIds = [...new Set(items.map(i => i.contentId))];
+					const checked = await this.checkItems(tenantId, ctx.params.items, playlistData(current).items);
+					({ content } = checked);
+					set.items = checked.items;
+					set.contentIds = [...new Set(checked.items.map(i => i.contentId))];
 				}
 				const doc = await this.db.playlists.updateDoc(ctx, current.id, set, "Playlist");
 				await audit(ctx, { action: "playlist.updated", target: doc.id, data: { fields: Object.keys(set).filter(f => f !== "contentIds") } });
 				if (Object.keys(set).length) await this.invalidate(tenantId, await this.selectorForPlaylists(tenantId, [doc.id]));
-				const [view] = await this.playlistViews(tenantId, [doc]);
+				const [view] = await this.playlistViews(tenantId, [doc], content);
 				return view;
 			}
 		},
@@ -387,7 +415,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 						displayIds: displays.rows.slice(0, 20).map(d => d.id)
 					});
 				}
-				const selector = await this.selectorForPlaylists(tenantId, [playlist.id]);
+				const selector = playlistUsersSelector([playlist.id], schedules, overrides);
 				await this.db.playlists.removeDoc(ctx, playlist.id, "Playlist");
 				if (schedules.length) await this.db.schedules.removeDocs(ctx, { playlistId: playlist.id });
 				if (overrides.length) await this.db.overrides.removeDocs(ctx, { playlistId: playlist.id });
@@ -416,12 +444,11 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 				const doc = await this.db.schedules.insertDoc(ctx, {
 					name: fields.name,
 					playlistId: fields.playlistId,
-					targets: cleanTargets(fields.targets),
-					targetKeys: targetKeys(fields.targets),
+					...targetFields(fields.targets),
 					excludeDisplayIds: fields.excludeDisplayIds ?? [],
 					startDate: fields.startDate ?? null,
 					endDate: fields.endDate ?? null,
-					daysOfWeek: fields.daysOfWeek?.length ? [...fields.daysOfWeek].sort((a, b) => a - b) : null,
+					daysOfWeek: weekdays(fields.daysOfWeek),
 					startTime: fields.startTime ?? null,
 					endTime: fields.endTime ?? null,
 					priority: fields.priority
@@ -447,17 +474,15 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 					return { ...result, rows: result.rows.map(scheduleView) };
 				}
 				// Exclusions cannot be filtered alike on NeDB and MongoDB: filter the (bounded) matches here.
-				const display = await this.displayTarget(ctx, displayId).catch(err => {
+				const display = await (ctx.call("devices.targeting", { id: displayId }) as Promise<DisplayTargeting>).catch(err => {
 					if ((err as { type?: string }).type === "NOT_FOUND") return null;
 					throw err;
 				});
 				const docs = display ? await this.schedulesTargeting(this.tenantOf(ctx), display) : [];
 				const rows = docs
 					.filter(d => !((d.excludeDisplayIds as string[]) ?? []).includes(displayId) && (!playlistId || d.playlistId === playlistId))
-					.map(ruleOf)
-					.sort((a, b) => b.priority - a.priority || b.createdAt.localeCompare(a.createdAt) || a.id.localeCompare(b.id));
-				const byId = new Map(docs.map(d => [d.id, d]));
-				const slice = rows.slice((page - 1) * pageSize, page * pageSize).map(r => scheduleView(byId.get(r.id) as PublicDoc));
+					.sort((a, b) => compareRules(ruleOf(a), ruleOf(b)));
+				const slice = rows.slice((page - 1) * pageSize, page * pageSize).map(scheduleView);
 				return { rows: slice, total: rows.length, page, pageSize, totalPages: Math.ceil(rows.length / pageSize) };
 			}
 		},
@@ -491,11 +516,8 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 				if (set.targets !== undefined || set.excludeDisplayIds !== undefined) {
 					await this.checkTargets(ctx, { targets: set.targets as TargetSet | undefined, excludeDisplayIds: set.excludeDisplayIds as string[] | undefined });
 				}
-				if (set.targets !== undefined) {
-					set.targets = cleanTargets(set.targets as TargetSet);
-					set.targetKeys = targetKeys(set.targets as TargetSet);
-				}
-				if (set.daysOfWeek !== undefined) set.daysOfWeek = (set.daysOfWeek as number[] | null)?.length ? [...(set.daysOfWeek as number[])].sort((a, b) => a - b) : null;
+				if (set.targets !== undefined) Object.assign(set, targetFields(set.targets as TargetSet));
+				if (set.daysOfWeek !== undefined) set.daysOfWeek = weekdays(set.daysOfWeek as number[] | null);
 				const merged = { ...current, ...set } as Record<string, unknown>;
 				checkDateRange(merged.startDate as string | null, merged.endDate as string | null);
 				const doc = await this.db.schedules.updateDoc(ctx, id, set, "Schedule");
@@ -541,11 +563,8 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 				const startsAt = instantParam(ctx.params.startsAt, "startsAt", new Date(now));
 				const endsAt = instantParam(ctx.params.endsAt, "endsAt", new Date(now));
 				checkOverrideWindow(startsAt, endsAt, now);
-				if (ctx.params.targets && !hasTargets(ctx.params.targets)) {
-					throw Errors.validation([{ field: "targets", message: "names no display, group or tag; leave it out to cover every display", type: "targets" }]);
-				}
+				await this.checkTargets(ctx, ctx.params, "names no display, group or tag; leave it out to cover every display");
 				await this.checkPlaylist(ctx, ctx.params.playlistId);
-				await this.checkTargets(ctx, ctx.params);
 				const targets = cleanTargets(ctx.params.targets);
 				const doc = await this.db.overrides.insertDoc(ctx, {
 					name: ctx.params.name,
@@ -616,16 +635,11 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 					await this.checkPlaylist(ctx, changes.playlistId);
 					set.playlistId = changes.playlistId;
 				}
-				if (changes.targets !== undefined) {
-					if (changes.targets && !hasTargets(changes.targets)) {
-						throw Errors.validation([{ field: "targets", message: "names no display, group or tag; set it to null to cover every display", type: "targets" }]);
-					}
-					set.targets = cleanTargets(changes.targets);
+				if (changes.targets !== undefined || changes.excludeDisplayIds !== undefined) {
+					await this.checkTargets(ctx, changes, "names no display, group or tag; set it to null to cover every display");
 				}
+				if (changes.targets !== undefined) set.targets = cleanTargets(changes.targets);
 				if (changes.excludeDisplayIds !== undefined) set.excludeDisplayIds = changes.excludeDisplayIds;
-				if (set.targets !== undefined || set.excludeDisplayIds !== undefined) {
-					await this.checkTargets(ctx, { targets: set.targets as TargetSet | null | undefined, excludeDisplayIds: set.excludeDisplayIds as string[] | undefined });
-				}
 				if (changes.endsAt !== undefined) {
 					const endsAt = instantParam(changes.endsAt, "endsAt", new Date(now));
 					checkOverrideWindow(new Date(String(current.startsAt)), endsAt, now);
@@ -665,12 +679,9 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 			summary: "What a display plays at an instant (default now), why, and until when",
 			params: { $$strict: "remove", id: ID_RULE, at: { ...ISO_INSTANT_RULE, optional: true } },
 			async handler(this: SchedulingThis, ctx: Context<{ id: string; at?: string }, Meta>) {
-				const tenantId = this.tenantOf(ctx);
 				const at = instantParam(ctx.params.at, "at", new Date());
-				const display = await this.displayTarget(ctx, ctx.params.id);
-				const [schedules, overrides] = await Promise.all([this.schedulesTargeting(tenantId, display), this.overridesAfter(tenantId, at)]);
-				const resolution = resolve(display, schedules.map(ruleOf), overrides.map(overrideOf), at);
-				const [manifest] = await this.manifestsFor(tenantId, [display], () => schedules, overrides, at);
+				const { display, schedules, overrides } = await this.displayInputs(ctx, ctx.params.id, at);
+				const [{ manifest, resolution }] = await this.manifestsFor(this.tenantOf(ctx), [display], () => schedules, overrides, at, { candidates: true });
 				return {
 					at: resolution.at,
 					localTime: resolution.localTime,
@@ -692,17 +703,15 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 			summary: "What a display plays over a period (default the next 24 hours, at most 31 days), as segments",
 			params: { $$strict: "remove", id: ID_RULE, from: { ...ISO_INSTANT_RULE, optional: true }, to: { ...ISO_INSTANT_RULE, optional: true } },
 			async handler(this: SchedulingThis, ctx: Context<{ id: string; from?: string; to?: string }, Meta>) {
-				const tenantId = this.tenantOf(ctx);
 				const from = instantParam(ctx.params.from, "from", new Date());
 				const to = instantParam(ctx.params.to, "to", new Date(from.getTime() + DAY_MS));
 				if (to <= from) throw Errors.validation([{ field: "to", message: "must be after from", type: "range" }]);
 				if (to.getTime() - from.getTime() > MAX_TIMELINE_DAYS * DAY_MS) {
 					throw Errors.validation([{ field: "to", message: `must be at most ${MAX_TIMELINE_DAYS} days after from`, type: "range" }]);
 				}
-				const display = await this.displayTarget(ctx, ctx.params.id);
-				const [schedules, overrides] = await Promise.all([this.schedulesTargeting(tenantId, display), this.overridesAfter(tenantId, from)]);
+				const { display, schedules, overrides } = await this.displayInputs(ctx, ctx.params.id, from);
 				const segments = timeline(display, schedules.map(ruleOf), overrides.map(overrideOf), from, to);
-				const zone = resolve(display, [], [], from, { candidates: false }).timezone;
+				const zone = displayZone(display);
 				return {
 					timezone: zone,
 					from: from.toISOString(),
@@ -829,7 +838,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 		},
 
 		/** Items of a playlist write: every content id must be the tenant's (422 naming the item otherwise). */
-		async checkItems(tenantId: string, items: ItemInput[], previous: PlaylistItem[] = []): Promise<PlaylistItem[]> {
+		async checkItems(tenantId: string, items: ItemInput[], previous: PlaylistItem[] = []) {
 			const content = await this.contentOf(tenantId, items.map(i => i.contentId));
 			const problems: FieldError[] = [];
 			items.forEach((item, index) => {
@@ -838,17 +847,19 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 			if (problems.length) throw Errors.validation(problems);
 			const keep = new Set(previous.map(i => i.id));
 			const used = new Set<string>();
-			return items.map(item => {
+			const checked = items.map((item): PlaylistItem => {
 				const id = item.id && keep.has(item.id) && !used.has(item.id) ? item.id : newId();
 				used.add(id);
 				return { id, contentId: item.contentId, durationMs: item.durationMs ?? null };
 			});
+			return { items: checked, content };
 		},
 
-		async checkTargets(ctx: Context<unknown, Meta>, fields: { targets?: TargetSet | null; excludeDisplayIds?: string[] }) {
+		/** Targets name something (`whenEmpty` otherwise), and every display and group named is the tenant's. */
+		async checkTargets(ctx: Context<unknown, Meta>, fields: { targets?: TargetSet | null; excludeDisplayIds?: string[] }, whenEmpty = "must name at least one display, group or tag") {
 			const { targets, excludeDisplayIds } = fields;
 			if (targets !== undefined && targets !== null && !hasTargets(targets)) {
-				throw Errors.validation([{ field: "targets", message: "must name at least one display, group or tag", type: "targets" }]);
+				throw Errors.validation([{ field: "targets", message: whenEmpty, type: "targets" }]);
 			}
 			const displayIds = [...new Set([...(targets?.displayIds ?? []), ...(excludeDisplayIds ?? [])])];
 			const groupIds = targets?.groupIds ?? [];
@@ -879,8 +890,9 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 			return found;
 		},
 
-		async playlistViews(tenantId: string, docs: PublicDoc[]) {
-			const content = await this.contentOf(tenantId, docs.flatMap(d => playlistData(d).items.map(i => i.contentId)));
+		/** `known`: the items' content when the caller just read it (a playlist write). */
+		async playlistViews(tenantId: string, docs: PublicDoc[], known?: Map<string, ContentInfo>) {
+			const content = known ?? (await this.contentOf(tenantId, docs.flatMap(d => playlistData(d).items.map(i => i.contentId))));
 			return docs.map(doc => {
 				const playlist = playlistData(doc);
 				const ownDuration = new Set(playlist.items.filter(i => i.durationMs !== null).map(i => i.id));
@@ -909,17 +921,20 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 			return tenant?.settings?.timezone ?? "UTC";
 		},
 
-		async displayTarget(ctx: Context<unknown, Meta>, displayId: string): Promise<DisplayTarget> {
+		/** The caller's display (404 if not the tenant's) and what can reach it from `at` on. */
+		async displayInputs(ctx: Context<unknown, Meta>, displayId: string, at: Date): Promise<DisplayInputs> {
 			const tenantId = this.tenantOf(ctx);
-			const [display, zone] = await Promise.all([
+			const [targeting, zone] = await Promise.all([
 				ctx.call("devices.targeting", { id: displayId }) as Promise<DisplayTargeting>,
 				this.tenantZone(tenantId)
 			]);
-			return { ...display, tenantTimezone: zone };
+			const display: DisplayTarget = { ...targeting, tenantTimezone: zone };
+			const [schedules, overrides] = await Promise.all([this.schedulesTargeting(tenantId, display), this.overridesAfter(tenantId, at)]);
+			return { display, schedules, overrides };
 		},
 
 		/** The schedules naming the display, one of its groups or one of its tags (an indexed query). */
-		async schedulesTargeting(tenantId: string, display: DisplayTarget): Promise<PublicDoc[]> {
+		async schedulesTargeting(tenantId: string, display: Pick<DisplayTarget, "id" | "groupIds" | "tags">): Promise<PublicDoc[]> {
 			return this.db.schedules.findDocs({ tenantId }, { targetKeys: { $in: displayKeys(display) } });
 		},
 
@@ -928,8 +943,8 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 			return this.db.overrides.findDocs({ tenantId }, { endsAt: { $gt: at.toISOString() } });
 		},
 
-		/** Manifests of many displays at once: one playlist query and one content lookup for all. */
-		async manifestsFor(tenantId: string, displays: DisplayTarget[], schedulesOf: (d: DisplayTarget) => PublicDoc[], overrideDocs: PublicDoc[], at: Date): Promise<Manifest[]> {
+		/** Manifests (and the resolutions behind them) of many displays at once: one playlist query and one content lookup for all. */
+		async manifestsFor(tenantId: string, displays: DisplayTarget[], schedulesOf: (d: DisplayTarget) => PublicDoc[], overrideDocs: PublicDoc[], at: Date, options: { candidates?: boolean } = {}) {
 			const overrides = overrideDocs.map(overrideOf);
 			const overrideNames = new Map(overrideDocs.map(o => [o.id, String(o.name)]));
 			const resolved = [];
@@ -937,7 +952,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 				// A page of displays is CPU work: let requests in between, or a bulk recompute stalls the process.
 				if (index % YIELD_EVERY === YIELD_EVERY - 1) await yieldToEventLoop();
 				const schedules = schedulesOf(display);
-				const resolution = resolve(display, schedules.map(ruleOf), overrides, at, { candidates: false });
+				const resolution = resolve(display, schedules.map(ruleOf), overrides, at, { candidates: options.candidates ?? false });
 				const scheduleName = resolution.scheduleId ? String(schedules.find(s => s.id === resolution.scheduleId)?.name ?? "") : null;
 				resolved.push({ display, resolution, scheduleName });
 			}
@@ -947,8 +962,9 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 				for (const doc of await this.db.playlists.findDocs({ tenantId }, { _id: { $in: batch } })) playlists.set(doc.id, playlistData(doc));
 			}
 			const content = await this.contentOf(tenantId, [...playlists.values()].flatMap(p => p.items.map(i => i.contentId)));
-			return resolved.map(({ display, resolution, scheduleName }) =>
-				buildManifest({
+			return resolved.map(({ display, resolution, scheduleName }) => ({
+				resolution,
+				manifest: buildManifest({
 					displayId: display.id,
 					resolution,
 					playlist: resolution.playlistId ? (playlists.get(resolution.playlistId) ?? null) : null,
@@ -957,7 +973,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 					content,
 					at
 				})
-			);
+			}));
 		},
 
 		/** The display's manifest: from the cache while its generation and validity hold, else fresh. */
@@ -971,9 +987,8 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 				if (cached.tenantId === tenantId && cached.generation === generation && (!validUntil || Date.parse(validUntil) > Date.now())) return cached.manifest;
 			}
 			const at = new Date();
-			const display = await this.displayTarget(ctx, displayId);
-			const [schedules, overrides] = await Promise.all([this.schedulesTargeting(tenantId, display), this.overridesAfter(tenantId, at)]);
-			const [manifest] = await this.manifestsFor(tenantId, [display], () => schedules, overrides, at);
+			const { display, schedules, overrides } = await this.displayInputs(ctx, displayId, at);
+			const [{ manifest }] = await this.manifestsFor(tenantId, [display], () => schedules, overrides, at);
 			await this.storeManifest(tenantId, generation, manifest);
 			return manifest;
 		},
@@ -1029,7 +1044,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 				const displays = page.rows.map(d => ({ ...d, tenantTimezone: zone }));
 				const manifests = await this.manifestsFor(tenantId, displays, d => index.forDisplay(d), overrides, at);
 				const changed: Record<string, string> = {};
-				for (const manifest of manifests) {
+				for (const { manifest } of manifests) {
 					const before = await this.storeManifest(tenantId, generation, manifest);
 					if (before !== manifest.etag) changed[manifest.displayId] = manifest.etag;
 				}
@@ -1046,11 +1061,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingThis> = {
 				this.db.schedules.findDocs({ tenantId }, { playlistId: { $in: playlistIds } }),
 				this.db.overrides.findDocs({ tenantId }, { playlistId: { $in: playlistIds }, endsAt: { $gt: now } })
 			]);
-			return mergeSelectors(
-				{ defaultPlaylistIds: playlistIds },
-				...schedules.map(s => selectorOf(s.targets as TargetSet)),
-				...overrides.map(o => selectorOf(o.targets as TargetSet | null))
-			);
+			return playlistUsersSelector(playlistIds, schedules, overrides);
 		},
 
 		/** Resolves once every queued recomputation has finished (shutdown and tests). */

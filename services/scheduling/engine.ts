@@ -127,7 +127,7 @@ const HOUR = 60 * MIN;
 const DAY = 24 * HOUR;
 const SEARCH_DAYS = 400;
 /** The search horizon is rounded up to this grid so validUntil does not move with `at`. */
-const HORIZON_GRID = 30 * 24 * 60 * 60_000;
+const HORIZON_GRID = 30 * DAY;
 const PERIOD_MARGIN_DAYS = 15;
 const WEEKDAYS = ["", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
@@ -245,7 +245,7 @@ function parseRule(rule: ScheduleRule): ParsedRule {
 }
 
 /** Orders schedules best first: priority desc, createdAt desc, id asc. */
-function compareRules(a: ScheduleRule, b: ScheduleRule): number {
+export function compareRules(a: ScheduleRule, b: ScheduleRule): number {
 	if (a.priority !== b.priority) return b.priority - a.priority;
 	const ca = parseInstant(a.createdAt) ?? 0;
 	const cb = parseInstant(b.createdAt) ?? 0;

@@ -143,8 +143,3 @@ export function buildManifest(input: ManifestInput): Manifest {
 	const { displayId, ...rest } = body;
 	return { displayId, etag: etagOf(body), generatedAt: input.at.toISOString(), ...rest };
 }
-
-/** Every content id a manifest depends on (in it, or in its playlist waiting for its validity). */
-export function contentIdsOf(playlist: PlaylistData | null): string[] {
-	return playlist ? [...new Set(playlist.items.map(i => i.contentId))] : [];
-}
