@@ -200,6 +200,37 @@ describe("scheduling", () => {
 			expect(res.status).toBe(200);
 			expect(res.body.rows.map(r => r.id)).toEqual([byGroup.id, byTag.id, byId.id]);
 			expect(res.body.total).toBe(3);
+			const paged = await request<{ rows: Array<{ id: string }>; total: number; page: number; pageSize: number; totalPages: number }>(p.api(`/schedules?displayId=${display.id}&page=2&pageSize=2`), { headers: as(owner) });
+			expect(paged.body).toEqual({ rows: [{ ...paged.body.rows[0], id: byId.id }], total: 3, page: 2, pageSize: 2, totalPages: 2 });
+			const byPlaylist = await request<{ total: number }>(p.api(`/schedules?playlistId=${list.id}`), { headers: as(owner) });
+			expect(byPlaylist.body.total).toBe(5);
+		});
+
+		it("PATCH changes what it names, null clears a rule, and the preview follows", async () => {
+			const c = await webContent(owner, "Patch content");
+			const list = await playlist(owner, "Patch", [{ contentId: c }]);
+			const { display } = await pairDisplay(p, owner, { timezone: "UTC" });
+			const rule = await schedule(owner, { name: "Mornings", playlistId: list.id, targets: { displayIds: [display.id] }, startTime: "06:00", endTime: "12:00", daysOfWeek: [3, 1] });
+			const at = "2026-12-07T15:00:00Z"; // a Monday afternoon
+			expect((await preview(owner, display.id, at)).body.source).toBe("none");
+
+			const patched = await request<{ name: string; startTime: string | null; endTime: string | null; daysOfWeek: number[] | null; priority: number; targets: unknown }>(p.api(`/schedules/${rule.id}`), {
+				method: "PATCH",
+				headers: as(owner),
+				json: { name: "All day", startTime: null, endTime: null, daysOfWeek: [5, 1], priority: 7 }
+			});
+			expect(patched.status).toBe(200);
+			expect(patched.body).toMatchObject({ name: "All day", startTime: null, endTime: null, daysOfWeek: [1, 5], priority: 7, targets: { displayIds: [display.id], groupIds: [], tags: [] } });
+			expect((await preview(owner, display.id, at)).body).toMatchObject({ source: "schedule", schedule: { id: rule.id, name: "All day" } });
+
+			const bad = await request<ErrorBody>(p.api(`/schedules/${rule.id}`), { method: "PATCH", headers: as(owner), json: { startDate: "2026-12-10", endDate: "2026-12-01" } });
+			expect(bad.status).toBe(422);
+			expect((bad.body.error.data as Array<{ field: string }>).map(d => d.field)).toEqual(["endDate"]);
+			expect((await request<{ startDate: string | null }>(p.api(`/schedules/${rule.id}`), { headers: as(owner) })).body.startDate).toBeNull();
+
+			expect((await request(p.api(`/schedules/${rule.id}`), { method: "DELETE", headers: as(owner) })).status).toBe(204);
+			expect((await request(p.api(`/schedules/${rule.id}`), { headers: as(owner) })).status).toBe(404);
+			expect((await preview(owner, display.id, at)).body.source).toBe("none");
 		});
 	});
 
@@ -298,6 +329,10 @@ describe("scheduling", () => {
 			const etag = first.headers.get("etag") ?? "";
 			expect(etag).toMatch(/^"[A-Za-z0-9_-]+"$/);
 			expect(first.body).toMatchObject({ displayId: display.id, etag, source: "schedule", playlist: { id: list.id, name: "Screen" }, validUntil: null });
+			// API.md's manifest fields (and the override, null here).
+			expect(Object.keys(first.body).sort()).toEqual(["displayId", "etag", "generatedAt", "items", "override", "playlist", "schedule", "source", "timezone", "validUntil"]);
+			expect(first.body.schedule).toEqual({ id: expect.any(String), name: "Always" });
+			expect(Date.parse(first.body.generatedAt)).not.toBeNaN();
 			expect(first.body.items).toEqual([
 				expect.objectContaining({ contentId: image.id, name: "Poster", url: `/api/v1/device/content/${image.id}`, sha256: image.sha256, durationMs: 4000 }),
 				expect.objectContaining({ contentId: web, name: "Board", url: "https://example.com/Board", durationMs: 8000 })
