@@ -8,6 +8,7 @@ import ChannelsMiddleware from "@moleculer/channels";
 import { DurableStreamsMiddleware } from "./shared/channels";
 import type { Config } from "./shared/config";
 import { AppErrorRegenerator } from "./shared/errors";
+import { SafeValidator } from "./shared/validation";
 import { logFormatter, RequestScopeMiddleware } from "./shared/logging";
 import { InProcessPrometheusReporter } from "./shared/metrics";
 
@@ -59,7 +60,8 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 		tracking: { enabled: true, shutdownTimeout: config.shutdownTimeoutMs },
 		registry: { strategy: "RoundRobin", preferLocal: true },
 
-		validator: true,
+		// fastest-validator, with null refused where not declared nullable and no throwing on hostile values.
+		validator: new SafeValidator(),
 		metrics: {
 			enabled: true,
 			// A reporter instance is accepted at run time; the typings list only config objects.

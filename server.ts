@@ -90,6 +90,29 @@ export function exitOnSignals(platform: Platform): void {
 	process.on("SIGINT", () => shutdown("SIGINT"));
 }
 
+/**
+ * A failure that escapes every request handler (a throw in a timer or stream callback, a
+ * forgotten promise) is logged and the process serves on: one request must never end the
+ * service for everyone. Request errors themselves never get here — the gateway answers them.
+ */
+export function keepServingOnStrayErrors(platform: Platform): void {
+	const logger = platform.broker.logger;
+	process.on("uncaughtException", (err, origin) => {
+		try {
+			logger.error(`Uncaught ${origin === "unhandledRejection" ? "rejection" : "exception"}; serving on`, err);
+		} catch {
+			/* a logger that throws must not end the process either */
+		}
+	});
+	process.on("unhandledRejection", reason => {
+		try {
+			logger.error("Unhandled promise rejection; serving on", reason);
+		} catch {
+			/* as above */
+		}
+	});
+}
+
 async function main(): Promise<void> {
 	let config: Config;
 	try {
@@ -104,6 +127,7 @@ async function main(): Promise<void> {
 	const flags = new Set(process.argv.slice(2));
 	const platform = await startPlatform(config, { hot: flags.has("--hot") });
 	exitOnSignals(platform);
+	keepServingOnStrayErrors(platform);
 	if (flags.has("--repl")) await platform.broker.repl();
 }
 

@@ -10,11 +10,12 @@
  * subscribes to the broadcast events that concern devices and pushes them to the streams open
  * on it (services/api/device-stream.ts); the streams end when the process starts draining.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import fs from "node:fs";
+import { Readable } from "node:stream";
 import type { CallingOptions, Context, MetricRegistry, Service, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
-import type { ApiRouteSchema, ApiSettingsSchema } from "moleculer-web";
+import type { ApiRouteSchema, ApiSettingsSchema, CorsOptions } from "moleculer-web";
 import { getConfig, type Config } from "../shared/config";
 import { Errors, toApiError } from "../shared/errors";
 import { newId } from "../shared/ids";
@@ -28,6 +29,7 @@ import { PROMETHEUS_CONTENT_TYPE, prometheusText } from "../shared/metrics";
 import { onDrain } from "../shared/lifecycle";
 import { buildOpenApi, type RouteDoc } from "../shared/openapi";
 import { DOCS_PAGE_CSP, docsPageHtml, swaggerAssetContentType, swaggerAssetPath } from "../shared/docs-page";
+import { assertMultipart, isMultipartParseError, jsonBody, requireObjectBody } from "./api/http-input";
 import {
 	DeviceStreamRegistry,
 	manifestEventData,
@@ -40,6 +42,9 @@ import {
 
 export const API_PREFIX = "/api/v1";
 const RATE_WINDOW_MS = 60_000;
+/** A connection that sends nothing for this long is closed (slow-body and idle clients). */
+const SOCKET_IDLE_MS = 120_000;
+const ALLOWED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 /** The device live stream, under API_PREFIX. */
 export const DEVICE_EVENTS_PATH = "/device/events";
 export const DEVICE_STREAMS_METRIC = "marquee_device_streams_open";
@@ -49,11 +54,13 @@ type GatewayRequest = IncomingMessage & {
 	$ctx: Context<unknown, GatewayMeta>;
 	$action?: { name: string; permission?: unknown };
 	/** The matched alias; a function alias carries its own `permission`. */
-	$alias?: { method?: string; fullPath?: string; permission?: unknown };
+	$alias?: { method?: string; fullPath?: string; permission?: unknown; type?: string };
 	$route?: unknown;
 	parsedUrl?: string;
 	/** Path, query and body params merged by moleculer-web. */
 	$params?: Record<string, unknown>;
+	/** A HEAD request, served by its GET route without a body. */
+	$head?: boolean;
 };
 
 type GatewayMeta = RequestMeta;
@@ -87,6 +94,8 @@ interface GatewaySettings extends ApiSettingsSchema {
 
 interface ApiVars {
 	config: Config;
+	/** moleculer-web's CORS options of every route; undefined = no cross-origin access. */
+	cors?: CorsOptions;
 	kv: KeyValueStore;
 	checks: Record<string, Check>;
 	deviceStreams: DeviceStreamRegistry;
@@ -95,11 +104,15 @@ interface ApiVars {
 	/** moleculer-web's alias and route tables. */
 	aliases: Alias[];
 	routes: unknown[];
+	server: Server;
 	addRoute(route: ApiRouteSchema): unknown;
 	regenerateAutoAliases(route: unknown): void;
 }
 
 interface ApiMethods {
+	answerOptions(req: IncomingMessage, res: ServerResponse): void;
+	/** moleculer-web's own CORS header writer. */
+	writeCorsHeaders(route: { cors: CorsOptions }, req: IncomingMessage, res: ServerResponse, preflight: boolean): void;
 	clientIp(req: IncomingMessage): string;
 	sendJson(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void;
 	routeDocs(): RouteDoc[];
@@ -109,21 +122,37 @@ interface ApiMethods {
 
 type ApiThis = Service<GatewaySettings> & ApiVars & ApiMethods;
 
-/** The API's error body for any error, with the request id; never a stack trace. */
-function writeError(this: ApiThis, req: IncomingMessage, res: ServerResponse, err: unknown): void {
-	const apiError = toApiError(err);
-	const requestId = String(res.getHeader("X-Request-Id") ?? "");
-	if (apiError.code >= 500) this.logger.error("Request failed", req.method, req.url, err);
-	if (res.headersSent) {
-		res.end();
-		return;
+/**
+ * The API's error body for any error, with the request id; never a stack trace. Total: it
+ * answers whatever was thrown, and if even that fails, a bare 500 goes out and the process
+ * serves on.
+ */
+function writeError(this: ApiThis, incoming: IncomingMessage, res: ServerResponse, err: unknown): void {
+	const req = incoming as GatewayRequest;
+	try {
+		const multipart = req.$alias?.type === "multipart" && isMultipartParseError(err);
+		const apiError = toApiError(multipart ? Errors.badRequest("Malformed multipart body") : err);
+		const requestId = String(res.getHeader("X-Request-Id") ?? "");
+		if (apiError.code >= 500) this.logger.error("Request failed", req.method, req.url, err);
+		if (res.headersSent) {
+			res.end();
+			return;
+		}
+		const headers: Record<string, string> = {};
+		const retryAfter = (apiError.data as { retryAfter?: unknown } | undefined)?.retryAfter;
+		if (apiError.code === 429) headers["Retry-After"] = String(typeof retryAfter === "number" ? retryAfter : 60);
+		if (apiError.code === 401) headers["WWW-Authenticate"] = 'Bearer realm="marquee"';
+		const data = apiError.data === undefined ? {} : apiError.data;
+		this.sendJson(res, apiError.code, { error: { ...apiError, data, requestId } }, headers);
+	} catch (failure) {
+		try {
+			this.logger.error("Writing an error answer failed", failure);
+			if (!res.headersSent) res.writeHead(500, { "Content-Type": "application/json; charset=utf-8" });
+			res.end(JSON.stringify({ error: { type: "INTERNAL_ERROR", message: "Internal server error", code: 500, data: {}, requestId: "" } }));
+		} catch {
+			res.destroy();
+		}
 	}
-	const headers: Record<string, string> = {};
-	const retryAfter = (apiError.data as { retryAfter?: unknown } | undefined)?.retryAfter;
-	if (apiError.code === 429) headers["Retry-After"] = String(typeof retryAfter === "number" ? retryAfter : 60);
-	if (apiError.code === 401) headers["WWW-Authenticate"] = 'Bearer realm="marquee"';
-	const data = apiError.data === undefined ? {} : apiError.data;
-	this.sendJson(res, apiError.code, { error: { ...apiError, data, requestId } }, headers);
 }
 
 /** The request headers actions may read (in `ctx.meta.headers`); everything else stays in the gateway. */
@@ -138,26 +167,24 @@ function forwardedHeaders(req: IncomingMessage): Record<string, string> {
 	return headers;
 }
 
-/**
- * strict JSON parsing still lets arrays through, and moleculer-web would merge an array's
- * indexes into the params: a body must be a JSON object.
- */
-function requireObjectBody(req: IncomingMessage & { body?: unknown }, _res: ServerResponse, next: (err?: unknown) => void): void {
-	const body = req.body;
-	if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body))) {
-		next(Errors.validation([{ field: "body", message: "must be a JSON object", type: "object" }]));
-		return;
-	}
-	next();
+/** Upload routes take well-formed multipart/form-data only (busboy would throw on anything else). */
+function requireMultipartForUploads(_ctx: unknown, _route: unknown, req: IncomingMessage): void {
+	if ((req as GatewayRequest).$alias?.type === "multipart") assertMultipart(req);
 }
 
-/** Upload routes take multipart/form-data only (busboy would throw on anything else). */
-function requireMultipartForUploads(_ctx: unknown, _route: unknown, req: IncomingMessage & { $alias?: { type?: string } }): void {
-	if (req.$alias?.type !== "multipart") return;
-	const type = String(req.headers["content-type"] ?? "");
-	if (!/^multipart\/form-data;\s*boundary=/i.test(type)) {
-		throw Errors.unsupportedMediaType("Send the file as multipart/form-data", { accepted: ["multipart/form-data"] });
+/**
+ * HEAD runs the GET route (same permission, same headers) without a body: Node already drops
+ * the body of a HEAD answer, and a streamed object is not read at all.
+ */
+function dropBodyOfHead(_ctx: unknown, _route: unknown, incoming: IncomingMessage, res: ServerResponse, data: unknown): unknown {
+	const req = incoming as GatewayRequest;
+	if (!req.$head) return data;
+	if (data instanceof Readable) {
+		if (!res.hasHeader("Content-Type")) res.setHeader("Content-Type", String(req.$ctx.meta.$responseType ?? "application/octet-stream"));
+		data.destroy();
+		return null;
 	}
+	return data;
 }
 
 function bearerToken(req: IncomingMessage): string | null {
@@ -208,9 +235,10 @@ const ApiService: ServiceSchema<GatewaySettings, ApiMethods, ApiVars> = {
 	},
 
 	actions: {
-		// A retry would replay the whole HTTP exchange on a consumed request: retries belong to
-		// the action calls made inside it.
-		rest: { retryPolicy: { enabled: false } },
+		// A retry would replay the whole HTTP exchange on a consumed request, and a timeout would
+		// cut an upload or a live stream that is still moving: retries and timeouts belong to the
+		// action calls made inside it (and the HTTP server's own idle limits, see started()).
+		rest: { retryPolicy: { enabled: false }, timeout: 0 },
 		// moleculer-web's alias listing would be an unguarded REST route: switched off.
 		listAliases: false
 	},
@@ -253,8 +281,30 @@ const ApiService: ServiceSchema<GatewaySettings, ApiMethods, ApiVars> = {
 			req.headers["x-request-id"] = requestId;
 			delete req.headers["x-correlation-id"];
 			res.setHeader("X-Request-Id", requestId);
+			// OPTIONS never reaches moleculer-web's routing: it would resolve a preflight to the
+			// alias of the method it asks about and run that action when CORS is off.
+			if (req.method === "OPTIONS") {
+				try {
+					return this.answerOptions(req, res);
+				} catch (err) {
+					// A preflight from an origin that is not allowed: 403 in the error shape.
+					return writeError.call(this, req, res, err);
+				}
+			}
+			if (req.method === "HEAD") {
+				// Node already knows to send no body; the GET route answers with its headers.
+				req.method = "GET";
+				(req as GatewayRequest).$head = true;
+			}
 			const original = ApiGateway.methods!.httpHandler as (...args: unknown[]) => Promise<void>;
-			return requestScope.run({ requestId }, () => original.call(this, req, res, next));
+			return requestScope.run({ requestId }, () => original.call(this, req, res, next)).catch(err => writeError.call(this, req, res, err));
+		},
+
+		/** 204 to every OPTIONS; with CORS configured, a preflight from an allowed origin gets its headers. */
+		answerOptions(this: ApiThis, req: IncomingMessage, res: ServerResponse) {
+			if (this.cors && req.headers["access-control-request-method"]) this.writeCorsHeaders({ cors: this.cors }, req, res, true);
+			res.writeHead(204, { Allow: ALLOWED_METHODS.join(", "), "Content-Length": "0" });
+			res.end();
 		},
 
 		clientIp(this: ApiThis, req: IncomingMessage): string {
@@ -422,16 +472,16 @@ const ApiService: ServiceSchema<GatewaySettings, ApiMethods, ApiVars> = {
 		this.kv = sharedKeyValueStore(this.config);
 		this.checks = dependencyChecks(this.config, this.broker);
 		const config = this.config;
-		const cors = config.corsOrigins.length
+		const cors = (this.cors = config.corsOrigins.length
 			? {
 					origin: config.corsOrigins.includes("*") ? "*" : config.corsOrigins,
-					methods: ["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+					methods: ALLOWED_METHODS,
 					allowedHeaders: ["Authorization", "Content-Type", "X-Request-Id", "If-None-Match"],
 					exposedHeaders: ["X-Request-Id", "ETag", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
 					credentials: false,
 					maxAge: 600
 				}
-			: undefined;
+			: undefined);
 
 		const ops = {
 			"GET /health/live": (_req: IncomingMessage, res: ServerResponse) => this.sendJson(res, 200, { status: "ok" }),
@@ -478,10 +528,11 @@ const ApiService: ServiceSchema<GatewaySettings, ApiMethods, ApiVars> = {
 				authentication: true,
 				authorization: true,
 				cors,
-				bodyParsers: { json: { limit: config.maxBodyBytes, strict: true }, urlencoded: false },
-				use: [requireObjectBody],
+				// Our own JSON parser: undecodable bodies answer 400 (see api/http-input.ts).
+				bodyParsers: false,
+				use: [jsonBody(config.maxBodyBytes), requireObjectBody],
 				onBeforeCall: requireMultipartForUploads,
-				callOptions: { timeout: config.requestTimeoutMs },
+				onAfterCall: dropBodyOfHead,
 				logging: true,
 				aliases: {
 					[`GET ${DEVICE_EVENTS_PATH}`]: {
@@ -502,6 +553,11 @@ const ApiService: ServiceSchema<GatewaySettings, ApiMethods, ApiVars> = {
 	},
 
 	started(this: ApiThis) {
+		// Node cuts any request that takes longer than 5 minutes in total, which a large video on
+		// a slow link does. Time it on idleness instead: a socket silent for SOCKET_IDLE_MS closes
+		// (the device stream switches this off for its own socket and sends keep-alives).
+		this.server.requestTimeout = 0;
+		this.server.timeout = SOCKET_IDLE_MS;
 		// Streams never finish on their own: end them as soon as the process starts draining, so
 		// devices reconnect to another replica and shutdown is not held up.
 		this.stopDrainHook = onDrain(() => {

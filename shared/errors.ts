@@ -99,10 +99,23 @@ function fieldErrors(data: unknown): FieldError[] {
 		const field = typeof entry.field === "string" ? entry.field : "";
 		const type = typeof entry.type === "string" ? entry.type : undefined;
 		let message = typeof entry.message === "string" && entry.message ? entry.message : "is invalid";
-		const actual = entry.actual === undefined || entry.actual === null ? "" : String(entry.actual);
-		if (actual !== "" && message.includes(actual)) message = `The '${field}' field is invalid.`;
+		if (echoedValues(entry.actual).some(value => message.includes(value))) message = `The '${field}' field is invalid.`;
 		return { field, message, type };
 	});
+}
+
+const SCALAR = ["string", "number", "boolean", "bigint"];
+
+/**
+ * How a rejected value may appear in a message: a scalar as text, an array as its scalar items
+ * and their comma-joined list. Objects never are, and are never turned into text here (a
+ * client's `{"toString": 1}` would throw).
+ */
+function echoedValues(actual: unknown): string[] {
+	if (SCALAR.includes(typeof actual)) return [String(actual)].filter(Boolean);
+	if (!Array.isArray(actual)) return [];
+	const items = actual.filter(item => SCALAR.includes(typeof item)).map(item => String(item));
+	return [...items, items.join(",")].filter(Boolean);
 }
 
 function isApiErrorType(type: unknown): type is ApiErrorType {
@@ -112,8 +125,17 @@ function isApiErrorType(type: unknown): type is ApiErrorType {
 /**
  * Any thrown value → the API's error body (without requestId, which the gateway adds).
  * Unknown and 5xx errors become a generic message: internals never leak into a response.
+ * Total: whatever was thrown (a hostile object, a throwing getter), it answers.
  */
 export function toApiError(err: unknown): ApiError {
+	try {
+		return mapError(err);
+	} catch {
+		return internal();
+	}
+}
+
+function mapError(err: unknown): ApiError {
 	const e = (err ?? {}) as ErrorLike;
 	const name = typeof e.name === "string" ? e.name : "";
 	const type = typeof e.type === "string" ? e.type : "";

@@ -36,5 +36,7 @@ declare module "moleculer" {
 		summary?: string;
 		/** HTTP status of a successful answer when not 200 (for the OpenAPI document). */
 		successStatus?: number;
+		/** Call timeout in ms (0 = none); read by Moleculer's timeout middleware, missing from its typings. */
+		timeout?: number;
 	}
 }

@@ -7,7 +7,8 @@ import { decide, PERMISSIONS, type Permission } from "../../shared/rbac";
 import { logFormatter } from "../../shared/logging";
 import { validateOpenApi } from "../helpers/openapi-validator";
 import { request, startGateway, type ErrorBody, type TestGateway } from "../helpers/platform";
-import { CALLERS, ProbeService, StubAuthService, tokenOf } from "../helpers/stub-services";
+import zlib from "node:zlib";
+import { CALLERS, ProbeService, probeCalls, StubAuthService, tokenOf } from "../helpers/stub-services";
 
 const V1 = "/api/v1";
 
@@ -116,6 +117,172 @@ describe("gateway", () => {
 			const res = await request(`${gw.url}${V1}/probe/unguarded`, { headers: { Authorization: `Bearer ${tokenOf("owner")}` } });
 			expectError(res, 403, "FORBIDDEN");
 			expect(res.text).not.toContain("leaked");
+		});
+	});
+
+	describe("hostile values never break the error path", () => {
+		const hostile: Array<[string, unknown]> = [
+			["an object with a non-function toString", { toString: 1 }],
+			["an object with a non-function valueOf", { valueOf: {} }],
+			["both", { toString: 1, valueOf: 1 }],
+			["a prototype key", JSON.parse('{"__proto__": {"polluted": 1}}')],
+			["an operator object", { $gt: "" }]
+		];
+
+		it.each(hostile)("%s in a string, a number, a converted number and a nested field → 422, and the gateway serves on", async (_label, value) => {
+			const bodies: Array<[Record<string, unknown>, string]> = [
+				[{ name: value }, "name"],
+				[{ name: "ok", count: value }, "count"],
+				[{ name: "ok", converted: value }, "converted"],
+				[{ name: "ok", nested: { flag: value } }, "nested.flag"]
+			];
+			for (const [body, field] of bodies) {
+				const res = await request(`${gw.url}${V1}/probe/echo`, { method: "POST", json: body });
+				expectError(res, 422, "VALIDATION_ERROR");
+				expect((res.body as ErrorBody).error.data).toEqual([expect.objectContaining({ field })]);
+			}
+			expect((await request(`${gw.url}/health/live`)).status).toBe(200);
+		});
+
+		it("a hostile value in a query parameter → 422", async () => {
+			const res = await request(`${gw.url}${V1}/probe/slow?ms[toString]=1`);
+			expectError(res, 422, "VALIDATION_ERROR");
+		});
+	});
+
+	describe("null is a value only where a field is declared nullable", () => {
+		it("null in an optional field → 422 naming it", async () => {
+			for (const body of [{ name: "x", count: null }, { name: null }, { name: "x", nested: null }, { name: "x", nested: { flag: null } }]) {
+				const res = await request(`${gw.url}${V1}/probe/echo`, { method: "POST", json: body });
+				expectError(res, 422, "VALIDATION_ERROR");
+			}
+		});
+
+		it("null where the field is nullable is accepted", async () => {
+			const res = await request<Record<string, unknown>>(`${gw.url}${V1}/probe/echo`, { method: "POST", json: { name: "x", note: null } });
+			expect(res.status).toBe(200);
+			expect(res.body.note).toBeNull();
+		});
+	});
+
+	describe("bodies that do not decode → 400", () => {
+		it.each(["gzip", "deflate", "br"])("Content-Encoding: %s with a body that is not %s", async encoding => {
+			const res = await request(`${gw.url}${V1}/probe/echo`, {
+				method: "POST",
+				headers: { "Content-Type": "application/json", "Content-Encoding": encoding },
+				body: "not compressed at all"
+			});
+			expectError(res, 400, "BAD_REQUEST");
+		});
+
+		it("a body that does decode is read (gzip, deflate, br)", async () => {
+			const json = Buffer.from(JSON.stringify({ name: "packed" }));
+			for (const [encoding, body] of [["gzip", zlib.gzipSync(json)], ["deflate", zlib.deflateSync(json)], ["br", zlib.brotliCompressSync(json)]] as const) {
+				const res = await request<{ name: string }>(`${gw.url}${V1}/probe/echo`, {
+					method: "POST",
+					headers: { "Content-Type": "application/json", "Content-Encoding": encoding },
+					body
+				});
+				expect(res.status).toBe(200);
+				expect(res.body.name).toBe("packed");
+			}
+		});
+
+		it("an unknown Content-Encoding → 415; a decompression bomb past the limit → 413", async () => {
+			const unknown = await request(`${gw.url}${V1}/probe/echo`, { method: "POST", headers: { "Content-Type": "application/json", "Content-Encoding": "compress" }, body: "{}" });
+			expectError(unknown, 415, "UNSUPPORTED_MEDIA_TYPE");
+			const bomb = zlib.gzipSync(Buffer.from(`{"name":"${"a".repeat(1_000_000)}"}`));
+			const res = await request(`${gw.url}${V1}/probe/echo`, { method: "POST", headers: { "Content-Type": "application/json", "Content-Encoding": "gzip" }, body: bomb });
+			expectError(res, 413, "PAYLOAD_TOO_LARGE");
+		});
+	});
+
+	describe("multipart that cannot be parsed → 400", () => {
+		const part = (boundary: string, body: string) =>
+			`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\nContent-Type: application/octet-stream\r\n\r\n${body}`;
+		const upload = (contentType: string, body: string) =>
+			request(`${gw.url}${V1}/probe/upload`, { method: "POST", headers: { "Content-Type": contentType }, body });
+
+		it("a well-formed upload is read", async () => {
+			const res = await upload("multipart/form-data; boundary=XX", `${part("XX", "hello")}\r\n--XX--\r\n`);
+			expect(res.status).toBe(200);
+			expect(res.body).toEqual({ bytes: 5 });
+		});
+
+		it.each([
+			["truncated", "multipart/form-data; boundary=XX", part("XX", "abc")],
+			["boundary mismatch", "multipart/form-data; boundary=XX", `${part("YY", "abc")}\r\n--YY--\r\n`],
+			["overlong boundary", `multipart/form-data; boundary=${"b".repeat(300)}`, `${part("b".repeat(300), "abc")}\r\n--${"b".repeat(300)}--\r\n`],
+			["no boundary", "multipart/form-data", part("XX", "abc")],
+			["an empty body", "multipart/form-data; boundary=XX", ""]
+		])("%s", async (_label, contentType, body) => {
+			const res = await upload(contentType, body);
+			expectError(res, 400, "BAD_REQUEST");
+		});
+
+		it("not multipart at all → 415", async () => {
+			expectError(await upload("application/json", "{}"), 415, "UNSUPPORTED_MEDIA_TYPE");
+		});
+	});
+
+	describe("OPTIONS never runs an action", () => {
+		it("a preflight from an allowed origin gets the CORS headers, not the action", async () => {
+			const before = probeCalls.touch;
+			const res = await request(`${gw.url}${V1}/probe/touch`, {
+				method: "OPTIONS",
+				headers: { Origin: "https://cms.example.com", "Access-Control-Request-Method": "DELETE" }
+			});
+			expect(res.status).toBe(204);
+			expect(res.headers.get("access-control-allow-methods")).toContain("DELETE");
+			expect(probeCalls.touch).toBe(before);
+		});
+
+		it("with CORS off, a preflight or a plain OPTIONS with a body answers 204 and runs nothing", async () => {
+			const lonely = await startGateway([StubAuthService, ProbeService]);
+			try {
+				const before = probeCalls.touch;
+				const preflight = await request(`${lonely.url}${V1}/probe/touch`, { method: "OPTIONS", headers: { "Access-Control-Request-Method": "DELETE" } });
+				expect(preflight.status).toBe(204);
+				expect(preflight.headers.get("access-control-allow-origin")).toBeNull();
+				expect(preflight.headers.get("allow")).toContain("DELETE");
+				const withBody = await request(`${lonely.url}${V1}/probe/echo`, {
+					method: "OPTIONS",
+					headers: { "Access-Control-Request-Method": "POST", "Content-Type": "application/json" },
+					body: JSON.stringify({ name: "leak" })
+				});
+				expect(withBody.status).toBe(204);
+				expect(withBody.text).toBe("");
+				expect(probeCalls.touch).toBe(before);
+				// The action itself still works with its own method.
+				expect((await request(`${lonely.url}${V1}/probe/touch`, { method: "DELETE" })).status).toBe(200);
+				expect(probeCalls.touch).toBe(before + 1);
+			} finally {
+				await lonely.stop();
+			}
+		});
+	});
+
+	describe("HEAD is the GET route without a body", () => {
+		it("answers with the GET route's status and headers", async () => {
+			const res = await fetch(`${gw.url}${V1}/probe/perm/public`, { method: "HEAD" });
+			expect(res.status).toBe(200);
+			expect(res.headers.get("content-type")).toContain("application/json");
+			expect(await res.text()).toBe("");
+		});
+
+		it("follows the GET route's permission", async () => {
+			expect((await fetch(`${gw.url}${V1}/probe/perm/tenant.read`, { method: "HEAD" })).status).toBe(401);
+		});
+
+		it("does not read a streamed body", async () => {
+			const reads = probeCalls.streamReads;
+			const destroyed = probeCalls.streamDestroyed;
+			const res = await fetch(`${gw.url}${V1}/probe/stream`, { method: "HEAD" });
+			expect(res.status).toBe(200);
+			expect(res.headers.get("content-length")).toBe(String(64 * 16_384));
+			expect(await res.text()).toBe("");
+			expect(probeCalls.streamReads - reads).toBeLessThan(5);
+			expect(probeCalls.streamDestroyed).toBe(destroyed + 1);
 		});
 	});
 

@@ -60,6 +60,24 @@ describe("SIGTERM during a slow request", () => {
 	});
 });
 
+describe("a failure no handler catches", () => {
+	it("is logged and the process serves on", async () => {
+		const proc = await spawnPlatform(TSX, [FIXTURE], { DATA_DIR: tempDir() });
+		try {
+			await waitFor200(`${proc.url}/health/ready`, 15_000, proc);
+			expect((await fetch(`${proc.url}/api/v1/probe/stray`)).status).toBe(200);
+			await new Promise(resolve => setTimeout(resolve, 200));
+			expect(proc.child.exitCode).toBeNull();
+			expect((await fetch(`${proc.url}/health/live`)).status).toBe(200);
+			expect(proc.output()).toMatch(/Uncaught exception; serving on/);
+			expect(proc.output()).toMatch(/stray exception from a timer/);
+			expect(proc.output()).toMatch(/Unhandled promise rejection; serving on/);
+		} finally {
+			killGroup(proc);
+		}
+	});
+});
+
 describe("embedded data", () => {
 	it("survives a restart of the platform", async () => {
 		const env = { DATA_DIR: tempDir() };

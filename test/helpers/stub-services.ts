@@ -3,8 +3,10 @@
  * a stand-in keyed by fixed tokens until the auth service exists; it exercises the gateway's
  * authentication hook, not authentication itself.
  */
+import { Readable } from "node:stream";
 import type { Context, ServiceSchema } from "moleculer";
 import { Errors } from "../../shared/errors";
+import { multipartRest } from "../../shared/request";
 import { PERMISSIONS, type Permission, type Principal, type Role } from "../../shared/rbac";
 
 export const TENANT = "tenant-1";
@@ -39,6 +41,9 @@ export const StubAuthService: ServiceSchema = {
 	}
 };
 
+/** How often each probe action with side effects ran (OPTIONS must never run one). */
+export const probeCalls = { touch: 0, streamReads: 0, streamDestroyed: 0 };
+
 /** One route per permission of the RBAC table, plus routes that exercise validation and timing. */
 export const ProbeService: ServiceSchema = {
 	name: "probe",
@@ -58,8 +63,60 @@ export const ProbeService: ServiceSchema = {
 		echo: {
 			rest: "POST /probe/echo",
 			permission: "public",
-			params: { name: { type: "string", min: 1, max: 50 }, count: { type: "number", integer: true, optional: true } },
+			params: {
+				name: { type: "string", min: 1, max: 50 },
+				count: { type: "number", integer: true, optional: true },
+				converted: { type: "number", convert: true, optional: true },
+				note: { type: "string", optional: true, nullable: true },
+				nested: { type: "object", optional: true, props: { flag: { type: "boolean", optional: true } } }
+			},
 			handler: (ctx: Context<{ name: string; count?: number }>) => ctx.params
+		},
+		stray: {
+			rest: "GET /probe/stray",
+			permission: "public",
+			handler() {
+				// Failures no handler catches: a throw in a timer and a rejection nobody awaits.
+				setImmediate(() => {
+					throw new Error("stray exception from a timer");
+				});
+				void Promise.reject(new Error("stray rejection nobody awaits"));
+				return { ok: true };
+			}
+		},
+		touch: {
+			rest: "DELETE /probe/touch",
+			permission: "public",
+			handler: () => ({ touched: ++probeCalls.touch })
+		},
+		stream: {
+			rest: "GET /probe/stream",
+			permission: "public",
+			handler(ctx: Context<unknown, { $responseType?: string; $responseHeaders?: Record<string, string> }>) {
+				let sent = 0;
+				const body = new Readable({
+					read() {
+						probeCalls.streamReads += 1;
+						this.push(sent++ < 64 ? Buffer.alloc(16_384, 1) : null);
+					},
+					destroy(err, done) {
+						probeCalls.streamDestroyed += 1;
+						done(err);
+					}
+				});
+				ctx.meta.$responseType = "application/octet-stream";
+				ctx.meta.$responseHeaders = { "Content-Length": String(64 * 16_384) };
+				return body;
+			}
+		},
+		upload: {
+			rest: multipartRest("/probe/upload", { files: 1, fields: 5 }),
+			permission: "public",
+			async handler(ctx: Context<unknown>) {
+				let bytes = 0;
+				for await (const chunk of ctx.stream as unknown as AsyncIterable<Buffer>) bytes += chunk.length;
+				return { bytes };
+			}
 		},
 		fail: {
 			rest: "GET /probe/fail",

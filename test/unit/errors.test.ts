@@ -150,6 +150,27 @@ describe("toApiError: Moleculer parameter validation → 422 with the failing fi
 			{ field: "", message: "is invalid", type: undefined }
 		]);
 	});
+
+	it("never throws on rejected values that cannot be turned into text", () => {
+		const hostile = [{ toString: 1 }, { valueOf: {} }, { toString: 1, valueOf: 1 }, Object.create(null), [{ toString: 1 }], Symbol("s")];
+		for (const actual of hostile) {
+			const err = new MoleculerErrors.ValidationError("bad", "VALIDATION_ERROR", [{ field: "email", message: "The 'email' field must be a string.", type: "string", actual }]);
+			expect(toApiError(err)).toEqual({
+				type: "VALIDATION_ERROR",
+				message: "Validation failed",
+				code: 422,
+				data: [{ field: "email", message: "The 'email' field must be a string.", type: "string" }]
+			});
+		}
+	});
+});
+
+describe("toApiError is total", () => {
+	it("answers 500 for anything, even a thrown value whose properties throw", () => {
+		const trap = new Proxy({}, { get: () => { throw new Error("trap"); } });
+		const values: unknown[] = [trap, undefined, null, 0, "text", Symbol("s"), { code: { toString: 1 } }, Object.create(null)];
+		for (const value of values) expect(toApiError(value)).toEqual({ type: "INTERNAL_ERROR", message: "Internal server error", code: 500 });
+	});
 });
 
 describe("toApiError: body-parser failures (the real errors it produces)", () => {

@@ -1,0 +1,67 @@
+/**
+ * What the gateway accepts as a request body, before any action sees it. Every refusal is an
+ * AppError, so it answers in the API's error shape with its own 4xx: a body that cannot be
+ * decoded (broken gzip, deflate or br, invalid JSON), one that is too large, one in a charset or
+ * encoding we do not read, a JSON body that is not an object, and multipart that cannot be parsed.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import bodyParser from "body-parser";
+import { AppError, Errors } from "../../shared/errors";
+
+type Next = (err?: unknown) => void;
+type Middleware = (req: IncomingMessage, res: ServerResponse, next: Next) => void;
+
+/** body-parser's failure → its 4xx; body-parser marks its own with `status` (400, 413, 415). */
+export function bodyError(err: unknown): AppError {
+	const status = (err as { status?: unknown } | null)?.status;
+	const type = (err as { type?: unknown } | null)?.type;
+	if (status === 413 || type === "entity.too.large") return Errors.payloadTooLarge();
+	if (status === 415) return Errors.unsupportedMediaType("Unsupported body encoding or charset", { accepted: ["identity", "gzip", "deflate", "br"] });
+	if (type === "entity.parse.failed") return Errors.badRequest("Malformed JSON body");
+	if (type === "request.aborted") return Errors.badRequest("Request aborted");
+	// Anything else while reading is a body that did not decode (zlib and brotli errors, bad lengths).
+	return Errors.badRequest("The request body could not be decoded");
+}
+
+/**
+ * JSON bodies (strict: objects and arrays only), decompressed when the client says so, limited
+ * to `limit` bytes after decompression. moleculer-web's own parser option would turn a decoding
+ * failure into an untyped error (a 500); this one answers 400.
+ */
+export function jsonBody(limit: number): Middleware {
+	const parse = bodyParser.json({ limit, strict: true });
+	return (req, res, next) => parse(req, res, err => next(err ? bodyError(err) : undefined));
+}
+
+/**
+ * strict JSON parsing still lets arrays through, and moleculer-web would merge an array's
+ * indexes into the params: a body must be a JSON object.
+ */
+export function requireObjectBody(req: IncomingMessage & { body?: unknown }, _res: ServerResponse, next: Next): void {
+	const body = req.body;
+	if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body))) {
+		next(Errors.validation([{ field: "body", message: "must be a JSON object", type: "object" }]));
+		return;
+	}
+	next();
+}
+
+/** RFC 2046: a boundary is 1–70 characters of this set (busboy throws on longer ones). */
+const MULTIPART_TYPE = /^multipart\/form-data\s*;(?:.*;)?\s*boundary=(?:"([0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?])"|([0-9A-Za-z'()+_\-./:=?]{1,70}))\s*(?:;.*)?$/i;
+
+/** Upload routes take multipart/form-data with a usable boundary, nothing else. */
+export function assertMultipart(req: IncomingMessage): void {
+	const type = String(req.headers["content-type"] ?? "");
+	if (!/^multipart\/form-data\b/i.test(type)) {
+		throw Errors.unsupportedMediaType("Send the file as multipart/form-data", { accepted: ["multipart/form-data"] });
+	}
+	if (!MULTIPART_TYPE.test(type)) throw Errors.badRequest("Malformed multipart body: missing or invalid boundary");
+}
+
+/** busboy's parse failures (truncated body, boundary not found, part ended early) are the client's. */
+const MULTIPART_PARSE_ERROR = /multipart|boundary|part header|terminated early/i;
+
+export function isMultipartParseError(err: unknown): boolean {
+	if (err instanceof AppError || !(err instanceof Error)) return false;
+	return MULTIPART_PARSE_ERROR.test(err.message);
+}

@@ -1,0 +1,111 @@
+/**
+ * The broker's parameter validator: fastest-validator with two rules it does not keep itself.
+ *
+ * 1. `null` is a value only where a rule says `nullable: true`. fastest-validator lets `null`
+ *    through every `optional: true` field, so `PATCH /schedules/:id {"playlistId": null}` was
+ *    stored; here optional means "may be absent", never "may be null".
+ * 2. It never throws. fastest-validator converts values with `Number()`/`String()` (rules with
+ *    `convert`, `equal`, dates), which throws on client objects such as `{"toString": 1}`; an
+ *    object or array where a scalar belongs is refused before it gets there, and anything the
+ *    checker still throws becomes a validation failure instead of a 500.
+ *
+ * Failures keep fastest-validator's shape (`{type, field, message}`), so `toApiError` turns them
+ * into the 422's field list like any other.
+ */
+import { Errors as MoleculerErrors, Validators } from "moleculer";
+
+interface Failure {
+	type: string;
+	field: string;
+	message: string;
+}
+
+type Rule = Record<string, unknown> & { type?: unknown };
+type Check = ((params: unknown, opts?: unknown) => true | Failure[] | Promise<true | Failure[]>) & { async?: boolean };
+
+/** Rule types whose value is one scalar (a string, number, boolean or date), never an object. */
+const SCALAR_TYPES = new Set(["string", "number", "boolean", "date", "email", "enum", "equal", "uuid", "url", "currency", "luhn", "mac", "objectID"]);
+
+/** A rule in object form; the string shorthand ("string|optional") is read into one. */
+function ruleOf(raw: unknown): Rule | null {
+	if (typeof raw === "string") {
+		const [type, ...flags] = raw.split("|").map(s => s.trim());
+		const rule: Rule = { type };
+		for (const flag of flags) {
+			const [name, value] = flag.split(":");
+			rule[name] = value === undefined ? true : value === "true" ? true : value === "false" ? false : value;
+		}
+		return rule;
+	}
+	if (raw && typeof raw === "object" && !Array.isArray(raw)) return raw as Rule;
+	// An array of alternatives ("multi" rule): left to fastest-validator.
+	return null;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+	return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** The failures of rule 1 and of objects where scalars belong, in fastest-validator's shape. */
+export function preCheck(schema: Record<string, unknown>, params: unknown, prefix = ""): Failure[] {
+	if (!isPlainObject(params)) return [];
+	const failures: Failure[] = [];
+	for (const [name, raw] of Object.entries(schema)) {
+		if (name.startsWith("$$") || !Object.hasOwn(params, name)) continue;
+		const rule = ruleOf(raw);
+		if (!rule) continue;
+		failures.push(...checkValue(rule, params[name], prefix ? `${prefix}.${name}` : name));
+	}
+	return failures;
+}
+
+function checkValue(rule: Rule, value: unknown, field: string): Failure[] {
+	if (value === null) {
+		if (rule.nullable === true || rule.type === "any") return [];
+		return [{ type: "required", field, message: `The '${field}' field must not be null.` }];
+	}
+	if (value === undefined) return [];
+	const type = typeof rule.type === "string" ? rule.type : "";
+	if (SCALAR_TYPES.has(type) && typeof value === "object" && !(value instanceof Date)) {
+		return [{ type, field, message: `The '${field}' field must be a ${type === "enum" || type === "equal" ? "single value" : type}.` }];
+	}
+	if (type === "object" && isPlainObject(value) && isPlainObject(rule.props)) {
+		return preCheck(rule.props, value, field);
+	}
+	if (type === "array" && Array.isArray(value) && rule.items !== undefined) {
+		const items = ruleOf(rule.items);
+		if (!items) return [];
+		return value.flatMap((item, i) => checkValue(items, item, `${field}[${i}]`));
+	}
+	return [];
+}
+
+const UNREADABLE: Failure[] = [{ type: "invalid", field: "", message: "The request's parameters could not be read." }];
+
+/** Wraps a compiled checker with the pre-check and makes it total. */
+export function guardedCheck(schema: Record<string, unknown>, check: Check): Check {
+	const guarded: Check = (params, opts) => {
+		const failures = preCheck(schema, params);
+		if (failures.length) return check.async ? Promise.resolve(failures) : failures;
+		try {
+			const result = check(params, opts);
+			return result instanceof Promise ? result.catch(() => UNREADABLE) : result;
+		} catch {
+			return check.async ? Promise.resolve(UNREADABLE) : UNREADABLE;
+		}
+	};
+	guarded.async = check.async;
+	return guarded;
+}
+
+export class SafeValidator extends Validators.Fastest {
+	override compile(schema: Record<string, unknown>) {
+		return guardedCheck(schema, super.compile(schema) as unknown as Check) as unknown as ReturnType<Validators.Fastest["compile"]>;
+	}
+
+	override validate(params: Record<string, unknown>, schema: Record<string, unknown>): boolean {
+		const result = this.compile(schema)(params) as unknown;
+		if (result !== true) throw new MoleculerErrors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", result as Failure[]);
+		return true;
+	}
+}
