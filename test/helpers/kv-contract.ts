@@ -1,32 +1,70 @@
 /**
  * The contract every KeyValueStore (shared/kv.ts) keeps, run against each implementation:
- * test/unit/kv.test.ts (memory) and test/integration/kv.redis.test.ts (Redis).
+ * test/unit/kv.test.ts (memory, on a controllable clock) and test/integration/kv.redis.test.ts
+ * (Redis, whose TTLs run on the server's own clock, so on real time).
  *
- *   describeKeyValueContract("MemoryKeyValueStore", async () => new MemoryKeyValueStore());
+ *   describeKeyValueContract("MemoryKeyValueStore", async () => {
+ *       let now = 0;
+ *       return { store: new MemoryKeyValueStore(() => now), advance: async ms => void (now += ms), exactClock: true };
+ *   });
  *
- * `makeStore` is called before each test (a fresh store, or one with a fresh key prefix) and the
- * store is closed after it. Expiry is checked by really waiting (TTLs of 60–100 ms).
+ * `makeBackend` is called before each test (a fresh store, or one with a fresh key prefix) and
+ * the store is closed after it. Time passes only through the backend's `advance(ms)`: a fake
+ * clock moves by exactly `ms`; real time waits at least `ms`.
+ *
+ * No case depends on how fast the machine is. On real time a busy machine only ever lets MORE
+ * time pass than asked, so:
+ *   - "still there" is only checked on keys whose ttl is LONG (a minute), far beyond any stall;
+ *   - "gone" is only checked on keys whose ttl is SHORT, after advancing WELL_PAST it (3×);
+ *   - a remaining ttl is checked exactly on a fake clock, and on real time as "at most what is
+ *     expected (give or take timer rounding), and nowhere near running out".
  */
 import type { KeyValueStore } from "../../shared/kv";
 
-export interface KeyValueContractOptions {
-	/** How far a reported TTL may lag behind the requested one (clock granularity, round trips). */
-	ttlSlackMs?: number;
+export interface KeyValueBackend {
+	store: KeyValueStore;
+	/** Lets `ms` pass for the store: a fake clock moves by exactly `ms`; real time waits at least `ms`. */
+	advance(ms: number): Promise<void>;
+	/** True when `advance` moves the store's own clock exactly (a fake clock): remaining ttls are checked to the millisecond. */
+	exactClock: boolean;
 }
 
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+/** A ttl no stall of a loaded machine comes near: keys expected to still be there carry it. */
+export const LONG_TTL_MS = 60_000;
+/** A ttl that is certainly over once WELL_PAST_MS has passed. */
+export const SHORT_TTL_MS = 100;
+/** How long the contract lets pass before it checks that a SHORT_TTL_MS key is gone. */
+export const WELL_PAST_MS = 3 * SHORT_TTL_MS;
+/** Real time only: how much a remaining ttl may exceed the expected one (timer and clock rounding between this process and the store). */
+const ROUNDING_MS = 20;
 
-export function describeKeyValueContract(
-	name: string,
-	makeStore: () => Promise<KeyValueStore>,
-	options: KeyValueContractOptions = {}
-): void {
-	const slack = options.ttlSlackMs ?? 40;
+/** Real time for stores that keep their own clock (Redis): resolves once at least `ms` have passed. */
+export async function waitAtLeast(ms: number): Promise<void> {
+	const end = performance.now() + ms;
+	for (let left = ms; left > 0; left = end - performance.now()) {
+		await new Promise(resolve => setTimeout(resolve, Math.ceil(left)));
+	}
+}
 
+export function describeKeyValueContract(name: string, makeBackend: () => Promise<KeyValueBackend>): void {
 	describe(`${name} keeps the key/value contract`, () => {
+		let backend: KeyValueBackend;
 		let kv: KeyValueStore;
+		const advance = (ms: number) => backend.advance(ms);
+
+		/** A remaining ttl: exactly `expected` on a fake clock; on real time at most that and far from running out. */
+		function expectRemaining(actual: number | undefined, expected: number): void {
+			if (backend.exactClock) {
+				expect(actual).toBe(expected);
+				return;
+			}
+			expect(actual).toBeLessThanOrEqual(expected + ROUNDING_MS);
+			expect(actual).toBeGreaterThan(expected - LONG_TTL_MS / 2);
+		}
+
 		beforeEach(async () => {
-			kv = await makeStore();
+			backend = await makeBackend();
+			kv = backend.store;
 		});
 		afterEach(async () => {
 			await kv.close();
@@ -69,58 +107,62 @@ export function describeKeyValueContract(
 		});
 
 		describe("ttl", () => {
-			it("a key set with a ttl expires", async () => {
-				await kv.set("short", "v", 80);
-				await expect(kv.get("short")).resolves.toBe("v");
-				await sleep(150);
+			it("a key expires once its ttl (in milliseconds) has passed; one with a longer ttl is still there", async () => {
+				await kv.set("short", "v", SHORT_TTL_MS);
+				await kv.set("long", "v", LONG_TTL_MS);
+				await advance(WELL_PAST_MS);
 				await expect(kv.get("short")).resolves.toBeNull();
-			});
-
-			it("a key set without a ttl stays", async () => {
-				await kv.set("long", "v");
-				await sleep(120);
 				await expect(kv.get("long")).resolves.toBe("v");
 			});
 
+			it("a key set without a ttl stays", async () => {
+				await kv.set("forever", "v");
+				await advance(WELL_PAST_MS);
+				await expect(kv.get("forever")).resolves.toBe("v");
+			});
+
 			it("setting again without a ttl makes the key permanent; with one, restarts it", async () => {
-				await kv.set("a", "1", 80);
-				await kv.set("a", "2");
-				await kv.set("b", "1", 80);
-				await sleep(50);
-				await kv.set("b", "2", 100);
-				await sleep(60); // 110 ms after the first set of b, 60 ms after the second
-				await expect(kv.get("a")).resolves.toBe("2");
-				await expect(kv.get("b")).resolves.toBe("2");
-				await sleep(100);
-				await expect(kv.get("b")).resolves.toBeNull();
+				await kv.set("permanent", "1", SHORT_TTL_MS);
+				await kv.set("permanent", "2");
+				await kv.set("lengthened", "1", SHORT_TTL_MS);
+				await kv.set("lengthened", "2", LONG_TTL_MS);
+				await kv.set("shortened", "1", LONG_TTL_MS);
+				await kv.set("shortened", "2", SHORT_TTL_MS);
+				await advance(WELL_PAST_MS);
+				await expect(kv.get("permanent")).resolves.toBe("2");
+				await expect(kv.get("lengthened")).resolves.toBe("2");
+				await expect(kv.get("shortened")).resolves.toBeNull();
 			});
 		});
 
 		describe("setIfAbsent", () => {
 			it("sets only when absent", async () => {
-				await expect(kv.setIfAbsent("once", "first", 10_000)).resolves.toBe(true);
-				await expect(kv.setIfAbsent("once", "second", 10_000)).resolves.toBe(false);
+				await expect(kv.setIfAbsent("once", "first", LONG_TTL_MS)).resolves.toBe(true);
+				await expect(kv.setIfAbsent("once", "second", LONG_TTL_MS)).resolves.toBe(false);
 				await expect(kv.get("once")).resolves.toBe("first");
 			});
 
 			it("counts a key set by set() as present, and a deleted one as absent", async () => {
 				await kv.set("k", "v");
-				await expect(kv.setIfAbsent("k", "w", 10_000)).resolves.toBe(false);
+				await expect(kv.setIfAbsent("k", "w", LONG_TTL_MS)).resolves.toBe(false);
 				await kv.del("k");
-				await expect(kv.setIfAbsent("k", "w", 10_000)).resolves.toBe(true);
+				await expect(kv.setIfAbsent("k", "w", LONG_TTL_MS)).resolves.toBe(true);
 				await expect(kv.get("k")).resolves.toBe("w");
 			});
 
 			it("the value expires after its ttl, and the key can be set again", async () => {
-				await expect(kv.setIfAbsent("ttl", "first", 80)).resolves.toBe(true);
-				await sleep(150);
+				await expect(kv.setIfAbsent("ttl", "first", SHORT_TTL_MS)).resolves.toBe(true);
+				await expect(kv.setIfAbsent("held", "first", LONG_TTL_MS)).resolves.toBe(true);
+				await advance(WELL_PAST_MS);
 				await expect(kv.get("ttl")).resolves.toBeNull();
-				await expect(kv.setIfAbsent("ttl", "second", 10_000)).resolves.toBe(true);
+				await expect(kv.setIfAbsent("ttl", "second", LONG_TTL_MS)).resolves.toBe(true);
 				await expect(kv.get("ttl")).resolves.toBe("second");
+				await expect(kv.setIfAbsent("held", "second", LONG_TTL_MS)).resolves.toBe(false);
+				await expect(kv.get("held")).resolves.toBe("first");
 			});
 
 			it("exactly one of many concurrent callers wins", async () => {
-				const results = await Promise.all(Array.from({ length: 25 }, (_, i) => kv.setIfAbsent("race", `c${i}`, 10_000)));
+				const results = await Promise.all(Array.from({ length: 25 }, (_, i) => kv.setIfAbsent("race", `c${i}`, LONG_TTL_MS)));
 				expect(results.filter(Boolean)).toHaveLength(1);
 				await expect(kv.get("race")).resolves.toBe(`c${results.indexOf(true)}`);
 			});
@@ -129,16 +171,18 @@ export function describeKeyValueContract(
 		describe("swap", () => {
 			it("sets and answers the previous value; concurrent swaps see each value once", async () => {
 				await expect(kv.swap("state", "online")).resolves.toBeNull();
-				await expect(kv.swap("state", "offline", 5000)).resolves.toBe("online");
+				await expect(kv.swap("state", "offline", LONG_TTL_MS)).resolves.toBe("online");
 				await expect(kv.get("state")).resolves.toBe("offline");
 				const previous = await Promise.all(["a", "b", "c", "d"].map(v => kv.swap("race", v)));
 				expect(previous.filter(v => v === null)).toHaveLength(1);
 			});
 
 			it("applies the ttl it is given", async () => {
-				await kv.swap("brief", "x", 60);
-				await sleep(100);
+				await kv.swap("brief", "x", SHORT_TTL_MS);
+				await kv.swap("kept", "x", LONG_TTL_MS);
+				await advance(WELL_PAST_MS);
 				await expect(kv.get("brief")).resolves.toBeNull();
+				await expect(kv.get("kept")).resolves.toBe("x");
 			});
 		});
 
@@ -150,73 +194,80 @@ export function describeKeyValueContract(
 				await kv.set("seen", "1500");
 				await expect(kv.swapIfStale("status", "offline", "seen", 1000)).resolves.toEqual({ swapped: false, previous: null });
 				await expect(kv.get("status")).resolves.toBe("online");
-				await expect(kv.swapIfStale("status", "offline", "seen", 2000, 5000)).resolves.toEqual({ swapped: true, previous: "online" });
+				await expect(kv.swapIfStale("status", "offline", "seen", 2000, LONG_TTL_MS)).resolves.toEqual({ swapped: true, previous: "online" });
 				await expect(kv.get("status")).resolves.toBe("offline");
 				await expect(kv.swapIfStale("fresh-key", "x", "seen", 2000)).resolves.toEqual({ swapped: true, previous: null });
+			});
+
+			it("applies the ttl it is given", async () => {
+				await kv.swapIfStale("brief", "x", "seen", 1000, SHORT_TTL_MS);
+				await kv.swapIfStale("kept", "x", "seen", 1000, LONG_TTL_MS);
+				await advance(WELL_PAST_MS);
+				await expect(kv.get("brief")).resolves.toBeNull();
+				await expect(kv.get("kept")).resolves.toBe("x");
 			});
 		});
 
 		describe("peek", () => {
 			it("reads a counter and its window without counting; null when absent", async () => {
 				await expect(kv.peek("p")).resolves.toBeNull();
-				await kv.incr("p", 1000);
-				await kv.incr("p", 1000);
+				await kv.incr("p", LONG_TTL_MS);
+				await kv.incr("p", LONG_TTL_MS);
 				const seen = await kv.peek("p");
 				expect(seen?.count).toBe(2);
-				expect(seen?.ttlMs).toBeGreaterThan(1000 - slack - 50);
-				expect(seen?.ttlMs).toBeLessThanOrEqual(1000);
-				expect((await kv.peek("p"))?.count).toBe(2);
-				expect((await kv.incr("p", 1000)).count).toBe(3);
+				expectRemaining(seen?.ttlMs, LONG_TTL_MS);
+				await advance(WELL_PAST_MS);
+				const later = await kv.peek("p");
+				expect(later?.count).toBe(2);
+				expectRemaining(later?.ttlMs, LONG_TTL_MS - WELL_PAST_MS);
+				expect((await kv.incr("p", LONG_TTL_MS)).count).toBe(3);
 			});
 
 			it("forgets a counter once its window has passed", async () => {
-				await kv.incr("p2", 60);
-				await sleep(100);
+				await kv.incr("p2", SHORT_TTL_MS);
+				await advance(WELL_PAST_MS);
 				await expect(kv.peek("p2")).resolves.toBeNull();
 			});
 		});
 
 		describe("incr (fixed windows)", () => {
 			it("counts up; the first increment starts the window", async () => {
-				const first = await kv.incr("hits", 10_000);
+				const first = await kv.incr("hits", LONG_TTL_MS);
 				expect(first.count).toBe(1);
-				expect(first.ttlMs).toBeLessThanOrEqual(10_000);
-				expect(first.ttlMs).toBeGreaterThan(10_000 - slack);
-				const second = await kv.incr("hits", 10_000);
-				const third = await kv.incr("hits", 10_000);
+				expectRemaining(first.ttlMs, LONG_TTL_MS);
+				const second = await kv.incr("hits", LONG_TTL_MS);
+				const third = await kv.incr("hits", LONG_TTL_MS);
 				expect([second.count, third.count]).toEqual([2, 3]);
 				expect(third.ttlMs).toBeLessThanOrEqual(first.ttlMs);
-				expect(third.ttlMs).toBeGreaterThan(10_000 - slack);
+				expectRemaining(third.ttlMs, LONG_TTL_MS);
 			});
 
 			it("later increments do not extend the window", async () => {
-				await kv.incr("fixed", 200);
-				await sleep(100);
-				const later = await kv.incr("fixed", 200);
+				await kv.incr("fixed", LONG_TTL_MS);
+				await advance(WELL_PAST_MS);
+				const later = await kv.incr("fixed", LONG_TTL_MS);
 				expect(later.count).toBe(2);
-				expect(later.ttlMs).toBeLessThanOrEqual(100);
-				expect(later.ttlMs).toBeGreaterThan(0);
+				expectRemaining(later.ttlMs, LONG_TTL_MS - WELL_PAST_MS);
 			});
 
 			it("starts a new window after expiry", async () => {
-				await kv.incr("win", 80);
-				await kv.incr("win", 80);
-				await sleep(150);
-				const fresh = await kv.incr("win", 5_000);
+				await kv.incr("win", SHORT_TTL_MS);
+				await kv.incr("win", SHORT_TTL_MS);
+				await advance(WELL_PAST_MS);
+				const fresh = await kv.incr("win", LONG_TTL_MS);
 				expect(fresh.count).toBe(1);
-				expect(fresh.ttlMs).toBeGreaterThan(5_000 - slack);
-				expect(fresh.ttlMs).toBeLessThanOrEqual(5_000);
+				expectRemaining(fresh.ttlMs, LONG_TTL_MS);
 			});
 
 			it("counters are independent per key", async () => {
-				await kv.incr("a", 10_000);
-				await kv.incr("a", 10_000);
-				expect((await kv.incr("b", 10_000)).count).toBe(1);
-				expect((await kv.incr("a", 10_000)).count).toBe(3);
+				await kv.incr("a", LONG_TTL_MS);
+				await kv.incr("a", LONG_TTL_MS);
+				expect((await kv.incr("b", LONG_TTL_MS)).count).toBe(1);
+				expect((await kv.incr("a", LONG_TTL_MS)).count).toBe(3);
 			});
 
 			it("concurrent increments are never lost", async () => {
-				const results = await Promise.all(Array.from({ length: 50 }, () => kv.incr("burst", 10_000)));
+				const results = await Promise.all(Array.from({ length: 50 }, () => kv.incr("burst", LONG_TTL_MS)));
 				expect(results.map(r => r.count).sort((x, y) => x - y)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
 				await expect(kv.get("burst")).resolves.toBe("50");
 			});
@@ -224,51 +275,51 @@ export function describeKeyValueContract(
 
 		describe("locks", () => {
 			it("the owner takes and re-takes it; anyone else is refused", async () => {
-				await expect(kv.acquireLock("lock", "node-a", 10_000)).resolves.toBe(true);
-				await expect(kv.acquireLock("lock", "node-a", 10_000)).resolves.toBe(true);
-				await expect(kv.acquireLock("lock", "node-b", 10_000)).resolves.toBe(false);
+				await expect(kv.acquireLock("lock", "node-a", LONG_TTL_MS)).resolves.toBe(true);
+				await expect(kv.acquireLock("lock", "node-a", LONG_TTL_MS)).resolves.toBe(true);
+				await expect(kv.acquireLock("lock", "node-b", LONG_TTL_MS)).resolves.toBe(false);
 			});
 
 			it("re-taking extends it", async () => {
-				await expect(kv.acquireLock("ext", "node-a", 100)).resolves.toBe(true);
-				await sleep(60);
-				await expect(kv.acquireLock("ext", "node-a", 100)).resolves.toBe(true);
-				await sleep(70); // past the first ttl, within the extended one
-				await expect(kv.acquireLock("ext", "node-b", 100)).resolves.toBe(false);
+				await expect(kv.acquireLock("ext", "node-a", SHORT_TTL_MS)).resolves.toBe(true);
+				await expect(kv.acquireLock("ext", "node-a", LONG_TTL_MS)).resolves.toBe(true);
+				await advance(WELL_PAST_MS); // past the first ttl, well within the extended one
+				await expect(kv.acquireLock("ext", "node-b", LONG_TTL_MS)).resolves.toBe(false);
 			});
 
 			it("only the owner can release it", async () => {
-				await kv.acquireLock("rel", "node-a", 10_000);
+				await kv.acquireLock("rel", "node-a", LONG_TTL_MS);
 				await kv.releaseLock("rel", "node-b");
-				await expect(kv.acquireLock("rel", "node-b", 10_000)).resolves.toBe(false);
+				await expect(kv.acquireLock("rel", "node-b", LONG_TTL_MS)).resolves.toBe(false);
 				await kv.releaseLock("rel", "node-a");
-				await expect(kv.acquireLock("rel", "node-b", 10_000)).resolves.toBe(true);
-				await expect(kv.acquireLock("rel", "node-a", 10_000)).resolves.toBe(false);
+				await expect(kv.acquireLock("rel", "node-b", LONG_TTL_MS)).resolves.toBe(true);
+				await expect(kv.acquireLock("rel", "node-a", LONG_TTL_MS)).resolves.toBe(false);
 			});
 
 			it("releasing a lock nobody holds is harmless", async () => {
 				await expect(kv.releaseLock("nobody", "node-a")).resolves.toBeUndefined();
-				await expect(kv.acquireLock("nobody", "node-a", 10_000)).resolves.toBe(true);
+				await expect(kv.acquireLock("nobody", "node-a", LONG_TTL_MS)).resolves.toBe(true);
 			});
 
 			it("expiry frees it for another owner", async () => {
-				await expect(kv.acquireLock("exp", "node-a", 80)).resolves.toBe(true);
-				await expect(kv.acquireLock("exp", "node-b", 80)).resolves.toBe(false);
-				await sleep(150);
-				await expect(kv.acquireLock("exp", "node-b", 10_000)).resolves.toBe(true);
-				await expect(kv.acquireLock("exp", "node-a", 10_000)).resolves.toBe(false);
+				await expect(kv.acquireLock("exp", "node-a", SHORT_TTL_MS)).resolves.toBe(true);
+				await expect(kv.acquireLock("held", "node-a", LONG_TTL_MS)).resolves.toBe(true);
+				await advance(WELL_PAST_MS);
+				await expect(kv.acquireLock("exp", "node-b", LONG_TTL_MS)).resolves.toBe(true);
+				await expect(kv.acquireLock("exp", "node-a", LONG_TTL_MS)).resolves.toBe(false);
+				await expect(kv.acquireLock("held", "node-b", LONG_TTL_MS)).resolves.toBe(false);
 			});
 
 			it("a stale owner's release after expiry does not free the new owner's lock", async () => {
-				await kv.acquireLock("stale", "node-a", 80);
-				await sleep(150);
-				await kv.acquireLock("stale", "node-b", 10_000);
+				await kv.acquireLock("stale", "node-a", SHORT_TTL_MS);
+				await advance(WELL_PAST_MS);
+				await kv.acquireLock("stale", "node-b", LONG_TTL_MS);
 				await kv.releaseLock("stale", "node-a");
-				await expect(kv.acquireLock("stale", "node-c", 10_000)).resolves.toBe(false);
+				await expect(kv.acquireLock("stale", "node-c", LONG_TTL_MS)).resolves.toBe(false);
 			});
 
 			it("exactly one of many concurrent owners wins", async () => {
-				const results = await Promise.all(Array.from({ length: 25 }, (_, i) => kv.acquireLock("race", `node-${i}`, 10_000)));
+				const results = await Promise.all(Array.from({ length: 25 }, (_, i) => kv.acquireLock("race", `node-${i}`, LONG_TTL_MS)));
 				expect(results.filter(Boolean)).toHaveLength(1);
 			});
 		});

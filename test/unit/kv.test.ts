@@ -1,8 +1,20 @@
-/** shared/kv.ts in memory: the key/value contract, its injected clock, and the shared store per namespace. */
+/**
+ * shared/kv.ts in memory: the key/value contract, its injected clock, and the shared store per
+ * namespace. Time is a controllable clock: nothing here waits or depends on how fast the machine is.
+ */
 import { MemoryKeyValueStore, sharedKeyValueStore } from "../../shared/kv";
 import { describeKeyValueContract } from "../helpers/kv-contract";
 
-describeKeyValueContract("MemoryKeyValueStore", async () => new MemoryKeyValueStore(), { ttlSlackMs: 5 });
+describeKeyValueContract("MemoryKeyValueStore", async () => {
+	let now = 1_700_000_000_000;
+	return {
+		store: new MemoryKeyValueStore(() => now),
+		advance: async (ms: number) => {
+			now += ms;
+		},
+		exactClock: true
+	};
+});
 
 describe("MemoryKeyValueStore with an injected clock", () => {
 	let now = 1_000_000;
