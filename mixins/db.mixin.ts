@@ -303,12 +303,16 @@ export class Collection {
 	}
 
 	/** The API's list shape: rows, total, page, pageSize, totalPages. Newest first by default. */
-	async pageDocs(scope: Scope, query: Query, page: number, pageSize: number, sort = ["-_id"]): Promise<Page<PublicDoc>> {
-		const [rows, total] = await Promise.all([
-			this.findDocs(scope, query, { sort, limit: pageSize, offset: (page - 1) * pageSize }),
-			this.countDocs(scope, query)
+	pageDocs(scope: Scope, query: Query, page: number, pageSize: number, sort = ["-_id"]): Promise<Page<PublicDoc>> {
+		return this.page(this.scoped(scope, query), page, pageSize, sort);
+	}
+
+	private async page(query: Query, page: number, pageSize: number, sort: string[]): Promise<Page<PublicDoc>> {
+		const [docs, total] = await Promise.all([
+			this.adapter.find({ query, sort, limit: pageSize, offset: (page - 1) * pageSize }),
+			this.adapter.count({ query })
 		]);
-		return { rows, total, page, pageSize, totalPages: Math.ceil(total / pageSize) };
+		return { rows: docs.map(d => this.publicOf(d)), total, page, pageSize, totalPages: Math.ceil(total / pageSize) };
 	}
 
 	async findDoc(scope: Scope, query: Query): Promise<PublicDoc | null> {
@@ -373,6 +377,12 @@ export class Collection {
 		assertSafeQuery(query);
 		const docs = await this.adapter.find({ query: { ...query }, ...findOptions });
 		return docs.map(d => this.publicOf(d));
+	}
+
+	/** A page of `findAcrossTenants` (a user's own sessions across their organisations). */
+	pageAcrossTenants(query: Query, page: number, pageSize: number, sort = ["-_id"]): Promise<Page<PublicDoc>> {
+		assertSafeQuery(query);
+		return this.page({ ...query }, page, pageSize, sort);
 	}
 
 	/** Unscoped, for work a tenant's caller does not drive (tenant deletion, system jobs). */

@@ -43,8 +43,14 @@ const RESET_TTL_MS = 30 * 60_000;
 const USED_TOKENS_KEPT = 50;
 const API_KEY_CACHE_MS = 60_000;
 const API_KEY_TOUCH_MS = 60_000;
-/** How long an ended session's id stays on the revocation list: as long as its access tokens live. */
-const REVOKED_SESSION_TTL_MS = (ACCESS_TOKEN_TTL_SEC + 60) * 1000;
+/**
+ * What `resolve` remembers of a session id (`session:<id>` in the key/value store): "ended" as
+ * long as its access tokens live, "live" briefly. The sessions collection is the truth: a
+ * forgotten id (a restart of the in-memory store, an evicted key) is looked up there again,
+ * so an ended session never comes back.
+ */
+const ENDED_SESSION_TTL_MS = (ACCESS_TOKEN_TTL_SEC + 60) * 1000;
+const LIVE_SESSION_TTL_MS = 60_000;
 const INVALID_LOGIN = "Invalid email or password";
 
 type Collections = "users" | "sessions" | "email_tokens" | "api_keys" | "device_credentials";
@@ -57,6 +63,18 @@ interface User {
 	passwordHash: string;
 	emailVerified: boolean;
 	createdAt: string;
+	/** Hashes of the client addresses this account signed in from (newest first), see knowsClient. */
+	knownClients?: string[];
+}
+
+/** Client addresses remembered per account: enough for home, office and phone, bounded. */
+const KNOWN_CLIENTS_KEPT = 10;
+
+const clientHash = (userId: string, ip: string) => hashToken(`known-client:${userId}:${ip}`);
+
+/** Whether `user` has signed in from `ip` before (its per-account failure limit does not apply). */
+function knowsClient(user: User | null, ip: string): boolean {
+	return Boolean(user?.knownClients?.includes(clientHash(user.id, ip)));
 }
 
 interface Session {
@@ -89,6 +107,9 @@ type AuthThis = DbMethods<Collections> & {
 	startSession(ctx: Context<unknown, Meta>, user: User, tenantId: string, role: Role): Promise<TokenSet>;
 	loginAnswer(ctx: Context<unknown, Meta>, user: User, tenantId: string): Promise<Record<string, unknown>>;
 	endSessionsWhere(query: { userId?: string; tenantId?: string; _id?: string }, exceptSessionId?: string): Promise<number>;
+	sessionLive(sessionId: string): Promise<boolean>;
+	revokeTenantCredentials(tenantId: string): Promise<void>;
+	rememberClient(user: User, ip: string): Promise<void>;
 	emailToken(userId: string, purpose: "verify" | "reset", ttlMs: number): Promise<string>;
 	useEmailToken(token: string, purpose: "verify" | "reset"): Promise<{ userId: string } | null>;
 	sendVerification(ctx: Context, user: User): Promise<void>;
@@ -103,6 +124,8 @@ function assertPasswordAcceptable(password: string, field: string, context: { em
 	const problem = passwordProblem(password, context);
 	if (problem) throw Errors.validation([{ field, message: `Password ${problem}`, type: "password" }]);
 }
+
+const sessionKey = (sessionId: string) => `session:${sessionId}`;
 
 function sessionExpiry(createdAt: number, now: number): string {
 	return new Date(Math.min(now + SESSION_IDLE_MS, createdAt + SESSION_MAX_MS)).toISOString();
@@ -168,9 +191,9 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			params: { $$strict: "remove", email: EMAIL_RULE, password: PASSWORD_RULE },
 			async handler(this: AuthThis, ctx: Context<{ email: string; password: string }, Meta>) {
 				const email = ctx.params.email.toLowerCase();
-				const rules = THROTTLES.login(email, ctx.meta.ip);
-				await assertNotThrottled(this.kv, rules);
 				const user = await this.findUserByEmail(email);
+				const rules = THROTTLES.login(email, ctx.meta.ip, knowsClient(user, ctx.meta.ip));
+				await assertNotThrottled(this.kv, rules);
 				// Always one bcrypt comparison, so an unknown email takes as long as a wrong password.
 				const ok = await verifyPassword(ctx.params.password, user?.passwordHash ?? null);
 				if (!user || !ok) {
@@ -406,11 +429,13 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 		sessions: {
 			rest: "GET /auth/sessions",
 			permission: "self",
-			summary: "The signed-in user's sessions",
-			async handler(this: AuthThis, ctx: Context<unknown, Meta>) {
+			summary: "The signed-in user's sessions, most recently used first",
+			params: { $$strict: "remove", ...PAGE_PARAMS },
+			async handler(this: AuthThis, ctx: Context<{ page: number; pageSize: number }, Meta>) {
 				const caller = this.caller(ctx);
-				const sessions = (await this.db.sessions.findAcrossTenants({ userId: caller.userId }, { sort: ["-lastUsedAt"] })) as unknown as Session[];
-				return sessions.map(s => ({
+				const page = await this.db.sessions.pageAcrossTenants({ userId: caller.userId }, ctx.params.page, ctx.params.pageSize, ["-lastUsedAt", "-_id"]);
+				const sessions = page.rows as unknown as Session[];
+				return { ...page, rows: sessions.map(s => ({
 					id: s.id,
 					tenantId: s.tenantId,
 					createdAt: s.createdAt,
@@ -419,7 +444,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 					userAgent: s.userAgent,
 					ip: s.ip,
 					current: s.id === caller.sessionId
-				}));
+				})) };
 			}
 		},
 
@@ -508,8 +533,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 				else if (kind === "jwt") {
 					const access = verifyAccessToken(this.keys, token);
 					if (access.ok) {
-						const revoked = await this.kv.get(`revoked-session:${access.claims.sid}`);
-						if (!revoked) {
+						if (await this.sessionLive(access.claims.sid)) {
 							const { sub, tid, role, sid } = access.claims;
 							principal = { kind: "user", tenantId: tid, userId: sub, role, sessionId: sid };
 						}
@@ -549,7 +573,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 				const email = ctx.params.email.toLowerCase();
 				const existing = await this.findUserByEmail(email);
 				if (existing) {
-					const rules = THROTTLES.login(email, ctx.meta.ip ?? "internal");
+					const rules = THROTTLES.login(email, ctx.meta.ip ?? "internal", knowsClient(existing, ctx.meta.ip ?? "internal"));
 					await assertNotThrottled(this.kv, rules);
 					if (!ctx.params.password || !(await verifyPassword(ctx.params.password, existing.passwordHash))) {
 						await countAttempt(this.kv, rules);
@@ -588,6 +612,20 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			params: { userId: "string", tenantId: { type: "string", optional: true } },
 			handler(this: AuthThis, ctx: Context<{ userId: string; tenantId?: string }>) {
 				return this.endSessionsWhere({ userId: ctx.params.userId, ...(ctx.params.tenantId ? { tenantId: ctx.params.tenantId } : {}) });
+			}
+		},
+
+		/**
+		 * Every credential of a tenant that is being deleted stops working, durably (sessions, API
+		 * keys, device tokens). Tenants calls this before it announces the deletion, so nothing
+		 * depends on the deletion message being delivered.
+		 */
+		revokeTenant: {
+			visibility: "public",
+			params: { tenantId: "string" },
+			async handler(this: AuthThis, ctx: Context<{ tenantId: string }>) {
+				await this.revokeTenantCredentials(ctx.params.tenantId);
+				return null;
 			}
 		},
 
@@ -642,12 +680,8 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			group: "auth",
 			async handler(this: AuthThis, ctx: Context<unknown>) {
 				const { tenantId, soleMemberUserIds } = ctx.params as TenantDeleted;
-				await this.endSessionsWhere({ tenantId });
-				const keys = await this.db.api_keys.findDocs({ tenantId });
-				await Promise.all(keys.map(k => this.kv.del(`apikey:${k.keyHash}`)));
-				const devices = await this.db.device_credentials.findDocs({ tenantId });
-				await Promise.all(devices.map(d => this.kv.set(`device-version:${d.displayId}`, "revoked", HOUR)));
-				await Promise.all([this.db.api_keys.removeTenantDocs(tenantId), this.db.device_credentials.removeTenantDocs(tenantId)]);
+				// Already done by tenants before it sent this; again in case that call was cut short.
+				await this.revokeTenantCredentials(tenantId);
 				for (const userId of soleMemberUserIds) {
 					await this.endSessionsWhere({ userId });
 					await this.db.email_tokens.removeDocs(UNSCOPED, { userId });
@@ -690,6 +724,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 				ctx.call("tenants.membership", { tenantId, userId: user.id })
 			])) as [TenantView | null, { role: Role } | null];
 			if (!tenant || !membership) throw Errors.unauthorized(INVALID_LOGIN);
+			if (ctx.meta.ip) await this.rememberClient(user, ctx.meta.ip);
 			const tokens = await this.startSession(ctx, user, tenantId, membership.role);
 			return { user: this.userView(user as unknown as PublicDoc), tenant: tenantSummary(tenant), role: membership.role, ...tokens };
 		},
@@ -700,10 +735,43 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			const sessions = (await this.db.sessions.findAcrossTenants({ ...rest, ...(tenantId ? { tenantId } : {}) })) as unknown as Session[];
 			const ending = sessions.filter(s => s.id !== exceptSessionId);
 			for (const s of ending) {
-				await this.kv.set(`revoked-session:${s.id}`, "1", REVOKED_SESSION_TTL_MS);
+				// The document goes first: it is what a restarted process consults.
 				await this.db.sessions.removeDocs({ tenantId: s.tenantId }, { _id: s.id });
+				await this.kv.set(sessionKey(s.id), "ended", ENDED_SESSION_TTL_MS);
 			}
 			return ending.length;
+		},
+
+		async revokeTenantCredentials(this: AuthThis, tenantId: string) {
+			await this.endSessionsWhere({ tenantId });
+			const keys = await this.db.api_keys.findDocs({ tenantId });
+			await this.db.api_keys.removeTenantDocs(tenantId);
+			await Promise.all(keys.map(k => this.kv.del(`apikey:${k.keyHash}`)));
+			const devices = await this.db.device_credentials.findDocs({ tenantId });
+			await this.db.device_credentials.removeTenantDocs(tenantId);
+			await Promise.all(devices.map(d => this.kv.set(`device-version:${d.displayId}`, "revoked", HOUR)));
+		},
+
+		/** Remembers a client address the account signed in from (written only when new). */
+		async rememberClient(this: AuthThis, user: User, ip: string) {
+			const hash = clientHash(user.id, ip);
+			const known = user.knownClients ?? [];
+			if (known[0] === hash) return;
+			await this.db.users.updateDoc(UNSCOPED, user.id, { knownClients: [hash, ...known.filter(h => h !== hash)].slice(0, KNOWN_CLIENTS_KEPT) });
+		},
+
+		/** Whether an access token's session still exists (remembered briefly; the collection decides). */
+		async sessionLive(this: AuthThis, sessionId: string): Promise<boolean> {
+			const known = await this.kv.get(sessionKey(sessionId));
+			if (known !== null) return known === "live";
+			const [session] = await this.db.sessions.findAcrossTenants({ _id: sessionId });
+			if (!session) {
+				await this.kv.set(sessionKey(sessionId), "ended", ENDED_SESSION_TTL_MS);
+				return false;
+			}
+			// Only when nothing was written meanwhile: an ending that raced this lookup wins.
+			await this.kv.setIfAbsent(sessionKey(sessionId), "live", LIVE_SESSION_TTL_MS);
+			return (await this.kv.get(sessionKey(sessionId))) !== "ended";
 		},
 
 		async emailToken(this: AuthThis, userId: string, purpose: "verify" | "reset", ttlMs: number): Promise<string> {

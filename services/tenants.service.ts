@@ -13,6 +13,7 @@ import { ID_RULE } from "../shared/ids";
 import { roleAtLeast, type Role } from "../shared/rbac";
 import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, ROLE_RULE, TOKEN_RULE, type RequestMeta } from "../shared/request";
 import { assertTimezone } from "../shared/time";
+import { slugify, withSuffix } from "./tenants/slug";
 import { hashToken, randomToken } from "./auth/secrets";
 
 export { TENANT_DELETED_CHANNEL };
@@ -21,6 +22,8 @@ export { TENANT_DELETED_CHANNEL };
 export const EXPORT_ACTION = "exportTenantData";
 
 const INVITATION_TTL_MS = 7 * 24 * 3600_000;
+/** Tries for a free slug; a random 6-character suffix makes a second collision all but impossible. */
+const SLUG_ATTEMPTS = 5;
 
 export interface TenantSettings {
 	timezone: string;
@@ -77,21 +80,10 @@ type TenantsThis = DbMethods<Collections> & {
 	requireCaller(ctx: Context<unknown, Meta>): { tenantId: string; userId: string | null; role: Role };
 	assertMayManage(actorRole: Role, targetRole: Role, newRole?: Role): void;
 	endSessions(ctx: Context, userId: string, tenantId: string): Promise<void>;
-	uniqueSlug(name: string): Promise<string>;
+	insertWithUniqueSlug(ctx: Context, name: string): Promise<PublicDoc>;
 	serviceActions(suffix: string): string[];
 };
 
-
-function slugify(name: string): string {
-	const slug = name
-		.normalize("NFKD")
-		.replace(/[\u0300-\u036f]/g, "")
-		.toLowerCase()
-		.replace(/[^a-z0-9]+/g, "-")
-		.replace(/^-+|-+$/g, "")
-		.slice(0, 48);
-	return slug || "org";
-}
 
 const SETTINGS_RULE = {
 	type: "object",
@@ -123,13 +115,7 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			visibility: "public",
 			params: { name: NAME_RULE, ownerUserId: "string" },
 			async handler(this: TenantsThis, ctx: Context<{ name: string; ownerUserId: string }>) {
-				const slug = await this.uniqueSlug(ctx.params.name);
-				const tenant = await this.db.tenants.insertDoc(ctx, {
-					name: ctx.params.name,
-					slug,
-					plan: "free",
-					settings: { ...DEFAULT_SETTINGS }
-				});
+				const tenant = await this.insertWithUniqueSlug(ctx, ctx.params.name);
 				await this.db.memberships.insertDoc({ tenantId: tenant.id }, { userId: ctx.params.ownerUserId, role: "owner", joinedAt: tenant.createdAt });
 				return this.tenantView(tenant);
 			}
@@ -272,6 +258,8 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 				}
 				// Audit first: afterwards there is no tenant to attribute it to.
 				await audit(ctx, { action: "tenant.deleted", target: tenantId, data: { members: members.length } });
+				// Credentials stop working now and for good; the rest of the data goes over the channel.
+				await ctx.call("auth.revokeTenant", { tenantId });
 				await Promise.all([this.db.memberships.removeTenantDocs(tenantId), this.db.invitations.removeTenantDocs(tenantId)]);
 				await this.db.tenants.removeDocs(ctx, { _id: tenantId });
 				const message: TenantDeleted = { tenantId, soleMemberUserIds };
@@ -507,10 +495,22 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			await ctx.call("auth.endSessions", { userId, tenantId });
 		},
 
-		async uniqueSlug(this: TenantsThis, name: string): Promise<string> {
+		/**
+		 * Names collide all the time (two "Acme"s, "ACME" and "A.C.M.E", two sign-ups at once): the
+		 * unique index on `slug` decides, and a taken slug gets a random suffix on the next try.
+		 */
+		async insertWithUniqueSlug(this: TenantsThis, ctx: Context, name: string): Promise<PublicDoc> {
 			const base = slugify(name);
-			if (!(await this.db.tenants.findDoc(UNSCOPED, { slug: base }))) return base;
-			return `${base.slice(0, 40)}-${randomToken("", 4).toLowerCase().replace(/[^a-z0-9]/g, "").slice(0, 6)}`;
+			for (let attempt = 0; attempt < SLUG_ATTEMPTS; attempt++) {
+				const slug = attempt === 0 ? base : withSuffix(base);
+				if (attempt === 0 && (await this.db.tenants.findDoc(UNSCOPED, { slug }))) continue;
+				try {
+					return await this.db.tenants.insertDoc(ctx, { name, slug, plan: "free", settings: { ...DEFAULT_SETTINGS } });
+				} catch (err) {
+					if ((err as { type?: unknown }).type !== "CONFLICT") throw err;
+				}
+			}
+			throw Errors.unavailable("Could not choose an address for the organisation, retry");
 		},
 
 		/** `<service>.<suffix>` of every service that has it, this one included. */

@@ -7,6 +7,7 @@ import crypto from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import type { AuditRecord } from "../../shared/audit";
 import { signAccessToken, signingKeys } from "../../services/auth/tokens";
+import { sharedKeyValueStore } from "../../shared/kv";
 import { request, type ErrorBody } from "../helpers/platform";
 import { bearer, login, mailbox, newAccount, register, someClient, startTestPlatform, tokenFromMail, type Platform, type Session } from "../helpers/accounts";
 
@@ -133,13 +134,24 @@ describe("auth", () => {
 	});
 
 	describe("access tokens", () => {
-		const claims = () => ({ iss: "marquee", aud: "marquee-api", sub: owner.user.id, tid: owner.tenant.id, role: "owner", sid: "s", jti: "j" });
+		// A token is only as good as its session: forged ones name the owner's real, live session.
+		let sid = "";
+		beforeAll(async () => {
+			const sessions = await request<{ rows: Array<{ id: string; current: boolean }> }>(p.api("/auth/sessions"), { headers: bearer(owner.accessToken) });
+			sid = sessions.body.rows.find(r => r.current)?.id ?? "";
+		});
+		const claims = () => ({ iss: "marquee", aud: "marquee-api", sub: owner.user.id, tid: owner.tenant.id, role: "owner", sid, jti: "j" });
 		const now = () => Math.floor(Date.now() / 1000);
 		const kid = () => signingKeys(SECRET, []).current.kid;
 
 		it("a correctly signed token is accepted (the control case)", async () => {
 			const token = forge({ alg: "HS256", typ: "at+jwt", kid: kid() }, { ...claims(), iat: now(), exp: now() + 60 });
 			expect((await me(token)).status).toBe(200);
+		});
+
+		it("a correctly signed token of a session that does not exist answers 401", async () => {
+			const token = forge({ alg: "HS256", typ: "at+jwt", kid: kid() }, { ...claims(), sid: "no-such-session", iat: now(), exp: now() + 60 });
+			expect((await me(token)).status).toBe(401);
 		});
 
 		it.each([
@@ -169,9 +181,13 @@ describe("auth", () => {
 		it("tokens signed with a previous secret still verify after rotation; others do not", async () => {
 			const rotated = await startTestPlatform({ JWT_SECRET: "the-new-secret-after-rotation-0123456789", JWT_PREVIOUS_SECRETS: SECRET });
 			try {
-				const old = signAccessToken(signingKeys(SECRET, []), { sub: "u", tid: "t", role: "viewer", sid: "s" });
-				await expect(rotated.broker.call("auth.resolve", { token: old })).resolves.toMatchObject({ kind: "user", userId: "u", tenantId: "t" });
-				const stranger = signAccessToken(signingKeys("some-third-secret-nobody-configured-000", []), { sub: "u", tid: "t", role: "viewer", sid: "s" });
+				// A live session on the rotated platform, and tokens for it signed by the old secret.
+				const user = await register(rotated, newAccount("rotated"));
+				const sessions = await request<{ rows: Array<{ id: string }> }>(rotated.api("/auth/sessions"), { headers: bearer(user.accessToken) });
+				const live = { sub: user.user.id, tid: user.tenant.id, role: "owner" as const, sid: sessions.body.rows[0].id };
+				const old = signAccessToken(signingKeys(SECRET, []), live);
+				await expect(rotated.broker.call("auth.resolve", { token: old })).resolves.toMatchObject({ kind: "user", userId: user.user.id, tenantId: user.tenant.id });
+				const stranger = signAccessToken(signingKeys("some-third-secret-nobody-configured-000", []), live);
 				await expect(rotated.broker.call("auth.resolve", { token: stranger })).rejects.toMatchObject({ type: "UNAUTHORIZED" });
 			} finally {
 				await rotated.stop();
@@ -183,14 +199,18 @@ describe("auth", () => {
 		it("lists the user's sessions with the current one marked; one can be ended", async () => {
 			const a = await login(p, owner.user.email, owner.password, { "User-Agent": "browser-a" });
 			const b = await login(p, owner.user.email, owner.password, { "User-Agent": "browser-b" });
-			const list = await request<Array<{ id: string; current: boolean; userAgent: string; ip: string; createdAt: string; lastUsedAt: string }>>(p.api("/auth/sessions"), { headers: bearer(a.accessToken) });
+			const list = await request<{ rows: Array<{ id: string; current: boolean; userAgent: string; ip: string; createdAt: string; lastUsedAt: string }>; total: number; page: number; pageSize: number; totalPages: number }>(p.api("/auth/sessions"), { headers: bearer(a.accessToken) });
 			expect(list.status).toBe(200);
-			const current = list.body.filter(s => s.current);
+			expect(list.body).toMatchObject({ page: 1, pageSize: 20, total: list.body.rows.length, totalPages: 1 });
+			const current = list.body.rows.filter(s => s.current);
 			expect(current).toHaveLength(1);
 			expect(current[0].userAgent).toBe("browser-a");
-			const other = list.body.find(s => s.userAgent === "browser-b" && !s.current);
+			const other = list.body.rows.find(s => s.userAgent === "browser-b" && !s.current);
 			expect(other).toBeDefined();
 			expect(JSON.stringify(list.body)).not.toMatch(/Hash/);
+			const paged = await request<{ rows: Array<{ id: string }>; total: number; totalPages: number }>(p.api("/auth/sessions?page=2&pageSize=1"), { headers: bearer(a.accessToken) });
+			expect(paged.body.rows).toEqual([expect.objectContaining({ id: list.body.rows[1].id })]);
+			expect(paged.body.totalPages).toBe(list.body.total);
 			const ended = await request(p.api(`/auth/sessions/${other?.id}`), { method: "DELETE", headers: bearer(a.accessToken) });
 			expect(ended.status).toBe(204);
 			expect((await me(b.accessToken)).status).toBe(401);
@@ -292,6 +312,56 @@ describe("auth", () => {
 			// The real user, elsewhere, still gets in.
 			const real = await login(p, user.user.email, user.password, { "X-Forwarded-For": "198.51.100.20" });
 			expect(real.user.id).toBe(user.user.id);
+		});
+	});
+
+	describe("a stranger cannot lock the owner out", () => {
+		it("105 wrong passwords from 21 addresses: the owner still signs in from where they signed in before, a new address is held back", async () => {
+			const account = newAccount("target");
+			const home = { "X-Forwarded-For": "198.51.100.77" };
+			expect((await request(p.api("/auth/register"), { method: "POST", headers: home, json: account })).status).toBe(201);
+			for (let a = 0; a < 21; a++) {
+				for (let i = 0; i < 5; i++) {
+					const res = await request(p.api("/auth/login"), { method: "POST", headers: { "X-Forwarded-For": `203.0.113.${a + 1}` }, json: { email: account.email, password: `wrong guess ${a}-${i}` } });
+					expect([401, 429]).toContain(res.status);
+				}
+			}
+			// The account's own limit is spent: a client it has never seen is held back…
+			const stranger = await request<ErrorBody>(p.api("/auth/login"), { method: "POST", headers: { "X-Forwarded-For": "192.0.2.200" }, json: { email: account.email, password: account.password } });
+			expect(stranger.status).toBe(429);
+			// …the owner, from where they signed up, is not — and not after another round either.
+			expect((await login(p, account.email, account.password, home)).user.email).toBe(account.email);
+			for (let i = 0; i < 20; i++) {
+				await request(p.api("/auth/login"), { method: "POST", headers: { "X-Forwarded-For": `203.0.114.${i + 1}` }, json: { email: account.email, password: "still guessing" } });
+			}
+			expect((await login(p, account.email, account.password, home)).user.email).toBe(account.email);
+			// A known client still has its own limit for wrong passwords.
+			for (let i = 0; i < 5; i++) await request(p.api("/auth/login"), { method: "POST", headers: home, json: { email: account.email, password: "my own typo" } });
+			expect((await request(p.api("/auth/login"), { method: "POST", headers: home, json: { email: account.email, password: account.password } })).status).toBe(429);
+		});
+	});
+
+	describe("ended sessions stay ended when the key/value store forgets (the embedded mode after a restart)", () => {
+		const forget = () => sharedKeyValueStore(p.config).close();
+		const me = (token: string) => request(p.api("/auth/me"), { headers: bearer(token) });
+
+		it("a logged-out, logged-out-everywhere or deleted session's access token stays refused", async () => {
+			const user = await register(p, newAccount("forgetful"));
+			const second = await login(p, user.user.email, user.password);
+			const third = await login(p, user.user.email, user.password);
+			await forget();
+			expect((await me(user.accessToken)).status).toBe(200);
+			expect((await request(p.api("/auth/logout"), { method: "POST", json: { refreshToken: user.refreshToken } })).status).toBe(204);
+			const sessions = await request<{ rows: Array<{ id: string; current: boolean }> }>(p.api("/auth/sessions"), { headers: bearer(third.accessToken) });
+			const secondId = sessions.body.rows.find(r => !r.current)?.id;
+			expect((await request(p.api(`/auth/sessions/${secondId}`), { method: "DELETE", headers: bearer(third.accessToken) })).status).toBe(204);
+			await forget();
+			expect((await me(user.accessToken)).status).toBe(401);
+			expect((await me(second.accessToken)).status).toBe(401);
+			expect((await me(third.accessToken)).status).toBe(200);
+			expect((await request(p.api("/auth/logout-all"), { method: "POST", headers: bearer(third.accessToken) })).status).toBe(204);
+			await forget();
+			expect((await me(third.accessToken)).status).toBe(401);
 		});
 	});
 

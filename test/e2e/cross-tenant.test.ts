@@ -95,8 +95,8 @@ async function ok<T>(res: Promise<JsonResponse<T>>, what: string, status = 200):
 }
 
 async function currentSessionId(p: Platform, token: string): Promise<string> {
-	const sessions = await ok(request<Array<{ id: string; current: boolean }>>(p.api("/auth/sessions"), { headers: bearer(token) }), "GET /auth/sessions");
-	const current = sessions.find(s => s.current);
+	const sessions = await ok(request<{ rows: Array<{ id: string; current: boolean }> }>(p.api("/auth/sessions?pageSize=100"), { headers: bearer(token) }), "GET /auth/sessions");
+	const current = sessions.rows.find(s => s.current);
 	if (!current) throw new Error("no current session listed");
 	return current.id;
 }
@@ -224,8 +224,8 @@ async function snapshot(p: Platform, t: TenantObjects) {
 	const members = await get<Page<{ userId: string; role: string; email: string }>>("/members?pageSize=100", owner);
 	const keys = await get<Page<{ id: string; name: string; role: string }>>("/api-keys?pageSize=100", owner);
 	const invitations = await get<Page<{ id: string; email: string; role: string }>>("/invitations?pageSize=100", owner);
-	const ownerSessions = await get<Array<{ id: string }>>("/auth/sessions", owner);
-	const memberSessions = await get<Array<{ id: string }>>("/auth/sessions", bearer(t.member.session.accessToken));
+	const ownerSessions = (await get<Page<{ id: string }>>("/auth/sessions?pageSize=100", owner)).rows;
+	const memberSessions = (await get<Page<{ id: string }>>("/auth/sessions?pageSize=100", bearer(t.member.session.accessToken))).rows;
 	const tenant = await get<{ id: string; name: string; plan: string; settings: unknown }>("/tenant", owner);
 	const viaKey = await get<{ id: string }>("/tenant", bearer(t.apiKey));
 	const displays = await get<Page<{ id: string; name: string; status: string; timezone: string | null; tags: string[]; groupIds: string[] }>>("/displays?pageSize=100", owner);

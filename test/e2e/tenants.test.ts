@@ -35,6 +35,43 @@ describe("tenants", () => {
 		return { ...accepted.body, password: account.password };
 	}
 
+	describe("organisation names", () => {
+		const signUp = (organizationName: string) =>
+			request<Session>(p.api("/auth/register"), { method: "POST", headers: someClient(), json: { ...newAccount("named"), organizationName } });
+
+		it("names that collide (same, case, punctuation, non-Latin, no letters at all) all sign up with unique slugs", async () => {
+			const names = ["Acme", "Acme", "ACME", "A.C.M.E", "a c m e", "東京サイネージ", "東京サイネージ", "Москва", "Москва", "!!!", "!!!", "🎉", "Αθήνα"];
+			const slugs: string[] = [];
+			for (const name of names) {
+				const res = await signUp(name);
+				expect(res.status).toBe(201);
+				expect(res.body.tenant.name).toBe(name);
+				slugs.push(res.body.tenant.slug);
+			}
+			expect(new Set(slugs).size).toBe(names.length);
+			expect(slugs.slice(0, 2)).toEqual(["acme", expect.stringMatching(/^acme-[a-z0-9]{6}$/)]);
+			expect(slugs[5]).toBe("東京サイネージ");
+			expect(slugs[7]).toBe("moskva");
+			expect(slugs[9]).toBe("org");
+			expect(slugs[12]).toBe("athina");
+		});
+
+		it("ten sign-ups with one new name at the same moment all succeed, each with its own slug", async () => {
+			const name = `Parallel Signage ${Date.now()}`;
+			const answers = await Promise.all(Array.from({ length: 10 }, () => signUp(name)));
+			expect(answers.map(a => a.status)).toEqual(Array(10).fill(201));
+			expect(new Set(answers.map(a => a.body.tenant.slug)).size).toBe(10);
+		});
+
+		it("keeps emoji, long and right-to-left names as they were typed", async () => {
+			for (const name of ["Café 🎬 Screens", "ش".repeat(200), "‮evil‬ name"]) {
+				const res = await signUp(name);
+				expect(res.status).toBe(201);
+				expect(res.body.tenant.name).toBe(name);
+			}
+		});
+	});
+
 	describe("tenant profile and settings", () => {
 		it("GET /tenant has the settings; PATCH merges them; bad values answer 422", async () => {
 			const got = await request<{ settings: Record<string, unknown> }>(p.api("/tenant"), { headers: as(owner) });
