@@ -14,6 +14,7 @@ import { Errors } from "../shared/errors";
 import { ID_RULE } from "../shared/ids";
 import { resolveJwtSecret } from "../shared/jwt-secret";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
+import { USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { roleAtLeast, type Principal, type Role } from "../shared/rbac";
 import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, TOKEN_RULE, type RequestMeta } from "../shared/request";
 import { hashPassword, initPasswords, passwordNeedsRehash, passwordProblem, verifyPassword } from "./auth/passwords";
@@ -53,7 +54,13 @@ const ENDED_SESSION_TTL_MS = (ACCESS_TOKEN_TTL_SEC + 60) * 1000;
 const LIVE_SESSION_TTL_MS = 60_000;
 const INVALID_LOGIN = "Invalid email or password";
 
-type Collections = "users" | "sessions" | "email_tokens" | "api_keys" | "device_credentials";
+type Collections = "users" | "sessions" | "email_tokens" | "api_keys" | "device_credentials" | "auth_usage";
+
+/**
+ * API keys a tenant may hold. Each key is its own principal with its own rate limit, so an
+ * unbounded number of keys multiplied every per-principal limit (pairing-code guessing).
+ */
+export const MAX_API_KEYS = 50;
 type Meta = RequestMeta;
 
 interface User {
@@ -98,6 +105,7 @@ interface TokenSet {
 
 type AuthThis = DbMethods<Collections> & {
 	config: Config;
+	apiKeyCount: UsageCounter;
 	kv: KeyValueStore;
 	keys: SigningKeys;
 	broker: Context["broker"];
@@ -142,7 +150,8 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			sessions: { indexes: ["userId"], uniqueIndexes: ["currentHash"] },
 			email_tokens: { tenantScoped: false, uniqueIndexes: ["tokenHash"] },
 			api_keys: { uniqueIndexes: ["keyHash"] },
-			device_credentials: { uniqueIndexes: ["displayId"] }
+			device_credentials: { uniqueIndexes: ["displayId"] },
+			auth_usage: USAGE_COLLECTION
 		})
 	],
 
@@ -475,15 +484,22 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			async handler(this: AuthThis, ctx: Context<{ name: string; role: Role }, Meta>) {
 				const caller = this.caller(ctx);
 				if (!roleAtLeast(caller.role, ctx.params.role)) throw Errors.forbidden("A key cannot have a higher role than yours");
+				await this.apiKeyCount.reserve(caller.tenantId, 1, MAX_API_KEYS);
 				const key = randomToken("mk_");
-				const doc = await this.db.api_keys.insertDoc(ctx, {
-					name: ctx.params.name,
-					role: ctx.params.role,
-					keyHash: hashToken(key),
-					keyPrefix: key.slice(0, 11),
-					createdBy: caller.userId,
-					lastUsedAt: null
-				});
+				let doc: PublicDoc;
+				try {
+					doc = await this.db.api_keys.insertDoc(ctx, {
+						name: ctx.params.name,
+						role: ctx.params.role,
+						keyHash: hashToken(key),
+						keyPrefix: key.slice(0, 11),
+						createdBy: caller.userId,
+						lastUsedAt: null
+					});
+				} catch (err) {
+					await this.apiKeyCount.release(caller.tenantId, 1);
+					throw err;
+				}
 				await audit(ctx, { action: "apiKey.created", target: doc.id, data: { role: ctx.params.role } });
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/v1/api-keys/${doc.id}`;
@@ -513,6 +529,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			async handler(this: AuthThis, ctx: Context<{ id: string }, Meta>) {
 				const doc = await this.db.api_keys.removeDoc(ctx, ctx.params.id, "API key");
 				await this.kv.del(`apikey:${doc.keyHash}`);
+				await this.apiKeyCount.release(String(doc.tenantId), 1);
 				await audit(ctx, { action: "apiKey.revoked", target: doc.id });
 				ctx.meta.$statusCode = 204;
 				return null;
@@ -746,6 +763,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			await this.endSessionsWhere({ tenantId });
 			const keys = await this.db.api_keys.findDocs({ tenantId });
 			await this.db.api_keys.removeTenantDocs(tenantId);
+			await this.db.auth_usage.removeTenantDocs(tenantId);
 			await Promise.all(keys.map(k => this.kv.del(`apikey:${k.keyHash}`)));
 			const devices = await this.db.device_credentials.findDocs({ tenantId });
 			await this.db.device_credentials.removeTenantDocs(tenantId);
@@ -847,6 +865,11 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 
 	created(this: AuthThis) {
 		this.config = getConfig();
+		this.apiKeyCount = new UsageCounter(this.db.auth_usage, {
+			resource: "apiKeys",
+			measure: tenantId => this.db.api_keys.countDocs({ tenantId }),
+			exceeded: limit => Errors.conflict(`A tenant may hold at most ${limit} API keys; revoke one first`, { limit })
+		});
 		this.kv = sharedKeyValueStore(this.config);
 		this.keys = signingKeys(resolveJwtSecret(this.config), this.config.jwtPreviousSecrets);
 	},

@@ -16,7 +16,7 @@ import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
-import { checkQuota } from "../shared/quota";
+import { planLimit, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import type { Principal } from "../shared/rbac";
 import { NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import { assertTimezone } from "../shared/time";
@@ -33,7 +33,18 @@ const PRESENCE_TTL_MS = 7 * 24 * 3600_000;
 const MAX_TAGS = 50;
 const MAX_GROUPS = 50;
 
-type Collections = "displays" | "display_groups" | "pairings" | "commands";
+type Collections = "displays" | "display_groups" | "pairings" | "commands" | "devices_usage";
+
+/**
+ * Wrong pairing codes, bounded: a hit pairs a stranger's screen into the guesser's tenant, and
+ * codes are 6 characters (25^6 ≈ 244 million). Per tenant, so one customer cannot guess for
+ * long, and globally, so many tenants together cannot either (a valid code is refused too while
+ * the bound holds: guessing must stop before the lookup). Typing mistakes stay far below both.
+ */
+const PAIRING_FAILURES = {
+	tenant: { limit: 20, windowMs: 60 * 60_000 },
+	global: { limit: 1000, windowMs: 60 * 60_000 }
+};
 type Meta = RequestMeta;
 
 export interface Presence {
@@ -60,6 +71,10 @@ type DevicesThis = DbMethods<Collections> & {
 	settings: DisplaySettings;
 	config: Config;
 	kv: KeyValueStore;
+	/** Displays per tenant, grown atomically against the plan's limit. */
+	displayQuota: UsageCounter;
+	assertPairingGuessesLeft(tenantId: string): Promise<void>;
+	countPairingFailure(tenantId: string): Promise<void>;
 	sweep: PeriodicJob | null;
 	broker: Context["broker"];
 	logger: { info(...args: unknown[]): void; warn(...args: unknown[]): void; error(...args: unknown[]): void };
@@ -125,8 +140,9 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			// groupIds, tags and defaultPlaylistId: scheduling's displaysFor (NeDB answers an $or by a scan anyway).
 			displays: { indexes: ["status", "name", "tags"], selectiveIndexes: ["groupIds", "defaultPlaylistId"] },
 			display_groups: { indexes: ["name"] },
-			pairings: { tenantScoped: false, uniqueIndexes: ["codeHash"] },
-			commands: { indexes: ["displayId", "status"] }
+			pairings: { tenantScoped: false, uniqueIndexes: ["codeHash"], selectiveIndexes: ["displayId"] },
+			commands: { indexes: ["displayId", "status"] },
+			devices_usage: USAGE_COLLECTION
 		})
 	],
 
@@ -192,9 +208,18 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 				}
 				const claimed = await this.db.pairings.updateWhere(UNSCOPED, { _id: pairing.id, status: "paired", tokenDeliveredAt: { $exists: false } }, { tokenDeliveredAt: new Date().toISOString() });
 				if (claimed !== 1) throw Errors.notFound("Pairing", ctx.params.pairingId);
-				const { deviceToken } = (await ctx.call("auth.mintDeviceToken", { tenantId: pairing.pairedTenantId, displayId: pairing.displayId })) as { deviceToken: string };
 				// The request has done its work: nothing of it needs to stay.
 				await this.db.pairings.removeDocs(UNSCOPED, { _id: pairing.id });
+				const owner = { tenantId: String(pairing.pairedTenantId) };
+				const displayId = String(pairing.displayId);
+				// A display deleted before its screen collected the token gets none.
+				if (!(await this.db.displays.findDoc(owner, { _id: displayId }))) throw Errors.notFound("Pairing", ctx.params.pairingId);
+				const { deviceToken } = (await ctx.call("auth.mintDeviceToken", { ...owner, displayId })) as { deviceToken: string };
+				// …nor one deleted while it was being minted (the deletion's revocation may have run first).
+				if (!(await this.db.displays.findDoc(owner, { _id: displayId }))) {
+					await ctx.call("auth.revokeDeviceToken", { ...owner, displayId });
+					throw Errors.notFound("Pairing", ctx.params.pairingId);
+				}
 				return { status: "paired", displayId: pairing.displayId, deviceToken, heartbeatIntervalSec: this.settings.heartbeatIntervalSec };
 			}
 		},
@@ -209,29 +234,40 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			params: { $$strict: "remove", code: { type: "string", min: 6, max: 16 }, name: NAME_RULE, timezone: TIMEZONE_RULE, tags: TAGS_RULE, groupIds: GROUP_IDS_RULE },
 			async handler(this: DevicesThis, ctx: Context<{ code: string; name: string; timezone?: string; tags?: string[]; groupIds?: string[] }, Meta>) {
 				const tenantId = this.db.displays.tenantOf(ctx);
-				const code = normalizePairingCode(ctx.params.code);
-				const pairing = code ? await this.db.pairings.findDoc(UNSCOPED, { codeHash: hashToken(code), status: "pending" }) : null;
-				if (!pairing || String(pairing.expiresAt) <= new Date().toISOString()) throw Errors.notFound("Pairing code");
 				assertTimezone(ctx.params.timezone);
 				await this.assertGroups(ctx, ctx.params.groupIds);
-				await checkQuota(ctx, { tenantId, resource: "displays", current: await this.db.displays.countDocs(ctx), adding: 1 }, this.config.defaultPlan);
-
-				const display = await this.db.displays.insertDoc(ctx, {
-					name: ctx.params.name,
-					status: "pending",
-					timezone: ctx.params.timezone ?? null,
-					tags: [...new Set(ctx.params.tags ?? [])],
-					groupIds: [...new Set(ctx.params.groupIds ?? [])],
-					defaultPlaylistId: null,
-					hardwareId: pairing.hardwareId ?? null,
-					model: pairing.model ?? null,
-					resolution: pairing.resolution ?? null
-				});
-				// One admin wins a code, even when two enter it at once.
-				const claimed = await this.db.pairings.updateWhere(UNSCOPED, { _id: pairing.id, status: "pending" }, { status: "paired", pairedTenantId: tenantId, displayId: display.id });
-				if (claimed !== 1) {
-					await this.db.displays.removeDocs(ctx, { _id: display.id });
-					throw Errors.notFound("Pairing code");
+				await this.assertPairingGuessesLeft(tenantId);
+				// The display is reserved before the code is looked at: a full plan answers 402 for
+				// any code, so the answer never tells a guesser that a code is live.
+				await this.displayQuota.reserve(tenantId, 1, await planLimit(ctx, tenantId, "displays", this.config.defaultPlan));
+				let display: PublicDoc;
+				try {
+					const code = normalizePairingCode(ctx.params.code);
+					const pairing = code ? await this.db.pairings.findDoc(UNSCOPED, { codeHash: hashToken(code), status: "pending" }) : null;
+					if (!pairing || String(pairing.expiresAt) <= new Date().toISOString()) {
+						await this.countPairingFailure(tenantId);
+						throw Errors.notFound("Pairing code");
+					}
+					display = await this.db.displays.insertDoc(ctx, {
+						name: ctx.params.name,
+						status: "pending",
+						timezone: ctx.params.timezone ?? null,
+						tags: [...new Set(ctx.params.tags ?? [])],
+						groupIds: [...new Set(ctx.params.groupIds ?? [])],
+						defaultPlaylistId: null,
+						hardwareId: pairing.hardwareId ?? null,
+						model: pairing.model ?? null,
+						resolution: pairing.resolution ?? null
+					});
+					// One admin wins a code, even when two enter it at once.
+					const claimed = await this.db.pairings.updateWhere(UNSCOPED, { _id: pairing.id, status: "pending" }, { status: "paired", pairedTenantId: tenantId, displayId: display.id });
+					if (claimed !== 1) {
+						await this.db.displays.removeDocs(ctx, { _id: display.id });
+						throw Errors.notFound("Pairing code");
+					}
+				} catch (err) {
+					await this.displayQuota.release(tenantId, 1);
+					throw err;
 				}
 				await audit(ctx, { action: "display.paired", target: display.id, data: { name: ctx.params.name } });
 				ctx.emit("devices.display.paired", { tenantId, displayId: display.id });
@@ -316,6 +352,9 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			async handler(this: DevicesThis, ctx: Context<{ id: string }, Meta>) {
 				const display = await this.db.displays.removeDoc(ctx, ctx.params.id, "Display");
 				const tenantId = String(display.tenantId);
+				await this.displayQuota.release(tenantId, 1);
+				// A pairing whose screen has not collected its token yet never will.
+				await this.db.pairings.removeDocs(UNSCOPED, { displayId: display.id });
 				await ctx.call("auth.revokeDeviceToken", { tenantId, displayId: display.id });
 				await this.db.commands.removeDocs(ctx, { displayId: display.id });
 				await this.forgetDisplay(tenantId, display.id);
@@ -460,22 +499,25 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			async handler(this: DevicesThis, ctx: Context<{ metrics?: Record<string, number>; appVersion?: string; currentContentId?: string; uptimeSec?: number }, Meta>) {
 				const { tenantId, displayId } = this.device(ctx);
 				const now = new Date();
-				const presence: Presence = {
-					lastSeenAt: now.toISOString(),
-					metrics: ctx.params.metrics ?? null,
-					appVersion: ctx.params.appVersion ?? null,
-					currentContentId: ctx.params.currentContentId ?? null,
-					uptimeSec: ctx.params.uptimeSec ?? null
-				};
 				// The stamp first, then the status: the sweep flips a display offline only while its
 				// stamp is stale, atomically, so a heartbeat can never be lost between the two.
 				await this.kv.set(key.lastSeen(displayId), String(now.getTime()), PRESENCE_TTL_MS);
-				const [previous, etag, pending] = await Promise.all([
+				const [previous, etag, pending, known] = await Promise.all([
 					this.kv.swap(key.status(displayId), "online", PRESENCE_TTL_MS),
 					this.kv.get(key.manifestEtag(displayId)),
 					this.pendingCommands(displayId),
-					this.kv.set(key.presence(displayId), JSON.stringify(presence), PRESENCE_TTL_MS)
+					this.kv.get(key.presence(displayId))
 				]);
+				// What a heartbeat does not send, it does not change: the last known values stay.
+				const last = known ? (JSON.parse(known) as Presence) : null;
+				const presence: Presence = {
+					lastSeenAt: now.toISOString(),
+					metrics: ctx.params.metrics ?? last?.metrics ?? null,
+					appVersion: ctx.params.appVersion ?? last?.appVersion ?? null,
+					currentContentId: ctx.params.currentContentId ?? last?.currentContentId ?? null,
+					uptimeSec: ctx.params.uptimeSec ?? last?.uptimeSec ?? null
+				};
+				await this.kv.set(key.presence(displayId), JSON.stringify(presence), PRESENCE_TTL_MS);
 				const broker = ctx.broker as unknown as { sendToChannel(c: string, p: unknown): Promise<void> };
 				await broker.sendToChannel(HEARTBEAT_CHANNEL, { tenantId, displayId, ts: presence.lastSeenAt, ...presence });
 				if (previous !== "online") ctx.emit("devices.display.cameOnline", { tenantId, displayId, at: presence.lastSeenAt });
@@ -623,7 +665,8 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 					this.db.displays.removeTenantDocs(tenantId),
 					this.db.display_groups.removeTenantDocs(tenantId),
 					this.db.commands.removeTenantDocs(tenantId),
-					this.db.pairings.removeDocs(UNSCOPED, { pairedTenantId: tenantId })
+					this.db.pairings.removeDocs(UNSCOPED, { pairedTenantId: tenantId }),
+					this.db.devices_usage.removeTenantDocs(tenantId)
 				]);
 				for (const d of displays) ctx.broadcast("devices.display.deleted", { tenantId, displayId: d.id });
 			}
@@ -659,6 +702,21 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 					return this.displayView(doc, presence ? (JSON.parse(presence) as Presence) : null, status);
 				})
 			);
+		},
+
+		/** 429 while the tenant's, or everyone's, wrong pairing codes have reached their bound. */
+		async assertPairingGuessesLeft(this: DevicesThis, tenantId: string) {
+			for (const [scope, bound] of [[`tenant:${tenantId}`, PAIRING_FAILURES.tenant], ["global", PAIRING_FAILURES.global]] as const) {
+				const seen = await this.kv.peek(`pairing-failures:${scope}`);
+				if (seen && seen.count >= bound.limit) throw Errors.rateLimited(seen.ttlMs / 1000);
+			}
+		},
+
+		async countPairingFailure(this: DevicesThis, tenantId: string) {
+			await Promise.all([
+				this.kv.incr(`pairing-failures:tenant:${tenantId}`, PAIRING_FAILURES.tenant.windowMs),
+				this.kv.incr("pairing-failures:global", PAIRING_FAILURES.global.windowMs)
+			]);
 		},
 
 		device(ctx: Context<unknown, Meta>) {
@@ -736,6 +794,7 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 	created(this: DevicesThis) {
 		this.config = getConfig();
 		this.kv = sharedKeyValueStore(this.config);
+		this.displayQuota = new UsageCounter(this.db.devices_usage, { resource: "displays", measure: tenantId => this.db.displays.countDocs({ tenantId }) });
 		this.sweep = null;
 	},
 

@@ -16,7 +16,7 @@ import { audit } from "../shared/audit";
 import { getConfig, type Config } from "../shared/config";
 import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
-import { checkQuota } from "../shared/quota";
+import { planLimit, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import type { Principal } from "../shared/rbac";
 import { ISO_INSTANT_RULE, multipartRest, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import { acquireStorage, releaseStorage, Storage, tenantKey } from "../shared/storage";
@@ -29,7 +29,7 @@ const DEFAULT_DURATION_MS = 10_000;
 const PRESIGN_SECONDS = 300;
 const MAX_TAGS = 50;
 
-type Collections = "content";
+type Collections = "content" | "media_usage";
 type Meta = RequestMeta;
 
 interface UploadParams {
@@ -48,7 +48,9 @@ type MediaThis = DbMethods<Collections> & {
 	broker: Context["broker"];
 	logger: { info(...args: unknown[]): void; warn(...args: unknown[]): void };
 	contentView(doc: PublicDoc): Record<string, unknown>;
-	usageOf(tenantId: string): Promise<number>;
+	/** Stored bytes per tenant (objects and thumbnails), grown atomically against the plan's limit. */
+	storageQuota: UsageCounter;
+	storedBytes(tenantId: string): Promise<number>;
 	serveObject(ctx: Context<unknown, Meta>, key: string, mimeType: string, size: number | null): Promise<Readable | null>;
 	removeObjects(doc: PublicDoc): Promise<void>;
 };
@@ -83,7 +85,7 @@ const DURATION_RULE = { type: "number", integer: true, min: 1000, max: 24 * 3600
 const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 	name: "media",
 	settings: { rest: "/" },
-	mixins: [DbMixin({ content: { indexes: ["name", "type"] } })],
+	mixins: [DbMixin({ content: { indexes: ["name", "type"] }, media_usage: USAGE_COLLECTION })],
 
 	actions: {
 		upload: {
@@ -105,16 +107,20 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 				if (!source) throw Errors.validation([{ field: "file", message: "is required (multipart field `file`)", type: "required" }]);
 				const tenantId = this.db.content.tenantOf(ctx);
 				const tags = tagList(ctx.params.tags);
-				const usage = await this.usageOf(tenantId);
-				const quota = await checkQuota(ctx, { tenantId, resource: "storageBytes", current: usage, adding: 0 }, this.config.defaultPlan);
+				const limit = await planLimit(ctx, tenantId, "storageBytes", this.config.defaultPlan);
+				const usage = await this.storageQuota.usage(tenantId);
+				/** Bytes reserved against the plan once the file is known; given back unless it is stored. */
+				let reserved = 0;
+				let stored = false;
 
 				const file = path.join(os.tmpdir(), `marquee-upload-${newId()}`);
 				try {
 					const received = await receiveUpload(source, file, {
 						maxImageBytes: this.config.media.maxImageBytes,
 						maxVideoBytes: this.config.media.maxVideoBytes,
-						quotaBytes: quota.limit - usage,
-						quotaLimit: quota.limit
+						// Only an early stop: the reservation below is what holds under parallel uploads.
+						quotaBytes: limit - usage,
+						quotaLimit: limit
 					});
 					const { sniffed } = received;
 					let width: number | null = null;
@@ -138,9 +144,10 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 						metadataSource = video.source;
 					}
 
-					// The thumbnail counts against the plan too: check the whole before anything is stored.
+					// The thumbnail counts against the plan too: reserve the whole before anything is stored.
 					const storedBytes = received.size + (thumbnail?.length ?? 0);
-					await checkQuota(ctx, { tenantId, resource: "storageBytes", current: usage, adding: storedBytes }, this.config.defaultPlan);
+					await this.storageQuota.reserve(tenantId, storedBytes, limit);
+					reserved = storedBytes;
 
 					const doc = await this.db.content.insertDoc(ctx, {
 						name: ctx.params.name ?? nameFromFile(ctx.params.$filename),
@@ -172,9 +179,11 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 					ctx.broadcast("media.content.created", { tenantId, contentId: doc.id });
 					ctx.meta.$statusCode = 201;
 					ctx.meta.$location = `/api/v1/content/${doc.id}`;
+					stored = true;
 					return this.contentView(ready);
 				} finally {
 					await fs.promises.rm(file, { force: true });
+					if (reserved && !stored) await this.storageQuota.release(tenantId, reserved);
 				}
 			}
 		},
@@ -243,9 +252,8 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			summary: "Storage used by the tenant's content and the plan's limit",
 			async handler(this: MediaThis, ctx: Context<unknown, Meta>) {
 				const tenantId = this.db.content.tenantOf(ctx);
-				const storageBytes = await this.usageOf(tenantId);
-				const quota = await checkQuota(ctx, { tenantId, resource: "storageBytes", current: storageBytes, adding: 0 }, this.config.defaultPlan).catch(() => null);
-				return { storageBytes, limitBytes: quota?.limit ?? this.config.defaultPlan.storageBytes };
+				const [storageBytes, limitBytes] = await Promise.all([this.storageQuota.usage(tenantId), planLimit(ctx, tenantId, "storageBytes", this.config.defaultPlan)]);
+				return { storageBytes, limitBytes };
 			}
 		},
 
@@ -304,6 +312,7 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			async handler(this: MediaThis, ctx: Context<{ id: string }, Meta>) {
 				const doc = await this.db.content.removeDoc(ctx, ctx.params.id, "Content");
 				const tenantId = String(doc.tenantId);
+				await this.storageQuota.release(tenantId, (Number(doc.size) || 0) + (Number(doc.thumbnailSize) || 0));
 				// "At once": playlists drop the item and manifests are invalidated before the 204.
 				if (ctx.broker.registry.getActionEndpoints("scheduling.removeContent")?.hasAvailable()) {
 					// Playlists skip content that no longer exists, so a failure here only delays the cleanup.
@@ -388,6 +397,7 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 				const { tenantId } = ctx.params as TenantDeleted;
 				const objects = await this.storage.removePrefix(tenantKey(tenantId) + "/");
 				const docs = await this.db.content.removeTenantDocs(tenantId);
+				await this.db.media_usage.removeTenantDocs(tenantId);
 				this.logger.info(`Tenant ${tenantId} deleted: ${docs} content items and ${objects} objects removed`);
 			}
 		}
@@ -418,7 +428,8 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			};
 		},
 
-		async usageOf(this: MediaThis, tenantId: string): Promise<number> {
+		/** What the tenant's content really occupies (the usage counter's first value and recounts). */
+		async storedBytes(this: MediaThis, tenantId: string): Promise<number> {
 			const docs = await this.db.content.findDocs({ tenantId });
 			return docs.reduce((sum, d) => sum + (Number(d.size) || 0) + (Number(d.thumbnailSize) || 0), 0);
 		},
@@ -448,6 +459,7 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 
 	created(this: MediaThis) {
 		this.config = getConfig();
+		this.storageQuota = new UsageCounter(this.db.media_usage, { resource: "storageBytes", measure: tenantId => this.storedBytes(tenantId) });
 		const { publicEndpoint } = this.config.s3;
 		this.publicStorage = publicEndpoint ? Storage.fromEndpoint({ ...this.config.s3, endpoint: publicEndpoint }) : null;
 	},

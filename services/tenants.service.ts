@@ -7,9 +7,11 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DbMixin, UNSCOPED, type DbMethods, type PublicDoc } from "../mixins/db.mixin";
 import { audit } from "../shared/audit";
 import { TENANT_DELETED_CHANNEL } from "../shared/channels";
-import { getConfig } from "../shared/config";
+import { getConfig, type Config } from "../shared/config";
 import { Errors } from "../shared/errors";
 import { ID_RULE } from "../shared/ids";
+import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
+import { planLimit, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { roleAtLeast, type Role } from "../shared/rbac";
 import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, ROLE_RULE, TOKEN_RULE, type RequestMeta } from "../shared/request";
 import { assertTimezone } from "../shared/time";
@@ -18,8 +20,25 @@ import { hashToken, randomToken } from "./auth/secrets";
 
 export { TENANT_DELETED_CHANNEL };
 
-/** Every service that keeps tenant data implements these two actions (found by name). */
+/** Every service that keeps tenant data implements this action (found by name). */
 export const EXPORT_ACTION = "exportTenantData";
+
+/**
+ * The services that keep tenant data: an export needs every one of them, so one that is down
+ * makes it fail (503) rather than produce an archive that looks complete and is not. A unit test
+ * checks this list against the services that implement EXPORT_ACTION.
+ */
+export const TENANT_DATA_SERVICES = ["auth", "devices", "media", "scheduling", "tenants"] as const;
+
+/**
+ * Invitations send email to an address the inviter chooses: bounded per tenant, per address
+ * (whoever invites it), and per tenant and address (re-sending one invitation), in fixed windows.
+ */
+const INVITATION_LIMITS = [
+	{ key: (tenantId: string) => `invitations:tenant:${tenantId}`, limit: 50, windowMs: 3600_000 },
+	{ key: (_tenantId: string, email: string) => `invitations:address:${email}`, limit: 5, windowMs: 24 * 3600_000 },
+	{ key: (tenantId: string, email: string) => `invitations:tenant-address:${tenantId}:${email}`, limit: 3, windowMs: 24 * 3600_000 }
+];
 
 const INVITATION_TTL_MS = 7 * 24 * 3600_000;
 /** Tries for a free slug; a random 6-character suffix makes a second collision all but impossible. */
@@ -68,10 +87,15 @@ interface UserSummary {
 	name: string;
 }
 
-type Collections = "tenants" | "memberships" | "invitations";
+type Collections = "tenants" | "memberships" | "invitations" | "tenants_usage";
 type Meta = RequestMeta;
 type TenantsThis = DbMethods<Collections> & {
 	appUrl: string;
+	config: Config;
+	kv: KeyValueStore;
+	/** Members per tenant, grown atomically against the plan's limit. */
+	memberQuota: UsageCounter;
+	assertInvitationsLeft(tenantId: string, email: string): Promise<void>;
 	broker: Context["broker"];
 	logger: { warn(...args: unknown[]): void; info(...args: unknown[]): void };
 	tenantView(doc: PublicDoc): TenantView;
@@ -103,7 +127,8 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 		DbMixin({
 			tenants: { tenantScoped: false, uniqueIndexes: ["slug"] },
 			memberships: { indexes: ["userId"] },
-			invitations: { uniqueIndexes: ["tokenHash"] }
+			invitations: { uniqueIndexes: ["tokenHash"] },
+			tenants_usage: USAGE_COLLECTION
 		})
 	],
 
@@ -229,10 +254,11 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			summary: "Everything the tenant owns, gathered from every service, as one JSON archive",
 			async handler(this: TenantsThis, ctx: Context<unknown, Meta>) {
 				const { tenantId } = this.requireCaller(ctx);
+				const available = new Set(this.serviceActions(EXPORT_ACTION).map(action => action.split(".")[0]));
+				const missing = TENANT_DATA_SERVICES.filter(service => !available.has(service));
+				if (missing.length) throw Errors.unavailable(`The export needs ${missing.join(", ")}, which ${missing.length === 1 ? "is" : "are"} not running; retry later`, { services: missing });
 				const parts: Record<string, unknown> = {};
-				for (const action of this.serviceActions(EXPORT_ACTION)) {
-					parts[action.split(".")[0]] = await ctx.call(action, { tenantId });
-				}
+				for (const service of TENANT_DATA_SERVICES) parts[service] = await ctx.call(`${service}.${EXPORT_ACTION}`, { tenantId });
 				await audit(ctx, { action: "tenant.exported", target: tenantId });
 				ctx.meta.$responseHeaders = { "Content-Disposition": `attachment; filename="marquee-export-${tenantId}.json"` };
 				return { exportedAt: new Date().toISOString(), tenantId, services: parts };
@@ -260,7 +286,11 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 				await audit(ctx, { action: "tenant.deleted", target: tenantId, data: { members: members.length } });
 				// Credentials stop working now and for good; the rest of the data goes over the channel.
 				await ctx.call("auth.revokeTenant", { tenantId });
-				await Promise.all([this.db.memberships.removeTenantDocs(tenantId), this.db.invitations.removeTenantDocs(tenantId)]);
+				await Promise.all([
+					this.db.memberships.removeTenantDocs(tenantId),
+					this.db.invitations.removeTenantDocs(tenantId),
+					this.db.tenants_usage.removeTenantDocs(tenantId)
+				]);
 				await this.db.tenants.removeDocs(ctx, { _id: tenantId });
 				const message: TenantDeleted = { tenantId, soleMemberUserIds };
 				await (ctx.broker as unknown as { sendToChannel(c: string, p: unknown): Promise<void> }).sendToChannel(TENANT_DELETED_CHANNEL, message);
@@ -325,6 +355,7 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 					throw Errors.conflict("The last owner cannot leave; transfer ownership or delete the tenant");
 				}
 				await this.db.memberships.removeDoc(ctx, self.id);
+				await this.memberQuota.release(caller.tenantId, 1);
 				await this.endSessions(ctx, self.userId, caller.tenantId);
 				await audit(ctx, { action: "member.left", target: self.userId });
 				ctx.meta.$statusCode = 204;
@@ -346,6 +377,7 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 					throw Errors.conflict("The last owner cannot be removed");
 				}
 				await this.db.memberships.removeDoc(ctx, target.id);
+				await this.memberQuota.release(caller.tenantId, 1);
 				await this.endSessions(ctx, target.userId, caller.tenantId);
 				await audit(ctx, { action: "member.removed", target: target.userId, data: { role: target.role } });
 				ctx.meta.$statusCode = 204;
@@ -368,6 +400,17 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 				if (ctx.params.role === "owner") throw Errors.validation([{ field: "role", message: "owners are made by transferring ownership", type: "role" }]);
 				const existing = (await ctx.call("auth.userIdByEmail", { email })) as string | null;
 				if (existing && (await this.membershipOf(caller.tenantId, existing))) throw Errors.conflict("Already a member");
+				// Pending invitations hold seats too (another address's, not this one's, which it replaces);
+				// acceptance reserves the seat for good, atomically.
+				const limit = await planLimit(ctx, caller.tenantId, "members", this.config.defaultPlan);
+				const [members, pending] = await Promise.all([
+					this.memberQuota.usage(caller.tenantId),
+					this.db.invitations.countDocs(ctx, { email: { $ne: email }, acceptedAt: { $exists: false }, expiresAt: { $gt: new Date().toISOString() } })
+				]);
+				if (members + pending + 1 > limit) {
+					throw Errors.quotaExceeded(`Your plan allows ${limit} members, pending invitations included`, { resource: "members", limit, current: members + pending });
+				}
+				await this.assertInvitationsLeft(caller.tenantId, email);
 
 				// A fresh invitation replaces a pending one for the same address.
 				await this.db.invitations.removeDocs(ctx, { email, acceptedAt: { $exists: false } });
@@ -442,16 +485,23 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 				// Claim it first, so one token yields one membership even under concurrent use.
 				const claimed = await this.db.invitations.updateWhere(scope, { _id: invitation.id, acceptedAt: { $exists: false } }, { acceptedAt: new Date().toISOString() });
 				if (claimed !== 1) throw invalid();
+				let seat = false;
 				let user: { userId: string; created: boolean };
 				try {
+					// The seat before the account: a full organisation creates no orphan account.
+					await this.memberQuota.reserve(tenantId, 1, await planLimit(ctx, tenantId, "members", this.config.defaultPlan));
+					seat = true;
 					user = (await ctx.call("auth.userForInvitation", { email: invitation.email, name: ctx.params.name, password: ctx.params.password })) as typeof user;
+					if (await this.membershipOf(tenantId, user.userId)) {
+						await this.memberQuota.release(tenantId, 1);
+					} else {
+						await this.db.memberships.insertDoc(scope, { userId: user.userId, role: invitation.role, joinedAt: new Date().toISOString() });
+					}
 				} catch (err) {
-					// Wrong password or weak new one: the invitation stays usable.
+					// Full, wrong password or weak new one: the invitation stays usable.
+					if (seat) await this.memberQuota.release(tenantId, 1);
 					await this.db.invitations.updateWhere(scope, { _id: invitation.id }, { acceptedAt: undefined });
 					throw err;
-				}
-				if (!(await this.membershipOf(tenantId, user.userId))) {
-					await this.db.memberships.insertDoc(scope, { userId: user.userId, role: invitation.role, joinedAt: new Date().toISOString() });
 				}
 				await audit(ctx, { action: "invitation.accepted", tenantId, actor: { kind: "user", id: user.userId }, target: invitation.id, data: { created: user.created } });
 				return ctx.call("auth.issueSession", { userId: user.userId, tenantId });
@@ -477,6 +527,15 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 
 		async owners(this: TenantsThis, tenantId: string): Promise<Membership[]> {
 			return (await this.db.memberships.findDocs({ tenantId }, { role: "owner" })) as unknown as Membership[];
+		},
+
+		/** 429 once invitations to this address, from this tenant or at all, reach their bounds; else counts this one. */
+		async assertInvitationsLeft(this: TenantsThis, tenantId: string, email: string) {
+			for (const rule of INVITATION_LIMITS) {
+				const seen = await this.kv.peek(rule.key(tenantId, email));
+				if (seen && seen.count >= rule.limit) throw Errors.rateLimited(seen.ttlMs / 1000);
+			}
+			await Promise.all(INVITATION_LIMITS.map(rule => this.kv.incr(rule.key(tenantId, email), rule.windowMs)));
 		},
 
 		requireCaller(ctx: Context<unknown, Meta>) {
@@ -521,7 +580,10 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 	},
 
 	created(this: TenantsThis) {
-		this.appUrl = getConfig().appUrl;
+		this.config = getConfig();
+		this.appUrl = this.config.appUrl;
+		this.kv = sharedKeyValueStore(this.config);
+		this.memberQuota = new UsageCounter(this.db.tenants_usage, { resource: "members", measure: tenantId => this.db.memberships.countDocs({ tenantId }) });
 	}
 };
 

@@ -1,52 +1,150 @@
 /**
- * The one quota check. Services ask before they grow a tenant's usage; the billing service's
- * `billing.checkQuota` decides when it runs, otherwise the default plan from config does
- * (DEFAULT_PLAN_*), so limits are enforced from the first day.
+ * Plan limits, enforced atomically. Each service that grows a limited resource (devices:
+ * displays, media: storage bytes, tenants: members) keeps a usage counter per tenant in a
+ * collection of its own and grows it with `reserve` *before* it creates anything: the check and
+ * the growth are one compare-and-set on one document, so parallel requests — on one process or
+ * many replicas, on NeDB or MongoDB — can never together pass the limit. A failed creation gives
+ * its reservation back with `release`, and so does a deletion.
+ *
+ * Counters can only drift upwards (a process that dies between its reservation and its insert
+ * leaves one unit reserved): when a reservation is refused and the counter has been quiet for a
+ * minute — no reservation can still be in flight — it is recounted from the real documents.
+ *
+ * The limits come from the default plan in config (DEFAULT_PLAN_*) until the billing service
+ * supplies per-tenant plans through `billing.planLimits`.
  */
 import type { Context } from "moleculer";
+import type { Collection, PublicDoc } from "../mixins/db.mixin";
 import type { Config } from "./config";
-import { Errors } from "./errors";
+import { Errors, type AppError } from "./errors";
 
 export type QuotaResource = "displays" | "storageBytes" | "members";
 
-export interface QuotaRequest {
-	tenantId: string;
-	resource: QuotaResource;
-	/** Usage now. */
-	current: number;
-	/** What the caller is about to add. */
-	adding: number;
+/** The collection options a service declares for its usage counters (`DbMixin({ <name>: USAGE_COLLECTION })`). */
+export const USAGE_COLLECTION = { uniqueIndexes: ["key"] };
+
+/** How long a counter must have been still before a refusal recounts it. */
+const QUIET_MS = 60_000;
+/** Compare-and-set rounds before a reservation gives up under contention (503, retry). */
+const MAX_ROUNDS = 50;
+
+interface CounterDoc {
+	id: string;
+	used: number;
+	version: number;
+	updatedAt: string;
 }
 
-export interface QuotaAnswer {
-	allowed: boolean;
-	limit: number;
-	current: number;
+export interface UsageCounterOptions {
+	/** What the counter counts, for messages and the 402's data. */
+	resource: string;
+	/** The real usage of a tenant, counted from its documents (first use and recounts). */
+	measure(tenantId: string): Promise<number>;
+	/** The refusal; default 402 QUOTA_EXCEEDED with `{resource, limit, current}`. */
+	exceeded?(limit: number, current: number): AppError;
+	now?(): number;
 }
 
-/** Pure: would `adding` stay within `limit`? */
-export function withinLimit(limit: number, current: number, adding: number): boolean {
-	return current + adding <= limit;
+export class UsageCounter {
+	private readonly now: () => number;
+
+	constructor(
+		private readonly collection: Collection,
+		private readonly options: UsageCounterOptions
+	) {
+		this.now = options.now ?? Date.now;
+	}
+
+	/** Usage now (without reserving anything). */
+	async usage(tenantId: string): Promise<number> {
+		return (await this.load(tenantId)).used;
+	}
+
+	/** Grows usage by `amount` if it stays within `limit`, atomically; else the refusal. Answers the new usage. */
+	async reserve(tenantId: string, amount: number, limit: number): Promise<number> {
+		for (let round = 0; round < MAX_ROUNDS; round++) {
+			const counter = await this.load(tenantId);
+			if (counter.used + amount > limit) {
+				if (await this.recount(tenantId, counter)) continue;
+				throw this.refusal(limit, counter.used);
+			}
+			if (await this.swap(tenantId, counter, counter.used + amount)) return counter.used + amount;
+			await contention(round);
+		}
+		throw Errors.unavailable("Too many changes at once, retry");
+	}
+
+	/** Gives back `amount` (a failed creation, a deletion); never below zero. */
+	async release(tenantId: string, amount: number): Promise<void> {
+		if (amount <= 0) return;
+		for (let round = 0; round < MAX_ROUNDS; round++) {
+			const counter = await this.load(tenantId);
+			if (await this.swap(tenantId, counter, Math.max(0, counter.used - amount))) return;
+			await contention(round);
+		}
+		// Losing a release only leaves the counter high, which the next refusal recounts.
+	}
+
+	/** The tenant's counter goes (tenant deletion). */
+	async forget(tenantId: string): Promise<void> {
+		await this.collection.removeDocs({ tenantId }, { resource: this.options.resource });
+	}
+
+	private refusal(limit: number, current: number): AppError {
+		if (this.options.exceeded) return this.options.exceeded(limit, current);
+		return Errors.quotaExceeded(`Your plan allows ${limit} ${this.options.resource}`, { resource: this.options.resource, limit, current });
+	}
+
+	private async load(tenantId: string): Promise<CounterDoc> {
+		const scope = { tenantId };
+		const found = await this.collection.findDoc(scope, { resource: this.options.resource });
+		if (found) return counterOf(found);
+		const used = await this.options.measure(tenantId);
+		try {
+			return counterOf(await this.collection.insertDoc(scope, { resource: this.options.resource, key: `${tenantId}:${this.options.resource}`, used, version: 0 }));
+		} catch (err) {
+			// Another request created it first: use theirs.
+			if ((err as { type?: unknown }).type !== "CONFLICT") throw err;
+			const winner = await this.collection.findDoc(scope, { resource: this.options.resource });
+			if (!winner) throw err;
+			return counterOf(winner);
+		}
+	}
+
+	/** One compare-and-set on the counter's version: true when this write won. */
+	private async swap(tenantId: string, counter: CounterDoc, used: number): Promise<boolean> {
+		const won = await this.collection.updateWhere({ tenantId }, { _id: counter.id, version: counter.version }, { used, version: counter.version + 1 });
+		return won === 1;
+	}
+
+	/** After a refusal: a counter quiet for QUIET_MS that is above the real usage is set to it. */
+	private async recount(tenantId: string, counter: CounterDoc): Promise<boolean> {
+		if (this.now() - Date.parse(counter.updatedAt) < QUIET_MS) return false;
+		const real = await this.options.measure(tenantId);
+		if (real >= counter.used) return false;
+		return this.swap(tenantId, counter, real);
+	}
+}
+
+function counterOf(doc: PublicDoc): CounterDoc {
+	return { id: doc.id, used: Number(doc.used) || 0, version: Number(doc.version) || 0, updatedAt: String(doc.updatedAt) };
+}
+
+/** A short, growing, jittered pause between compare-and-set rounds that lost. */
+function contention(round: number): Promise<void> {
+	const ms = Math.random() * Math.min(50, 2 + round * 2);
+	return new Promise(resolve => setTimeout(resolve, ms));
 }
 
 /**
- * 402 QUOTA_EXCEEDED when the tenant's plan does not allow it. `defaultPlan` is the calling
- * service's config (captured when it was created).
+ * The tenant's limit for `resource`: its plan's from the billing service when that runs, else
+ * the default plan of the calling service's config.
  */
-export async function checkQuota(ctx: Context, request: QuotaRequest, defaultPlan: Config["defaultPlan"]): Promise<QuotaAnswer> {
-	let answer: QuotaAnswer;
-	if (ctx.broker.registry.getActionEndpoints("billing.checkQuota")?.hasAvailable()) {
-		answer = (await ctx.call("billing.checkQuota", request)) as QuotaAnswer;
-	} else {
-		const limit = defaultPlan[request.resource];
-		answer = { allowed: withinLimit(limit, request.current, request.adding), limit, current: request.current };
+export async function planLimit(ctx: Context, tenantId: string, resource: QuotaResource, defaultPlan: Config["defaultPlan"]): Promise<number> {
+	if (ctx.broker.registry.getActionEndpoints("billing.planLimits")?.hasAvailable()) {
+		const limits = (await ctx.call("billing.planLimits", { tenantId })) as Partial<Record<QuotaResource, number>>;
+		const limit = limits[resource];
+		if (typeof limit === "number") return limit;
 	}
-	if (!answer.allowed) {
-		throw Errors.quotaExceeded(`Your plan allows ${answer.limit} ${request.resource}`, {
-			resource: request.resource,
-			limit: answer.limit,
-			current: answer.current
-		});
-	}
-	return answer;
+	return defaultPlan[resource];
 }

@@ -82,9 +82,10 @@ export function safeUrl(value: string): string | null {
 }
 
 /** One line of text: control characters (CR, LF, tabs, …) become spaces, runs of spaces one. */
+/** Control, line-break and bidirectional-override characters become spaces (no header injection, no reversed text). */
 function oneLine(value: string): string {
 	// eslint-disable-next-line no-control-regex
-	return value.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ").replace(/ {2,}/g, " ").trim();
+	return value.replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]+/g, " ").replace(/ {2,}/g, " ").trim();
 }
 
 type Reader = {
@@ -314,13 +315,15 @@ const CONTENT: { [T in EmailTemplate]: (data: EmailData[T]) => Content } = {
 			"If you did not ask for a new password, you can ignore this email: your password stays as it is."
 		]
 	}),
+	// The names are chosen by whoever invites, so they stay out of the subject (what a mail list
+	// shows) and appear quoted in the body: an invitation cannot be made to read like our message.
 	invitation: d => ({
-		subject: `${d.inviterName} invited you to ${d.tenantName} on ${PRODUCT_NAME}`,
-		preheader: `Join ${d.tenantName} on ${PRODUCT_NAME} as ${withArticle(d.role)}.`,
+		subject: `You are invited to join an organisation on ${PRODUCT_NAME}`,
+		preheader: `Join “${d.tenantName}” on ${PRODUCT_NAME} as ${withArticle(d.role)}.`,
 		greeting: "Hello,",
 		paragraphs: [
-			`${d.inviterName} has invited you to join ${d.tenantName} on ${PRODUCT_NAME} as ${withArticle(d.role)}.`,
-			`${PRODUCT_NAME} is where ${d.tenantName} manages its screens, content and schedules.`
+			`“${d.inviterName}” has invited you to join the organisation “${d.tenantName}” on ${PRODUCT_NAME} as ${withArticle(d.role)}.`,
+			`${PRODUCT_NAME} is where organisations manage their screens, content and schedules.`
 		],
 		action: { label: "Accept invitation", url: d.url },
 		notes: [

@@ -13,7 +13,8 @@ describe("tenants", () => {
 	let owner: Session & { password: string };
 
 	beforeAll(async () => {
-		p = await startTestPlatform();
+		// Members beyond the default plan's five: limits have their own cases below.
+		p = await startTestPlatform({ DEFAULT_PLAN_MEMBERS: "100" });
 		owner = await register(p, newAccount("boss"));
 	});
 	afterAll(() => p.stop());

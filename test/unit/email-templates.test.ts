@@ -68,9 +68,10 @@ describe("email templates", () => {
 
 	it("invitation: inviter, organisation, role and expiry", () => {
 		const mail = render("invitation");
-		expect(mail.subject).toBe("Grace Hopper invited you to Acme Cinemas on Marquee");
+		// Names chosen by the inviter never reach the subject.
+		expect(mail.subject).toBe("You are invited to join an organisation on Marquee");
 		for (const part of [mail.html, mail.text]) {
-			expect(part).toContain("Grace Hopper has invited you to join Acme Cinemas on Marquee as an editor.");
+			expect(part).toContain("“Grace Hopper” has invited you to join the organisation “Acme Cinemas” on Marquee as an editor.");
 			expect(part).toContain("1 December 2026");
 			expect(part).toContain("09:30 UTC");
 		}
@@ -100,8 +101,8 @@ describe("email templates", () => {
 		expect(invitation.html).not.toContain("<script>");
 		expect(invitation.html).not.toContain("<img");
 		expect(invitation.html).toContain("&lt;img src=x onerror=alert(1)&gt;");
-		// the <title> carries the subject: escaped as well
-		expect(invitation.html).toContain(`<title>${escaped} invited you to`);
+		// the <title> carries the subject, which holds no names
+		expect(invitation.html).toContain("<title>You are invited to join an organisation on Marquee</title>");
 
 		const quoted = render("verify", { url: `https://example.com/a?b="onmouseover=alert(1)` });
 		expect(quoted.html).not.toContain(`"onmouseover`);
@@ -149,9 +150,10 @@ describe("email templates", () => {
 		const data = parseEmailData("verify", { name: "Ada", url: "https://x.example/v", tenantId: "t-1" });
 		expect(data).toEqual({ name: "Ada", url: "https://x.example/v" });
 
-		const mail = render("invitation", { inviterName: "Eve\r\nBcc: victim@example.com", tenantName: "Acme\n" });
-		expect(mail.subject).toBe("Eve Bcc: victim@example.com invited you to Acme on Marquee");
-		expect(mail.subject).not.toMatch(/[\r\n]/);
+		const mail = render("invitation", { inviterName: "Eve\r\nBcc: victim@example.com", tenantName: "Acme\u202e\n" });
+		expect(mail.subject).toBe("You are invited to join an organisation on Marquee");
+		expect(mail.text).toContain("“Eve Bcc: victim@example.com” has invited you to join the organisation “Acme”");
+		expect(mail.text).not.toContain("\u202e");
 	});
 
 	it("accepts only one plain recipient address", () => {
