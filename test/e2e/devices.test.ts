@@ -118,9 +118,40 @@ describe("devices", () => {
 				expect(listed.body.total).toBe(2);
 				const poll = await request<{ status: string }>(small.api(`/device/pairing/${over.pairing.pairingId}`), { headers: { "X-Pairing-Secret": over.pairing.pollSecret } });
 				expect(poll.body).toEqual({ status: "pending" });
+				// On a full plan an unknown code answers exactly like a live one: the answer confirms no code.
+				const bogus = await request<ErrorBody>(small.api("/displays/pair"), { method: "POST", headers: as(tenant), json: { code: "AAAAAA", name: "Screen" } });
+				expect(bogus.status).toBe(402);
+				expect(bogus.body.error).toEqual({ ...over.res.body.error, requestId: bogus.body.error.requestId });
 			} finally {
 				await small.stop();
 			}
+		});
+
+		it("wrong codes are bounded per tenant: past 20 in an hour even a live code answers 429 for that tenant, not for others", async () => {
+			const guesser = await register(p, newAccount("guesser"));
+			const guess = (code: string, who: Session = guesser) => request<ErrorBody>(p.api("/displays/pair"), { method: "POST", headers: as(who), json: { code, name: "Guess" } });
+			const wrong: number[] = [];
+			for (let i = 0; i < 20; i++) wrong.push((await guess(`AAAA${"ACDEFGHJKMNPQRTUVWXY"[i]}A`)).status);
+			expect(wrong).toEqual(Array(20).fill(404));
+			const live = await startPairing();
+			const held = await guess(live.code);
+			expect(held.status).toBe(429);
+			expect(Number(held.headers.get("retry-after"))).toBeGreaterThan(0);
+			// An API key is the same tenant: no way around it with more principals.
+			const key = await request<{ key: string }>(p.api("/api-keys"), { method: "POST", headers: as(guesser), json: { name: "more guesses", role: "admin" } });
+			expect((await request(p.api("/displays/pair"), { method: "POST", headers: bearer(key.body.key), json: { code: live.code, name: "Guess" } })).status).toBe(429);
+			// Another tenant pairs the code as usual.
+			expect((await guess(live.code, owner)).status).toBe(201);
+		});
+
+		it("a display deleted before its screen collected the token: the next poll hands out none", async () => {
+			const pairing = await startPairing();
+			const paired = await request<Display>(p.api("/displays/pair"), { method: "POST", headers: as(owner), json: { code: pairing.code, name: "Short-lived" } });
+			expect(paired.status).toBe(201);
+			expect((await request(p.api(`/displays/${paired.body.id}`), { method: "DELETE", headers: as(owner) })).status).toBe(204);
+			const polled = await poll(pairing);
+			expect(polled.status).toBe(404);
+			expect(polled.body.deviceToken).toBeUndefined();
 		});
 
 		it("pairing requests are limited per address", async () => {
@@ -209,6 +240,17 @@ describe("devices", () => {
 			const got = await request<Display>(p.api(`/displays/${display.id}`), { headers: as(owner) });
 			expect(got.body).toMatchObject({ status: "online", appVersion: "2.4.1", metrics: { cpu: 12.5, memory: 40, disk: 70, temperature: 48 } });
 			expect(got.body.lastSeenAt).toBe(hb.body.serverTime);
+
+			// A heartbeat that sends nothing else changes only the time it was seen.
+			const bare = await request<{ serverTime: string }>(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: {} });
+			expect(bare.status).toBe(200);
+			const after = await request<Display & { currentContentId: string | null }>(p.api(`/displays/${display.id}`), { headers: as(owner) });
+			expect(after.body).toMatchObject({ appVersion: "2.4.1", currentContentId: "c-1", metrics: { cpu: 12.5, memory: 40, disk: 70, temperature: 48 } });
+			expect(after.body.lastSeenAt).toBe(bare.body.serverTime);
+			// What is sent replaces what was known.
+			await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: { metrics: { cpu: 1, memory: 2, disk: 3 }, appVersion: "2.5.0" } });
+			const updated = await request<Display>(p.api(`/displays/${display.id}`), { headers: as(owner) });
+			expect(updated.body).toMatchObject({ appVersion: "2.5.0", metrics: { cpu: 1, memory: 2, disk: 3 } });
 		});
 
 		it("a queued command arrives in the next heartbeat, is delivered until acknowledged, then no longer", async () => {

@@ -3,8 +3,8 @@
  * GDPR export and deletion, checked across every service's stored data.
  */
 import { UNSCOPED, type Collection } from "../../mixins/db.mixin";
-import { request, type ErrorBody } from "../helpers/platform";
-import { bearer, login, newAccount, register, someClient, startTestPlatform, tokenFromMail, type Platform, type Session } from "../helpers/accounts";
+import { request, startGateway, tempDir, type ErrorBody } from "../helpers/platform";
+import { bearer, login, mailbox, newAccount, PLATFORM_SERVICES, register, someClient, startTestPlatform, tokenFromMail, type Platform, type Session } from "../helpers/accounts";
 
 type Member = { userId: string; email: string; name: string; role: string; joinedAt: string };
 
@@ -93,6 +93,19 @@ describe("tenants", () => {
 	});
 
 	describe("invitations", () => {
+		it("re-sending one invitation is limited: the fourth in a day answers 429 and sends nothing", async () => {
+			const email = newAccount("resent").email;
+			for (let i = 0; i < 3; i++) {
+				expect((await request(p.api("/invitations"), { method: "POST", headers: as(owner), json: { email, role: "viewer" } })).status).toBe(201);
+			}
+			const mailed = mailbox(p, email).length;
+			const fourth = await request<ErrorBody>(p.api("/invitations"), { method: "POST", headers: as(owner), json: { email, role: "viewer" } });
+			expect(fourth.status).toBe(429);
+			expect(Number(fourth.headers.get("retry-after"))).toBeGreaterThan(0);
+			expect(mailbox(p, email)).toHaveLength(mailed);
+			expect(mailed).toBe(3);
+		});
+
 		it("create an account with the invited role; the token works once", async () => {
 			const account = newAccount("invitee");
 			const invited = await request<{ id: string; email: string; role: string; expiresAt: string }>(p.api("/invitations"), {
@@ -212,6 +225,21 @@ describe("tenants", () => {
 			const users = res.body.services.auth.users as Array<{ email: string }>;
 			expect(users.map(u => u.email)).toEqual(expect.arrayContaining([owner.user.email, editor.user.email]));
 			expect(res.text).not.toMatch(/passwordHash|tokenHash|keyHash|currentHash|usedHashes|\$2[aby]\$/);
+		});
+
+		it("with a service that keeps tenant data down, the export answers 503 naming it instead of an incomplete archive", async () => {
+			const partial = await startGateway(PLATFORM_SERVICES.filter(service => service.name !== "media"), { DATA_DIR: tempDir() });
+			try {
+				const api = (path: string) => `${partial.url}/api/v1${path}`;
+				const account = newAccount("partial");
+				const signed = await request<Session>(api("/auth/register"), { method: "POST", headers: someClient(), json: account });
+				const res = await request<ErrorBody>(api("/tenant/export"), { headers: as(signed.body) });
+				expect(res.status).toBe(503);
+				expect(res.body.error).toMatchObject({ type: "SERVICE_UNAVAILABLE", data: { services: ["media"] } });
+				expect(res.body.error.message).toContain("media");
+			} finally {
+				await partial.stop();
+			}
 		});
 
 		it("deleting needs the tenant's name; afterwards no document, session or account of it is left in any service", async () => {
