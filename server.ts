@@ -50,7 +50,8 @@ export async function startPlatform(config: Config, options: StartOptions = {}):
 	for (const name of config.services) {
 		const file = serviceFile(name);
 		if (file) broker.loadService(file);
-		else broker.logger.warn(`Service '${name}' is not part of this build yet; skipped.`);
+		// Asked for by name, a missing service is worth a warning; "all" means all that exist.
+		else if (config.servicesNamed) broker.logger.warn(`Service '${name}' is not part of this build yet; skipped.`);
 	}
 	for (const schema of options.extraServices ?? []) broker.createService(schema as ServiceSchema);
 
@@ -113,6 +114,37 @@ export function keepServingOnStrayErrors(platform: Platform): void {
 	});
 }
 
+/**
+ * What a person who ran `npm start` needs to know, in a few lines: where it listens, what runs,
+ * where the data and the mail go. Production (JSON logs) gets it as one log line instead.
+ */
+export function startBanner(config: Config): string[] {
+	const url = `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${config.port}`;
+	const mode = config.transporter ? `services ${config.services.join(", ")} over NATS` : "embedded: every service in this process";
+	const lines = [`Marquee is running at ${url} (${mode})`];
+	if (config.services.includes("api")) lines.push(`  API docs   ${url}/api/docs`, `  health     ${url}/health/ready`);
+	else lines.push(`  health     http://localhost:${config.opsPort}/health/ready`);
+	lines.push(`  data       ${config.mongoUri ? "MongoDB" : `${path.join(config.dataDir, "db")} (NeDB files)`}; media in ${config.s3.endpoint ?? path.join(config.dataDir, "s3")}`);
+	lines.push(`  mail       ${config.smtpUrl ? "sent over SMTP" : `written to ${path.join(config.dataDir, "mail")} (no SMTP_URL)`}`);
+	lines.push(`  logs       ${config.logLevel} and above (LOG_LEVEL)`);
+	return lines;
+}
+
+/**
+ * NeDB's adapter promisifies functions that already return promises, and Node warns about that
+ * (DEP0174) once per collection at start: noise about a dependency, not about this process.
+ * Every other warning is still printed.
+ */
+function silenceDependencyNoise(): void {
+	const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+	process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
+		const options = rest[0];
+		const code = typeof options === "object" && options !== null ? (options as { code?: unknown }).code : rest[1];
+		if (code === "DEP0174") return;
+		emitWarning(warning, ...rest);
+	}) as typeof process.emitWarning;
+}
+
 async function main(): Promise<void> {
 	let config: Config;
 	try {
@@ -125,9 +157,14 @@ async function main(): Promise<void> {
 		throw err;
 	}
 	const flags = new Set(process.argv.slice(2));
+	silenceDependencyNoise();
 	const platform = await startPlatform(config, { hot: flags.has("--hot") });
 	exitOnSignals(platform);
 	keepServingOnStrayErrors(platform);
+	const banner = startBanner(config);
+	// The banner is the program's own output, not a log line.
+	if (config.logFormat === "pretty") process.stdout.write(`${banner.join("\n")}\n`);
+	else platform.broker.logger.info(banner.map(line => line.trim()).join("; "));
 	if (flags.has("--repl")) await platform.broker.repl();
 }
 

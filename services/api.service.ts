@@ -225,6 +225,8 @@ const ApiService: ServiceSchema<GatewaySettings, ApiMethods, ApiVars> = {
 		logRequestParams: null,
 		logResponseData: null,
 		log4XXResponses: false,
+		// The route table is for debugging; at info it was printed twice at every start.
+		logRouteRegistration: "debug",
 		optimizeOrder: true,
 		routes: [],
 		onError: writeError,

@@ -48,6 +48,8 @@ export interface Config {
 	/** The plan of tenants without a subscription (until billing decides). */
 	defaultPlan: { displays: number; storageBytes: number; members: number };
 	services: ServiceName[];
+	/** SERVICES named them (rather than all, by default). */
+	servicesNamed: boolean;
 	namespace: string;
 	logLevel: LogLevel;
 	logFormat: LogFormat;
@@ -111,7 +113,7 @@ export const VARIABLES: Variable[] = [
 	{ name: "DEFAULT_PLAN_DISPLAYS", example: "3", description: "displays a tenant without a subscription may pair" },
 	{ name: "DEFAULT_PLAN_STORAGE_MB", example: "1024", description: "media storage of a tenant without a subscription, in MiB" },
 	{ name: "DEFAULT_PLAN_MEMBERS", example: "5", description: "members of a tenant without a subscription" },
-	{ name: "LOG_LEVEL", example: "info", description: "fatal, error, warn, info, debug or trace" },
+	{ name: "LOG_LEVEL", example: "", description: "fatal, error, warn, info, debug or trace (default: info in production, warn otherwise, so `npm start` shows its banner and real warnings only)" },
 	{ name: "LOG_FORMAT", example: "", description: "`pretty` or `json` (default: json in production, pretty otherwise)" },
 	{ name: "TRACING_EXPORTER", example: "none", description: "none, console, zipkin or jaeger" },
 	{ name: "TRACING_ENDPOINT", example: "", description: "collector URL for zipkin or jaeger" },
@@ -274,8 +276,9 @@ export function loadConfig(env: Env = process.env): Config {
 			members: integer(env, "DEFAULT_PLAN_MEMBERS", 5, 1, 1_000_000)
 		},
 		services: services(env),
+		servicesNamed: list(env, "SERVICES").some(name => name !== "*" && name !== "all"),
 		namespace,
-		logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, nodeEnv === "test" ? "warn" : "info"),
+		logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, production ? "info" : "warn"),
 		logFormat: oneOf<LogFormat>(env, "LOG_FORMAT", ["pretty", "json"], production ? "json" : "pretty"),
 		tracing: { exporter: tracingExporter, endpoint: tracingEndpoint },
 		corsOrigins: corsOrigins(env),

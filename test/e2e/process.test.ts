@@ -16,7 +16,8 @@ describe("npm start on the embedded default", () => {
 	let proc: PlatformProcess;
 
 	beforeAll(async () => {
-		proc = await spawnPlatform("npm", ["start"], { DATA_DIR: tempDir() });
+		// LOG_LEVEL blank: the default a user gets.
+		proc = await spawnPlatform("npm", ["start"], { DATA_DIR: tempDir(), LOG_LEVEL: "" });
 	});
 	afterAll(() => killGroup(proc));
 
@@ -26,6 +27,16 @@ describe("npm start on the embedded default", () => {
 		await waitFor200(`${proc.url}/health/ready`, 15_000 - (Date.now() - started), proc);
 		const ready = await fetch(`${proc.url}/health/ready`);
 		expect(await ready.json()).toMatchObject({ status: "ok" });
+	});
+
+	it("prints a short banner (address, mode, data, mail) and nothing else: no route table, no deprecation warnings", async () => {
+		await waitFor200(`${proc.url}/health/ready`, 15_000, proc);
+		for (let i = 0; i < 50 && !proc.output().includes("logs "); i++) await new Promise(resolve => setTimeout(resolve, 100));
+		const lines = proc.output().split("\n").filter(line => line.trim() && !line.startsWith(">"));
+		expect(lines[0]).toMatch(/^Marquee is running at http:\/\/127\.0\.0\.1:\d+ \(embedded: every service in this process\)$/);
+		expect(lines.join("\n")).toMatch(/^ {2}mail {7}written to .+\/mail \(no SMTP_URL\)$/m);
+		expect(lines.length).toBeLessThanOrEqual(6);
+		expect(proc.output()).not.toMatch(/DeprecationWarning|not part of this build|=>|INFO/);
 	});
 
 	it("serves Moleculer metrics on /metrics", async () => {

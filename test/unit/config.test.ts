@@ -68,8 +68,8 @@ describe("loadConfig defaults: the embedded mode", () => {
 		expect(loadConfig({ NODE_ENV: "test" }).bcryptCost).toBe(4);
 	});
 
-	it("has safe limits and readable logs", () => {
-		expect(config.logLevel).toBe("info");
+	it("has safe limits and quiet, readable logs (a banner and real warnings)", () => {
+		expect(config.logLevel).toBe("warn");
 		expect(config.logFormat).toBe("pretty");
 		expect(config.tracing).toEqual({ exporter: "none", endpoint: null });
 		expect(config.corsOrigins).toEqual([]);
@@ -87,11 +87,17 @@ describe("loadConfig defaults: the embedded mode", () => {
 		expect(sharedKeyValueStore(config)).toBeInstanceOf(MemoryKeyValueStore);
 	});
 
-	it("NODE_ENV=test logs warnings only; production logs JSON", () => {
+	it("NODE_ENV=test logs warnings only; production logs JSON from info up", () => {
 		expect(loadConfig({ NODE_ENV: "test" }).logLevel).toBe("warn");
 		const prod = loadConfig({ NODE_ENV: "production", JWT_SECRET: GOOD_JWT });
 		expect(prod.logFormat).toBe("json");
 		expect(prod.logLevel).toBe("info");
+	});
+
+	it("SERVICES names services, or leaves all of them (servicesNamed tells which)", () => {
+		expect(loadConfig({}).servicesNamed).toBe(false);
+		expect(loadConfig({ SERVICES: "all" }).servicesNamed).toBe(false);
+		expect(loadConfig({ SERVICES: "api,billing" })).toMatchObject({ services: ["api", "billing"], servicesNamed: true });
 	});
 
 	it("blank values count as unset", () => {
