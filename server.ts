@@ -130,21 +130,6 @@ export function startBanner(config: Config): string[] {
 	return lines;
 }
 
-/**
- * NeDB's adapter promisifies functions that already return promises, and Node warns about that
- * (DEP0174) once per collection at start: noise about a dependency, not about this process.
- * Every other warning is still printed.
- */
-function silenceDependencyNoise(): void {
-	const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
-	process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
-		const options = rest[0];
-		const code = typeof options === "object" && options !== null ? (options as { code?: unknown }).code : rest[1];
-		if (code === "DEP0174") return;
-		emitWarning(warning, ...rest);
-	}) as typeof process.emitWarning;
-}
-
 async function main(): Promise<void> {
 	let config: Config;
 	try {
@@ -157,7 +142,6 @@ async function main(): Promise<void> {
 		throw err;
 	}
 	const flags = new Set(process.argv.slice(2));
-	silenceDependencyNoise();
 	const platform = await startPlatform(config, { hot: flags.has("--hot") });
 	exitOnSignals(platform);
 	keepServingOnStrayErrors(platform);

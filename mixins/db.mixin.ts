@@ -235,6 +235,8 @@ function countOf(result: unknown): number {
 
 interface NeDbLike {
 	ensureIndex(options: { fieldName: string; unique?: boolean }): Promise<void>;
+	update(query: Query, update: Query, options: Record<string, unknown>): Promise<unknown[]>;
+	updateAsync(query: Query, update: Query, options: Record<string, unknown>): Promise<{ numAffected: number; affectedDocuments: unknown }>;
 	setAutocompactionInterval?: (ms: number) => void;
 	stopAutocompaction?: () => void;
 }
@@ -258,6 +260,10 @@ export class Collection {
 		await this.adapter.connect();
 		const nedb = this.adapter.db as NeDbLike | undefined;
 		if (nedb && typeof nedb.ensureIndex === "function") {
+			// moleculer-db wraps NeDB's update in util.promisify around a function that already
+			// returns a promise, and Node warns (DEP0174) on every update. NeDB has a promise API:
+			// the same answer ([count, docs]) without the noise.
+			nedb.update = (query, update, options) => nedb.updateAsync(query, update, options).then(r => [r.numAffected, r.affectedDocuments]);
 			for (const fieldName of this.options.uniqueIndexes) await nedb.ensureIndex({ fieldName, unique: true });
 			for (const fieldName of this.options.selectiveIndexes) await nedb.ensureIndex({ fieldName });
 			// NeDB keeps an append-only file; compact it now and then so restarts stay fast.

@@ -40,7 +40,7 @@ const MESSAGES: SendEmailParams[] = [
 const SUBJECTS: Record<SendEmailParams["template"], string> = {
 	verify: "Verify your email address for Marquee",
 	reset: "Reset your Marquee password",
-	invitation: "Grace invited you to Acme Cinemas on Marquee"
+	invitation: "You are invited to join an organisation on Marquee"
 };
 
 /** Params that must be refused before anything is sent. */
