@@ -22,6 +22,7 @@ import {
 	send,
 	withValue,
 	wrongValues,
+	type JsonSchema,
 	type Route
 } from "../helpers/routes";
 
@@ -114,6 +115,25 @@ describe("bad input (every /api/v1 route of the OpenAPI document)", () => {
 		}
 		expect(problems).toEqual([]);
 		expect(checked).toBeGreaterThan(0);
+	});
+
+	it("null in every field that is not declared nullable → 422 naming the field (optional means absent, never null)", async () => {
+		const problems: string[] = [];
+		let checked = 0;
+		const nullable = (schema: JsonSchema) => [schema.type].flat().includes("null") || (schema.anyOf ?? []).some(alt => [alt.type].flat().includes("null"));
+		for (const route of callableJsonRoutes()) {
+			const token = await tokenFor(route);
+			const valid = sampleValue(route.jsonBody ?? {});
+			for (const field of fieldsOf(route.jsonBody ?? {}).filter(f => !nullable(f.schema))) {
+				const res = await send(p, route, { token, json: withValue(valid, field.path, null) });
+				const where = `${route.label} with ${field.path} = null`;
+				checked += 1;
+				expectAnswer(problems, where, res, 422, "VALIDATION_ERROR");
+				if (res.status === 422 && !failingFields(res).includes(field.path)) problems.push(`${where}: data does not name the field: ${JSON.stringify(failingFields(res))}`);
+			}
+		}
+		expect(problems).toEqual([]);
+		expect(checked).toBeGreaterThan(50);
 	});
 
 	it("every field wrong at once → 422 listing every top-level field", async () => {
