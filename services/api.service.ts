@@ -169,7 +169,30 @@ function forwardedHeaders(req: IncomingMessage): Record<string, string> {
 
 /** Upload routes take well-formed multipart/form-data only (busboy would throw on anything else). */
 function requireMultipartForUploads(_ctx: unknown, _route: unknown, req: IncomingMessage): void {
-	if ((req as GatewayRequest).$alias?.type === "multipart") assertMultipart(req);
+	if ((req as GatewayRequest).$alias?.type !== "multipart") return;
+	assertMultipart(req);
+	endBodyOnAbort(req);
+}
+
+/**
+ * A client that goes away mid-upload only destroys the request, and a destroyed stream never ends
+ * what it is piped into: busboy, which moleculer-web pipes the request into after this hook,
+ * would wait forever, and so would the file stream it handed to the action (holding the action's
+ * temporary file). Ending busboy when the request closes before its end makes it see what it is,
+ * a truncated body: the file stream fails ("Part terminated early"), the action cleans up, and
+ * over a transporter the error travels with the stream. (Node has no public way to find a
+ * stream's pipe destinations, hence the wrapped `pipe` of this one request.)
+ */
+function endBodyOnAbort(req: IncomingMessage): void {
+	const pipe = req.pipe;
+	req.pipe = function <T extends NodeJS.WritableStream>(this: IncomingMessage, destination: T, options?: { end?: boolean }): T {
+		const endIfCut = () => {
+			if (!req.readableEnded) destination.end();
+		};
+		if (req.destroyed) process.nextTick(endIfCut);
+		else req.once("close", endIfCut);
+		return pipe.call(this, destination, options) as T;
+	};
 }
 
 /**

@@ -21,7 +21,7 @@ import type { Principal } from "../shared/rbac";
 import { ISO_INSTANT_RULE, multipartRest, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import { acquireStorage, releaseStorage, Storage, tenantKey } from "../shared/storage";
 import { ImageRejected, probeImage } from "./media/image";
-import { receiveUpload } from "./media/receive";
+import { receiveUpload, watchUpload, type UploadSettings } from "./media/receive";
 import { probeVideo } from "./media/video";
 import type { TenantDeleted } from "./tenants.service";
 
@@ -91,6 +91,11 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 		upload: {
 			// One file per request; form fields before the file (or in the query string).
 			rest: multipartRest("/content", { files: 1, fields: 10, fieldSize: 4096, parts: 12 }),
+			// The request stream can be read once: a retry would start over mid-file (and answer a
+			// misleading 415). And an upload takes as long as the link needs (a 2 GiB video on a slow
+			// one): no total timeout, receiveUpload abandons it when it stops moving instead.
+			retryPolicy: { enabled: false },
+			timeout: 0,
 			permission: "content.write",
 			summary: "Upload an image or video (multipart `file`; optional `name`, `tags` comma separated, `durationMs`)",
 			successStatus: 201,
@@ -105,6 +110,9 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			async handler(this: MediaThis, ctx: Context<UploadParams, Meta>) {
 				const source = ctx.stream as Readable | null;
 				if (!source) throw Errors.validation([{ field: "file", message: "is required (multipart field `file`)", type: "required" }]);
+				// Before anything is awaited: a body that fails meanwhile is not taken for a whole one.
+				const upload = watchUpload(source);
+				const { uploadDir, uploadIdleMs } = (this as MediaThis & { settings: UploadSettings }).settings;
 				const tenantId = this.db.content.tenantOf(ctx);
 				const tags = tagList(ctx.params.tags);
 				const limit = await planLimit(ctx, tenantId, "storageBytes", this.config.defaultPlan);
@@ -113,15 +121,15 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 				let reserved = 0;
 				let stored = false;
 
-				const file = path.join(os.tmpdir(), `marquee-upload-${newId()}`);
+				const file = path.join(uploadDir ?? os.tmpdir(), `marquee-upload-${newId()}`);
 				try {
-					const received = await receiveUpload(source, file, {
+					const received = await receiveUpload(upload, file, {
 						maxImageBytes: this.config.media.maxImageBytes,
 						maxVideoBytes: this.config.media.maxVideoBytes,
 						// Only an early stop: the reservation below is what holds under parallel uploads.
 						quotaBytes: limit - usage,
 						quotaLimit: limit
-					});
+					}, { idleMs: uploadIdleMs });
 					const { sniffed } = received;
 					let width: number | null = null;
 					let height: number | null = null;
@@ -166,13 +174,17 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 					});
 					const objectKey = tenantKey(tenantId, "content", doc.id, `original.${sniffed.extension}`);
 					const thumbnailKey = thumbnail ? tenantKey(tenantId, "content", doc.id, "thumbnail.webp") : null;
+					// Closed whatever happens: a put that fails before reading to the end leaves it open.
+					const body = fs.createReadStream(file);
 					try {
-						await this.storage.put(objectKey, fs.createReadStream(file), received.size, sniffed.mimeType);
+						await this.storage.put(objectKey, body, received.size, sniffed.mimeType);
 						if (thumbnail && thumbnailKey) await this.storage.put(thumbnailKey, thumbnail, thumbnail.length, "image/webp");
 					} catch (err) {
 						await this.db.content.removeDocs(ctx, { _id: doc.id });
 						await this.storage.removePrefix(tenantKey(tenantId, "content", doc.id) + "/").catch(() => undefined);
 						throw err;
+					} finally {
+						body.destroy();
 					}
 					const ready = await this.db.content.updateDoc(ctx, doc.id, { status: "ready", objectKey, thumbnailKey, thumbnailSize: thumbnail?.length ?? null });
 					await audit(ctx, { action: "content.uploaded", target: doc.id, data: { type: sniffed.type, size: received.size } });
