@@ -111,6 +111,17 @@ describe("media", () => {
 		expect(thumb.status).toBe(200);
 		const meta = await sharp(Buffer.from(await thumb.arrayBuffer())).metadata();
 		expect(meta).toMatchObject({ format: "webp", width: 320, height: 240 });
+
+		// HEAD answers like GET, headers only (it was a 404).
+		for (const suffix of ["/download", "/thumbnail"]) {
+			const head = await fetch(p.api(`/content/${res.body.id}${suffix}`), { method: "HEAD", headers: as(owner) });
+			const get = await fetch(p.api(`/content/${res.body.id}${suffix}`), { headers: as(owner) });
+			const body = Buffer.from(await get.arrayBuffer());
+			expect(head.status).toBe(200);
+			expect(head.headers.get("content-type")).toBe(get.headers.get("content-type"));
+			expect(head.headers.get("content-length")).toBe(String(body.length));
+			expect(await head.text()).toBe("");
+		}
 	});
 
 	it("a text file declared as image/png answers 415; nothing is stored and usage is unchanged", async () => {
