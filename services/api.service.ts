@@ -12,7 +12,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import fs from "node:fs";
-import { Readable } from "node:stream";
+import { Readable, type Duplex } from "node:stream";
 import type { CallingOptions, Context, MetricRegistry, Service, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type { ApiRouteSchema, ApiSettingsSchema, CorsOptions } from "moleculer-web";
@@ -37,6 +37,7 @@ import {
 	parseDisplayDeleted,
 	parseManifestChanged,
 	REVOKED,
+	SSE_HEADERS,
 	type DeviceConnection
 } from "./api/device-stream";
 
@@ -193,6 +194,23 @@ function endBodyOnAbort(req: IncomingMessage): void {
 		else req.once("close", endIfCut);
 		return pipe.call(this, destination, options) as T;
 	};
+}
+
+/**
+ * The answer to a request Node's HTTP parser refused: 400 in the error shape with a fresh request
+ * id (a socket that is already gone, or timed out idle, is just closed).
+ */
+function answerUnparsable(err: NodeJS.ErrnoException, socket: Duplex): void {
+	if (err.code === "ECONNRESET" || err.code === "ERR_HTTP_REQUEST_TIMEOUT" || !socket.writable) {
+		socket.destroy();
+		return;
+	}
+	const requestId = newId();
+	const message = err.code === "HPE_HEADER_OVERFLOW" ? "Request line or headers too large" : "Malformed HTTP request";
+	const body = JSON.stringify({ error: { type: "BAD_REQUEST", message, code: 400, data: {}, requestId } });
+	socket.end(
+		`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`
+	);
 }
 
 /**
@@ -450,6 +468,12 @@ const ApiService: ServiceSchema<GatewaySettings, ApiMethods, ApiVars> = {
 		openDeviceStream(this: ApiThis, req: GatewayRequest, res: ServerResponse) {
 			const auth = req.$ctx.meta.auth;
 			if (!auth || auth.kind !== "device" || !auth.displayId) throw Errors.unauthorized("This token cannot be used here");
+			// HEAD asks what a GET would answer: the headers, not a stream (nor this display's slot).
+			if (req.$head) {
+				res.writeHead(200, { ...(req.$ctx.meta.$responseHeaders ?? {}), ...SSE_HEADERS });
+				res.end();
+				return;
+			}
 			req.socket.setKeepAlive(true);
 			req.socket.setNoDelay(true);
 			req.socket.setTimeout(0);
@@ -583,6 +607,9 @@ const ApiService: ServiceSchema<GatewaySettings, ApiMethods, ApiVars> = {
 		// (the device stream switches this off for its own socket and sends keep-alives).
 		this.server.requestTimeout = 0;
 		this.server.timeout = SOCKET_IDLE_MS;
+		// Requests Node's parser refuses (bytes a URL cannot hold, headers past 16 kB) never reach
+		// moleculer-web: they still get an answer in the API's error shape, then the connection closes.
+		this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => answerUnparsable(err, socket));
 		// Streams never finish on their own: end them as soon as the process starts draining, so
 		// devices reconnect to another replica and shutdown is not held up.
 		this.stopDrainHook = onDrain(() => {

@@ -87,6 +87,18 @@ describe("device live stream (GET /api/v1/device/events)", () => {
 		expect(first.event).toBeUndefined();
 	});
 
+	it("HEAD answers the stream's headers at once and takes no connection slot", async () => {
+		const { displayId, token, stream } = await connectedDisplay();
+		const head = await fetch(`${p.url}/api/v1/device/events`, { method: "HEAD", headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5000) });
+		expect(head.status).toBe(200);
+		expect(head.headers.get("content-type")).toContain("text/event-stream");
+		expect(await head.text()).toBe("");
+		// The open stream is still this display's: it was not replaced.
+		p.broker.broadcast("devices.command.created", { tenantId: a.tenant.id, displayId, command: { id: "after-head", type: "reload", createdAt: new Date().toISOString() } });
+		await stream.waitFor(block => block.event === "command");
+		stream.close();
+	});
+
 	it("a user token → 401, no token → 401, a malformed header → 401", async () => {
 		expect(decide("device", { kind: "user", tenantId: a.tenant.id, userId: a.user.id, role: "owner" })).toBe("unauthenticated");
 		await expectRefused(a.accessToken, 401, "UNAUTHORIZED");

@@ -7,6 +7,7 @@ import { decide, PERMISSIONS, type Permission } from "../../shared/rbac";
 import { logFormatter } from "../../shared/logging";
 import { validateOpenApi } from "../helpers/openapi-validator";
 import { request, startGateway, type ErrorBody, type TestGateway } from "../helpers/platform";
+import net from "node:net";
 import zlib from "node:zlib";
 import { CALLERS, ProbeService, probeCalls, StubAuthService, tokenOf } from "../helpers/stub-services";
 
@@ -222,6 +223,38 @@ describe("gateway", () => {
 
 		it("not multipart at all → 415", async () => {
 			expectError(await upload("application/json", "{}"), 415, "UNSUPPORTED_MEDIA_TYPE");
+		});
+	});
+
+	describe("requests Node's HTTP parser refuses → 400 in the error shape", () => {
+		/** Sends raw bytes on a fresh connection and reads the whole answer. */
+		function raw(bytes: Buffer): Promise<{ status: number; headers: string; body: string }> {
+			const { port } = new URL(gw.url);
+			return new Promise((resolve, reject) => {
+				const socket = net.connect(Number(port), "127.0.0.1", () => socket.end(bytes));
+				let answer = "";
+				socket.setEncoding("latin1");
+				socket.on("data", chunk => (answer += chunk));
+				socket.on("error", reject);
+				socket.on("close", () => {
+					const [head, body = ""] = answer.split("\r\n\r\n");
+					resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), headers: head, body });
+				});
+			});
+		}
+
+		it.each([
+			["bytes a URL cannot hold", Buffer.concat([Buffer.from("GET /api/v1/probe/"), Buffer.from([0xff, 0xe9]), Buffer.from(" HTTP/1.1\r\nHost: x\r\n\r\n")])],
+			["headers past 16 kB", Buffer.from(`GET /api/v1/probe/perm/public HTTP/1.1\r\nHost: x\r\nX-Pad: ${"a".repeat(20_000)}\r\n\r\n`)],
+			["a path past 16 kB", Buffer.from(`GET /api/v1/probe/${"a".repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`)],
+			["garbage instead of a request line", Buffer.from("\u0001\u0002 nonsense\r\n\r\n")]
+		])("%s", async (_label, bytes) => {
+			const res = await raw(bytes);
+			expect(res.status).toBe(400);
+			const body = JSON.parse(res.body) as ErrorBody;
+			expect(body.error).toMatchObject({ type: "BAD_REQUEST", code: 400, data: {} });
+			expect(res.headers).toContain(`X-Request-Id: ${body.error.requestId}`);
+			expect((await request(`${gw.url}/health/live`)).status).toBe(200);
 		});
 	});
 
