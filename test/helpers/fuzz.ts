@@ -242,6 +242,9 @@ const PROTO_VALUES: Tagged[] = [
 	{ value: { then: 1 }, tag: "proto:then" }
 ];
 
+/** Property names that trip naive object handling (prototype pollution, coercion). */
+const PROTOTYPE_KEYS = ["__proto__", "constructor", "prototype", "toString", "valueOf", "hasOwnProperty"];
+
 /** Strings that break naive code: unicode edge cases, separators, injections. */
 export const NASTY_STRINGS: string[] = [
 	"",
@@ -281,12 +284,7 @@ export const NASTY_STRINGS: string[] = [
 	"0x1F",
 	"true",
 	"[object Object]",
-	"__proto__",
-	"constructor",
-	"prototype",
-	"toString",
-	"valueOf",
-	"hasOwnProperty",
+	...PROTOTYPE_KEYS,
 	"$gt",
 	"$where",
 	"mk_",
@@ -361,12 +359,7 @@ export const UNKNOWN_KEYS = [
 	"key",
 	"secret",
 	"status",
-	"__proto__",
-	"constructor",
-	"prototype",
-	"toString",
-	"valueOf",
-	"hasOwnProperty",
+	...PROTOTYPE_KEYS,
 	"$where",
 	"$set",
 	"",
