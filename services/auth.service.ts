@@ -19,7 +19,7 @@ import { roleAtLeast, type Principal, type Role } from "../shared/rbac";
 import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, TOKEN_RULE, type RequestMeta } from "../shared/request";
 import { hashPassword, initPasswords, passwordNeedsRehash, passwordProblem, verifyPassword } from "./auth/passwords";
 import { hashToken, randomToken } from "./auth/secrets";
-import { assertNotThrottled, countAttempt, forgive, THROTTLES } from "./auth/throttle";
+import { forgive, giveBack, takeAttempt, THROTTLES } from "../shared/throttle";
 import {
 	ACCESS_TOKEN_TTL_SEC,
 	signAccessToken,
@@ -166,8 +166,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			params: { $$strict: "remove", email: EMAIL_RULE, password: PASSWORD_RULE, name: NAME_RULE, organizationName: NAME_RULE },
 			async handler(this: AuthThis, ctx: Context<{ email: string; password: string; name: string; organizationName: string }, Meta>) {
 				const rules = THROTTLES.register(ctx.meta.ip);
-				await assertNotThrottled(this.kv, rules);
-				await countAttempt(this.kv, rules);
+				await takeAttempt(this.kv, rules);
 				const email = ctx.params.email.toLowerCase();
 				assertPasswordAcceptable(ctx.params.password, "password", { email, name: ctx.params.name });
 				if (await this.findUserByEmail(email)) throw Errors.conflict("An account with this email already exists");
@@ -202,13 +201,10 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 				const email = ctx.params.email.toLowerCase();
 				const user = await this.findUserByEmail(email);
 				const rules = THROTTLES.login(email, ctx.meta.ip, knowsClient(user, ctx.meta.ip));
-				await assertNotThrottled(this.kv, rules);
+				await takeAttempt(this.kv, rules);
 				// Always one bcrypt comparison, so an unknown email takes as long as a wrong password.
 				const ok = await verifyPassword(ctx.params.password, user?.passwordHash ?? null);
-				if (!user || !ok) {
-					await countAttempt(this.kv, rules);
-					throw Errors.unauthorized(INVALID_LOGIN);
-				}
+				if (!user || !ok) throw Errors.unauthorized(INVALID_LOGIN);
 				await forgive(this.kv, rules);
 				if (passwordNeedsRehash(user.passwordHash, this.config.bcryptCost)) {
 					await this.db.users.updateDoc(ctx, user.id, { passwordHash: await hashPassword(ctx.params.password, this.config.bcryptCost) });
@@ -228,8 +224,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			params: { $$strict: "remove", refreshToken: TOKEN_RULE },
 			async handler(this: AuthThis, ctx: Context<{ refreshToken: string }, Meta>) {
 				const rules = THROTTLES.refresh(ctx.meta.ip);
-				await assertNotThrottled(this.kv, rules);
-				await countAttempt(this.kv, rules);
+				await takeAttempt(this.kv, rules);
 				const invalid = Errors.unauthorized("Invalid refresh token");
 				const presented = hashToken(ctx.params.refreshToken);
 				const now = Date.now();
@@ -327,12 +322,10 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			params: { $$strict: "remove", token: TOKEN_RULE },
 			async handler(this: AuthThis, ctx: Context<{ token: string }, Meta>) {
 				const rules = THROTTLES.tokenUse(ctx.meta.ip);
-				await assertNotThrottled(this.kv, rules);
+				await takeAttempt(this.kv, rules);
 				const used = await this.useEmailToken(ctx.params.token, "verify");
-				if (!used) {
-					await countAttempt(this.kv, rules);
-					throw Errors.badRequest("Invalid or expired token");
-				}
+				if (!used) throw Errors.badRequest("Invalid or expired token");
+				await giveBack(this.kv, rules);
 				await this.db.users.updateDoc(ctx, used.userId, { emailVerified: true });
 				await this.auditForUser(ctx, used.userId, "auth.email.verified");
 				ctx.meta.$statusCode = 204;
@@ -347,8 +340,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			async handler(this: AuthThis, ctx: Context<unknown, Meta>) {
 				const caller = this.caller(ctx);
 				const rules = THROTTLES.forgot(caller.userId, ctx.meta.ip);
-				await assertNotThrottled(this.kv, rules);
-				await countAttempt(this.kv, rules);
+				await takeAttempt(this.kv, rules);
 				const user = (await this.db.users.getDoc(ctx, caller.userId, "User")) as unknown as User;
 				if (!user.emailVerified) await this.sendVerification(ctx, user);
 				ctx.meta.$statusCode = 202;
@@ -364,8 +356,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			async handler(this: AuthThis, ctx: Context<{ email: string }, Meta>) {
 				const email = ctx.params.email.toLowerCase();
 				const rules = THROTTLES.forgot(email, ctx.meta.ip);
-				await assertNotThrottled(this.kv, rules);
-				await countAttempt(this.kv, rules);
+				await takeAttempt(this.kv, rules);
 				const user = await this.findUserByEmail(email);
 				if (user) {
 					// Sent in the background: the answer takes the same time for unknown emails.
@@ -391,17 +382,21 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			params: { $$strict: "remove", token: TOKEN_RULE, password: PASSWORD_RULE },
 			async handler(this: AuthThis, ctx: Context<{ token: string; password: string }, Meta>) {
 				const rules = THROTTLES.tokenUse(ctx.meta.ip);
-				await assertNotThrottled(this.kv, rules);
+				await takeAttempt(this.kv, rules);
 				const record = (await this.db.email_tokens.findDoc(ctx, { tokenHash: hashToken(ctx.params.token), purpose: "reset" })) as { userId: string } | null;
 				const user = record ? ((await this.db.users.findDoc(ctx, { _id: record.userId })) as unknown as User | null) : null;
 				if (user) {
-					assertPasswordAcceptable(ctx.params.password, "password", user);
+					try {
+						assertPasswordAcceptable(ctx.params.password, "password", user);
+					} catch (err) {
+						// A weak new password is not a guessed token.
+						await giveBack(this.kv, rules);
+						throw err;
+					}
 				}
 				const used = user ? await this.useEmailToken(ctx.params.token, "reset") : null;
-				if (!used || !user) {
-					await countAttempt(this.kv, rules);
-					throw Errors.badRequest("Invalid or expired token");
-				}
+				if (!used || !user) throw Errors.badRequest("Invalid or expired token");
+				await giveBack(this.kv, rules);
 				await this.db.users.updateDoc(ctx, user.id, { passwordHash: await hashPassword(ctx.params.password, this.config.bcryptCost), emailVerified: true });
 				const ended = await this.endSessionsWhere({ userId: user.id });
 				await this.auditForUser(ctx, user.id, "auth.password.reset", { sessions: ended });
@@ -418,12 +413,12 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 			async handler(this: AuthThis, ctx: Context<{ currentPassword: string; newPassword: string }, Meta>) {
 				const caller = this.caller(ctx);
 				const rules = THROTTLES.changePassword(caller.userId);
-				await assertNotThrottled(this.kv, rules);
+				await takeAttempt(this.kv, rules);
 				const user = (await this.db.users.getDoc(ctx, caller.userId, "User")) as unknown as User;
 				if (!(await verifyPassword(ctx.params.currentPassword, user.passwordHash))) {
-					await countAttempt(this.kv, rules);
 					throw Errors.validation([{ field: "currentPassword", message: "is not your current password", type: "password" }]);
 				}
+				await giveBack(this.kv, rules);
 				assertPasswordAcceptable(ctx.params.newPassword, "newPassword", user);
 				await this.db.users.updateDoc(ctx, user.id, { passwordHash: await hashPassword(ctx.params.newPassword, this.config.bcryptCost) });
 				const ended = await this.endSessionsWhere({ userId: user.id }, caller.sessionId);
@@ -591,11 +586,11 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 				const existing = await this.findUserByEmail(email);
 				if (existing) {
 					const rules = THROTTLES.login(email, ctx.meta.ip ?? "internal", knowsClient(existing, ctx.meta.ip ?? "internal"));
-					await assertNotThrottled(this.kv, rules);
+					await takeAttempt(this.kv, rules);
 					if (!ctx.params.password || !(await verifyPassword(ctx.params.password, existing.passwordHash))) {
-						await countAttempt(this.kv, rules);
 						throw Errors.unauthorized("This email has an account: sign in with its password to accept");
 					}
+					await giveBack(this.kv, rules);
 					return { userId: existing.id, created: false };
 				}
 				const fields = [];

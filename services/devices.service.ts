@@ -15,6 +15,7 @@ import { getConfig, type Config } from "../shared/config";
 import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
+import { giveBack, takeAttempt, THROTTLES } from "../shared/throttle";
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
 import { planLimit, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import type { Principal } from "../shared/rbac";
@@ -35,16 +36,6 @@ const MAX_GROUPS = 50;
 
 type Collections = "displays" | "display_groups" | "pairings" | "commands" | "devices_usage";
 
-/**
- * Wrong pairing codes, bounded: a hit pairs a stranger's screen into the guesser's tenant, and
- * codes are 6 characters (25^6 ≈ 244 million). Per tenant, so one customer cannot guess for
- * long, and globally, so many tenants together cannot either (a valid code is refused too while
- * the bound holds: guessing must stop before the lookup). Typing mistakes stay far below both.
- */
-const PAIRING_FAILURES = {
-	tenant: { limit: 20, windowMs: 60 * 60_000 },
-	global: { limit: 1000, windowMs: 60 * 60_000 }
-};
 type Meta = RequestMeta;
 
 export interface Presence {
@@ -73,8 +64,6 @@ type DevicesThis = DbMethods<Collections> & {
 	kv: KeyValueStore;
 	/** Displays per tenant, grown atomically against the plan's limit. */
 	displayQuota: UsageCounter;
-	assertPairingGuessesLeft(tenantId: string): Promise<void>;
-	countPairingFailure(tenantId: string): Promise<void>;
 	sweep: PeriodicJob | null;
 	broker: Context["broker"];
 	logger: { info(...args: unknown[]): void; warn(...args: unknown[]): void; error(...args: unknown[]): void };
@@ -161,8 +150,7 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 				resolution: { type: "string", max: 32, optional: true, pattern: /^\d{2,5}x\d{2,5}$/ }
 			},
 			async handler(this: DevicesThis, ctx: Context<{ hardwareId?: string; model?: string; resolution?: string }, Meta>) {
-				const limit = await this.kv.incr(`pairing-requests:${ctx.meta.ip}`, 10 * 60_000);
-				if (limit.count > 20) throw Errors.rateLimited(limit.ttlMs / 1000);
+				await takeAttempt(this.kv, THROTTLES.pairingRequest(ctx.meta.ip));
 				const pollSecret = randomToken("mps_");
 				const expiresAt = new Date(Date.now() + PAIRING_TTL_MS).toISOString();
 				for (let attempt = 0; attempt < 5; attempt++) {
@@ -236,18 +224,25 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 				const tenantId = this.db.displays.tenantOf(ctx);
 				assertTimezone(ctx.params.timezone);
 				await this.assertGroups(ctx, ctx.params.groupIds);
-				await this.assertPairingGuessesLeft(tenantId);
-				// The display is reserved before the code is looked at: a full plan answers 402 for
-				// any code, so the answer never tells a guesser that a code is live.
-				await this.displayQuota.reserve(tenantId, 1, await planLimit(ctx, tenantId, "displays", this.config.defaultPlan));
+				// Guesses are counted and the display is reserved before the code is looked at: a guesser
+				// is stopped before the lookup, and a full plan answers 402 for any code, so the answer
+				// never tells a guesser that a code is live.
+				const guess = THROTTLES.pairingCode(tenantId);
+				await takeAttempt(this.kv, guess);
+				try {
+					await this.displayQuota.reserve(tenantId, 1, await planLimit(ctx, tenantId, "displays", this.config.defaultPlan));
+				} catch (err) {
+					// Refused before any code was looked at: no guess was made.
+					await giveBack(this.kv, guess);
+					throw err;
+				}
 				let display: PublicDoc;
 				try {
 					const code = normalizePairingCode(ctx.params.code);
 					const pairing = code ? await this.db.pairings.findDoc(UNSCOPED, { codeHash: hashToken(code), status: "pending" }) : null;
-					if (!pairing || String(pairing.expiresAt) <= new Date().toISOString()) {
-						await this.countPairingFailure(tenantId);
-						throw Errors.notFound("Pairing code");
-					}
+					if (!pairing || String(pairing.expiresAt) <= new Date().toISOString()) throw Errors.notFound("Pairing code");
+					// A live code is no wrong guess.
+					await giveBack(this.kv, guess);
 					display = await this.db.displays.insertDoc(ctx, {
 						name: ctx.params.name,
 						status: "pending",
@@ -702,21 +697,6 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 					return this.displayView(doc, presence ? (JSON.parse(presence) as Presence) : null, status);
 				})
 			);
-		},
-
-		/** 429 while the tenant's, or everyone's, wrong pairing codes have reached their bound. */
-		async assertPairingGuessesLeft(this: DevicesThis, tenantId: string) {
-			for (const [scope, bound] of [[`tenant:${tenantId}`, PAIRING_FAILURES.tenant], ["global", PAIRING_FAILURES.global]] as const) {
-				const seen = await this.kv.peek(`pairing-failures:${scope}`);
-				if (seen && seen.count >= bound.limit) throw Errors.rateLimited(seen.ttlMs / 1000);
-			}
-		},
-
-		async countPairingFailure(this: DevicesThis, tenantId: string) {
-			await Promise.all([
-				this.kv.incr(`pairing-failures:tenant:${tenantId}`, PAIRING_FAILURES.tenant.windowMs),
-				this.kv.incr("pairing-failures:global", PAIRING_FAILURES.global.windowMs)
-			]);
 		},
 
 		device(ctx: Context<unknown, Meta>) {

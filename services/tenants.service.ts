@@ -13,6 +13,7 @@ import { ID_RULE } from "../shared/ids";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { planLimit, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { roleAtLeast, type Role } from "../shared/rbac";
+import { takeAttempt, THROTTLES } from "../shared/throttle";
 import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, ROLE_RULE, TOKEN_RULE, type RequestMeta } from "../shared/request";
 import { assertTimezone } from "../shared/time";
 import { slugify, withSuffix } from "./tenants/slug";
@@ -29,16 +30,6 @@ export const EXPORT_ACTION = "exportTenantData";
  * checks this list against the services that implement EXPORT_ACTION.
  */
 export const TENANT_DATA_SERVICES = ["auth", "devices", "media", "scheduling", "tenants"] as const;
-
-/**
- * Invitations send email to an address the inviter chooses: bounded per tenant, per address
- * (whoever invites it), and per tenant and address (re-sending one invitation), in fixed windows.
- */
-const INVITATION_LIMITS = [
-	{ key: (tenantId: string) => `invitations:tenant:${tenantId}`, limit: 50, windowMs: 3600_000 },
-	{ key: (_tenantId: string, email: string) => `invitations:address:${email}`, limit: 5, windowMs: 24 * 3600_000 },
-	{ key: (tenantId: string, email: string) => `invitations:tenant-address:${tenantId}:${email}`, limit: 3, windowMs: 24 * 3600_000 }
-];
 
 const INVITATION_TTL_MS = 7 * 24 * 3600_000;
 /** Tries for a free slug; a random 6-character suffix makes a second collision all but impossible. */
@@ -95,7 +86,6 @@ type TenantsThis = DbMethods<Collections> & {
 	kv: KeyValueStore;
 	/** Members per tenant, grown atomically against the plan's limit. */
 	memberQuota: UsageCounter;
-	assertInvitationsLeft(tenantId: string, email: string): Promise<void>;
 	broker: Context["broker"];
 	logger: { warn(...args: unknown[]): void; info(...args: unknown[]): void };
 	tenantView(doc: PublicDoc): TenantView;
@@ -410,7 +400,7 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 				if (members + pending + 1 > limit) {
 					throw Errors.quotaExceeded(`Your plan allows ${limit} members, pending invitations included`, { resource: "members", limit, current: members + pending });
 				}
-				await this.assertInvitationsLeft(caller.tenantId, email);
+				await takeAttempt(this.kv, THROTTLES.invitation(caller.tenantId, email));
 
 				// A fresh invitation replaces a pending one for the same address.
 				await this.db.invitations.removeDocs(ctx, { email, acceptedAt: { $exists: false } });
@@ -527,15 +517,6 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 
 		async owners(this: TenantsThis, tenantId: string): Promise<Membership[]> {
 			return (await this.db.memberships.findDocs({ tenantId }, { role: "owner" })) as unknown as Membership[];
-		},
-
-		/** 429 once invitations to this address, from this tenant or at all, reach their bounds; else counts this one. */
-		async assertInvitationsLeft(this: TenantsThis, tenantId: string, email: string) {
-			for (const rule of INVITATION_LIMITS) {
-				const seen = await this.kv.peek(rule.key(tenantId, email));
-				if (seen && seen.count >= rule.limit) throw Errors.rateLimited(seen.ttlMs / 1000);
-			}
-			await Promise.all(INVITATION_LIMITS.map(rule => this.kv.incr(rule.key(tenantId, email), rule.windowMs)));
 		},
 
 		requireCaller(ctx: Context<unknown, Meta>) {

@@ -28,8 +28,8 @@ export interface KeyValueStore {
 	del(key: string): Promise<void>;
 	/** Increments a counter; the first increment starts its `windowMs` expiry. */
 	incr(key: string, windowMs: number): Promise<Counter>;
-	/** A counter's value and remaining window without counting; null when absent. */
-	peek(key: string): Promise<Counter | null>;
+	/** Takes one back from a live counter, keeping its window; never below zero, never starts one. */
+	decr(key: string): Promise<void>;
 	/** Takes or extends a lock held by `owner`; false when someone else holds it. */
 	acquireLock(key: string, owner: string, ttlMs: number): Promise<boolean>;
 	/** Releases the lock only when `owner` still holds it. */
@@ -98,10 +98,9 @@ export class MemoryKeyValueStore implements KeyValueStore {
 		return { count: Number(entry.value), ttlMs: Math.max(0, (entry.expiresAt ?? this.now()) - this.now()) };
 	}
 
-	async peek(key: string): Promise<Counter | null> {
+	async decr(key: string): Promise<void> {
 		const entry = this.live(key);
-		if (!entry) return null;
-		return { count: Number(entry.value), ttlMs: entry.expiresAt === null ? 0 : Math.max(0, entry.expiresAt - this.now()) };
+		if (entry) entry.value = String(Math.max(0, Number(entry.value) - 1));
 	}
 
 	async acquireLock(key: string, owner: string, ttlMs: number): Promise<boolean> {
@@ -139,6 +138,10 @@ if stamp >= tonumber(ARGV[2]) then return {0, false} end
 local previous = redis.call("GET", KEYS[1])
 if ARGV[3] ~= "" then redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[3]) else redis.call("SET", KEYS[1], ARGV[1]) end
 return {1, previous}`;
+const DECR = `
+local count = tonumber(redis.call("GET", KEYS[1]) or "0") or 0
+if count > 0 then redis.call("DECR", KEYS[1]) end
+return 0`;
 const INCR = `
 local count = redis.call("INCR", KEYS[1])
 if count == 1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end
@@ -193,10 +196,9 @@ export class RedisKeyValueStore implements KeyValueStore {
 		return { count, ttlMs: Math.max(0, ttlMs) };
 	}
 
-	async peek(key: string): Promise<Counter | null> {
-		const [[, value], [, ttl]] = (await this.redis.multi().get(this.k(key)).pttl(this.k(key)).exec()) as [[unknown, string | null], [unknown, number]];
-		if (value === null) return null;
-		return { count: Number(value), ttlMs: Math.max(0, ttl) };
+	async decr(key: string): Promise<void> {
+		// DECR keeps the key's expiry; the script never creates a key (which would live forever).
+		await this.redis.eval(DECR, 1, this.k(key));
 	}
 
 	async acquireLock(key: string, owner: string, ttlMs: number): Promise<boolean> {

@@ -208,25 +208,40 @@ export function describeKeyValueContract(name: string, makeBackend: () => Promis
 			});
 		});
 
-		describe("peek", () => {
-			it("reads a counter and its window without counting; null when absent", async () => {
-				await expect(kv.peek("p")).resolves.toBeNull();
-				await kv.incr("p", LONG_TTL_MS);
-				await kv.incr("p", LONG_TTL_MS);
-				const seen = await kv.peek("p");
-				expect(seen?.count).toBe(2);
-				expectRemaining(seen?.ttlMs, LONG_TTL_MS);
+		describe("decr", () => {
+			it("takes one back from a live counter and keeps its window", async () => {
+				await kv.incr("d", LONG_TTL_MS);
+				await kv.incr("d", LONG_TTL_MS);
 				await advance(WELL_PAST_MS);
-				const later = await kv.peek("p");
-				expect(later?.count).toBe(2);
-				expectRemaining(later?.ttlMs, LONG_TTL_MS - WELL_PAST_MS);
-				expect((await kv.incr("p", LONG_TTL_MS)).count).toBe(3);
+				await kv.decr("d");
+				const next = await kv.incr("d", LONG_TTL_MS);
+				expect(next.count).toBe(2);
+				expectRemaining(next.ttlMs, LONG_TTL_MS - WELL_PAST_MS);
 			});
 
-			it("forgets a counter once its window has passed", async () => {
-				await kv.incr("p2", SHORT_TTL_MS);
+			it("never goes below zero", async () => {
+				await kv.incr("z", LONG_TTL_MS);
+				await kv.decr("z");
+				await kv.decr("z");
+				expect((await kv.incr("z", LONG_TTL_MS)).count).toBe(1);
+			});
+
+			it("never starts a counter: a missing or expired one stays absent and the next window is fresh", async () => {
+				await kv.decr("none");
+				await expect(kv.get("none")).resolves.toBeNull();
+				await kv.incr("gone", SHORT_TTL_MS);
 				await advance(WELL_PAST_MS);
-				await expect(kv.peek("p2")).resolves.toBeNull();
+				await kv.decr("gone");
+				await expect(kv.get("gone")).resolves.toBeNull();
+				const fresh = await kv.incr("gone", LONG_TTL_MS);
+				expect(fresh.count).toBe(1);
+				expectRemaining(fresh.ttlMs, LONG_TTL_MS);
+			});
+
+			it("concurrent increments and decrements are never lost", async () => {
+				await Promise.all(Array.from({ length: 30 }, () => kv.incr("mix", LONG_TTL_MS)));
+				await Promise.all(Array.from({ length: 10 }, () => kv.decr("mix")));
+				await expect(kv.get("mix")).resolves.toBe("20");
 			});
 		});
 
