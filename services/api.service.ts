@@ -17,7 +17,7 @@ import type { CallingOptions, Context, MetricRegistry, Service, ServiceSchema } 
 import ApiGateway from "moleculer-web";
 import type { ApiRouteSchema, ApiSettingsSchema, CorsOptions } from "moleculer-web";
 import { getConfig, type Config } from "../shared/config";
-import { Errors, toApiError } from "../shared/errors";
+import { errorBody, Errors, internal, toApiError } from "../shared/errors";
 import { newId } from "../shared/ids";
 import { acceptableRequestId, requestScope } from "../shared/logging";
 import { decide, isPermission, type Principal } from "../shared/rbac";
@@ -143,13 +143,12 @@ function writeError(this: ApiThis, incoming: IncomingMessage, res: ServerRespons
 		const retryAfter = (apiError.data as { retryAfter?: unknown } | undefined)?.retryAfter;
 		if (apiError.code === 429) headers["Retry-After"] = String(typeof retryAfter === "number" ? retryAfter : 60);
 		if (apiError.code === 401) headers["WWW-Authenticate"] = 'Bearer realm="marquee"';
-		const data = apiError.data === undefined ? {} : apiError.data;
-		this.sendJson(res, apiError.code, { error: { ...apiError, data, requestId } }, headers);
+		this.sendJson(res, apiError.code, errorBody(apiError, requestId), headers);
 	} catch (failure) {
 		try {
 			this.logger.error("Writing an error answer failed", failure);
 			if (!res.headersSent) res.writeHead(500, { "Content-Type": "application/json; charset=utf-8" });
-			res.end(JSON.stringify({ error: { type: "INTERNAL_ERROR", message: "Internal server error", code: 500, data: {}, requestId: "" } }));
+			res.end(JSON.stringify(errorBody(internal(), String(res.getHeader("X-Request-Id") ?? ""))));
 		} catch {
 			res.destroy();
 		}
@@ -207,7 +206,7 @@ function answerUnparsable(err: NodeJS.ErrnoException, socket: Duplex): void {
 	}
 	const requestId = newId();
 	const message = err.code === "HPE_HEADER_OVERFLOW" ? "Request line or headers too large" : "Malformed HTTP request";
-	const body = JSON.stringify({ error: { type: "BAD_REQUEST", message, code: 400, data: {}, requestId } });
+	const body = JSON.stringify(errorBody(toApiError(Errors.badRequest(message)), requestId));
 	socket.end(
 		`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`
 	);

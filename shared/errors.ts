@@ -159,9 +159,12 @@ function mapError(err: unknown): ApiError {
 		return { type: "PAYLOAD_TOO_LARGE", message: "Request body too large", code: 413 };
 	}
 	if (type === "encoding.unsupported" || type === "charset.unsupported" || status === 415) {
-		return { type: "UNSUPPORTED_MEDIA_TYPE", message: "Unsupported body encoding", code: 415 };
+		return { type: "UNSUPPORTED_MEDIA_TYPE", message: "Unsupported body encoding or charset", code: 415, data: { accepted: ["identity", "gzip", "deflate", "br"] } };
 	}
 	if (type === "request.aborted") return { type: "BAD_REQUEST", message: "Request aborted", code: 400 };
+	// raw-body types its own failures; a 400 without a type is the decompressor's (broken gzip,
+	// deflate or br), passed on by body-parser.
+	if (status === 400 && type === "") return { type: "BAD_REQUEST", message: "The request body could not be decoded", code: 400 };
 
 	// Moleculer / moleculer-web built-ins.
 	switch (name) {
@@ -186,7 +189,12 @@ function mapError(err: unknown): ApiError {
 	return internal();
 }
 
-function internal(): ApiError {
+/** The API's error body, `{error:{type, message, code, data, requestId}}` (`data` is `{}` when there is none). */
+export function errorBody(error: ApiError, requestId: string): { error: ApiError & { data: unknown; requestId: string } } {
+	return { error: { ...error, data: error.data === undefined ? {} : error.data, requestId } };
+}
+
+export function internal(): ApiError {
 	return { type: "INTERNAL_ERROR", message: "Internal server error", code: 500 };
 }
 

@@ -6,21 +6,15 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import bodyParser from "body-parser";
-import { AppError, Errors } from "../../shared/errors";
+import { AppError, Errors, toApiError } from "../../shared/errors";
 
 type Next = (err?: unknown) => void;
 type Middleware = (req: IncomingMessage, res: ServerResponse, next: Next) => void;
 
-/** body-parser's failure → its 4xx; body-parser marks its own with `status` (400, 413, 415). */
+/** body-parser's failure as the AppError `toApiError` maps it to (400, 413 or 415). */
 export function bodyError(err: unknown): AppError {
-	const status = (err as { status?: unknown } | null)?.status;
-	const type = (err as { type?: unknown } | null)?.type;
-	if (status === 413 || type === "entity.too.large") return Errors.payloadTooLarge();
-	if (status === 415) return Errors.unsupportedMediaType("Unsupported body encoding or charset", { accepted: ["identity", "gzip", "deflate", "br"] });
-	if (type === "entity.parse.failed") return Errors.badRequest("Malformed JSON body");
-	if (type === "request.aborted") return Errors.badRequest("Request aborted");
-	// Anything else while reading is a body that did not decode (zlib and brotli errors, bad lengths).
-	return Errors.badRequest("The request body could not be decoded");
+	const { type, message, data } = toApiError(err);
+	return new AppError(type, message, data);
 }
 
 /**

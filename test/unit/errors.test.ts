@@ -12,12 +12,12 @@ import { AppError, AppErrorRegenerator, Errors, STATUS_OF, toApiError, type ApiE
 const SECRET = "s3cret-internal-detail";
 
 /** The error body-parser's JSON parser really produces for `body` (null when it parses). */
-function bodyParserError(body: string, limit: number | string = "100kb", contentType = "application/json"): Promise<unknown> {
+function bodyParserError(body: string, limit: number | string = "100kb", contentType = "application/json", encoding = "identity"): Promise<unknown> {
 	const stream = Readable.from([Buffer.from(body)]);
 	const req = Object.assign(stream, {
 		method: "POST",
 		url: "/",
-		headers: { "content-type": contentType, "content-length": String(Buffer.byteLength(body)) }
+		headers: { "content-type": contentType, "content-length": String(Buffer.byteLength(body)), "content-encoding": encoding }
 	});
 	const parse = bodyParser.json({ limit, strict: true });
 	return new Promise(resolve => parse(req as unknown as IncomingMessage, {} as ServerResponse, err => resolve(err ?? null)));
@@ -195,7 +195,13 @@ describe("toApiError: body-parser failures (the real errors it produces)", () =>
 	it("an unsupported charset → 415", async () => {
 		const err = await bodyParserError("{}", "100kb", "application/json; charset=klingon");
 		expect(err).toMatchObject({ type: "charset.unsupported" });
-		expect(toApiError(err)).toEqual({ type: "UNSUPPORTED_MEDIA_TYPE", message: "Unsupported body encoding", code: 415 });
+		expect(toApiError(err)).toEqual({ type: "UNSUPPORTED_MEDIA_TYPE", message: "Unsupported body encoding or charset", code: 415, data: { accepted: ["identity", "gzip", "deflate", "br"] } });
+	});
+
+	it.each(["gzip", "deflate", "br"])("a %s body that does not decode → 400, without the decompressor's message", async encoding => {
+		const err = await bodyParserError(`not ${encoding} at all ${SECRET}`, "100kb", "application/json", encoding);
+		expect(err).toMatchObject({ status: 400 });
+		expect(toApiError(err)).toEqual({ type: "BAD_REQUEST", message: "The request body could not be decoded", code: 400 });
 	});
 
 	it("the documented shapes map without a real parser too", () => {
