@@ -97,21 +97,15 @@ export function exitOnSignals(platform: Platform): void {
  * service for everyone. Request errors themselves never get here — the gateway answers them.
  */
 export function keepServingOnStrayErrors(platform: Platform): void {
-	const logger = platform.broker.logger;
-	process.on("uncaughtException", (err, origin) => {
+	const log = (message: string, reason: unknown) => {
 		try {
-			logger.error(`Uncaught ${origin === "unhandledRejection" ? "rejection" : "exception"}; serving on`, err);
+			platform.broker.logger.error(`${message}; serving on`, reason);
 		} catch {
 			/* a logger that throws must not end the process either */
 		}
-	});
-	process.on("unhandledRejection", reason => {
-		try {
-			logger.error("Unhandled promise rejection; serving on", reason);
-		} catch {
-			/* as above */
-		}
-	});
+	};
+	process.on("uncaughtException", err => log("Uncaught exception", err));
+	process.on("unhandledRejection", reason => log("Unhandled promise rejection", reason));
 }
 
 /**

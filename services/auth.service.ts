@@ -783,7 +783,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthThis> = {
 				return false;
 			}
 			// Only when nothing was written meanwhile: an ending that raced this lookup wins.
-			await this.kv.setIfAbsent(sessionKey(sessionId), "live", LIVE_SESSION_TTL_MS);
+			if (await this.kv.setIfAbsent(sessionKey(sessionId), "live", LIVE_SESSION_TTL_MS)) return true;
 			return (await this.kv.get(sessionKey(sessionId))) !== "ended";
 		},
 

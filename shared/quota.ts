@@ -85,11 +85,6 @@ export class UsageCounter {
 		// Losing a release only leaves the counter high, which the next refusal recounts.
 	}
 
-	/** The tenant's counter goes (tenant deletion). */
-	async forget(tenantId: string): Promise<void> {
-		await this.collection.removeDocs({ tenantId }, { resource: this.options.resource });
-	}
-
 	private refusal(limit: number, current: number): AppError {
 		if (this.options.exceeded) return this.options.exceeded(limit, current);
 		return Errors.quotaExceeded(`Your plan allows ${limit} ${this.options.resource}`, { resource: this.options.resource, limit, current });
