@@ -10,7 +10,7 @@ import { TENANT_DELETED_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
 import { Errors } from "../shared/errors";
 import { ID_RULE } from "../shared/ids";
-import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
+import { sharedKeyValueStore, withLock, type KeyValueStore } from "../shared/kv";
 import { planLimit, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { roleAtLeast, type Role } from "../shared/rbac";
 import { takeAttempt, THROTTLES } from "../shared/throttle";
@@ -390,28 +390,25 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 				if (ctx.params.role === "owner") throw Errors.validation([{ field: "role", message: "owners are made by transferring ownership", type: "role" }]);
 				const existing = (await ctx.call("auth.userIdByEmail", { email })) as string | null;
 				if (existing && (await this.membershipOf(caller.tenantId, existing))) throw Errors.conflict("Already a member");
-				// Pending invitations hold seats too (another address's, not this one's, which it replaces);
-				// acceptance reserves the seat for good, atomically.
-				const limit = await planLimit(ctx, caller.tenantId, "members", this.config.defaultPlan);
-				const [members, pending] = await Promise.all([
-					this.memberQuota.usage(caller.tenantId),
-					this.db.invitations.countDocs(ctx, { email: { $ne: email }, acceptedAt: { $exists: false }, expiresAt: { $gt: new Date().toISOString() } })
-				]);
-				if (members + pending + 1 > limit) {
-					throw Errors.quotaExceeded(`Your plan allows ${limit} members, pending invitations included`, { resource: "members", limit, current: members + pending });
-				}
-				await takeAttempt(this.kv, THROTTLES.invitation(caller.tenantId, email));
-
-				// A fresh invitation replaces a pending one for the same address.
-				await this.db.invitations.removeDocs(ctx, { email, acceptedAt: { $exists: false } });
 				const token = randomToken("minv_");
 				const expiresAt = new Date(Date.now() + INVITATION_TTL_MS).toISOString();
-				const invitation = await this.db.invitations.insertDoc(ctx, {
-					email,
-					role: ctx.params.role,
-					tokenHash: hashToken(token),
-					expiresAt,
-					invitedBy: caller.userId
+				// One invitation at a time per tenant: the seat check below and the replacement of an
+				// address's pending invitation hold only if no other invitation slips in between.
+				const invitation = await withLock(this.kv, `lock:invitations:${caller.tenantId}`, async () => {
+					// Pending invitations hold seats too (another address's, not this one's, which it
+					// replaces); acceptance reserves the seat for good, atomically.
+					const limit = await planLimit(ctx, caller.tenantId, "members", this.config.defaultPlan);
+					const [members, pending] = await Promise.all([
+						this.memberQuota.usage(caller.tenantId),
+						this.db.invitations.countDocs(ctx, { email: { $ne: email }, acceptedAt: { $exists: false }, expiresAt: { $gt: new Date().toISOString() } })
+					]);
+					if (members + pending + 1 > limit) {
+						throw Errors.quotaExceeded(`Your plan allows ${limit} members, pending invitations included`, { resource: "members", limit, current: members + pending });
+					}
+					await takeAttempt(this.kv, THROTTLES.invitation(caller.tenantId, email));
+					// A fresh invitation replaces a pending one for the same address.
+					await this.db.invitations.removeDocs(ctx, { email, acceptedAt: { $exists: false } });
+					return this.db.invitations.insertDoc(ctx, { email, role: ctx.params.role, tokenHash: hashToken(token), expiresAt, invitedBy: caller.userId });
 				});
 				const tenant = this.tenantView(await this.db.tenants.getDoc(ctx, caller.tenantId, "Tenant"));
 				const inviter = caller.userId ? ((await ctx.call("auth.usersByIds", { ids: [caller.userId] })) as UserSummary[])[0] : undefined;

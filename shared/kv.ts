@@ -4,7 +4,9 @@
  * Both implementations pass the same contract tests (test/unit/kv.test.ts and
  * test/integration/kv.redis.test.ts).
  */
+import { randomUUID } from "node:crypto";
 import Redis from "ioredis";
+import { Errors } from "./errors";
 
 export interface Counter {
 	count: number;
@@ -215,6 +217,25 @@ export class RedisKeyValueStore implements KeyValueStore {
 
 	async close(): Promise<void> {
 		this.redis.disconnect();
+	}
+}
+
+/**
+ * Runs `work` while holding `key`'s lock, waiting for it up to `waitMs` (503 after that), so one
+ * thing happens at a time across every replica sharing the store. The lock expires after
+ * `ttlMs` should its holder die; `work` must take less than that.
+ */
+export async function withLock<T>(kv: KeyValueStore, key: string, work: () => Promise<T>, { ttlMs = 10_000, waitMs = 5_000 } = {}): Promise<T> {
+	const owner = randomUUID();
+	const deadline = Date.now() + waitMs;
+	for (let round = 0; !(await kv.acquireLock(key, owner, ttlMs)); round++) {
+		if (Date.now() > deadline) throw Errors.unavailable("Busy with the same change, retry");
+		await new Promise(resolve => setTimeout(resolve, Math.min(50, 2 + round * 2) * Math.random()));
+	}
+	try {
+		return await work();
+	} finally {
+		await kv.releaseLock(key, owner);
 	}
 }
 

@@ -17,7 +17,8 @@ describe("races", () => {
 	const counts: string[] = [];
 
 	beforeAll(async () => {
-		p = await startTestPlatform({ DEFAULT_PLAN_DISPLAYS: "3", DEFAULT_PLAN_MEMBERS: "5", DEFAULT_PLAN_STORAGE_MB: "1" });
+		// NeDB files, as npm start keeps them: writes take long enough for requests to interleave.
+		p = await startTestPlatform({ NODE_ENV: "development", BCRYPT_COST: "4", DEFAULT_PLAN_DISPLAYS: "3", DEFAULT_PLAN_MEMBERS: "5", DEFAULT_PLAN_STORAGE_MB: "1" });
 	});
 	afterAll(async () => {
 		reportLine(`races: ${counts.join("; ")}`);
@@ -122,6 +123,32 @@ describe("races", () => {
 		const members = await request<{ total: number }>(p.api("/members"), { headers: as(owner) });
 		expect(members.body.total).toBe(5);
 		counts.push(`4 invitations × 3 acceptances at once on a 5-member plan → ${members.body.total} members`);
+	});
+
+	it("one address invited three times at once, ten times over: never more than one pending invitation for it", async () => {
+		const owner = await register(p, newAccount("twice"));
+		let duplicated = 0;
+		for (let round = 0; round < 10; round++) {
+			const email = newAccount("twice-invited").email;
+			const answers = await Promise.all([0, 1, 2].map(() => request(p.api("/invitations"), { method: "POST", headers: as(owner), json: { email, role: "viewer" } })));
+			expect(statuses(answers)).toEqual([201, 201, 201]);
+			const pending = await request<{ rows: Array<{ id: string; email: string }> }>(p.api("/invitations?pageSize=100"), { headers: as(owner) });
+			if (pending.body.rows.filter(row => row.email === email).length > 1) duplicated += 1;
+			// Make room for the next round (pending invitations hold seats).
+			for (const row of pending.body.rows) await request(p.api(`/invitations/${row.id}`), { method: "DELETE", headers: as(owner) });
+		}
+		expect(duplicated).toBe(0);
+		counts.push("one address invited 3× at once, 10 rounds → 1 pending invitation each time");
+	});
+
+	it("invitations to twelve addresses at once on a 5-member plan: four fit beside the owner, the rest are 402", async () => {
+		const owner = await register(p, newAccount("burst"));
+		const answers = await Promise.all(
+			Array.from({ length: 12 }, () => request(p.api("/invitations"), { method: "POST", headers: as(owner), json: { email: newAccount("burst-invited").email, role: "viewer" } }))
+		);
+		expect(count(answers, 201)).toBe(4);
+		expect(count(answers, 402)).toBe(8);
+		counts.push(`12 invitations at once on a 5-member plan → ${count(answers, 201)} pending`);
 	});
 
 	it("a removed member makes room for a new invitation", async () => {

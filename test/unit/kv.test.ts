@@ -1,8 +1,9 @@
 /**
- * shared/kv.ts in memory: the key/value contract, its injected clock, and the shared store per
- * namespace. Time is a controllable clock: nothing here waits or depends on how fast the machine is.
+ * shared/kv.ts in memory: the key/value contract, its injected clock, the shared store per
+ * namespace, and withLock. The contract runs on a controllable clock; no case depends on how fast
+ * the machine is (withLock's cases wait briefly, but assert only on order and outcome).
  */
-import { MemoryKeyValueStore, sharedKeyValueStore } from "../../shared/kv";
+import { MemoryKeyValueStore, sharedKeyValueStore, withLock } from "../../shared/kv";
 import { describeKeyValueContract } from "../helpers/kv-contract";
 
 describeKeyValueContract("MemoryKeyValueStore", async () => {
@@ -60,5 +61,29 @@ describe("sharedKeyValueStore without REDIS_URL", () => {
 		expect(await b.acquireLock("lock:job:x", "node-b", 10_000)).toBe(true);
 		expect((await a.incr("rl:x", 10_000)).count).toBe(1);
 		expect((await b.incr("rl:x", 10_000)).count).toBe(1);
+	});
+});
+
+describe("withLock", () => {
+	it("runs one holder at a time and releases after failures too", async () => {
+		const kv = new MemoryKeyValueStore();
+		let inside = 0;
+		let most = 0;
+		const work = async () => {
+			inside += 1;
+			most = Math.max(most, inside);
+			await new Promise(resolve => setTimeout(resolve, 2));
+			inside -= 1;
+		};
+		await Promise.all(Array.from({ length: 10 }, () => withLock(kv, "lock:x", work)));
+		expect(most).toBe(1);
+		await expect(withLock(kv, "lock:x", async () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
+		await expect(withLock(kv, "lock:x", async () => "free again")).resolves.toBe("free again");
+	});
+
+	it("answers 503 when the lock stays taken past the wait", async () => {
+		const kv = new MemoryKeyValueStore();
+		await kv.acquireLock("lock:held", "someone else", 60_000);
+		await expect(withLock(kv, "lock:held", async () => "never", { waitMs: 20 })).rejects.toMatchObject({ type: "SERVICE_UNAVAILABLE" });
 	});
 });
