@@ -11,20 +11,20 @@ import { AppError, Errors, toApiError } from "../../shared/errors";
 type Next = (err?: unknown) => void;
 type Middleware = (req: IncomingMessage, res: ServerResponse, next: Next) => void;
 
-/** body-parser's failure as the AppError `toApiError` maps it to (400, 413 or 415). */
-export function bodyError(err: unknown): AppError {
-	const { type, message, data } = toApiError(err);
-	return new AppError(type, message, data);
-}
-
 /**
  * JSON bodies (strict: objects and arrays only), decompressed when the client says so, limited
  * to `limit` bytes after decompression. moleculer-web's own parser option would turn a decoding
- * failure into an untyped error (a 500); this one answers 400.
+ * failure into an untyped error (a 500); here body-parser's failure leaves as the AppError
+ * `toApiError` maps it to (400, 413 or 415).
  */
 export function jsonBody(limit: number): Middleware {
 	const parse = bodyParser.json({ limit, strict: true });
-	return (req, res, next) => parse(req, res, err => next(err ? bodyError(err) : undefined));
+	return (req, res, next) =>
+		parse(req, res, err => {
+			if (!err) return next();
+			const { type, message, data } = toApiError(err);
+			next(new AppError(type, message, data));
+		});
 }
 
 /**
