@@ -13,6 +13,24 @@ export default tseslint.config(
 		}
 	},
 	{
+		// Services are typed by their contracts and ServiceSchema's generics: `this` comes from
+		// ServiceSchema<Settings, Methods, Vars>, documents from their collection's type.
+		files: ["services/**/*.ts"],
+		rules: {
+			"no-restricted-syntax": [
+				"error",
+				{
+					selector: "TSAsExpression[expression.type='TSAsExpression'][expression.typeAnnotation.type='TSUnknownKeyword']",
+					message: "No `as unknown as` in services: type the value at its source (contracts, collection types)."
+				},
+				{
+					selector: ":function > Identifier.params[name='this']",
+					message: "No `this:` annotations in services: ServiceSchema<Settings, Methods, Vars> types `this`."
+				}
+			]
+		}
+	},
+	{
 		files: ["*.js"],
 		languageOptions: { sourceType: "commonjs", globals: { module: "writable", require: "readonly" } }
 	},

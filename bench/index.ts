@@ -18,13 +18,15 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import Datastore from "@seald-io/nedb";
-import { DbMixin, type Collection, type DbMethods, type PublicDoc } from "../mixins/db.mixin";
+import { DbMixin, systemScope, tenantCollection, type DbVars, type TenantCollection, type TenantOwned } from "../mixins/db.mixin";
 import { newId } from "../shared/ids";
 import type { Principal } from "../shared/rbac";
 import { request, startBroker, startGateway } from "../test/helpers/platform";
 import { ProbeService, StubAuthService, tokenOf } from "../test/helpers/stub-services";
 import DevicesService from "../services/devices.service";
-import { ruleOf } from "../services/scheduling.service";
+import { ruleOf, type OverrideDoc, type PlaylistDoc, type ScheduleDoc } from "../services/scheduling/views";
+import type { DisplayDoc, DisplayGroupDoc } from "../services/devices/displays";
+import { call } from "../shared/contracts";
 import { resolve as engineResolve, type DisplayTarget, type TargetSet } from "../services/scheduling/engine";
 import { displayKeys, ScheduleIndex, targetKeys } from "../services/scheduling/targeting";
 import type { KeyValueStore } from "../shared/kv";
@@ -154,12 +156,16 @@ async function heartbeatBench(): Promise<void> {
 async function dataBench(): Promise<void> {
 	const raw = new Datastore({ inMemoryOnly: true });
 	const auth: Principal = { kind: "user", tenantId: "bench-tenant", userId: "u", role: "owner" };
-	const Notes: ServiceSchema<ServiceSettingSchema, DbMethods> = {
+	interface Note extends TenantOwned {
+		name: string;
+	}
+	const COLLECTIONS = { bench_notes: tenantCollection<Note>() };
+	const Notes: ServiceSchema<ServiceSettingSchema, object, DbVars<typeof COLLECTIONS>> = {
 		name: "notes",
-		mixins: [DbMixin({ bench_notes: {} })],
+		mixins: [DbMixin(COLLECTIONS)],
 		actions: {
-			create: { handler(this: DbMethods, ctx: Context<{ name: string }>) { return this.db.bench_notes.insertDoc(ctx, { name: ctx.params.name }); } },
-			get: { handler(this: DbMethods, ctx: Context<{ id: string }>) { return this.db.bench_notes.getDoc(ctx, ctx.params.id); } }
+			create: { handler(ctx: Context<{ name: string }>) { return this.db.bench_notes.insertDoc(ctx, { name: ctx.params.name }); } },
+			get: { handler(ctx: Context<{ id: string }>) { return this.db.bench_notes.getDoc(ctx, ctx.params.id); } }
 		}
 	};
 	const tb = await startBroker([Notes]);
@@ -209,16 +215,16 @@ const WINDOWS: Array<[string | null, string | null]> = [
 
 /** What the benchmark reaches inside the scheduling service (its methods and collections). */
 interface SchedulingInternals {
-	db: { schedules: Collection; playlists: Collection };
+	db: { schedules: TenantCollection<ScheduleDoc>; playlists: TenantCollection<PlaylistDoc> };
 	kv: KeyValueStore;
 	tenantZone(tenantId: string): Promise<string>;
-	schedulesTargeting(tenantId: string, display: DisplayTarget): Promise<PublicDoc[]>;
-	manifestsFor(tenantId: string, displays: DisplayTarget[], schedulesOf: (d: DisplayTarget) => PublicDoc[], overrides: PublicDoc[], at: Date): Promise<Array<{ manifest: { etag: string } }>>;
+	schedulesTargeting(tenantId: string, display: DisplayTarget): Promise<ScheduleDoc[]>;
+	manifestsFor(tenantId: string, displays: DisplayTarget[], schedulesOf: (d: DisplayTarget) => ScheduleDoc[], overrides: OverrideDoc[], at: Date): Promise<Array<{ manifest: { etag: string } }>>;
 	recompute(tenantId: string, selector: { all?: boolean; tags?: string[] }): Promise<void>;
 }
 
 interface DevicesInternals {
-	db: { displays: Collection; display_groups: Collection };
+	db: { displays: TenantCollection<DisplayDoc>; display_groups: TenantCollection<DisplayGroupDoc> };
 }
 
 /** The NeDB datastore behind a collection of the db mixin (NODE_ENV=test: in memory). */
@@ -228,15 +234,16 @@ interface NeDbInternals {
 	_getCandidatesAsync(...args: unknown[]): Promise<unknown[]>;
 }
 
-function nedbOf(collection: Collection): NeDbInternals {
-	return (collection as unknown as { adapter: { db: NeDbInternals } }).adapter.db;
+/** A collection's private store and its moleculer-db adapter, reached into for measuring only. */
+function nedbOf<T extends TenantOwned>(collection: TenantCollection<T>): NeDbInternals {
+	return (collection as unknown as { store: { adapter: { db: NeDbInternals } } }).store.adapter.db;
 }
 
 /**
  * How many stored documents NeDB handed to its matcher while `run` ran: the matches of the one
  * index it could use, or every document of the collection when it had none.
  */
-async function candidatesExamined(collection: Collection, run: () => Promise<unknown>): Promise<{ examined: number; stored: number; indexes: string[] }> {
+async function candidatesExamined<T extends TenantOwned>(collection: TenantCollection<T>, run: () => Promise<unknown>): Promise<{ examined: number; stored: number; indexes: string[] }> {
 	const store = nedbOf(collection);
 	const original = store._getCandidatesAsync;
 	let examined = 0;
@@ -313,7 +320,7 @@ async function schedulingBench(): Promise<void> {
 		const rnd = seeded(20260101);
 		const owner = await register(p, newAccount("sched"));
 		const tenantId = owner.tenant.id;
-		const scope = { tenantId };
+		const scope = systemScope(tenantId);
 		const devices = p.broker.getLocalService("devices") as unknown as DevicesInternals;
 		const sched = p.broker.getLocalService("scheduling") as unknown as SchedulingInternals;
 
@@ -404,11 +411,11 @@ async function schedulingBench(): Promise<void> {
 			const doc = await devices.db.displays.getDoc(scope, id);
 			return {
 				id: doc.id,
-				timezone: (doc.timezone as string | null) ?? null,
+				timezone: doc.timezone,
 				tenantTimezone: zone,
-				tags: (doc.tags as string[]) ?? [],
-				groupIds: (doc.groupIds as string[]) ?? [],
-				defaultPlaylistId: (doc.defaultPlaylistId as string | null) ?? null
+				tags: doc.tags,
+				groupIds: doc.groupIds,
+				defaultPlaylistId: doc.defaultPlaylistId
 			};
 		};
 		const display = await targetOf(paired[0].id);
@@ -536,7 +543,7 @@ async function schedulingBench(): Promise<void> {
 		const paging = async (selector: { all?: boolean; tags?: string[] }) => {
 			let afterId: string | null = null;
 			do {
-				const page = (await p.broker.call("devices.displaysFor", { tenantId, ...selector, afterId: afterId ?? undefined, limit: 1000 })) as { next: string | null };
+				const page: { next: string | null } = await call(p.broker, "devices.displaysFor", { tenantId, ...selector, afterId: afterId ?? undefined, limit: 1000 });
 				afterId = page.next;
 			} while (afterId);
 		};

@@ -194,21 +194,75 @@ export function createAdapter(options: ResolvedOptions): { adapter: Adapter; mod
 	return { adapter: new MoleculerDb.MemoryAdapter({ filename: file, autoload: false }) as unknown as Adapter };
 }
 
-// ---- collections ----------------------------------------------------------------------------
+// ---- scopes ---------------------------------------------------------------------------------
 
 /**
- * Whose documents a call may touch. Normally the Moleculer context: the tenant of its verified
- * principal. A `{ tenantId }` names the tenant explicitly, for flows the server itself vouches for
- * (a refresh token's session, a tenant being created); services never build it from client input.
+ * A tenant the server itself names, for flows it vouches for (a refresh token's session, a tenant
+ * being created, a job for one tenant): `systemScope(tenantId)`. Never built from client input.
  */
-export type Scope = Context | { tenantId: string };
+export interface SystemScope {
+	readonly kind: "system";
+	readonly tenantId: string;
+}
 
-/** The scope for collections declared `tenantScoped: false` (users, email tokens): no tenant applies. */
-export const UNSCOPED: Scope = Object.freeze({ tenantId: "" });
+export function systemScope(tenantId: string): SystemScope {
+	if (typeof tenantId !== "string" || tenantId === "") throw new Error("systemScope needs a tenant id");
+	return Object.freeze({ kind: "system", tenantId });
+}
 
-function isContext(scope: Scope): scope is Context {
+/**
+ * Every tenant at once: only for questions about one user or the whole system, never a caller's
+ * listing (e.g. "which tenants is this user a member of", "end this user's sessions everywhere").
+ */
+export const ALL_TENANTS = Object.freeze({ kind: "allTenants" as const });
+export type AllTenants = typeof ALL_TENANTS;
+
+/**
+ * Whose documents a call on a tenant-scoped collection touches: the Moleculer context (the tenant
+ * of its verified principal, `ctx.meta.auth`) or a named system scope. Reads and bulk writes may
+ * also say ALL_TENANTS.
+ */
+export type Scope = Context | SystemScope;
+export type WideScope = Scope | AllTenants;
+
+function isContext(scope: WideScope): scope is Context {
 	return "meta" in scope;
 }
+
+/** The tenant of a scope; 401 when a context carries no principal. */
+export function tenantOf(scope: Scope): string {
+	if (!isContext(scope)) return scope.tenantId;
+	const auth = (scope.meta as { auth?: Principal | null }).auth;
+	if (!auth?.tenantId) throw Errors.unauthorized();
+	return auth.tenantId;
+}
+
+/** null = every tenant. */
+function tenantFilter(scope: WideScope): string | null {
+	return "kind" in scope && scope.kind === "allTenants" ? null : tenantOf(scope as Scope);
+}
+
+// ---- document types -------------------------------------------------------------------------
+
+/** Fields every stored document has, as the data layer hands it out. */
+export interface Stored {
+	id: string;
+	createdAt: string;
+	updatedAt: string;
+}
+
+/** A document of a tenant-scoped collection. */
+export interface TenantOwned extends Stored {
+	tenantId: string;
+}
+
+/** What an insert gives: the document without what the data layer sets (createdAt may be given). */
+export type NewDoc<T extends Stored> = Omit<T, "id" | "tenantId" | "createdAt" | "updatedAt"> & { createdAt?: string };
+
+/** What an update sets: any field but ids, tenancy and timestamps; `undefined` unsets it. */
+export type Changes<T extends Stored> = { [K in Exclude<keyof T, "id" | "tenantId" | "createdAt" | "updatedAt">]?: T[K] | undefined };
+
+// ---- collections ----------------------------------------------------------------------------
 
 /** NeDB and MongoDB report a unique-index refusal differently. */
 function isDuplicateKey(err: unknown): boolean {
@@ -241,8 +295,11 @@ interface NeDbLike {
 	stopAutocompaction?: () => void;
 }
 
-/** One collection of documents, tenant-scoped unless declared otherwise. */
-export class Collection {
+/**
+ * The storage of one collection, for the two typed faces below. `tenant` is the tenant a call is
+ * confined to (null = every tenant, or a global collection); the faces decide it from the scope.
+ */
+class Store {
 	private readonly adapter: Adapter;
 
 	constructor(
@@ -276,17 +333,9 @@ export class Collection {
 		await this.adapter.disconnect();
 	}
 
-	/** The tenant of a scope; 401 when a context carries no principal. */
-	tenantOf(scope: Scope): string {
-		if (!isContext(scope)) return scope.tenantId;
-		const auth = (scope.meta as { auth?: Principal | null }).auth;
-		if (!auth?.tenantId) throw Errors.unauthorized();
-		return auth.tenantId;
-	}
-
-	private scoped(scope: Scope, query: Query = {}): Query {
+	private scoped(tenant: string | null, query: Query = {}): Query {
 		assertSafeQuery(query);
-		const scoped: Query = this.options.tenantScoped ? { ...query, tenantId: this.tenantOf(scope) } : { ...query };
+		const scoped: Query = tenant === null ? { ...query } : { ...query, tenantId: tenant };
 		// An id lookup must stay one: NeDB takes the last indexed equality field, so _id goes last.
 		if (typeof scoped._id === "string") {
 			const { _id, ...rest } = scoped;
@@ -295,144 +344,244 @@ export class Collection {
 		return scoped;
 	}
 
-	private publicOf(entity: unknown): PublicDoc {
-		return toPublic(this.adapter.entityToObject(entity));
+	private publicOf<T>(entity: unknown): T {
+		return toPublic(this.adapter.entityToObject(entity)) as unknown as T;
 	}
 
-	async findDocs(scope: Scope, query: Query = {}, findOptions: FindOptions = {}): Promise<PublicDoc[]> {
-		const docs = await this.adapter.find({ query: this.scoped(scope, query), ...findOptions });
-		return docs.map(d => this.publicOf(d));
+	async find<T>(tenant: string | null, query: Query = {}, findOptions: FindOptions = {}): Promise<T[]> {
+		const docs = await this.adapter.find({ query: this.scoped(tenant, query), ...findOptions });
+		return docs.map(d => this.publicOf<T>(d));
 	}
 
-	countDocs(scope: Scope, query: Query = {}): Promise<number> {
-		return this.adapter.count({ query: this.scoped(scope, query) });
+	count(tenant: string | null, query: Query = {}): Promise<number> {
+		return this.adapter.count({ query: this.scoped(tenant, query) });
 	}
 
-	/** The API's list shape: rows, total, page, pageSize, totalPages. Newest first by default. */
-	pageDocs(scope: Scope, query: Query, page: number, pageSize: number, sort = ["-_id"]): Promise<Page<PublicDoc>> {
-		return this.page(this.scoped(scope, query), page, pageSize, sort);
-	}
-
-	private async page(query: Query, page: number, pageSize: number, sort: string[]): Promise<Page<PublicDoc>> {
+	async page<T>(tenant: string | null, query: Query, page: number, pageSize: number, sort: string[]): Promise<Page<T>> {
+		const scoped = this.scoped(tenant, query);
 		const [docs, total] = await Promise.all([
-			this.adapter.find({ query, sort, limit: pageSize, offset: (page - 1) * pageSize }),
-			this.adapter.count({ query })
+			this.adapter.find({ query: scoped, sort, limit: pageSize, offset: (page - 1) * pageSize }),
+			this.adapter.count({ query: scoped })
 		]);
-		return { rows: docs.map(d => this.publicOf(d)), total, page, pageSize, totalPages: Math.ceil(total / pageSize) };
+		return { rows: docs.map(d => this.publicOf<T>(d)), total, page, pageSize, totalPages: Math.ceil(total / pageSize) };
 	}
 
-	async findDoc(scope: Scope, query: Query): Promise<PublicDoc | null> {
-		const doc = await this.adapter.findOne(this.scoped(scope, query));
-		return doc ? this.publicOf(doc) : null;
+	async findOne<T>(tenant: string | null, query: Query): Promise<T | null> {
+		const doc = await this.adapter.findOne(this.scoped(tenant, query));
+		return doc ? this.publicOf<T>(doc) : null;
 	}
 
-	/** 404 (NOT_FOUND with `what`) when missing or another tenant's. */
-	async getDoc(scope: Scope, id: string, what = "Resource"): Promise<PublicDoc> {
-		const doc = typeof id === "string" ? await this.findDoc(scope, { _id: id }) : null;
+	async get<T>(tenant: string | null, id: string, what: string): Promise<T> {
+		const doc = typeof id === "string" ? await this.findOne<T>(tenant, { _id: id }) : null;
 		if (!doc) throw Errors.notFound(what, id);
 		return doc;
 	}
 
-	/** 409 when a unique index refuses it. */
-	async insertDoc(scope: Scope, fields: Record<string, unknown>): Promise<PublicDoc> {
+	async insert<T>(tenant: string | null, fields: Record<string, unknown>): Promise<T> {
 		assertSafeChanges(fields);
 		const now = new Date().toISOString();
 		const doc: Doc = { createdAt: now, updatedAt: now, ...fields, _id: newId() };
-		if (this.options.tenantScoped) doc.tenantId = this.tenantOf(scope);
+		if (tenant !== null) doc.tenantId = tenant;
 		try {
-			return this.publicOf(await this.adapter.insert(doc));
+			return this.publicOf<T>(await this.adapter.insert(doc));
 		} catch (err) {
 			if (isDuplicateKey(err)) throw Errors.conflict("Already exists");
 			throw err;
 		}
 	}
 
-	/** Sets exactly the given fields (no operators, no mass assignment of ids or tenancy); undefined unsets. */
-	async updateDoc(scope: Scope, id: string, changes: Record<string, unknown>, what = "Resource"): Promise<PublicDoc> {
+	async update<T>(tenant: string | null, id: string, changes: Record<string, unknown>, what: string): Promise<T> {
 		const update = setAndUnset(changes);
-		await this.getDoc(scope, id, what);
+		await this.get(tenant, id, what);
 		try {
-			await this.adapter.updateMany(this.scoped(scope, { _id: id }), update);
+			await this.adapter.updateMany(this.scoped(tenant, { _id: id }), update);
 		} catch (err) {
 			if (isDuplicateKey(err)) throw Errors.conflict("Already exists");
 			throw err;
 		}
-		return this.getDoc(scope, id, what);
+		return this.get<T>(tenant, id, what);
 	}
 
-	/** Sets fields on every document matching `query`; resolves with how many matched (0 = none, e.g. a lost race). */
-	async updateWhere(scope: Scope, query: Query, changes: Record<string, unknown>): Promise<number> {
-		return countOf(await this.adapter.updateMany(this.scoped(scope, query), setAndUnset(changes)));
+	async updateWhere(tenant: string | null, query: Query, changes: Record<string, unknown>): Promise<number> {
+		return countOf(await this.adapter.updateMany(this.scoped(tenant, query), setAndUnset(changes)));
 	}
 
-	async removeDoc(scope: Scope, id: string, what = "Resource"): Promise<PublicDoc> {
-		const doc = await this.getDoc(scope, id, what);
-		await this.adapter.removeMany(this.scoped(scope, { _id: id }));
+	async remove<T>(tenant: string | null, id: string, what: string): Promise<T> {
+		const doc = await this.get<T>(tenant, id, what);
+		await this.adapter.removeMany(this.scoped(tenant, { _id: id }));
 		return doc;
 	}
 
-	async removeDocs(scope: Scope, query: Query): Promise<number> {
-		return countOf(await this.adapter.removeMany(this.scoped(scope, query)));
+	async removeWhere(tenant: string | null, query: Query): Promise<number> {
+		return countOf(await this.adapter.removeMany(this.scoped(tenant, query)));
 	}
-
-	/**
-	 * Across every tenant — only for questions that are about one user or the system, never a
-	 * caller's listing (e.g. "which tenants is this user a member of").
-	 */
-	async findAcrossTenants(query: Query, findOptions: FindOptions = {}): Promise<PublicDoc[]> {
-		assertSafeQuery(query);
-		const docs = await this.adapter.find({ query: { ...query }, ...findOptions });
-		return docs.map(d => this.publicOf(d));
-	}
-
-	/** A page of `findAcrossTenants` (a user's own sessions across their organisations). */
-	pageAcrossTenants(query: Query, page: number, pageSize: number, sort = ["-_id"]): Promise<Page<PublicDoc>> {
-		assertSafeQuery(query);
-		return this.page({ ...query }, page, pageSize, sort);
-	}
-
-	/** Unscoped, for work a tenant's caller does not drive (tenant deletion, system jobs). */
-	async removeTenantDocs(tenantId: string): Promise<number> {
-		if (!this.options.tenantScoped) throw new Error(`${this.options.collection} is not tenant-scoped`);
-		return countOf(await this.adapter.removeMany({ tenantId }));
-	}
-}
-
-// ---- the mixin ------------------------------------------------------------------------------
-
-export type Collections<Names extends string> = Record<Names, Collection>;
-
-/** `this.db` of a service whose mixin declared `Names`. */
-export interface DbMethods<Names extends string = string> {
-	db: Collections<Names>;
 }
 
 /**
- * Declares a service's collections: `DbMixin({ users: { tenantScoped: false }, sessions: {} })`
+ * A collection owned tenant by tenant: every call names its scope (a context, `systemScope(id)`,
+ * or for reads and bulk writes ALL_TENANTS) and touches only that tenant's documents; a foreign
+ * id is a 404 like a missing one.
+ */
+export class TenantCollection<T extends TenantOwned> {
+	constructor(private readonly store: Store) {}
+
+	findDocs(scope: WideScope, query: Query = {}, findOptions: FindOptions = {}): Promise<T[]> {
+		return this.store.find<T>(tenantFilter(scope), query, findOptions);
+	}
+
+	countDocs(scope: WideScope, query: Query = {}): Promise<number> {
+		return this.store.count(tenantFilter(scope), query);
+	}
+
+	/** The API's list shape: rows, total, page, pageSize, totalPages. Newest first by default. */
+	pageDocs(scope: WideScope, query: Query, page: number, pageSize: number, sort = ["-_id"]): Promise<Page<T>> {
+		return this.store.page<T>(tenantFilter(scope), query, page, pageSize, sort);
+	}
+
+	findDoc(scope: WideScope, query: Query): Promise<T | null> {
+		return this.store.findOne<T>(tenantFilter(scope), query);
+	}
+
+	/** 404 (NOT_FOUND with `what`) when missing or another tenant's. */
+	getDoc(scope: Scope, id: string, what = "Resource"): Promise<T> {
+		return this.store.get<T>(tenantOf(scope), id, what);
+	}
+
+	/** 409 when a unique index refuses it. */
+	insertDoc(scope: Scope, fields: NewDoc<T>): Promise<T> {
+		return this.store.insert<T>(tenantOf(scope), fields);
+	}
+
+	/** Sets exactly the given fields (no operators, no mass assignment of ids or tenancy); undefined unsets. */
+	updateDoc(scope: Scope, id: string, changes: Changes<T>, what = "Resource"): Promise<T> {
+		return this.store.update<T>(tenantOf(scope), id, changes, what);
+	}
+
+	/** Sets fields on every document matching `query`; resolves with how many matched (0 = none, e.g. a lost race). */
+	updateWhere(scope: WideScope, query: Query, changes: Changes<T>): Promise<number> {
+		return this.store.updateWhere(tenantFilter(scope), query, changes);
+	}
+
+	removeDoc(scope: Scope, id: string, what = "Resource"): Promise<T> {
+		return this.store.remove<T>(tenantOf(scope), id, what);
+	}
+
+	removeDocs(scope: WideScope, query: Query): Promise<number> {
+		return this.store.removeWhere(tenantFilter(scope), query);
+	}
+}
+
+/** A collection no tenant owns (users, email tokens): calls take no scope. */
+export class GlobalCollection<T extends Stored> {
+	constructor(private readonly store: Store) {}
+
+	findDocs(query: Query = {}, findOptions: FindOptions = {}): Promise<T[]> {
+		return this.store.find<T>(null, query, findOptions);
+	}
+
+	countDocs(query: Query = {}): Promise<number> {
+		return this.store.count(null, query);
+	}
+
+	pageDocs(query: Query, page: number, pageSize: number, sort = ["-_id"]): Promise<Page<T>> {
+		return this.store.page<T>(null, query, page, pageSize, sort);
+	}
+
+	findDoc(query: Query): Promise<T | null> {
+		return this.store.findOne<T>(null, query);
+	}
+
+	getDoc(id: string, what = "Resource"): Promise<T> {
+		return this.store.get<T>(null, id, what);
+	}
+
+	insertDoc(fields: NewDoc<T>): Promise<T> {
+		return this.store.insert<T>(null, fields);
+	}
+
+	updateDoc(id: string, changes: Changes<T>, what = "Resource"): Promise<T> {
+		return this.store.update<T>(null, id, changes, what);
+	}
+
+	updateWhere(query: Query, changes: Changes<T>): Promise<number> {
+		return this.store.updateWhere(null, query, changes);
+	}
+
+	removeDoc(id: string, what = "Resource"): Promise<T> {
+		return this.store.remove<T>(null, id, what);
+	}
+
+	removeDocs(query: Query): Promise<number> {
+		return this.store.removeWhere(null, query);
+	}
+}
+
+// ---- declaring collections ------------------------------------------------------------------
+
+/** A collection declaration: its options and, as a type only, its documents and scope kind. */
+export interface CollectionSpec<T extends Stored, Kind extends "tenant" | "global"> {
+	readonly kind: Kind;
+	readonly options: CollectionOptions;
+	/** Never set: carries the document type. */
+	readonly doc?: T;
+}
+
+/** A tenant-scoped collection of `T` documents. */
+export function tenantCollection<T extends TenantOwned>(options: Omit<CollectionOptions, "tenantScoped"> = {}): CollectionSpec<T, "tenant"> {
+	return { kind: "tenant", options: { ...options, tenantScoped: true } };
+}
+
+/** A collection of `T` documents no tenant owns. */
+export function globalCollection<T extends Stored>(options: Omit<CollectionOptions, "tenantScoped"> = {}): CollectionSpec<T, "global"> {
+	return { kind: "global", options: { ...options, tenantScoped: false } };
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any document type: the mapped type below recovers each one
+type AnySpec = CollectionSpec<any, "tenant" | "global">;
+
+/** `this.db` of a service that declared `Specs`. */
+export type CollectionsOf<Specs extends Record<string, AnySpec>> = {
+	[N in keyof Specs]: Specs[N] extends CollectionSpec<infer T extends TenantOwned, "tenant">
+		? TenantCollection<T>
+		: Specs[N] extends CollectionSpec<infer T, "global">
+			? GlobalCollection<T>
+			: never;
+};
+
+/** The service vars the mixin adds: `this.db.<name>`. */
+export interface DbVars<Specs extends Record<string, AnySpec>> {
+	db: CollectionsOf<Specs>;
+}
+
+const STORES = Symbol("stores");
+
+/**
+ * Declares a service's collections:
+ * `DbMixin({ users: globalCollection<UserDoc>(), sessions: tenantCollection<SessionDoc>() })`
  * gives `this.db.users` and `this.db.sessions`, connected when the service starts. The stored
  * collection name is `<name>` (names are unique across services).
  */
-export function DbMixin<Names extends string>(collections: Record<Names, CollectionOptions>): Partial<ServiceSchema> {
-	const resolved = Object.entries<CollectionOptions>(collections).map(([collection, o]) => ({
-		tenantScoped: true,
-		indexes: [],
-		uniqueIndexes: [],
-		selectiveIndexes: [],
-		...o,
-		collection
+export function DbMixin<Specs extends Record<string, AnySpec>>(specs: Specs): Partial<ServiceSchema> {
+	const resolved = Object.entries(specs).map(([collection, spec]) => ({
+		kind: spec.kind,
+		options: { tenantScoped: true, indexes: [], uniqueIndexes: [], selectiveIndexes: [], ...spec.options, collection } as ResolvedOptions
 	}));
-	const collectionsOf = (service: Service) => Object.values((service as Service & DbMethods).db);
+	type WithStores = Service & { [STORES]: Store[]; db: Record<string, unknown> };
 	return {
 		// Chosen in created(), not at import, so the config in force when the broker starts decides.
-		created(this: Service) {
-			const db = Object.fromEntries(resolved.map(o => [o.collection, new Collection(o, this.broker, this.logger)]));
-			(this as Service & DbMethods).db = db;
+		created() {
+			const self = this as WithStores;
+			const stores = resolved.map(r => ({ ...r, store: new Store(r.options, self.broker, self.logger) }));
+			self[STORES] = stores.map(s => s.store);
+			self.db = Object.fromEntries(
+				stores.map(s => [s.options.collection, s.kind === "tenant" ? new TenantCollection(s.store) : new GlobalCollection(s.store)])
+			);
 		},
-		async started(this: Service) {
-			await Promise.all(collectionsOf(this).map(c => c.connect()));
+		async started() {
+			await Promise.all((this as WithStores)[STORES].map(s => s.connect()));
 		},
-		async stopped(this: Service) {
-			await Promise.all(collectionsOf(this).map(c => c.disconnect()));
+		async stopped() {
+			await Promise.all((this as WithStores)[STORES].map(s => s.disconnect()));
 		}
 	};
 }

@@ -6,134 +6,110 @@
  * the cache), writes presence to the key/value store, queues metrics on a durable channel and
  * reads the manifest etag and pending commands from the cache. It touches no document; state
  * changes it causes (came online, commands delivered) are written by event handlers after.
+ *
+ * The pure parts and the key/value layouts live in services/devices/: pairing.ts (codes, pairing
+ * requests), displays.ts (documents, views, queries), presence.ts (presence, status flags, the
+ * sweep's step), commands.ts (command documents and each display's pending list).
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { DbMixin, textSearch, UNSCOPED, type DbMethods, type PublicDoc, type Query } from "../mixins/db.mixin";
+import { ALL_TENANTS, DbMixin, globalCollection, systemScope, tenantCollection, tenantOf, type DbVars } from "../mixins/db.mixin";
 import { audit } from "../shared/audit";
 import { HEARTBEAT_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
+import {
+	broadcast,
+	call,
+	COMMAND_TYPES,
+	CommandPage,
+	CommandQueued,
+	DISPLAY_STATUSES,
+	DisplayGroupPage,
+	DisplayGroupView,
+	DisplayPage,
+	DisplayView,
+	emit,
+	HeartbeatAnswer,
+	manifestEtagKey,
+	PairingPoll,
+	PairingRequested,
+	sendToChannel,
+	type ActionCtx,
+	type ChannelCtx,
+	type EventCtx,
+	type Result
+} from "../shared/contracts";
 import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
-import { giveBack, takeAttempt, THROTTLES } from "../shared/throttle";
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
 import { planLimit, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
-import type { Principal } from "../shared/rbac";
 import { NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
+import { giveBack, takeAttempt, THROTTLES } from "../shared/throttle";
 import { assertTimezone } from "../shared/time";
-import { hashToken, randomToken, safeEqual } from "./auth/secrets";
-import { COMMAND_TYPES, normalizePairingCode, pairingCode, type CommandType } from "./devices/pairing";
-import { manifestEtagKey } from "./scheduling/manifest";
-import type { TenantDeleted, TenantView } from "./tenants.service";
+import {
+	COMMAND_TTL_MS,
+	commandView,
+	dueCommands,
+	markDelivered,
+	pendingCommands,
+	pendingOf,
+	setPendingCommands,
+	updatePendingCommands,
+	withoutCommand,
+	type CommandDoc
+} from "./devices/commands";
+import { displayChanges, displayView, groupView, listQuery, selectorQuery, targetingView, unique, type DisplayDoc, type DisplayGroupDoc } from "./devices/displays";
+import { isLivePairing, normalizePairingCode, pairedDisplay, pairingCode, PAIRING_TTL_MS, pollSecret, type PairingDoc } from "./devices/pairing";
+import { hashToken, safeEqual } from "../shared/secrets";
+import { forgetPresence, markOfflineIfSilent, offlineCutoff, readPresence, recordHeartbeat } from "./devices/presence";
 
-export { HEARTBEAT_CHANNEL };
-
-const PAIRING_TTL_MS = 15 * 60_000;
-const COMMAND_TTL_MS = 24 * 3600_000;
-const PRESENCE_TTL_MS = 7 * 24 * 3600_000;
 const MAX_TAGS = 50;
 const MAX_GROUPS = 50;
-
-type Collections = "displays" | "display_groups" | "pairings" | "commands" | "devices_usage";
-
-type Meta = RequestMeta;
-
-export interface Presence {
-	lastSeenAt: string;
-	metrics: Record<string, number> | null;
-	appVersion: string | null;
-	currentContentId: string | null;
-	uptimeSec: number | null;
-}
-
-interface PendingCommand {
-	id: string;
-	type: CommandType;
-	createdAt: string;
-	expiresAt: string;
-}
-
-export interface DisplaySettings extends ServiceSettingSchema {
-	heartbeatIntervalSec: number;
-	sweepIntervalMs: number;
-}
-
-type DevicesThis = DbMethods<Collections> & {
-	settings: DisplaySettings;
-	config: Config;
-	kv: KeyValueStore;
-	/** Displays per tenant, grown atomically against the plan's limit. */
-	displayQuota: UsageCounter;
-	sweep: PeriodicJob | null;
-	broker: Context["broker"];
-	logger: { info(...args: unknown[]): void; warn(...args: unknown[]): void; error(...args: unknown[]): void };
-	displayView(doc: PublicDoc, presence?: Presence | null, status?: string | null): Record<string, unknown>;
-	withPresence(docs: PublicDoc[]): Promise<Record<string, unknown>[]>;
-	device(ctx: Context<unknown, Meta>): { tenantId: string; displayId: string };
-	assertGroups(ctx: Context, groupIds: string[] | undefined): Promise<void>;
-	pendingCommands(displayId: string): Promise<PendingCommand[]>;
-	setPendingCommands(displayId: string, commands: PendingCommand[]): Promise<void>;
-	forgetDisplay(tenantId: string, displayId: string): Promise<void>;
-	sweepOnce(): Promise<void>;
-	commandView(doc: PublicDoc): Record<string, unknown>;
-};
-
-const key = {
-	presence: (displayId: string) => `presence:${displayId}`,
-	lastSeen: (displayId: string) => `last-seen:${displayId}`,
-	status: (displayId: string) => `display-status:${displayId}`,
-	commands: (displayId: string) => `commands:${displayId}`,
-	manifestEtag: manifestEtagKey
-};
 
 const TAGS_RULE = { type: "array", items: { type: "string", trim: true, min: 1, max: 64 }, max: MAX_TAGS, optional: true } as const;
 const GROUP_IDS_RULE = { type: "array", items: ID_RULE, max: MAX_GROUPS, optional: true } as const;
 const TIMEZONE_RULE = { type: "string", max: 64, optional: true } as const;
 const METRIC = { type: "number", min: 0, max: 100, optional: true } as const;
 
-/** What scheduling needs of a display to resolve what it plays. */
-function targetingView(doc: PublicDoc) {
-	return {
-		id: doc.id,
-		timezone: (doc.timezone as string | null) ?? null,
-		tags: (doc.tags as string[]) ?? [],
-		groupIds: (doc.groupIds as string[]) ?? [],
-		defaultPlaylistId: (doc.defaultPlaylistId as string | null) ?? null
-	};
+const COLLECTIONS = {
+	// groupIds, tags and defaultPlaylistId: scheduling's displaysFor (NeDB answers an $or by a scan anyway).
+	displays: tenantCollection<DisplayDoc>({ indexes: ["status", "name", "tags"], selectiveIndexes: ["groupIds", "defaultPlaylistId"] }),
+	display_groups: tenantCollection<DisplayGroupDoc>({ indexes: ["name"] }),
+	pairings: globalCollection<PairingDoc>({ uniqueIndexes: ["codeHash"], selectiveIndexes: ["displayId"] }),
+	commands: tenantCollection<CommandDoc>({ indexes: ["displayId", "status"] }),
+	devices_usage: USAGE_COLLECTION
+};
+
+interface DevicesSettings extends ServiceSettingSchema {
+	rest: string;
+	heartbeatIntervalSec: number;
+	sweepIntervalMs: number;
 }
 
-export type DisplayTargeting = ReturnType<typeof targetingView>;
-
-export interface DisplaySelector {
-	displayIds?: string[];
-	groupIds?: string[];
-	tags?: string[];
-	defaultPlaylistIds?: string[];
-	all?: boolean;
+interface DevicesVars extends DbVars<typeof COLLECTIONS> {
+	config: Config;
+	kv: KeyValueStore;
+	/** Displays per tenant, grown atomically against the plan's limit. */
+	displayQuota: UsageCounter;
+	sweep: PeriodicJob | null;
 }
 
-function groupView(doc: PublicDoc) {
-	return { id: doc.id, name: doc.name, description: doc.description ?? null, createdAt: doc.createdAt, updatedAt: doc.updatedAt };
+interface DevicesMethods {
+	withPresence(docs: DisplayDoc[]): Promise<DisplayView[]>;
+	device(ctx: Context<unknown, RequestMeta>): { tenantId: string; displayId: string };
+	assertGroups(ctx: Context, groupIds: string[] | undefined): Promise<void>;
+	forgetDisplay(displayId: string): Promise<void>;
+	sweepOnce(): Promise<void>;
 }
 
-
-const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
+const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars> = {
 	name: "devices",
 	settings: {
 		rest: "/",
 		heartbeatIntervalSec: 30,
 		sweepIntervalMs: 10_000
 	},
-	mixins: [
-		DbMixin({
-			// groupIds, tags and defaultPlaylistId: scheduling's displaysFor (NeDB answers an $or by a scan anyway).
-			displays: { indexes: ["status", "name", "tags"], selectiveIndexes: ["groupIds", "defaultPlaylistId"] },
-			display_groups: { indexes: ["name"] },
-			pairings: { tenantScoped: false, uniqueIndexes: ["codeHash"], selectiveIndexes: ["displayId"] },
-			commands: { indexes: ["displayId", "status"] },
-			devices_usage: USAGE_COLLECTION
-		})
-	],
+	mixins: [DbMixin(COLLECTIONS)],
 
 	actions: {
 		// ---- pairing (the screen's side) ------------------------------------------------------
@@ -143,33 +119,33 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			permission: "public",
 			summary: "A screen asks for a pairing code to show (no token; limited per address)",
 			successStatus: 201,
+			response: PairingRequested,
 			params: {
 				$$strict: "remove",
 				hardwareId: { type: "string", max: 128, optional: true },
 				model: { type: "string", max: 128, optional: true },
 				resolution: { type: "string", max: 32, optional: true, pattern: /^\d{2,5}x\d{2,5}$/ }
 			},
-			async handler(this: DevicesThis, ctx: Context<{ hardwareId?: string; model?: string; resolution?: string }, Meta>) {
+			async handler(ctx: ActionCtx<"devices.requestPairing", RequestMeta>): Promise<Result<"devices.requestPairing">> {
 				await takeAttempt(this.kv, THROTTLES.pairingRequest(ctx.meta.ip));
-				const pollSecret = randomToken("mps_");
+				const secret = pollSecret();
 				const expiresAt = new Date(Date.now() + PAIRING_TTL_MS).toISOString();
 				for (let attempt = 0; attempt < 5; attempt++) {
 					const code = pairingCode();
 					// A code is unique among live requests; an expired holder gives it up.
-					await this.db.pairings.removeDocs(UNSCOPED, { codeHash: hashToken(code), expiresAt: { $lt: new Date().toISOString() } });
+					await this.db.pairings.removeDocs({ codeHash: hashToken(code), expiresAt: { $lt: new Date().toISOString() } });
 					try {
-						const pairing = await this.db.pairings.insertDoc(UNSCOPED, {
+						const pairing = await this.db.pairings.insertDoc({
 							codeHash: hashToken(code),
-							pollSecretHash: hashToken(pollSecret),
+							pollSecretHash: hashToken(secret),
 							status: "pending",
 							expiresAt,
 							hardwareId: ctx.params.hardwareId ?? null,
 							model: ctx.params.model ?? null,
 							resolution: ctx.params.resolution ?? null
 						});
-						ctx.meta.$statusCode = 201;
 						ctx.meta.$location = `/api/v1/device/pairing/${pairing.id}`;
-						return { pairingId: pairing.id, code, pollSecret, expiresAt };
+						return { pairingId: pairing.id, code, pollSecret: secret, expiresAt };
 					} catch (err) {
 						if ((err as { type?: string }).type !== "CONFLICT") throw err;
 					}
@@ -182,33 +158,35 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			rest: "GET /device/pairing/:pairingId",
 			permission: "public",
 			summary: "The screen polls with X-Pairing-Secret; once paired, the device token is handed out exactly once",
+			response: PairingPoll,
 			params: { $$strict: "remove", pairingId: ID_RULE },
-			async handler(this: DevicesThis, ctx: Context<{ pairingId: string }, Meta>) {
+			async handler(ctx: ActionCtx<"devices.pairingStatus", RequestMeta>): Promise<Result<"devices.pairingStatus">> {
 				const secret = ctx.meta.headers?.["x-pairing-secret"] ?? "";
-				const pairing = await this.db.pairings.findDoc(UNSCOPED, { _id: ctx.params.pairingId });
+				const pairing = await this.db.pairings.findDoc({ _id: ctx.params.pairingId });
 				// Unknown id and wrong secret look alike.
-				if (!pairing || !secret || !safeEqual(hashToken(secret), String(pairing.pollSecretHash))) {
+				if (!pairing || !secret || !safeEqual(hashToken(secret), pairing.pollSecretHash)) {
 					throw Errors.notFound("Pairing", ctx.params.pairingId);
 				}
 				if (pairing.status === "pending") {
-					if (String(pairing.expiresAt) <= new Date().toISOString()) throw Errors.notFound("Pairing", ctx.params.pairingId);
+					if (!isLivePairing(pairing, new Date())) throw Errors.notFound("Pairing", ctx.params.pairingId);
 					return { status: "pending" };
 				}
-				const claimed = await this.db.pairings.updateWhere(UNSCOPED, { _id: pairing.id, status: "paired", tokenDeliveredAt: { $exists: false } }, { tokenDeliveredAt: new Date().toISOString() });
-				if (claimed !== 1) throw Errors.notFound("Pairing", ctx.params.pairingId);
+				const claimed = await this.db.pairings.updateWhere({ _id: pairing.id, status: "paired", tokenDeliveredAt: { $exists: false } }, { tokenDeliveredAt: new Date().toISOString() });
+				const paired = pairedDisplay(pairing);
+				if (claimed !== 1 || !paired) throw Errors.notFound("Pairing", ctx.params.pairingId);
 				// The request has done its work: nothing of it needs to stay.
-				await this.db.pairings.removeDocs(UNSCOPED, { _id: pairing.id });
-				const owner = { tenantId: String(pairing.pairedTenantId) };
-				const displayId = String(pairing.displayId);
+				await this.db.pairings.removeDocs({ _id: pairing.id });
+				// The server vouches for the tenant: the pairing names it, the screen has no principal.
+				const owner = systemScope(paired.tenantId);
 				// A display deleted before its screen collected the token gets none.
-				if (!(await this.db.displays.findDoc(owner, { _id: displayId }))) throw Errors.notFound("Pairing", ctx.params.pairingId);
-				const { deviceToken } = (await ctx.call("auth.mintDeviceToken", { ...owner, displayId })) as { deviceToken: string };
+				if (!(await this.db.displays.findDoc(owner, { _id: paired.displayId }))) throw Errors.notFound("Pairing", ctx.params.pairingId);
+				const { deviceToken } = await call(ctx, "auth.mintDeviceToken", paired);
 				// …nor one deleted while it was being minted (the deletion's revocation may have run first).
-				if (!(await this.db.displays.findDoc(owner, { _id: displayId }))) {
-					await ctx.call("auth.revokeDeviceToken", { ...owner, displayId });
+				if (!(await this.db.displays.findDoc(owner, { _id: paired.displayId }))) {
+					await call(ctx, "auth.revokeDeviceToken", paired);
 					throw Errors.notFound("Pairing", ctx.params.pairingId);
 				}
-				return { status: "paired", displayId: pairing.displayId, deviceToken, heartbeatIntervalSec: this.settings.heartbeatIntervalSec };
+				return { status: "paired", displayId: paired.displayId, deviceToken, heartbeatIntervalSec: this.settings.heartbeatIntervalSec };
 			}
 		},
 
@@ -219,9 +197,12 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			permission: "displays.manage",
 			summary: "Pair the screen showing `code` as a new display of this tenant",
 			successStatus: 201,
+			response: DisplayView,
+			// 402: the plan's display limit is reached.
+			extraResponses: { 402: {} },
 			params: { $$strict: "remove", code: { type: "string", min: 6, max: 16 }, name: NAME_RULE, timezone: TIMEZONE_RULE, tags: TAGS_RULE, groupIds: GROUP_IDS_RULE },
-			async handler(this: DevicesThis, ctx: Context<{ code: string; name: string; timezone?: string; tags?: string[]; groupIds?: string[] }, Meta>) {
-				const tenantId = this.db.displays.tenantOf(ctx);
+			async handler(ctx: ActionCtx<"devices.pair", RequestMeta>): Promise<Result<"devices.pair">> {
+				const tenantId = tenantOf(ctx);
 				assertTimezone(ctx.params.timezone);
 				await this.assertGroups(ctx, ctx.params.groupIds);
 				// Guesses are counted and the display is reserved before the code is looked at: a guesser
@@ -236,26 +217,26 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 					await giveBack(this.kv, guess);
 					throw err;
 				}
-				let display: PublicDoc;
+				let display: DisplayDoc;
 				try {
 					const code = normalizePairingCode(ctx.params.code);
-					const pairing = code ? await this.db.pairings.findDoc(UNSCOPED, { codeHash: hashToken(code), status: "pending" }) : null;
-					if (!pairing || String(pairing.expiresAt) <= new Date().toISOString()) throw Errors.notFound("Pairing code");
+					const pairing = code ? await this.db.pairings.findDoc({ codeHash: hashToken(code), status: "pending" }) : null;
+					if (!pairing || !isLivePairing(pairing, new Date())) throw Errors.notFound("Pairing code");
 					// A live code is no wrong guess.
 					await giveBack(this.kv, guess);
 					display = await this.db.displays.insertDoc(ctx, {
 						name: ctx.params.name,
 						status: "pending",
 						timezone: ctx.params.timezone ?? null,
-						tags: [...new Set(ctx.params.tags ?? [])],
-						groupIds: [...new Set(ctx.params.groupIds ?? [])],
+						tags: unique(ctx.params.tags ?? []),
+						groupIds: unique(ctx.params.groupIds ?? []),
 						defaultPlaylistId: null,
-						hardwareId: pairing.hardwareId ?? null,
-						model: pairing.model ?? null,
-						resolution: pairing.resolution ?? null
+						hardwareId: pairing.hardwareId,
+						model: pairing.model,
+						resolution: pairing.resolution
 					});
 					// One admin wins a code, even when two enter it at once.
-					const claimed = await this.db.pairings.updateWhere(UNSCOPED, { _id: pairing.id, status: "pending" }, { status: "paired", pairedTenantId: tenantId, displayId: display.id });
+					const claimed = await this.db.pairings.updateWhere({ _id: pairing.id, status: "pending" }, { status: "paired", pairedTenantId: tenantId, displayId: display.id });
 					if (claimed !== 1) {
 						await this.db.displays.removeDocs(ctx, { _id: display.id });
 						throw Errors.notFound("Pairing code");
@@ -265,10 +246,9 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 					throw err;
 				}
 				await audit(ctx, { action: "display.paired", target: display.id, data: { name: ctx.params.name } });
-				ctx.emit("devices.display.paired", { tenantId, displayId: display.id });
-				ctx.meta.$statusCode = 201;
+				void emit(ctx, "devices.display.paired", { tenantId, displayId: display.id });
 				ctx.meta.$location = `/api/v1/displays/${display.id}`;
-				return this.displayView(display);
+				return displayView(display);
 			}
 		},
 
@@ -276,21 +256,17 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			rest: "GET /displays",
 			permission: "tenant.read",
 			summary: "Displays, filtered by status, tag, group or free text",
+			response: DisplayPage,
 			params: {
 				$$strict: "remove",
 				...PAGE_PARAMS,
-				status: { type: "enum", values: ["pending", "online", "offline"], optional: true },
+				status: { type: "enum", values: [...DISPLAY_STATUSES], optional: true },
 				tag: { type: "string", max: 64, optional: true },
 				groupId: { ...ID_RULE, optional: true },
 				q: { type: "string", max: 100, optional: true }
 			},
-			async handler(this: DevicesThis, ctx: Context<{ page: number; pageSize: number; status?: string; tag?: string; groupId?: string; q?: string }, Meta>) {
-				const query: Query = {};
-				if (ctx.params.status) query.status = ctx.params.status;
-				if (ctx.params.tag) query.tags = ctx.params.tag;
-				if (ctx.params.groupId) query.groupIds = ctx.params.groupId;
-				if (ctx.params.q) Object.assign(query, textSearch(ctx.params.q, ["name", "tags"]));
-				const page = await this.db.displays.pageDocs(ctx, query, ctx.params.page, ctx.params.pageSize, ["name", "_id"]);
+			async handler(ctx: ActionCtx<"devices.list", RequestMeta>): Promise<Result<"devices.list">> {
+				const page = await this.db.displays.pageDocs(ctx, listQuery(ctx.params), ctx.params.page, ctx.params.pageSize, ["name", "_id"]);
 				return { ...page, rows: await this.withPresence(page.rows) };
 			}
 		},
@@ -299,8 +275,9 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			rest: "GET /displays/:id",
 			permission: "tenant.read",
 			summary: "One display with its live presence",
+			response: DisplayView,
 			params: { $$strict: "remove", id: ID_RULE },
-			async handler(this: DevicesThis, ctx: Context<{ id: string }, Meta>) {
+			async handler(ctx: ActionCtx<"devices.get", RequestMeta>): Promise<Result<"devices.get">> {
 				const [display] = await this.withPresence([await this.db.displays.getDoc(ctx, ctx.params.id, "Display")]);
 				return display;
 			}
@@ -310,6 +287,7 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			rest: "PATCH /displays/:id",
 			permission: "displays.manage",
 			summary: "Rename a display or change its timezone, tags, groups or default playlist",
+			response: DisplayView,
 			params: {
 				$$strict: "remove",
 				id: ID_RULE,
@@ -319,21 +297,21 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 				groupIds: GROUP_IDS_RULE,
 				defaultPlaylistId: { ...ID_RULE, optional: true, nullable: true }
 			},
-			async handler(this: DevicesThis, ctx: Context<{ id: string; name?: string; timezone?: string | null; tags?: string[]; groupIds?: string[]; defaultPlaylistId?: string | null }, Meta>) {
-				const { id, ...changes } = ctx.params;
+			async handler(ctx: ActionCtx<"devices.update", RequestMeta>): Promise<Result<"devices.update">> {
+				const { id, ...edit } = ctx.params;
 				await this.db.displays.getDoc(ctx, id, "Display");
-				assertTimezone(changes.timezone);
-				await this.assertGroups(ctx, changes.groupIds);
-				if (changes.defaultPlaylistId && ctx.broker.registry.getActionEndpoints("scheduling.playlistExists")?.hasAvailable()) {
-					const exists = await ctx.call("scheduling.playlistExists", { id: changes.defaultPlaylistId });
+				assertTimezone(edit.timezone);
+				await this.assertGroups(ctx, edit.groupIds);
+				if (edit.defaultPlaylistId && ctx.broker.registry.getActionEndpoints("scheduling.playlistExists")?.hasAvailable()) {
+					const exists = await call(ctx, "scheduling.playlistExists", { id: edit.defaultPlaylistId });
 					if (!exists) throw Errors.validation([{ field: "defaultPlaylistId", message: "is not a playlist of this tenant", type: "exists" }]);
 				}
-				const set: Record<string, unknown> = {};
-				for (const [k, v] of Object.entries(changes)) if (v !== undefined) set[k] = k === "tags" || k === "groupIds" ? [...new Set(v as string[])] : v;
+				const set = displayChanges(edit);
+				const fields = Object.keys(set);
 				const updated = await this.db.displays.updateDoc(ctx, id, set, "Display");
-				const tenantId = this.db.displays.tenantOf(ctx);
-				await audit(ctx, { action: "display.updated", target: id, data: { fields: Object.keys(set) } });
-				ctx.broadcast("devices.display.updated", { tenantId, displayIds: [id], fields: Object.keys(set) });
+				const tenantId = tenantOf(ctx);
+				await audit(ctx, { action: "display.updated", target: id, data: { fields } });
+				void broadcast(ctx, "devices.display.updated", { tenantId, displayIds: [id], fields });
 				const [view] = await this.withPresence([updated]);
 				return view;
 			}
@@ -343,19 +321,20 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			rest: "DELETE /displays/:id",
 			permission: "displays.manage",
 			summary: "Delete a display; its device token stops working at once",
+			successStatus: 204,
+			response: null,
 			params: { $$strict: "remove", id: ID_RULE },
-			async handler(this: DevicesThis, ctx: Context<{ id: string }, Meta>) {
+			async handler(ctx: ActionCtx<"devices.remove", RequestMeta>): Promise<Result<"devices.remove">> {
 				const display = await this.db.displays.removeDoc(ctx, ctx.params.id, "Display");
-				const tenantId = String(display.tenantId);
+				const tenantId = display.tenantId;
 				await this.displayQuota.release(tenantId, 1);
 				// A pairing whose screen has not collected its token yet never will.
-				await this.db.pairings.removeDocs(UNSCOPED, { displayId: display.id });
-				await ctx.call("auth.revokeDeviceToken", { tenantId, displayId: display.id });
+				await this.db.pairings.removeDocs({ displayId: display.id });
+				await call(ctx, "auth.revokeDeviceToken", { tenantId, displayId: display.id });
 				await this.db.commands.removeDocs(ctx, { displayId: display.id });
-				await this.forgetDisplay(tenantId, display.id);
+				await this.forgetDisplay(display.id);
 				await audit(ctx, { action: "display.deleted", target: display.id });
-				ctx.broadcast("devices.display.deleted", { tenantId, displayId: display.id });
-				ctx.meta.$statusCode = 204;
+				void broadcast(ctx, "devices.display.deleted", { tenantId, displayId: display.id });
 				return null;
 			}
 		},
@@ -367,11 +346,11 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			permission: "displays.manage",
 			summary: "Create a display group",
 			successStatus: 201,
+			response: DisplayGroupView,
 			params: { $$strict: "remove", name: NAME_RULE, description: { type: "string", max: 1000, optional: true } },
-			async handler(this: DevicesThis, ctx: Context<{ name: string; description?: string }, Meta>) {
+			async handler(ctx: ActionCtx<"devices.createGroup", RequestMeta>): Promise<Result<"devices.createGroup">> {
 				const group = await this.db.display_groups.insertDoc(ctx, { name: ctx.params.name, description: ctx.params.description ?? null });
 				await audit(ctx, { action: "displayGroup.created", target: group.id });
-				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/v1/display-groups/${group.id}`;
 				return groupView(group);
 			}
@@ -381,8 +360,9 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			rest: "GET /display-groups",
 			permission: "tenant.read",
 			summary: "Display groups",
+			response: DisplayGroupPage,
 			params: { $$strict: "remove", ...PAGE_PARAMS },
-			async handler(this: DevicesThis, ctx: Context<{ page: number; pageSize: number }, Meta>) {
+			async handler(ctx: ActionCtx<"devices.listGroups", RequestMeta>): Promise<Result<"devices.listGroups">> {
 				const page = await this.db.display_groups.pageDocs(ctx, {}, ctx.params.page, ctx.params.pageSize, ["name", "_id"]);
 				return { ...page, rows: page.rows.map(groupView) };
 			}
@@ -392,8 +372,9 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			rest: "GET /display-groups/:id",
 			permission: "tenant.read",
 			summary: "One display group",
+			response: DisplayGroupView,
 			params: { $$strict: "remove", id: ID_RULE },
-			async handler(this: DevicesThis, ctx: Context<{ id: string }, Meta>) {
+			async handler(ctx: ActionCtx<"devices.getGroup", RequestMeta>): Promise<Result<"devices.getGroup">> {
 				return groupView(await this.db.display_groups.getDoc(ctx, ctx.params.id, "Display group"));
 			}
 		},
@@ -402,11 +383,17 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			rest: "PATCH /display-groups/:id",
 			permission: "displays.manage",
 			summary: "Rename or describe a display group",
+			response: DisplayGroupView,
 			params: { $$strict: "remove", id: ID_RULE, name: { ...NAME_RULE, optional: true }, description: { type: "string", max: 1000, optional: true, nullable: true } },
-			async handler(this: DevicesThis, ctx: Context<{ id: string; name?: string; description?: string | null }, Meta>) {
-				const { id, ...changes } = ctx.params;
-				const set = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined));
-				const group = await this.db.display_groups.updateDoc(ctx, id, set, "Display group");
+			async handler(ctx: ActionCtx<"devices.updateGroup", RequestMeta>): Promise<Result<"devices.updateGroup">> {
+				const { id, name, description } = ctx.params;
+				// Absent fields stay as they are (an undefined change would unset them).
+				const group = await this.db.display_groups.updateDoc(
+					ctx,
+					id,
+					{ ...(name !== undefined && { name }), ...(description !== undefined && { description }) },
+					"Display group"
+				);
 				await audit(ctx, { action: "displayGroup.updated", target: id });
 				return groupView(group);
 			}
@@ -416,17 +403,18 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			rest: "DELETE /display-groups/:id",
 			permission: "displays.manage",
 			summary: "Delete a display group; its displays leave it",
+			successStatus: 204,
+			response: null,
 			params: { $$strict: "remove", id: ID_RULE },
-			async handler(this: DevicesThis, ctx: Context<{ id: string }, Meta>) {
+			async handler(ctx: ActionCtx<"devices.removeGroup", RequestMeta>): Promise<Result<"devices.removeGroup">> {
 				const group = await this.db.display_groups.removeDoc(ctx, ctx.params.id, "Display group");
 				const members = await this.db.displays.findDocs(ctx, { groupIds: group.id });
 				for (const d of members) {
-					await this.db.displays.updateDoc(ctx, d.id, { groupIds: (d.groupIds as string[]).filter(g => g !== group.id) });
+					await this.db.displays.updateDoc(ctx, d.id, { groupIds: d.groupIds.filter(g => g !== group.id) });
 				}
-				const tenantId = this.db.displays.tenantOf(ctx);
+				const tenantId = tenantOf(ctx);
 				await audit(ctx, { action: "displayGroup.deleted", target: group.id, data: { displays: members.length } });
-				if (members.length) ctx.broadcast("devices.display.updated", { tenantId, displayIds: members.map(d => d.id), fields: ["groupIds"] });
-				ctx.meta.$statusCode = 204;
+				if (members.length) void broadcast(ctx, "devices.display.updated", { tenantId, displayIds: members.map(d => d.id), fields: ["groupIds"] });
 				return null;
 			}
 		},
@@ -438,26 +426,23 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			permission: "displays.manage",
 			summary: "Queue a command; it reaches the screen on its next heartbeat and its live stream",
 			successStatus: 202,
+			response: CommandQueued,
 			params: { $$strict: "remove", id: ID_RULE, type: { type: "enum", values: [...COMMAND_TYPES] } },
-			async handler(this: DevicesThis, ctx: Context<{ id: string; type: CommandType }, Meta>) {
+			async handler(ctx: ActionCtx<"devices.sendCommand", RequestMeta>): Promise<Result<"devices.sendCommand">> {
 				const display = await this.db.displays.getDoc(ctx, ctx.params.id, "Display");
-				const now = Date.now();
 				const command = await this.db.commands.insertDoc(ctx, {
 					displayId: display.id,
 					type: ctx.params.type,
 					status: "pending",
-					expiresAt: new Date(now + COMMAND_TTL_MS).toISOString(),
+					expiresAt: new Date(Date.now() + COMMAND_TTL_MS).toISOString(),
 					deliveredAt: null,
 					acknowledgedAt: null,
 					result: null
 				});
-				const pending = await this.pendingCommands(display.id);
-				await this.setPendingCommands(display.id, [...pending, { id: command.id, type: ctx.params.type, createdAt: String(command.createdAt), expiresAt: String(command.expiresAt) }]);
-				const tenantId = String(display.tenantId);
-				await audit(ctx, { action: "display.command.sent", target: display.id, data: { type: ctx.params.type, commandId: command.id } });
-				ctx.broadcast("devices.command.created", { tenantId, displayId: display.id, command: { id: command.id, type: ctx.params.type, createdAt: command.createdAt } });
-				ctx.meta.$statusCode = 202;
-				return { id: command.id, type: ctx.params.type, status: "pending", createdAt: command.createdAt };
+				await updatePendingCommands(this.kv, display.id, pending => [...pending, pendingOf(command)]);
+				await audit(ctx, { action: "display.command.sent", target: display.id, data: { type: command.type, commandId: command.id } });
+				void broadcast(ctx, "devices.command.created", { tenantId: display.tenantId, displayId: display.id, command: { id: command.id, type: command.type, createdAt: command.createdAt } });
+				return { id: command.id, type: command.type, status: "pending", createdAt: command.createdAt };
 			}
 		},
 
@@ -465,11 +450,13 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			rest: "GET /displays/:id/commands",
 			permission: "tenant.read",
 			summary: "Commands of a display, newest first",
+			response: CommandPage,
 			params: { $$strict: "remove", id: ID_RULE, ...PAGE_PARAMS },
-			async handler(this: DevicesThis, ctx: Context<{ id: string; page: number; pageSize: number }, Meta>) {
+			async handler(ctx: ActionCtx<"devices.commands", RequestMeta>): Promise<Result<"devices.commands">> {
 				await this.db.displays.getDoc(ctx, ctx.params.id, "Display");
 				const page = await this.db.commands.pageDocs(ctx, { displayId: ctx.params.id }, ctx.params.page, ctx.params.pageSize);
-				return { ...page, rows: page.rows.map(c => this.commandView(c)) };
+				const now = new Date();
+				return { ...page, rows: page.rows.map(c => commandView(c, now)) };
 			}
 		},
 
@@ -479,6 +466,7 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			rest: "POST /device/heartbeat",
 			permission: "device",
 			summary: "Presence and metrics; answers the manifest etag and pending commands",
+			response: HeartbeatAnswer,
 			params: {
 				$$strict: true,
 				metrics: {
@@ -491,41 +479,19 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 				currentContentId: { type: "string", max: 64, optional: true },
 				uptimeSec: { type: "number", integer: true, min: 0, max: 10 * 365 * 24 * 3600, optional: true }
 			},
-			async handler(this: DevicesThis, ctx: Context<{ metrics?: Record<string, number>; appVersion?: string; currentContentId?: string; uptimeSec?: number }, Meta>) {
+			async handler(ctx: ActionCtx<"devices.heartbeat", RequestMeta>): Promise<Result<"devices.heartbeat">> {
 				const { tenantId, displayId } = this.device(ctx);
-				const now = new Date();
-				// The stamp first, then the status: the sweep flips a display offline only while its
-				// stamp is stale, atomically, so a heartbeat can never be lost between the two.
-				await this.kv.set(key.lastSeen(displayId), String(now.getTime()), PRESENCE_TTL_MS);
-				const [previous, etag, pending, known] = await Promise.all([
-					this.kv.swap(key.status(displayId), "online", PRESENCE_TTL_MS),
-					this.kv.get(key.manifestEtag(displayId)),
-					this.pendingCommands(displayId),
-					this.kv.get(key.presence(displayId))
+				const [{ presence, cameOnline }, etag, pending] = await Promise.all([
+					recordHeartbeat(this.kv, displayId, ctx.params, new Date()),
+					this.kv.get(manifestEtagKey(displayId)),
+					pendingCommands(this.kv, displayId)
 				]);
-				// What a heartbeat does not send, it does not change: the last known values stay.
-				const last = known ? (JSON.parse(known) as Presence) : null;
-				const presence: Presence = {
-					lastSeenAt: now.toISOString(),
-					metrics: ctx.params.metrics ?? last?.metrics ?? null,
-					appVersion: ctx.params.appVersion ?? last?.appVersion ?? null,
-					currentContentId: ctx.params.currentContentId ?? last?.currentContentId ?? null,
-					uptimeSec: ctx.params.uptimeSec ?? last?.uptimeSec ?? null
-				};
-				await this.kv.set(key.presence(displayId), JSON.stringify(presence), PRESENCE_TTL_MS);
-				const broker = ctx.broker as unknown as { sendToChannel(c: string, p: unknown): Promise<void> };
-				await broker.sendToChannel(HEARTBEAT_CHANNEL, { tenantId, displayId, ts: presence.lastSeenAt, ...presence });
-				if (previous !== "online") ctx.emit("devices.display.cameOnline", { tenantId, displayId, at: presence.lastSeenAt });
-
-				const live = pending.filter(c => c.expiresAt > presence.lastSeenAt);
-				const undelivered = live.filter(c => !(c as PendingCommand & { delivered?: boolean }).delivered);
-				if (undelivered.length) ctx.emit("devices.commands.delivered", { tenantId, displayId, ids: undelivered.map(c => c.id), at: presence.lastSeenAt });
-				return {
-					serverTime: presence.lastSeenAt,
-					manifestEtag: etag,
-					heartbeatIntervalSec: this.settings.heartbeatIntervalSec,
-					commands: live.map(({ id, type, createdAt }) => ({ id, type, createdAt }))
-				};
+				const at = presence.lastSeenAt;
+				await sendToChannel(ctx.broker, HEARTBEAT_CHANNEL, { tenantId, displayId, ts: at, ...presence });
+				if (cameOnline) void emit(ctx, "devices.display.cameOnline", { tenantId, displayId, at });
+				const { commands, firstDelivered } = dueCommands(pending, at);
+				if (firstDelivered.length) void emit(ctx, "devices.commands.delivered", { tenantId, displayId, ids: firstDelivered, at });
+				return { serverTime: at, manifestEtag: etag, heartbeatIntervalSec: this.settings.heartbeatIntervalSec, commands };
 			}
 		},
 
@@ -533,16 +499,17 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 			rest: "POST /device/commands/:id/ack",
 			permission: "device",
 			summary: "The screen confirms it carried out a command",
+			successStatus: 204,
+			response: null,
 			params: { $$strict: "remove", id: ID_RULE, result: { type: "string", max: 2000, optional: true } },
-			async handler(this: DevicesThis, ctx: Context<{ id: string; result?: string }, Meta>) {
+			async handler(ctx: ActionCtx<"devices.ackCommand", RequestMeta>): Promise<Result<"devices.ackCommand">> {
 				const { displayId } = this.device(ctx);
 				const command = await this.db.commands.findDoc(ctx, { _id: ctx.params.id, displayId });
 				if (!command) throw Errors.notFound("Command", ctx.params.id);
 				if (command.status !== "acknowledged") {
 					await this.db.commands.updateDoc(ctx, command.id, { status: "acknowledged", acknowledgedAt: new Date().toISOString(), result: ctx.params.result ?? null });
 				}
-				await this.setPendingCommands(displayId, (await this.pendingCommands(displayId)).filter(c => c.id !== command.id));
-				ctx.meta.$statusCode = 204;
+				await updatePendingCommands(this.kv, displayId, pending => withoutCommand(pending, command.id));
 				return null;
 			}
 		},
@@ -553,7 +520,7 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 		targeting: {
 			visibility: "public",
 			params: { id: "string" },
-			async handler(this: DevicesThis, ctx: Context<{ id: string }>) {
+			async handler(ctx: ActionCtx<"devices.targeting">): Promise<Result<"devices.targeting">> {
 				return targetingView(await this.db.displays.getDoc(ctx, ctx.params.id, "Display"));
 			}
 		},
@@ -574,17 +541,13 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 				afterId: { type: "string", optional: true },
 				limit: { type: "number", integer: true, min: 1, max: 2000, default: 1000 }
 			},
-			async handler(this: DevicesThis, ctx: Context<DisplaySelector & { tenantId: string; afterId?: string; limit: number }>) {
-				const { tenantId, afterId, limit } = ctx.params;
-				const branches: Query[] = [];
-				if (ctx.params.displayIds?.length) branches.push({ _id: { $in: ctx.params.displayIds } });
-				if (ctx.params.groupIds?.length) branches.push({ groupIds: { $in: ctx.params.groupIds } });
-				if (ctx.params.tags?.length) branches.push({ tags: { $in: ctx.params.tags } });
-				if (ctx.params.defaultPlaylistIds?.length) branches.push({ defaultPlaylistId: { $in: ctx.params.defaultPlaylistIds } });
-				if (!ctx.params.all && branches.length === 0) return { rows: [], next: null };
-				const query: Query = ctx.params.all ? {} : { $or: branches };
+			async handler(ctx: ActionCtx<"devices.displaysFor">): Promise<Result<"devices.displaysFor">> {
+				const { tenantId, afterId, limit, ...selector } = ctx.params;
+				const query = selectorQuery(selector);
+				if (!query) return { rows: [], next: null };
 				if (afterId) query._id = { $gt: afterId };
-				const docs = await this.db.displays.findDocs({ tenantId }, query, { sort: ["_id"], limit });
+				// The caller (scheduling) names the tenant whose manifests it is computing.
+				const docs = await this.db.displays.findDocs(systemScope(tenantId), query, { sort: ["_id"], limit });
 				return { rows: docs.map(targetingView), next: docs.length === limit ? docs[docs.length - 1].id : null };
 			}
 		},
@@ -593,12 +556,13 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 		clearDefaultPlaylist: {
 			visibility: "public",
 			params: { tenantId: "string", playlistId: "string" },
-			async handler(this: DevicesThis, ctx: Context<{ tenantId: string; playlistId: string }>) {
+			async handler(ctx: ActionCtx<"devices.clearDefaultPlaylist">): Promise<Result<"devices.clearDefaultPlaylist">> {
 				const { tenantId, playlistId } = ctx.params;
-				const displays = await this.db.displays.findDocs({ tenantId }, { defaultPlaylistId: playlistId });
+				const scope = systemScope(tenantId);
+				const displays = await this.db.displays.findDocs(scope, { defaultPlaylistId: playlistId });
 				if (displays.length === 0) return 0;
-				await this.db.displays.updateWhere({ tenantId }, { defaultPlaylistId: playlistId }, { defaultPlaylistId: null });
-				ctx.broadcast("devices.display.updated", { tenantId, displayIds: displays.map(d => d.id), fields: ["defaultPlaylistId"] });
+				await this.db.displays.updateWhere(scope, { defaultPlaylistId: playlistId }, { defaultPlaylistId: null });
+				void broadcast(ctx, "devices.display.updated", { tenantId, displayIds: displays.map(d => d.id), fields: ["defaultPlaylistId"] });
 				return displays.length;
 			}
 		},
@@ -607,7 +571,7 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 		unknownTargets: {
 			visibility: "public",
 			params: { displayIds: { type: "array", items: "string", max: 1000 }, groupIds: { type: "array", items: "string", max: 1000 } },
-			async handler(this: DevicesThis, ctx: Context<{ displayIds: string[]; groupIds: string[] }>) {
+			async handler(ctx: ActionCtx<"devices.unknownTargets">): Promise<Result<"devices.unknownTargets">> {
 				const { displayIds, groupIds } = ctx.params;
 				const [displays, groups] = await Promise.all([
 					displayIds.length ? this.db.displays.findDocs(ctx, { _id: { $in: displayIds } }) : [],
@@ -622,163 +586,121 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 		exportTenantData: {
 			visibility: "public",
 			params: { tenantId: "string" },
-			async handler(this: DevicesThis, ctx: Context<{ tenantId: string }>) {
-				const scope = { tenantId: ctx.params.tenantId };
+			async handler(ctx: ActionCtx<"devices.exportTenantData">): Promise<Result<"devices.exportTenantData">> {
+				const scope = systemScope(ctx.params.tenantId);
 				const [displays, groups, commands] = await Promise.all([
 					this.db.displays.findDocs(scope),
 					this.db.display_groups.findDocs(scope),
 					this.db.commands.findDocs(scope)
 				]);
-				return { displays: displays.map(d => this.displayView(d)), groups, commands: commands.map(c => this.commandView(c)) };
+				const now = new Date();
+				return { displays: displays.map(d => displayView(d)), groups, commands: commands.map(c => commandView(c, now)) };
 			}
 		}
 	},
 
 	events: {
 		/** Off the hot path: the heartbeat only flipped the cached status. */
-		async "devices.display.cameOnline"(this: DevicesThis, ctx: Context<{ tenantId: string; displayId: string; at: string }>) {
+		async "devices.display.cameOnline"(ctx: EventCtx<"devices.display.cameOnline">) {
 			const { tenantId, displayId, at } = ctx.params;
-			await this.db.displays.updateWhere({ tenantId }, { _id: displayId }, { status: "online", lastSeenAt: at });
+			await this.db.displays.updateWhere(systemScope(tenantId), { _id: displayId }, { status: "online", lastSeenAt: at });
 		},
 
-		async "devices.commands.delivered"(this: DevicesThis, ctx: Context<{ tenantId: string; displayId: string; ids: string[]; at: string }>) {
+		async "devices.commands.delivered"(ctx: EventCtx<"devices.commands.delivered">) {
 			const { tenantId, displayId, ids, at } = ctx.params;
-			await this.db.commands.updateWhere({ tenantId }, { _id: { $in: ids }, status: "pending" }, { status: "delivered", deliveredAt: at });
-			const pending = await this.pendingCommands(displayId);
-			await this.setPendingCommands(displayId, pending.map(c => (ids.includes(c.id) ? { ...c, delivered: true } : c)));
+			await this.db.commands.updateWhere(systemScope(tenantId), { _id: { $in: ids }, status: "pending" }, { status: "delivered", deliveredAt: at });
+			await updatePendingCommands(this.kv, displayId, pending => markDelivered(pending, ids));
 		}
 	},
 
 	channels: {
 		"tenants.tenant.deleted": {
 			group: "devices",
-			async handler(this: DevicesThis, ctx: Context<unknown>) {
-				const { tenantId } = ctx.params as TenantDeleted;
-				const displays = await this.db.displays.findDocs({ tenantId });
-				for (const d of displays) await this.forgetDisplay(tenantId, d.id);
+			async handler(ctx: ChannelCtx<"tenants.tenant.deleted">) {
+				const { tenantId } = ctx.params;
+				const scope = systemScope(tenantId);
+				const displays = await this.db.displays.findDocs(scope);
+				for (const d of displays) await this.forgetDisplay(d.id);
 				await Promise.all([
-					this.db.displays.removeTenantDocs(tenantId),
-					this.db.display_groups.removeTenantDocs(tenantId),
-					this.db.commands.removeTenantDocs(tenantId),
-					this.db.pairings.removeDocs(UNSCOPED, { pairedTenantId: tenantId }),
-					this.db.devices_usage.removeTenantDocs(tenantId)
+					this.db.displays.removeDocs(scope, {}),
+					this.db.display_groups.removeDocs(scope, {}),
+					this.db.commands.removeDocs(scope, {}),
+					this.db.pairings.removeDocs({ pairedTenantId: tenantId }),
+					this.db.devices_usage.removeDocs(scope, {})
 				]);
-				for (const d of displays) ctx.broadcast("devices.display.deleted", { tenantId, displayId: d.id });
+				for (const d of displays) void broadcast(ctx, "devices.display.deleted", { tenantId, displayId: d.id });
 			}
 		}
 	},
 
 	methods: {
-		displayView(doc: PublicDoc, presence: Presence | null = null, status: string | null = null) {
-			return {
-				id: doc.id,
-				name: doc.name,
-				status: status ?? doc.status ?? "pending",
-				timezone: doc.timezone ?? null,
-				tags: doc.tags ?? [],
-				groupIds: doc.groupIds ?? [],
-				defaultPlaylistId: doc.defaultPlaylistId ?? null,
-				lastSeenAt: presence?.lastSeenAt ?? doc.lastSeenAt ?? null,
-				metrics: presence?.metrics ?? null,
-				appVersion: presence?.appVersion ?? null,
-				currentContentId: presence?.currentContentId ?? null,
-				model: doc.model ?? null,
-				resolution: doc.resolution ?? null,
-				createdAt: doc.createdAt,
-				updatedAt: doc.updatedAt
-			};
-		},
-
 		/** Documents plus their live presence from the cache. */
-		async withPresence(this: DevicesThis, docs: PublicDoc[]) {
+		async withPresence(docs: DisplayDoc[]): Promise<DisplayView[]> {
 			return Promise.all(
 				docs.map(async doc => {
-					const [presence, status] = await Promise.all([this.kv.get(key.presence(doc.id)), this.kv.get(key.status(doc.id))]);
-					return this.displayView(doc, presence ? (JSON.parse(presence) as Presence) : null, status);
+					const { presence, status } = await readPresence(this.kv, doc.id);
+					return displayView(doc, presence, status);
 				})
 			);
 		},
 
-		device(ctx: Context<unknown, Meta>) {
-			const auth = ctx.meta.auth as Principal | null;
+		/** The calling screen; only device tokens name one. */
+		device(ctx: Context<unknown, RequestMeta>): { tenantId: string; displayId: string } {
+			const auth = ctx.meta.auth;
 			if (auth?.kind !== "device" || !auth.displayId) throw Errors.unauthorized();
 			return { tenantId: auth.tenantId, displayId: auth.displayId };
 		},
 
-		async assertGroups(this: DevicesThis, ctx: Context, groupIds: string[] | undefined) {
+		async assertGroups(ctx: Context, groupIds: string[] | undefined): Promise<void> {
 			if (!groupIds?.length) return;
-			const unique = [...new Set(groupIds)];
-			const found = await this.db.display_groups.countDocs(ctx, { _id: { $in: unique } });
-			if (found !== unique.length) throw Errors.validation([{ field: "groupIds", message: "names a group that does not exist", type: "exists" }]);
+			const wanted = unique(groupIds);
+			const found = await this.db.display_groups.countDocs(ctx, { _id: { $in: wanted } });
+			if (found !== wanted.length) throw Errors.validation([{ field: "groupIds", message: "names a group that does not exist", type: "exists" }]);
 		},
 
-		async pendingCommands(this: DevicesThis, displayId: string): Promise<PendingCommand[]> {
-			const raw = await this.kv.get(key.commands(displayId));
-			return raw ? (JSON.parse(raw) as PendingCommand[]) : [];
-		},
-
-		async setPendingCommands(this: DevicesThis, displayId: string, commands: PendingCommand[]) {
-			if (commands.length === 0) await this.kv.del(key.commands(displayId));
-			else await this.kv.set(key.commands(displayId), JSON.stringify(commands), COMMAND_TTL_MS);
-		},
-
-		async forgetDisplay(this: DevicesThis, _tenantId: string, displayId: string) {
-			await Promise.all([this.kv.del(key.presence(displayId)), this.kv.del(key.lastSeen(displayId)), this.kv.del(key.status(displayId)), this.kv.del(key.commands(displayId)), this.kv.del(key.manifestEtag(displayId))]);
+		/** Everything the key/value store holds for a display. */
+		async forgetDisplay(displayId: string): Promise<void> {
+			await Promise.all([forgetPresence(this.kv, displayId), setPendingCommands(this.kv, displayId, []), this.kv.del(manifestEtagKey(displayId))]);
 		},
 
 		/**
 		 * The leader's sweep: displays not seen for their tenant's `offlineAfterSec` go offline
 		 * (once per transition, whichever replica sweeps), and old commands expire.
 		 */
-		async sweepOnce(this: DevicesThis) {
+		async sweepOnce(): Promise<void> {
 			const now = new Date();
-			const online = await this.db.displays.findAcrossTenants({ status: "online" });
-			const thresholds = new Map<string, number>();
+			const online = await this.db.displays.findDocs(ALL_TENANTS, { status: "online" });
+			const cutoffs = new Map<string, number>();
 			for (const display of online) {
-				const tenantId = String(display.tenantId);
-				if (!thresholds.has(tenantId)) {
-					const tenant = (await this.broker.call("tenants.find", { tenantId })) as TenantView | null;
-					thresholds.set(tenantId, (tenant?.settings.offlineAfterSec ?? 90) * 1000);
+				const { tenantId } = display;
+				let cutoff = cutoffs.get(tenantId);
+				if (cutoff === undefined) {
+					const tenant = await call(this.broker, "tenants.find", { tenantId });
+					cutoff = offlineCutoff(now, tenant?.settings.offlineAfterSec);
+					cutoffs.set(tenantId, cutoff);
 				}
-				const cutoff = now.getTime() - (thresholds.get(tenantId) as number);
-				const flip = await this.kv.swapIfStale(key.status(display.id), "offline", key.lastSeen(display.id), cutoff, PRESENCE_TTL_MS);
-				if (!flip.swapped || flip.previous === "offline") continue;
-				const raw = await this.kv.get(key.presence(display.id));
-				await this.db.displays.updateWhere({ tenantId }, { _id: display.id }, { status: "offline" });
-				this.broker.emit("devices.display.wentOffline", { tenantId, displayId: display.id, lastSeenAt: raw ? (JSON.parse(raw) as Presence).lastSeenAt : null, at: now.toISOString() });
+				const wentOffline = await markOfflineIfSilent(this.kv, display.id, cutoff);
+				if (!wentOffline) continue;
+				await this.db.displays.updateWhere(systemScope(tenantId), { _id: display.id }, { status: "offline" });
+				void emit(this.broker, "devices.display.wentOffline", { tenantId, displayId: display.id, lastSeenAt: wentOffline.lastSeenAt, at: now.toISOString() });
 			}
 
-			const stale = await this.db.commands.findAcrossTenants({ status: { $in: ["pending", "delivered"] }, expiresAt: { $lte: now.toISOString() } });
+			const stale = await this.db.commands.findDocs(ALL_TENANTS, { status: { $in: ["pending", "delivered"] }, expiresAt: { $lte: now.toISOString() } });
 			for (const command of stale) {
-				await this.db.commands.updateWhere({ tenantId: String(command.tenantId) }, { _id: command.id }, { status: "expired" });
-				const displayId = String(command.displayId);
-				await this.setPendingCommands(displayId, (await this.pendingCommands(displayId)).filter(c => c.id !== command.id));
+				await this.db.commands.updateWhere(systemScope(command.tenantId), { _id: command.id }, { status: "expired" });
+				await updatePendingCommands(this.kv, command.displayId, pending => withoutCommand(pending, command.id));
 			}
-		},
-
-		commandView(doc: PublicDoc) {
-			const expired = doc.status !== "acknowledged" && String(doc.expiresAt) <= new Date().toISOString();
-			return {
-				id: doc.id,
-				type: doc.type,
-				status: expired ? "expired" : doc.status,
-				createdAt: doc.createdAt,
-				deliveredAt: doc.deliveredAt ?? null,
-				acknowledgedAt: doc.acknowledgedAt ?? null,
-				expiresAt: doc.expiresAt,
-				result: doc.result ?? null
-			};
 		}
 	},
 
-	created(this: DevicesThis) {
+	created() {
 		this.config = getConfig();
 		this.kv = sharedKeyValueStore(this.config);
-		this.displayQuota = new UsageCounter(this.db.devices_usage, { resource: "displays", measure: tenantId => this.db.displays.countDocs({ tenantId }) });
+		this.displayQuota = new UsageCounter(this.db.devices_usage, { resource: "displays", measure: tenantId => this.db.displays.countDocs(systemScope(tenantId)) });
 		this.sweep = null;
 	},
 
-	async started(this: DevicesThis) {
+	async started() {
 		this.sweep = startPeriodicJob({
 			name: "devices-presence-sweep",
 			intervalMs: this.settings.sweepIntervalMs,
@@ -789,7 +711,7 @@ const DevicesService: ServiceSchema<DisplaySettings, DevicesThis> = {
 		});
 	},
 
-	async stopped(this: DevicesThis) {
+	async stopped() {
 		await this.sweep?.stop();
 	}
 };

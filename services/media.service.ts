@@ -4,88 +4,82 @@
  * computed on the way, limits enforced mid-stream), probed (image dimensions and thumbnail,
  * video duration), and only then stored under `tenants/<tenantId>/content/<id>/`. Web pages
  * are content too. Downloads answer 302 to a short-lived presigned URL when S3_PUBLIC_ENDPOINT
- * is set, and stream the bytes otherwise.
+ * is set, and stream the bytes otherwise (the default).
+ *
+ * The content document, its view and the checks of client input are pure functions in
+ * services/media/content.ts; receiving, sniffing and probing uploads live beside it.
  */
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { DbMixin, textSearch, type DbMethods, type PublicDoc, type Query } from "../mixins/db.mixin";
+import { DbMixin, systemScope, tenantCollection, tenantOf, textSearch, type DbVars, type Query } from "../mixins/db.mixin";
 import { audit } from "../shared/audit";
+import { TENANT_DELETED_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
+import {
+	broadcast,
+	call,
+	ContentBytes,
+	ContentPage,
+	ContentUsage,
+	ContentView,
+	type ActionCtx,
+	type ChannelCtx,
+	type ContentFile,
+	type MetadataSource,
+	type Result
+} from "../shared/contracts";
 import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
+import { FILE_ANSWERS } from "../shared/openapi";
 import { planLimit, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
-import type { Principal } from "../shared/rbac";
 import { ISO_INSTANT_RULE, multipartRest, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import { acquireStorage, releaseStorage, Storage, tenantKey } from "../shared/storage";
+import { contentChanges, contentPath, contentView, isHttpUrl, MAX_TAGS, nameFromFile, occupiedBytes, tagList, type ContentDoc } from "./media/content";
 import { ImageRejected, probeImage } from "./media/image";
 import { receiveUpload, watchUpload, type UploadSettings } from "./media/receive";
 import { probeVideo } from "./media/video";
-import type { TenantDeleted } from "./tenants.service";
 
 const DEFAULT_DURATION_MS = 10_000;
 const PRESIGN_SECONDS = 300;
-const MAX_TAGS = 50;
 
-type Collections = "content" | "media_usage";
 type Meta = RequestMeta;
 
-interface UploadParams {
-	name?: string;
-	tags?: string;
-	durationMs?: number;
-	$filename?: string;
-	$mimetype?: string;
-}
+const COLLECTIONS = {
+	content: tenantCollection<ContentDoc>({ indexes: ["name", "type"] }),
+	media_usage: USAGE_COLLECTION
+};
 
-type MediaThis = DbMethods<Collections> & {
+/** `rest` for the gateway; the upload settings only tests change. */
+type MediaSettings = ServiceSettingSchema & UploadSettings;
+
+interface MediaVars extends DbVars<typeof COLLECTIONS> {
 	config: Config;
+	/** Set in started(), released in stopped(). */
 	storage: Storage;
 	/** Presigns download URLs for clients; null = the gateway streams the bytes. */
 	publicStorage: Storage | null;
-	broker: Context["broker"];
-	logger: { info(...args: unknown[]): void; warn(...args: unknown[]): void };
-	contentView(doc: PublicDoc): Record<string, unknown>;
 	/** Stored bytes per tenant (objects and thumbnails), grown atomically against the plan's limit. */
 	storageQuota: UsageCounter;
+}
+
+interface MediaMethods {
+	/** What the tenant's content really occupies (the usage counter's first value and recounts). */
 	storedBytes(tenantId: string): Promise<number>;
-	serveObject(ctx: Context<unknown, Meta>, key: string, mimeType: string, size: number | null): Promise<Readable | null>;
-	removeObjects(doc: PublicDoc): Promise<void>;
-};
-
-function tagList(raw: string | string[] | undefined): string[] {
-	const list = Array.isArray(raw) ? raw : (raw ?? "").split(",");
-	const tags = [...new Set(list.map(t => t.trim()).filter(Boolean))];
-	if (tags.length > MAX_TAGS || tags.some(t => t.length > 64)) {
-		throw Errors.validation([{ field: "tags", message: `at most ${MAX_TAGS} tags of up to 64 characters`, type: "tags" }]);
-	}
-	return tags;
-}
-
-/** A display name from a client's file name: no path, no control characters. */
-function nameFromFile(filename: string | undefined): string {
-	const base = [...path.basename(String(filename ?? ""))].filter(ch => ch.charCodeAt(0) >= 0x20 && ch.charCodeAt(0) !== 0x7f).join("").trim();
-	return (base || "Untitled").slice(0, 200);
-}
-
-function isHttpUrl(value: string): boolean {
-	try {
-		const url = new URL(value);
-		return (url.protocol === "http:" || url.protocol === "https:") && Boolean(url.hostname) && !url.username && !url.password;
-	} catch {
-		return false;
-	}
+	/** A download's answer: 302 to a presigned URL (setting the meta), or the bytes. */
+	serveObject(ctx: Context<unknown, Meta>, key: string, mimeType: string, size: number | null): Promise<ContentFile>;
+	removeObjects(doc: ContentDoc): Promise<void>;
 }
 
 const VALIDITY_RULE = { ...ISO_INSTANT_RULE, optional: true, nullable: true } as const;
 const DURATION_RULE = { type: "number", integer: true, min: 1000, max: 24 * 3600_000, convert: true, optional: true } as const;
 
-const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
+const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 	name: "media",
 	settings: { rest: "/" },
-	mixins: [DbMixin({ content: { indexes: ["name", "type"] }, media_usage: USAGE_COLLECTION })],
+	mixins: [DbMixin(COLLECTIONS)],
 
 	actions: {
 		upload: {
@@ -99,6 +93,9 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			permission: "content.write",
 			summary: "Upload an image or video (multipart `file`; optional `name`, `tags` comma separated, `durationMs`)",
 			successStatus: 201,
+			response: ContentView,
+			// 402: the plan's storage is full.
+			extraResponses: { 402: {}, 415: { description: "Not an allowed image or video, decided from the bytes (UNSUPPORTED_MEDIA_TYPE)." } },
 			params: {
 				$$strict: "remove",
 				name: { ...NAME_RULE, optional: true },
@@ -107,13 +104,13 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 				$filename: { type: "string", optional: true },
 				$mimetype: { type: "string", optional: true }
 			},
-			async handler(this: MediaThis, ctx: Context<UploadParams, Meta>) {
+			async handler(ctx: ActionCtx<"media.upload", Meta>): Promise<Result<"media.upload">> {
 				const source = ctx.stream as Readable | null;
 				if (!source) throw Errors.validation([{ field: "file", message: "is required (multipart field `file`)", type: "required" }]);
 				// Before anything is awaited: a body that fails meanwhile is not taken for a whole one.
 				const upload = watchUpload(source);
-				const { uploadDir, uploadIdleMs } = (this as MediaThis & { settings: UploadSettings }).settings;
-				const tenantId = this.db.content.tenantOf(ctx);
+				const { uploadDir, uploadIdleMs } = this.settings;
+				const tenantId = tenantOf(ctx);
 				const tags = tagList(ctx.params.tags);
 				const limit = await planLimit(ctx, tenantId, "storageBytes", this.config.defaultPlan);
 				const usage = await this.storageQuota.usage(tenantId);
@@ -135,7 +132,7 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 					let height: number | null = null;
 					let durationMs = ctx.params.durationMs ?? DEFAULT_DURATION_MS;
 					let thumbnail: Buffer | null = null;
-					let metadataSource: "file" | "ffprobe" | "client" = "file";
+					let metadataSource: MetadataSource = "file";
 					if (sniffed.type === "image") {
 						try {
 							({ width, height, thumbnail } = await probeImage(file));
@@ -188,11 +185,10 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 					}
 					const ready = await this.db.content.updateDoc(ctx, doc.id, { status: "ready", objectKey, thumbnailKey, thumbnailSize: thumbnail?.length ?? null });
 					await audit(ctx, { action: "content.uploaded", target: doc.id, data: { type: sniffed.type, size: received.size } });
-					ctx.broadcast("media.content.created", { tenantId, contentId: doc.id });
-					ctx.meta.$statusCode = 201;
-					ctx.meta.$location = `/api/v1/content/${doc.id}`;
+					void broadcast(ctx, "media.content.created", { tenantId, contentId: doc.id });
+					ctx.meta.$location = contentPath(doc.id);
 					stored = true;
-					return this.contentView(ready);
+					return contentView(ready);
 				} finally {
 					await fs.promises.rm(file, { force: true });
 					if (reserved && !stored) await this.storageQuota.release(tenantId, reserved);
@@ -205,6 +201,7 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			permission: "content.write",
 			summary: "Add a web page (http or https) as content",
 			successStatus: 201,
+			response: ContentView,
 			params: {
 				$$strict: "remove",
 				name: NAME_RULE,
@@ -212,7 +209,7 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 				durationMs: { ...DURATION_RULE, optional: false },
 				tags: { type: "array", items: { type: "string", max: 64 }, max: MAX_TAGS, optional: true }
 			},
-			async handler(this: MediaThis, ctx: Context<{ name: string; url: string; durationMs: number; tags?: string[] }, Meta>) {
+			async handler(ctx: ActionCtx<"media.createUrl", Meta>): Promise<Result<"media.createUrl">> {
 				if (!isHttpUrl(ctx.params.url)) throw Errors.validation([{ field: "url", message: "must be an http or https URL without credentials", type: "url" }]);
 				const doc = await this.db.content.insertDoc(ctx, {
 					name: ctx.params.name,
@@ -230,10 +227,9 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 					status: "ready"
 				});
 				await audit(ctx, { action: "content.created", target: doc.id, data: { type: "web" } });
-				ctx.broadcast("media.content.created", { tenantId: this.db.content.tenantOf(ctx), contentId: doc.id });
-				ctx.meta.$statusCode = 201;
-				ctx.meta.$location = `/api/v1/content/${doc.id}`;
-				return this.contentView(doc);
+				void broadcast(ctx, "media.content.created", { tenantId: tenantOf(ctx), contentId: doc.id });
+				ctx.meta.$location = contentPath(doc.id);
+				return contentView(doc);
 			}
 		},
 
@@ -241,6 +237,7 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			rest: "GET /content",
 			permission: "tenant.read",
 			summary: "Content, filtered by type, tag or free text",
+			response: ContentPage,
 			params: {
 				$$strict: "remove",
 				...PAGE_PARAMS,
@@ -248,13 +245,13 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 				tag: { type: "string", max: 64, optional: true },
 				q: { type: "string", max: 100, optional: true }
 			},
-			async handler(this: MediaThis, ctx: Context<{ page: number; pageSize: number; type?: string; tag?: string; q?: string }, Meta>) {
+			async handler(ctx: ActionCtx<"media.list", Meta>): Promise<Result<"media.list">> {
 				const query: Query = {};
 				if (ctx.params.type) query.type = ctx.params.type;
 				if (ctx.params.tag) query.tags = ctx.params.tag;
 				if (ctx.params.q) Object.assign(query, textSearch(ctx.params.q, ["name", "tags"]));
 				const page = await this.db.content.pageDocs(ctx, query, ctx.params.page, ctx.params.pageSize);
-				return { ...page, rows: page.rows.map(d => this.contentView(d)) };
+				return { ...page, rows: page.rows.map(contentView) };
 			}
 		},
 
@@ -262,8 +259,9 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			rest: "GET /content/usage",
 			permission: "tenant.read",
 			summary: "Storage used by the tenant's content and the plan's limit",
-			async handler(this: MediaThis, ctx: Context<unknown, Meta>) {
-				const tenantId = this.db.content.tenantOf(ctx);
+			response: ContentUsage,
+			async handler(ctx: ActionCtx<"media.usage", Meta>): Promise<Result<"media.usage">> {
+				const tenantId = tenantOf(ctx);
 				const [storageBytes, limitBytes] = await Promise.all([this.storageQuota.usage(tenantId), planLimit(ctx, tenantId, "storageBytes", this.config.defaultPlan)]);
 				return { storageBytes, limitBytes };
 			}
@@ -273,9 +271,10 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			rest: "GET /content/:id",
 			permission: "tenant.read",
 			summary: "One content item",
+			response: ContentView,
 			params: { $$strict: "remove", id: ID_RULE },
-			async handler(this: MediaThis, ctx: Context<{ id: string }, Meta>) {
-				return this.contentView(await this.db.content.getDoc(ctx, ctx.params.id, "Content"));
+			async handler(ctx: ActionCtx<"media.get", Meta>): Promise<Result<"media.get">> {
+				return contentView(await this.db.content.getDoc(ctx, ctx.params.id, "Content"));
 			}
 		},
 
@@ -283,6 +282,7 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			rest: "PATCH /content/:id",
 			permission: "content.write",
 			summary: "Rename, retag, set the duration or the validity window",
+			response: ContentView,
 			params: {
 				$$strict: "remove",
 				id: ID_RULE,
@@ -292,27 +292,15 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 				validFrom: VALIDITY_RULE,
 				validUntil: VALIDITY_RULE
 			},
-			async handler(this: MediaThis, ctx: Context<{ id: string; name?: string; tags?: string[]; durationMs?: number; validFrom?: string | null; validUntil?: string | null }, Meta>) {
-				const current = await this.db.content.getDoc(ctx, ctx.params.id, "Content");
-				const { id, ...changes } = ctx.params;
-				const set: Record<string, unknown> = {};
-				if (changes.name !== undefined) set.name = changes.name;
-				if (changes.tags !== undefined) set.tags = tagList(changes.tags);
-				if (changes.durationMs !== undefined) set.durationMs = changes.durationMs;
-				for (const field of ["validFrom", "validUntil"] as const) {
-					const value = changes[field];
-					if (value === undefined) continue;
-					const at = value === null ? null : new Date(value);
-					if (at && Number.isNaN(at.getTime())) throw Errors.validation([{ field, message: "is not a real date and time", type: "date" }]);
-					set[field] = at ? at.toISOString() : null;
-				}
-				const from = (set.validFrom !== undefined ? set.validFrom : current.validFrom) as string | null;
-				const until = (set.validUntil !== undefined ? set.validUntil : current.validUntil) as string | null;
-				if (from && until && from >= until) throw Errors.validation([{ field: "validUntil", message: "must be after validFrom", type: "range" }]);
+			async handler(ctx: ActionCtx<"media.update", Meta>): Promise<Result<"media.update">> {
+				const { id, ...edit } = ctx.params;
+				const current = await this.db.content.getDoc(ctx, id, "Content");
+				const set = contentChanges(current, edit);
+				const fields = Object.keys(set);
 				const updated = await this.db.content.updateDoc(ctx, id, set, "Content");
-				await audit(ctx, { action: "content.updated", target: id, data: { fields: Object.keys(set) } });
-				ctx.broadcast("media.content.updated", { tenantId: this.db.content.tenantOf(ctx), contentId: id, fields: Object.keys(set) });
-				return this.contentView(updated);
+				await audit(ctx, { action: "content.updated", target: id, data: { fields } });
+				void broadcast(ctx, "media.content.updated", { tenantId: tenantOf(ctx), contentId: id, fields });
+				return contentView(updated);
 			}
 		},
 
@@ -320,33 +308,38 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			rest: "DELETE /content/:id",
 			permission: "content.write",
 			summary: "Delete content and its objects; it leaves every playlist and manifest at once",
+			successStatus: 204,
+			response: null,
 			params: { $$strict: "remove", id: ID_RULE },
-			async handler(this: MediaThis, ctx: Context<{ id: string }, Meta>) {
+			async handler(ctx: ActionCtx<"media.remove", Meta>): Promise<Result<"media.remove">> {
 				const doc = await this.db.content.removeDoc(ctx, ctx.params.id, "Content");
-				const tenantId = String(doc.tenantId);
-				await this.storageQuota.release(tenantId, (Number(doc.size) || 0) + (Number(doc.thumbnailSize) || 0));
+				const { tenantId } = doc;
+				await this.storageQuota.release(tenantId, occupiedBytes(doc));
 				// "At once": playlists drop the item and manifests are invalidated before the 204.
 				if (ctx.broker.registry.getActionEndpoints("scheduling.removeContent")?.hasAvailable()) {
 					// Playlists skip content that no longer exists, so a failure here only delays the cleanup.
-					await ctx.call("scheduling.removeContent", { tenantId, contentId: doc.id }).catch(err => this.logger.warn("Removing deleted content from playlists failed", err));
+					await call(ctx, "scheduling.removeContent", { tenantId, contentId: doc.id }).catch(err => this.logger.warn("Removing deleted content from playlists failed", err));
 				}
 				await this.removeObjects(doc);
 				await audit(ctx, { action: "content.deleted", target: doc.id, data: { name: doc.name } });
-				ctx.broadcast("media.content.deleted", { tenantId, contentId: doc.id });
-				ctx.meta.$statusCode = 204;
+				void broadcast(ctx, "media.content.deleted", { tenantId, contentId: doc.id });
 				return null;
 			}
 		},
 
+		// The three downloads answer 200 with the bytes by default; with S3_PUBLIC_ENDPOINT set,
+		// serveObject answers 302 to a presigned URL instead (a conditional $statusCode).
 		download: {
 			rest: "GET /content/:id/download",
 			permission: "tenant.read",
 			summary: "The file: 302 to a short-lived URL, or the bytes",
+			response: ContentBytes,
+			extraResponses: FILE_ANSWERS,
 			params: { $$strict: "remove", id: ID_RULE },
-			async handler(this: MediaThis, ctx: Context<{ id: string }, Meta>) {
+			async handler(ctx: ActionCtx<"media.download", Meta>): Promise<Result<"media.download">> {
 				const doc = await this.db.content.getDoc(ctx, ctx.params.id, "Content");
 				if (!doc.objectKey) throw Errors.notFound("File of content", doc.id);
-				return this.serveObject(ctx, String(doc.objectKey), String(doc.mimeType), Number(doc.size));
+				return this.serveObject(ctx, doc.objectKey, doc.mimeType, doc.size);
 			}
 		},
 
@@ -354,11 +347,13 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			rest: "GET /content/:id/thumbnail",
 			permission: "tenant.read",
 			summary: "The 320 px WebP thumbnail of an image: 302 to a short-lived URL, or the bytes",
+			response: ContentBytes,
+			extraResponses: { ...FILE_ANSWERS, 200: { description: "The WebP thumbnail's bytes (embedded storage).", content: { "image/webp": {} } } },
 			params: { $$strict: "remove", id: ID_RULE },
-			async handler(this: MediaThis, ctx: Context<{ id: string }, Meta>) {
+			async handler(ctx: ActionCtx<"media.thumbnail", Meta>): Promise<Result<"media.thumbnail">> {
 				const doc = await this.db.content.getDoc(ctx, ctx.params.id, "Content");
 				if (!doc.thumbnailKey) throw Errors.notFound("Thumbnail of content", doc.id);
-				return this.serveObject(ctx, String(doc.thumbnailKey), "image/webp", typeof doc.thumbnailSize === "number" ? doc.thumbnailSize : null);
+				return this.serveObject(ctx, doc.thumbnailKey, "image/webp", doc.thumbnailSize ?? null);
 			}
 		},
 
@@ -366,16 +361,21 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			rest: "GET /device/content/:contentId",
 			permission: "device",
 			summary: "A display downloads content of its current manifest (404 for anything else)",
+			response: ContentBytes,
+			extraResponses: FILE_ANSWERS,
 			params: { $$strict: "remove", contentId: ID_RULE },
-			async handler(this: MediaThis, ctx: Context<{ contentId: string }, Meta>) {
-				const auth = ctx.meta.auth as Principal;
-				const inManifest = ctx.broker.registry.getActionEndpoints("scheduling.contentInManifest")?.hasAvailable()
-					? await ctx.call("scheduling.contentInManifest", { displayId: auth.displayId, contentId: ctx.params.contentId })
-					: false;
-				if (!inManifest) throw Errors.notFound("Content", ctx.params.contentId);
-				const doc = await this.db.content.getDoc(ctx, ctx.params.contentId, "Content");
+			async handler(ctx: ActionCtx<"media.deviceDownload", Meta>): Promise<Result<"media.deviceDownload">> {
+				const { contentId } = ctx.params;
+				// The permission admits device principals only, and every one names its display.
+				const displayId = ctx.meta.auth?.displayId;
+				const inManifest =
+					displayId !== undefined && ctx.broker.registry.getActionEndpoints("scheduling.contentInManifest")?.hasAvailable()
+						? await call(ctx, "scheduling.contentInManifest", { displayId, contentId })
+						: false;
+				if (!inManifest) throw Errors.notFound("Content", contentId);
+				const doc = await this.db.content.getDoc(ctx, contentId, "Content");
 				if (!doc.objectKey) throw Errors.notFound("Content", doc.id);
-				return this.serveObject(ctx, String(doc.objectKey), String(doc.mimeType), Number(doc.size));
+				return this.serveObject(ctx, doc.objectKey, doc.mimeType, doc.size);
 			}
 		},
 
@@ -385,68 +385,43 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 		byIds: {
 			visibility: "public",
 			params: { tenantId: "string", ids: { type: "array", items: "string", max: 1000 } },
-			async handler(this: MediaThis, ctx: Context<{ tenantId: string; ids: string[] }>) {
+			async handler(ctx: ActionCtx<"media.byIds">): Promise<Result<"media.byIds">> {
 				if (ctx.params.ids.length === 0) return [];
-				const docs = await this.db.content.findDocs({ tenantId: ctx.params.tenantId }, { _id: { $in: ctx.params.ids } });
-				return docs.map(d => this.contentView(d));
+				const docs = await this.db.content.findDocs(systemScope(ctx.params.tenantId), { _id: { $in: ctx.params.ids } });
+				return docs.map(contentView);
 			}
 		},
 
 		exportTenantData: {
 			visibility: "public",
 			params: { tenantId: "string" },
-			async handler(this: MediaThis, ctx: Context<{ tenantId: string }>) {
-				const docs = await this.db.content.findDocs({ tenantId: ctx.params.tenantId });
-				return { content: docs.map(d => this.contentView(d)) };
+			async handler(ctx: ActionCtx<"media.exportTenantData">): Promise<Result<"media.exportTenantData">> {
+				const docs = await this.db.content.findDocs(systemScope(ctx.params.tenantId));
+				return { content: docs.map(contentView) };
 			}
 		}
 	},
 
 	channels: {
-		"tenants.tenant.deleted": {
+		[TENANT_DELETED_CHANNEL]: {
 			group: "media",
-			async handler(this: MediaThis, ctx: Context<unknown>) {
-				const { tenantId } = ctx.params as TenantDeleted;
+			async handler(ctx: ChannelCtx<typeof TENANT_DELETED_CHANNEL>) {
+				const { tenantId } = ctx.params;
 				const objects = await this.storage.removePrefix(tenantKey(tenantId) + "/");
-				const docs = await this.db.content.removeTenantDocs(tenantId);
-				await this.db.media_usage.removeTenantDocs(tenantId);
+				const docs = await this.db.content.removeDocs(systemScope(tenantId), {});
+				await this.db.media_usage.removeDocs(systemScope(tenantId), {});
 				this.logger.info(`Tenant ${tenantId} deleted: ${docs} content items and ${objects} objects removed`);
 			}
 		}
 	},
 
 	methods: {
-		contentView(doc: PublicDoc) {
-			const base = `/api/v1/content/${doc.id}`;
-			return {
-				id: doc.id,
-				name: doc.name,
-				type: doc.type,
-				mimeType: doc.mimeType,
-				size: doc.size,
-				sha256: doc.sha256 ?? null,
-				width: doc.width ?? null,
-				height: doc.height ?? null,
-				durationMs: doc.durationMs,
-				metadataSource: doc.metadataSource ?? null,
-				url: doc.type === "web" ? doc.url : doc.objectKey ? `${base}/download` : null,
-				thumbnailUrl: doc.thumbnailKey ? `${base}/thumbnail` : null,
-				tags: doc.tags ?? [],
-				validFrom: doc.validFrom ?? null,
-				validUntil: doc.validUntil ?? null,
-				status: doc.status,
-				createdAt: doc.createdAt,
-				updatedAt: doc.updatedAt
-			};
+		async storedBytes(tenantId: string): Promise<number> {
+			const docs = await this.db.content.findDocs(systemScope(tenantId));
+			return docs.reduce((sum, d) => sum + occupiedBytes(d), 0);
 		},
 
-		/** What the tenant's content really occupies (the usage counter's first value and recounts). */
-		async storedBytes(this: MediaThis, tenantId: string): Promise<number> {
-			const docs = await this.db.content.findDocs({ tenantId });
-			return docs.reduce((sum, d) => sum + (Number(d.size) || 0) + (Number(d.thumbnailSize) || 0), 0);
-		},
-
-		async serveObject(this: MediaThis, ctx: Context<unknown, Meta>, key: string, mimeType: string, size: number | null) {
+		async serveObject(ctx: Context<unknown, Meta>, key: string, mimeType: string, size: number | null): Promise<ContentFile> {
 			if (this.publicStorage) {
 				ctx.meta.$statusCode = 302;
 				ctx.meta.$location = await this.publicStorage.presignedGetUrl(key, PRESIGN_SECONDS);
@@ -464,23 +439,23 @@ const MediaService: ServiceSchema<ServiceSettingSchema, MediaThis> = {
 			return this.storage.get(key);
 		},
 
-		async removeObjects(this: MediaThis, doc: PublicDoc) {
-			await this.storage.removePrefix(tenantKey(String(doc.tenantId), "content", doc.id) + "/");
+		async removeObjects(doc: ContentDoc): Promise<void> {
+			await this.storage.removePrefix(tenantKey(doc.tenantId, "content", doc.id) + "/");
 		}
 	},
 
-	created(this: MediaThis) {
+	created() {
 		this.config = getConfig();
 		this.storageQuota = new UsageCounter(this.db.media_usage, { resource: "storageBytes", measure: tenantId => this.storedBytes(tenantId) });
 		const { publicEndpoint } = this.config.s3;
 		this.publicStorage = publicEndpoint ? Storage.fromEndpoint({ ...this.config.s3, endpoint: publicEndpoint }) : null;
 	},
 
-	async started(this: MediaThis) {
+	async started() {
 		this.storage = await acquireStorage(this.config);
 	},
 
-	async stopped(this: MediaThis) {
+	async stopped() {
 		await releaseStorage(this.config);
 	}
 };

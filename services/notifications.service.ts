@@ -10,17 +10,12 @@
  * DATA_DIR/mail (the embedded mode). Logs name the template and the recipient, never the link:
  * it carries a secret token.
  */
-import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { getConfig, type Config } from "../shared/config";
+import { EMAIL_TEMPLATES, type ActionCtx, type Result } from "../shared/contracts";
 import { AppError, Errors } from "../shared/errors";
 import { createMailer, isSingleAddress, type Mailer, type OutgoingMail, type SentMail } from "./notifications/mailer";
-import { EMAIL_TEMPLATES, parseEmailData, renderEmail, type SendEmailParams } from "./notifications/templates";
-
-export type { SendEmailParams } from "./notifications/templates";
-
-export interface SendEmailResult {
-	messageId: string;
-}
+import { parseEmailData, renderEmail } from "./notifications/templates";
 
 interface NotificationsVars {
 	config: Config;
@@ -31,8 +26,6 @@ interface NotificationsVars {
 interface NotificationsMethods {
 	deliver(mail: OutgoingMail): Promise<SentMail>;
 }
-
-type NotificationsThis = Service<ServiceSettingSchema> & NotificationsVars & NotificationsMethods;
 
 /** nodemailer's error fields worth logging (its messages hold no message content). */
 interface MailError {
@@ -54,7 +47,7 @@ const NotificationsService: ServiceSchema<ServiceSettingSchema, NotificationsMet
 				template: { type: "enum", values: [...EMAIL_TEMPLATES] },
 				data: { type: "object" }
 			},
-			async handler(this: NotificationsThis, ctx: Context<SendEmailParams>): Promise<SendEmailResult> {
+			async handler(ctx: ActionCtx<"notifications.sendEmail">): Promise<Result<"notifications.sendEmail">> {
 				const { to, template } = ctx.params;
 				if (!isSingleAddress(to)) {
 					throw Errors.validation([{ field: "to", message: "The 'to' field must be one plain email address.", type: "email" }]);
@@ -69,7 +62,7 @@ const NotificationsService: ServiceSchema<ServiceSettingSchema, NotificationsMet
 
 	methods: {
 		/** Hands one message to the transport; failures become AppErrors, logged without content. */
-		async deliver(this: NotificationsThis, mail: OutgoingMail): Promise<SentMail> {
+		async deliver(mail: OutgoingMail): Promise<SentMail> {
 			const mailer = this.mailer;
 			if (!mailer) throw Errors.unavailable("Email is not available right now");
 			let sent: SentMail;
@@ -95,12 +88,12 @@ const NotificationsService: ServiceSchema<ServiceSettingSchema, NotificationsMet
 		}
 	},
 
-	created(this: NotificationsThis) {
+	created() {
 		this.config = getConfig();
 		this.mailer = null;
 	},
 
-	async started(this: NotificationsThis) {
+	async started() {
 		const config = this.config;
 		this.mailer = createMailer({ smtpUrl: config.smtpUrl, dataDir: config.dataDir, from: config.mailFrom });
 		if (this.mailer.kind === "file" && config.nodeEnv === "production") {
@@ -110,7 +103,7 @@ const NotificationsService: ServiceSchema<ServiceSettingSchema, NotificationsMet
 		}
 	},
 
-	async stopped(this: NotificationsThis) {
+	async stopped() {
 		this.mailer?.close();
 		this.mailer = null;
 	}

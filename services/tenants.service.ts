@@ -2,102 +2,81 @@
  * Tenants: the organisation, its settings, its members and their roles, invitations, ownership
  * transfer, and the GDPR export and deletion of everything the tenant owns (orchestrated over
  * every service). Accounts, sessions and tokens belong to the auth service.
+ *
+ * Documents and views live in services/tenants/model.ts, the member rules in access.ts,
+ * invitation tokens in invitations.ts, the export's gathering in export.ts, slugs in slug.ts.
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { DbMixin, UNSCOPED, type DbMethods, type PublicDoc } from "../mixins/db.mixin";
+import { ALL_TENANTS, DbMixin, globalCollection, systemScope, tenantCollection, type DbVars } from "../mixins/db.mixin";
 import { audit } from "../shared/audit";
 import { TENANT_DELETED_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
+import {
+	broadcast,
+	call,
+	sendToChannel,
+	DEFAULT_SETTINGS,
+	EXPORT_ACTION,
+	InvitationCreated,
+	InvitationPage,
+	LoginAnswer,
+	MemberPage,
+	MemberRole,
+	OwnershipTransferred,
+	TenantArchive,
+	TenantView,
+	type ActionCtx,
+	type Result
+} from "../shared/contracts";
 import { Errors } from "../shared/errors";
 import { ID_RULE } from "../shared/ids";
 import { sharedKeyValueStore, withLock, type KeyValueStore } from "../shared/kv";
 import { planLimit, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
-import { roleAtLeast, type Role } from "../shared/rbac";
-import { takeAttempt, THROTTLES } from "../shared/throttle";
 import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, ROLE_RULE, TOKEN_RULE, type RequestMeta } from "../shared/request";
+import { takeAttempt, THROTTLES } from "../shared/throttle";
 import { assertTimezone } from "../shared/time";
+import { assertMayManage, callerOf, userCallerOf } from "./tenants/access";
+import { gatherParts, missingServices } from "./tenants/export";
+import { invitationExpiry, isAcceptable, newInvitationToken } from "./tenants/invitations";
+import { hashToken } from "../shared/secrets";
+import {
+	changedFields,
+	invitationExport,
+	invitationRow,
+	memberRow,
+	mergeSettings,
+	tenantView,
+	type InvitationDoc,
+	type MembershipDoc,
+	type TenantDoc
+} from "./tenants/model";
 import { slugify, withSuffix } from "./tenants/slug";
-import { hashToken, randomToken } from "./auth/secrets";
 
-export { TENANT_DELETED_CHANNEL };
-
-/** Every service that keeps tenant data implements this action (found by name). */
-export const EXPORT_ACTION = "exportTenantData";
-
-/**
- * The services that keep tenant data: an export needs every one of them, so one that is down
- * makes it fail (503) rather than produce an archive that looks complete and is not. A unit test
- * checks this list against the services that implement EXPORT_ACTION.
- */
-export const TENANT_DATA_SERVICES = ["auth", "devices", "media", "scheduling", "tenants"] as const;
-
-const INVITATION_TTL_MS = 7 * 24 * 3600_000;
 /** Tries for a free slug; a random 6-character suffix makes a second collision all but impossible. */
 const SLUG_ATTEMPTS = 5;
 
-export interface TenantSettings {
-	timezone: string;
-	offlineAlertMinutes: number;
-	offlineAfterSec: number;
-}
+const COLLECTIONS = {
+	tenants: globalCollection<TenantDoc>({ uniqueIndexes: ["slug"] }),
+	memberships: tenantCollection<MembershipDoc>({ indexes: ["userId"] }),
+	invitations: tenantCollection<InvitationDoc>({ uniqueIndexes: ["tokenHash"] }),
+	tenants_usage: USAGE_COLLECTION
+};
 
-export const DEFAULT_SETTINGS: TenantSettings = { timezone: "UTC", offlineAlertMinutes: 10, offlineAfterSec: 90 };
-
-/** The message every service handles on the durable deletion channel. */
-export interface TenantDeleted {
-	tenantId: string;
-	/** Members who belonged to no other tenant: their accounts go too. */
-	soleMemberUserIds: string[];
-}
-
-export interface TenantView {
-	id: string;
-	name: string;
-	slug: string;
-	plan: string;
-	createdAt: string;
-	settings: TenantSettings;
-}
-
-/** API.md's `tenant` in auth answers: `{id, name, slug, plan, createdAt}` (settings are GET /tenant's). */
-export function tenantSummary({ id, name, slug, plan, createdAt }: TenantView) {
-	return { id, name, slug, plan, createdAt };
-}
-
-interface Membership {
-	id: string;
-	tenantId: string;
-	userId: string;
-	role: Role;
-	joinedAt: string;
-}
-
-interface UserSummary {
-	id: string;
-	email: string;
-	name: string;
-}
-
-type Collections = "tenants" | "memberships" | "invitations" | "tenants_usage";
-type Meta = RequestMeta;
-type TenantsThis = DbMethods<Collections> & {
-	appUrl: string;
+interface TenantsVars extends DbVars<typeof COLLECTIONS> {
 	config: Config;
+	appUrl: string;
 	kv: KeyValueStore;
 	/** Members per tenant, grown atomically against the plan's limit. */
 	memberQuota: UsageCounter;
-	broker: Context["broker"];
-	logger: { warn(...args: unknown[]): void; info(...args: unknown[]): void };
-	tenantView(doc: PublicDoc): TenantView;
-	membershipOf(tenantId: string, userId: string): Promise<Membership | null>;
-	owners(tenantId: string): Promise<Membership[]>;
-	requireCaller(ctx: Context<unknown, Meta>): { tenantId: string; userId: string | null; role: Role };
-	assertMayManage(actorRole: Role, targetRole: Role, newRole?: Role): void;
-	endSessions(ctx: Context, userId: string, tenantId: string): Promise<void>;
-	insertWithUniqueSlug(ctx: Context, name: string): Promise<PublicDoc>;
-	serviceActions(suffix: string): string[];
-};
+}
 
+interface TenantsMethods {
+	membershipOf(tenantId: string, userId: string): Promise<MembershipDoc | null>;
+	owners(tenantId: string): Promise<MembershipDoc[]>;
+	endSessions(ctx: Context, userId: string, tenantId: string): Promise<void>;
+	insertWithUniqueSlug(name: string): Promise<TenantDoc>;
+	exportServices(): string[];
+}
 
 const SETTINGS_RULE = {
 	type: "object",
@@ -110,17 +89,10 @@ const SETTINGS_RULE = {
 	}
 } as const;
 
-const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
+const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsMethods, TenantsVars> = {
 	name: "tenants",
 	settings: { rest: "/" },
-	mixins: [
-		DbMixin({
-			tenants: { tenantScoped: false, uniqueIndexes: ["slug"] },
-			memberships: { indexes: ["userId"] },
-			invitations: { uniqueIndexes: ["tokenHash"] },
-			tenants_usage: USAGE_COLLECTION
-		})
-	],
+	mixins: [DbMixin(COLLECTIONS)],
 
 	actions: {
 		// ---- internal (other services) ------------------------------------------------------
@@ -129,10 +101,10 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 		create: {
 			visibility: "public",
 			params: { name: NAME_RULE, ownerUserId: "string" },
-			async handler(this: TenantsThis, ctx: Context<{ name: string; ownerUserId: string }>) {
-				const tenant = await this.insertWithUniqueSlug(ctx, ctx.params.name);
-				await this.db.memberships.insertDoc({ tenantId: tenant.id }, { userId: ctx.params.ownerUserId, role: "owner", joinedAt: tenant.createdAt });
-				return this.tenantView(tenant);
+			async handler(ctx: ActionCtx<"tenants.create">): Promise<Result<"tenants.create">> {
+				const tenant = await this.insertWithUniqueSlug(ctx.params.name);
+				await this.db.memberships.insertDoc(systemScope(tenant.id), { userId: ctx.params.ownerUserId, role: "owner", joinedAt: tenant.createdAt });
+				return tenantView(tenant);
 			}
 		},
 
@@ -140,9 +112,9 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 		find: {
 			visibility: "public",
 			params: { tenantId: "string" },
-			async handler(this: TenantsThis, ctx: Context<{ tenantId: string }>) {
-				const tenant = await this.db.tenants.findDoc(ctx, { _id: ctx.params.tenantId });
-				return tenant ? this.tenantView(tenant) : null;
+			async handler(ctx: ActionCtx<"tenants.find">): Promise<Result<"tenants.find">> {
+				const tenant = await this.db.tenants.findDoc({ _id: ctx.params.tenantId });
+				return tenant ? tenantView(tenant) : null;
 			}
 		},
 
@@ -150,7 +122,7 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 		membership: {
 			visibility: "public",
 			params: { tenantId: "string", userId: "string" },
-			handler(this: TenantsThis, ctx: Context<{ tenantId: string; userId: string }>) {
+			handler(ctx: ActionCtx<"tenants.membership">): Promise<Result<"tenants.membership">> {
 				return this.membershipOf(ctx.params.tenantId, ctx.params.userId);
 			}
 		},
@@ -159,25 +131,26 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 		membershipsOfUser: {
 			visibility: "public",
 			params: { userId: "string" },
-			async handler(this: TenantsThis, ctx: Context<{ userId: string }>) {
-				return this.db.memberships.findAcrossTenants({ userId: ctx.params.userId }, { sort: ["joinedAt", "_id"] });
+			handler(ctx: ActionCtx<"tenants.membershipsOfUser">): Promise<Result<"tenants.membershipsOfUser">> {
+				// About one user, so across tenants.
+				return this.db.memberships.findDocs(ALL_TENANTS, { userId: ctx.params.userId }, { sort: ["joinedAt", "_id"] });
 			}
 		},
 
 		exportTenantData: {
 			visibility: "public",
 			params: { tenantId: "string" },
-			async handler(this: TenantsThis, ctx: Context<{ tenantId: string }>) {
-				const scope = { tenantId: ctx.params.tenantId };
+			async handler(ctx: ActionCtx<"tenants.exportTenantData">): Promise<Result<"tenants.exportTenantData">> {
+				const scope = systemScope(ctx.params.tenantId);
 				const [tenant, memberships, invitations] = await Promise.all([
-					this.db.tenants.findDoc(ctx, { _id: ctx.params.tenantId }),
+					this.db.tenants.findDoc({ _id: ctx.params.tenantId }),
 					this.db.memberships.findDocs(scope),
 					this.db.invitations.findDocs(scope)
 				]);
 				return {
-					tenant: tenant ? this.tenantView(tenant) : null,
+					tenant: tenant ? tenantView(tenant) : null,
 					memberships: memberships.map(({ userId, role, joinedAt }) => ({ userId, role, joinedAt })),
-					invitations: invitations.map(({ id, email, role, expiresAt, acceptedAt, createdAt }) => ({ id, email, role, expiresAt, acceptedAt, createdAt }))
+					invitations: invitations.map(invitationExport)
 				};
 			}
 		},
@@ -188,9 +161,10 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			rest: "GET /tenant",
 			permission: "tenant.read",
 			summary: "The caller's tenant with its settings",
-			async handler(this: TenantsThis, ctx: Context<unknown, Meta>) {
-				const { tenantId } = this.requireCaller(ctx);
-				return this.tenantView(await this.db.tenants.getDoc(ctx, tenantId, "Tenant"));
+			response: TenantView,
+			async handler(ctx: ActionCtx<"tenants.get", RequestMeta>): Promise<Result<"tenants.get">> {
+				const { tenantId } = callerOf(ctx.meta);
+				return tenantView(await this.db.tenants.getDoc(tenantId, "Tenant"));
 			}
 		},
 
@@ -199,22 +173,19 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			permission: "tenant.settings",
 			summary: "Rename the tenant or change its settings",
 			params: { $$strict: "remove", name: { ...NAME_RULE, optional: true }, settings: SETTINGS_RULE },
-			async handler(this: TenantsThis, ctx: Context<{ name?: string; settings?: Partial<TenantSettings> }, Meta>) {
-				const { tenantId } = this.requireCaller(ctx);
-				const current = this.tenantView(await this.db.tenants.getDoc(ctx, tenantId, "Tenant"));
+			response: TenantView,
+			async handler(ctx: ActionCtx<"tenants.update", RequestMeta>): Promise<Result<"tenants.update">> {
+				const { tenantId } = callerOf(ctx.meta);
+				const current = tenantView(await this.db.tenants.getDoc(tenantId, "Tenant"));
 				const changes = ctx.params.settings ?? {};
 				assertTimezone(changes.timezone, "settings.timezone");
-				const settings = { ...current.settings, ...Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined)) };
-				const updated = await this.db.tenants.updateDoc(ctx, tenantId, { name: ctx.params.name ?? current.name, settings }, "Tenant");
-				const changed = [
-					...(ctx.params.name !== undefined && ctx.params.name !== current.name ? ["name"] : []),
-					...Object.keys(settings)
-						.filter(k => settings[k as keyof TenantSettings] !== current.settings[k as keyof TenantSettings])
-						.map(k => `settings.${k}`)
-				];
+				const settings = mergeSettings(current.settings, changes);
+				const updated = await this.db.tenants.updateDoc(tenantId, { name: ctx.params.name ?? current.name, settings }, "Tenant");
+				const changed = changedFields(current, ctx.params.name, settings);
 				await audit(ctx, { action: "tenant.updated", target: tenantId, data: { fields: changed } });
-				ctx.broadcast("tenants.tenant.updated", { tenantId, settings, changed });
-				return this.tenantView(updated);
+				// Not awaited, as before: listeners (devices, scheduling) react on their own time.
+				void broadcast(ctx, "tenants.tenant.updated", { tenantId, settings, changed });
+				return tenantView(updated);
 			}
 		},
 
@@ -223,16 +194,17 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			permission: "tenant.owner",
 			summary: "Make another member the owner; the caller becomes an admin",
 			params: { $$strict: "remove", userId: "string" },
-			async handler(this: TenantsThis, ctx: Context<{ userId: string }, Meta>) {
-				const caller = this.requireCaller(ctx);
+			response: OwnershipTransferred,
+			async handler(ctx: ActionCtx<"tenants.transferOwnership", RequestMeta>): Promise<Result<"tenants.transferOwnership">> {
+				const caller = userCallerOf(ctx.meta);
 				if (ctx.params.userId === caller.userId) throw Errors.conflict("You already own this tenant");
 				const target = await this.membershipOf(caller.tenantId, ctx.params.userId);
 				if (!target) throw Errors.notFound("Member", ctx.params.userId);
-				const self = await this.membershipOf(caller.tenantId, caller.userId as string);
+				const self = await this.membershipOf(caller.tenantId, caller.userId);
 				await this.db.memberships.updateDoc(ctx, target.id, { role: "owner" });
 				if (self) await this.db.memberships.updateDoc(ctx, self.id, { role: "admin" });
 				await this.endSessions(ctx, target.userId, caller.tenantId);
-				await this.endSessions(ctx, caller.userId as string, caller.tenantId);
+				await this.endSessions(ctx, caller.userId, caller.tenantId);
 				await audit(ctx, { action: "tenant.ownership.transferred", target: ctx.params.userId });
 				return { userId: ctx.params.userId, role: "owner" };
 			}
@@ -242,16 +214,15 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			rest: "GET /tenant/export",
 			permission: "tenant.owner",
 			summary: "Everything the tenant owns, gathered from every service, as one JSON archive",
-			async handler(this: TenantsThis, ctx: Context<unknown, Meta>) {
-				const { tenantId } = this.requireCaller(ctx);
-				const available = new Set(this.serviceActions(EXPORT_ACTION).map(action => action.split(".")[0]));
-				const missing = TENANT_DATA_SERVICES.filter(service => !available.has(service));
+			response: TenantArchive,
+			async handler(ctx: ActionCtx<"tenants.exportData", RequestMeta>): Promise<Result<"tenants.exportData">> {
+				const { tenantId } = callerOf(ctx.meta);
+				const missing = missingServices(this.exportServices());
 				if (missing.length) throw Errors.unavailable(`The export needs ${missing.join(", ")}, which ${missing.length === 1 ? "is" : "are"} not running; retry later`, { services: missing });
-				const parts: Record<string, unknown> = {};
-				for (const service of TENANT_DATA_SERVICES) parts[service] = await ctx.call(`${service}.${EXPORT_ACTION}`, { tenantId });
+				const services = await gatherParts(service => call(ctx, `${service}.${EXPORT_ACTION}`, { tenantId }));
 				await audit(ctx, { action: "tenant.exported", target: tenantId });
 				ctx.meta.$responseHeaders = { "Content-Disposition": `attachment; filename="marquee-export-${tenantId}.json"` };
-				return { exportedAt: new Date().toISOString(), tenantId, services: parts };
+				return { exportedAt: new Date().toISOString(), tenantId, services };
 			}
 		},
 
@@ -260,31 +231,28 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			permission: "tenant.owner",
 			summary: "Delete the tenant and everything it owns; `confirm` must be the tenant's name",
 			params: { $$strict: "remove", confirm: { type: "string", max: 200 } },
-			async handler(this: TenantsThis, ctx: Context<{ confirm: string }, Meta>) {
-				const { tenantId } = this.requireCaller(ctx);
-				const tenant = await this.db.tenants.getDoc(ctx, tenantId, "Tenant");
+			successStatus: 204,
+			response: null,
+			async handler(ctx: ActionCtx<"tenants.remove", RequestMeta>): Promise<Result<"tenants.remove">> {
+				const { tenantId } = callerOf(ctx.meta);
+				const tenant = await this.db.tenants.getDoc(tenantId, "Tenant");
 				if (ctx.params.confirm !== tenant.name) {
 					throw Errors.validation([{ field: "confirm", message: "must be the tenant's exact name", type: "confirm" }]);
 				}
-				const members = await this.db.memberships.findDocs({ tenantId });
+				const members = await this.db.memberships.findDocs(ctx);
 				const soleMemberUserIds: string[] = [];
 				for (const m of members) {
-					const all = await this.db.memberships.findAcrossTenants({ userId: m.userId });
-					if (all.every(x => x.tenantId === tenantId)) soleMemberUserIds.push(String(m.userId));
+					const all = await this.db.memberships.findDocs(ALL_TENANTS, { userId: m.userId });
+					if (all.every(x => x.tenantId === tenantId)) soleMemberUserIds.push(m.userId);
 				}
 				// Audit first: afterwards there is no tenant to attribute it to.
 				await audit(ctx, { action: "tenant.deleted", target: tenantId, data: { members: members.length } });
 				// Credentials stop working now and for good; the rest of the data goes over the channel.
-				await ctx.call("auth.revokeTenant", { tenantId });
-				await Promise.all([
-					this.db.memberships.removeTenantDocs(tenantId),
-					this.db.invitations.removeTenantDocs(tenantId),
-					this.db.tenants_usage.removeTenantDocs(tenantId)
-				]);
-				await this.db.tenants.removeDocs(ctx, { _id: tenantId });
-				const message: TenantDeleted = { tenantId, soleMemberUserIds };
-				await (ctx.broker as unknown as { sendToChannel(c: string, p: unknown): Promise<void> }).sendToChannel(TENANT_DELETED_CHANNEL, message);
-				ctx.meta.$statusCode = 204;
+				await call(ctx, "auth.revokeTenant", { tenantId });
+				const scope = systemScope(tenantId);
+				await Promise.all([this.db.memberships.removeDocs(scope, {}), this.db.invitations.removeDocs(scope, {}), this.db.tenants_usage.removeDocs(scope, {})]);
+				await this.db.tenants.removeDocs({ _id: tenantId });
+				await sendToChannel(ctx.broker, TENANT_DELETED_CHANNEL, { tenantId, soleMemberUserIds });
 				return null;
 			}
 		},
@@ -296,17 +264,12 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			permission: "tenant.read",
 			summary: "Members of the tenant with their roles",
 			params: { $$strict: "remove", ...PAGE_PARAMS },
-			async handler(this: TenantsThis, ctx: Context<{ page: number; pageSize: number }, Meta>) {
+			response: MemberPage,
+			async handler(ctx: ActionCtx<"tenants.members", RequestMeta>): Promise<Result<"tenants.members">> {
 				const page = await this.db.memberships.pageDocs(ctx, {}, ctx.params.page, ctx.params.pageSize, ["joinedAt", "_id"]);
-				const users = (await ctx.call("auth.usersByIds", { ids: page.rows.map(m => m.userId) })) as UserSummary[];
+				const users = await call(ctx, "auth.usersByIds", { ids: page.rows.map(m => m.userId) });
 				const byId = new Map(users.map(u => [u.id, u]));
-				return {
-					...page,
-					rows: page.rows.map(m => {
-						const user = byId.get(String(m.userId));
-						return { userId: m.userId, email: user?.email ?? null, name: user?.name ?? null, role: m.role, joinedAt: m.joinedAt };
-					})
-				};
+				return { ...page, rows: page.rows.map(m => memberRow(m, byId.get(m.userId))) };
 			}
 		},
 
@@ -315,11 +278,12 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			permission: "members.manage",
 			summary: "Change a member's role (only the owner grants or removes admin)",
 			params: { $$strict: "remove", userId: "string", role: ROLE_RULE },
-			async handler(this: TenantsThis, ctx: Context<{ userId: string; role: Role }, Meta>) {
-				const caller = this.requireCaller(ctx);
+			response: MemberRole,
+			async handler(ctx: ActionCtx<"tenants.changeRole", RequestMeta>): Promise<Result<"tenants.changeRole">> {
+				const caller = callerOf(ctx.meta);
 				const target = await this.membershipOf(caller.tenantId, ctx.params.userId);
 				if (!target) throw Errors.notFound("Member", ctx.params.userId);
-				this.assertMayManage(caller.role, target.role, ctx.params.role);
+				assertMayManage(caller.role, target.role, ctx.params.role);
 				if (target.role === "owner" && ctx.params.role !== "owner" && (await this.owners(caller.tenantId)).length === 1) {
 					throw Errors.conflict("The last owner cannot be demoted; transfer ownership first");
 				}
@@ -337,9 +301,11 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			rest: "DELETE /members/me",
 			permission: "self",
 			summary: "Leave the tenant (not as its last owner)",
-			async handler(this: TenantsThis, ctx: Context<unknown, Meta>) {
-				const caller = this.requireCaller(ctx);
-				const self = await this.membershipOf(caller.tenantId, caller.userId as string);
+			successStatus: 204,
+			response: null,
+			async handler(ctx: ActionCtx<"tenants.leave", RequestMeta>): Promise<Result<"tenants.leave">> {
+				const caller = userCallerOf(ctx.meta);
+				const self = await this.membershipOf(caller.tenantId, caller.userId);
 				if (!self) throw Errors.notFound("Member");
 				if (self.role === "owner" && (await this.owners(caller.tenantId)).length === 1) {
 					throw Errors.conflict("The last owner cannot leave; transfer ownership or delete the tenant");
@@ -348,7 +314,6 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 				await this.memberQuota.release(caller.tenantId, 1);
 				await this.endSessions(ctx, self.userId, caller.tenantId);
 				await audit(ctx, { action: "member.left", target: self.userId });
-				ctx.meta.$statusCode = 204;
 				return null;
 			}
 		},
@@ -358,11 +323,13 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			permission: "members.manage",
 			summary: "Remove a member; their sessions end",
 			params: { $$strict: "remove", userId: "string" },
-			async handler(this: TenantsThis, ctx: Context<{ userId: string }, Meta>) {
-				const caller = this.requireCaller(ctx);
+			successStatus: 204,
+			response: null,
+			async handler(ctx: ActionCtx<"tenants.removeMember", RequestMeta>): Promise<Result<"tenants.removeMember">> {
+				const caller = callerOf(ctx.meta);
 				const target = await this.membershipOf(caller.tenantId, ctx.params.userId);
 				if (!target) throw Errors.notFound("Member", ctx.params.userId);
-				this.assertMayManage(caller.role, target.role);
+				assertMayManage(caller.role, target.role);
 				if (target.role === "owner" && (await this.owners(caller.tenantId)).length === 1) {
 					throw Errors.conflict("The last owner cannot be removed");
 				}
@@ -370,7 +337,6 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 				await this.memberQuota.release(caller.tenantId, 1);
 				await this.endSessions(ctx, target.userId, caller.tenantId);
 				await audit(ctx, { action: "member.removed", target: target.userId, data: { role: target.role } });
-				ctx.meta.$statusCode = 204;
 				return null;
 			}
 		},
@@ -381,17 +347,20 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			rest: "POST /invitations",
 			permission: "members.manage",
 			summary: "Invite someone by email; the email carries a single-use token",
-			successStatus: 201,
 			params: { $$strict: "remove", email: EMAIL_RULE, role: ROLE_RULE },
-			async handler(this: TenantsThis, ctx: Context<{ email: string; role: Role }, Meta>) {
-				const caller = this.requireCaller(ctx);
+			successStatus: 201,
+			response: InvitationCreated,
+			extraResponses: { 409: { description: "The address is a member already (CONFLICT)." } },
+			async handler(ctx: ActionCtx<"tenants.invite", RequestMeta>): Promise<Result<"tenants.invite">> {
+				const caller = callerOf(ctx.meta);
 				const email = ctx.params.email.toLowerCase();
-				this.assertMayManage(caller.role, "viewer", ctx.params.role);
-				if (ctx.params.role === "owner") throw Errors.validation([{ field: "role", message: "owners are made by transferring ownership", type: "role" }]);
-				const existing = (await ctx.call("auth.userIdByEmail", { email })) as string | null;
+				const role = ctx.params.role;
+				assertMayManage(caller.role, "viewer", role);
+				if (role === "owner") throw Errors.validation([{ field: "role", message: "owners are made by transferring ownership", type: "role" }]);
+				const existing = await call(ctx, "auth.userIdByEmail", { email });
 				if (existing && (await this.membershipOf(caller.tenantId, existing))) throw Errors.conflict("Already a member");
-				const token = randomToken("minv_");
-				const expiresAt = new Date(Date.now() + INVITATION_TTL_MS).toISOString();
+				const token = newInvitationToken();
+				const expiresAt = invitationExpiry();
 				// One invitation at a time per tenant: the seat check below and the replacement of an
 				// address's pending invitation hold only if no other invitation slips in between.
 				const invitation = await withLock(this.kv, `lock:invitations:${caller.tenantId}`, async () => {
@@ -408,25 +377,24 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 					await takeAttempt(this.kv, THROTTLES.invitation(caller.tenantId, email));
 					// A fresh invitation replaces a pending one for the same address.
 					await this.db.invitations.removeDocs(ctx, { email, acceptedAt: { $exists: false } });
-					return this.db.invitations.insertDoc(ctx, { email, role: ctx.params.role, tokenHash: hashToken(token), expiresAt, invitedBy: caller.userId });
+					return this.db.invitations.insertDoc(ctx, { email, role, tokenHash: hashToken(token), expiresAt, invitedBy: caller.userId });
 				});
-				const tenant = this.tenantView(await this.db.tenants.getDoc(ctx, caller.tenantId, "Tenant"));
-				const inviter = caller.userId ? ((await ctx.call("auth.usersByIds", { ids: [caller.userId] })) as UserSummary[])[0] : undefined;
-				await ctx.call("notifications.sendEmail", {
+				const tenant = tenantView(await this.db.tenants.getDoc(caller.tenantId, "Tenant"));
+				const inviter = caller.userId ? (await call(ctx, "auth.usersByIds", { ids: [caller.userId] }))[0] : undefined;
+				await call(ctx, "notifications.sendEmail", {
 					to: email,
 					template: "invitation",
 					data: {
 						inviterName: inviter?.name ?? tenant.name,
 						tenantName: tenant.name,
-						role: ctx.params.role,
+						role,
 						url: `${this.appUrl}/accept-invitation?token=${encodeURIComponent(token)}`,
 						expiresAt
 					}
 				});
-				await audit(ctx, { action: "invitation.created", target: invitation.id, data: { email, role: ctx.params.role } });
-				ctx.meta.$statusCode = 201;
+				await audit(ctx, { action: "invitation.created", target: invitation.id, data: { email, role } });
 				ctx.meta.$location = `/api/v1/invitations/${invitation.id}`;
-				return { id: invitation.id, email, role: ctx.params.role, expiresAt };
+				return { id: invitation.id, email, role, expiresAt };
 			}
 		},
 
@@ -435,9 +403,10 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			permission: "members.manage",
 			summary: "Pending invitations",
 			params: { $$strict: "remove", ...PAGE_PARAMS },
-			async handler(this: TenantsThis, ctx: Context<{ page: number; pageSize: number }, Meta>) {
+			response: InvitationPage,
+			async handler(ctx: ActionCtx<"tenants.invitations", RequestMeta>): Promise<Result<"tenants.invitations">> {
 				const page = await this.db.invitations.pageDocs(ctx, { acceptedAt: { $exists: false } }, ctx.params.page, ctx.params.pageSize);
-				return { ...page, rows: page.rows.map(({ id, email, role, expiresAt, createdAt }) => ({ id, email, role, expiresAt, createdAt })) };
+				return { ...page, rows: page.rows.map(invitationRow) };
 			}
 		},
 
@@ -446,12 +415,13 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			permission: "members.manage",
 			summary: "Revoke a pending invitation",
 			params: { $$strict: "remove", id: ID_RULE },
-			async handler(this: TenantsThis, ctx: Context<{ id: string }, Meta>) {
+			successStatus: 204,
+			response: null,
+			async handler(ctx: ActionCtx<"tenants.revokeInvitation", RequestMeta>): Promise<Result<"tenants.revokeInvitation">> {
 				const invitation = await this.db.invitations.getDoc(ctx, ctx.params.id, "Invitation");
 				if (invitation.acceptedAt) throw Errors.notFound("Invitation", ctx.params.id);
 				await this.db.invitations.removeDoc(ctx, ctx.params.id, "Invitation");
 				await audit(ctx, { action: "invitation.revoked", target: ctx.params.id });
-				ctx.meta.$statusCode = 204;
 				return null;
 			}
 		},
@@ -461,24 +431,25 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			permission: "public",
 			summary: "Accept an invitation: creates the account or adds the membership; answers like login",
 			params: { $$strict: "remove", token: TOKEN_RULE, name: { ...NAME_RULE, optional: true }, password: { type: "string", max: 1024, optional: true } },
-			async handler(this: TenantsThis, ctx: Context<{ token: string; name?: string; password?: string }, Meta>) {
+			response: LoginAnswer,
+			async handler(ctx: ActionCtx<"tenants.acceptInvitation", RequestMeta>): Promise<Result<"tenants.acceptInvitation">> {
 				const invalid = () => Errors.badRequest("Invalid or expired invitation");
-				const invitations = await this.db.invitations.findAcrossTenants({ tokenHash: hashToken(ctx.params.token) });
-				const invitation = invitations[0];
-				if (!invitation || invitation.acceptedAt || String(invitation.expiresAt) <= new Date().toISOString()) throw invalid();
-				const tenantId = String(invitation.tenantId);
-				const scope = { tenantId };
+				// The caller has no tenant yet: the token (unique) names the invitation, in whichever tenant.
+				const invitation = await this.db.invitations.findDoc(ALL_TENANTS, { tokenHash: hashToken(ctx.params.token) });
+				if (!invitation || !isAcceptable(invitation)) throw invalid();
+				const tenantId = invitation.tenantId;
+				const scope = systemScope(tenantId);
 
 				// Claim it first, so one token yields one membership even under concurrent use.
 				const claimed = await this.db.invitations.updateWhere(scope, { _id: invitation.id, acceptedAt: { $exists: false } }, { acceptedAt: new Date().toISOString() });
 				if (claimed !== 1) throw invalid();
 				let seat = false;
-				let user: { userId: string; created: boolean };
+				let user: Result<"auth.userForInvitation">;
 				try {
 					// The seat before the account: a full organisation creates no orphan account.
 					await this.memberQuota.reserve(tenantId, 1, await planLimit(ctx, tenantId, "members", this.config.defaultPlan));
 					seat = true;
-					user = (await ctx.call("auth.userForInvitation", { email: invitation.email, name: ctx.params.name, password: ctx.params.password })) as typeof user;
+					user = await call(ctx, "auth.userForInvitation", { email: invitation.email, name: ctx.params.name, password: ctx.params.password });
 					if (await this.membershipOf(tenantId, user.userId)) {
 						await this.memberQuota.release(tenantId, 1);
 					} else {
@@ -491,58 +462,35 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 					throw err;
 				}
 				await audit(ctx, { action: "invitation.accepted", tenantId, actor: { kind: "user", id: user.userId }, target: invitation.id, data: { created: user.created } });
-				return ctx.call("auth.issueSession", { userId: user.userId, tenantId });
+				return call(ctx, "auth.issueSession", { userId: user.userId, tenantId });
 			}
 		}
 	},
 
 	methods: {
-		tenantView(doc: PublicDoc): TenantView {
-			return {
-				id: doc.id,
-				name: String(doc.name),
-				slug: String(doc.slug),
-				plan: String(doc.plan ?? "free"),
-				createdAt: String(doc.createdAt),
-				settings: { ...DEFAULT_SETTINGS, ...((doc.settings as Partial<TenantSettings>) ?? {}) }
-			};
+		membershipOf(tenantId: string, userId: string): Promise<MembershipDoc | null> {
+			return this.db.memberships.findDoc(systemScope(tenantId), { userId });
 		},
 
-		async membershipOf(this: TenantsThis, tenantId: string, userId: string): Promise<Membership | null> {
-			return (await this.db.memberships.findDoc({ tenantId }, { userId })) as Membership | null;
+		owners(tenantId: string): Promise<MembershipDoc[]> {
+			return this.db.memberships.findDocs(systemScope(tenantId), { role: "owner" });
 		},
 
-		async owners(this: TenantsThis, tenantId: string): Promise<Membership[]> {
-			return (await this.db.memberships.findDocs({ tenantId }, { role: "owner" })) as unknown as Membership[];
-		},
-
-		requireCaller(ctx: Context<unknown, Meta>) {
-			const auth = ctx.meta.auth;
-			if (!auth?.tenantId || !auth.role) throw Errors.unauthorized();
-			return { tenantId: auth.tenantId, userId: auth.userId ?? null, role: auth.role };
-		},
-
-		/** Admins manage editors and viewers; only an owner touches admins and owners. */
-		assertMayManage(actorRole: Role, targetRole: Role, newRole?: Role) {
-			const touchesAdmin = roleAtLeast(targetRole, "admin") || (newRole !== undefined && roleAtLeast(newRole, "admin"));
-			if (touchesAdmin && actorRole !== "owner") throw Errors.forbidden("Only an owner grants or removes admin and owner roles");
-		},
-
-		async endSessions(ctx: Context, userId: string, tenantId: string) {
-			await ctx.call("auth.endSessions", { userId, tenantId });
+		async endSessions(ctx: Context, userId: string, tenantId: string): Promise<void> {
+			await call(ctx, "auth.endSessions", { userId, tenantId });
 		},
 
 		/**
 		 * Names collide all the time (two "Acme"s, "ACME" and "A.C.M.E", two sign-ups at once): the
 		 * unique index on `slug` decides, and a taken slug gets a random suffix on the next try.
 		 */
-		async insertWithUniqueSlug(this: TenantsThis, ctx: Context, name: string): Promise<PublicDoc> {
+		async insertWithUniqueSlug(name: string): Promise<TenantDoc> {
 			const base = slugify(name);
 			for (let attempt = 0; attempt < SLUG_ATTEMPTS; attempt++) {
 				const slug = attempt === 0 ? base : withSuffix(base);
-				if (attempt === 0 && (await this.db.tenants.findDoc(UNSCOPED, { slug }))) continue;
+				if (attempt === 0 && (await this.db.tenants.findDoc({ slug }))) continue;
 				try {
-					return await this.db.tenants.insertDoc(ctx, { name, slug, plan: "free", settings: { ...DEFAULT_SETTINGS } });
+					return await this.db.tenants.insertDoc({ name, slug, plan: "free", settings: { ...DEFAULT_SETTINGS } });
 				} catch (err) {
 					if ((err as { type?: unknown }).type !== "CONFLICT") throw err;
 				}
@@ -550,18 +498,18 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsThis> = {
 			throw Errors.unavailable("Could not choose an address for the organisation, retry");
 		},
 
-		/** `<service>.<suffix>` of every service that has it, this one included. */
-		serviceActions(this: TenantsThis, suffix: string): string[] {
-			const list = this.broker.registry.getActionList({ skipInternal: true, onlyAvailable: true }) as Array<{ name: string }>;
-			return [...new Set(list.map(a => a.name).filter(name => name.endsWith(`.${suffix}`)))].sort();
+		/** The services that answer the export action now, this one included. */
+		exportServices(): string[] {
+			const list = this.broker.registry.getActionList({ skipInternal: true, onlyAvailable: true });
+			return list.map(a => a.name).filter(name => name.endsWith(`.${EXPORT_ACTION}`)).map(name => name.split(".")[0]);
 		}
 	},
 
-	created(this: TenantsThis) {
+	created() {
 		this.config = getConfig();
 		this.appUrl = this.config.appUrl;
 		this.kv = sharedKeyValueStore(this.config);
-		this.memberQuota = new UsageCounter(this.db.tenants_usage, { resource: "members", measure: tenantId => this.db.memberships.countDocs({ tenantId }) });
+		this.memberQuota = new UsageCounter(this.db.tenants_usage, { resource: "members", measure: tenantId => this.db.memberships.countDocs(systemScope(tenantId)) });
 	}
 };
 

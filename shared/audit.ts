@@ -3,22 +3,14 @@
  * (JetStream in production, in-process in the embedded mode); the analytics service stores and
  * serves them. The actor, ip and request id come from the gateway's meta, never from the client.
  */
-import type { Context, ServiceBroker } from "moleculer";
+import type { Context } from "moleculer";
 import { AUDIT_CHANNEL } from "./channels";
+import { sendToChannel, type AuditRecord } from "./contracts";
 import type { Principal } from "./rbac";
 
 export { AUDIT_CHANNEL };
+export type { AuditRecord };
 
-export interface AuditRecord {
-	tenantId: string;
-	ts: string;
-	actor: { kind: Principal["kind"] | "anonymous"; id: string | null };
-	action: string;
-	target: string | null;
-	ip: string | null;
-	requestId: string | null;
-	data: Record<string, unknown>;
-}
 
 interface AuditMeta {
 	auth?: Principal | null;
@@ -26,9 +18,6 @@ interface AuditMeta {
 	requestId?: string;
 }
 
-type ChannelBroker = ServiceBroker & {
-	sendToChannel(channel: string, payload: unknown, opts?: Record<string, unknown>): Promise<void>;
-};
 
 export interface AuditEntry {
 	action: string;
@@ -61,5 +50,5 @@ export async function audit(ctx: Context, entry: AuditEntry): Promise<void> {
 		requestId: meta.requestId ?? ctx.requestID ?? null,
 		data: entry.data ?? {}
 	};
-	await (ctx.broker as ChannelBroker).sendToChannel(AUDIT_CHANNEL, record);
+	await sendToChannel(ctx.broker, AUDIT_CHANNEL, record);
 }

@@ -23,6 +23,24 @@ export interface Readiness {
 	checks: Record<string, CheckResult>;
 }
 
+/** JSON Schema of `Readiness`, the body of /health/ready (200 and 503) in the OpenAPI document. */
+export const READINESS_SCHEMA: Readonly<Record<string, unknown>> = {
+	type: "object",
+	required: ["status", "checks"],
+	properties: {
+		status: { enum: ["ok", "fail"] },
+		checks: {
+			type: "object",
+			description: "One entry per dependency this deployment uses.",
+			additionalProperties: {
+				type: "object",
+				required: ["status", "latencyMs"],
+				properties: { status: { enum: ["ok", "fail"] }, latencyMs: { type: "number" }, error: { type: "string" } }
+			}
+		}
+	}
+};
+
 const CHECK_TIMEOUT_MS = 2000;
 
 function withTimeout(check: Check, ms: number): Promise<void> {

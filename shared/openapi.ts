@@ -9,9 +9,25 @@
  * - Optional groups (`{/:name}`) expand into one path per combination; a parameter of an
  *   optional group is never repeated as a query or body field of the shorter path.
  * - Two aliases with the same method and path: the first wins, as in moleculer-web.
- * - Responses carry no success schema (actions declare none); errors share `components`.
+ * - The success answer carries the action's `response` schema as its JSON body (none for 204 or
+ *   `response: null`); answers a route gives only on a condition (304, 302) or that it is known
+ *   for (409) come from `extraResponses`. Errors share `components`, in the API's error shape.
+ * - Public operations say so (`security: []`); the others require the bearer scheme.
  */
 import { STATUS_CODES } from "node:http";
+
+/** One declared answer besides the success body and the shared errors. */
+export interface ResponseDoc {
+	/** Default: the status's reason phrase. */
+	description?: string;
+	/** Response headers it carries: name → description (string values). */
+	headers?: Record<string, string>;
+	/**
+	 * Body media type → JSON Schema of the body. Absent: no body for 1xx–3xx, the API's error
+	 * body for 4xx/5xx. On the success status it replaces the JSON body (streams, files).
+	 */
+	content?: Record<string, unknown>;
+}
 
 export interface RouteDoc {
 	/** "GET", "POST", ...; "*" (any method) is documented as GET. */
@@ -28,6 +44,18 @@ export interface RouteDoc {
 	tags?: string[];
 	/** Default 200. */
 	successStatus?: number;
+	/**
+	 * JSON Schema of the success body (a TypeBox schema as it is: its symbol keys are dropped);
+	 * null = no body. Undefined = not declared: the document then shows no body schema.
+	 */
+	response?: unknown;
+	/**
+	 * Answers declared besides the success one and the shared errors, by status: conditional
+	 * ones (304 with an ETag, 302 with a Location) and errors the route is known for (409). An
+	 * entry for the success status itself adds headers (an ETag) or replaces its JSON body by
+	 * another media type (an event stream, a file).
+	 */
+	extraResponses?: Record<number, ResponseDoc>;
 	/** moleculer-web alias type: "multipart" uploads or "stream" raw bodies; default "call" (JSON). */
 	aliasType?: "call" | "multipart" | "stream";
 }
@@ -36,6 +64,14 @@ export interface OpenApiInfo {
 	title: string;
 	version: string;
 	description?: string;
+	license?: { name: string; identifier?: string; url?: string };
+}
+
+export interface OpenApiOptions {
+	/** Default: `[{ url: "/" }]`, the host that serves the document (its paths are absolute). */
+	servers?: Array<{ url: string; description?: string }>;
+	/** Tag → description; tags not listed get TAG_DESCRIPTIONS' or a generic one. */
+	tagDescriptions?: Record<string, string>;
 }
 
 type JsonSchema = Record<string, unknown>;
@@ -438,9 +474,12 @@ function requestBody(route: RouteDoc, input: JsonSchema, exclude: Set<string>): 
 const ERROR_RESPONSES: Record<number, { name: string; description: string }> = {
 	400: { name: "BadRequest", description: "Malformed request (BAD_REQUEST)." },
 	401: { name: "Unauthorized", description: "Missing, invalid or expired credentials (UNAUTHORIZED)." },
+	402: { name: "QuotaExceeded", description: "A limit of the tenant's plan is reached (QUOTA_EXCEEDED)." },
 	403: { name: "Forbidden", description: "The principal's role lacks the permission (FORBIDDEN)." },
 	404: { name: "NotFound", description: "Unknown id, or an id of another tenant (NOT_FOUND)." },
+	409: { name: "Conflict", description: "The request conflicts with the current state (CONFLICT)." },
 	413: { name: "PayloadTooLarge", description: "Request body past the size limit (PAYLOAD_TOO_LARGE)." },
+	415: { name: "UnsupportedMediaType", description: "A body or file type the route does not take (UNSUPPORTED_MEDIA_TYPE)." },
 	422: { name: "ValidationError", description: "Parameters failed validation; `data` lists the fields (VALIDATION_ERROR)." },
 	429: { name: "RateLimited", description: "Rate limit reached; retry after `Retry-After` seconds (RATE_LIMITED)." },
 	503: { name: "ServiceUnavailable", description: "A dependency is down (SERVICE_UNAVAILABLE)." }
@@ -466,28 +505,91 @@ function errorStatuses(flags: ResponseFlags): number[] {
 }
 
 const REQUEST_ID_HEADER = { "X-Request-Id": { $ref: "#/components/headers/RequestId" } };
+const ERROR_CONTENT = { "application/json": { schema: { $ref: "#/components/schemas/Error" } } };
 
-function responses(successStatus: number, flags: ResponseFlags): JsonSchema {
-	const result: JsonSchema = {
-		[String(successStatus)]: { description: STATUS_CODES[successStatus] ?? "Success", headers: REQUEST_ID_HEADER }
-	};
-	for (const status of errorStatuses(flags)) {
-		result[String(status)] = { $ref: `#/components/responses/${ERROR_RESPONSES[status].name}` };
+/**
+ * A schema as plain JSON: TypeBox's symbol keys (Kind, Optional) and anything JSON cannot carry
+ * are dropped, so the document is the same whether it is served or built in memory.
+ */
+export function plainJsonSchema(schema: unknown): unknown {
+	if (Array.isArray(schema)) return schema.map(plainJsonSchema);
+	if (schema instanceof RegExp) return schema.source;
+	if (!isRecord(schema)) return typeof schema === "function" || typeof schema === "symbol" ? undefined : schema;
+	const plain: Record<string, unknown> = {};
+	for (const [key, value] of Object.entries(schema)) {
+		const converted = plainJsonSchema(value);
+		if (converted !== undefined) plain[key] = converted;
 	}
+	return plain;
+}
+
+function headerObjects(headers: Record<string, string> | undefined): JsonSchema {
+	const result: JsonSchema = { ...REQUEST_ID_HEADER };
+	for (const [name, description] of Object.entries(headers ?? {})) result[name] = { description, schema: { type: "string" } };
 	return result;
+}
+
+function contentObjects(content: Record<string, unknown>): JsonSchema {
+	return Object.fromEntries(Object.entries(content).map(([type, schema]) => [type, { schema: plainJsonSchema(schema) ?? {} }]));
+}
+
+/** The success answer: its JSON body from `response`, headers and media types from its `extraResponses` entry. */
+function successResponse(route: RouteDoc, status: number): JsonSchema {
+	const extra = route.extraResponses?.[status];
+	const response: JsonSchema = {
+		description: extra?.description ?? STATUS_CODES[status] ?? "Success",
+		headers: headerObjects(extra?.headers)
+	};
+	if (status === 204) return response;
+	if (extra?.content !== undefined) response.content = contentObjects(extra.content);
+	else if (route.response !== undefined && route.response !== null) response.content = contentObjects({ "application/json": route.response });
+	return response;
+}
+
+/** A declared extra answer; an error without its own wording points at the shared component. */
+function extraResponse(status: number, extra: ResponseDoc, referenced: Set<number>): JsonSchema {
+	const isError = status >= 400;
+	const plain = extra.description === undefined && extra.headers === undefined && extra.content === undefined;
+	if (isError && plain && ERROR_RESPONSES[status] !== undefined) {
+		referenced.add(status);
+		return { $ref: `#/components/responses/${ERROR_RESPONSES[status].name}` };
+	}
+	const response: JsonSchema = {
+		description: extra.description ?? ERROR_RESPONSES[status]?.description ?? STATUS_CODES[status] ?? "Answer",
+		headers: headerObjects(extra.headers)
+	};
+	if (extra.content !== undefined) response.content = contentObjects(extra.content);
+	else if (isError) response.content = ERROR_CONTENT;
+	return response;
+}
+
+function responses(route: RouteDoc, flags: ResponseFlags, referenced: Set<number>): JsonSchema {
+	const successStatus = route.successStatus ?? 200;
+	const result: Record<number, unknown> = { [successStatus]: successResponse(route, successStatus) };
+	for (const [key, extra] of Object.entries(route.extraResponses ?? {})) {
+		const status = Number(key);
+		if (status !== successStatus) result[status] = extraResponse(status, extra, referenced);
+	}
+	for (const status of errorStatuses(flags)) {
+		if (result[status] !== undefined) continue;
+		referenced.add(status);
+		result[status] = { $ref: `#/components/responses/${ERROR_RESPONSES[status].name}` };
+	}
+	// Integer-like keys enumerate in ascending order: statuses come out sorted.
+	return Object.fromEntries(Object.entries(result));
 }
 
 function hasDeclaredParams(params: RouteDoc["params"]): boolean {
 	return isRecord(params) && Object.keys(params).some(key => !key.startsWith("$$") || key === "$$root");
 }
 
-function buildOperation(planned: PlannedOperation, operationId: string): JsonSchema {
+function buildOperation(planned: PlannedOperation, operationId: string, referenced: Set<number>): JsonSchema {
 	const { route, method, variant, routePathParams } = planned;
 	const input = paramsToJsonSchema(route.params);
 	const hasBody = BODY_METHODS.has(method);
 	const secured = typeof route.permission === "string" && route.permission !== "";
-	const operation: JsonSchema = { operationId };
-	if (route.summary) operation.summary = route.summary;
+	// Redocly's recommended rules want a summary on every operation: an undocumented route still says what it is.
+	const operation: JsonSchema = { operationId, summary: route.summary || `${method.toUpperCase()} ${variant.template}` };
 	if (route.tags !== undefined && route.tags.length > 0) operation.tags = route.tags;
 	if (route.action !== undefined) operation["x-action"] = route.action;
 	if (route.method.trim() === "*") operation["x-any-method"] = true;
@@ -498,11 +600,10 @@ function buildOperation(planned: PlannedOperation, operationId: string): JsonSch
 	if (body !== null) operation.requestBody = body;
 
 	const flags = { secured, hasBody, hasParams: hasDeclaredParams(route.params), hasPathParams: variant.params.length > 0 };
-	operation.responses = responses(route.successStatus ?? 200, flags);
-	if (secured) {
-		operation.security = [{ bearerAuth: [] }];
-		operation["x-permission"] = route.permission;
-	}
+	operation.responses = responses(route, flags, referenced);
+	// An empty list says "no authentication" explicitly, rather than leaving it to a global default.
+	operation.security = secured ? [{ bearerAuth: [] }] : [];
+	if (secured) operation["x-permission"] = route.permission;
 	return operation;
 }
 
@@ -516,6 +617,23 @@ function operationIdFactory(): (planned: PlannedOperation) => string {
 		return count === 1 ? base : `${base}_${count}`;
 	};
 }
+
+// ---------------------------------------------------------------------------------------------
+// Answers several routes declare (in their actions' `extraResponses`)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A stored file's answers (content download, thumbnail, a display's download): the bytes when
+ * the storage is embedded, a 302 to a short-lived URL when it is S3. A route whose bytes have
+ * a known type overrides the 200 entry.
+ */
+export const FILE_ANSWERS: Readonly<Record<number, ResponseDoc>> = {
+	200: { description: "The file's bytes, under its own Content-Type (embedded storage).", content: { "*/*": {} } },
+	302: { description: "Found: the file at a short-lived URL (S3 storage).", headers: { Location: "The short-lived download URL." } }
+};
+
+/** The device manifest's ETag header, on its 200 and 304 answers. */
+export const MANIFEST_ETAG_HEADER: Readonly<Record<string, string>> = { ETag: "The manifest's ETag: send it back as If-None-Match." };
 
 // ---------------------------------------------------------------------------------------------
 // Document
@@ -539,20 +657,21 @@ const ERROR_SCHEMA: JsonSchema = {
 	}
 };
 
-function errorResponseComponents(): JsonSchema {
+function errorResponseComponents(referenced: Set<number>): JsonSchema {
 	const components: JsonSchema = {};
 	for (const [status, { name, description }] of Object.entries(ERROR_RESPONSES)) {
+		if (!referenced.has(Number(status))) continue;
 		const headers: JsonSchema = { ...REQUEST_ID_HEADER };
 		if (status === "429") headers["Retry-After"] = { description: "Seconds to wait.", schema: { type: "integer" } };
-		components[name] = { description, headers, content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } };
+		components[name] = { description, headers, content: ERROR_CONTENT };
 	}
 	return components;
 }
 
-function components(): JsonSchema {
+function components(referenced: Set<number>): JsonSchema {
 	return {
 		schemas: { Error: ERROR_SCHEMA },
-		responses: errorResponseComponents(),
+		responses: errorResponseComponents(referenced),
 		headers: {
 			RequestId: { description: "Request id, echoed from the request when given.", schema: { type: "string" } }
 		},
@@ -566,23 +685,44 @@ function components(): JsonSchema {
 	};
 }
 
+/** What each tag of the platform groups; a tag not listed here gets a generic line. */
+export const TAG_DESCRIPTIONS: Readonly<Record<string, string>> = {
+	auth: "Accounts, sign-in and sessions, email verification, passwords and API keys.",
+	tenants: "The organisation: its settings, members and invitations, ownership, export and deletion.",
+	devices: "Pairing, displays, display groups and commands; the device heartbeat and command acknowledgements.",
+	media: "Content: uploads, web pages, metadata, files and thumbnails; downloads by displays.",
+	scheduling: "Playlists, schedules and overrides, what a display plays (preview, timeline) and its manifest.",
+	notifications: "In-app notifications, alert settings and webhooks.",
+	billing: "Plans, the subscription, checkout and the payment provider's webhook.",
+	audit: "The tenant's audit log.",
+	device: "What a paired display calls with its device token, served by the gateway itself: the live event stream.",
+	operations: "Health, metrics and this document: no /api/v1 prefix, no authentication."
+};
+
+function tagObjects(tags: Set<string>, descriptions: Record<string, string> = {}): JsonSchema[] {
+	return [...tags].sort().map(name => ({ name, description: descriptions[name] ?? TAG_DESCRIPTIONS[name] ?? `Operations of the ${name} service.` }));
+}
+
 /** The OpenAPI 3.1 document of the given routes: paths sorted, operations in canonical method order. */
-export function buildOpenApi(routes: RouteDoc[], info: OpenApiInfo): Record<string, unknown> {
+export function buildOpenApi(routes: RouteDoc[], info: OpenApiInfo, options: OpenApiOptions = {}): Record<string, unknown> {
 	const nextOperationId = operationIdFactory();
 	const paths: Record<string, JsonSchema> = {};
 	const tags = new Set<string>();
+	const referenced = new Set<number>();
 	for (const planned of planOperations(routes)) {
 		const pathItem = (paths[planned.variant.template] ??= {});
-		pathItem[planned.method] = buildOperation(planned, nextOperationId(planned));
+		pathItem[planned.method] = buildOperation(planned, nextOperationId(planned), referenced);
 		for (const tag of planned.route.tags ?? []) tags.add(tag);
 	}
 	const infoObject: JsonSchema = { title: info.title, version: info.version };
 	if (info.description !== undefined) infoObject.description = info.description;
+	if (info.license !== undefined) infoObject.license = info.license;
 	return {
 		openapi: "3.1.0",
 		info: infoObject,
-		tags: [...tags].sort().map(name => ({ name })),
+		servers: options.servers ?? [{ url: "/", description: "The host that serves this document." }],
+		tags: tagObjects(tags, options.tagDescriptions),
 		paths,
-		components: components()
+		components: components(referenced)
 	};
 }

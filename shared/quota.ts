@@ -14,26 +14,29 @@
  * supplies per-tenant plans through `billing.planLimits`.
  */
 import type { Context } from "moleculer";
-import type { Collection, PublicDoc } from "../mixins/db.mixin";
+import { systemScope, tenantCollection, type TenantCollection, type TenantOwned } from "../mixins/db.mixin";
 import type { Config } from "./config";
+import { call } from "./contracts";
 import { Errors, type AppError } from "./errors";
 
 export type QuotaResource = "displays" | "storageBytes" | "members";
 
-/** The collection options a service declares for its usage counters (`DbMixin({ <name>: USAGE_COLLECTION })`). */
-export const USAGE_COLLECTION = { uniqueIndexes: ["key"] };
+/** One counter: a tenant's usage of one resource, with the version its compare-and-set checks. */
+export interface UsageDoc extends TenantOwned {
+	resource: string;
+	/** `<tenantId>:<resource>`, unique: two first uses cannot create two counters. */
+	key: string;
+	used: number;
+	version: number;
+}
+
+/** The collection a service declares for its usage counters (`DbMixin({ <name>: USAGE_COLLECTION })`). */
+export const USAGE_COLLECTION = tenantCollection<UsageDoc>({ uniqueIndexes: ["key"] });
 
 /** How long a counter must have been still before a refusal recounts it. */
 const QUIET_MS = 60_000;
 /** Compare-and-set rounds before a reservation gives up under contention (503, retry). */
 const MAX_ROUNDS = 50;
-
-interface CounterDoc {
-	id: string;
-	used: number;
-	version: number;
-	updatedAt: string;
-}
 
 export interface UsageCounterOptions {
 	/** What the counter counts, for messages and the 402's data. */
@@ -49,7 +52,7 @@ export class UsageCounter {
 	private readonly now: () => number;
 
 	constructor(
-		private readonly collection: Collection,
+		private readonly collection: TenantCollection<UsageDoc>,
 		private readonly options: UsageCounterOptions
 	) {
 		this.now = options.now ?? Date.now;
@@ -90,30 +93,30 @@ export class UsageCounter {
 		return Errors.quotaExceeded(`Your plan allows ${limit} ${this.options.resource}`, { resource: this.options.resource, limit, current });
 	}
 
-	private async load(tenantId: string): Promise<CounterDoc> {
-		const scope = { tenantId };
+	private async load(tenantId: string): Promise<UsageDoc> {
+		const scope = systemScope(tenantId);
 		const found = await this.collection.findDoc(scope, { resource: this.options.resource });
-		if (found) return counterOf(found);
+		if (found) return found;
 		const used = await this.options.measure(tenantId);
 		try {
-			return counterOf(await this.collection.insertDoc(scope, { resource: this.options.resource, key: `${tenantId}:${this.options.resource}`, used, version: 0 }));
+			return await this.collection.insertDoc(scope, { resource: this.options.resource, key: `${tenantId}:${this.options.resource}`, used, version: 0 });
 		} catch (err) {
 			// Another request created it first: use theirs.
 			if ((err as { type?: unknown }).type !== "CONFLICT") throw err;
 			const winner = await this.collection.findDoc(scope, { resource: this.options.resource });
 			if (!winner) throw err;
-			return counterOf(winner);
+			return winner;
 		}
 	}
 
 	/** One compare-and-set on the counter's version: true when this write won. */
-	private async swap(tenantId: string, counter: CounterDoc, used: number): Promise<boolean> {
-		const won = await this.collection.updateWhere({ tenantId }, { _id: counter.id, version: counter.version }, { used, version: counter.version + 1 });
+	private async swap(tenantId: string, counter: UsageDoc, used: number): Promise<boolean> {
+		const won = await this.collection.updateWhere(systemScope(tenantId), { _id: counter.id, version: counter.version }, { used, version: counter.version + 1 });
 		return won === 1;
 	}
 
 	/** After a refusal: a counter quiet for QUIET_MS that is above the real usage is set to it. */
-	private async recount(tenantId: string, counter: CounterDoc): Promise<boolean> {
+	private async recount(tenantId: string, counter: UsageDoc): Promise<boolean> {
 		if (this.now() - Date.parse(counter.updatedAt) < QUIET_MS) return false;
 		const real = await this.options.measure(tenantId);
 		if (real >= counter.used) return false;
@@ -121,9 +124,6 @@ export class UsageCounter {
 	}
 }
 
-function counterOf(doc: PublicDoc): CounterDoc {
-	return { id: doc.id, used: Number(doc.used) || 0, version: Number(doc.version) || 0, updatedAt: String(doc.updatedAt) };
-}
 
 /** A short, growing, jittered pause between compare-and-set rounds that lost. */
 function contention(round: number): Promise<void> {
@@ -137,7 +137,7 @@ function contention(round: number): Promise<void> {
  */
 export async function planLimit(ctx: Context, tenantId: string, resource: QuotaResource, defaultPlan: Config["defaultPlan"]): Promise<number> {
 	if (ctx.broker.registry.getActionEndpoints("billing.planLimits")?.hasAvailable()) {
-		const limits = (await ctx.call("billing.planLimits", { tenantId })) as Partial<Record<QuotaResource, number>>;
+		const limits = await call(ctx, "billing.planLimits", { tenantId });
 		const limit = limits[resource];
 		if (typeof limit === "number") return limit;
 	}

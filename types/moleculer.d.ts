@@ -3,6 +3,8 @@
  * (moleculer 0.15's typings have no index signatures). `rest` comes from moleculer-web's typings.
  */
 import type { Context, Service, ServiceSettingSchema } from "moleculer";
+import type { TSchema } from "@sinclair/typebox";
+import type { ResponseDoc } from "../shared/openapi";
 import type { Permission } from "../shared/rbac";
 
 /**
@@ -34,8 +36,26 @@ declare module "moleculer" {
 		permission?: Permission;
 		/** One line for the OpenAPI document. */
 		summary?: string;
-		/** HTTP status of a successful answer when not 200 (for the OpenAPI document). */
+		/**
+		 * HTTP status of a successful answer when not 200. The gateway answers with it and the
+		 * OpenAPI document publishes it; a handler sets `ctx.meta.$statusCode` only for a
+		 * conditional answer (304, 302).
+		 */
 		successStatus?: number;
+		/**
+		 * The body of a successful answer: a TypeBox schema from shared/contracts (the same value
+		 * types the handler's result), or null when there is none (204). Published in the OpenAPI
+		 * document.
+		 */
+		response?: TSchema | null;
+		/**
+		 * Answers the OpenAPI document publishes besides the success body and the shared errors,
+		 * by status: conditional ones the handler chooses with `ctx.meta.$statusCode` (304 with
+		 * an ETag, 302 with a Location) and errors the route is known for (409, 402, 415). An
+		 * entry for the success status adds headers (an ETag) or replaces the JSON body by
+		 * another media type (a file's bytes). Documentation only: the gateway does not read it.
+		 */
+		extraResponses?: Record<number, ResponseDoc>;
 		/** Call timeout in ms (0 = none); read by Moleculer's timeout middleware, missing from its typings. */
 		timeout?: number;
 	}

@@ -12,7 +12,12 @@
  * connection of the same display took over: do not reconnect) or `revoked` (the display or its
  * token is gone). When the server drains it just ends; the client reconnects after `retry` ms.
  */
+import { COMMAND_TYPES, type CommandType, type Events } from "../../shared/contracts";
 import { newId } from "../../shared/ids";
+import type { Principal } from "../../shared/rbac";
+
+/** The gauge of streams open on a gateway replica (/metrics). */
+export const DEVICE_STREAMS_METRIC = "marquee_device_streams_open";
 
 /** What the registry needs of a response: `http.ServerResponse` fits, tests pass fakes. */
 export interface StreamResponse {
@@ -297,33 +302,34 @@ function withoutUndefined(settings: Partial<StreamSettings>): Partial<StreamSett
 }
 
 // ---- broadcast events the gateway forwards ---------------------------------------------------
+//
+// Their payloads are the contract's (shared/contracts), but they come from other services over
+// the transporter, possibly from a replica running another version: each is checked before it
+// reaches a stream, and one that does not fit is dropped (and logged by the gateway).
 
 const isRecord = (value: unknown): value is Record<string, unknown> =>
 	typeof value === "object" && value !== null && !Array.isArray(value);
 
 const isId = (value: unknown): value is string => typeof value === "string" && value.length > 0 && value.length <= 128;
 
-/** `devices.command.created` → SSE `command` with the command as data. */
-export interface CommandCreated {
-	tenantId: string;
-	displayId: string;
-	command: Record<string, unknown> & { id: string; type: string };
-}
+const isCommandType = (value: unknown): value is CommandType => typeof value === "string" && (COMMAND_TYPES as readonly string[]).includes(value);
 
+/** `devices.command.created` → SSE `command` with the command as data. */
+export type CommandCreated = Events["devices.command.created"];
+
+/** The payload as it arrived, checked against the contract; null when it does not fit. */
 export function parseCommandCreated(payload: unknown): CommandCreated | null {
 	if (!isRecord(payload) || !isId(payload.tenantId) || !isId(payload.displayId)) return null;
 	const command = payload.command;
-	if (!isRecord(command) || !isId(command.id) || typeof command.type !== "string") return null;
-	return { tenantId: payload.tenantId, displayId: payload.displayId, command: { ...command, id: command.id, type: command.type } };
+	if (!isRecord(command) || !isId(command.id) || !isCommandType(command.type) || typeof command.createdAt !== "string") return null;
+	// The command goes down the stream as it was sent (a newer sender may add fields).
+	return { tenantId: payload.tenantId, displayId: payload.displayId, command: { ...command, id: command.id, type: command.type, createdAt: command.createdAt } };
 }
 
 /** `scheduling.manifest.changed` → SSE `manifest` `{etag}` to each listed display. */
-export interface ManifestChanged {
-	tenantId: string;
-	displayIds: string[];
-	etags: Record<string, string>;
-}
+export type ManifestChanged = Events["scheduling.manifest.changed"];
 
+/** The payload as it arrived, checked against the contract: unusable ids and etags are left out. */
 export function parseManifestChanged(payload: unknown): ManifestChanged | null {
 	if (!isRecord(payload) || !isId(payload.tenantId) || !Array.isArray(payload.displayIds)) return null;
 	const displayIds = [...new Set(payload.displayIds.filter(isId))];
@@ -340,7 +346,14 @@ export function manifestEventData(change: ManifestChanged, displayId: string): {
 }
 
 /** `devices.display.deleted` → the display's stream ends with `revoked`. */
-export function parseDisplayDeleted(payload: unknown): DeviceIdentity | null {
+export type DisplayDeleted = Events["devices.display.deleted"];
+
+export function parseDisplayDeleted(payload: unknown): DisplayDeleted | null {
 	if (!isRecord(payload) || !isId(payload.tenantId) || !isId(payload.displayId)) return null;
 	return { tenantId: payload.tenantId, displayId: payload.displayId };
+}
+
+/** Whether a stream's token still names the device the stream was opened for. */
+export function isSameDevice(principal: Principal | null, identity: DeviceIdentity): boolean {
+	return principal?.kind === "device" && principal.tenantId === identity.tenantId && principal.displayId === identity.displayId;
 }

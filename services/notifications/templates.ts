@@ -13,38 +13,7 @@ import { ROLES, type Role } from "../../shared/rbac";
 
 export const PRODUCT_NAME = "Marquee";
 
-export const EMAIL_TEMPLATES = ["verify", "reset", "invitation"] as const;
-export type EmailTemplate = (typeof EMAIL_TEMPLATES)[number];
-
-export interface VerifyEmailData {
-	name: string;
-	url: string;
-}
-
-export interface ResetEmailData {
-	name: string;
-	url: string;
-	/** How long the reset link stays valid. */
-	expiresInMinutes: number;
-}
-
-export interface InvitationEmailData {
-	inviterName: string;
-	tenantName: string;
-	role: Role;
-	url: string;
-	/** When the invitation lapses: an ISO 8601 date-time (a Date is accepted in-process). */
-	expiresAt: string;
-}
-
-export interface EmailData {
-	verify: VerifyEmailData;
-	reset: ResetEmailData;
-	invitation: InvitationEmailData;
-}
-
-/** The params of `notifications.sendEmail`, typed per template for callers. */
-export type SendEmailParams = { [T in EmailTemplate]: { to: string; template: T; data: EmailData[T] } }[EmailTemplate];
+import { EMAIL_TEMPLATES, type EmailData, type EmailTemplate } from "../../shared/contracts";
 
 export interface RenderedEmail {
 	subject: string;

@@ -9,24 +9,17 @@
  * a device holding the old manifest must learn it, so its If-None-Match no longer matches.
  */
 import crypto from "node:crypto";
-import { earliestInstant, itemsValidAt, type Resolution, type Source } from "./engine";
+import { manifestEtagKey, type ContentView, type Manifest, type ManifestItem } from "../../shared/contracts";
+import { earliestInstant, itemsValidAt, type Resolution } from "./engine";
 
-/** Content as media describes it (`media.byIds`). */
-export interface ContentInfo {
-	id: string;
-	name: string;
-	type: string;
-	mimeType: string;
-	size: number;
-	sha256: string | null;
-	width: number | null;
-	height: number | null;
-	durationMs: number;
-	url: string | null;
-	status: string;
-	validFrom: string | null;
-	validUntil: string | null;
-}
+export type { Manifest, ManifestItem };
+export { manifestEtagKey };
+
+/** Content as media describes it (`media.byIds`): what a manifest and a playlist view use of it. */
+export type ContentInfo = Pick<
+	ContentView,
+	"id" | "name" | "type" | "mimeType" | "size" | "sha256" | "width" | "height" | "durationMs" | "url" | "status" | "validFrom" | "validUntil"
+>;
 
 export interface PlaylistItem {
 	id: string;
@@ -39,32 +32,6 @@ export interface PlaylistData {
 	id: string;
 	name: string;
 	items: PlaylistItem[];
-}
-
-export interface ManifestItem {
-	contentId: string;
-	name: string;
-	type: string;
-	mimeType: string;
-	url: string;
-	sha256: string | null;
-	size: number;
-	durationMs: number;
-	width?: number;
-	height?: number;
-}
-
-export interface Manifest {
-	displayId: string;
-	etag: string;
-	generatedAt: string;
-	validUntil: string | null;
-	timezone: string;
-	source: Source;
-	playlist: { id: string; name: string } | null;
-	schedule: { id: string; name: string } | null;
-	override: { id: string; name: string } | null;
-	items: ManifestItem[];
 }
 
 export interface ManifestInput {
@@ -85,11 +52,6 @@ export function effectiveItems(playlist: PlaylistData, content: Map<string, Cont
 		const info = content.get(item.contentId);
 		return info ? [{ ...item, durationMs: item.durationMs ?? info.durationMs, content: info }] : [];
 	});
-}
-
-/** The kv key of a display's current manifest ETag: scheduling writes it, the heartbeat reads it. */
-export function manifestEtagKey(displayId: string): string {
-	return `manifest-etag:${displayId}`;
 }
 
 export function deviceContentPath(contentId: string): string {
@@ -142,4 +104,13 @@ export function buildManifest(input: ManifestInput): Manifest {
 	};
 	const { displayId, ...rest } = body;
 	return { displayId, etag: etagOf(body), generatedAt: input.at.toISOString(), ...rest };
+}
+
+/** RFC 9110 If-None-Match: `*`, or a list of (possibly weak) entity tags, one of which is `etag`. */
+export function etagMatches(header: string | undefined, etag: string): boolean {
+	if (!header) return false;
+	return header.split(",").some(raw => {
+		const tag = raw.trim();
+		return tag === "*" || tag.replace(/^W\//, "") === etag;
+	});
 }

@@ -6,7 +6,12 @@
  * has keys for its own id, its groups and its tags; the schedules that may target it are those
  * sharing a key (one `$in` query on an indexed array field, or the in-memory index below for
  * bulk recomputation). Exclusions are left to the engine, which reports them as "excluded".
+ *
+ * Selectors go the other way, for invalidation: which displays a stored change can reach (its old
+ * and new targets, the displays defaulting to a playlist, or every display), as
+ * `devices.displaysFor` takes them.
  */
+import type { DisplaySelector, TargetsView } from "../../shared/contracts";
 import type { DisplayTarget, TargetSet } from "./engine";
 
 export function targetKeys(targets: TargetSet | undefined): string[] {
@@ -44,4 +49,47 @@ export class ScheduleIndex<T extends { id: string; targets: TargetSet }> {
 		}
 		return [...found.values()];
 	}
+}
+
+// ---- targets as stored ------------------------------------------------------------------------
+
+/** Targets as stored and answered: every list present. None (an override's) stays null. */
+export function cleanTargets(targets: TargetSet): TargetsView;
+export function cleanTargets(targets: TargetSet | null | undefined): TargetsView | null;
+export function cleanTargets(targets: TargetSet | null | undefined): TargetsView | null {
+	if (!targets) return null;
+	return { displayIds: targets.displayIds ?? [], groupIds: targets.groupIds ?? [], tags: targets.tags ?? [] };
+}
+
+export function hasTargets(targets: TargetSet | null | undefined): boolean {
+	return targetKeys(targets ?? undefined).length > 0;
+}
+
+/** What a schedule stores of its targets: the lists, and their keys for the target index. */
+export function targetFields(targets: TargetSet): { targets: TargetsView; targetKeys: string[] } {
+	return { targets: cleanTargets(targets), targetKeys: targetKeys(targets) };
+}
+
+// ---- selectors --------------------------------------------------------------------------------
+
+/** The displays a schedule's or override's targets reach; none (an override) = every display. */
+export function selectorOf(targets: TargetSet | null | undefined): DisplaySelector {
+	return cleanTargets(targets) ?? { all: true };
+}
+
+/** The union of selectors: every display as soon as one selects every display. */
+export function mergeSelectors(...selectors: DisplaySelector[]): DisplaySelector {
+	if (selectors.some(s => s.all)) return { all: true };
+	const union = (pick: (s: DisplaySelector) => string[] | undefined) => [...new Set(selectors.flatMap(s => pick(s) ?? []))];
+	return {
+		displayIds: union(s => s.displayIds),
+		groupIds: union(s => s.groupIds),
+		tags: union(s => s.tags),
+		defaultPlaylistIds: union(s => s.defaultPlaylistIds)
+	};
+}
+
+/** The displays that playlists reach: through the schedules and overrides using them, and as defaults. */
+export function playlistUsersSelector(playlistIds: string[], schedules: Array<{ targets: TargetSet }>, overrides: Array<{ targets: TargetSet | null }>): DisplaySelector {
+	return mergeSelectors({ defaultPlaylistIds: playlistIds }, ...schedules.map(s => selectorOf(s.targets)), ...overrides.map(o => selectorOf(o.targets)));
 }

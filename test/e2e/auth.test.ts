@@ -5,7 +5,9 @@
  */
 import crypto from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
+import type { GlobalCollection } from "../../mixins/db.mixin";
 import type { AuditRecord } from "../../shared/audit";
+import type { EmailTokenDoc } from "../../services/auth/accounts";
 import { signAccessToken, signingKeys } from "../../services/auth/tokens";
 import { sharedKeyValueStore } from "../../shared/kv";
 import { request, type ErrorBody } from "../helpers/platform";
@@ -274,9 +276,8 @@ describe("auth", () => {
 			const user = await register(p, newAccount("expired"));
 			await request(p.api("/auth/forgot-password"), { method: "POST", json: { email: user.user.email } });
 			const token = await tokenFromMail(p, user.user.email, "reset-password");
-			const auth = p.broker.getLocalService("auth") as unknown as { db: { email_tokens: { updateWhere(s: unknown, q: unknown, c: unknown): Promise<number> } } };
-			const { UNSCOPED } = await import("../../mixins/db.mixin");
-			expect(await auth.db.email_tokens.updateWhere(UNSCOPED, { userId: user.user.id, purpose: "reset" }, { expiresAt: new Date(Date.now() - 1000).toISOString() })).toBe(1);
+			const auth = p.broker.getLocalService("auth") as unknown as { db: { email_tokens: GlobalCollection<EmailTokenDoc> } };
+			expect(await auth.db.email_tokens.updateWhere({ userId: user.user.id, purpose: "reset" }, { expiresAt: new Date(Date.now() - 1000).toISOString() })).toBe(1);
 			expect((await request(p.api("/auth/reset-password"), { method: "POST", json: { token, password: "a-brand-new passphrase 44" } })).status).toBe(400);
 		});
 	});

@@ -6,7 +6,7 @@
  */
 import type { AddressInfo } from "node:net";
 import type { Service } from "moleculer";
-import { DEVICE_STREAMS_METRIC } from "../../services/api.service";
+import { DEVICE_STREAMS_METRIC } from "../../services/api/device-stream";
 import { newId } from "../../shared/ids";
 import { lifecycle } from "../../shared/lifecycle";
 import { decide } from "../../shared/rbac";

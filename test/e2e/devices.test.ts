@@ -2,7 +2,11 @@
  * Devices over HTTP: the pairing flow from both sides, displays and groups, commands through
  * heartbeats, device tokens, quotas and bad device input.
  */
+import { systemScope, type GlobalCollection, type TenantCollection } from "../../mixins/db.mixin";
 import DevicesService from "../../services/devices.service";
+import type { CommandDoc } from "../../services/devices/commands";
+import type { DisplayDoc, DisplayGroupDoc } from "../../services/devices/displays";
+import type { PairingDoc } from "../../services/devices/pairing";
 import { request, type ErrorBody } from "../helpers/platform";
 import { bearer, newAccount, pairDisplay as pairWholeFlow, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
 import { closeStreams, connect, isEvent } from "../helpers/sse";
@@ -37,6 +41,13 @@ describe("devices", () => {
 	afterAll(() => p.stop());
 
 	const as = (s: { accessToken: string }) => bearer(s.accessToken);
+
+	/** What these tests reach inside the devices service: its collections and its sweep. */
+	const internals = () =>
+		p.broker.getLocalService("devices") as unknown as {
+			db: { displays: TenantCollection<DisplayDoc>; display_groups: TenantCollection<DisplayGroupDoc>; commands: TenantCollection<CommandDoc>; pairings: GlobalCollection<PairingDoc> };
+			sweepOnce(): Promise<void>;
+		};
 
 	async function startPairing(): Promise<Pairing> {
 		const res = await request<Pairing>(p.api("/device/pairing"), { method: "POST", headers: someClient(), json: { hardwareId: "hw-1", model: "TV", resolution: "1920x1080" } });
@@ -94,9 +105,7 @@ describe("devices", () => {
 
 		it("an expired code answers 404", async () => {
 			const pairing = await startPairing();
-			const devices = p.broker.getLocalService("devices") as unknown as { db: { pairings: { updateWhere(s: unknown, q: unknown, c: unknown): Promise<number> } } };
-			const { UNSCOPED } = await import("../../mixins/db.mixin");
-			await devices.db.pairings.updateWhere(UNSCOPED, { _id: pairing.pairingId }, { expiresAt: new Date(Date.now() - 1000).toISOString() });
+			await internals().db.pairings.updateWhere({ _id: pairing.pairingId }, { expiresAt: new Date(Date.now() - 1000).toISOString() });
 			expect((await request(p.api("/displays/pair"), { method: "POST", headers: as(owner), json: { code: pairing.code, name: "Late" } })).status).toBe(404);
 			expect((await poll(pairing)).status).toBe(404);
 		});
@@ -304,11 +313,8 @@ describe("devices", () => {
 		it("commands expire after 24 h", async () => {
 			const { display, token } = await pairDisplay();
 			const queued = await request<{ id: string }>(p.api(`/displays/${display.id}/commands`), { method: "POST", headers: as(owner), json: { type: "reload" } });
-			const devices = p.broker.getLocalService("devices") as unknown as {
-				db: { commands: { updateWhere(s: unknown, q: unknown, c: unknown): Promise<number> } };
-				sweepOnce(): Promise<void>;
-			};
-			await devices.db.commands.updateWhere({ tenantId: owner.tenant.id }, { _id: queued.body.id }, { expiresAt: new Date(Date.now() - 1000).toISOString() });
+			const devices = internals();
+			await devices.db.commands.updateWhere(systemScope(owner.tenant.id), { _id: queued.body.id }, { expiresAt: new Date(Date.now() - 1000).toISOString() });
 			await devices.sweepOnce();
 			const hb = await request<{ commands: unknown[] }>(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: {} });
 			expect(hb.body.commands).toEqual([]);
@@ -343,13 +349,14 @@ describe("devices", () => {
 			await request(p.api("/display-groups"), { method: "POST", headers: as(doomed), json: { name: "G" } });
 			await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: {} });
 			expect((await request(p.api("/tenant"), { method: "DELETE", headers: as(doomed), json: { confirm: doomed.tenant.name } })).status).toBe(204);
-			const devices = p.broker.getLocalService("devices") as unknown as { db: Record<string, { findDocs(scope: unknown): Promise<unknown[]> }> };
+			const { db } = internals();
+			const scope = systemScope(doomed.tenant.id);
+			const left = () => Promise.all([db.displays.findDocs(scope), db.display_groups.findDocs(scope), db.commands.findDocs(scope)]);
 			for (let i = 0; i < 50; i++) {
-				const counts = await Promise.all(["displays", "display_groups", "commands"].map(c => devices.db[c].findDocs({ tenantId: doomed.tenant.id })));
-				if (counts.every(c => c.length === 0)) break;
+				if ((await left()).every(c => c.length === 0)) break;
 				await new Promise(resolve => setTimeout(resolve, 20));
 			}
-			for (const c of ["displays", "display_groups", "commands"]) expect(await devices.db[c].findDocs({ tenantId: doomed.tenant.id })).toEqual([]);
+			for (const docs of await left()) expect(docs).toEqual([]);
 			expect((await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: {} })).status).toBe(401);
 		});
 	});

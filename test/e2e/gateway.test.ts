@@ -2,7 +2,8 @@
  * The gateway over HTTP: error shape and status of every failure path, request ids, RBAC per
  * route, rate limits, CORS, operations endpoints and the generated OpenAPI document.
  */
-import type { ServiceSchema } from "moleculer";
+import { ServiceBroker, type Context, type ServiceSchema } from "moleculer";
+import { brokerOptions } from "../../moleculer.config";
 import { decide, PERMISSIONS, type Permission } from "../../shared/rbac";
 import { logFormatter } from "../../shared/logging";
 import { validateOpenApi } from "../helpers/openapi-validator";
@@ -23,6 +24,25 @@ const LogProbeService: ServiceSchema = {
 			permission: "public",
 			handler() {
 				this.logger.info("handling hello");
+				return { ok: true };
+			}
+		}
+	}
+};
+
+/** Actions that declare their success status (the one `conditional` overrides with its own). */
+const StatusProbeService: ServiceSchema = {
+	name: "statusprobe",
+	settings: { rest: "/" },
+	actions: {
+		created: { rest: "POST /statusprobe/created", permission: "public", successStatus: 201, handler: () => ({ ok: true }) },
+		accepted: { rest: "POST /statusprobe/accepted", permission: "public", successStatus: 202, handler: () => ({ queued: true }) },
+		conditional: {
+			rest: "GET /statusprobe/conditional",
+			permission: "public",
+			successStatus: 201,
+			handler(ctx: Context<unknown, { $statusCode?: number }>) {
+				ctx.meta.$statusCode = 200;
 				return { ok: true };
 			}
 		}
@@ -466,6 +486,46 @@ describe("gateway", () => {
 			const res = await request<{ status: string }>(`${lonely.url}/health/ready`);
 			expect(res.status).toBe(200);
 			expect(res.body.status).toBe("ok");
+		});
+	});
+
+	describe("the action's declared successStatus", () => {
+		it("is the answer's status unless the handler chose one", async () => {
+			const local = await startGateway([StubAuthService, StatusProbeService]);
+			try {
+				const created = await request(`${local.url}${V1}/statusprobe/created`, { method: "POST", json: {} });
+				expect(created.status).toBe(201);
+				expect(created.body).toEqual({ ok: true });
+				expect((await request(`${local.url}${V1}/statusprobe/accepted`, { method: "POST", json: {} })).status).toBe(202);
+				expect((await request(`${local.url}${V1}/statusprobe/conditional`)).status).toBe(200);
+			} finally {
+				await local.stop();
+			}
+		});
+
+		it("holds for an action on another node: its definition crossed the transporter", async () => {
+			const front = await startGateway([StubAuthService], {}, { transporter: "Fake", nodeID: "gateway-node" });
+			const back = new ServiceBroker(
+				brokerOptions(front.config, { logger: false, skipProcessEventRegistration: true, transporter: "Fake", nodeID: "service-node" })
+			);
+			back.createService(StatusProbeService);
+			try {
+				await back.start();
+				await front.broker.waitForServices("statusprobe", 10_000);
+				const url = `${front.url}${V1}/statusprobe/accepted`;
+				// moleculer-web adds the remote routes when it regenerates its aliases (debounced).
+				let res = await request(url, { method: "POST", json: {} });
+				for (let tries = 0; res.status === 404 && tries < 50; tries++) {
+					await new Promise(resolve => setTimeout(resolve, 100));
+					res = await request(url, { method: "POST", json: {} });
+				}
+				expect(front.broker.registry.getActionList({ onlyLocal: false }).find(a => a.name === "statusprobe.accepted")?.hasLocal).toBe(false);
+				expect(res.status).toBe(202);
+				expect(res.body).toEqual({ queued: true });
+			} finally {
+				await back.stop();
+				await front.stop();
+			}
 		});
 	});
 

@@ -4,28 +4,26 @@
  */
 import { createHash } from "node:crypto";
 import { deflateSync } from "node:zlib";
+import { FormatRegistry } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
 import sharp from "sharp";
+import { systemScope, type TenantCollection } from "../../mixins/db.mixin";
 import MediaService from "../../services/media.service";
+import type { ContentDoc } from "../../services/media/content";
+import { ContentPage, ContentUsage, ContentView } from "../../shared/contracts";
 import type { Storage } from "../../shared/storage";
 import { request, type ErrorBody } from "../helpers/platform";
 import { bearer, newAccount, register, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
 
-interface Content {
-	id: string;
-	name: string;
-	type: string;
-	mimeType: string;
-	size: number;
-	sha256: string | null;
-	width: number | null;
-	height: number | null;
-	durationMs: number;
-	url: string | null;
-	thumbnailUrl: string | null;
-	tags: string[];
-	validFrom: string | null;
-	validUntil: string | null;
-	status: string;
+type Content = ContentView;
+
+// TypeBox checks formats only once they are registered (Instant is a date-time).
+FormatRegistry.Set("date-time", value => !Number.isNaN(Date.parse(value)));
+
+/** An answer is exactly the published ContentView: its fields, no more, with their types. */
+function expectContentView(body: unknown): void {
+	expect([...Value.Errors(ContentView, body)]).toEqual([]);
+	expect(Object.keys(body as object).sort()).toEqual(Object.keys(ContentView.properties).sort());
 }
 
 const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
@@ -99,6 +97,8 @@ describe("media", () => {
 			status: "ready",
 			thumbnailUrl: `/api/v1/content/${res.body.id}/thumbnail`
 		});
+		expectContentView(res.body);
+		expect(res.body).toMatchObject({ metadataSource: "file", url: `/api/v1/content/${res.body.id}/download`, validFrom: null, validUntil: null });
 		const keys = await objectsOf(owner.tenant.id);
 		expect(keys.sort()).toEqual([`tenants/${owner.tenant.id}/content/${res.body.id}/original.png`, `tenants/${owner.tenant.id}/content/${res.body.id}/thumbnail.webp`]);
 		expect(keys.join()).not.toContain("passwd");
@@ -171,6 +171,9 @@ describe("media", () => {
 		const stored = await objectsOf(tenant.tenant.id);
 		expect(stored.filter(k => k.endsWith("original.png"))).toHaveLength(accepted);
 		expect(await usage(tenant)).toBeLessThanOrEqual(3 * 1024 * 1024);
+		const report = await request<ContentUsage>(p.api("/content/usage"), { headers: as(tenant) });
+		expect([...Value.Errors(ContentUsage, report.body)]).toEqual([]);
+		expect(report.body.limitBytes).toBe(3 * 1024 * 1024);
 	});
 
 	it("refuses a request without a file, or with a JSON body", async () => {
@@ -188,12 +191,16 @@ describe("media", () => {
 		const page = await request<Content>(p.api("/content/url"), { method: "POST", headers: as(owner), json: { name: "Weather", url: "https://weather.example.com/board", durationMs: 30_000, tags: ["live"] } });
 		expect(page.status).toBe(201);
 		expect(page.body).toMatchObject({ type: "web", url: "https://weather.example.com/board", durationMs: 30_000, status: "ready", tags: ["live"] });
+		expectContentView(page.body);
+		expect(page.body).toMatchObject({ mimeType: "text/html", size: 0, sha256: null, width: null, height: null, metadataSource: null, thumbnailUrl: null });
 		for (const url of ["javascript:alert(1)", "file:///etc/passwd", "ftp://x.example.com", "https://user:pw@x.example.com", "not a url"]) {
 			expect((await request(p.api("/content/url"), { method: "POST", headers: as(owner), json: { name: "Bad", url, durationMs: 5000 } })).status).toBe(422);
 		}
 		const byType = await request<{ rows: Content[] }>(p.api("/content?type=web"), { headers: as(owner) });
 		expect(byType.body.rows.map(c => c.id)).toContain(page.body.id);
 		expect(byType.body.rows.every(c => c.type === "web")).toBe(true);
+		expect([...Value.Errors(ContentPage, byType.body)]).toEqual([]);
+		byType.body.rows.forEach(expectContentView);
 		const byTag = await request<{ rows: Content[] }>(p.api("/content?tag=live"), { headers: as(owner) });
 		expect(byTag.body.rows.map(c => c.id)).toEqual([page.body.id]);
 		const byText = await request<{ rows: Content[] }>(p.api("/content?q=weath"), { headers: as(owner) });
@@ -205,6 +212,7 @@ describe("media", () => {
 			json: { name: "Weather board", validFrom: "2026-12-01T00:00:00.000Z", validUntil: "2026-12-24T00:00:00.000Z" }
 		});
 		expect(windowed.status).toBe(200);
+		expectContentView(windowed.body);
 		expect(windowed.body).toMatchObject({ name: "Weather board", validFrom: "2026-12-01T00:00:00.000Z", validUntil: "2026-12-24T00:00:00.000Z" });
 		const inverted = await request(p.api(`/content/${page.body.id}`), { method: "PATCH", headers: as(owner), json: { validUntil: "2026-11-01T00:00:00.000Z" } });
 		expect(inverted.status).toBe(422);
@@ -253,11 +261,12 @@ describe("media", () => {
 		await request(p.api("/content/url"), { method: "POST", headers: as(doomed), json: { name: "W", url: "https://w.example.com", durationMs: 5000 } });
 		expect((await objectsOf(doomed.tenant.id)).length).toBe(2);
 		expect((await request(p.api("/tenant"), { method: "DELETE", headers: as(doomed), json: { confirm: doomed.tenant.name } })).status).toBe(204);
-		const media = p.broker.getLocalService("media") as unknown as { db: { content: { findDocs(scope: unknown): Promise<unknown[]> } } };
-		for (let i = 0; i < 50 && ((await objectsOf(doomed.tenant.id)).length || (await media.db.content.findDocs({ tenantId: doomed.tenant.id })).length); i++) {
+		const media = p.broker.getLocalService("media") as unknown as { db: { content: TenantCollection<ContentDoc> } };
+		const scope = systemScope(doomed.tenant.id);
+		for (let i = 0; i < 50 && ((await objectsOf(doomed.tenant.id)).length || (await media.db.content.findDocs(scope)).length); i++) {
 			await new Promise(resolve => setTimeout(resolve, 20));
 		}
 		expect(await objectsOf(doomed.tenant.id)).toEqual([]);
-		expect(await media.db.content.findDocs({ tenantId: doomed.tenant.id })).toEqual([]);
+		expect(await media.db.content.findDocs(scope)).toEqual([]);
 	});
 });

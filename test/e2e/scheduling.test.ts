@@ -5,6 +5,9 @@
  */
 import sharp from "sharp";
 import type { Service } from "moleculer";
+import { FormatRegistry, type TSchema } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import { Manifest as ManifestSchema, OverridePage, OverrideView, PlaylistPage, PlaylistView, PreviewView, SchedulePage, ScheduleView, SchedulingExport, TimelineView } from "../../shared/contracts";
 import { bearer, newAccount, pairDisplay, register, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
 import { request, type ErrorBody } from "../helpers/platform";
 import { connect, isEvent, open, type Block, type Stream } from "../helpers/sse";
@@ -42,6 +45,14 @@ interface Preview {
 afterEach(() => {
 	for (const stream of open.splice(0)) stream.close();
 });
+
+if (!FormatRegistry.Has("date-time")) FormatRegistry.Set("date-time", value => !Number.isNaN(Date.parse(value)) && /T.*(Z|[+-]\d{2}:\d{2})$/.test(value));
+
+/** The body is exactly what the action's published schema says: every field typed as declared, and none more. */
+function expectShape(schema: TSchema, body: unknown): void {
+	expect([...Value.Errors(schema, body)].map(e => `${e.path}: ${e.message}`)).toEqual([]);
+	expect(Value.Clean(schema, structuredClone(body))).toEqual(body);
+}
 
 describe("scheduling", () => {
 	let p: Platform;
@@ -490,6 +501,55 @@ describe("scheduling", () => {
 		expect(manifestEvents(floatingStream)).toHaveLength(1);
 		expect(manifestEvents(pinnedStream)).toHaveLength(0);
 		expect((await manifest(pinned.token)).body.timezone).toBe("Europe/Paris");
+	});
+
+	it("every answer is exactly its published response schema (and the deletes answer no body)", async () => {
+		const image = await imageContent(owner, "Shape poster");
+		const web = await webContent(owner, "Shape board");
+		const created = await request<Playlist>(p.api("/playlists"), { method: "POST", headers: as(owner), json: { name: "Shapes", items: [{ contentId: image.id, durationMs: 3000 }, { contentId: web }] } });
+		expect(created.status).toBe(201);
+		expectShape(PlaylistView, created.body);
+		expectShape(PlaylistView, (await request(p.api(`/playlists/${created.body.id}`), { headers: as(owner) })).body);
+		expectShape(PlaylistView, (await request(p.api(`/playlists/${created.body.id}`), { method: "PATCH", headers: as(owner), json: { name: "Shapes 2" } })).body);
+		expectShape(PlaylistPage, (await request(p.api("/playlists?q=Shapes"), { headers: as(owner) })).body);
+
+		const { display, token } = await pairDisplay(p, owner, { tags: ["shapes"], timezone: "Europe/Paris" });
+		const sched = await request<{ id: string }>(p.api("/schedules"), {
+			method: "POST",
+			headers: as(owner),
+			json: { name: "Shapes", playlistId: created.body.id, targets: { tags: ["shapes"] }, startDate: "2026-01-01", daysOfWeek: [2, 1], startTime: "08:00", endTime: "20:00" }
+		});
+		expect(sched.status).toBe(201);
+		expectShape(ScheduleView, sched.body);
+		expectShape(ScheduleView, (await request(p.api(`/schedules/${sched.body.id}`), { headers: as(owner) })).body);
+		expectShape(ScheduleView, (await request(p.api(`/schedules/${sched.body.id}`), { method: "PATCH", headers: as(owner), json: { daysOfWeek: null, priority: 2 } })).body);
+		expectShape(SchedulePage, (await request(p.api("/schedules"), { headers: as(owner) })).body);
+		expectShape(SchedulePage, (await request(p.api(`/schedules?displayId=${display.id}`), { headers: as(owner) })).body);
+
+		const override = await request<{ id: string }>(p.api("/overrides"), { method: "POST", headers: as(owner), json: { name: "Shapes", playlistId: created.body.id, endsAt: new Date(Date.now() + 3600_000).toISOString() } });
+		expect(override.status).toBe(201);
+		expectShape(OverrideView, override.body);
+		const targeted = await request(p.api(`/overrides/${override.body.id}`), { method: "PATCH", headers: as(owner), json: { targets: { displayIds: [display.id] } } });
+		expectShape(OverrideView, targeted.body);
+		expectShape(OverrideView, (await request(p.api(`/overrides/${override.body.id}`), { headers: as(owner) })).body);
+		expectShape(OverridePage, (await request(p.api("/overrides?status=active"), { headers: as(owner) })).body);
+
+		expectShape(PreviewView, (await preview(owner, display.id, new Date().toISOString())).body);
+		expectShape(PreviewView, (await preview(owner, display.id, "2026-12-01T12:00:00Z")).body);
+		expectShape(TimelineView, (await request(p.api(`/displays/${display.id}/timeline`), { headers: as(owner) })).body);
+		const played = await manifest(token);
+		expect(played.status).toBe(200);
+		expectShape(ManifestSchema, played.body);
+		await settled();
+
+		const exported = await p.broker.call("scheduling.exportTenantData", { tenantId: owner.tenant.id });
+		expectShape(SchedulingExport, exported);
+
+		for (const path of [`/overrides/${override.body.id}`, `/schedules/${sched.body.id}`, `/playlists/${created.body.id}`]) {
+			const res = await request(p.api(path), { method: "DELETE", headers: as(owner) });
+			expect([path, res.status, res.text]).toEqual([path, 204, ""]);
+		}
+		await settled();
 	});
 
 	it("another tenant's playlist, schedule, override and display answer 404", async () => {

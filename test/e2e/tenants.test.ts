@@ -2,11 +2,25 @@
  * Tenants over HTTP: settings, invitations, members and roles, ownership transfer, and the
  * GDPR export and deletion, checked across every service's stored data.
  */
-import { UNSCOPED, type Collection } from "../../mixins/db.mixin";
+import { FormatRegistry, type TSchema } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import { ALL_TENANTS, TenantCollection, type GlobalCollection, type Stored, type TenantOwned } from "../../mixins/db.mixin";
+import { InvitationCreated, InvitationPage, LoginAnswer, MemberPage, MemberRole, OwnershipTransferred, TenantArchive, TenantView } from "../../shared/contracts";
 import { request, startGateway, tempDir, type ErrorBody } from "../helpers/platform";
 import { bearer, login, mailbox, newAccount, PLATFORM_SERVICES, register, someClient, startTestPlatform, tokenFromMail, type Platform, type Session } from "../helpers/accounts";
 
 type Member = { userId: string; email: string; name: string; role: string; joinedAt: string };
+/** Any stored document, with the fields the deletion check looks at when a collection has them. */
+type AnyDoc = Stored & { tenantId?: unknown; userId?: unknown };
+type AnyCollection = TenantCollection<TenantOwned & AnyDoc> | GlobalCollection<AnyDoc>;
+
+if (!FormatRegistry.Has("date-time")) FormatRegistry.Set("date-time", value => !Number.isNaN(Date.parse(value)) && /T.*(Z|[+-]\d{2}:\d{2})$/.test(value));
+
+/** The body is exactly what the action's published schema says: every field typed as declared, and none more. */
+function expectShape(schema: TSchema, body: unknown): void {
+	expect([...Value.Errors(schema, body)].map(e => `${e.path}: ${e.message}`)).toEqual([]);
+	expect(Value.Clean(schema, structuredClone(body))).toEqual(body);
+}
 
 describe("tenants", () => {
 	let p: Platform;
@@ -77,6 +91,7 @@ describe("tenants", () => {
 		it("GET /tenant has the settings; PATCH merges them; bad values answer 422", async () => {
 			const got = await request<{ settings: Record<string, unknown> }>(p.api("/tenant"), { headers: as(owner) });
 			expect(got.body.settings).toEqual({ timezone: "UTC", offlineAlertMinutes: 10, offlineAfterSec: 90 });
+			expectShape(TenantView, got.body);
 			const patched = await request<{ name: string; plan: string; id: string; settings: Record<string, unknown> }>(p.api("/tenant"), {
 				method: "PATCH",
 				headers: as(owner),
@@ -84,6 +99,7 @@ describe("tenants", () => {
 			});
 			expect(patched.status).toBe(200);
 			expect(patched.body).toMatchObject({ id: owner.tenant.id, name: "Boss Signage", plan: "free", settings: { timezone: "Europe/London", offlineAlertMinutes: 10 } });
+			expectShape(TenantView, patched.body);
 			const bad = await request<ErrorBody>(p.api("/tenant"), { method: "PATCH", headers: as(owner), json: { settings: { timezone: "Mars/Olympus" } } });
 			expect(bad.status).toBe(422);
 			expect(bad.body.error.data).toEqual([expect.objectContaining({ field: "settings.timezone" })]);
@@ -115,19 +131,23 @@ describe("tenants", () => {
 			});
 			expect(invited.status).toBe(201);
 			expect(invited.body).toEqual({ id: expect.any(String), email: account.email, role: "editor", expiresAt: expect.any(String) });
+			expectShape(InvitationCreated, invited.body);
 			expect(Date.parse(invited.body.expiresAt)).toBeGreaterThan(Date.now() + 6 * 24 * 3600_000);
 			const pending = await request<{ rows: Array<{ id: string }> }>(p.api("/invitations"), { headers: as(owner) });
 			expect(pending.body.rows.map(r => r.id)).toContain(invited.body.id);
+			expectShape(InvitationPage, pending.body);
 
 			const token = await tokenFromMail(p, account.email, "accept-invitation");
 			const accepted = await request<Session>(p.api("/invitations/accept"), { method: "POST", json: { token, name: account.name, password: account.password } });
 			expect(accepted.status).toBe(200);
 			expect(accepted.body).toMatchObject({ role: "editor", tenant: { id: owner.tenant.id }, user: { email: account.email, emailVerified: true } });
 			expect(accepted.body.accessToken).toBeTruthy();
+			expectShape(LoginAnswer, accepted.body);
 			const again = await request<ErrorBody>(p.api("/invitations/accept"), { method: "POST", json: { token, name: account.name, password: account.password } });
 			expect(again.status).toBe(400);
 			const members = await request<{ rows: Member[] }>(p.api("/members"), { headers: as(owner) });
 			expect(members.body.rows.find(m => m.email === account.email)).toMatchObject({ role: "editor", name: account.name });
+			expectShape(MemberPage, members.body);
 		});
 
 		it("an existing account accepts with its password, which is checked", async () => {
@@ -171,6 +191,7 @@ describe("tenants", () => {
 			const promoted = await request<Member>(p.api(`/members/${editor.user.id}`), { method: "PATCH", headers: as(owner), json: { role: "admin" } });
 			expect(promoted.status).toBe(200);
 			expect(promoted.body).toMatchObject({ userId: editor.user.id, role: "admin" });
+			expectShape(MemberRole, promoted.body);
 			expect((await request(p.api(`/members/${editor.user.id}`), { method: "PATCH", headers: as(owner), json: { role: "superuser" } })).status).toBe(422);
 		});
 
@@ -208,6 +229,8 @@ describe("tenants", () => {
 			expect((await request(p.api("/tenant/transfer-ownership"), { method: "POST", headers: as(heir), json: { userId: boss.user.id } })).status).toBe(403);
 			const moved = await request(p.api("/tenant/transfer-ownership"), { method: "POST", headers: as(boss), json: { userId: heir.user.id } });
 			expect(moved.status).toBe(200);
+			expect(moved.body).toEqual({ userId: heir.user.id, role: "owner" });
+			expectShape(OwnershipTransferred, moved.body);
 			expect((await login(p, account.email, account.password)).role).toBe("owner");
 			expect((await login(p, boss.user.email, boss.password)).role).toBe("admin");
 		});
@@ -225,6 +248,7 @@ describe("tenants", () => {
 			const users = res.body.services.auth.users as Array<{ email: string }>;
 			expect(users.map(u => u.email)).toEqual(expect.arrayContaining([owner.user.email, editor.user.email]));
 			expect(res.text).not.toMatch(/passwordHash|tokenHash|keyHash|currentHash|usedHashes|\$2[aby]\$/);
+			expectShape(TenantArchive, res.body);
 		});
 
 		it("with a service that keeps tenant data down, the export answers 503 naming it instead of an incomplete archive", async () => {
@@ -274,15 +298,16 @@ describe("tenants", () => {
 
 			// Every collection of every service that has one, checked directly.
 			const tenantId = doomed.tenant.id;
-			const collections: Array<[string, Collection]> = [];
-			for (const svc of p.broker.services as unknown as Array<{ name: string; db?: Record<string, Collection> }>) {
+			const collections: Array<[string, AnyCollection]> = [];
+			for (const svc of p.broker.services as unknown as Array<{ name: string; db?: Record<string, AnyCollection> }>) {
 				for (const [collection, c] of Object.entries(svc.db ?? {})) collections.push([`${svc.name}.${collection}`, c]);
 			}
 			expect(collections.map(([name]) => name)).toEqual(expect.arrayContaining(["devices.display_groups", "media.content", "scheduling.playlists", "scheduling.schedules", "scheduling.overrides"]));
 			const leftovers = async () => {
 				const found: string[] = [];
 				for (const [name, c] of collections) {
-					const docs = c.options.tenantScoped ? await c.findDocs({ tenantId }) : await c.findAcrossTenants({});
+					// Every tenant's documents, not only the deleted tenant's: its users' documents must be gone everywhere.
+					const docs: AnyDoc[] = c instanceof TenantCollection ? await c.findDocs(ALL_TENANTS) : await c.findDocs();
 					const mine = docs.filter(d => d.tenantId === tenantId || d.id === tenantId || [doomed.user.id, crew.user.id].includes(String(d.userId ?? d.id)));
 					if (mine.length) found.push(`${name}: ${mine.length}`);
 				}
@@ -298,8 +323,8 @@ describe("tenants", () => {
 			expect((await request(p.api("/auth/refresh"), { method: "POST", json: { refreshToken: crew.refreshToken } })).status).toBe(401);
 			// The member of another tenant still signs in, into that tenant.
 			expect((await login(p, survivor.user.email, survivor.password)).tenant.id).toBe(survivor.tenant.id);
-			const auth = p.broker.getLocalService("auth") as unknown as { db: { users: Collection } };
-			expect(await auth.db.users.findDoc(UNSCOPED, { _id: survivor.user.id })).not.toBeNull();
+			const auth = p.broker.getLocalService("auth") as unknown as { db: { users: GlobalCollection<Stored> } };
+			expect(await auth.db.users.findDoc({ _id: survivor.user.id })).not.toBeNull();
 		});
 	});
 });

@@ -12,9 +12,10 @@
  */
 import Redis from "ioredis";
 import type { Context, ServiceSchema } from "moleculer";
-import { UNSCOPED, type Collection } from "../../mixins/db.mixin";
+import type { GlobalCollection, Stored } from "../../mixins/db.mixin";
 import DevicesService from "../../services/devices.service";
-import TenantsService, { type TenantSettings } from "../../services/tenants.service";
+import TenantsService from "../../services/tenants.service";
+import type { TenantSettings } from "../../shared/contracts";
 import { sharedKeyValueStore, type KeyValueStore } from "../../shared/kv";
 import type { PeriodicJob } from "../../shared/periodic";
 import { bearer, pairDisplay as pairWholeFlow, register, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
@@ -44,9 +45,9 @@ function probe(heard: Announcement[]): ServiceSchema {
 	};
 }
 
-/** What this test reaches inside a devices or tenants service. */
+/** What this test reaches inside a devices or tenants service (`db` is swapped whole between replicas). */
 interface DevicesInternals {
-	db: Record<string, Collection>;
+	db: Record<string, unknown>;
 	kv: KeyValueStore;
 	sweep: PeriodicJob | null;
 	sweepOnce(): Promise<void>;
@@ -54,6 +55,11 @@ interface DevicesInternals {
 
 function internals(broker: TestBroker["broker"], name: string): DevicesInternals {
 	return broker.getLocalService(name) as unknown as DevicesInternals;
+}
+
+/** The tenants collection, as far as this test writes it. */
+function tenantsOf(broker: TestBroker["broker"]): GlobalCollection<Stored & { settings: TenantSettings }> {
+	return (broker.getLocalService("tenants") as unknown as { db: { tenants: GlobalCollection<Stored & { settings: TenantSettings }> } }).db.tenants;
 }
 
 async function until(what: string, condition: () => boolean | Promise<boolean>, ms = 4000): Promise<void> {
@@ -70,7 +76,7 @@ describeWith("redis")("display presence over Redis (heartbeats, leader-elected o
 	let namespace: string;
 	let p: Platform;
 	let replica: TestBroker | null = null;
-	const replicaOwnDb: Record<string, Record<string, Collection>> = {};
+	const replicaOwnDb: Record<string, Record<string, unknown>> = {};
 	let owner: Session & { password: string };
 	const heard: Announcement[] = [];
 	const heardByReplica: Announcement[] = [];
@@ -87,9 +93,9 @@ describeWith("redis")("display presence over Redis (heartbeats, leader-elected o
 		owner = await register(p);
 		// The API keeps offlineAfterSec ≥ 30; the test lowers it to 1 s in the tenants collection
 		// itself, so a display goes offline within the test's time.
-		const tenants = internals(p.broker, "tenants").db.tenants;
-		const tenant = await tenants.getDoc(UNSCOPED, owner.tenant.id, "Tenant");
-		await tenants.updateDoc(UNSCOPED, owner.tenant.id, { settings: { ...(tenant.settings as TenantSettings), offlineAfterSec: OFFLINE_AFTER_SEC } });
+		const tenants = tenantsOf(p.broker);
+		const tenant = await tenants.getDoc(owner.tenant.id, "Tenant");
+		await tenants.updateDoc(owner.tenant.id, { settings: { ...tenant.settings, offlineAfterSec: OFFLINE_AFTER_SEC } });
 	}, 20_000);
 
 	afterAll(async () => {

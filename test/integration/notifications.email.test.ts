@@ -8,7 +8,8 @@ import path from "node:path";
 import type { ServiceBroker } from "moleculer";
 import { simpleParser, type AddressObject, type ParsedMail } from "mailparser";
 import { SMTPServer } from "smtp-server";
-import NotificationsService, { type SendEmailParams, type SendEmailResult } from "../../services/notifications.service";
+import NotificationsService from "../../services/notifications.service";
+import type { Result, SendEmailParams } from "../../shared/contracts";
 import { AppError } from "../../shared/errors";
 import { freePort } from "../helpers/servers";
 import { request, startBroker, startGateway, tempDir, type TestBroker, type TestGateway } from "../helpers/platform";
@@ -59,7 +60,7 @@ const INVALID: Array<{ params: Record<string, unknown>; field: string }> = [
 	}
 ];
 
-function send(broker: ServiceBroker, params: SendEmailParams | Record<string, unknown>): Promise<SendEmailResult> {
+function send(broker: ServiceBroker, params: SendEmailParams | Record<string, unknown>): Promise<Result<"notifications.sendEmail">> {
 	return broker.call("notifications.sendEmail", params);
 }
 

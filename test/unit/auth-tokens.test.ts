@@ -22,7 +22,7 @@ import {
 	type DeviceClaims,
 	type SigningKeys
 } from "../../services/auth/tokens";
-import { MIN_TOKEN_BYTES, hashToken, randomToken, safeEqual } from "../../services/auth/secrets";
+import { MIN_TOKEN_BYTES, hashToken, randomToken, safeEqual } from "../../shared/secrets";
 
 const SECRET = "current-secret-0123456789abcdefghijklmnop";
 const OLD_SECRET = "previous-secret-0123456789abcdefghijklmno";

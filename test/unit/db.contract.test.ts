@@ -5,7 +5,22 @@
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import mongoose from "mongoose";
-import { assertSafeQuery, createAdapter, DbMixin, textSearch, type DbMethods, type Query } from "../../mixins/db.mixin";
+import {
+	ALL_TENANTS,
+	assertSafeQuery,
+	createAdapter,
+	DbMixin,
+	globalCollection,
+	systemScope,
+	tenantCollection,
+	textSearch,
+	type GlobalCollection,
+	type NewDoc,
+	type Query,
+	type Stored,
+	type TenantCollection,
+	type TenantOwned
+} from "../../mixins/db.mixin";
 import { setConfig } from "../../shared/config";
 import { AppError } from "../../shared/errors";
 import { isId } from "../../shared/ids";
@@ -18,70 +33,81 @@ const TENANT_B: Principal = { kind: "user", tenantId: "tenant-b", userId: "u-b",
 
 type Meta = { auth: Principal };
 
+/** Test documents take any field: the cases below probe what the data layer accepts. */
+interface NoteDoc extends TenantOwned {
+	[field: string]: unknown;
+}
+
+interface AccountDoc extends Stored {
+	email: string;
+}
+
 /** A small service written the way real services use the mixin: explicit actions only. */
-function notesService(collection: string): ServiceSchema<ServiceSettingSchema, DbMethods> {
+function notesService(collection: string): ServiceSchema<ServiceSettingSchema, object, { db: Record<string, TenantCollection<NoteDoc>> }> {
 	return {
 		name: "notes",
 		// tags is indexed on NeDB too, so array and $in queries below also run through an index.
-		mixins: [DbMixin({ [collection]: { indexes: ["name"], selectiveIndexes: ["tags"] } })],
+		mixins: [DbMixin({ [collection]: tenantCollection<NoteDoc>({ indexes: ["name"], selectiveIndexes: ["tags"] }) })],
 		actions: {
 			create: {
 				params: { name: "string", tags: { type: "array", items: "string", optional: true }, size: "number|optional" },
-				handler(this: DbMethods, ctx: Context<Record<string, unknown>, Meta>) {
+				handler(ctx: Context<Record<string, unknown>, Meta>) {
 					return this.db[collection].insertDoc(ctx, { tags: [], ...ctx.params });
 				}
 			},
 			raw: {
 				params: { fields: "object" },
-				handler(this: DbMethods, ctx: Context<{ fields: Record<string, unknown> }, Meta>) {
-					return this.db[collection].insertDoc(ctx, ctx.params.fields);
+				handler(ctx: Context<{ fields: Record<string, unknown> }, Meta>) {
+					return this.db[collection].insertDoc(ctx, ctx.params.fields as NewDoc<NoteDoc>);
 				}
 			},
-			get: { handler(this: DbMethods, ctx: Context<{ id: string }, Meta>) { return this.db[collection].getDoc(ctx, ctx.params.id, "Note"); } },
+			get: { handler(ctx: Context<{ id: string }, Meta>) { return this.db[collection].getDoc(ctx, ctx.params.id, "Note"); } },
 			list: {
-				handler(this: DbMethods, ctx: Context<{ query?: Query; page?: number; pageSize?: number; sort?: string[] }, Meta>) {
+				handler(ctx: Context<{ query?: Query; page?: number; pageSize?: number; sort?: string[] }, Meta>) {
 					const { query = {}, page = 1, pageSize = 20, sort } = ctx.params;
 					return this.db[collection].pageDocs(ctx, query, page, pageSize, sort);
 				}
 			},
-			find: { handler(this: DbMethods, ctx: Context<{ query: Query; sort?: string[] }, Meta>) { return this.db[collection].findDocs(ctx, ctx.params.query, { sort: ctx.params.sort }); } },
-			count: { handler(this: DbMethods, ctx: Context<{ query: Query }, Meta>) { return this.db[collection].countDocs(ctx, ctx.params.query); } },
+			find: { handler(ctx: Context<{ query: Query; sort?: string[] }, Meta>) { return this.db[collection].findDocs(ctx, ctx.params.query, { sort: ctx.params.sort }); } },
+			count: { handler(ctx: Context<{ query: Query }, Meta>) { return this.db[collection].countDocs(ctx, ctx.params.query); } },
 			update: {
-				handler(this: DbMethods, ctx: Context<{ id: string; changes: Record<string, unknown> }, Meta>) {
+				handler(ctx: Context<{ id: string; changes: Record<string, unknown> }, Meta>) {
 					return this.db[collection].updateDoc(ctx, ctx.params.id, ctx.params.changes, "Note");
 				}
 			},
-			remove: { handler(this: DbMethods, ctx: Context<{ id: string }, Meta>) { return this.db[collection].removeDoc(ctx, ctx.params.id, "Note"); } },
-			removeMany: { handler(this: DbMethods, ctx: Context<{ query: Query }, Meta>) { return this.db[collection].removeDocs(ctx, ctx.params.query); } },
-			purgeTenant: { handler(this: DbMethods, ctx: Context<{ tenantId: string }>) { return this.db[collection].removeTenantDocs(ctx.params.tenantId); } },
+			remove: { handler(ctx: Context<{ id: string }, Meta>) { return this.db[collection].removeDoc(ctx, ctx.params.id, "Note"); } },
+			removeMany: { handler(ctx: Context<{ query: Query }, Meta>) { return this.db[collection].removeDocs(ctx, ctx.params.query); } },
+			// Every tenant: only for system questions ("all of one user's documents").
+			findEverywhere: { handler(ctx: Context<{ ref: string }>) { return this.db[collection].findDocs(ALL_TENANTS, { ref: ctx.params.ref }, { sort: ["tenantId"] }); } },
+			purgeTenant: { handler(ctx: Context<{ tenantId: string }>) { return this.db[collection].removeDocs(systemScope(ctx.params.tenantId), {}); } },
 			// Server-vouched scope: the tenant named by trusted server state, not by a principal.
 			insertFor: {
-				handler(this: DbMethods, ctx: Context<{ tenantId: string; name: string }>) {
-					return this.db[collection].insertDoc({ tenantId: ctx.params.tenantId }, { name: ctx.params.name, tags: [] });
+				handler(ctx: Context<{ tenantId: string; name: string }>) {
+					return this.db[collection].insertDoc(systemScope(ctx.params.tenantId), { name: ctx.params.name, tags: [] });
 				}
 			},
 			claim: {
-				handler(this: DbMethods, ctx: Context<{ id: string; tenantId: string }>) {
-					return this.db[collection].updateWhere({ tenantId: ctx.params.tenantId }, { _id: ctx.params.id, claimedAt: { $exists: false } }, { claimedAt: new Date().toISOString() });
+				handler(ctx: Context<{ id: string; tenantId: string }>) {
+					return this.db[collection].updateWhere(systemScope(ctx.params.tenantId), { _id: ctx.params.id, claimedAt: { $exists: false } }, { claimedAt: new Date().toISOString() });
 				}
 			}
 		}
 	};
 }
 
-/** An unscoped collection with a unique field, like users by email. */
-function accountsService(collection: string): ServiceSchema<ServiceSettingSchema, DbMethods> {
+/** A global collection with a unique field, like users by email. */
+function accountsService(collection: string): ServiceSchema<ServiceSettingSchema, object, { db: Record<string, GlobalCollection<AccountDoc>> }> {
 	return {
 		name: "accounts",
-		mixins: [DbMixin({ [collection]: { tenantScoped: false, uniqueIndexes: ["email"] } })],
+		mixins: [DbMixin({ [collection]: globalCollection<AccountDoc>({ uniqueIndexes: ["email"] }) })],
 		actions: {
-			create: { handler(this: DbMethods, ctx: Context<{ email: string }>) { return this.db[collection].insertDoc(ctx, { email: ctx.params.email }); } },
+			create: { handler(ctx: Context<{ email: string }>) { return this.db[collection].insertDoc({ email: ctx.params.email }); } },
 			rename: {
-				handler(this: DbMethods, ctx: Context<{ id: string; email: string }>) {
-					return this.db[collection].updateDoc(ctx, ctx.params.id, { email: ctx.params.email });
+				handler(ctx: Context<{ id: string; email: string }>) {
+					return this.db[collection].updateDoc(ctx.params.id, { email: ctx.params.email });
 				}
 			},
-			count: { handler(this: DbMethods, ctx: Context) { return this.db[collection].countDocs(ctx, {}); } }
+			count: { handler() { return this.db[collection].countDocs({}); } }
 		}
 	};
 }
@@ -236,6 +262,16 @@ function contract(backend: string, env: () => Record<string, string>) {
 			expect(note.tenantId).toBe("tenant-explicit");
 			await expectAppError(call("get", { id: note.id }), "NOT_FOUND");
 			expect(await call<Note>("get", { id: note.id }, { ...TENANT_A, tenantId: "tenant-explicit" })).toMatchObject({ name: "system" });
+		});
+
+		it("reads across tenants only when ALL_TENANTS says so, and a system scope needs a tenant", async () => {
+			const ref = `shared-${Date.now()}`;
+			await call("create", { name: "a", ref }, TENANT_A);
+			await call("create", { name: "b", ref }, TENANT_B);
+			expect(await call<Note[]>("find", { query: { ref } }, TENANT_A)).toHaveLength(1);
+			const everywhere = (await tb.broker.call("notes.findEverywhere", { ref })) as Note[];
+			expect(everywhere.map(n => n.tenantId)).toEqual(["tenant-a", "tenant-b"]);
+			expect(() => systemScope("")).toThrow(/tenant id/);
 		});
 
 		it("updateWhere reports how many matched, so one of two racing claims wins", async () => {

@@ -9,6 +9,7 @@ import {
 	DeviceStreamRegistry,
 	formatComment,
 	formatEvent,
+	isSameDevice,
 	manifestEventData,
 	parseCommandCreated,
 	parseDisplayDeleted,
@@ -340,6 +341,9 @@ describe("broadcast event payloads", () => {
 		expect(parseCommandCreated({ displayId: "d1", command })).toBeNull();
 		expect(parseCommandCreated(null)).toBeNull();
 		expect(parseCommandCreated("x")).toBeNull();
+		// The contract's CommandSummary: a known command type and its creation time.
+		expect(parseCommandCreated({ tenantId: T1, displayId: "d1", command: { ...command, type: "self-destruct" } })).toBeNull();
+		expect(parseCommandCreated({ tenantId: T1, displayId: "d1", command: { id: "c1", type: "reboot" } })).toBeNull();
 	});
 
 	it("scheduling.manifest.changed", () => {
@@ -357,5 +361,14 @@ describe("broadcast event payloads", () => {
 		expect(parseDisplayDeleted({ tenantId: T1, displayId: "d1", extra: 1 })).toEqual({ tenantId: T1, displayId: "d1" });
 		expect(parseDisplayDeleted({ tenantId: T1 })).toBeNull();
 		expect(parseDisplayDeleted({ tenantId: "", displayId: "d1" })).toBeNull();
+	});
+
+	it("a rechecked token still names the stream's device", () => {
+		const identity = { tenantId: T1, displayId: "d1" };
+		expect(isSameDevice({ kind: "device", tenantId: T1, displayId: "d1" }, identity)).toBe(true);
+		expect(isSameDevice({ kind: "device", tenantId: T1, displayId: "d2" }, identity)).toBe(false);
+		expect(isSameDevice({ kind: "device", tenantId: "other", displayId: "d1" }, identity)).toBe(false);
+		expect(isSameDevice({ kind: "user", tenantId: T1, userId: "u1", role: "owner" }, identity)).toBe(false);
+		expect(isSameDevice(null, identity)).toBe(false);
 	});
 });

@@ -3,15 +3,8 @@
  * its data; HTML escapes every value; links are http(s) only; bad data names its fields.
  */
 import { AppError } from "../../shared/errors";
-import {
-	EMAIL_TEMPLATES,
-	escapeHtml,
-	parseEmailData,
-	renderEmail,
-	safeUrl,
-	type EmailData,
-	type EmailTemplate
-} from "../../services/notifications/templates";
+import { EMAIL_TEMPLATES, type EmailData, type EmailTemplate } from "../../shared/contracts";
+import { escapeHtml, parseEmailData, renderEmail, safeUrl } from "../../services/notifications/templates";
 import { isSingleAddress } from "../../services/notifications/mailer";
 
 const URL_WITH_TOKEN = "https://cms.example.com/verify?token=abc123&next=%2Fdisplays";

@@ -3,8 +3,28 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 
 import { DOCS_PAGE_CSP, docsPageHtml, swaggerAssetContentType, swaggerAssetPath } from "../../shared/docs-page";
-import { validateOpenApi } from "../helpers/openapi-validator";
-import { buildOpenApi, paramsToJsonSchema, routePathToTemplates, validatorSchemaToJsonSchema, type RouteDoc } from "../../shared/openapi";
+import { Type } from "@sinclair/typebox";
+
+import { lintOpenApi, validateOpenApi } from "../helpers/openapi-validator";
+import type { GatewayAlias } from "../../services/api/moleculer-web";
+import { actionsByName, routeDocs, type PublishedAction } from "../../services/api/route-docs";
+import { opsAliases } from "../../services/api/routes";
+import AuthService from "../../services/auth.service";
+import DevicesService from "../../services/devices.service";
+import MediaService from "../../services/media.service";
+import SchedulingService from "../../services/scheduling.service";
+import TenantsService from "../../services/tenants.service";
+import { Nullable } from "../../shared/contracts/views";
+import {
+	buildOpenApi,
+	FILE_ANSWERS,
+	MANIFEST_ETAG_HEADER,
+	paramsToJsonSchema,
+	routePathToTemplates,
+	TAG_DESCRIPTIONS,
+	validatorSchemaToJsonSchema,
+	type RouteDoc
+} from "../../shared/openapi";
 
 
 const ROUTES: RouteDoc[] = [
@@ -45,6 +65,7 @@ const ROUTES: RouteDoc[] = [
 		permission: "displays.write",
 		tags: ["displays"],
 		successStatus: 201,
+		extraResponses: { 402: {} },
 		params: {
 			$$strict: "remove",
 			code: { type: "string", length: 6, pattern: /^[A-Z2-9]+$/, trim: true, empty: false },
@@ -109,10 +130,11 @@ const ROUTES: RouteDoc[] = [
 	{ method: "REST", path: "/api/v1/ignored", action: "ignored.action" }
 ];
 
-const INFO = { title: "Marquee API", version: "0.1.0", description: "Digital signage backend" };
+const INFO = { title: "Marquee API", version: "0.1.0", description: "Digital signage backend", license: { name: "Apache-2.0", identifier: "Apache-2.0" } };
 
 type Json = Record<string, unknown>;
-const doc = buildOpenApi(ROUTES, INFO) as { paths: Record<string, Record<string, Json>>; components: Json; tags: Json[] };
+type Doc = { paths: Record<string, Record<string, Json>>; components: Json; tags: Json[]; servers: Json[] };
+const doc = buildOpenApi(ROUTES, INFO) as Doc;
 
 function operation(pathTemplate: string, method: string): Json {
 	const op = doc.paths[pathTemplate]?.[method];
@@ -144,11 +166,23 @@ describe("buildOpenApi", () => {
 		expect((await validateOpenApi(buildOpenApi([], INFO))).valid).toBe(true);
 	});
 
-	it("has the 3.1 header, info, sorted paths and tags", () => {
+	it("has the 3.1 header, info, a server, sorted paths and described tags", () => {
 		expect(doc).toMatchObject({ openapi: "3.1.0", info: INFO });
+		expect(doc.servers).toEqual([{ url: "/", description: expect.any(String) }]);
 		const paths = Object.keys(doc.paths);
 		expect(paths).toEqual([...paths].sort());
-		expect(doc.tags).toEqual([{ name: "auth" }, { name: "displays" }]);
+		expect(doc.tags).toEqual([
+			{ name: "auth", description: TAG_DESCRIPTIONS.auth },
+			{ name: "displays", description: "Operations of the displays service." }
+		]);
+	});
+
+	it("gives every operation a unique operationId and a summary", () => {
+		const operations = Object.values(doc.paths).flatMap(item => Object.values(item));
+		const ids = operations.map(op => op.operationId);
+		expect(new Set(ids).size).toBe(ids.length);
+		for (const op of operations) expect(op.summary).toEqual(expect.stringMatching(/\S/));
+		expect(operation("/api/v1/displays/{id}", "get").summary).toBe("GET /api/v1/displays/{id}");
 	});
 
 	it("is deterministic regardless of route order", () => {
@@ -229,7 +263,7 @@ describe("buildOpenApi", () => {
 		expect(Object.keys(secured.responses as Json)).toEqual(["204", "400", "401", "403", "404", "422", "429", "503"]);
 
 		const open = operation("/api/v1/auth/login", "post");
-		expect(open.security).toBeUndefined();
+		expect(open.security).toEqual([]);
 		expect(open["x-permission"]).toBeUndefined();
 		expect(Object.keys(open.responses as Json)).toEqual(["200", "400", "413", "422", "429", "503"]);
 		expect((open.responses as Json)["422"]).toEqual({ $ref: "#/components/responses/ValidationError" });
@@ -252,12 +286,260 @@ describe("buildOpenApi", () => {
 
 	it("defines the shared error schema, responses and bearer scheme", () => {
 		const components = doc.components as Record<string, Record<string, Json>>;
+		// Only the answers some operation refers to (QuotaExceeded: POST /api/v1/displays/pair's 402).
 		expect(Object.keys(components.responses)).toEqual([
-			"BadRequest", "Unauthorized", "Forbidden", "NotFound", "PayloadTooLarge", "ValidationError", "RateLimited", "ServiceUnavailable"
+			"BadRequest", "Unauthorized", "QuotaExceeded", "Forbidden", "NotFound", "PayloadTooLarge", "ValidationError", "RateLimited", "ServiceUnavailable"
 		]);
+		expect(components.responses.NotFound).toMatchObject({ content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } });
 		expect(components.securitySchemes.bearerAuth).toMatchObject({ type: "http", scheme: "bearer" });
 		const error = (components.schemas.Error.properties as Record<string, Json>).error;
 		expect(Object.keys(error.properties as Json)).toEqual(["type", "message", "code", "data", "requestId"]);
+	});
+});
+
+describe("buildOpenApi responses", () => {
+	const Thing = Type.Object({ id: Type.String(), note: Type.Optional(Nullable(Type.String())), count: Type.Integer({ minimum: 0 }) });
+	const Manifest = Type.Object({ etag: Type.String() });
+	const RESPONSE_ROUTES: RouteDoc[] = [
+		{ method: "GET", path: "/api/v1/things/:id", action: "things.get", summary: "A thing", permission: "tenant.read", tags: ["things"], params: { id: "string" }, response: Thing },
+		{ method: "DELETE", path: "/api/v1/things/:id", action: "things.remove", summary: "Remove", permission: "tenant.read", params: { id: "string" }, successStatus: 204, response: Thing },
+		{ method: "POST", path: "/api/v1/things/:id/touch", action: "things.touch", summary: "Touch", permission: "tenant.read", successStatus: 202, response: null },
+		{ method: "GET", path: "/api/v1/things", action: "things.list", summary: "Things", permission: "tenant.read" },
+		{
+			method: "GET",
+			path: "/api/v1/files/:id",
+			action: "files.get",
+			summary: "A file",
+			permission: "tenant.read",
+			params: { id: "string" },
+			extraResponses: {
+				200: { content: { "*/*": {} } },
+				302: { description: "Elsewhere", headers: { Location: "Where" } },
+				409: {}
+			}
+		},
+		{
+			method: "GET",
+			path: "/api/v1/device/manifest",
+			action: "scheduling.deviceManifest",
+			summary: "Manifest",
+			permission: "device",
+			tags: ["scheduling"],
+			response: Manifest,
+			extraResponses: { 200: { headers: MANIFEST_ETAG_HEADER }, 304: { description: "Not Modified", headers: MANIFEST_ETAG_HEADER } }
+		},
+		{
+			method: "GET",
+			path: "/api/v1/device/events",
+			summary: "Live events",
+			permission: "device",
+			tags: ["device"],
+			extraResponses: { 200: { description: "Server-sent events.", content: { "text/event-stream": { type: "string" } } } }
+		},
+		{ method: "GET", path: "/api/v1/content/:id/download", action: "media.download", summary: "File", permission: "tenant.read", params: { id: "string" }, extraResponses: FILE_ANSWERS },
+		{
+			method: "POST",
+			path: "/api/v1/auth/register",
+			action: "auth.register",
+			summary: "Sign up",
+			successStatus: 201,
+			params: { email: "email" },
+			response: Manifest,
+			extraResponses: { 409: { description: "An account with this email exists (CONFLICT)." } }
+		},
+		{
+			method: "GET",
+			path: "/metrics",
+			summary: "Metrics",
+			permission: null,
+			tags: ["operations"],
+			extraResponses: { 200: { description: "Prometheus text.", content: { "text/plain": { type: "string" } } } }
+		},
+		{ method: "POST", path: "/api/v1/invitations", action: "tenants.invite", summary: "Invite", permission: "members.manage", successStatus: 201, extraResponses: { 409: {} } }
+	];
+	const built = buildOpenApi(RESPONSE_ROUTES, INFO) as Doc;
+	const op = (pathTemplate: string, method: string) => built.paths[pathTemplate][method];
+	const response = (pathTemplate: string, method: string, status: number) => (op(pathTemplate, method).responses as Record<string, Json>)[String(status)];
+	const REQUEST_ID = { $ref: "#/components/headers/RequestId" };
+
+	it("passes the OpenAPI 3.1 schema validator", async () => {
+		const result = await validateOpenApi(built);
+		if (!result.valid) console.error(JSON.stringify(result.errors, null, 2));
+		expect(result.valid).toBe(true);
+	});
+
+	it("publishes a TypeBox response as plain JSON Schema under application/json", () => {
+		const success = response("/api/v1/things/{id}", "get", 200);
+		expect(success).toEqual({ description: "OK", headers: { "X-Request-Id": REQUEST_ID }, content: { "application/json": { schema: JSON.parse(JSON.stringify(Thing)) } } });
+		const schema = (success.content as Record<string, Json>)["application/json"].schema as Json;
+		expect(Object.getOwnPropertySymbols(schema)).toEqual([]);
+		expect(Object.getOwnPropertySymbols((schema.properties as Record<string, Json>).note)).toEqual([]);
+		expect(schema.required).toEqual(["id", "count"]);
+	});
+
+	it("gives 204, `response: null` and undeclared responses no body", () => {
+		expect(response("/api/v1/things/{id}", "delete", 204)).toEqual({ description: "No Content", headers: { "X-Request-Id": REQUEST_ID } });
+		expect(response("/api/v1/things/{id}/touch", "post", 202)).toEqual({ description: "Accepted", headers: { "X-Request-Id": REQUEST_ID } });
+		expect(response("/api/v1/things", "get", 200).content).toBeUndefined();
+	});
+
+	it("declares public operations open and the others bearer-secured", () => {
+		expect(op("/api/v1/auth/register", "post").security).toEqual([]);
+		expect(op("/api/v1/things/{id}", "get").security).toEqual([{ bearerAuth: [] }]);
+		expect(op("/api/v1/device/manifest", "get").security).toEqual([{ bearerAuth: [] }]);
+	});
+
+	it("adds a route's own extra answers: other media types, a redirect, a shared error", () => {
+		const answers = op("/api/v1/files/{id}", "get").responses as Record<string, Json>;
+		expect(Object.keys(answers)).toEqual(["200", "302", "400", "401", "403", "404", "409", "422", "429", "503"]);
+		expect(answers["200"].content).toEqual({ "*/*": { schema: {} } });
+		expect(answers["302"]).toEqual({ description: "Elsewhere", headers: { "X-Request-Id": REQUEST_ID, Location: { description: "Where", schema: { type: "string" } } } });
+		expect(answers["409"]).toEqual({ $ref: "#/components/responses/Conflict" });
+		const components = built.components as Record<string, Record<string, Json>>;
+		expect(components.responses.Conflict).toMatchObject({ content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } });
+	});
+
+	it("declares the conditional answers of the manifest, the files, the event stream and sign-up", () => {
+		const manifest = op("/api/v1/device/manifest", "get").responses as Record<string, Json>;
+		expect(Object.keys(manifest)).toEqual(["200", "304", "400", "401", "403", "429", "503"]);
+		expect(manifest["200"].headers).toMatchObject({ "X-Request-Id": REQUEST_ID, ETag: { schema: { type: "string" } } });
+		expect(manifest["200"].content).toEqual({ "application/json": { schema: JSON.parse(JSON.stringify(Manifest)) } });
+		expect(manifest["304"].headers).toMatchObject({ ETag: { schema: { type: "string" } } });
+		expect(manifest["304"].content).toBeUndefined();
+
+		const download = op("/api/v1/content/{id}/download", "get").responses as Record<string, Json>;
+		expect(download["200"].content).toEqual({ "*/*": { schema: {} } });
+		expect(download["302"].headers).toMatchObject({ Location: { schema: { type: "string" } } });
+
+		const events = response("/api/v1/device/events", "get", 200);
+		expect(events).toEqual({
+			description: "Server-sent events.",
+			headers: { "X-Request-Id": REQUEST_ID },
+			content: { "text/event-stream": { schema: { type: "string" } } }
+		});
+
+		const conflict = response("/api/v1/auth/register", "post", 409);
+		expect(conflict).toMatchObject({ description: expect.stringContaining("CONFLICT"), content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } });
+		expect(response("/api/v1/auth/register", "post", 201).content).toEqual({ "application/json": { schema: JSON.parse(JSON.stringify(Manifest)) } });
+	});
+
+	it("publishes only what a route declares: a bare error entry is the shared component, a 200 entry its media type", () => {
+		expect(response("/api/v1/invitations", "post", 409)).toEqual({ $ref: "#/components/responses/Conflict" });
+		expect(op("/metrics", "get").summary).toBe("Metrics");
+		expect(response("/metrics", "get", 200)).toEqual({
+			description: "Prometheus text.",
+			headers: { "X-Request-Id": REQUEST_ID },
+			content: { "text/plain": { schema: { type: "string" } } }
+		});
+	});
+
+	it("uses the servers and tag descriptions it is given", () => {
+		const custom = buildOpenApi(RESPONSE_ROUTES, INFO, { servers: [{ url: "https://signage.example.org" }], tagDescriptions: { things: "Things." } }) as Doc;
+		expect(custom.servers).toEqual([{ url: "https://signage.example.org" }]);
+		expect(custom.tags).toEqual([
+			{ name: "device", description: TAG_DESCRIPTIONS.device },
+			{ name: "operations", description: TAG_DESCRIPTIONS.operations },
+			{ name: "scheduling", description: TAG_DESCRIPTIONS.scheduling },
+			{ name: "things", description: "Things." }
+		]);
+	});
+
+	it("passes Redocly's recommended rules without an error or a warning", async () => {
+		const lint = await lintOpenApi(buildOpenApi([...ROUTES, ...RESPONSE_ROUTES], INFO));
+		expect(lint.problems).toEqual([]);
+		expect(lint).toMatchObject({ errors: 0, warnings: 0 });
+	});
+
+	it("runs a linter that does report problems", async () => {
+		const { servers: _servers, ...withoutServers } = built;
+		const lint = await lintOpenApi({ ...withoutServers, info: { title: "x", version: "1" } });
+		expect(lint.problems.map(p => `${p.severity} ${p.ruleId}`).sort()).toEqual(["error no-empty-servers", "warn info-license"]);
+	});
+});
+
+/**
+ * The answers the routes are known for, as their owners declare them (actions' and operations
+ * aliases' `extraResponses`), through the gateway's route-docs into the document. The gateway
+ * e2e suite and the contract walk read the served document; this pins the entries themselves.
+ */
+describe("the platform's own declarations", () => {
+	const SERVICES = [AuthService, DevicesService, MediaService, SchedulingService, TenantsService];
+	const aliases: GatewayAlias[] = [];
+	const actions: Array<{ name: string; action: PublishedAction }> = [];
+	for (const service of SERVICES) {
+		for (const [key, action] of Object.entries(service.actions ?? {})) {
+			if (typeof action !== "object" || action.rest === undefined) continue;
+			const name = `${service.name}.${key}`;
+			const rest = action.rest as string | { method: string; path: string; type?: string };
+			const [method, path] = typeof rest === "string" ? rest.split(" ") : [rest.method, rest.path];
+			aliases.push({ method, fullPath: `/api/v1${path}`, action: name, type: typeof rest === "string" ? "call" : rest.type });
+			actions.push({ name, action });
+		}
+	}
+	const ops = opsAliases({ readiness: async () => ({ status: "ok", checks: {} }), metricsText: () => "", openApiDocument: () => ({}) });
+	for (const [key, alias] of Object.entries(ops)) {
+		const [method, fullPath] = key.split(" ");
+		aliases.push({ method, fullPath, action: null, summary: alias.summary, response: alias.response, extraResponses: alias.extraResponses });
+	}
+	const published = buildOpenApi(routeDocs(aliases, actionsByName(actions)), INFO) as Doc;
+	const answers = (pathTemplate: string, method: string) => published.paths[pathTemplate][method].responses as Record<string, Json>;
+	const REQUEST_ID = { $ref: "#/components/headers/RequestId" };
+	const ERROR_BODY = { "application/json": { schema: { $ref: "#/components/schemas/Error" } } };
+	const LOCATION = { Location: { description: "The short-lived download URL.", schema: { type: "string" } } };
+
+	it("is a valid OpenAPI 3.1 document", async () => {
+		const result = await validateOpenApi(published);
+		if (!result.valid) console.error(JSON.stringify(result.errors, null, 2));
+		expect(result.valid).toBe(true);
+	});
+
+	it("409, 402 and 415 where the actions are known for them", () => {
+		const conflict = (description: string) => ({ description, headers: { "X-Request-Id": REQUEST_ID }, content: ERROR_BODY });
+		expect(answers("/api/v1/auth/register", "post")["409"]).toEqual(conflict("An account with this email exists (CONFLICT)."));
+		expect(answers("/api/v1/invitations", "post")["409"]).toEqual(conflict("The address is a member already (CONFLICT)."));
+		expect(answers("/api/v1/playlists/{id}", "delete")["409"]).toMatchObject({ description: expect.stringContaining("?force=true"), content: ERROR_BODY });
+		expect(answers("/api/v1/displays/pair", "post")["402"]).toEqual({ $ref: "#/components/responses/QuotaExceeded" });
+		const upload = answers("/api/v1/content", "post");
+		expect(upload["402"]).toEqual({ $ref: "#/components/responses/QuotaExceeded" });
+		expect(upload["415"]).toMatchObject({ description: expect.stringContaining("UNSUPPORTED_MEDIA_TYPE"), content: ERROR_BODY });
+	});
+
+	it("files: the bytes (200) or a short-lived URL (302)", () => {
+		for (const route of ["/api/v1/content/{id}/download", "/api/v1/device/content/{contentId}"]) {
+			expect(answers(route, "get")["200"].content).toEqual({ "*/*": { schema: {} } });
+			expect(answers(route, "get")["302"]).toMatchObject({ headers: { "X-Request-Id": REQUEST_ID, ...LOCATION } });
+		}
+		const thumbnail = answers("/api/v1/content/{id}/thumbnail", "get");
+		expect(thumbnail["200"].content).toEqual({ "image/webp": { schema: {} } });
+		expect(thumbnail["302"].headers).toEqual({ "X-Request-Id": REQUEST_ID, ...LOCATION });
+	});
+
+	it("the manifest: its ETag on 200, and 304 without a body", () => {
+		const manifest = answers("/api/v1/device/manifest", "get");
+		const etag = { ETag: { description: MANIFEST_ETAG_HEADER.ETag, schema: { type: "string" } } };
+		expect(manifest["200"].headers).toEqual({ "X-Request-Id": REQUEST_ID, ...etag });
+		expect(manifest["200"].content).toMatchObject({ "application/json": { schema: { type: "object" } } });
+		expect(manifest["304"]).toEqual({ description: expect.stringContaining("Not Modified"), headers: { "X-Request-Id": REQUEST_ID, ...etag } });
+	});
+
+	it("the operations endpoints: health, metrics as text, the document and its page", () => {
+		const get = (path: string) => published.paths[path].get;
+		expect(get("/health/live").tags).toEqual(["operations"]);
+		expect(get("/health/live").security).toEqual([]);
+		expect(answers("/health/live", "get")["200"].content).toEqual({
+			"application/json": { schema: { type: "object", required: ["status"], properties: { status: { const: "ok" } } } }
+		});
+		const ready = answers("/health/ready", "get");
+		const readiness = (ready["200"].content as Record<string, Json>)["application/json"].schema as Json;
+		expect(readiness).toMatchObject({ required: ["status", "checks"] });
+		expect(ready["503"].content).toEqual({ "application/json": { schema: readiness } });
+		expect(answers("/metrics", "get")["200"].content).toEqual({ "text/plain": { schema: { type: "string" } } });
+		expect(answers("/api/openapi.json", "get")["200"].content).toMatchObject({ "application/json": { schema: { required: ["openapi", "info", "paths"] } } });
+		expect(answers("/api/docs", "get")["200"].content).toEqual({ "text/html": { schema: { type: "string" } } });
+		expect(answers("/api/docs/assets/{file}", "get")["200"].content).toEqual({ "*/*": { schema: {} } });
+		for (const path of ["/health/live", "/health/ready", "/metrics", "/api/openapi.json", "/api/docs", "/api/docs/assets/{file}"]) {
+			expect(get(path).summary).not.toMatch(/^GET /);
+		}
 	});
 });
 

@@ -1,4 +1,5 @@
-import { normalizePairingCode, PAIRING_ALPHABET, PAIRING_CODE_LENGTH, pairingCode } from "../../services/devices/pairing";
+import { hashToken, safeEqual } from "../../shared/secrets";
+import { isLivePairing, normalizePairingCode, PAIRING_ALPHABET, PAIRING_CODE_LENGTH, pairedDisplay, pairingCode, pollSecret } from "../../services/devices/pairing";
 
 describe("pairing codes", () => {
 	it("are 6 characters of an alphabet without look-alikes", () => {
@@ -26,5 +27,39 @@ describe("pairing codes", () => {
 		expect(normalizePairingCode("AC3D4E7")).toBeNull();
 		expect(normalizePairingCode("AC0D4E")).toBeNull();
 		expect(normalizePairingCode("AC$D4E")).toBeNull();
+	});
+});
+
+describe("pairing requests", () => {
+	const now = new Date("2026-11-22T10:00:00.000Z");
+
+	it("are live while pending and before their expiry", () => {
+		expect(isLivePairing({ status: "pending", expiresAt: "2026-11-22T10:15:00.000Z" }, now)).toBe(true);
+		expect(isLivePairing({ status: "pending", expiresAt: now.toISOString() }, now)).toBe(false);
+		expect(isLivePairing({ status: "paired", expiresAt: "2026-11-22T10:15:00.000Z" }, now)).toBe(false);
+	});
+
+	it("name their display once paired, and none before", () => {
+		expect(pairedDisplay({ status: "paired", pairedTenantId: "t-1", displayId: "d-1" })).toEqual({ tenantId: "t-1", displayId: "d-1" });
+		expect(pairedDisplay({ status: "pending" })).toBeNull();
+		expect(pairedDisplay({ status: "paired", pairedTenantId: "t-1" })).toBeNull();
+	});
+});
+
+describe("pairing secrets", () => {
+	it("poll secrets are mps_ and 256 random bits, never repeated", () => {
+		const secrets = new Set(Array.from({ length: 100 }, () => pollSecret()));
+		expect(secrets.size).toBe(100);
+		for (const secret of secrets) expect(secret).toMatch(/^mps_[A-Za-z0-9_-]{43}$/);
+	});
+
+	it("codes and poll secrets are stored as their sha256 hex digest (shared/secrets), and compared without regard to length", () => {
+		expect(hashToken("AC3D4E")).toMatch(/^[0-9a-f]{64}$/);
+		expect(hashToken("AC3D4E")).toBe("af8ff1d897b6127244917f0ad7f110c159af2a2c00bc32db73cfc64d3857b5b8");
+		const stored = hashToken("mps_secret");
+		expect(safeEqual(hashToken("mps_secret"), stored)).toBe(true);
+		expect(safeEqual(hashToken("mps_other"), stored)).toBe(false);
+		expect(safeEqual("", stored)).toBe(false);
+		expect(safeEqual(undefined as unknown as string, stored)).toBe(false);
 	});
 });

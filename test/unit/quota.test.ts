@@ -4,14 +4,19 @@
  * memory and on NeDB files (the embedded mode), and on MongoDB when MONGO_URI is set.
  */
 import type { Service, ServiceSchema } from "moleculer";
-import { DbMixin, type DbMethods } from "../../mixins/db.mixin";
+import { DbMixin, systemScope, tenantCollection, type DbVars, type TenantOwned } from "../../mixins/db.mixin";
 import { AppError } from "../../shared/errors";
 import { USAGE_COLLECTION, UsageCounter } from "../../shared/quota";
 import { startBroker, type TestBroker } from "../helpers/platform";
 
-type Db = DbMethods<"quota_usage" | "quota_items">;
+interface Item extends TenantOwned {
+	n: number;
+}
 
-const Holder: ServiceSchema = { name: "holder", mixins: [DbMixin({ quota_usage: USAGE_COLLECTION, quota_items: {} })] };
+const COLLECTIONS = { quota_usage: USAGE_COLLECTION, quota_items: tenantCollection<Item>() };
+type Db = DbVars<typeof COLLECTIONS>;
+
+const Holder: ServiceSchema = { name: "holder", mixins: [DbMixin(COLLECTIONS)] };
 
 const backends: Array<[string, Record<string, string>]> = [
 	["NeDB in memory", {}],
@@ -28,7 +33,7 @@ describe.each(backends)("UsageCounter on %s", (_name, env) => {
 
 	beforeAll(async () => {
 		started = await startBroker([Holder], env);
-		db = (started.broker.getLocalService("holder") as unknown as Service & Db).db;
+		db = (started.broker.getLocalService("holder") as Service & Db).db;
 	});
 	afterAll(() => started.stop());
 
@@ -38,13 +43,13 @@ describe.each(backends)("UsageCounter on %s", (_name, env) => {
 			now: () => clock,
 			measure: async tenantId => {
 				measured += 1;
-				return db.quota_items.countDocs({ tenantId });
+				return db.quota_items.countDocs(systemScope(tenantId));
 			}
 		});
 
 	it("starts from the real usage, counted once", async () => {
-		await db.quota_items.insertDoc({ tenantId: "t-start" }, { n: 1 });
-		await db.quota_items.insertDoc({ tenantId: "t-start" }, { n: 2 });
+		await db.quota_items.insertDoc(systemScope("t-start"), { n: 1 });
+		await db.quota_items.insertDoc(systemScope("t-start"), { n: 2 });
 		const before = measured;
 		const c = counter();
 		expect(await c.usage("t-start")).toBe(2);
@@ -94,7 +99,7 @@ describe.each(backends)("UsageCounter on %s", (_name, env) => {
 	it("a counter left high (a reservation whose insert never happened) is recounted only once it has been quiet", async () => {
 		clock = Date.now();
 		const c = counter();
-		await db.quota_items.insertDoc({ tenantId: "t-drift" }, { n: 1 });
+		await db.quota_items.insertDoc(systemScope("t-drift"), { n: 1 });
 		await c.reserve("t-drift", 1, 2); // 1 real + 1 reserved that never became a document
 		await expect(c.reserve("t-drift", 1, 2)).rejects.toMatchObject({ type: "QUOTA_EXCEEDED" });
 		clock += 30_000;

@@ -3,7 +3,7 @@
  * resolution with an ETag that depends only on what plays.
  */
 import { resolve, type DisplayTarget, type ScheduleRule } from "../../services/scheduling/engine";
-import { buildManifest, effectiveItems, etagOf, type ContentInfo, type PlaylistData } from "../../services/scheduling/manifest";
+import { buildManifest, effectiveItems, etagMatches, etagOf, type ContentInfo, type PlaylistData } from "../../services/scheduling/manifest";
 import { displayKeys, ScheduleIndex, targetKeys } from "../../services/scheduling/targeting";
 
 const display: DisplayTarget = { id: "d1", timezone: "Europe/London", tenantTimezone: "UTC", groupIds: ["g1"], tags: ["lobby", "ground"], defaultPlaylistId: null };
@@ -124,5 +124,17 @@ describe("manifest", () => {
 		const library2 = new Map(library);
 		library2.set("c1", content("c1", { validUntil: "2026-06-01T13:30:00.000Z" }));
 		expect(build({ resolution: r, content: library2 }).validUntil).toBe("2026-06-01T13:00:00.000Z");
+	});
+});
+
+describe("If-None-Match", () => {
+	const etag = '"abc"';
+
+	it("matches the tag itself, its weak form, one of a list, or *", () => {
+		for (const header of ['"abc"', 'W/"abc"', '"x", "abc"', '"x",W/"abc"', "*"]) expect([header, etagMatches(header, etag)]).toEqual([header, true]);
+	});
+
+	it("does not match another tag, an unquoted one, or no header", () => {
+		for (const header of ['"abd"', "abc", '"abc', "", undefined]) expect([header, etagMatches(header, etag)]).toEqual([header, false]);
 	});
 });

@@ -1,11 +1,11 @@
 /**
- * TENANT_DATA_SERVICES (services/tenants.service.ts) names exactly the services that keep tenant
+ * TENANT_DATA_SERVICES (shared/contracts/tenants.ts) names exactly the services that keep tenant
  * data — those with an `exportTenantData` action — so the GDPR export can refuse to answer
  * without one of them (and a new service that keeps data cannot be forgotten).
  */
 import fs from "node:fs";
 import path from "node:path";
-import { EXPORT_ACTION, TENANT_DATA_SERVICES } from "../../services/tenants.service";
+import { EXPORT_ACTION, TENANT_DATA_SERVICES } from "../../shared/contracts";
 
 const SERVICES_DIR = path.resolve(__dirname, "../../services");
 

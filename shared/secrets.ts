@@ -1,6 +1,7 @@
 /**
  * Opaque secrets: API keys (`mk_…`), refresh tokens (`mrt_…`), email-verification, password-reset
- * and invitation tokens. They are random, shown to their owner once, and stored only as a hash.
+ * and invitation tokens, pairing codes and poll secrets. They are random, shown to their owner
+ * once, and stored only as a hash. One helper for every service that keeps such secrets.
  *
  * Why sha256 and not bcrypt here: these tokens carry at least 128 bits from the CSPRNG, so nobody
  * can guess them or brute-force a leaked hash — slow, salted hashing only matters for low-entropy

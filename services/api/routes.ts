@@ -1,0 +1,176 @@
+/**
+ * The gateway's two moleculer-web routes and what they share:
+ * - "rest" under /api/v1: auto-aliases from every published action's `rest`, authenticated and
+ *   authorized, our own JSON body parser, plus the device live stream (a function alias that
+ *   declares its own permission);
+ * - "ops" at the root: health, metrics, the OpenAPI document and its docs page, unguarded; each
+ *   alias declares its own OpenAPI summary and answers, as an action does.
+ * Both answer cross-origin requests only from the configured origins.
+ */
+import type { IncomingMessage } from "node:http";
+import fs from "node:fs";
+import type { CallingOptions } from "moleculer";
+import type { ApiRouteSchema, CorsOptions } from "moleculer-web";
+import { DOCS_PAGE_CSP, docsPageHtml, swaggerAssetContentType, swaggerAssetPath } from "../../shared/docs-page";
+import { Errors } from "../../shared/errors";
+import { READINESS_SCHEMA, type Readiness } from "../../shared/health";
+import { PROMETHEUS_CONTENT_TYPE } from "../../shared/metrics";
+import type { ResponseDoc } from "../../shared/openapi";
+import { sendJson } from "./answers";
+import { jsonBody, requireObjectBody } from "./http-input";
+import { gatewayRequest, type AliasHandler } from "./moleculer-web";
+
+export const API_PREFIX = "/api/v1";
+/** The device live stream, under API_PREFIX. */
+export const DEVICE_EVENTS_PATH = "/device/events";
+export const ALLOWED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/** moleculer-web's CORS options for the configured origins; undefined = no cross-origin access. */
+export function corsOptions(origins: readonly string[]): CorsOptions | undefined {
+	if (origins.length === 0) return undefined;
+	return {
+		origin: origins.includes("*") ? "*" : [...origins],
+		methods: ALLOWED_METHODS,
+		allowedHeaders: ["Authorization", "Content-Type", "X-Request-Id", "If-None-Match"],
+		exposedHeaders: ["X-Request-Id", "ETag", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
+		credentials: false,
+		maxAge: 600
+	};
+}
+
+/** Whether a raw request URL is the device stream (which never finishes on its own). */
+export function isDeviceStreamUrl(url: string | undefined): boolean {
+	const path = (url ?? "").split("?")[0].replace(/\/+$/, "").toLowerCase();
+	return path === `${API_PREFIX}${DEVICE_EVENTS_PATH}`.toLowerCase();
+}
+
+/**
+ * Root call options of a request: the device stream's `api.rest` context is not tracked, as it
+ * ends only when the client leaves or the gateway drains; tracking would make every broker stop
+ * wait `shutdownTimeout` for it.
+ */
+export function rootCallOptions(options: CallingOptions, req: IncomingMessage): void {
+	if (isDeviceStreamUrl(req.url)) options.tracking = false;
+}
+
+/** The REST route's hooks, which live on the service (they need its config, store and streams). */
+export interface RestRouteHooks {
+	onBeforeCall: NonNullable<ApiRouteSchema["onBeforeCall"]>;
+	onAfterCall: NonNullable<ApiRouteSchema["onAfterCall"]>;
+	/** `GET /device/events`, after authentication and authorization (permission `device`). */
+	openDeviceStream: AliasHandler;
+}
+
+export function restRoute(options: { maxBodyBytes: number; cors: CorsOptions | undefined }, hooks: RestRouteHooks): ApiRouteSchema {
+	return {
+		name: "rest",
+		path: API_PREFIX,
+		autoAliases: true,
+		mappingPolicy: "restrict",
+		authentication: true,
+		authorization: true,
+		cors: options.cors,
+		// Our own JSON parser: undecodable bodies answer 400 (see http-input.ts).
+		bodyParsers: false,
+		use: [jsonBody(options.maxBodyBytes), requireObjectBody],
+		onBeforeCall: hooks.onBeforeCall,
+		onAfterCall: hooks.onAfterCall,
+		logging: true,
+		aliases: {
+			[`GET ${DEVICE_EVENTS_PATH}`]: {
+				permission: "device",
+				summary: "Live events of this display (text/event-stream): manifest, command, keep-alive comments",
+				tags: ["device"],
+				extraResponses: {
+					200: {
+						description: "An open stream of server-sent events: `manifest` (the new ETag), `command`, keep-alive comments.",
+						content: { "text/event-stream": { type: "string" } }
+					}
+				},
+				handler: hooks.openDeviceStream
+			}
+		}
+	};
+}
+
+/** What the operations endpoints read from the running gateway. */
+export interface OpsSources {
+	readiness(): Promise<Readiness>;
+	/** Prometheus text of the broker's metrics (empty when metrics are off). */
+	metricsText(): string;
+	openApiDocument(): unknown;
+}
+
+/**
+ * An operations endpoint as an object alias: its handler and what the OpenAPI document says
+ * about it (moleculer-web keeps the extra fields on the alias; route-docs.ts publishes them).
+ */
+export interface OpsAlias {
+	summary: string;
+	/** JSON Schema of the 200 answer's JSON body. */
+	response?: unknown;
+	/** Other answers, or the 200 one in another media type (see ActionSchema.extraResponses). */
+	extraResponses?: Record<number, ResponseDoc>;
+	handler: AliasHandler;
+}
+
+/** The operations endpoints, by alias. */
+export function opsAliases(sources: OpsSources): Record<string, OpsAlias> {
+	return {
+		"GET /health/live": {
+			summary: "Liveness: 200 while the process runs",
+			response: { type: "object", required: ["status"], properties: { status: { const: "ok" } } },
+			handler: (_req, res) => sendJson(res, 200, { status: "ok" })
+		},
+		"GET /health/ready": {
+			summary: "Readiness: 200 when every dependency answers, 503 with the failing checks",
+			response: READINESS_SCHEMA,
+			extraResponses: { 503: { description: "A dependency fails (or the process drains).", content: { "application/json": READINESS_SCHEMA } } },
+			handler: async (_req, res) => {
+				const ready = await sources.readiness();
+				sendJson(res, ready.status === "ok" ? 200 : 503, ready);
+			}
+		},
+		"GET /metrics": {
+			summary: "Prometheus metrics",
+			extraResponses: { 200: { description: "Metrics in the Prometheus text format.", content: { "text/plain": { type: "string" } } } },
+			handler: (_req, res) => {
+				res.writeHead(200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
+				res.end(sources.metricsText());
+			}
+		},
+		"GET /api/openapi.json": {
+			summary: "This OpenAPI 3.1 document",
+			response: {
+				type: "object",
+				required: ["openapi", "info", "paths"],
+				properties: { openapi: { const: "3.1.0" }, info: { type: "object" }, paths: { type: "object" } }
+			},
+			handler: (_req, res) => sendJson(res, 200, sources.openApiDocument())
+		},
+		"GET /api/docs": {
+			summary: "The API reference page (Swagger UI)",
+			extraResponses: { 200: { description: "An HTML page that renders this document.", content: { "text/html": { type: "string" } } } },
+			handler: (_req, res) => {
+				res.writeHead(200, { "Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": DOCS_PAGE_CSP });
+				res.end(docsPageHtml("/api/openapi.json", "/api/docs/assets"));
+			}
+		},
+		"GET /api/docs/assets/:file": {
+			summary: "A static file of the API reference page",
+			extraResponses: { 200: { description: "A stylesheet, script or icon.", content: { "*/*": {} } } },
+			handler: (req, res) => {
+				const name = String(gatewayRequest(req).$params?.file ?? "");
+				const file = swaggerAssetPath(name);
+				const type = swaggerAssetContentType(name);
+				if (!file || !type) throw Errors.notFound("Asset");
+				res.writeHead(200, { "Content-Type": type, "Cache-Control": "public, max-age=3600" });
+				fs.createReadStream(file).pipe(res);
+			}
+		}
+	};
+}
+
+export function opsRoute(aliases: Record<string, OpsAlias | AliasHandler>, cors: CorsOptions | undefined): ApiRouteSchema {
+	return { name: "ops", path: "/", aliases, mappingPolicy: "restrict", bodyParsers: false, logging: false, cors };
+}

@@ -1,0 +1,213 @@
+/** devices: displays, groups, pairing, presence, commands. */
+import { Type, type Static } from "@sinclair/typebox";
+import { Id, Instant, Nullable, PageOf, type ExportParams, type PageParams, type PageView } from "./views";
+
+// ---- values ------------------------------------------------------------------------------------
+
+export const DISPLAY_STATUSES = ["pending", "online", "offline"] as const;
+export const DisplayStatus = Type.Union(DISPLAY_STATUSES.map(s => Type.Literal(s)));
+export type DisplayStatus = (typeof DISPLAY_STATUSES)[number];
+
+export const COMMAND_TYPES = ["reboot", "reload", "screenshot", "clear-cache"] as const;
+export const CommandType = Type.Union(COMMAND_TYPES.map(t => Type.Literal(t)));
+export type CommandType = (typeof COMMAND_TYPES)[number];
+
+/** A command's life: queued, seen by a heartbeat, confirmed by the screen, or past its 24 h. */
+export const COMMAND_STATUSES = ["pending", "delivered", "acknowledged", "expired"] as const;
+export const CommandStatus = Type.Union(COMMAND_STATUSES.map(s => Type.Literal(s)));
+export type CommandStatus = (typeof COMMAND_STATUSES)[number];
+
+/** What a heartbeat reports of the screen's health (each optional; percentages and °C). */
+export const DisplayMetrics = Type.Object({
+	cpu: Type.Optional(Type.Number()),
+	memory: Type.Optional(Type.Number()),
+	disk: Type.Optional(Type.Number()),
+	temperature: Type.Optional(Type.Number())
+});
+export type DisplayMetrics = Static<typeof DisplayMetrics>;
+
+// ---- for other services ------------------------------------------------------------------------
+
+/** What scheduling needs of a display to resolve what it plays. */
+export const DisplayTargeting = Type.Object({
+	id: Id,
+	timezone: Nullable(Type.String()),
+	tags: Type.Array(Type.String()),
+	groupIds: Type.Array(Type.String()),
+	defaultPlaylistId: Nullable(Type.String())
+});
+export type DisplayTargeting = Static<typeof DisplayTargeting>;
+
+/** Which displays of a tenant: by id, group, tag or default playlist, or all. */
+export interface DisplaySelector {
+	displayIds?: string[];
+	groupIds?: string[];
+	tags?: string[];
+	defaultPlaylistIds?: string[];
+	all?: boolean;
+}
+
+/** A display's last heartbeat, kept in the key/value store. */
+export interface Presence {
+	lastSeenAt: string;
+	metrics: DisplayMetrics | null;
+	appVersion: string | null;
+	currentContentId: string | null;
+	uptimeSec: number | null;
+}
+
+/** The durable heartbeat channel's message (analytics stores it as device health). */
+export type HeartbeatMessage = Presence & { tenantId: string; displayId: string; ts: string };
+
+/** A command as the screen receives it (heartbeat answer, live stream). */
+export const CommandSummary = Type.Object({ id: Id, type: CommandType, createdAt: Instant });
+export type CommandSummary = Static<typeof CommandSummary>;
+
+// ---- REST answers --------------------------------------------------------------------------------
+
+/** POST /device/pairing: the code the screen shows and the secret it polls with. */
+export const PairingRequested = Type.Object({ pairingId: Id, code: Type.String(), pollSecret: Type.String(), expiresAt: Instant });
+export type PairingRequested = Static<typeof PairingRequested>;
+
+/** GET /device/pairing/:pairingId: still waiting, or paired with the device token (handed out once). */
+export const PairingPoll = Type.Union([
+	Type.Object({ status: Type.Literal("pending") }),
+	Type.Object({ status: Type.Literal("paired"), displayId: Id, deviceToken: Type.String(), heartbeatIntervalSec: Type.Integer() })
+]);
+export type PairingPoll = Static<typeof PairingPoll>;
+
+/** API.md's display: the stored display with its live presence. */
+export const DisplayView = Type.Object({
+	id: Id,
+	name: Type.String(),
+	status: DisplayStatus,
+	timezone: Nullable(Type.String()),
+	tags: Type.Array(Type.String()),
+	groupIds: Type.Array(Id),
+	defaultPlaylistId: Nullable(Id),
+	lastSeenAt: Nullable(Instant),
+	metrics: Nullable(DisplayMetrics),
+	appVersion: Nullable(Type.String()),
+	currentContentId: Nullable(Type.String()),
+	model: Nullable(Type.String()),
+	resolution: Nullable(Type.String()),
+	createdAt: Instant,
+	updatedAt: Instant
+});
+export type DisplayView = Static<typeof DisplayView>;
+export const DisplayPage = PageOf(DisplayView);
+
+export const DisplayGroupView = Type.Object({ id: Id, name: Type.String(), description: Nullable(Type.String()), createdAt: Instant, updatedAt: Instant });
+export type DisplayGroupView = Static<typeof DisplayGroupView>;
+export const DisplayGroupPage = PageOf(DisplayGroupView);
+
+/** POST /displays/:id/commands (202): queued, not carried out yet. */
+export const CommandQueued = Type.Object({ id: Id, type: CommandType, status: Type.Literal("pending"), createdAt: Instant });
+export type CommandQueued = Static<typeof CommandQueued>;
+
+export const CommandView = Type.Object({
+	id: Id,
+	type: CommandType,
+	status: CommandStatus,
+	createdAt: Instant,
+	deliveredAt: Nullable(Instant),
+	acknowledgedAt: Nullable(Instant),
+	expiresAt: Instant,
+	result: Nullable(Type.String())
+});
+export type CommandView = Static<typeof CommandView>;
+export const CommandPage = PageOf(CommandView);
+
+/** POST /device/heartbeat: the server's view, so the screen needs no second request. */
+export const HeartbeatAnswer = Type.Object({
+	serverTime: Instant,
+	/** null until scheduling has built the display's manifest. */
+	manifestEtag: Nullable(Type.String()),
+	heartbeatIntervalSec: Type.Integer(),
+	commands: Type.Array(CommandSummary)
+});
+export type HeartbeatAnswer = Static<typeof HeartbeatAnswer>;
+
+/** A tenant's devices data: displays and commands as the API shows them, groups as stored. */
+export const DevicesExport = Type.Object({
+	displays: Type.Array(DisplayView),
+	groups: Type.Array(Type.Composite([DisplayGroupView, Type.Object({ tenantId: Id })])),
+	commands: Type.Array(CommandView)
+});
+export type DevicesExport = Static<typeof DevicesExport>;
+
+// ---- params ------------------------------------------------------------------------------------
+
+export interface DisplayFields {
+	name: string;
+	timezone?: string;
+	tags?: string[];
+	groupIds?: string[];
+}
+
+/** PATCH /displays/:id: what may change (null clears the timezone or the default playlist). */
+export interface DisplayEdit {
+	name?: string;
+	timezone?: string | null;
+	tags?: string[];
+	groupIds?: string[];
+	defaultPlaylistId?: string | null;
+}
+
+export interface DisplayListParams extends PageParams {
+	status?: DisplayStatus;
+	tag?: string;
+	groupId?: string;
+	q?: string;
+}
+
+/** What a heartbeat sends; what it leaves out keeps its last known value. */
+export interface HeartbeatReport {
+	metrics?: DisplayMetrics;
+	appVersion?: string;
+	currentContentId?: string;
+	uptimeSec?: number;
+}
+
+// ---- actions and events ------------------------------------------------------------------------
+
+export interface DevicesActions {
+	// pairing (the screen's side)
+	"devices.requestPairing": { params: { hardwareId?: string; model?: string; resolution?: string }; result: PairingRequested };
+	"devices.pairingStatus": { params: { pairingId: string }; result: PairingPoll };
+	// displays and groups (the CMS's side)
+	"devices.pair": { params: DisplayFields & { code: string }; result: DisplayView };
+	"devices.list": { params: DisplayListParams; result: PageView<DisplayView> };
+	"devices.get": { params: { id: string }; result: DisplayView };
+	"devices.update": { params: DisplayEdit & { id: string }; result: DisplayView };
+	"devices.remove": { params: { id: string }; result: null };
+	"devices.createGroup": { params: { name: string; description?: string }; result: DisplayGroupView };
+	"devices.listGroups": { params: PageParams; result: PageView<DisplayGroupView> };
+	"devices.getGroup": { params: { id: string }; result: DisplayGroupView };
+	"devices.updateGroup": { params: { id: string; name?: string; description?: string | null }; result: DisplayGroupView };
+	"devices.removeGroup": { params: { id: string }; result: null };
+	"devices.sendCommand": { params: { id: string; type: CommandType }; result: CommandQueued };
+	"devices.commands": { params: PageParams & { id: string }; result: PageView<CommandView> };
+	// the device API
+	"devices.heartbeat": { params: HeartbeatReport; result: HeartbeatAnswer };
+	"devices.ackCommand": { params: { id: string; result?: string }; result: null };
+	// for other services
+	"devices.targeting": { params: { id: string }; result: DisplayTargeting };
+	/** A page of a tenant's displays matching a selector, in id order after `afterId`. */
+	"devices.displaysFor": { params: DisplaySelector & { tenantId: string; afterId?: string; limit: number }; result: { rows: DisplayTargeting[]; next: string | null } };
+	/** Unsets a deleted playlist as default; answers how many displays had it. */
+	"devices.clearDefaultPlaylist": { params: { tenantId: string; playlistId: string }; result: number };
+	/** Which of these ids name no display or group of the caller's tenant. */
+	"devices.unknownTargets": { params: { displayIds: string[]; groupIds: string[] }; result: { displayIds: string[]; groupIds: string[] } };
+	"devices.exportTenantData": { params: ExportParams; result: DevicesExport };
+}
+
+export interface DevicesEvents {
+	"devices.display.paired": { tenantId: string; displayId: string };
+	"devices.display.updated": { tenantId: string; displayIds: string[]; fields: string[] };
+	"devices.display.deleted": { tenantId: string; displayId: string };
+	"devices.display.cameOnline": { tenantId: string; displayId: string; at: string };
+	"devices.display.wentOffline": { tenantId: string; displayId: string; lastSeenAt: string | null; at: string };
+	"devices.command.created": { tenantId: string; displayId: string; command: CommandSummary };
+	"devices.commands.delivered": { tenantId: string; displayId: string; ids: string[]; at: string };
+}

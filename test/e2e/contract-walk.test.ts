@@ -1,0 +1,344 @@
+/**
+ * Contract walk: the published OpenAPI document against what the platform really answers.
+ *
+ * One scripted flow, written by hand, walks the API the way its users do — an owner signs up,
+ * verifies the address, resets and changes the password, invites people, pairs a screen through
+ * the device API, uploads content, builds playlists and schedules, the screen fetches its
+ * manifest and files, everything is deleted again, the tenant exported, handed over and deleted
+ * — so that every route under /api/v1 answers its success at least once. Every answer is
+ * recorded by the route template it was sent to, and then checked against the document:
+ *
+ *   (a) every route of the document answered a 2xx at least once (a route the flow misses fails
+ *       the suite by name: a new route needs a step here);
+ *   (b) every answer below 400 has a status the document declares for that operation: its
+ *       success status, or a conditional one it declares (304, 302);
+ *   (c) every 2xx JSON body validates against the declared response schema, objects closed:
+ *       a field the document does not declare is an error too, so it cannot fall behind;
+ *   (d) every 2xx answer with a body has a declared schema for its media type, and an answer
+ *       declared without a body has none.
+ *
+ * Until every action declares its `response`, (d) lists the routes that still lack one.
+ */
+import sharp from "sharp";
+import { bearer, newAccount, someClient, startTestPlatform, tokenFromMail, type Platform, type Session } from "../helpers/accounts";
+import { closedSchema, jsonSchemaValidator } from "../helpers/openapi-validator";
+import { API_V1 } from "../helpers/routes";
+
+interface Operation {
+	responses: Record<string, { content?: Record<string, { schema?: unknown }> }>;
+}
+
+interface OpenApiDocument {
+	paths: Record<string, Record<string, Operation>>;
+}
+
+interface Answer<T = unknown> {
+	/** "GET /displays/{id}": the method and the document's template below /api/v1. */
+	label: string;
+	status: number;
+	headers: Headers;
+	/** Media type without parameters, "" when none. */
+	mediaType: string;
+	/** Bytes of the body (an event stream counts as a body and is not read). */
+	size: number;
+	text: string;
+	body: T;
+}
+
+interface CallOptions {
+	token?: string;
+	/** Path parameters by name. */
+	values?: Record<string, string>;
+	query?: Record<string, string>;
+	json?: unknown;
+	form?: FormData;
+	headers?: Record<string, string>;
+}
+
+const HTTP_METHODS = ["get", "put", "post", "delete", "patch"];
+const REQUEST_TIMEOUT_MS = 10_000;
+
+const baseType = (contentType: string | null) => (contentType ?? "").split(";")[0].trim().toLowerCase();
+const isJson = (mediaType: string) => mediaType === "application/json" || mediaType.endsWith("+json");
+
+/** Whether a declared media type (or range, "*\/*", "image/*") covers the answer's. */
+function covers(declared: string, actual: string): boolean {
+	if (declared === "*/*" || declared === actual) return true;
+	return declared.endsWith("/*") && actual.startsWith(declared.slice(0, -1));
+}
+
+describe("contract walk: every /api/v1 route answers as the OpenAPI document says", () => {
+	let p: Platform;
+	let doc: OpenApiDocument;
+	const answers: Answer[] = [];
+
+	beforeAll(async () => {
+		p = await startTestPlatform({ BCRYPT_COST: "4", DEFAULT_PLAN_MEMBERS: "100", DEFAULT_PLAN_DISPLAYS: "100" });
+		const res = await fetch(`${p.url}/api/openapi.json`);
+		expect(res.status).toBe(200);
+		doc = (await res.json()) as OpenApiDocument;
+	}, 30_000);
+
+	afterAll(() => p?.stop());
+
+	/** The document's operations under /api/v1 by label ("GET /displays/{id}"). */
+	function documentedRoutes(): Map<string, Operation> {
+		const routes = new Map<string, Operation>();
+		for (const [path, item] of Object.entries(doc.paths)) {
+			if (!path.startsWith(`${API_V1}/`)) continue;
+			for (const [method, op] of Object.entries(item)) {
+				if (HTTP_METHODS.includes(method)) routes.set(`${method.toUpperCase()} ${path.slice(API_V1.length)}`, op);
+			}
+		}
+		return routes;
+	}
+
+	/** Sends one request to the route `label` and records the answer. */
+	async function call<T = unknown>(label: string, options: CallOptions = {}): Promise<Answer<T>> {
+		const [method, template] = label.split(" ");
+		const path = template.replace(/\{([^}]+)\}/g, (_, name: string) => {
+			const value = options.values?.[name];
+			if (value === undefined) throw new Error(`${label}: no value for {${name}}`);
+			return encodeURIComponent(value);
+		});
+		const query = options.query ? `?${new URLSearchParams(options.query).toString()}` : "";
+		const headers = new Headers({ ...(options.token ? bearer(options.token) : {}), ...options.headers });
+		let body: string | FormData | undefined = options.form;
+		if (options.json !== undefined) {
+			headers.set("Content-Type", "application/json");
+			body = JSON.stringify(options.json);
+		}
+		const res = await fetch(p.api(`${path}${query}`), { method, headers, body, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+		const mediaType = baseType(res.headers.get("content-type"));
+		let text = "";
+		let size = 0;
+		if (mediaType === "text/event-stream") {
+			// A live stream never ends: its status and headers are the answer.
+			await res.body?.cancel();
+			size = 1;
+		} else {
+			const bytes = Buffer.from(await res.arrayBuffer());
+			size = bytes.length;
+			if (isJson(mediaType) || mediaType.startsWith("text/")) text = bytes.toString("utf8");
+		}
+		let parsed: unknown = null;
+		if (isJson(mediaType) && text !== "") parsed = JSON.parse(text);
+		const answer: Answer<T> = { label, status: res.status, headers: res.headers, mediaType, size, text, body: parsed as T };
+		answers.push(answer);
+		return answer;
+	}
+
+	/** A step of the flow that must succeed (any 2xx: which one is the document's business, see (b)). */
+	async function ok<T = unknown>(label: string, options: CallOptions = {}): Promise<Answer<T>> {
+		const answer = await call<T>(label, options);
+		if (answer.status < 200 || answer.status > 299) throw new Error(`${label} answered ${answer.status}: ${answer.text.slice(0, 300)}`);
+		return answer;
+	}
+
+	const signIn = async (email: string, password: string) => (await ok<Session>("POST /auth/login", { json: { email, password } })).body;
+
+	/** Invites `email` as `role` (as `token`) and accepts from the mailed link. */
+	async function join(token: string, account: ReturnType<typeof newAccount>, role: string): Promise<Session> {
+		await ok("POST /invitations", { token, json: { email: account.email, role } });
+		const invitation = await tokenFromMail(p, account.email, "accept-invitation");
+		return (await ok<Session>("POST /invitations/accept", { json: { token: invitation, name: account.name, password: account.password } })).body;
+	}
+
+	it("a scripted flow through the whole API runs through", async () => {
+		// ---- account: sign-up, sign-in, tokens, sessions, email, password -------------------
+		const account = newAccount("walk");
+		await ok<Session>("POST /auth/register", { json: account, headers: someClient() });
+		const first = await signIn(account.email, account.password);
+		const refreshed = await ok<{ accessToken: string }>("POST /auth/refresh", { json: { refreshToken: first.refreshToken } });
+		let token = refreshed.body.accessToken;
+		await ok("GET /auth/me", { token });
+		const sessions = await ok<{ rows: Array<{ id: string; current: boolean }> }>("GET /auth/sessions", { token });
+		const registration = sessions.body.rows.find(row => !row.current);
+		if (!registration) throw new Error(`no second session to end: ${sessions.text}`);
+		await ok("DELETE /auth/sessions/{id}", { token, values: { id: registration.id } });
+
+		await ok("POST /auth/resend-verification", { token });
+		await ok("POST /auth/verify-email", { json: { token: await tokenFromMail(p, account.email, "verify-email") } });
+
+		await ok("POST /auth/forgot-password", { json: { email: account.email } });
+		const resetPassword = `${account.password}-reset`;
+		await ok("POST /auth/reset-password", { json: { token: await tokenFromMail(p, account.email, "reset-password"), password: resetPassword } });
+		token = (await signIn(account.email, resetPassword)).accessToken;
+		const password = `${account.password}-changed`;
+		await ok("POST /auth/change-password", { token, json: { currentPassword: resetPassword, newPassword: password } });
+		token = (await signIn(account.email, password)).accessToken;
+
+		// ---- API keys and the tenant ------------------------------------------------------------
+		const apiKey = await ok<{ id: string; key: string }>("POST /api-keys", { token, json: { name: "Walk integration", role: "admin" } });
+		await ok("GET /api-keys", { token });
+		await ok("GET /tenant", { token: apiKey.body.key });
+		await ok("PATCH /tenant", { token, json: { name: "Walk signage" } });
+
+		// ---- members and invitations -------------------------------------------------------------
+		const heirAccount = newAccount("walk-heir");
+		const heir = await join(token, heirAccount, "admin");
+		await ok("GET /invitations", { token });
+		await ok("GET /members", { token });
+		await ok("PATCH /members/{userId}", { token, values: { userId: heir.user.id }, json: { role: "editor" } });
+		const leaver = await join(token, newAccount("walk-leaver"), "viewer");
+		await ok("DELETE /members/me", { token: leaver.accessToken });
+		const removed = await join(token, newAccount("walk-removed"), "viewer");
+		await ok("DELETE /members/{userId}", { token, values: { userId: removed.user.id } });
+		const revoked = await ok<{ id: string }>("POST /invitations", { token, json: { email: newAccount("walk-revoked").email, role: "viewer" } });
+		await ok("DELETE /invitations/{id}", { token, values: { id: revoked.body.id } });
+
+		// ---- a screen pairs through the device API ---------------------------------------------
+		const pairing = await ok<{ pairingId: string; code: string; pollSecret: string }>("POST /device/pairing", { json: {}, headers: someClient() });
+		const poll = { values: { pairingId: pairing.body.pairingId }, headers: { "X-Pairing-Secret": pairing.body.pollSecret } };
+		await ok("GET /device/pairing/{pairingId}", poll);
+		const display = (await ok<{ id: string }>("POST /displays/pair", { token, json: { code: pairing.body.code, name: "Lobby" } })).body;
+		const paired = await ok<{ deviceToken?: string }>("GET /device/pairing/{pairingId}", poll);
+		const device = paired.body.deviceToken;
+		if (!device) throw new Error(`pairing handed out no device token: ${paired.text}`);
+		const displayIds = { values: { id: display.id } };
+
+		await ok("GET /displays", { token });
+		await ok("GET /displays/{id}", { token, ...displayIds });
+		const group = (await ok<{ id: string }>("POST /display-groups", { token, json: { name: "Ground floor" } })).body;
+		await ok("GET /display-groups", { token });
+		await ok("GET /display-groups/{id}", { token, values: { id: group.id } });
+		await ok("PATCH /display-groups/{id}", { token, values: { id: group.id }, json: { name: "Ground floor east" } });
+		await ok("PATCH /displays/{id}", { token, ...displayIds, json: { name: "Lobby screen", groupIds: [group.id] } });
+
+		const command = (await ok<{ id: string }>("POST /displays/{id}/commands", { token, ...displayIds, json: { type: "reload" } })).body;
+		await ok("GET /displays/{id}/commands", { token, ...displayIds });
+		await ok("POST /device/heartbeat", { token: device, json: { appVersion: "1.0.0", uptimeSec: 60 } });
+		await ok("POST /device/commands/{id}/ack", { token: device, values: { id: command.id }, json: { result: "reloaded" } });
+		await ok("GET /device/events", { token: device });
+
+		// ---- content -----------------------------------------------------------------------------
+		const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 20, g: 90, b: 160 } } }).png().toBuffer();
+		const form = new FormData();
+		form.append("name", "Logo");
+		form.append("file", new Blob([new Uint8Array(png)], { type: "image/png" }), "logo.png");
+		const image = (await ok<{ id: string }>("POST /content", { token, form })).body;
+		const page = (await ok<{ id: string }>("POST /content/url", { token, json: { name: "Menu", url: "https://example.com/menu", durationMs: 8000 } })).body;
+		await ok("GET /content", { token });
+		await ok("GET /content/usage", { token });
+		await ok("GET /content/{id}", { token, values: { id: image.id } });
+		await ok("PATCH /content/{id}", { token, values: { id: image.id }, json: { name: "Logo, blue", tags: ["brand"] } });
+		await ok("GET /content/{id}/download", { token, values: { id: image.id } });
+		await ok("GET /content/{id}/thumbnail", { token, values: { id: image.id } });
+
+		// ---- what plays: playlists, schedules, overrides ------------------------------------------
+		const items = [{ contentId: image.id }, { contentId: page.id, durationMs: 5000 }];
+		const playlist = (await ok<{ id: string }>("POST /playlists", { token, json: { name: "Lobby loop", items } })).body;
+		await ok("GET /playlists", { token });
+		await ok("GET /playlists/{id}", { token, values: { id: playlist.id } });
+		await ok("PATCH /playlists/{id}", { token, values: { id: playlist.id }, json: { name: "Lobby loop v2" } });
+		const schedule = (await ok<{ id: string }>("POST /schedules", { token, json: { name: "Always", playlistId: playlist.id, targets: { displayIds: [display.id] } } })).body;
+		await ok("GET /schedules", { token });
+		await ok("GET /schedules/{id}", { token, values: { id: schedule.id } });
+		await ok("PATCH /schedules/{id}", { token, values: { id: schedule.id }, json: { name: "Always on", priority: 5 } });
+		const endsAt = new Date(Date.now() + 3600_000).toISOString();
+		const override = (await ok<{ id: string }>("POST /overrides", { token, json: { name: "Drill", playlistId: playlist.id, targets: { groupIds: [group.id] }, endsAt } })).body;
+		await ok("GET /overrides", { token });
+		await ok("GET /overrides/{id}", { token, values: { id: override.id } });
+		await ok("PATCH /overrides/{id}", { token, values: { id: override.id }, json: { name: "Fire drill" } });
+		await ok("GET /displays/{id}/preview", { token, ...displayIds });
+		await ok("GET /displays/{id}/timeline", { token, ...displayIds });
+
+		// ---- the screen plays it: manifest (and its conditional 304), files ----------------------
+		const manifest = await ok<{ items: Array<{ contentId: string }> }>("GET /device/manifest", { token: device });
+		expect(manifest.body.items.map(item => item.contentId)).toContain(image.id);
+		const etag = manifest.headers.get("etag");
+		if (!etag) throw new Error("the manifest came without an ETag");
+		const unchanged = await call("GET /device/manifest", { token: device, headers: { "If-None-Match": etag } });
+		expect(unchanged.status).toBe(304);
+		await ok("GET /device/content/{contentId}", { token: device, values: { contentId: image.id } });
+
+		// ---- everything goes again ---------------------------------------------------------------
+		await ok("DELETE /overrides/{id}", { token, values: { id: override.id } });
+		await ok("DELETE /schedules/{id}", { token, values: { id: schedule.id } });
+		await ok("DELETE /playlists/{id}", { token, values: { id: playlist.id } });
+		await ok("DELETE /content/{id}", { token, values: { id: page.id } });
+		await ok("DELETE /content/{id}", { token, values: { id: image.id } });
+		await ok("DELETE /display-groups/{id}", { token, values: { id: group.id } });
+		await ok("DELETE /displays/{id}", { token, ...displayIds });
+		await ok("DELETE /api-keys/{id}", { token, values: { id: apiKey.body.id } });
+
+		// ---- export, sign out, hand over, delete the tenant ---------------------------------------
+		await ok("GET /tenant/export", { token });
+		const spare = await signIn(account.email, password);
+		await ok("POST /auth/logout", { json: { refreshToken: spare.refreshToken } });
+		await ok("POST /auth/logout-all", { token });
+		token = (await signIn(account.email, password)).accessToken;
+		await ok("POST /tenant/transfer-ownership", { token, json: { userId: heir.user.id } });
+		const newOwner = await signIn(heirAccount.email, heirAccount.password);
+		expect(newOwner.role).toBe("owner");
+		await ok("DELETE /tenant", { token: newOwner.accessToken, query: { confirm: newOwner.tenant.name } });
+	}, 120_000);
+
+	it("(a) every route of the document answered a success at least once", () => {
+		const succeeded = new Set(answers.filter(a => a.status >= 200 && a.status < 300).map(a => a.label));
+		const missing = [...documentedRoutes().keys()].filter(label => !succeeded.has(label));
+		expect(missing).toEqual([]);
+	});
+
+	it("(b) every answer below 400 has a status the document declares for its route", () => {
+		const routes = documentedRoutes();
+		const problems: string[] = [];
+		for (const answer of answers.filter(a => a.status < 400)) {
+			const op = routes.get(answer.label);
+			if (op === undefined) {
+				problems.push(`${answer.label}: not in the document`);
+				continue;
+			}
+			const declared = Object.keys(op.responses).filter(status => Number(status) < 400);
+			if (!declared.includes(String(answer.status))) problems.push(`${answer.label}: answered ${answer.status}, the document declares ${declared.join("/")}`);
+		}
+		expect([...new Set(problems)]).toEqual([]);
+	});
+
+	it("(c) every JSON success body validates against its declared schema, with no undeclared field", () => {
+		const routes = documentedRoutes();
+		const validate = jsonSchemaValidator();
+		const problems: string[] = [];
+		for (const answer of answers.filter(a => a.status >= 200 && a.status < 300)) {
+			const declared = routes.get(answer.label)?.responses[String(answer.status)]?.content;
+			if (declared === undefined) continue; // (b) or (d)
+			if (answer.size === 0) {
+				problems.push(`${answer.label} ${answer.status}: the document declares a body (${Object.keys(declared).join(", ")}), the answer has none`);
+				continue;
+			}
+			const schema = isJson(answer.mediaType) ? declared[answer.mediaType]?.schema : undefined;
+			if (schema === undefined) continue; // (d)
+			for (const error of validate(closedSchema(schema), answer.body)) problems.push(`${answer.label} ${answer.status}: ${error}`);
+		}
+		expect([...new Set(problems)]).toEqual([]);
+	});
+
+	it("(d) every success answer with a body has a declared schema for its media type", () => {
+		const routes = documentedRoutes();
+		const lacking = new Set<string>();
+		for (const answer of answers.filter(a => a.status >= 200 && a.status < 300 && a.size > 0)) {
+			const declared = routes.get(answer.label)?.responses[String(answer.status)]?.content ?? {};
+			const schema = Object.entries(declared).find(([type]) => covers(type, answer.mediaType))?.[1].schema;
+			if (schema === undefined) lacking.add(`${answer.label} ${answer.status} (${answer.mediaType || "no Content-Type"})`);
+		}
+		expect([...lacking].sort()).toEqual([]);
+	});
+
+	it("HEAD on a GET route answers the status the document declares for the GET, with its headers and no body", async () => {
+		const account = newAccount("walk-head");
+		const register = await fetch(p.api("/auth/register"), {
+			method: "POST",
+			headers: { "Content-Type": "application/json", ...someClient() },
+			body: JSON.stringify(account)
+		});
+		const session = (await register.json()) as Session;
+		const declared = Object.keys(documentedRoutes().get("GET /tenant")?.responses ?? {}).filter(status => status.startsWith("2"));
+		const get = await fetch(p.api("/tenant"), { headers: bearer(session.accessToken) });
+		const head = await fetch(p.api("/tenant"), { method: "HEAD", headers: bearer(session.accessToken) });
+		expect(declared).toEqual([String(get.status)]);
+		expect(head.status).toBe(get.status);
+		expect(head.headers.get("content-type")).toBe(get.headers.get("content-type"));
+		expect(head.headers.get("x-request-id")).toBeTruthy();
+		expect(await head.text()).toBe("");
+	});
+});

@@ -1,0 +1,91 @@
+/**
+ * services/auth/device-credentials.ts: minting bumps a display's token version so only its
+ * newest token works; revocation stops it at once; a forgotten version is read back from the
+ * collection (an in-memory stand-in here).
+ */
+import type { Query, WideScope } from "../../mixins/db.mixin";
+import { MemoryKeyValueStore } from "../../shared/kv";
+import {
+	deviceVersionKey,
+	forgetDevices,
+	mintDeviceToken,
+	resolveDeviceToken,
+	type DeviceCredentialDoc,
+	type DeviceCredentialStore
+} from "../../services/auth/device-credentials";
+import { signAccessToken, signingKeys } from "../../services/auth/tokens";
+
+const KEYS = signingKeys("unit-test-secret-for-devices-0123456789", []);
+
+function tenantOfScope(scope: WideScope): string | null {
+	if ("kind" in scope && scope.kind === "allTenants") return null;
+	if ("kind" in scope && scope.kind === "system") return scope.tenantId;
+	throw new Error("the stand-in takes system scopes only");
+}
+
+/** The device_credentials collection in memory. */
+function fakeCredentials(): DeviceCredentialStore & { docs: DeviceCredentialDoc[] } {
+	const docs: DeviceCredentialDoc[] = [];
+	const now = "2026-01-01T00:00:00.000Z";
+	const find = (scope: WideScope, query: Query) => {
+		const tenant = tenantOfScope(scope);
+		return docs.find(d => (tenant === null || d.tenantId === tenant) && d.displayId === query.displayId);
+	};
+	return {
+		docs,
+		async findDoc(scope, query) {
+			const found = find(scope, query);
+			return found ? { ...found } : null;
+		},
+		async insertDoc(scope, fields) {
+			const doc: DeviceCredentialDoc = { createdAt: now, updatedAt: now, ...fields, id: `c${docs.length + 1}`, tenantId: tenantOfScope(scope) ?? "" };
+			docs.push(doc);
+			return { ...doc };
+		},
+		async updateDoc(scope, id, changes) {
+			const doc = docs.find(d => d.id === id && d.tenantId === tenantOfScope(scope));
+			if (!doc) throw new Error("not found");
+			Object.assign(doc, changes);
+			return { ...doc };
+		}
+	};
+}
+
+describe("device credentials", () => {
+	it("a minted token resolves to its display; minting again retires the previous token", async () => {
+		const credentials = fakeCredentials();
+		const kv = new MemoryKeyValueStore();
+		const first = await mintDeviceToken(credentials, kv, KEYS, "t1", "d1");
+		expect(await resolveDeviceToken(credentials, kv, KEYS, first)).toEqual({ kind: "device", tenantId: "t1", displayId: "d1" });
+		const second = await mintDeviceToken(credentials, kv, KEYS, "t1", "d1");
+		expect(credentials.docs).toEqual([expect.objectContaining({ tenantId: "t1", displayId: "d1", version: 2 })]);
+		expect(await resolveDeviceToken(credentials, kv, KEYS, first)).toBeNull();
+		expect(await resolveDeviceToken(credentials, kv, KEYS, second)).not.toBeNull();
+	});
+
+	it("a forgotten version is read from the collection; a revoked display's token stops at once", async () => {
+		const credentials = fakeCredentials();
+		const kv = new MemoryKeyValueStore();
+		const token = await mintDeviceToken(credentials, kv, KEYS, "t1", "d1");
+		await kv.del(deviceVersionKey("d1"));
+		expect(await resolveDeviceToken(credentials, kv, KEYS, token)).toEqual({ kind: "device", tenantId: "t1", displayId: "d1" });
+		expect(await kv.get(deviceVersionKey("d1"))).toBe("t1:1");
+
+		credentials.docs.splice(0);
+		await forgetDevices(kv, ["d1"]);
+		expect(await resolveDeviceToken(credentials, kv, KEYS, token)).toBeNull();
+		await kv.del(deviceVersionKey("d1"));
+		expect(await resolveDeviceToken(credentials, kv, KEYS, token)).toBeNull();
+		expect(await kv.get(deviceVersionKey("d1"))).toBe("revoked");
+	});
+
+	it("refuses what is not a device token", async () => {
+		const credentials = fakeCredentials();
+		const kv = new MemoryKeyValueStore();
+		await mintDeviceToken(credentials, kv, KEYS, "t1", "d1");
+		const access = signAccessToken(KEYS, { sub: "u1", tid: "t1", role: "owner", sid: "s1" });
+		expect(await resolveDeviceToken(credentials, kv, KEYS, access)).toBeNull();
+		const foreign = await mintDeviceToken(fakeCredentials(), new MemoryKeyValueStore(), signingKeys("another-secret-nobody-configured-0123456", []), "t1", "d1");
+		expect(await resolveDeviceToken(credentials, kv, KEYS, foreign)).toBeNull();
+	});
+});

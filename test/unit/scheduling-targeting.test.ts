@@ -1,0 +1,46 @@
+/**
+ * services/scheduling/targeting.ts, the invalidation side: targets as stored, and the selectors
+ * naming the displays a change can reach.
+ */
+import { cleanTargets, hasTargets, mergeSelectors, playlistUsersSelector, selectorOf, targetFields } from "../../services/scheduling/targeting";
+
+describe("targets as stored", () => {
+	it("every list present; none stays null", () => {
+		expect(cleanTargets({ tags: ["a"] })).toEqual({ displayIds: [], groupIds: [], tags: ["a"] });
+		expect(cleanTargets(null)).toBeNull();
+		expect(cleanTargets(undefined)).toBeNull();
+	});
+
+	it("targets name something only with a display, group or tag", () => {
+		expect(hasTargets({ displayIds: [], groupIds: [], tags: [] })).toBe(false);
+		expect(hasTargets(null)).toBe(false);
+		expect(hasTargets({ groupIds: ["g"] })).toBe(true);
+	});
+
+	it("a schedule stores its lists and their index keys", () => {
+		expect(targetFields({ displayIds: ["d"], tags: ["t"] })).toEqual({ targets: { displayIds: ["d"], groupIds: [], tags: ["t"] }, targetKeys: ["d:d", "t:t"] });
+	});
+});
+
+describe("selectors", () => {
+	it("no targets (an override's) select every display", () => {
+		expect(selectorOf(null)).toEqual({ all: true });
+		expect(selectorOf({ tags: ["a"] })).toEqual({ displayIds: [], groupIds: [], tags: ["a"] });
+	});
+
+	it("merging: the union of each list, each id once; every display wins over any list", () => {
+		expect(mergeSelectors({ displayIds: ["a", "b"] }, { displayIds: ["b"], tags: ["t"] }, { defaultPlaylistIds: ["p"] })).toEqual({
+			displayIds: ["a", "b"],
+			groupIds: [],
+			tags: ["t"],
+			defaultPlaylistIds: ["p"]
+		});
+		expect(mergeSelectors({ displayIds: ["a"] }, { all: true })).toEqual({ all: true });
+	});
+
+	it("a playlist reaches the displays defaulting to it and those its schedules and overrides target", () => {
+		const schedules = [{ targets: { displayIds: ["d1"], groupIds: [], tags: [] } }, { targets: { displayIds: [], groupIds: ["g1"], tags: [] } }];
+		expect(playlistUsersSelector(["p1"], schedules, [])).toEqual({ displayIds: ["d1"], groupIds: ["g1"], tags: [], defaultPlaylistIds: ["p1"] });
+		expect(playlistUsersSelector(["p1"], schedules, [{ targets: null }])).toEqual({ all: true });
+	});
+});
