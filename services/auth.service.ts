@@ -13,7 +13,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { ALL_TENANTS, DbMixin, globalCollection, systemScope, tenantCollection, type DbVars } from "../mixins/db.mixin";
 import { audit } from "../shared/audit";
-import { TENANT_DELETED_CHANNEL } from "../shared/channels";
+import { EMAIL_CHANNEL, TENANT_DELETED_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
 import {
 	ApiKeyPage,
@@ -22,6 +22,7 @@ import {
 	CreatedApiKey,
 	LoginAnswer,
 	MeView,
+	sendToChannel,
 	SessionPage,
 	TokenSet,
 	tenantSummary,
@@ -31,7 +32,7 @@ import {
 	type TenantView
 } from "../shared/contracts";
 import { Errors } from "../shared/errors";
-import { ID_RULE } from "../shared/ids";
+import { ID_RULE, newId } from "../shared/ids";
 import { resolveJwtSecret } from "../shared/jwt-secret";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { USAGE_COLLECTION, UsageCounter } from "../shared/quota";
@@ -106,7 +107,7 @@ interface AuthMethods {
 	/** Ends sessions: their refresh tokens and access tokens stop working at once. */
 	endSessionsWhere(filter: SessionFilter, exceptSessionId?: string): Promise<number>;
 	revokeTenantCredentials(tenantId: string): Promise<void>;
-	sendVerification(ctx: Context, user: UserDoc): Promise<void>;
+	sendVerification(ctx: Context, user: UserDoc, tenantId: string): Promise<void>;
 	auditForUser(ctx: Context, userId: string, action: string, data?: Record<string, unknown>): Promise<void>;
 }
 
@@ -161,7 +162,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 					await this.db.users.removeDocs({ _id: user.id });
 					throw err;
 				}
-				await this.sendVerification(ctx, user);
+				await this.sendVerification(ctx, user, tenant.id);
 				await audit(ctx, { action: "auth.registered", tenantId: tenant.id, actor: { kind: "user", id: user.id }, target: user.id });
 				ctx.meta.$location = "/api/v1/auth/me";
 				return this.loginAnswer(ctx, user, tenant.id);
@@ -313,7 +314,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				const rules = THROTTLES.forgot(caller.userId, ctx.meta.ip);
 				await takeAttempt(this.kv, rules);
 				const user = await this.db.users.getDoc(caller.userId, "User");
-				if (!user.emailVerified) await this.sendVerification(ctx, user);
+				if (!user.emailVerified) await this.sendVerification(ctx, user, caller.tenantId);
 				return null;
 			}
 		},
@@ -335,7 +336,10 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 					void (async () => {
 						const token = await issueEmailToken(this.db.email_tokens, user.id, "reset", RESET_TTL_MS);
 						await this.auditForUser(ctx, user.id, "auth.password.reset.requested");
-						await call(ctx, "notifications.sendEmail", {
+						// No tenant: whoever asked is not signed in, and the email log is per tenant.
+						await sendToChannel(ctx.broker, EMAIL_CHANNEL, {
+							id: newId(),
+							tenantId: null,
 							to: user.email,
 							template: "reset",
 							data: { name: user.name, url: emailLink(this.config.appUrl, "reset", token), expiresInMinutes: RESET_TTL_MS / 60_000 }
@@ -687,9 +691,12 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			await forgetDevices(this.kv, devices.map(d => d.displayId));
 		},
 
-		async sendVerification(ctx: Context, user: UserDoc): Promise<void> {
+		/** Queued in the durable outbox: an email the mail server does not take yet shows in the tenant's email log, it does not fail the request. */
+		async sendVerification(ctx: Context, user: UserDoc, tenantId: string): Promise<void> {
 			const token = await issueEmailToken(this.db.email_tokens, user.id, "verify", VERIFY_TTL_MS);
-			await call(ctx, "notifications.sendEmail", {
+			await sendToChannel(ctx.broker, EMAIL_CHANNEL, {
+				id: newId(),
+				tenantId,
 				to: user.email,
 				template: "verify",
 				data: { name: user.name, url: emailLink(this.config.appUrl, "verify", token) }

@@ -17,6 +17,7 @@ import { audit } from "../shared/audit";
 import { HEARTBEAT_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
 import {
+	publishEvent,
 	broadcast,
 	call,
 	COMMAND_TYPES,
@@ -247,6 +248,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				}
 				await audit(ctx, { action: "display.paired", target: display.id, data: { name: ctx.params.name } });
 				void emit(ctx, "devices.display.paired", { tenantId, displayId: display.id });
+				await publishEvent(ctx.broker, tenantId, "display.paired", { displayId: display.id, name: display.name });
 				ctx.meta.$location = `/api/v1/displays/${display.id}`;
 				return displayView(display);
 			}
@@ -335,6 +337,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				await this.forgetDisplay(display.id);
 				await audit(ctx, { action: "display.deleted", target: display.id });
 				void broadcast(ctx, "devices.display.deleted", { tenantId, displayId: display.id });
+				await publishEvent(ctx.broker, tenantId, "display.deleted", { displayId: display.id, name: display.name });
 				return null;
 			}
 		},
@@ -682,7 +685,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				const wentOffline = await markOfflineIfSilent(this.kv, display.id, cutoff);
 				if (!wentOffline) continue;
 				await this.db.displays.updateWhere(systemScope(tenantId), { _id: display.id }, { status: "offline" });
-				void emit(this.broker, "devices.display.wentOffline", { tenantId, displayId: display.id, lastSeenAt: wentOffline.lastSeenAt, at: now.toISOString() });
+				void emit(this.broker, "devices.display.wentOffline", { tenantId, displayId: display.id, name: display.name, lastSeenAt: wentOffline.lastSeenAt, at: now.toISOString() });
 			}
 
 			const stale = await this.db.commands.findDocs(ALL_TENANTS, { status: { $in: ["pending", "delivered"] }, expiresAt: { $lte: now.toISOString() } });
@@ -696,7 +699,12 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 	created() {
 		this.config = getConfig();
 		this.kv = sharedKeyValueStore(this.config);
-		this.displayQuota = new UsageCounter(this.db.devices_usage, { resource: "displays", measure: tenantId => this.db.displays.countDocs(systemScope(tenantId)) });
+		this.displayQuota = new UsageCounter(this.db.devices_usage, {
+			resource: "displays",
+			measure: tenantId => this.db.displays.countDocs(systemScope(tenantId)),
+			onWarning: (tenantId, used, limit) =>
+				publishEvent(this.broker, tenantId, "quota.warning", { resource: "displays", used, limit }).catch(err => this.logger.warn("Quota warning not published", err))
+		});
 		this.sweep = null;
 	},
 

@@ -19,6 +19,7 @@ import { audit } from "../shared/audit";
 import { TENANT_DELETED_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
 import {
+	publishEvent,
 	broadcast,
 	call,
 	ContentBytes,
@@ -186,6 +187,7 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 					const ready = await this.db.content.updateDoc(ctx, doc.id, { status: "ready", objectKey, thumbnailKey, thumbnailSize: thumbnail?.length ?? null });
 					await audit(ctx, { action: "content.uploaded", target: doc.id, data: { type: sniffed.type, size: received.size } });
 					void broadcast(ctx, "media.content.created", { tenantId, contentId: doc.id });
+					await publishEvent(ctx.broker, tenantId, "content.ready", { contentId: doc.id, name: ready.name, type: ready.type });
 					ctx.meta.$location = contentPath(doc.id);
 					stored = true;
 					return contentView(ready);
@@ -228,6 +230,7 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 				});
 				await audit(ctx, { action: "content.created", target: doc.id, data: { type: "web" } });
 				void broadcast(ctx, "media.content.created", { tenantId: tenantOf(ctx), contentId: doc.id });
+				await publishEvent(ctx.broker, tenantOf(ctx), "content.ready", { contentId: doc.id, name: doc.name, type: doc.type });
 				ctx.meta.$location = contentPath(doc.id);
 				return contentView(doc);
 			}
@@ -323,6 +326,7 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 				await this.removeObjects(doc);
 				await audit(ctx, { action: "content.deleted", target: doc.id, data: { name: doc.name } });
 				void broadcast(ctx, "media.content.deleted", { tenantId, contentId: doc.id });
+				await publishEvent(ctx.broker, tenantId, "content.deleted", { contentId: doc.id, name: doc.name });
 				return null;
 			}
 		},
@@ -446,7 +450,12 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 
 	created() {
 		this.config = getConfig();
-		this.storageQuota = new UsageCounter(this.db.media_usage, { resource: "storageBytes", measure: tenantId => this.storedBytes(tenantId) });
+		this.storageQuota = new UsageCounter(this.db.media_usage, {
+			resource: "storageBytes",
+			measure: tenantId => this.storedBytes(tenantId),
+			onWarning: (tenantId, used, limit) =>
+				publishEvent(this.broker, tenantId, "quota.warning", { resource: "storageBytes", used, limit }).catch(err => this.logger.warn("Quota warning not published", err))
+		});
 		const { publicEndpoint } = this.config.s3;
 		this.publicStorage = publicEndpoint ? Storage.fromEndpoint({ ...this.config.s3, endpoint: publicEndpoint }) : null;
 	},

@@ -23,6 +23,7 @@ import { audit } from "../shared/audit";
 import { TENANT_DELETED_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
 import {
+	publishEvent,
 	broadcast,
 	call,
 	Manifest,
@@ -260,6 +261,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				await this.checkTargets(ctx, ctx.params);
 				const doc = await this.db.schedules.insertDoc(ctx, fields);
 				await audit(ctx, { action: "schedule.created", target: doc.id, data: { playlistId: fields.playlistId, priority: fields.priority } });
+				await publishEvent(ctx.broker, tenantOf(ctx), "schedule.changed", { scheduleId: doc.id, change: "created" });
 				await this.invalidate(tenantId, selectorOf(fields.targets));
 				ctx.meta.$location = `/api/v1/schedules/${doc.id}`;
 				return scheduleView(doc);
@@ -323,6 +325,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				checkDateRange(merged.startDate, merged.endDate);
 				const doc = await this.db.schedules.updateDoc(ctx, id, set, "Schedule");
 				await audit(ctx, { action: "schedule.updated", target: id, data: { fields: Object.keys(set).filter(f => f !== "targetKeys") } });
+				await publishEvent(ctx.broker, tenantOf(ctx), "schedule.changed", { scheduleId: id, change: "updated" });
 				await this.invalidate(tenantId, mergeSelectors(selectorOf(current.targets), selectorOf(doc.targets)));
 				return scheduleView(doc);
 			}
@@ -338,6 +341,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			async handler(ctx: ActionCtx<"scheduling.removeSchedule", RequestMeta>): Promise<Result<"scheduling.removeSchedule">> {
 				const doc = await this.db.schedules.removeDoc(ctx, ctx.params.id, "Schedule");
 				await audit(ctx, { action: "schedule.deleted", target: doc.id, data: { name: doc.name } });
+				await publishEvent(ctx.broker, tenantOf(ctx), "schedule.changed", { scheduleId: doc.id, change: "deleted" });
 				await this.invalidate(tenantOf(ctx), selectorOf(doc.targets));
 				return null;
 			}
@@ -371,6 +375,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 					endedAt: null
 				});
 				await audit(ctx, { action: "override.created", target: doc.id, data: { playlistId: ctx.params.playlistId, endsAt: doc.endsAt, everyDisplay: !targets } });
+				await publishEvent(ctx.broker, tenantOf(ctx), "schedule.changed", { overrideId: doc.id, change: "created" });
 				await this.invalidate(tenantId, selectorOf(targets));
 				ctx.meta.$location = `/api/v1/overrides/${doc.id}`;
 				return overrideView(doc, Date.now());
@@ -432,6 +437,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				}
 				const doc = await this.db.overrides.updateDoc(ctx, id, set, "Override");
 				await audit(ctx, { action: "override.updated", target: id, data: { fields: Object.keys(set) } });
+				await publishEvent(ctx.broker, tenantOf(ctx), "schedule.changed", { overrideId: id, change: "updated" });
 				await this.invalidate(tenantId, mergeSelectors(selectorOf(current.targets), selectorOf(doc.targets)));
 				return overrideView(doc, Date.now());
 			}
@@ -452,6 +458,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				const endsAt = current.startsAt > now.toISOString() ? current.startsAt : now.toISOString();
 				await this.db.overrides.updateDoc(ctx, current.id, { endsAt, endedAt: now.toISOString() }, "Override");
 				await audit(ctx, { action: "override.ended", target: current.id });
+				await publishEvent(ctx.broker, tenantOf(ctx), "schedule.changed", { overrideId: current.id, change: "ended" });
 				await this.invalidate(tenantOf(ctx), selectorOf(current.targets));
 				return null;
 			}

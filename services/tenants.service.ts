@@ -9,9 +9,10 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { ALL_TENANTS, DbMixin, globalCollection, systemScope, tenantCollection, type DbVars } from "../mixins/db.mixin";
 import { audit } from "../shared/audit";
-import { TENANT_DELETED_CHANNEL } from "../shared/channels";
+import { EMAIL_CHANNEL, TENANT_DELETED_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
 import {
+	publishEvent,
 	broadcast,
 	call,
 	sendToChannel,
@@ -29,7 +30,7 @@ import {
 	type Result
 } from "../shared/contracts";
 import { Errors } from "../shared/errors";
-import { ID_RULE } from "../shared/ids";
+import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, withLock, type KeyValueStore } from "../shared/kv";
 import { planLimit, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, ROLE_RULE, TOKEN_RULE, type RequestMeta } from "../shared/request";
@@ -134,6 +135,22 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsMethods, Tenant
 			handler(ctx: ActionCtx<"tenants.membershipsOfUser">): Promise<Result<"tenants.membershipsOfUser">> {
 				// About one user, so across tenants.
 				return this.db.memberships.findDocs(ALL_TENANTS, { userId: ctx.params.userId }, { sort: ["joinedAt", "_id"] });
+			}
+		},
+
+		/** Who is told about the tenant's alerts: its owner and admins, with their email and name. */
+		admins: {
+			visibility: "public",
+			params: { tenantId: "string" },
+			async handler(ctx: ActionCtx<"tenants.admins">): Promise<Result<"tenants.admins">> {
+				const scope = systemScope(ctx.params.tenantId);
+				const memberships = await this.db.memberships.findDocs(scope, { role: { $in: ["owner", "admin"] } }, { sort: ["joinedAt", "_id"] });
+				const users = await call(ctx, "auth.usersByIds", { ids: memberships.map(m => m.userId) });
+				const byId = new Map(users.map(u => [u.id, u]));
+				return memberships.flatMap(m => {
+					const user = byId.get(m.userId);
+					return user ? [{ userId: m.userId, email: user.email, name: user.name, role: m.role }] : [];
+				});
 			}
 		},
 
@@ -381,7 +398,10 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsMethods, Tenant
 				});
 				const tenant = tenantView(await this.db.tenants.getDoc(caller.tenantId, "Tenant"));
 				const inviter = caller.userId ? (await call(ctx, "auth.usersByIds", { ids: [caller.userId] }))[0] : undefined;
-				await call(ctx, "notifications.sendEmail", {
+				// Through the durable outbox: a mail server that does not take it yet shows in the email log.
+				await sendToChannel(ctx.broker, EMAIL_CHANNEL, {
+					id: newId(),
+					tenantId: caller.tenantId,
 					to: email,
 					template: "invitation",
 					data: {
@@ -509,7 +529,12 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsMethods, Tenant
 		this.config = getConfig();
 		this.appUrl = this.config.appUrl;
 		this.kv = sharedKeyValueStore(this.config);
-		this.memberQuota = new UsageCounter(this.db.tenants_usage, { resource: "members", measure: tenantId => this.db.memberships.countDocs(systemScope(tenantId)) });
+		this.memberQuota = new UsageCounter(this.db.tenants_usage, {
+			resource: "members",
+			measure: tenantId => this.db.memberships.countDocs(systemScope(tenantId)),
+			onWarning: (tenantId, used, limit) =>
+				publishEvent(this.broker, tenantId, "quota.warning", { resource: "members", used, limit }).catch(err => this.logger.warn("Quota warning not published", err))
+		});
 	}
 };
 

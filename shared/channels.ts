@@ -12,8 +12,12 @@ import type { Middleware, ServiceBroker } from "moleculer";
 export const AUDIT_CHANNEL = "audit.record";
 export const HEARTBEAT_CHANNEL = "devices.heartbeat";
 export const TENANT_DELETED_CHANNEL = "tenants.tenant.deleted";
+/** Emails to send: the notifications service's outbox takes them (even while it or SMTP is down). */
+export const EMAIL_CHANNEL = "notifications.email";
+/** Facts integrators subscribe to (webhooks) and alerts react to, from the service where they happened. */
+export const EVENT_CHANNEL = "notifications.event";
 
-export const DURABLE_CHANNELS = [AUDIT_CHANNEL, HEARTBEAT_CHANNEL, TENANT_DELETED_CHANNEL] as const;
+export const DURABLE_CHANNELS = [AUDIT_CHANNEL, HEARTBEAT_CHANNEL, TENANT_DELETED_CHANNEL, EMAIL_CHANNEL, EVENT_CHANNEL] as const;
 
 /** What this uses of @moleculer/channels' NATS adapter (`broker.channelAdapter`). */
 interface StreamingAdapter {

@@ -60,6 +60,26 @@ export interface Config {
 	trustProxyHops: number;
 	requestTimeoutMs: number;
 	shutdownTimeoutMs: number;
+	notifications: NotificationsConfig;
+}
+
+export interface NotificationsConfig {
+	/** Deliver webhooks to loopback, private and link-local addresses (tests, local development). */
+	webhookAllowPrivate: boolean;
+	/** Pauses before each retry of a failed webhook delivery; its length is the number of retries. */
+	webhookRetryScheduleMs: number[];
+	/** A receiver must answer within this. */
+	webhookTimeoutMs: number;
+	/** An endpoint failing every delivery this long is disabled (and its admins told). */
+	webhookDisableAfterMs: number;
+	/** Pauses before each retry of an email the mail server refused or could not take. */
+	emailRetryScheduleMs: number[];
+	/** How often the outbox and delivery workers look for due work. */
+	pollMs: number;
+	/** How long a worker holds a claimed email or delivery before another may take it over. */
+	leaseMs: number;
+	/** This many displays of one tenant due to alert together become one digest email. */
+	alertDigestThreshold: number;
 }
 
 export class ConfigError extends Error {
@@ -122,7 +142,15 @@ export const VARIABLES: Variable[] = [
 	{ name: "RATE_LIMIT_PER_MINUTE", example: "600", description: "requests per minute per principal (or client address when anonymous)" },
 	{ name: "TRUST_PROXY_HOPS", example: "0", description: "reverse proxies in front of the gateway whose `X-Forwarded-For` entry is trusted" },
 	{ name: "REQUEST_TIMEOUT_MS", example: "30000", description: "action call timeout" },
-	{ name: "SHUTDOWN_TIMEOUT_MS", example: "10000", description: "how long SIGTERM waits for in-flight requests" }
+	{ name: "SHUTDOWN_TIMEOUT_MS", example: "10000", description: "how long SIGTERM waits for in-flight requests" },
+	{ name: "WEBHOOK_ALLOW_PRIVATE", example: "false", description: "`true` lets webhooks reach loopback, private and link-local addresses (tests, local development); never in production" },
+	{ name: "WEBHOOK_RETRY_SCHEDULE", example: "5s,5m,30m,2h,5h,10h,10h", description: "pauses before each retry of a failed webhook delivery (s, m, h or ms)" },
+	{ name: "WEBHOOK_TIMEOUT_MS", example: "15000", description: "a webhook receiver must answer 2xx within this" },
+	{ name: "WEBHOOK_DISABLE_AFTER_HOURS", example: "120", description: "an endpoint failing every delivery this long is disabled and its admins are told" },
+	{ name: "EMAIL_RETRY_SCHEDULE", example: "10s,1m,5m,15m,1h,3h,6h", description: "pauses before each retry of an email the mail server did not take" },
+	{ name: "NOTIFICATIONS_POLL_MS", example: "1000", description: "how often the email and webhook workers look for due work" },
+	{ name: "NOTIFICATIONS_LEASE_MS", example: "60000", description: "how long a worker holds a claimed email or delivery before another replica may take it over" },
+	{ name: "ALERT_DIGEST_THRESHOLD", example: "5", description: "this many displays of one tenant going dark together are reported in one digest email" }
 ];
 
 const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace"];
@@ -169,6 +197,28 @@ function url(env: Env, name: string, schemes: string[]): string | null {
 	}
 	if (!parsed.hostname) throw new ConfigError(name, "has no host");
 	return raw;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A comma-separated list of durations (`5s,5m,2h`, `250ms`); unset → `fallback`. */
+function durations(env: Env, name: string, fallback: string): number[] {
+	const raw = (env[name] ?? "").trim() || fallback;
+	return raw.split(",").map(part => {
+		const match = /^(\d+)(ms|s|m|h)$/.exec(part.trim());
+		if (!match) throw new ConfigError(name, `must be durations like 5s,5m,2h separated by commas, got "${part.trim()}"`);
+		const ms = Number(match[1]) * DURATION_UNITS[match[2]];
+		if (ms > 7 * 24 * 3_600_000) throw new ConfigError(name, `entries must be at most 7 days, got "${part.trim()}"`);
+		return ms;
+	});
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+	const raw = (env[name] ?? "").trim().toLowerCase();
+	if (raw === "") return fallback;
+	if (raw === "true" || raw === "1") return true;
+	if (raw === "false" || raw === "0") return false;
+	throw new ConfigError(name, `must be true or false, got "${env[name]}"`);
 }
 
 function list(env: Env, name: string): string[] {
@@ -238,6 +288,8 @@ export function loadConfig(env: Env = process.env): Config {
 		throw new ConfigError("TRACING_ENDPOINT", `is required when TRACING_EXPORTER=${tracingExporter}`);
 	}
 
+	if (production && bool(env, "WEBHOOK_ALLOW_PRIVATE", false)) throw new ConfigError("WEBHOOK_ALLOW_PRIVATE", "must not be true when NODE_ENV=production");
+
 	const namespace = env.NAMESPACE ?? "";
 	if (!/^[A-Za-z0-9_-]{0,64}$/.test(namespace)) throw new ConfigError("NAMESPACE", "may hold only letters, digits, - and _");
 
@@ -286,7 +338,17 @@ export function loadConfig(env: Env = process.env): Config {
 		rateLimit: { perMinute: integer(env, "RATE_LIMIT_PER_MINUTE", 600, 1, 1_000_000) },
 		trustProxyHops: integer(env, "TRUST_PROXY_HOPS", 0, 0, 10),
 		requestTimeoutMs: integer(env, "REQUEST_TIMEOUT_MS", 30_000, 100, 600_000),
-		shutdownTimeoutMs: integer(env, "SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000)
+		shutdownTimeoutMs: integer(env, "SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
+		notifications: {
+			webhookAllowPrivate: bool(env, "WEBHOOK_ALLOW_PRIVATE", false),
+			webhookRetryScheduleMs: durations(env, "WEBHOOK_RETRY_SCHEDULE", "5s,5m,30m,2h,5h,10h,10h"),
+			webhookTimeoutMs: integer(env, "WEBHOOK_TIMEOUT_MS", 15_000, 100, 120_000),
+			webhookDisableAfterMs: integer(env, "WEBHOOK_DISABLE_AFTER_HOURS", 120, 1, 24 * 365) * 3_600_000,
+			emailRetryScheduleMs: durations(env, "EMAIL_RETRY_SCHEDULE", "10s,1m,5m,15m,1h,3h,6h"),
+			pollMs: integer(env, "NOTIFICATIONS_POLL_MS", 1000, 10, 600_000),
+			leaseMs: integer(env, "NOTIFICATIONS_LEASE_MS", 60_000, 100, 3_600_000),
+			alertDigestThreshold: integer(env, "ALERT_DIGEST_THRESHOLD", 5, 2, 100_000)
+		}
 	};
 }
 

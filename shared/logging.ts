@@ -14,6 +14,13 @@ interface RequestScope {
 
 export const requestScope = new AsyncLocalStorage<RequestScope>();
 
+/** What a pure module needs of a service's logger (moleculer's `this.logger` is one). */
+export interface LogSink {
+	info(...args: unknown[]): void;
+	warn(...args: unknown[]): void;
+	error(...args: unknown[]): void;
+}
+
 export function currentRequestId(): string | undefined {
 	return requestScope.getStore()?.requestId;
 }

@@ -33,6 +33,16 @@ export interface UsageDoc extends TenantOwned {
 /** The collection a service declares for its usage counters (`DbMixin({ <name>: USAGE_COLLECTION })`). */
 export const USAGE_COLLECTION = tenantCollection<UsageDoc>({ uniqueIndexes: ["key"] });
 
+/** Usage at this share of the limit warns the tenant (once per crossing: `onWarning`). */
+export const QUOTA_WARNING_RATIO = 0.8;
+
+/** True when growing from `before` to `after` crosses the warning share of `limit`. */
+export function crossesWarning(before: number, after: number, limit: number): boolean {
+	if (!(limit > 0)) return false;
+	const line = limit * QUOTA_WARNING_RATIO;
+	return before < line && after >= line;
+}
+
 /** How long a counter must have been still before a refusal recounts it. */
 const QUIET_MS = 60_000;
 /** Compare-and-set rounds before a reservation gives up under contention (503, retry). */
@@ -45,6 +55,11 @@ export interface UsageCounterOptions {
 	measure(tenantId: string): Promise<number>;
 	/** The refusal; default 402 QUOTA_EXCEEDED with `{resource, limit, current}`. */
 	exceeded?(limit: number, current: number): AppError;
+	/**
+	 * A reservation crossed QUOTA_WARNING_RATIO of the limit (e.g. publishes `quota.warning`).
+	 * Awaited: a failure here fails nothing already reserved, it is logged by the caller's hook.
+	 */
+	onWarning?(tenantId: string, used: number, limit: number): Promise<void>;
 	now?(): number;
 }
 
@@ -71,7 +86,11 @@ export class UsageCounter {
 				if (await this.recount(tenantId, counter)) continue;
 				throw this.refusal(limit, counter.used);
 			}
-			if (await this.swap(tenantId, counter, counter.used + amount)) return counter.used + amount;
+			if (await this.swap(tenantId, counter, counter.used + amount)) {
+				const used = counter.used + amount;
+				if (this.options.onWarning && crossesWarning(counter.used, used, limit)) await this.options.onWarning(tenantId, used, limit);
+				return used;
+			}
 			await contention(round);
 		}
 		throw Errors.unavailable("Too many changes at once, retry");

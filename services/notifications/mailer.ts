@@ -7,7 +7,9 @@
  *   an RFC 5322 message (CRLF line ends) and written to `<dataDir>/mail/` as
  *   `<ISO 8601 basic timestamp>-<template>-<random>.eml`, e.g.
  *   `20261122T024524.507Z-verify-3f9a1c2e.eml`, readable by any mail client. Files are private
- *   to the service's user (0600): they hold links with secret tokens.
+ *   to the service's user (0600): they hold links with secret tokens. Each is written beside the
+ *   folder (`<dataDir>/.mail-partial/`) and renamed in, so whoever reads the folder (a person, a
+ *   test waiting for a link) only ever sees whole messages.
  *
  * No broker here: the service logs and maps errors.
  */
@@ -98,6 +100,9 @@ function smtpMailer(smtpUrl: string, options: MailerOptions): Mailer {
 
 function fileMailer(dir: string, from: string): Mailer {
 	fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+	// Same file system as `dir`, so the rename into it is atomic.
+	const partialDir = path.join(path.dirname(dir), ".mail-partial");
+	fs.mkdirSync(partialDir, { recursive: true, mode: 0o700 });
 	const transport = createTransport({ streamTransport: true, buffer: true, newline: "windows" }, { from });
 	return {
 		kind: "file",
@@ -106,9 +111,12 @@ function fileMailer(dir: string, from: string): Mailer {
 			assertSingleAddress(mail.to);
 			const info = await transport.sendMail({ to: mail.to, subject: mail.subject, html: mail.html, text: mail.text });
 			const template = mail.template.replace(/[^A-Za-z0-9_-]/g, "") || "mail";
-			const file = path.join(dir, `${fileTimestamp(new Date())}-${template}-${randomBytes(4).toString("hex")}.eml`);
+			const name = `${fileTimestamp(new Date())}-${template}-${randomBytes(4).toString("hex")}.eml`;
+			const file = path.join(dir, name);
+			const partial = path.join(partialDir, name);
 			const message = Buffer.isBuffer(info.message) ? info.message : await readAll(info.message);
-			await fs.promises.writeFile(file, message, { flag: "wx", mode: 0o600 });
+			await fs.promises.writeFile(partial, message, { flag: "wx", mode: 0o600 });
+			await fs.promises.rename(partial, file);
 			return { messageId: info.messageId, file };
 		},
 		close: () => transport.close()

@@ -5,15 +5,17 @@
  * - Every value interpolated into HTML is escaped (names such as `<script>` arrive as text).
  * - Links must be http(s) URLs; anything else (`javascript:`, `data:`, …) is refused.
  * - Values shown in a subject line lose control characters, so no header can be smuggled in.
- * - Bad data throws `Errors.validation([...])` with one entry per field (`data.<field>`); the
- *   rejected value is never echoed (a URL carries a secret token).
+ * - Bad data throws `Errors.validation([...])` with one entry per field (`data.<field>`,
+ *   `data.display.name`, `data.displays[3].lastSeenAt`); the rejected value is never echoed (a
+ *   URL carries a secret token).
+ * - Names chosen by someone else reach a subject line only when the recipient is of the same
+ *   organisation (alerts to its admins), shortened; never in an invitation (see below).
  */
+import { EMAIL_TEMPLATES, type AlertDisplay, type EmailData, type EmailTemplate } from "../../shared/contracts";
 import { Errors, type FieldError } from "../../shared/errors";
 import { ROLES, type Role } from "../../shared/rbac";
 
 export const PRODUCT_NAME = "Marquee";
-
-import { EMAIL_TEMPLATES, type EmailData, type EmailTemplate } from "../../shared/contracts";
 
 export interface RenderedEmail {
 	subject: string;
@@ -25,6 +27,21 @@ const MAX_TEXT = 200;
 const MAX_URL = 2048;
 /** A reset link valid longer than a week is a caller's mistake. */
 const MAX_EXPIRES_MINUTES = 7 * 24 * 60;
+/** Ten years, in minutes: more offline than that is a caller's mistake. */
+const MAX_OFFLINE_MINUTES = 10 * 366 * 24 * 60;
+/** Displays a digest may carry; it lists the first MAX_LISTED and counts the rest. */
+const MAX_DISPLAYS = 1000;
+const MAX_LISTED = 50;
+/** Names in a subject line are cut to this many characters. */
+const MAX_SUBJECT_NAME = 60;
+
+/** What a quota warning may be about, and how the email words it. */
+const QUOTA_RESOURCES = {
+	displays: { noun: "displays", limitName: "display limit", amount: (n: number) => String(n) },
+	members: { noun: "members", limitName: "member limit", amount: (n: number) => String(n) },
+	storageBytes: { noun: "of storage", limitName: "storage limit", amount: bytes }
+} as const;
+type QuotaResourceName = keyof typeof QUOTA_RESOURCES;
 
 // ---------------------------------------------------------------------------------------------
 // Escaping and checks
@@ -50,11 +67,21 @@ export function safeUrl(value: string): string | null {
 	return parsed.href;
 }
 
-/** One line of text: control characters (CR, LF, tabs, …) become spaces, runs of spaces one. */
-/** Control, line-break and bidirectional-override characters become spaces (no header injection, no reversed text). */
+/**
+ * One line of text: control, line-break, zero-width-space, direction-mark and bidirectional
+ * override characters become spaces (no header injection, no reversed text), runs of spaces one.
+ * The zero-width joiner and non-joiner stay: emoji sequences (👩‍💻) and Persian or Indic names
+ * need them, and they reorder nothing.
+ */
 function oneLine(value: string): string {
 	// eslint-disable-next-line no-control-regex
-	return value.replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]+/g, " ").replace(/ {2,}/g, " ").trim();
+	return value.replace(/[\u0000-\u001f\u007f-\u009f\u200b\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]+/g, " ").replace(/ {2,}/g, " ").trim();
+}
+
+/** At most `max` characters (code points, so an emoji is never cut in half), with an ellipsis when cut. */
+function shorten(value: string, max: number): string {
+	const chars = Array.from(value);
+	return chars.length <= max ? value : `${chars.slice(0, max - 1).join("").trimEnd()}…`;
 }
 
 type Reader = {
@@ -62,71 +89,120 @@ type Reader = {
 	url(field: string): string;
 	integer(field: string, min: number, max: number): number;
 	role(field: string): Role;
+	oneOf<V extends string>(field: string, values: readonly V[]): V;
 	dateTime(field: string): string;
+	/** A date-time or null (absent counts as null). */
+	nullableDateTime(field: string): string | null;
+	/** A nested object, read field by field (errors named `data.<field>.<inner>`). */
+	object<V>(field: string, parse: (read: Reader) => V): V;
+	/** A list of objects, 1 to `max` of them (errors named `data.<field>[i].<inner>`). */
+	list<V>(field: string, max: number, parse: (read: Reader) => V): V[];
 };
 
-/** Reads fields of `data`, collecting one error per bad field in `errors`. */
-function reader(data: Record<string, unknown>, errors: FieldError[]): Reader {
+function isRecord(value: unknown): value is Record<string, unknown> {
+	return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Reads fields of `data`, collecting one error per bad field in `errors`; `path` names `data` in them. */
+function reader(data: Record<string, unknown>, errors: FieldError[], path = "data"): Reader {
+	const name = (field: string) => `${path}.${field}`;
 	const fail = (field: string, message: string, type: string) => {
-		errors.push({ field: `data.${field}`, message, type });
+		errors.push({ field: name(field), message, type });
 	};
 	const present = (field: string): boolean => {
 		if (data[field] === undefined || data[field] === null || data[field] === "") {
-			fail(field, `The 'data.${field}' field is required.`, "required");
+			fail(field, `The '${name(field)}' field is required.`, "required");
 			return false;
 		}
 		return true;
 	};
-	return {
+	const read: Reader = {
 		text(field) {
 			if (!present(field)) return "";
 			const value = data[field];
 			if (typeof value !== "string") {
-				fail(field, `The 'data.${field}' field must be a string.`, "string");
+				fail(field, `The '${name(field)}' field must be a string.`, "string");
 				return "";
 			}
 			const clean = oneLine(value);
-			if (!clean) fail(field, `The 'data.${field}' field is required.`, "required");
-			else if (clean.length > MAX_TEXT) fail(field, `The 'data.${field}' field must be at most ${MAX_TEXT} characters.`, "stringMax");
+			if (!clean) fail(field, `The '${name(field)}' field is required.`, "required");
+			else if (clean.length > MAX_TEXT) fail(field, `The '${name(field)}' field must be at most ${MAX_TEXT} characters.`, "stringMax");
 			return clean;
 		},
 		url(field) {
 			if (!present(field)) return "";
 			const value = data[field];
 			const url = typeof value === "string" ? safeUrl(value.trim()) : null;
-			if (url === null) fail(field, `The 'data.${field}' field must be an http or https URL.`, "url");
+			if (url === null) fail(field, `The '${name(field)}' field must be an http or https URL.`, "url");
 			return url ?? "";
 		},
 		integer(field, min, max) {
 			if (!present(field)) return 0;
 			const value = data[field];
 			if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-				fail(field, `The 'data.${field}' field must be a whole number from ${min} to ${max}.`, "number");
+				fail(field, `The '${name(field)}' field must be a whole number from ${min} to ${max}.`, "number");
 				return 0;
 			}
 			return value;
 		},
 		role(field) {
-			if (!present(field)) return "viewer";
+			return read.oneOf(field, ROLES);
+		},
+		oneOf(field, values) {
+			if (!present(field)) return values[0];
 			const value = data[field];
-			if (typeof value !== "string" || !(ROLES as readonly string[]).includes(value)) {
-				fail(field, `The 'data.${field}' field must be one of ${ROLES.join(", ")}.`, "enumValue");
-				return "viewer";
+			if (typeof value !== "string" || !(values as readonly string[]).includes(value)) {
+				fail(field, `The '${name(field)}' field must be one of ${values.join(", ")}.`, "enumValue");
+				return values[0];
 			}
-			return value as Role;
+			return value as (typeof values)[number];
 		},
 		dateTime(field) {
 			if (!present(field)) return "";
 			const value = data[field];
 			const time = value instanceof Date ? value.getTime() : typeof value === "string" ? Date.parse(value) : Number.NaN;
 			if (!Number.isFinite(time)) {
-				fail(field, `The 'data.${field}' field must be an ISO 8601 date-time.`, "date");
+				fail(field, `The '${name(field)}' field must be an ISO 8601 date-time.`, "date");
 				return "";
 			}
 			return new Date(time).toISOString();
+		},
+		nullableDateTime(field) {
+			return data[field] === undefined || data[field] === null ? null : read.dateTime(field);
+		},
+		object(field, parse) {
+			const value = data[field];
+			if (!isRecord(value)) {
+				if (present(field)) fail(field, `The '${name(field)}' field must be an object.`, "object");
+				return parse(reader({}, [], name(field)));
+			}
+			return parse(reader(value, errors, name(field)));
+		},
+		list(field, max, parse) {
+			if (!present(field)) return [];
+			const value = data[field];
+			if (!Array.isArray(value) || value.length < 1 || value.length > max) {
+				fail(field, `The '${name(field)}' field must be a list of 1 to ${max} items.`, "array");
+				return [];
+			}
+			return value.map((item, i) => {
+				const itemPath = `${name(field)}[${i}]`;
+				if (!isRecord(item)) {
+					errors.push({ field: itemPath, message: `The '${itemPath}' field must be an object.`, type: "object" });
+					return parse(reader({}, [], itemPath));
+				}
+				return parse(reader(item, errors, itemPath));
+			});
 		}
 	};
+	return read;
 }
+
+const alertDisplay = (read: Reader): AlertDisplay => ({
+	displayId: read.text("displayId"),
+	name: read.text("name"),
+	lastSeenAt: read.nullableDateTime("lastSeenAt")
+});
 
 const PARSERS: { [T in EmailTemplate]: (read: Reader) => EmailData[T] } = {
 	verify: read => ({ name: read.text("name"), url: read.url("url") }),
@@ -141,6 +217,51 @@ const PARSERS: { [T in EmailTemplate]: (read: Reader) => EmailData[T] } = {
 		role: read.role("role"),
 		url: read.url("url"),
 		expiresAt: read.dateTime("expiresAt")
+	}),
+	displayOffline: read => ({
+		name: read.text("name"),
+		tenantName: read.text("tenantName"),
+		display: read.object("display", alertDisplay),
+		offlineMinutes: read.integer("offlineMinutes", 0, MAX_OFFLINE_MINUTES),
+		url: read.url("url")
+	}),
+	displayOnline: read => ({
+		name: read.text("name"),
+		tenantName: read.text("tenantName"),
+		display: read.object("display", alertDisplay),
+		offlineMinutes: read.integer("offlineMinutes", 0, MAX_OFFLINE_MINUTES),
+		url: read.url("url")
+	}),
+	offlineDigest: read => {
+		const displays = read.list("displays", MAX_DISPLAYS, alertDisplay);
+		return {
+			name: read.text("name"),
+			tenantName: read.text("tenantName"),
+			count: read.integer("count", Math.max(1, displays.length), Number.MAX_SAFE_INTEGER),
+			displays,
+			url: read.url("url")
+		};
+	},
+	quotaWarning: read => ({
+		name: read.text("name"),
+		tenantName: read.text("tenantName"),
+		resource: read.oneOf("resource", Object.keys(QUOTA_RESOURCES) as QuotaResourceName[]),
+		used: read.integer("used", 0, Number.MAX_SAFE_INTEGER),
+		limit: read.integer("limit", 1, Number.MAX_SAFE_INTEGER),
+		url: read.url("url")
+	}),
+	paymentFailed: read => ({
+		name: read.text("name"),
+		tenantName: read.text("tenantName"),
+		amountDue: read.text("amountDue"),
+		url: read.url("url")
+	}),
+	webhookDisabled: read => ({
+		name: read.text("name"),
+		tenantName: read.text("tenantName"),
+		endpointUrl: read.url("endpointUrl"),
+		reason: read.text("reason"),
+		url: read.url("url")
 	})
 };
 
@@ -156,12 +277,12 @@ export function parseEmailData<T extends EmailTemplate>(template: T, data: unkno
 	if (!isEmailTemplate(template)) {
 		throw Errors.validation([{ field: "template", message: `The 'template' field must be one of ${EMAIL_TEMPLATES.join(", ")}.`, type: "enumValue" }]);
 	}
-	if (typeof data !== "object" || data === null || Array.isArray(data)) {
+	if (!isRecord(data)) {
 		throw Errors.validation([{ field: "data", message: "The 'data' field must be an object.", type: "object" }]);
 	}
 	const errors: FieldError[] = [];
 	const parse: (read: Reader) => EmailData[T] = PARSERS[template];
-	const parsed = parse(reader(data as Record<string, unknown>, errors));
+	const parsed = parse(reader(data, errors));
 	if (errors.length) throw Errors.validation(errors);
 	return parsed;
 }
@@ -179,11 +300,43 @@ function plural(n: number, unit: string): string {
 	return `${n} ${unit}${n === 1 ? "" : "s"}`;
 }
 
+/** "less than a minute", "45 minutes", "2 hours 5 minutes", "3 days 4 hours": how long, roughly. */
+function elapsed(minutes: number): string {
+	if (minutes < 1) return "less than a minute";
+	if (minutes < 60) return plural(minutes, "minute");
+	const [big, bigUnit, small, smallUnit] = minutes < 24 * 60 ? [Math.floor(minutes / 60), "hour", minutes % 60, "minute"] : [Math.floor(minutes / (24 * 60)), "day", Math.floor((minutes % (24 * 60)) / 60), "hour"];
+	return small ? `${plural(big, bigUnit)} ${plural(small, smallUnit)}` : plural(big, bigUnit);
+}
+
+/** "512 MB", "1.5 GB": binary multiples, named as DEFAULT_PLAN_STORAGE_MB names them. */
+function bytes(n: number): string {
+	const units = ["bytes", "KB", "MB", "GB", "TB", "PB"];
+	let value = n;
+	let unit = 0;
+	while (value >= 1024 && unit < units.length - 1) {
+		value /= 1024;
+		unit += 1;
+	}
+	const rounded = unit === 0 ? String(value) : String(Math.round(value * 10) / 10);
+	return `${rounded} ${units[unit]}`;
+}
+
+/** A webhook endpoint as shown in an email: scheme, host and path; never a query or a user part (they may hold credentials). */
+function endpointLabel(url: string): string {
+	const parsed = new URL(url);
+	return `${parsed.origin}${parsed.pathname === "/" ? "" : parsed.pathname}`;
+}
+
 const DATE_TIME = new Intl.DateTimeFormat("en-GB", { timeZone: "UTC", dateStyle: "long", timeStyle: "short" });
 
 /** "22 November 2026 at 14:05 UTC" */
 function utcDateTime(iso: string): string {
 	return `${DATE_TIME.format(new Date(iso))} UTC`;
+}
+
+/** "last seen 22 November 2026 at 14:05 UTC" or "never connected". */
+function lastSeen(display: AlertDisplay): string {
+	return display.lastSeenAt ? `last seen ${utcDateTime(display.lastSeenAt)}` : "never connected";
 }
 
 /** "an admin", "a viewer" */
@@ -201,6 +354,8 @@ interface Content {
 	preheader: string;
 	greeting: string;
 	paragraphs: string[];
+	/** A bulleted list under the paragraphs (the displays of a digest). */
+	list?: string[];
 	action: { label: string; url: string };
 	/** Small print under the button (validity, "ignore if not you"). */
 	notes: string[];
@@ -229,6 +384,7 @@ function layoutHtml(c: Content): string {
 		'<tr><td style="padding:32px;font-size:16px;line-height:24px;">',
 		p(c.greeting, ""),
 		...c.paragraphs.map(text => p(text, "")),
+		...(c.list?.length ? ['<ul style="margin:0 0 16px;padding-left:24px;">', ...c.list.map(item => `<li style="margin:0 0 4px;">${escapeHtml(item)}</li>`), "</ul>"] : []),
 		'<table role="presentation" cellpadding="0" cellspacing="0" border="0" style="margin:24px 0;"><tr>',
 		`<td style="border-radius:6px;background-color:${BRAND};">`,
 		`<a href="${href}" target="_blank" rel="noopener" style="display:inline-block;padding:12px 24px;font-size:16px;font-weight:600;color:#ffffff;text-decoration:none;border-radius:6px;">${escapeHtml(c.action.label)}</a>`,
@@ -251,6 +407,7 @@ function layoutText(c: Content): string {
 		c.greeting,
 		"",
 		...c.paragraphs.flatMap(text => [text, ""]),
+		...(c.list?.length ? [...c.list.map(item => `- ${item}`), ""] : []),
 		`${c.action.label}:`,
 		c.action.url,
 		"",
@@ -263,6 +420,10 @@ function layoutText(c: Content): string {
 
 // ---------------------------------------------------------------------------------------------
 // Templates
+
+/** Why an admin receives an alert, and where to stop it. */
+const ALERT_NOTE = (tenantName: string) =>
+	`You receive this because you manage “${tenantName}” on ${PRODUCT_NAME}. Choose which alerts reach you by email in your notification settings.`;
 
 const CONTENT: { [T in EmailTemplate]: (data: EmailData[T]) => Content } = {
 	verify: d => ({
@@ -299,6 +460,81 @@ const CONTENT: { [T in EmailTemplate]: (data: EmailData[T]) => Content } = {
 			`This invitation expires on ${utcDateTime(d.expiresAt)}.`,
 			"If you were not expecting it, you can ignore this email."
 		]
+	}),
+	// Alerts go to the organisation's own owner and admins, so the display's name (chosen inside
+	// the organisation) may name the alert in the subject, shortened.
+	displayOffline: d => ({
+		subject: `Display “${shorten(d.display.name, MAX_SUBJECT_NAME)}” is offline`,
+		preheader: `“${d.display.name}” has not been heard from for ${elapsed(d.offlineMinutes)}.`,
+		greeting: `Hi ${d.name},`,
+		paragraphs: [
+			`The display “${d.display.name}” of “${d.tenantName}” has been offline for ${elapsed(d.offlineMinutes)} (${lastSeen(d.display)}).`,
+			"Check its power and network connection. You will get another email when it is back online."
+		],
+		action: { label: "View display", url: d.url },
+		notes: [ALERT_NOTE(d.tenantName)]
+	}),
+	displayOnline: d => ({
+		subject: `Display “${shorten(d.display.name, MAX_SUBJECT_NAME)}” is back online`,
+		preheader: `“${d.display.name}” is back after ${elapsed(d.offlineMinutes)} offline.`,
+		greeting: `Hi ${d.name},`,
+		paragraphs: [`The display “${d.display.name}” of “${d.tenantName}” is back online after ${elapsed(d.offlineMinutes)} offline.`],
+		action: { label: "View display", url: d.url },
+		notes: [ALERT_NOTE(d.tenantName)]
+	}),
+	offlineDigest: d => {
+		const listed = d.displays.slice(0, MAX_LISTED);
+		const more = d.count - listed.length;
+		return {
+			subject: `${plural(d.count, "display")} went offline`,
+			preheader: `${plural(d.count, "display")} of “${d.tenantName}” went offline at about the same time.`,
+			greeting: `Hi ${d.name},`,
+			paragraphs: [
+				`${plural(d.count, "display")} of “${d.tenantName}” went offline at about the same time. This often means a network or power outage at a site.`
+			],
+			list: [...listed.map(display => `“${display.name}”, ${lastSeen(display)}`), ...(more > 0 ? [`and ${more} more`] : [])],
+			action: { label: "View displays", url: d.url },
+			notes: ["You get one email for an outage like this rather than one per display.", ALERT_NOTE(d.tenantName)]
+		};
+	},
+	quotaWarning: d => {
+		const resource = QUOTA_RESOURCES[d.resource as QuotaResourceName];
+		const percent = Math.floor((d.used / d.limit) * 100);
+		const reached = d.used >= d.limit;
+		return {
+			subject: `${reached ? "You have reached" : "You are close to"} your plan's ${resource.limitName}`,
+			preheader: `“${d.tenantName}” is using ${percent}% of the ${resource.noun} its plan allows.`,
+			greeting: `Hi ${d.name},`,
+			paragraphs: [
+				`“${d.tenantName}” is using ${resource.amount(d.used)} of the ${resource.amount(d.limit)} ${resource.noun} its plan allows (${percent}%).`,
+				reached ? "Nothing more can be added until you free some up or change to a larger plan." : "To keep adding more, free some up or change to a larger plan."
+			],
+			action: { label: "Review your plan", url: d.url },
+			notes: [ALERT_NOTE(d.tenantName)]
+		};
+	},
+	paymentFailed: d => ({
+		subject: `Payment failed for your ${PRODUCT_NAME} subscription`,
+		preheader: `We could not collect ${d.amountDue} for “${d.tenantName}”.`,
+		greeting: `Hi ${d.name},`,
+		paragraphs: [
+			`We could not collect the payment of ${d.amountDue} for the ${PRODUCT_NAME} subscription of “${d.tenantName}”.`,
+			"Please check or update the payment method so the subscription stays active."
+		],
+		action: { label: "Update payment method", url: d.url },
+		notes: [ALERT_NOTE(d.tenantName)]
+	}),
+	webhookDisabled: d => ({
+		subject: "A webhook endpoint was disabled",
+		preheader: `${PRODUCT_NAME} stopped sending events to ${endpointLabel(d.endpointUrl)}.`,
+		greeting: `Hi ${d.name},`,
+		paragraphs: [
+			`${PRODUCT_NAME} stopped sending events to the webhook endpoint ${endpointLabel(d.endpointUrl)} of “${d.tenantName}”.`,
+			`Reason: ${d.reason}`,
+			"Once the endpoint works again, switch it back on; events since it was disabled can be sent again with a replay."
+		],
+		action: { label: "Review webhooks", url: d.url },
+		notes: [ALERT_NOTE(d.tenantName)]
 	})
 };
 

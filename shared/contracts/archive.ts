@@ -6,6 +6,7 @@ import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { AuthExport } from "./auth";
 import { DevicesExport } from "./devices";
 import { MediaExport } from "./media";
+import { NotificationsExport } from "./notifications";
 import { SchedulingExport } from "./scheduling";
 import { TenantExport, type TenantDataService } from "./tenants";
 import { Id, Instant } from "./views";
@@ -18,6 +19,7 @@ export const TenantArchive = Type.Object({
 		auth: AuthExport,
 		devices: DevicesExport,
 		media: MediaExport,
+		notifications: NotificationsExport,
 		scheduling: SchedulingExport,
 		tenants: TenantExport
 	} satisfies Record<TenantDataService, TSchema>)

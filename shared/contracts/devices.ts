@@ -207,7 +207,7 @@ export interface DevicesEvents {
 	"devices.display.updated": { tenantId: string; displayIds: string[]; fields: string[] };
 	"devices.display.deleted": { tenantId: string; displayId: string };
 	"devices.display.cameOnline": { tenantId: string; displayId: string; at: string };
-	"devices.display.wentOffline": { tenantId: string; displayId: string; lastSeenAt: string | null; at: string };
+	"devices.display.wentOffline": { tenantId: string; displayId: string; name: string; lastSeenAt: string | null; at: string };
 	"devices.command.created": { tenantId: string; displayId: string; command: CommandSummary };
 	"devices.commands.delivered": { tenantId: string; displayId: string; ids: string[]; at: string };
 }

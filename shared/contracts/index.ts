@@ -14,11 +14,12 @@ import type { AuthActions } from "./auth";
 import type { BillingActions } from "./billing";
 import type { DevicesActions, DevicesEvents, HeartbeatMessage } from "./devices";
 import type { MediaActions, MediaEvents } from "./media";
-import type { NotificationsActions } from "./notifications";
+import type { EmailRequest, NotificationsActions, PlatformEvent, WebhookEventType } from "./notifications";
 import type { SchedulingActions, SchedulingEvents } from "./scheduling";
 import type { TenantDeleted, TenantsActions, TenantsEvents } from "./tenants";
 import type { AuditRecord } from "./audit";
-import { AUDIT_CHANNEL, HEARTBEAT_CHANNEL, TENANT_DELETED_CHANNEL } from "../channels";
+import { AUDIT_CHANNEL, EMAIL_CHANNEL, EVENT_CHANNEL, HEARTBEAT_CHANNEL, TENANT_DELETED_CHANNEL } from "../channels";
+import { newId } from "../ids";
 
 export * from "./archive";
 export * from "./audit";
@@ -42,6 +43,8 @@ export interface Channels {
 	[AUDIT_CHANNEL]: AuditRecord;
 	[HEARTBEAT_CHANNEL]: HeartbeatMessage;
 	[TENANT_DELETED_CHANNEL]: TenantDeleted;
+	[EMAIL_CHANNEL]: EmailRequest;
+	[EVENT_CHANNEL]: PlatformEvent;
 }
 
 export type ActionName = keyof Actions;
@@ -89,4 +92,14 @@ export async function sendToChannel<N extends ChannelName>(broker: ServiceBroker
 	const send = (broker as ServiceBroker & Partial<ChannelBroker>).sendToChannel;
 	if (!send) throw new Error("Durable channels are not set up on this broker (moleculer.config.ts adds the Channels middleware)");
 	await send.call(broker, name, message, opts);
+}
+
+/**
+ * Publishes a fact integrators may subscribe to (webhooks) on the durable event channel: the
+ * notifications service stores it before the channel is acknowledged. Resolves once the channel
+ * has it, so a request that changed something does not answer before its event is safe.
+ */
+export function publishEvent(broker: ServiceBroker, tenantId: string, type: WebhookEventType, data: Record<string, unknown>): Promise<void> {
+	const event: PlatformEvent = { id: `evt_${newId()}`, tenantId, type, timestamp: new Date().toISOString(), data };
+	return sendToChannel(broker, EVENT_CHANNEL, event);
 }

@@ -19,7 +19,11 @@
  *
  * Until every action declares its `response`, (d) lists the routes that still lack one.
  */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import sharp from "sharp";
+import { EVENT_CHANNEL } from "../../shared/channels";
+import { sendToChannel } from "../../shared/contracts";
 import { bearer, newAccount, someClient, startTestPlatform, tokenFromMail, type Platform, type Session } from "../helpers/accounts";
 import { closedSchema, jsonSchemaValidator } from "../helpers/openapi-validator";
 import { API_V1 } from "../helpers/routes";
@@ -73,7 +77,7 @@ describe("contract walk: every /api/v1 route answers as the OpenAPI document say
 	const answers: Answer[] = [];
 
 	beforeAll(async () => {
-		p = await startTestPlatform({ BCRYPT_COST: "4", DEFAULT_PLAN_MEMBERS: "100", DEFAULT_PLAN_DISPLAYS: "100" });
+		p = await startTestPlatform({ BCRYPT_COST: "4", DEFAULT_PLAN_MEMBERS: "100", DEFAULT_PLAN_DISPLAYS: "100", WEBHOOK_ALLOW_PRIVATE: "true", NOTIFICATIONS_POLL_MS: "50" });
 		const res = await fetch(`${p.url}/api/openapi.json`);
 		expect(res.status).toBe(200);
 		doc = (await res.json()) as OpenApiDocument;
@@ -251,6 +255,52 @@ describe("contract walk: every /api/v1 route answers as the OpenAPI document say
 		const unchanged = await call("GET /device/manifest", { token: device, headers: { "If-None-Match": etag } });
 		expect(unchanged.status).toBe(304);
 		await ok("GET /device/content/{contentId}", { token: device, values: { contentId: image.id } });
+
+		// ---- notifications and webhooks -----------------------------------------------------------
+		// A local receiver that takes every delivery (private destinations are allowed in this run).
+		const receiver = http.createServer((req, res) => {
+			req.resume();
+			req.on("end", () => res.writeHead(204).end());
+		});
+		await new Promise<void>(resolve => receiver.listen(0, "127.0.0.1", resolve));
+		try {
+			const receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
+			const walkStarted = new Date(Date.now() - 60_000).toISOString();
+			const hook = (await ok<{ id: string }>("POST /webhooks", { token, json: { url: receiverUrl, events: ["display.paired", "quota.warning"], description: "Walk receiver" } })).body;
+			const hookIds = { values: { id: hook.id } };
+			await ok("GET /webhooks", { token });
+			await ok("GET /webhooks/{id}", { token, ...hookIds });
+			await ok("PATCH /webhooks/{id}", { token, ...hookIds, json: { events: ["display.paired", "quota.warning", "content.deleted"] } });
+			await ok("POST /webhooks/{id}/rotate-secret", { token, ...hookIds });
+			const test = (await ok<{ id: string }>("POST /webhooks/{id}/test", { token, ...hookIds })).body;
+			await ok("GET /webhooks/{id}/deliveries", { token, ...hookIds });
+			await ok("POST /webhook-deliveries/{id}/retry", { token, values: { id: test.id } });
+			await ok("POST /webhooks/{id}/replay", { token, ...hookIds, json: { since: walkStarted } });
+
+			// A quota warning, as the devices or media service would publish it, becomes an in-app notification.
+			await sendToChannel(p.broker, EVENT_CHANNEL, {
+				id: `evt_walk_${Date.now()}`,
+				tenantId: first.tenant.id,
+				type: "quota.warning",
+				timestamp: new Date().toISOString(),
+				data: { resource: "displays", used: 80, limit: 100 }
+			});
+			let notificationId: string | undefined;
+			for (let i = 0; i < 100 && !notificationId; i++) {
+				const list = await ok<{ rows: Array<{ id: string }> }>("GET /notifications", { token, query: { unread: "true" } });
+				notificationId = list.body.rows[0]?.id;
+				if (!notificationId) await new Promise(resolve => setTimeout(resolve, 50));
+			}
+			if (!notificationId) throw new Error("the quota warning never became a notification");
+			await ok("POST /notifications/{id}/read", { token, values: { id: notificationId } });
+			await ok("POST /notifications/read-all", { token });
+			await ok("GET /notifications/preferences", { token });
+			await ok("PATCH /notifications/preferences", { token, json: { email: { "display.online": false } } });
+			await ok("GET /notifications/emails", { token });
+			await ok("DELETE /webhooks/{id}", { token, ...hookIds });
+		} finally {
+			await new Promise(resolve => receiver.close(resolve));
+		}
 
 		// ---- everything goes again ---------------------------------------------------------------
 		await ok("DELETE /overrides/{id}", { token, values: { id: override.id } });

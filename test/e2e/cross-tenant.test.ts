@@ -11,6 +11,8 @@
  * a route with a path param and no mapping fails the suite, so new id routes must be added to
  * ID_SOURCES. (An id that no tenant owns would map to an empty list, with a comment saying why.)
  */
+import { EVENT_CHANNEL } from "../../shared/channels";
+import { sendToChannel } from "../../shared/contracts";
 import { newId } from "../../shared/ids";
 import { decide } from "../../shared/rbac";
 import { bearer, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
@@ -38,6 +40,10 @@ interface TenantObjects {
 	playlistId: string;
 	scheduleId: string;
 	overrideId: string;
+	/** A webhook endpoint, a delivery of its test event, and an in-app notification of the owner (a quota warning). */
+	webhookId: string;
+	deliveryId: string;
+	notificationId: string;
 	/** A screen's request nobody has claimed yet: it belongs to no tenant. */
 	pendingPairing: PairingRequest;
 	/** A screen this tenant paired whose device token is still waiting to be collected. */
@@ -64,6 +70,10 @@ const ID_SOURCES: Record<string, (t: TenantObjects) => string[]> = {
 	"/playlists/{id}": t => [t.playlistId],
 	"/schedules/{id}": t => [t.scheduleId],
 	"/overrides/{id}": t => [t.overrideId],
+	"/webhooks/{id}": t => [t.webhookId],
+	"/webhook-deliveries/{id}": t => [t.deliveryId],
+	// Notifications are one person's: A's owner gets B's owner's notification id.
+	"/notifications/{id}": t => [t.notificationId],
 	// A device downloads only what its own manifest holds: A's device gets B's content id.
 	"/device/content/{contentId}": t => [t.contentId],
 	// A pairing request has no tenant until an admin claims its code, and its poll is public:
@@ -165,6 +175,21 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		"POST /overrides",
 		201
 	);
+	const webhook = await ok(
+		request<{ id: string }>(p.api("/webhooks"), { method: "POST", json: { url: "https://hooks.example.com/marquee", events: ["display.paired"] }, headers: asOwner }),
+		"POST /webhooks",
+		201
+	);
+	const delivery = await ok(request<{ id: string }>(p.api(`/webhooks/${webhook.id}/test`), { method: "POST", headers: asOwner }), "POST /webhooks/:id/test", 202);
+	// A quota warning, as devices or media publish it: an in-app notification for the owner.
+	await sendToChannel(p.broker, EVENT_CHANNEL, { id: `evt_${newId()}`, tenantId: owner.tenant.id, type: "quota.warning", timestamp: new Date().toISOString(), data: { resource: "displays", used: 8, limit: 10 } });
+	let notificationId: string | undefined;
+	for (let i = 0; i < 250 && !notificationId; i++) {
+		const list = await ok(request<{ rows: Array<{ id: string }> }>(p.api("/notifications"), { headers: asOwner }), "GET /notifications");
+		notificationId = list.rows[0]?.id;
+		if (!notificationId) await new Promise(resolve => setTimeout(resolve, 20));
+	}
+	if (!notificationId) throw new Error("the quota warning never became a notification");
 	const pendingPairing = await requestPairing(p);
 	const uncollectedPairing = await requestPairing(p);
 	await claimPairing(p, owner.accessToken, uncollectedPairing, `${label} uncollected`);
@@ -186,6 +211,9 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		playlistId: playlist.id,
 		scheduleId: schedule.id,
 		overrideId: override.id,
+		webhookId: webhook.id,
+		deliveryId: delivery.id,
+		notificationId,
 		pendingPairing,
 		uncollectedPairing
 	};
@@ -211,6 +239,9 @@ function identifiersOf(t: TenantObjects): string[] {
 		t.playlistId,
 		t.scheduleId,
 		t.overrideId,
+		t.webhookId,
+		t.deliveryId,
+		t.notificationId,
 		t.pendingPairing.pairingId,
 		t.uncollectedPairing.pairingId
 	];
@@ -280,7 +311,7 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 
 	beforeAll(async () => {
 		// Each tenant pairs two displays, within the default plan's 3; the sweep should not depend on it.
-		p = await startTestPlatform({ DEFAULT_PLAN_DISPLAYS: "10" });
+		p = await startTestPlatform({ DEFAULT_PLAN_DISPLAYS: "10", NOTIFICATIONS_POLL_MS: "50" });
 		routes = await loadRoutes(p);
 		a = await populate(p, "tenant-a");
 		b = await populate(p, "tenant-b");

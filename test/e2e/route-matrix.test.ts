@@ -137,7 +137,26 @@ const ROUTES: Record<string, Expected> = {
 	"DELETE /overrides/{id}":        { permission: "schedules.write", allowed: ["owner", "admin", "editor", "apiKey"] },
 	"GET /displays/{id}/preview":    { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
 	"GET /displays/{id}/timeline":   { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
-	"GET /device/manifest":          { permission: "device",          allowed: ["device"] }
+	"GET /device/manifest":          { permission: "device",          allowed: ["device"] },
+
+	// notifications: in-app notifications and preferences (people only, their own), the email log,
+	// webhooks (admins and admin-role API keys)
+	"GET /notifications":                  { permission: "self",            allowed: ["owner", "admin", "editor", "viewer"] },
+	"POST /notifications/{id}/read":       { permission: "self",            allowed: ["owner", "admin", "editor", "viewer"] },
+	"POST /notifications/read-all":        { permission: "self",            allowed: ["owner", "admin", "editor", "viewer"] },
+	"GET /notifications/preferences":      { permission: "self",            allowed: ["owner", "admin", "editor", "viewer"] },
+	"PATCH /notifications/preferences":    { permission: "self",            allowed: ["owner", "admin", "editor", "viewer"] },
+	"GET /notifications/emails":           { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
+	"POST /webhooks":                      { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
+	"GET /webhooks":                       { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
+	"GET /webhooks/{id}":                  { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
+	"PATCH /webhooks/{id}":                { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
+	"DELETE /webhooks/{id}":               { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
+	"POST /webhooks/{id}/rotate-secret":   { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
+	"GET /webhooks/{id}/deliveries":       { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
+	"POST /webhooks/{id}/test":            { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
+	"POST /webhooks/{id}/replay":          { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
+	"POST /webhook-deliveries/{id}/retry": { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] }
 };
 
 /** Statuses an allowed call may answer with random ids and an empty body. */

@@ -5,10 +5,12 @@
  */
 import fs from "node:fs";
 import path from "node:path";
+import type { GlobalCollection } from "../../mixins/db.mixin";
 import AuthService from "../../services/auth.service";
 import DevicesService from "../../services/devices.service";
 import MediaService from "../../services/media.service";
 import NotificationsService from "../../services/notifications.service";
+import type { EmailDoc } from "../../services/notifications/documents";
 import SchedulingService from "../../services/scheduling.service";
 import TenantsService from "../../services/tenants.service";
 import type { AnyServiceSchema } from "../../server";
@@ -90,9 +92,9 @@ export function mailbox(p: Platform, to: string): string[] {
 		.filter(mail => new RegExp(`^To: .*${to.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`, "mi").test(mail));
 }
 
-/** The token of the newest link to `page` (e.g. "verify-email") mailed to `to`; waits for the mail briefly. */
+/** The token of the newest link to `page` (e.g. "verify-email") mailed to `to`; waits for the mail (it leaves through the outbox, after the request). */
 export async function tokenFromMail(p: Platform, to: string, page: string): Promise<string> {
-	for (let i = 0; i < 50; i++) {
+	for (let i = 0; i < 250; i++) {
 		const mails = mailbox(p, to);
 		for (const mail of mails.reverse()) {
 			const match = new RegExp(`/${page}\\?token=([A-Za-z0-9_%-]+)`).exec(mail);
@@ -101,6 +103,26 @@ export async function tokenFromMail(p: Platform, to: string, page: string): Prom
 		await new Promise(resolve => setTimeout(resolve, 20));
 	}
 	throw new Error(`no ${page} link mailed to ${to}`);
+}
+
+/** The messages mailed to `to` once there are at least `count` (mail leaves through the outbox, after the request). */
+export async function waitForMail(p: Platform, to: string, count: number): Promise<string[]> {
+	for (let i = 0; i < 250; i++) {
+		const mails = mailbox(p, to);
+		if (mails.length >= count) return mails;
+		await new Promise(resolve => setTimeout(resolve, 20));
+	}
+	throw new Error(`fewer than ${count} messages mailed to ${to}`);
+}
+
+/** Waits until the outbox holds no email still to send, so a mailbox read afterwards shows everything queued so far. */
+export async function mailSettled(p: Platform): Promise<void> {
+	const notifications = p.broker.getLocalService("notifications") as unknown as { db: { email_outbox: GlobalCollection<EmailDoc> } };
+	for (let i = 0; i < 250; i++) {
+		if ((await notifications.db.email_outbox.countDocs({ status: "queued" })) === 0) return;
+		await new Promise(resolve => setTimeout(resolve, 20));
+	}
+	throw new Error("the outbox still holds queued emails");
 }
 
 /**

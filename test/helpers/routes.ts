@@ -6,7 +6,7 @@
  */
 import { newId } from "../../shared/ids";
 import { isPermission, type Permission, type Principal, type Role } from "../../shared/rbac";
-import { bearer, login, newAccount, tokenFromMail, type Platform, type Session } from "./accounts";
+import { bearer, login, mailbox, newAccount, tokenFromMail, waitForMail, type Platform, type Session } from "./accounts";
 import { request, type ErrorBody, type JsonResponse } from "./platform";
 
 export const API_V1 = "/api/v1";
@@ -193,11 +193,12 @@ export async function addMember(p: Platform, inviterToken: string, role: Role, l
 	const account = newAccount(label);
 	const invited = await request(p.api("/invitations"), { method: "POST", json: { email: account.email, role }, headers: bearer(inviterToken) });
 	if (invited.status !== 201) throw new Error(`invite answered ${invited.status}: ${invited.text}`);
+	await waitForMail(p, account.email, 1);
 	const session = await acceptInvitation(p, account.email, { name: account.name, password: account.password });
 	return { email: account.email, password: account.password, userId: session.user.id, session };
 }
 
-/** Accepts the newest invitation mailed to `email`. */
+/** Accepts the newest invitation mailed to `email` (wait for a new one first: mail leaves through the outbox, after the request). */
 export async function acceptInvitation(p: Platform, email: string, body: Record<string, unknown>): Promise<Session> {
 	const token = await tokenFromMail(p, email, "accept-invitation");
 	const accepted = await request<Session>(p.api("/invitations/accept"), { method: "POST", json: { token, ...body } });
@@ -218,8 +219,11 @@ export async function signInAs(p: Platform, owner: { email: string; password: st
 		const changed = await request(p.api(`/members/${member.userId}`), { method: "PATCH", json: { role }, headers: bearer(ownerSession.accessToken) });
 		if (changed.status !== 200) throw new Error(`restoring ${member.email}'s role answered ${changed.status}: ${changed.text}`);
 	} else {
+		const mailed = mailbox(p, member.email).length;
 		const invited = await request(p.api("/invitations"), { method: "POST", json: { email: member.email, role }, headers: bearer(ownerSession.accessToken) });
 		if (invited.status !== 201) throw new Error(`re-inviting ${member.email} answered ${invited.status}: ${invited.text}`);
+		// The earlier (accepted) invitation is in the mailbox too: wait for the new one.
+		await waitForMail(p, member.email, mailed + 1);
 		await acceptInvitation(p, member.email, { password: member.password });
 	}
 	const restored = await login(p, member.email, member.password);
@@ -254,6 +258,8 @@ export function sampleValue(schema: JsonSchema): unknown {
 		if (schema.format === "date-time") return new Date().toISOString();
 		const id = newId();
 		if (schema.pattern && new RegExp(schema.pattern).test(id)) return id;
+		const instant = new Date().toISOString();
+		if (schema.pattern && new RegExp(schema.pattern).test(instant)) return instant;
 		return "x".repeat(Math.max(1, schema.minLength ?? 1));
 	}
 	if (types.includes("integer") || types.includes("number")) {

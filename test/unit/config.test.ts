@@ -175,6 +175,16 @@ describe("loadConfig accepts valid production values", () => {
 describe("loadConfig rejects each bad variable with a ConfigError naming it", () => {
 	const cases: Array<[string, Record<string, string>, string]> = [
 		["PORT not a number", { PORT: "abc" }, "PORT"],
+		["WEBHOOK_ALLOW_PRIVATE not a boolean", { WEBHOOK_ALLOW_PRIVATE: "yes please" }, "WEBHOOK_ALLOW_PRIVATE"],
+		["WEBHOOK_ALLOW_PRIVATE in production", { NODE_ENV: "production", JWT_SECRET: "x".repeat(32), WEBHOOK_ALLOW_PRIVATE: "true" }, "WEBHOOK_ALLOW_PRIVATE"],
+		["WEBHOOK_RETRY_SCHEDULE without units", { WEBHOOK_RETRY_SCHEDULE: "5,300" }, "WEBHOOK_RETRY_SCHEDULE"],
+		["WEBHOOK_RETRY_SCHEDULE longer than a week", { WEBHOOK_RETRY_SCHEDULE: "5s,200h" }, "WEBHOOK_RETRY_SCHEDULE"],
+		["WEBHOOK_TIMEOUT_MS too short", { WEBHOOK_TIMEOUT_MS: "5" }, "WEBHOOK_TIMEOUT_MS"],
+		["WEBHOOK_DISABLE_AFTER_HOURS zero", { WEBHOOK_DISABLE_AFTER_HOURS: "0" }, "WEBHOOK_DISABLE_AFTER_HOURS"],
+		["EMAIL_RETRY_SCHEDULE empty entry", { EMAIL_RETRY_SCHEDULE: "10s,,1m" }, "EMAIL_RETRY_SCHEDULE"],
+		["NOTIFICATIONS_POLL_MS not a number", { NOTIFICATIONS_POLL_MS: "soon" }, "NOTIFICATIONS_POLL_MS"],
+		["NOTIFICATIONS_LEASE_MS too short", { NOTIFICATIONS_LEASE_MS: "1" }, "NOTIFICATIONS_LEASE_MS"],
+		["ALERT_DIGEST_THRESHOLD of one", { ALERT_DIGEST_THRESHOLD: "1" }, "ALERT_DIGEST_THRESHOLD"],
 		["PORT out of range", { PORT: "70000" }, "PORT"],
 		["PORT negative", { PORT: "-1" }, "PORT"],
 		["PORT fractional", { PORT: "3000.5" }, "PORT"],

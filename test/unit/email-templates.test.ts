@@ -1,6 +1,7 @@
 /**
  * Email templates (services/notifications/templates.ts): each renders subject, HTML and text from
- * its data; HTML escapes every value; links are http(s) only; bad data names its fields.
+ * its data; HTML escapes every value (hostile, non-Latin and emoji names alike); links are
+ * http(s) only; bad data names its fields, nested ones included.
  */
 import { AppError } from "../../shared/errors";
 import { EMAIL_TEMPLATES, type EmailData, type EmailTemplate } from "../../shared/contracts";
@@ -8,6 +9,7 @@ import { escapeHtml, parseEmailData, renderEmail, safeUrl } from "../../services
 import { isSingleAddress } from "../../services/notifications/mailer";
 
 const URL_WITH_TOKEN = "https://cms.example.com/verify?token=abc123&next=%2Fdisplays";
+const LOBBY = { displayId: "0193a6f0-0000-7000-8000-000000000001", name: "Lobby", lastSeenAt: "2026-11-22T14:05:00.000Z" };
 
 const SAMPLES: EmailData = {
 	verify: { name: "Ada Lovelace", url: URL_WITH_TOKEN },
@@ -18,8 +20,31 @@ const SAMPLES: EmailData = {
 		role: "editor",
 		url: "https://cms.example.com/invitations/accept?token=inv1t3",
 		expiresAt: "2026-12-01T09:30:00.000Z"
+	},
+	displayOffline: { name: "Ada Lovelace", tenantName: "Acme Cinemas", display: LOBBY, offlineMinutes: 75, url: "https://cms.example.com/displays/d-1" },
+	displayOnline: { name: "Ada Lovelace", tenantName: "Acme Cinemas", display: LOBBY, offlineMinutes: 3000, url: "https://cms.example.com/displays/d-1" },
+	offlineDigest: {
+		name: "Ada Lovelace",
+		tenantName: "Acme Cinemas",
+		count: 3,
+		displays: [LOBBY, { displayId: "d-2", name: "Foyer", lastSeenAt: null }, { displayId: "d-3", name: "Bar", lastSeenAt: "2026-11-22T14:06:00.000Z" }],
+		url: "https://cms.example.com/displays?status=offline"
+	},
+	quotaWarning: { name: "Ada Lovelace", tenantName: "Acme Cinemas", resource: "displays", used: 9, limit: 10, url: "https://cms.example.com/billing" },
+	paymentFailed: { name: "Ada Lovelace", tenantName: "Acme Cinemas", amountDue: "€24.00", url: "https://cms.example.com/billing" },
+	webhookDisabled: {
+		name: "Ada Lovelace",
+		tenantName: "Acme Cinemas",
+		endpointUrl: "https://hooks.example.com/marquee",
+		reason: "It answered 410 Gone",
+		url: "https://cms.example.com/webhooks"
 	}
 };
+
+/** Names a tenant member may choose: markup, quotes, right-to-left and CJK script, emoji (ZWJ sequences too). */
+const HOSTILE = `<script>alert("x")</script> & 'co'`;
+const HOSTILE_ESCAPED = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;co&#39;";
+const WORLD_NAMES = ["東京ロビー", "شاشة الاستقبال", "Экран №1", "📺 Lobby 👩‍💻", "Café Zürich"];
 
 function render<T extends EmailTemplate>(template: T, data: Partial<EmailData[T]> = {}) {
 	return renderEmail(template, { ...SAMPLES[template], ...data } as EmailData[T]);
@@ -71,6 +96,156 @@ describe("email templates", () => {
 		expect(mail.text).toContain(SAMPLES.invitation.url);
 		expect(mail.html).toContain(`href="${SAMPLES.invitation.url}"`);
 		expect(render("invitation", { role: "viewer" }).text).toContain("as a viewer.");
+	});
+
+	it("displayOffline: the display in the subject, how long, last seen, the link", () => {
+		const mail = render("displayOffline");
+		expect(mail.subject).toBe("Display “Lobby” is offline");
+		for (const part of [mail.html, mail.text]) {
+			expect(part).toContain("Hi Ada Lovelace,");
+			expect(part).toContain("The display “Lobby” of “Acme Cinemas” has been offline for 1 hour 15 minutes (last seen 22 November 2026 at 14:05 UTC).");
+			expect(part).toContain("You receive this because you manage “Acme Cinemas” on Marquee.");
+		}
+		expect(mail.html).toContain('href="https://cms.example.com/displays/d-1"');
+		expect(mail.text).toContain("View display:\nhttps://cms.example.com/displays/d-1");
+		expect(render("displayOffline", { display: { ...LOBBY, lastSeenAt: null }, offlineMinutes: 10 }).text).toContain("offline for 10 minutes (never connected)");
+		expect(render("displayOffline", { offlineMinutes: 0 }).text).toContain("offline for less than a minute");
+	});
+
+	it("displayOnline: back after how long", () => {
+		const mail = render("displayOnline");
+		expect(mail.subject).toBe("Display “Lobby” is back online");
+		expect(mail.text).toContain("The display “Lobby” of “Acme Cinemas” is back online after 2 days 2 hours offline.");
+		expect(mail.html).toContain("is back online after 2 days 2 hours offline.");
+		expect(mail.html).toContain('href="https://cms.example.com/displays/d-1"');
+		expect(render("displayOnline", { offlineMinutes: 1 }).text).toContain("after 1 minute offline.");
+		expect(render("displayOnline", { offlineMinutes: 120 }).text).toContain("after 2 hours offline.");
+	});
+
+	it("offlineDigest: one email listing the displays, the rest counted", () => {
+		const mail = render("offlineDigest");
+		expect(mail.subject).toBe("3 displays went offline");
+		expect(mail.text).toContain("3 displays of “Acme Cinemas” went offline at about the same time.");
+		expect(mail.text).toContain(
+			["- “Lobby”, last seen 22 November 2026 at 14:05 UTC", "- “Foyer”, never connected", "- “Bar”, last seen 22 November 2026 at 14:06 UTC"].join("\n")
+		);
+		expect(mail.html).toContain("<li style=\"margin:0 0 4px;\">“Foyer”, never connected</li>");
+		expect(mail.html).toContain(`href="${escapeHtml(SAMPLES.offlineDigest.url)}"`);
+
+		const many = Array.from({ length: 60 }, (_, i) => ({ displayId: `d-${i}`, name: `Screen ${i}`, lastSeenAt: null }));
+		const big = render("offlineDigest", { count: 200, displays: many });
+		expect(big.subject).toBe("200 displays went offline");
+		expect(big.text).toContain("- “Screen 49”, never connected\n- and 150 more\n");
+		expect(big.text).not.toContain("Screen 50");
+	});
+
+	it("quotaWarning: used of limit per resource, storage in bytes units, reached or close", () => {
+		const displays = render("quotaWarning");
+		expect(displays.subject).toBe("You are close to your plan's display limit");
+		expect(displays.text).toContain("“Acme Cinemas” is using 9 of the 10 displays its plan allows (90%).");
+		expect(displays.html).toContain('href="https://cms.example.com/billing"');
+
+		const storage = render("quotaWarning", { resource: "storageBytes", used: 966_367_641, limit: 1_073_741_824 });
+		expect(storage.subject).toBe("You are close to your plan's storage limit");
+		expect(storage.text).toContain("is using 921.6 MB of the 1 GB of storage its plan allows (89%).");
+
+		const members = render("quotaWarning", { resource: "members", used: 5, limit: 5 });
+		expect(members.subject).toBe("You have reached your plan's member limit");
+		expect(members.text).toContain("is using 5 of the 5 members its plan allows (100%).");
+		expect(members.text).toContain("Nothing more can be added");
+	});
+
+	it("paymentFailed: the amount and where to fix it", () => {
+		const mail = render("paymentFailed");
+		expect(mail.subject).toBe("Payment failed for your Marquee subscription");
+		for (const part of [mail.html, mail.text]) expect(part).toContain("We could not collect the payment of €24.00 for the Marquee subscription of “Acme Cinemas”.");
+		expect(mail.html).toContain('href="https://cms.example.com/billing"');
+	});
+
+	it("webhookDisabled: the endpoint without its query or user part, the reason, the link", () => {
+		const mail = render("webhookDisabled");
+		expect(mail.subject).toBe("A webhook endpoint was disabled");
+		for (const part of [mail.html, mail.text]) {
+			expect(part).toContain("Marquee stopped sending events to the webhook endpoint https://hooks.example.com/marquee of “Acme Cinemas”.");
+			expect(part).toContain("Reason: It answered 410 Gone");
+		}
+		expect(mail.html).toContain('href="https://cms.example.com/webhooks"');
+		// A receiver's URL may hold credentials: they never reach an email.
+		const secret = render("webhookDisabled", { endpointUrl: "https://user:pa55@hooks.example.com/in?key=s3cret#frag" });
+		for (const part of [secret.subject, secret.html, secret.text]) {
+			expect(part).not.toMatch(/pa55|s3cret|user:/);
+		}
+		expect(secret.text).toContain("the webhook endpoint https://hooks.example.com/in of");
+		expect(validationFields(() => render("webhookDisabled", { endpointUrl: "ftp://hooks.example.com/in" }))).toEqual(["data.endpointUrl"]);
+	});
+
+	it("escapes hostile names in every alert template and keeps non-Latin and emoji names intact", () => {
+		const withName = (template: EmailTemplate, display: string, person: string, tenant: string): EmailData[EmailTemplate] => {
+			const sample = SAMPLES[template] as unknown as Record<string, unknown>;
+			const data: Record<string, unknown> = { ...sample, name: person, tenantName: tenant };
+			if ("display" in sample) data.display = { ...LOBBY, name: display };
+			if ("displays" in sample) data.displays = [{ ...LOBBY, name: display }];
+			if ("count" in sample) data.count = 1;
+			return data as unknown as EmailData[EmailTemplate];
+		};
+		const alerts: EmailTemplate[] = ["displayOffline", "displayOnline", "offlineDigest", "quotaWarning", "paymentFailed", "webhookDisabled"];
+		for (const template of alerts) {
+			const mail = renderEmail(template, withName(template, HOSTILE, HOSTILE, `<img src=x onerror=alert(1)>`));
+			expect(mail.html).not.toContain("<script>");
+			expect(mail.html).not.toContain("<img");
+			expect(mail.html).toContain(`Hi ${HOSTILE_ESCAPED},`);
+			expect(mail.html).toContain("“&lt;img src=x onerror=alert(1)&gt;”");
+			expect(mail.text).toContain(`Hi ${HOSTILE},`);
+			expect(mail.subject).not.toMatch(/[\r\n]/);
+
+			for (const name of WORLD_NAMES) {
+				const world = renderEmail(template, withName(template, name, name, name));
+				expect(world.html).toContain(`Hi ${name},`);
+				expect(world.text).toContain(`Hi ${name},`);
+				expect(world.text).toContain(`“${name}”`);
+				expect(world.html).toContain(`“${name}”`);
+			}
+		}
+		expect(render("displayOffline", { display: { ...LOBBY, name: "📺 Lobby 👩‍💻" } }).subject).toBe("Display “📺 Lobby 👩‍💻” is offline");
+		expect(render("displayOffline", { display: { ...LOBBY, name: "东京" } }).subject).toBe("Display “东京” is offline");
+		expect(render("displayOnline", { display: { ...LOBBY, name: HOSTILE } }).html).toContain(`<title>Display “${HOSTILE_ESCAPED}” is back online</title>`);
+	});
+
+	it("cuts a long display name in the subject (by characters, never inside an emoji) and keeps it whole in the body", () => {
+		const long = `${"🎬".repeat(70)}`;
+		const mail = render("displayOffline", { display: { ...LOBBY, name: long } });
+		expect(mail.subject).toBe(`Display “${"🎬".repeat(59)}…” is offline`);
+		expect(mail.text).toContain(`The display “${long}”`);
+		const injected = render("displayOffline", { display: { ...LOBBY, name: "Lobby\r\nBcc: victim@example.com" } });
+		expect(injected.subject).toBe("Display “Lobby Bcc: victim@example.com” is offline");
+	});
+
+	it("names nested and listed fields of the alert data", () => {
+		expect(validationFields(() => parseEmailData("displayOffline", { ...SAMPLES.displayOffline, display: undefined }))).toEqual(["data.display"]);
+		expect(validationFields(() => parseEmailData("displayOffline", { ...SAMPLES.displayOffline, display: "Lobby" }))).toEqual(["data.display"]);
+		expect(validationFields(() => parseEmailData("displayOnline", { ...SAMPLES.displayOnline, display: { displayId: "d-1", lastSeenAt: "yesterday" } }))).toEqual([
+			"data.display.lastSeenAt",
+			"data.display.name"
+		]);
+		expect(validationFields(() => parseEmailData("displayOffline", { ...SAMPLES.displayOffline, offlineMinutes: -1 }))).toEqual(["data.offlineMinutes"]);
+		expect(
+			validationFields(() => parseEmailData("offlineDigest", { ...SAMPLES.offlineDigest, displays: [LOBBY, { name: "x", lastSeenAt: null }, 7], count: 3 }))
+		).toEqual(["data.displays[1].displayId", "data.displays[2]"]);
+		expect(validationFields(() => parseEmailData("offlineDigest", { ...SAMPLES.offlineDigest, displays: [] }))).toEqual(["data.displays"]);
+		// the count covers at least the displays listed
+		expect(validationFields(() => parseEmailData("offlineDigest", { ...SAMPLES.offlineDigest, count: 2 }))).toEqual(["data.count"]);
+		expect(validationFields(() => parseEmailData("quotaWarning", { ...SAMPLES.quotaWarning, resource: "cpu", limit: 0 }))).toEqual(["data.limit", "data.resource"]);
+		expect(validationFields(() => parseEmailData("paymentFailed", { url: "https://x.example" }))).toEqual(["data.amountDue", "data.name", "data.tenantName"]);
+		expect(validationFields(() => parseEmailData("webhookDisabled", { ...SAMPLES.webhookDisabled, reason: "", url: "javascript:alert(1)" }))).toEqual([
+			"data.reason",
+			"data.url"
+		]);
+	});
+
+	it("parses alert data to what the contract says, dropping unknown fields", () => {
+		expect(parseEmailData("displayOffline", { ...SAMPLES.displayOffline, display: { ...LOBBY, token: "x" }, extra: 1 })).toEqual(SAMPLES.displayOffline);
+		expect(parseEmailData("offlineDigest", SAMPLES.offlineDigest)).toEqual(SAMPLES.offlineDigest);
+		expect(parseEmailData("displayOffline", { ...SAMPLES.displayOffline, display: { displayId: "d-1", name: "A" } }).display).toEqual({ displayId: "d-1", name: "A", lastSeenAt: null });
 	});
 
 	it("renders every template as a complete HTML document with inline styles only", () => {

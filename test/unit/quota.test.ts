@@ -113,4 +113,21 @@ describe.each(backends)("UsageCounter on %s", (_name, env) => {
 		await c.reserve("t-custom", 2, 2);
 		await expect(c.reserve("t-custom", 1, 2)).rejects.toMatchObject({ type: "CONFLICT", message: "At most 2" });
 	});
+
+	it("warns once when a reservation crosses 80 % of the limit, and again only after falling back below", async () => {
+		const warnings: string[] = [];
+		const c = new UsageCounter(db.quota_usage, {
+			resource: "warned",
+			measure: async () => 0,
+			onWarning: async (tenantId, used, limit) => void warnings.push(`${tenantId} ${used}/${limit}`)
+		});
+		for (let i = 0; i < 5; i++) await c.reserve("t-warn", 1, 5);
+		expect(warnings).toEqual(["t-warn 4/5"]);
+		await c.release("t-warn", 3);
+		await c.reserve("t-warn", 3, 5);
+		expect(warnings).toEqual(["t-warn 4/5", "t-warn 5/5"]);
+		const parallel = new UsageCounter(db.quota_usage, { resource: "warned-parallel", measure: async () => 0, onWarning: async (t, used) => void warnings.push(`parallel ${used}`) });
+		await Promise.all(Array.from({ length: 10 }, () => parallel.reserve("t-warn", 1, 10)));
+		expect(warnings.filter(w => w.startsWith("parallel"))).toEqual(["parallel 8"]);
+	});
 });

@@ -8,7 +8,7 @@ import { EXPORT_ACTION, TENANT_DATA_SERVICES, TenantArchive, type TenantDataServ
 describe("missingServices", () => {
 	it("names the data services that do not answer the export action", () => {
 		expect(missingServices(TENANT_DATA_SERVICES)).toEqual([]);
-		expect(missingServices(["auth", "tenants", "notifications", "auth"])).toEqual(["devices", "media", "scheduling"]);
+		expect(missingServices(["auth", "tenants", "billing", "auth"])).toEqual(["devices", "media", "notifications", "scheduling"]);
 		expect(missingServices([])).toEqual([...TENANT_DATA_SERVICES]);
 	});
 });
@@ -19,6 +19,7 @@ describe("gatherParts", () => {
 		auth: { users: [], sessions: [], apiKeys: [] },
 		devices: { displays: [], groups: [], commands: [] },
 		media: { content: [] },
+		notifications: { notifications: [], preferences: [], webhooks: [], deliveries: [] },
 		scheduling: { playlists: [], schedules: [], overrides: [] },
 		tenants: { tenant: null, memberships: [], invitations: [] }
 	};
