@@ -6,6 +6,8 @@ import { FormatRegistry, type TSchema } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { ALL_TENANTS, TenantCollection, type GlobalCollection, type Stored, type TenantOwned } from "../../mixins/db.mixin";
 import { InvitationCreated, InvitationPage, LoginAnswer, MemberPage, MemberRole, OwnershipTransferred, TenantArchive, TenantView } from "../../shared/contracts";
+import { EVENT_CHANNEL } from "../../shared/channels";
+import { sendToChannel } from "../../shared/contracts";
 import { request, startGateway, tempDir, type ErrorBody } from "../helpers/platform";
 import { bearer, login, mailbox, mailSettled, newAccount, PLATFORM_SERVICES, register, someClient, startTestPlatform, tokenFromMail, waitForMail, type Platform, type Session } from "../helpers/accounts";
 
@@ -28,7 +30,7 @@ describe("tenants", () => {
 
 	beforeAll(async () => {
 		// Members beyond the default plan's five: limits have their own cases below.
-		p = await startTestPlatform({ DEFAULT_PLAN_MEMBERS: "100" });
+		p = await startTestPlatform({ DEFAULT_PLAN_MEMBERS: "100", NOTIFICATIONS_POLL_MS: "50" });
 		owner = await register(p, newAccount("boss"));
 	});
 	afterAll(() => p.stop());
@@ -290,6 +292,16 @@ describe("tenants", () => {
 				await request(p.api("/overrides"), { method: "POST", headers: as(doomed), json: { name: "Doomed", playlistId: list.body.id, endsAt: new Date(Date.now() + 60_000).toISOString() } })
 			];
 			expect(planned.map(r => r.status)).toEqual([201, 201]);
+			// And in notifications: a webhook endpoint with a delivery, an event, an in-app notification.
+			const hook = await request<{ id: string }>(p.api("/webhooks"), { method: "POST", headers: as(doomed), json: { url: "https://hooks.example.com/doomed", events: ["quota.warning"] } });
+			expect((await request(p.api(`/webhooks/${hook.body.id}/test`), { method: "POST", headers: as(doomed) })).status).toBe(202);
+			await sendToChannel(p.broker, EVENT_CHANNEL, { id: `evt_doomed_${Date.now()}`, tenantId: doomed.tenant.id, type: "quota.warning", timestamp: new Date().toISOString(), data: { resource: "members", used: 80, limit: 100 } });
+			for (let i = 0; i < 250; i++) {
+				const inbox = await request<{ total: number }>(p.api("/notifications"), { headers: as(doomed) });
+				if (inbox.body.total > 0) break;
+				await new Promise(resolve => setTimeout(resolve, 20));
+			}
+			expect((await request<{ total: number }>(p.api("/notifications"), { headers: as(doomed) })).body.total).toBeGreaterThan(0);
 
 			const wrong = await request<ErrorBody>(p.api("/tenant"), { method: "DELETE", headers: as(doomed), json: { confirm: "not the name" } });
 			expect(wrong.status).toBe(422);
@@ -303,7 +315,7 @@ describe("tenants", () => {
 			for (const svc of p.broker.services as unknown as Array<{ name: string; db?: Record<string, AnyCollection> }>) {
 				for (const [collection, c] of Object.entries(svc.db ?? {})) collections.push([`${svc.name}.${collection}`, c]);
 			}
-			expect(collections.map(([name]) => name)).toEqual(expect.arrayContaining(["devices.display_groups", "media.content", "scheduling.playlists", "scheduling.schedules", "scheduling.overrides", "notifications.email_outbox"]));
+			expect(collections.map(([name]) => name)).toEqual(expect.arrayContaining(["devices.display_groups", "media.content", "scheduling.playlists", "scheduling.schedules", "scheduling.overrides", "notifications.email_outbox", "notifications.notifications", "notifications.webhook_endpoints", "notifications.webhook_events", "notifications.webhook_deliveries", "notifications.alert_states"]));
 			const leftovers = async () => {
 				const found: string[] = [];
 				for (const [name, c] of collections) {
