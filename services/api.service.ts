@@ -62,7 +62,7 @@ import {
 } from "./api/guards";
 import { gatewayRequest, type WebMethods, type WebSettings, type WebVars } from "./api/moleculer-web";
 import { actionsByName, routeDocs } from "./api/route-docs";
-import { ALLOWED_METHODS, corsOptions, opsAliases, opsRoute, restRoute, rootCallOptions } from "./api/routes";
+import { ALLOWED_METHODS, corsOptions, isRawBodyRequest, opsAliases, opsRoute, restRoute, rootCallOptions } from "./api/routes";
 
 const RATE_WINDOW_MS = 60_000;
 /** A connection that sends nothing for this long is closed (slow-body and idle clients). */
@@ -302,7 +302,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		this.settings.ip = config.host;
 		const routes = [
 			restRoute(
-				{ maxBodyBytes: config.maxBodyBytes, cors: this.cors },
+				{ maxBodyBytes: config.maxBodyBytes, cors: this.cors, rawBody: req => isRawBodyRequest(this.aliases, req) },
 				{ onBeforeCall: requireMultipartForUploads, onAfterCall: afterCall, openDeviceStream: (req, res) => this.openDeviceStream(req, res) }
 			),
 			opsRoute(ops, this.cors)

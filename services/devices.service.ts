@@ -586,6 +586,15 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			}
 		},
 
+		/** The tenant's displays as its usage counter holds them (billing's usage view): no scan. */
+		quotaUsage: {
+			visibility: "public",
+			params: { tenantId: "string" },
+			handler(ctx: ActionCtx<"devices.quotaUsage">): Promise<Result<"devices.quotaUsage">> {
+				return this.displayQuota.usage(ctx.params.tenantId);
+			}
+		},
+
 		exportTenantData: {
 			visibility: "public",
 			params: { tenantId: "string" },

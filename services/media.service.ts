@@ -396,6 +396,15 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 			}
 		},
 
+		/** The tenant's storageBytes as its usage counter holds them (billing's usage view): no scan. */
+		quotaUsage: {
+			visibility: "public",
+			params: { tenantId: "string" },
+			handler(ctx: ActionCtx<"media.quotaUsage">): Promise<Result<"media.quotaUsage">> {
+				return this.storageQuota.usage(ctx.params.tenantId);
+			}
+		},
+
 		exportTenantData: {
 			visibility: "public",
 			params: { tenantId: "string" },

@@ -154,6 +154,15 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsMethods, Tenant
 			}
 		},
 
+		/** The tenant's members as its usage counter holds them (billing's usage view): no scan. */
+		quotaUsage: {
+			visibility: "public",
+			params: { tenantId: "string" },
+			handler(ctx: ActionCtx<"tenants.quotaUsage">): Promise<Result<"tenants.quotaUsage">> {
+				return this.memberQuota.usage(ctx.params.tenantId);
+			}
+		},
+
 		exportTenantData: {
 			visibility: "public",
 			params: { tenantId: "string" },

@@ -38,6 +38,7 @@ export interface Config {
 	clickhouseUrl: string | null;
 	smtpUrl: string | null;
 	stripe: { secretKey: string | null; webhookSecret: string | null };
+	billing: BillingConfig;
 	jwtSecret: string | null;
 	/** Earlier signing secrets: tokens they signed still verify until they are removed. */
 	jwtPreviousSecrets: string[];
@@ -61,6 +62,15 @@ export interface Config {
 	requestTimeoutMs: number;
 	shutdownTimeoutMs: number;
 	notifications: NotificationsConfig;
+}
+
+export interface BillingConfig {
+	/** Where the Stripe SDK sends its requests (tests: a local fake); null = Stripe's own API. */
+	stripeApiUrl: string | null;
+	/** After a failed payment everything works this long; then the tenant has the free plan's limits. */
+	graceDays: number;
+	/** The per-display paid plan. */
+	pro: { stripePriceId: string | null; priceCents: number; maxDisplays: number; storageBytes: number; members: number };
 }
 
 export interface NotificationsConfig {
@@ -124,7 +134,14 @@ export const VARIABLES: Variable[] = [
 	{ name: "CLICKHOUSE_URL", example: "", description: "`http://user:pass@host:8123/db`; unset = embedded analytics store" },
 	{ name: "SMTP_URL", example: "", description: "`smtp(s)://user:pass@host:port`; unset = mail written to `DATA_DIR/mail`" },
 	{ name: "STRIPE_SECRET_KEY", example: "", description: "enables payments; unset = free plan with limits enforced" },
-	{ name: "STRIPE_WEBHOOK_SECRET", example: "", description: "`whsec_…` used to verify Stripe webhooks" },
+	{ name: "STRIPE_WEBHOOK_SECRET", example: "", description: "`whsec_…` used to verify Stripe webhooks (required with `STRIPE_SECRET_KEY`)" },
+	{ name: "STRIPE_PRICE_PRO", example: "", description: "Stripe price id (`price_…`, per display and month) of the `pro` plan (required with `STRIPE_SECRET_KEY`)" },
+	{ name: "STRIPE_API_URL", example: "", description: "`http(s)://host:port` the Stripe SDK talks to instead of Stripe's API (tests, a local fake)" },
+	{ name: "BILLING_PRO_PRICE_CENTS", example: "2400", description: "price of the `pro` plan per display and month, in cents (shown in `GET /billing/plans`; Stripe's price decides what is charged)" },
+	{ name: "BILLING_PRO_MAX_DISPLAYS", example: "1000", description: "displays one `pro` subscription may have" },
+	{ name: "BILLING_PRO_STORAGE_MB", example: "102400", description: "media storage of a `pro` tenant, in MiB" },
+	{ name: "BILLING_PRO_MEMBERS", example: "50", description: "members of a `pro` tenant" },
+	{ name: "BILLING_GRACE_DAYS", example: "14", description: "days after a failed payment during which everything works; then the tenant has the free plan's limits (nothing is deleted)" },
 	{ name: "JWT_SECRET", example: "", description: "≥ 32 characters; required in production, generated into `DATA_DIR` otherwise" },
 	{ name: "JWT_PREVIOUS_SECRETS", example: "", description: "comma-separated earlier secrets: their tokens still verify (key rotation) until removed" },
 	{ name: "BCRYPT_COST", example: "12", description: "bcrypt cost of password hashes (≥ 12 in production)" },
@@ -290,6 +307,10 @@ export function loadConfig(env: Env = process.env): Config {
 
 	if (production && bool(env, "WEBHOOK_ALLOW_PRIVATE", false)) throw new ConfigError("WEBHOOK_ALLOW_PRIVATE", "must not be true when NODE_ENV=production");
 
+	const stripeSecretKey = env.STRIPE_SECRET_KEY || null;
+	if (stripeSecretKey && !env.STRIPE_WEBHOOK_SECRET) throw new ConfigError("STRIPE_WEBHOOK_SECRET", "is required when STRIPE_SECRET_KEY is set");
+	if (stripeSecretKey && !env.STRIPE_PRICE_PRO) throw new ConfigError("STRIPE_PRICE_PRO", "is required when STRIPE_SECRET_KEY is set");
+
 	const namespace = env.NAMESPACE ?? "";
 	if (!/^[A-Za-z0-9_-]{0,64}$/.test(namespace)) throw new ConfigError("NAMESPACE", "may hold only letters, digits, - and _");
 
@@ -316,7 +337,18 @@ export function loadConfig(env: Env = process.env): Config {
 		},
 		clickhouseUrl: url(env, "CLICKHOUSE_URL", ["http", "https"]),
 		smtpUrl: url(env, "SMTP_URL", ["smtp", "smtps"]),
-		stripe: { secretKey: env.STRIPE_SECRET_KEY || null, webhookSecret: env.STRIPE_WEBHOOK_SECRET || null },
+		stripe: { secretKey: stripeSecretKey, webhookSecret: env.STRIPE_WEBHOOK_SECRET || null },
+		billing: {
+			stripeApiUrl: url(env, "STRIPE_API_URL", ["http", "https"]),
+			graceDays: integer(env, "BILLING_GRACE_DAYS", 14, 0, 365),
+			pro: {
+				stripePriceId: env.STRIPE_PRICE_PRO || null,
+				priceCents: integer(env, "BILLING_PRO_PRICE_CENTS", 2400, 0, 100_000_000),
+				maxDisplays: integer(env, "BILLING_PRO_MAX_DISPLAYS", 1000, 1, 1_000_000),
+				storageBytes: integer(env, "BILLING_PRO_STORAGE_MB", 102_400, 0, 100_000_000) * 1024 * 1024,
+				members: integer(env, "BILLING_PRO_MEMBERS", 50, 1, 1_000_000)
+			}
+		},
 		jwtSecret,
 		jwtPreviousSecrets,
 		bcryptCost,

@@ -46,3 +46,12 @@ export const TOKEN_RULE = { type: "string", min: 16, max: 512 } as const;
 export function multipartRest(path: string, limits: Record<string, number>): { method: "POST"; path: string } {
 	return { method: "POST", path, type: "multipart", busboyConfig: { limits } } as { method: "POST"; path: string };
 }
+
+/**
+ * The `rest` of an action that reads its body as raw bytes (`ctx.stream`): moleculer-web's
+ * "stream" alias type, which the gateway's JSON parser leaves alone (services/api/routes.ts
+ * isRawBodyRequest). For bodies a signature covers byte for byte, such as Stripe's webhook.
+ */
+export function rawBodyRest(path: string): { method: "POST"; path: string } {
+	return { method: "POST", path, type: "stream" } as { method: "POST"; path: string };
+}

@@ -42,7 +42,7 @@ export function clientIp(req: Pick<IncomingMessage, "headers" | "socket">, trust
 }
 
 /** The request headers actions may read (in `ctx.meta.headers`); everything else stays in the gateway. */
-export const FORWARDED_HEADERS = ["x-pairing-secret", "if-none-match"] as const;
+export const FORWARDED_HEADERS = ["x-pairing-secret", "if-none-match", "stripe-signature"] as const;
 
 export function forwardedHeaders(req: Pick<IncomingMessage, "headers">): Record<string, string> {
 	const headers: Record<string, string> = {};

@@ -17,14 +17,17 @@ type Middleware = (req: IncomingMessage, res: ServerResponse, next: Next) => voi
  * failure into an untyped error (a 500); here body-parser's failure leaves as the AppError
  * `toApiError` maps it to (400, 413 or 415).
  */
-export function jsonBody(limit: number): Middleware {
+export function jsonBody(limit: number, rawBody: (req: IncomingMessage) => boolean = () => false): Middleware {
 	const parse = bodyParser.json({ limit, strict: true });
-	return (req, res, next) =>
+	return (req, res, next) => {
+		// A raw-body route (the Stripe webhook: its signature covers the exact bytes) gets the stream untouched.
+		if (rawBody(req)) return next();
 		parse(req, res, err => {
 			if (!err) return next();
 			const { type, message, data } = toApiError(err);
 			next(new AppError(type, message, data));
 		});
+	};
 }
 
 /**

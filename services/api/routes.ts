@@ -18,7 +18,7 @@ import { PROMETHEUS_CONTENT_TYPE } from "../../shared/metrics";
 import type { ResponseDoc } from "../../shared/openapi";
 import { sendJson } from "./answers";
 import { jsonBody, requireObjectBody } from "./http-input";
-import { gatewayRequest, type AliasHandler } from "./moleculer-web";
+import { gatewayRequest, type AliasHandler, type GatewayAlias } from "./moleculer-web";
 
 export const API_PREFIX = "/api/v1";
 /** The device live stream, under API_PREFIX. */
@@ -61,7 +61,16 @@ export interface RestRouteHooks {
 	openDeviceStream: AliasHandler;
 }
 
-export function restRoute(options: { maxBodyBytes: number; cors: CorsOptions | undefined }, hooks: RestRouteHooks): ApiRouteSchema {
+/**
+ * Whether a request of the REST route goes to a raw-body ("stream") alias: the JSON parser runs
+ * before moleculer-web matches an alias, so it asks this first. `req.url` is relative to the route.
+ */
+export function isRawBodyRequest(aliases: readonly GatewayAlias[], req: IncomingMessage): boolean {
+	const path = API_PREFIX + (req.url ?? "").split("?")[0];
+	return aliases.some(alias => alias.type === "stream" && alias.method === req.method && alias.fullPath === path);
+}
+
+export function restRoute(options: { maxBodyBytes: number; cors: CorsOptions | undefined; rawBody(req: IncomingMessage): boolean }, hooks: RestRouteHooks): ApiRouteSchema {
 	return {
 		name: "rest",
 		path: API_PREFIX,
@@ -72,7 +81,7 @@ export function restRoute(options: { maxBodyBytes: number; cors: CorsOptions | u
 		cors: options.cors,
 		// Our own JSON parser: undecodable bodies answer 400 (see http-input.ts).
 		bodyParsers: false,
-		use: [jsonBody(options.maxBodyBytes), requireObjectBody],
+		use: [jsonBody(options.maxBodyBytes, options.rawBody), requireObjectBody],
 		onBeforeCall: hooks.onBeforeCall,
 		onAfterCall: hooks.onAfterCall,
 		logging: true,

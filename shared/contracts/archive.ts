@@ -4,6 +4,7 @@
  */
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { AuthExport } from "./auth";
+import { BillingExport } from "./billing";
 import { DevicesExport } from "./devices";
 import { MediaExport } from "./media";
 import { NotificationsExport } from "./notifications";
@@ -17,6 +18,7 @@ export const TenantArchive = Type.Object({
 	// `satisfies` keeps the keys those of TENANT_DATA_SERVICES.
 	services: Type.Object({
 		auth: AuthExport,
+		billing: BillingExport,
 		devices: DevicesExport,
 		media: MediaExport,
 		notifications: NotificationsExport,

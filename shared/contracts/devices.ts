@@ -199,6 +199,8 @@ export interface DevicesActions {
 	"devices.clearDefaultPlaylist": { params: { tenantId: string; playlistId: string }; result: number };
 	/** Which of these ids name no display or group of the caller's tenant. */
 	"devices.unknownTargets": { params: { displayIds: string[]; groupIds: string[] }; result: { displayIds: string[]; groupIds: string[] } };
+	/** Usage of the tenant's displays from its counter. */
+	"devices.quotaUsage": { params: { tenantId: string }; result: number };
 	"devices.exportTenantData": { params: ExportParams; result: DevicesExport };
 }
 

@@ -96,6 +96,8 @@ export interface MediaActions {
 	"media.deviceDownload": { params: { contentId: string }; result: ContentFile };
 	/** A tenant's content items by id (unknown ids are left out). */
 	"media.byIds": { params: { tenantId: string; ids: string[] }; result: ContentView[] };
+	/** Usage of the tenant's storageBytes from its counter. */
+	"media.quotaUsage": { params: { tenantId: string }; result: number };
 	"media.exportTenantData": { params: ExportParams; result: MediaExport };
 }
 

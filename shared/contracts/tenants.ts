@@ -73,7 +73,7 @@ export const EXPORT_ACTION = "exportTenantData";
  * makes it fail (503) rather than produce an archive that looks complete and is not. A unit test
  * checks this list against the services that implement EXPORT_ACTION.
  */
-export const TENANT_DATA_SERVICES = ["auth", "devices", "media", "notifications", "scheduling", "tenants"] as const;
+export const TENANT_DATA_SERVICES = ["auth", "billing", "devices", "media", "notifications", "scheduling", "tenants"] as const;
 export type TenantDataService = (typeof TENANT_DATA_SERVICES)[number];
 
 /** An invitation in the export: accepted ones too (`acceptedAt` set), never its token hash. */
@@ -98,6 +98,8 @@ export interface TenantsActions {
 	"tenants.membership": { params: { tenantId: string; userId: string }; result: Membership | null };
 	/** Oldest membership first (login picks the first). */
 	"tenants.membershipsOfUser": { params: { userId: string }; result: Membership[] };
+	/** Usage of the tenant's members from its counter. */
+	"tenants.quotaUsage": { params: { tenantId: string }; result: number };
 	"tenants.exportTenantData": { params: ExportParams; result: TenantExport };
 	/** The owner and admins of a tenant (alert recipients), oldest membership first. */
 	"tenants.admins": { params: { tenantId: string }; result: Array<{ userId: string; email: string; name: string; role: Role }> };

@@ -25,6 +25,7 @@ import sharp from "sharp";
 import { EVENT_CHANNEL } from "../../shared/channels";
 import { sendToChannel } from "../../shared/contracts";
 import { bearer, newAccount, someClient, startTestPlatform, tokenFromMail, type Platform, type Session } from "../helpers/accounts";
+import { signedBody, startFakeStripe, stripeEvent, type FakeStripe } from "../helpers/fake-stripe";
 import { closedSchema, jsonSchemaValidator } from "../helpers/openapi-validator";
 import { API_V1 } from "../helpers/routes";
 
@@ -56,6 +57,8 @@ interface CallOptions {
 	query?: Record<string, string>;
 	json?: unknown;
 	form?: FormData;
+	/** Bytes sent as they are (a signed webhook), with the Content-Type of `headers`. */
+	raw?: string;
 	headers?: Record<string, string>;
 }
 
@@ -73,17 +76,26 @@ function covers(declared: string, actual: string): boolean {
 
 describe("contract walk: every /api/v1 route answers as the OpenAPI document says", () => {
 	let p: Platform;
+	let stripe: FakeStripe | undefined;
+	const fake = (): FakeStripe => {
+		if (!stripe) throw new Error("the fake Stripe did not start");
+		return stripe;
+	};
 	let doc: OpenApiDocument;
 	const answers: Answer[] = [];
 
 	beforeAll(async () => {
-		p = await startTestPlatform({ BCRYPT_COST: "4", DEFAULT_PLAN_MEMBERS: "100", DEFAULT_PLAN_DISPLAYS: "100", WEBHOOK_ALLOW_PRIVATE: "true", NOTIFICATIONS_POLL_MS: "50" });
+		stripe = await startFakeStripe();
+		p = await startTestPlatform({ ...stripe.env, BCRYPT_COST: "4", DEFAULT_PLAN_MEMBERS: "100", DEFAULT_PLAN_DISPLAYS: "100", WEBHOOK_ALLOW_PRIVATE: "true", NOTIFICATIONS_POLL_MS: "50" });
 		const res = await fetch(`${p.url}/api/openapi.json`);
 		expect(res.status).toBe(200);
 		doc = (await res.json()) as OpenApiDocument;
 	}, 30_000);
 
-	afterAll(() => p?.stop());
+	afterAll(async () => {
+		await p?.stop();
+		await stripe?.close();
+	});
 
 	/** The document's operations under /api/v1 by label ("GET /displays/{id}"). */
 	function documentedRoutes(): Map<string, Operation> {
@@ -107,7 +119,7 @@ describe("contract walk: every /api/v1 route answers as the OpenAPI document say
 		});
 		const query = options.query ? `?${new URLSearchParams(options.query).toString()}` : "";
 		const headers = new Headers({ ...(options.token ? bearer(options.token) : {}), ...options.headers });
-		let body: string | FormData | undefined = options.form;
+		let body: string | FormData | undefined = options.form ?? options.raw;
 		if (options.json !== undefined) {
 			headers.set("Content-Type", "application/json");
 			body = JSON.stringify(options.json);
@@ -301,6 +313,17 @@ describe("contract walk: every /api/v1 route answers as the OpenAPI document say
 		} finally {
 			await new Promise(resolve => receiver.close(resolve));
 		}
+
+		// ---- billing (payments against the local fake of Stripe's API) ------------------------------
+		await ok("GET /billing/plans", { token });
+		await ok("GET /billing/subscription", { token });
+		await ok("POST /billing/checkout", { token, json: { planId: "pro", quantity: 2 } });
+		await ok("POST /billing/portal", { token });
+		const customer = [...fake().customers.values()].find(c => c.metadata.tenantId === first.tenant.id);
+		if (!customer) throw new Error("checkout created no Stripe customer");
+		const subscription = fake().createSubscription({ customer: customer.id, tenantId: first.tenant.id, quantity: 2 });
+		const signed = signedBody(stripeEvent("customer.subscription.updated", subscription));
+		await ok("POST /billing/stripe/webhook", { raw: signed.body, headers: { "Content-Type": "application/json", "Stripe-Signature": signed.signature } });
 
 		// ---- everything goes again ---------------------------------------------------------------
 		await ok("DELETE /overrides/{id}", { token, values: { id: override.id } });

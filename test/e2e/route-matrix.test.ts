@@ -29,6 +29,7 @@
 import { newId } from "../../shared/ids";
 import type { Permission } from "../../shared/rbac";
 import { bearer, login, register, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
+import { startFakeStripe, type FakeStripe } from "../helpers/fake-stripe";
 import { request } from "../helpers/platform";
 import {
 	addMember,
@@ -156,7 +157,15 @@ const ROUTES: Record<string, Expected> = {
 	"GET /webhooks/{id}/deliveries":       { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
 	"POST /webhooks/{id}/test":            { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
 	"POST /webhooks/{id}/replay":          { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
-	"POST /webhook-deliveries/{id}/retry": { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] }
+	"POST /webhook-deliveries/{id}/retry": { permission: "webhooks.manage", allowed: ["owner", "admin", "apiKey"] },
+
+	// billing: anyone of the tenant reads plans and the subscription; only the owner pays; Stripe's
+	// webhook is public (its signature is the guard)
+	"GET /billing/plans":                  { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
+	"GET /billing/subscription":           { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
+	"POST /billing/checkout":              { permission: "billing.manage",  allowed: ["owner"] },
+	"POST /billing/portal":                { permission: "billing.manage",  allowed: ["owner"] },
+	"POST /billing/stripe/webhook":        { permission: "public",          allowed: ["owner", "admin", "editor", "viewer", "apiKey", "device", "anonymous"] }
 };
 
 /** Statuses an allowed call may answer with random ids and an empty body. */
@@ -180,13 +189,16 @@ describe("route × caller matrix (every /api/v1 route against the hand-written t
 	let routes: Route[];
 	let owner: Session & { password: string };
 	const members = new Map<CallerName, Member>();
+	let stripe: FakeStripe | undefined;
 	const displayId = newId();
 
 	/** The platform's routes that the table lists (the others fail the coverage test). */
 	const listed = () => routes.filter(route => Object.prototype.hasOwnProperty.call(ROUTES, route.label));
 
 	beforeAll(async () => {
-		p = await startTestPlatform();
+		// Payments configured against the local fake of Stripe's API: billing routes answer as in production.
+		stripe = await startFakeStripe();
+		p = await startTestPlatform(stripe.env);
 		routes = await loadRoutes(p);
 		owner = await register(p);
 		for (const role of USER_ROLES) {
@@ -194,7 +206,10 @@ describe("route × caller matrix (every /api/v1 route against the hand-written t
 		}
 	}, 30_000);
 
-	afterAll(() => p?.stop());
+	afterAll(async () => {
+		await p?.stop();
+		await stripe?.close();
+	});
 
 	let lastKeyId: string | null = null;
 

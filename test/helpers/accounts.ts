@@ -9,6 +9,7 @@ import type { GlobalCollection } from "../../mixins/db.mixin";
 import AuthService from "../../services/auth.service";
 import DevicesService from "../../services/devices.service";
 import MediaService from "../../services/media.service";
+import BillingService from "../../services/billing.service";
 import NotificationsService from "../../services/notifications.service";
 import type { EmailDoc } from "../../services/notifications/documents";
 import SchedulingService from "../../services/scheduling.service";
@@ -16,7 +17,7 @@ import TenantsService from "../../services/tenants.service";
 import type { AnyServiceSchema } from "../../server";
 import { request, startGateway, tempDir, type TestGateway } from "./platform";
 
-export const PLATFORM_SERVICES: AnyServiceSchema[] = [AuthService, TenantsService, NotificationsService, DevicesService, MediaService, SchedulingService];
+export const PLATFORM_SERVICES: AnyServiceSchema[] = [AuthService, TenantsService, NotificationsService, DevicesService, MediaService, SchedulingService, BillingService];
 
 export interface Platform extends TestGateway {
 	dataDir: string;

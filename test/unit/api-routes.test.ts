@@ -15,6 +15,7 @@ import {
 	corsOptions,
 	DEVICE_EVENTS_PATH,
 	isDeviceStreamUrl,
+	isRawBodyRequest,
 	opsAliases,
 	opsRoute,
 	restRoute,
@@ -84,12 +85,27 @@ describe("routes", () => {
 		expect(other.tracking).toBeUndefined();
 	});
 
+	it("isRawBodyRequest: only a stream alias of that method and path (query ignored) skips the JSON parser", () => {
+		const aliases = [
+			{ method: "POST", fullPath: "/api/v1/billing/stripe/webhook", action: "billing.stripeWebhook", type: "stream" },
+			{ method: "POST", fullPath: "/api/v1/content", action: "media.upload", type: "multipart" },
+			{ method: "POST", fullPath: "/api/v1/playlists", action: "scheduling.createPlaylist" }
+		];
+		const req = (method: string, url: string) => ({ method, url }) as IncomingMessage;
+		expect(isRawBodyRequest(aliases, req("POST", "/billing/stripe/webhook"))).toBe(true);
+		expect(isRawBodyRequest(aliases, req("POST", "/billing/stripe/webhook?x=1"))).toBe(true);
+		expect(isRawBodyRequest(aliases, req("PUT", "/billing/stripe/webhook"))).toBe(false);
+		expect(isRawBodyRequest(aliases, req("POST", "/billing/stripe/webhook/extra"))).toBe(false);
+		expect(isRawBodyRequest(aliases, req("POST", "/content"))).toBe(false);
+		expect(isRawBodyRequest(aliases, req("POST", "/playlists"))).toBe(false);
+	});
+
 	it("restRoute: guarded auto-aliases under /api/v1, our body parser, the device stream alias", () => {
 		const openDeviceStream = jest.fn();
 		const onBeforeCall = jest.fn();
 		const onAfterCall = jest.fn();
 		const cors = corsOptions(["https://a.example"]);
-		const route = restRoute({ maxBodyBytes: 1024, cors }, { onBeforeCall, onAfterCall, openDeviceStream });
+		const route = restRoute({ maxBodyBytes: 1024, cors, rawBody: () => false }, { onBeforeCall, onAfterCall, openDeviceStream });
 		expect(route).toMatchObject({
 			name: "rest",
 			path: API_PREFIX,

@@ -17,6 +17,7 @@ describe("gatherParts", () => {
 	/** One empty part per service, as each contract types it. */
 	const EMPTY: ExportParts = {
 		auth: { users: [], sessions: [], apiKeys: [] },
+		billing: { subscription: null },
 		devices: { displays: [], groups: [], commands: [] },
 		media: { content: [] },
 		notifications: { notifications: [], preferences: [], webhooks: [], deliveries: [] },
