@@ -3,13 +3,14 @@
  *
  * With TRANSPORTER set, this joins the running cluster as a node (no services of its own) and
  * calls `billing.setPlan` on the billing service there. Without it (the embedded mode) it starts
- * a broker with the billing service on the same DATA_DIR: NeDB files have one writer, so the
+ * a broker with the billing and tenants services on the same DATA_DIR: NeDB files have one writer, so the
  * platform must be stopped first (`npm start` running at the same time would not see the change
  * and could overwrite it).
  */
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { brokerOptions } from "../moleculer.config";
 import BillingService from "../services/billing.service";
+import TenantsService from "../services/tenants.service";
 import { loadConfig, setConfig } from "../shared/config";
 import { call } from "../shared/contracts";
 import type { AnyServiceSchema } from "../server";
@@ -38,11 +39,12 @@ async function main(): Promise<void> {
 	const config = loadConfig();
 	setConfig(config);
 	const broker = new ServiceBroker(brokerOptions(config, { nodeID: `admin-${process.pid}`, logLevel: "warn", skipProcessEventRegistration: true }));
-	const billing: AnyServiceSchema = BillingService;
-	if (!config.transporter) broker.createService(billing as ServiceSchema);
+	// Embedded: billing on the platform's files, and tenants so that a mistyped tenant id is refused (404).
+	const local: AnyServiceSchema[] = config.transporter ? [] : [BillingService, TenantsService];
+	for (const schema of local) broker.createService(schema as ServiceSchema);
 	await broker.start();
 	try {
-		await broker.waitForServices(["billing"], 15_000);
+		await broker.waitForServices(["billing", "tenants"], 15_000);
 		const result = await call(broker, "billing.setPlan", args.quantity === undefined ? { tenantId: args.tenantId, plan: args.plan } : args);
 		process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 	} finally {
