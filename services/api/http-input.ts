@@ -31,13 +31,35 @@ export function jsonBody(limit: number, rawBody: (req: IncomingMessage) => boole
 }
 
 /**
+ * Whether a parsed JSON value holds a `__proto__` key at any depth. JSON.parse makes it an own
+ * field, but moleculer-web merges the body into the params with Object.assign, which turns it
+ * into the params' prototype: its fields would then pass validation as if they had been sent
+ * (`{"__proto__": {"enabled": false}}` switched a webhook off). Iterative, so no nesting depth
+ * can exhaust the stack.
+ */
+export function hasProtoKey(value: unknown): boolean {
+	const pending: unknown[] = [value];
+	while (pending.length) {
+		const next = pending.pop();
+		if (next === null || typeof next !== "object") continue;
+		if (!Array.isArray(next) && Object.prototype.hasOwnProperty.call(next, "__proto__")) return true;
+		for (const child of Object.values(next)) if (child !== null && typeof child === "object") pending.push(child);
+	}
+	return false;
+}
+
+/**
  * strict JSON parsing still lets arrays through, and moleculer-web would merge an array's
- * indexes into the params: a body must be a JSON object.
+ * indexes into the params: a body must be a JSON object, and one without `__proto__` keys.
  */
 export function requireObjectBody(req: IncomingMessage & { body?: unknown }, _res: ServerResponse, next: Next): void {
 	const body = req.body;
 	if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body))) {
 		next(Errors.validation([{ field: "body", message: "must be a JSON object", type: "object" }]));
+		return;
+	}
+	if (body !== undefined && hasProtoKey(body)) {
+		next(Errors.validation([{ field: "__proto__", message: "The '__proto__' field is not allowed.", type: "forbidden" }]));
 		return;
 	}
 	next();

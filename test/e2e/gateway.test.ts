@@ -150,7 +150,7 @@ describe("gateway", () => {
 			["an operator object", { $gt: "" }]
 		];
 
-		it.each(hostile)("%s in a string, a number, a converted number and a nested field → 422, and the gateway serves on", async (_label, value) => {
+		it.each(hostile)("%s in a string, a number, a converted number and a nested field → 422, and the gateway serves on", async (label, value) => {
 			const bodies: Array<[Record<string, unknown>, string]> = [
 				[{ name: value }, "name"],
 				[{ name: "ok", count: value }, "count"],
@@ -160,7 +160,9 @@ describe("gateway", () => {
 			for (const [body, field] of bodies) {
 				const res = await request(`${gw.url}${V1}/probe/echo`, { method: "POST", json: body });
 				expectError(res, 422, "VALIDATION_ERROR");
-				expect((res.body as ErrorBody).error.data).toEqual([expect.objectContaining({ field })]);
+				// A `__proto__` key is refused by the gateway before validation, wherever it sits.
+				const named = label === "a prototype key" ? "__proto__" : field;
+				expect((res.body as ErrorBody).error.data).toEqual([expect.objectContaining({ field: named })]);
 			}
 			expect((await request(`${gw.url}/health/live`)).status).toBe(200);
 		});
