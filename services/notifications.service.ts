@@ -50,6 +50,7 @@ import { COLLECTIONS } from "./notifications/documents";
 import { Inbox } from "./notifications/inbox";
 import { createMailer, type Mailer } from "./notifications/mailer";
 import { EmailOutbox } from "./notifications/outbox";
+import { displayUrl } from "./notifications/ssrf";
 import { Webhooks } from "./notifications/webhooks";
 
 interface NotificationsSettings extends ServiceSettingSchema {
@@ -181,7 +182,8 @@ const NotificationsService: ServiceSchema<NotificationsSettings, NotificationsMe
 			response: WebhookEndpointWithSecret,
 			async handler(ctx: Ctx<"notifications.createWebhook">): Promise<Result<"notifications.createWebhook">> {
 				const endpoint = await this.webhooks.create(ctx, ctx.params);
-				await audit(ctx, { action: "webhook.created", target: endpoint.id, data: { url: endpoint.url, events: endpoint.events } });
+				// The URL without credentials it may carry (user:pass@): audit records hold no secrets.
+				await audit(ctx, { action: "webhook.created", target: endpoint.id, data: { url: displayUrl(endpoint.url), events: endpoint.events } });
 				return endpoint;
 			}
 		},
@@ -399,7 +401,8 @@ const NotificationsService: ServiceSchema<NotificationsSettings, NotificationsMe
 			config: this.config,
 			owner,
 			logger: this.logger,
-			onDisabled: (tenantId, endpoint, reason) => this.alerts.webhookDisabled(tenantId, endpoint.url, reason)
+			// Alerts show the URL (in-app, email) without the credentials it may carry.
+			onDisabled: (tenantId, endpoint, reason) => this.alerts.webhookDisabled(tenantId, displayUrl(endpoint.url), reason)
 		});
 		this.alerts = new AlertRules({
 			states: this.db.alert_states,

@@ -105,8 +105,12 @@ function classifyIPv6(g: number[]): string | null {
 	// IPv4-mapped (::ffff:a.b.c.d) and the deprecated IPv4-compatible (::a.b.c.d): the IPv4 address decides.
 	if (zeros(0, 5) && g[5] === 0xffff) return v4At(6, 7);
 	if (zeros(0, 6)) return v4At(6, 7);
+	// IPv4-translated (::ffff:0:a.b.c.d, RFC 2765/SIIT): a stateless translator hands it to the IPv4 address.
+	if (zeros(0, 4) && g[4] === 0xffff && g[5] === 0) return v4At(6, 7);
 	// NAT64 (64:ff9b::a.b.c.d) and 6to4 (2002:AABB:CCDD::) carry an IPv4 address a gateway may reach.
 	if (g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6)) return v4At(6, 7);
+	// Local-use NAT64 (64:ff9b:1::/48, RFC 8215): a network's own translator, the IPv4 part placed as it likes.
+	if (g[0] === 0x64 && g[1] === 0xff9b && g[2] === 1) return "reserved";
 	if (g[0] === 0x2002) return v4At(1, 2);
 	if ((g[0] & 0xfe00) === 0xfc00) return "private"; // fc00::/7 unique local (includes fd00:ec2::254, a metadata address)
 	if ((g[0] & 0xffc0) === 0xfe80) return "link-local"; // fe80::/10
@@ -141,7 +145,33 @@ export function parseDestination(raw: string): URL {
 	}
 	if (url.protocol !== "http:" && url.protocol !== "https:") throw new DestinationError("must be an absolute http or https URL", "invalid");
 	if (!url.hostname) throw new DestinationError("must name a host", "invalid");
+	// Nothing listens on port 0: every delivery would fail.
+	if (url.port === "0") throw new DestinationError("must name a port from 1 to 65535", "invalid");
 	return url;
+}
+
+/**
+ * `raw` without the credentials it may carry (`https://user:pass@host/…` → `https://host/…`), for
+ * everything that shows or records a destination beyond the endpoint itself: alerts, emails,
+ * audit records, logs. The stored URL keeps them; the request sends them (Basic authentication).
+ */
+export function displayUrl(raw: string): string {
+	try {
+		const url = new URL(raw);
+		if (!url.username && !url.password) return raw;
+		url.username = "";
+		url.password = "";
+		return url.toString();
+	} catch {
+		// Not a URL: whatever sits before an "@" may be credentials.
+		return raw.replace(/^([a-z][a-z0-9+.-]*:\/*)[^/?#]*@/i, "$1");
+	}
+}
+
+/** `localhost` and every name under it are loopback whatever a resolver answers (RFC 6761 §6.3); a trailing dot is the same name. */
+function isLocalhostName(host: string): boolean {
+	const name = host.toLowerCase().replace(/\.$/, "");
+	return name === "localhost" || name.endsWith(".localhost");
 }
 
 export interface DestinationOptions {
@@ -164,6 +194,10 @@ export async function resolveDestination(url: URL, options: DestinationOptions):
 	let addresses: ResolvedAddress[];
 	if (family !== 0) {
 		addresses = [{ address: host, family: family === 6 ? 6 : 4 }];
+	} else if (!options.allowPrivate && isLocalhostName(host)) {
+		// Refused before any lookup: a resolver that does not know the name (a trailing dot, a
+		// subdomain) would let it pass creation as "unresolved", one that does would answer loopback.
+		throw new DestinationError("must not resolve to a loopback address", "refused");
 	} else {
 		let timer: NodeJS.Timeout | undefined;
 		const timeout = new Promise<never>((_, reject) => {

@@ -49,6 +49,8 @@ export const PREVIOUS_SECRET_MS = 24 * 3_600_000;
 const CONCURRENCY = 8;
 /** Events replayed per round of queries. */
 const REPLAY_BATCH = 100;
+/** Rounds of read-and-swap before a rotation gives up under contention. */
+const MAX_ROTATION_ROUNDS = 10;
 
 export interface WebhookDeps {
 	endpoints: TenantCollection<EndpointDoc>;
@@ -103,6 +105,24 @@ function deliveryView(doc: DeliveryDoc): DeliveryView {
 function durationText(ms: number): string {
 	const [amount, unit] = ms % 86_400_000 === 0 ? [ms / 86_400_000, "day"] : ms % 3_600_000 === 0 ? [ms / 3_600_000, "hour"] : [Math.round(ms / 60_000), "minute"];
 	return `${amount} ${unit}${amount === 1 ? "" : "s"}`;
+}
+
+const INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:Z|[+-](\d{2}):(\d{2}))$/;
+
+/**
+ * An ISO-8601 instant (the form ISO_INSTANT_RULE lets through) as an ISO string, or 422 naming
+ * `field` when its date or time does not exist: the pattern takes month 13, 30 February or
+ * 99:99, which Date either refuses (a RangeError, so a 500) or silently rolls into the next month.
+ */
+export function instantOf(text: string, field = "since"): string {
+	const parts = INSTANT.exec(text);
+	const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = (parts?.slice(1) ?? []).map(p => Number(p ?? 0));
+	// setUTCFullYear, not Date.UTC: the latter reads the years 0–99 as 1900–1999.
+	const daysInMonth = new Date(new Date(0).setUTCFullYear(year, month, 0)).getUTCDate();
+	const exists = parts !== null && month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && second <= 59 && offsetHours <= 23 && offsetMinutes <= 59;
+	const at = exists ? Date.parse(text) : NaN;
+	if (Number.isNaN(at)) throw Errors.validation([{ field, message: `The '${field}' field must be an existing date and time.`, type: "date" }]);
+	return new Date(at).toISOString();
 }
 
 /** The round of a delivery key `<endpointId>:<eventId>:<round>`. */
@@ -201,17 +221,23 @@ export class Webhooks {
 		await this.deps.deliveries.removeDocs(scope, { endpointId: id });
 	}
 
-	/** A new secret; the old one keeps signing (second signature) for 24 h. */
+	/**
+	 * A new secret; the old one keeps signing (second signature) for 24 h. A compare-and-set on
+	 * the secret it replaces: of two rotations at once, the second replaces the first one's secret
+	 * (which keeps signing) rather than the one both read, so no answered secret is lost unseen.
+	 */
 	async rotateSecret(scope: Scope, id: string): Promise<WebhookEndpointWithSecret> {
-		const current = await this.endpoint(scope, id);
-		const secret = newSecret();
-		const updated = await this.deps.endpoints.updateDoc(
-			scope,
-			id,
-			{ secret, previousSecret: current.secret, previousSecretUntil: new Date(this.now() + PREVIOUS_SECRET_MS).toISOString() },
-			"Webhook endpoint"
-		);
-		return { ...endpointView(updated), secret };
+		for (let round = 0; round < MAX_ROTATION_ROUNDS; round++) {
+			const current = await this.endpoint(scope, id);
+			const secret = newSecret();
+			const rotated = await this.deps.endpoints.updateWhere(
+				scope,
+				{ _id: id, secret: current.secret },
+				{ secret, previousSecret: current.secret, previousSecretUntil: new Date(this.now() + PREVIOUS_SECRET_MS).toISOString() }
+			);
+			if (rotated === 1) return { ...endpointView(await this.endpoint(scope, id)), secret };
+		}
+		throw Errors.unavailable("The secret is being rotated elsewhere; try again");
 	}
 
 	// ---- the delivery log and what an admin can do with it -------------------------------------
@@ -248,8 +274,8 @@ export class Webhooks {
 
 	/** Queues again every stored event since `since` the endpoint subscribes to: a new round of each. */
 	async replay(scope: Scope, id: string, since: string): Promise<ReplayAccepted> {
+		const from = instantOf(since);
 		const endpoint = await this.enabledEndpoint(scope, id);
-		const from = new Date(since).toISOString();
 		let queued = 0;
 		for (let offset = 0; ; offset += REPLAY_BATCH) {
 			const events = await this.deps.events.findDocs(scope, { type: { $in: endpoint.events }, timestamp: { $gte: from } }, { sort: ["timestamp", "_id"], limit: REPLAY_BATCH, offset });
@@ -317,8 +343,14 @@ export class Webhooks {
 		const scope = systemScope(item.tenantId);
 		const settle = (changes: Partial<DeliveryDoc>) => this.store.settle(item, owner, changes);
 		const endpoint = await this.deps.endpoints.findDoc(scope, { _id: item.endpointId });
-		if (!endpoint || !endpoint.enabled) {
-			await settle({ status: "failed", nextAttemptAt: null, lastError: endpoint ? "endpoint disabled" : "endpoint removed" });
+		if (!endpoint) {
+			// Queued while the endpoint was being removed (a test, replay or event racing the
+			// DELETE, whose sweep of the log came first): it goes the way of the endpoint's log.
+			await this.deps.deliveries.removeDocs(scope, { _id: item.id, leaseOwner: owner });
+			return;
+		}
+		if (!endpoint.enabled) {
+			await settle({ status: "failed", nextAttemptAt: null, lastError: "endpoint disabled" });
 			return;
 		}
 
