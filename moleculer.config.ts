@@ -7,7 +7,7 @@ import type { MetricsReporter } from "moleculer/src/metrics/registry";
 import ChannelsMiddleware from "@moleculer/channels";
 import { DurableStreamsMiddleware } from "./shared/channels";
 import type { Config } from "./shared/config";
-import { AppErrorRegenerator } from "./shared/errors";
+import { AppError, AppErrorRegenerator } from "./shared/errors";
 import { SafeValidator } from "./shared/validation";
 import { logFormatter, RequestScopeMiddleware } from "./shared/logging";
 import { InProcessPrometheusReporter } from "./shared/metrics";
@@ -54,8 +54,16 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 			minRequestCount: 20,
 			windowTime: 60,
 			halfOpenTime: 10_000,
-			check: (err: Error) => retryable(err) || (err as MoleculerErrors.MoleculerError).code >= 500
+			// An answer the code chose (an AppError: 503 "payments are not configured", 404, 422) is
+			// not a failing node: counting it would open the breaker on a burst of such requests and
+			// make the action unavailable for everyone.
+			check: (err: Error) => retryable(err) || (!(err instanceof AppError) && (err as MoleculerErrors.MoleculerError).code >= 500)
 		},
+		// Bulkheads are off, except where a handler asks for one: the in-process (Fake) channel
+		// adapter of the embedded mode runs each channel through one, and moleculer's default
+		// queue of 100 would drop the 101st waiting message ("Queue is full"). No bound: a
+		// durable message is kept in memory rather than lost.
+		bulkhead: { enabled: false, concurrency: 10, maxQueueSize: 0 },
 		// In-flight requests finish before the broker stops (SIGTERM drains).
 		tracking: { enabled: true, shutdownTimeout: config.shutdownTimeoutMs },
 		registry: { strategy: "RoundRobin", preferLocal: true },

@@ -5,13 +5,14 @@
  * at compile time is in test/types/contracts.typetest.ts.
  */
 import { ServiceBroker, type Context, type ServiceSchema } from "moleculer";
-import { TENANT_DELETED_CHANNEL } from "../../shared/channels";
+import { EMAIL_CHANNEL, TENANT_DELETED_CHANNEL } from "../../shared/channels";
 import { broadcast, call, emit, sendToChannel, type ActionCtx, type ChannelCtx, type EventCtx, type TenantDeleted } from "../../shared/contracts";
+import { Errors } from "../../shared/errors";
 import { startBroker, type TestBroker } from "../helpers/platform";
 
 describe("typed contracts over a real broker", () => {
 	let tb: TestBroker;
-	const seen: { events: string[]; deletions: TenantDeleted[]; metaTenant: unknown[] } = { events: [], deletions: [], metaTenant: [] };
+	const seen: { events: string[]; deletions: TenantDeleted[]; metaTenant: unknown[]; emails: string[] } = { events: [], deletions: [], metaTenant: [], emails: [] };
 
 	// A stand-in of the tenants service answering one contract action, and listeners of one event and one channel.
 	const Tenants: ServiceSchema = {
@@ -21,6 +22,12 @@ describe("typed contracts over a real broker", () => {
 				handler(ctx: ActionCtx<"tenants.find", { marker?: string }>) {
 					seen.metaTenant.push(ctx.meta.marker);
 					return { id: ctx.params.tenantId, name: "Café Ünïcode", slug: "cafe", plan: "free", createdAt: "2026-11-30T00:00:00.000Z", settings: { timezone: "UTC", offlineAlertMinutes: 10, offlineAfterSec: 90 } };
+				}
+			},
+			// Answers a deliberate 503, as billing does while payments are not configured.
+			notConfigured: {
+				handler() {
+					throw Errors.unavailable("Payments are not configured on this platform");
 				}
 			},
 			// Calls the contract from inside an action: the caller's context goes along.
@@ -39,6 +46,14 @@ describe("typed contracts over a real broker", () => {
 			}
 		},
 		channels: {
+			// A slow consumer: messages wait for it, one at a time.
+			[EMAIL_CHANNEL]: {
+				group: "contracts-test",
+				async handler(ctx: ChannelCtx<typeof EMAIL_CHANNEL>) {
+					await new Promise(resolve => setImmediate(resolve));
+					seen.emails.push(ctx.params.id);
+				}
+			},
 			[TENANT_DELETED_CHANNEL]: {
 				group: "contracts-test",
 				handler(ctx: ChannelCtx<typeof TENANT_DELETED_CHANNEL>) {
@@ -71,6 +86,19 @@ describe("typed contracts over a real broker", () => {
 		await sendToChannel(tb.broker, TENANT_DELETED_CHANNEL, { tenantId: "t-gone", soleMemberUserIds: ["u-1"] });
 		for (let i = 0; i < 50 && seen.deletions.length === 0; i++) await new Promise(resolve => setTimeout(resolve, 10));
 		expect(seen.deletions).toEqual([{ tenantId: "t-gone", soleMemberUserIds: ["u-1"] }]);
+	});
+
+	it("a burst on a durable channel in the embedded mode keeps every message for a slow consumer (none dropped as 'queue full')", async () => {
+		const ids = Array.from({ length: 300 }, (_, i) => `burst-${i}`);
+		await Promise.all(ids.map(id => sendToChannel(tb.broker, EMAIL_CHANNEL, { id, tenantId: null, to: "a@example.com", template: "verify", data: { name: "A", url: "https://example.com/v" } })));
+		for (let i = 0; i < 500 && seen.emails.length < ids.length; i++) await new Promise(resolve => setTimeout(resolve, 10));
+		expect(seen.emails.sort()).toEqual([...ids].sort());
+	});
+
+	it("deliberate 503 answers never open the circuit breaker: the 60th call still reaches the action", async () => {
+		const answers = [];
+		for (let i = 0; i < 60; i++) answers.push(await tb.broker.call("tenants.notConfigured").catch((err: Error & { type?: string }) => err.type ?? err.name));
+		expect(new Set(answers)).toEqual(new Set(["SERVICE_UNAVAILABLE"]));
 	});
 
 	it("says plainly when a broker has no durable channels", async () => {
