@@ -41,7 +41,7 @@ import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
 import { rawBodyRest, type RequestMeta } from "../shared/request";
 import { findPlan, freePlan, planView, plansFrom, type Plan, type PlanLimits } from "./billing/plans";
 import { changedFields, eventAge, idOf, isHandled, subscriptionChanges, tenantOfSubscription } from "./billing/stripe-events";
-import { formatAmount, MAX_WEBHOOK_BYTES, readRawBody, stripeClient, verifiedEvent } from "./billing/stripe-client";
+import { formatAmount, readRawBody, stripeClient, verifiedEvent } from "./billing/stripe-client";
 import {
 	defaultSubscription,
 	effectiveLimits,
@@ -201,7 +201,7 @@ const BillingService: ServiceSchema<BillingSettings, BillingMethods, BillingVars
 			async handler(ctx: ActionCtx<"billing.stripeWebhook", RequestMeta>): Promise<Result<"billing.stripeWebhook">> {
 				const secret = this.config.stripe.webhookSecret;
 				if (!this.stripe || !secret) throw Errors.unavailable("Payments are not configured on this platform (STRIPE_SECRET_KEY)");
-				const raw = await readRawBody(ctx.stream as Readable | null, MAX_WEBHOOK_BYTES);
+				const raw = await readRawBody(ctx.stream as Readable | null, this.config.maxBodyBytes);
 				const event = verifiedEvent(this.stripe, raw, ctx.meta.headers?.["stripe-signature"], secret);
 				if (!isHandled(event.type)) return { received: true };
 				// Taken before acting: a redelivery (or the same event racing itself) finds it and stops.

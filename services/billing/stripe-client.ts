@@ -9,9 +9,6 @@ import { Errors } from "../../shared/errors";
 
 /** Stripe's signature tolerance: a signed body older than this is refused (replays). */
 export const SIGNATURE_TOLERANCE_SEC = 300;
-/** A Stripe event is a few kB; anything past this is not one. */
-export const MAX_WEBHOOK_BYTES = 512 * 1024;
-
 export function stripeClient(config: Pick<Config, "stripe" | "billing">): Stripe | null {
 	const key = config.stripe.secretKey;
 	if (!key) return null;
@@ -26,8 +23,11 @@ export function stripeClient(config: Pick<Config, "stripe" | "billing">): Stripe
 	return new Stripe(key, options);
 }
 
-/** The raw bytes of a request body, refused with 413 past `max` (the rest is discarded, not read into memory). */
-export async function readRawBody(stream: Readable | null | undefined, max = MAX_WEBHOOK_BYTES): Promise<Buffer> {
+/**
+ * The raw bytes of a request body, refused with 413 past `max` (the gateway's MAX_BODY_BYTES, as
+ * for every other body; the rest is discarded, not read into memory).
+ */
+export async function readRawBody(stream: Readable | null | undefined, max: number): Promise<Buffer> {
 	if (!stream) throw Errors.badRequest("Missing request body");
 	const chunks: Buffer[] = [];
 	let size = 0;

@@ -8,6 +8,7 @@
  * Secured routes are called by a freshly signed-in owner, public ones anonymously.
  */
 import { decide } from "../../shared/rbac";
+import { startFakeStripe, type FakeStripe } from "../helpers/fake-stripe";
 import { bearer, login, newAccount, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
 import { request, type JsonResponse } from "../helpers/platform";
 import {
@@ -42,14 +43,20 @@ describe("bad input (every /api/v1 route of the OpenAPI document)", () => {
 	let p: Platform;
 	let routes: Route[];
 	let owner: Session & { password: string };
+	let stripe: FakeStripe | undefined;
 
 	beforeAll(async () => {
-		p = await startTestPlatform({ MAX_BODY_BYTES: String(MAX_BODY_BYTES) });
+		// Payments configured against the local fake of Stripe: the billing routes take bodies too.
+		stripe = await startFakeStripe();
+		p = await startTestPlatform({ ...stripe.env, MAX_BODY_BYTES: String(MAX_BODY_BYTES) });
 		routes = await loadRoutes(p);
 		owner = await register(p);
 	}, 30_000);
 
-	afterAll(() => p?.stop());
+	afterAll(async () => {
+		await p?.stop();
+		await stripe?.close();
+	});
 
 	/** The token a route is called with: none for public routes, a fresh owner sign-in otherwise. */
 	async function tokenFor(route: Route): Promise<string | null> {
@@ -94,6 +101,21 @@ describe("bad input (every /api/v1 route of the OpenAPI document)", () => {
 			}
 		}
 		expect(problems).toEqual([]);
+	});
+
+	it("a __proto__ key anywhere in a JSON body → 422 naming it, and nothing it carries takes effect", async () => {
+		const problems: string[] = [];
+		for (const route of callableJsonRoutes()) {
+			const token = await tokenFor(route);
+			for (const raw of ['{"__proto__":{"name":"Hijacked","enabled":false,"role":"owner"}}', '{"settings":{"__proto__":{"timezone":"Asia/Tokyo"}}}', '{"items":[{"__proto__":{"x":1}}]}']) {
+				const res = await send(p, route, { token, raw });
+				expectAnswer(problems, `${route.label} with ${raw}`, res, 422, "VALIDATION_ERROR");
+			}
+		}
+		expect(problems).toEqual([]);
+		const tenant = await request<{ name: string; settings: { timezone: string } }>(p.api("/tenant"), { headers: bearer(owner.accessToken) });
+		expect(tenant.body.name).not.toBe("Hijacked");
+		expect(tenant.body.settings.timezone).not.toBe("Asia/Tokyo");
 	});
 
 	it("every field with a wrong type or an operator object → 422 VALIDATION_ERROR naming the field", async () => {

@@ -40,6 +40,7 @@ import {
 	type Schema
 } from "../helpers/fuzz";
 import { request, tempDir, type JsonResponse } from "../helpers/platform";
+import { startFakeStripe, type FakeStripe } from "../helpers/fake-stripe";
 import { killGroup, ROOT, spawnPlatform, waitFor200, type PlatformProcess } from "../helpers/process";
 import { addMember, answerProblems, API_V1, loadRoutes } from "../helpers/routes";
 
@@ -146,6 +147,8 @@ class World implements MarkerEnv {
 	proc!: PlatformProcess;
 	generation = 0;
 	readonly dataDir = tempDir("marquee-fuzz-");
+	/** Payments configured against a local fake of Stripe's API, so billing routes run for real. */
+	stripe: FakeStripe | null = null;
 	agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY * 2 });
 	owner!: { email: string; password: string; token: string; tenantId: string; tenantName: string; userId: string };
 	device: { token: string; displayId: string } | null = null;
@@ -186,7 +189,9 @@ class World implements MarkerEnv {
 	}
 
 	async start(): Promise<void> {
+		this.stripe ??= await startFakeStripe();
 		this.proc = await spawnPlatform(path.join(ROOT, "node_modules/.bin/tsx"), ["server.ts"], {
+			...this.stripe.env,
 			NODE_ENV: "development",
 			LOG_LEVEL: "warn",
 			DATA_DIR: this.dataDir,
@@ -219,6 +224,7 @@ class World implements MarkerEnv {
 
 	async stop(): Promise<void> {
 		this.agent.destroy();
+		await this.stripe?.close();
 		if (!this.proc) return;
 		killGroup(this.proc);
 		await Promise.race([this.proc.exited, sleep(5_000)]);

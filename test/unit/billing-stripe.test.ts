@@ -61,7 +61,7 @@ it("verifies the exact bytes: good passes; other secret, stale, re-serialised or
 it("reads a raw body up to its cap; past it 413", async () => {
 	expect((await readRawBody(Readable.from([Buffer.from("ab"), Buffer.from("c")]), 3)).toString()).toBe("abc");
 	await expect(readRawBody(Readable.from([Buffer.from("ab"), Buffer.from("cd")]), 3)).rejects.toMatchObject({ type: "PAYLOAD_TOO_LARGE" });
-	await expect(readRawBody(null)).rejects.toMatchObject({ type: "BAD_REQUEST" });
+	await expect(readRawBody(null, 3)).rejects.toMatchObject({ type: "BAD_REQUEST" });
 	expect(formatAmount(12000, "usd")).toBe("USD 120.00");
 	expect(formatAmount(500, "jpy")).toBe("JPY 500");
 	expect(formatAmount(null, "usd")).toBeNull();
