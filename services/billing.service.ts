@@ -24,7 +24,7 @@ import { audit } from "../shared/audit";
 import { getConfig, type Config } from "../shared/config";
 import {
 	call,
-	PlanList,
+	PlanPage,
 	publishEvent,
 	RedirectUrl,
 	SubscriptionView,
@@ -38,7 +38,7 @@ import { Errors } from "../shared/errors";
 import { newId } from "../shared/ids";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
-import { rawBodyRest, type RequestMeta } from "../shared/request";
+import { PAGE_PARAMS, rawBodyRest, type RequestMeta } from "../shared/request";
 import { findPlan, freePlan, planView, plansFrom, type Plan, type PlanLimits } from "./billing/plans";
 import { changedFields, eventAge, idOf, isHandled, subscriptionChanges, tenantOfSubscription } from "./billing/stripe-events";
 import { formatAmount, readRawBody, stripeClient, verifiedEvent } from "./billing/stripe-client";
@@ -111,10 +111,12 @@ const BillingService: ServiceSchema<BillingSettings, BillingMethods, BillingVars
 			rest: "GET /billing/plans",
 			permission: "tenant.read",
 			summary: "The plans on sale, with their price per display and month and their limits",
-			response: PlanList,
-			params: { $$strict: "remove" },
-			async handler(): Promise<Result<"billing.plans">> {
-				return this.plans.map(planView);
+			response: PlanPage,
+			params: { $$strict: "remove", ...PAGE_PARAMS },
+			async handler(ctx: ActionCtx<"billing.plans">): Promise<Result<"billing.plans">> {
+				const { page, pageSize } = ctx.params;
+				const rows = this.plans.map(planView);
+				return { rows: rows.slice((page - 1) * pageSize, page * pageSize), total: rows.length, page, pageSize, totalPages: Math.ceil(rows.length / pageSize) };
 			}
 		},
 

@@ -5,7 +5,7 @@
  */
 import { Type, type Static } from "@sinclair/typebox";
 import type { QuotaResource } from "../quota";
-import { Id, Instant, Nullable, type ExportParams, type NoParams } from "./views";
+import { Id, Instant, Nullable, PageOf, type ExportParams, type NoParams, type PageParams } from "./views";
 
 export const PlanLimitsView = Type.Object({
 	displays: Type.Integer({ minimum: 0 }),
@@ -24,8 +24,9 @@ export const PlanView = Type.Object({
 	limits: PlanLimitsView
 });
 export type PlanView = Static<typeof PlanView>;
-export const PlanList = Type.Array(PlanView);
-export type PlanList = Static<typeof PlanList>;
+/** GET /billing/plans, in the list convention like every list of the API. */
+export const PlanPage = PageOf(PlanView);
+export type PlanPage = Static<typeof PlanPage>;
 
 export const SUBSCRIPTION_STATUSES = ["none", "active", "trialing", "past_due", "unpaid", "canceled", "incomplete", "incomplete_expired", "paused"] as const;
 export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
@@ -87,7 +88,7 @@ export interface BillingActions {
 	"billing.setPlan": { params: { tenantId: string; plan: string; quantity?: number }; result: PlanSet };
 
 	// REST (the gateway's).
-	"billing.plans": { params: NoParams; result: PlanList };
+	"billing.plans": { params: PageParams; result: PlanPage };
 	"billing.subscription": { params: NoParams; result: SubscriptionView };
 	"billing.checkout": { params: { planId: string; quantity: number }; result: RedirectUrl };
 	"billing.portal": { params: NoParams; result: RedirectUrl };

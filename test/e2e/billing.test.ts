@@ -50,13 +50,15 @@ describe("billing without Stripe", () => {
 	});
 	afterAll(() => p.stop());
 
-	it("lists the plans from config", async () => {
+	it("lists the plans from config, in the list convention", async () => {
 		const owner = await register(p);
-		const res = await request<Array<{ id: string; pricePerDisplayMonthly: number; perDisplay: boolean; limits: Record<string, number> }>>(p.api("/billing/plans"), { headers: as(owner) });
+		type Plan = { id: string; pricePerDisplayMonthly: number; perDisplay: boolean; limits: Record<string, number> };
+		const res = await request<{ rows: Plan[]; total: number; page: number; pageSize: number; totalPages: number }>(p.api("/billing/plans"), { headers: as(owner) });
 		expect(res.status).toBe(200);
-		expect(res.body.map(plan => plan.id)).toEqual(["free", "pro"]);
-		expect(res.body[0]).toEqual({ id: "free", name: "Free", pricePerDisplayMonthly: 0, perDisplay: false, limits: { displays: 3, storageBytes: 1024 * 1024, members: 5 } });
-		expect(res.body[1]).toMatchObject({ id: "pro", pricePerDisplayMonthly: 24, perDisplay: true });
+		expect({ total: res.body.total, page: res.body.page, pageSize: res.body.pageSize, totalPages: res.body.totalPages }).toEqual({ total: 2, page: 1, pageSize: 20, totalPages: 1 });
+		expect(res.body.rows.map(plan => plan.id)).toEqual(["free", "pro"]);
+		expect(res.body.rows[0]).toEqual({ id: "free", name: "Free", pricePerDisplayMonthly: 0, perDisplay: false, limits: { displays: 3, storageBytes: 1024 * 1024, members: 5 } });
+		expect(res.body.rows[1]).toMatchObject({ id: "pro", pricePerDisplayMonthly: 24, perDisplay: true });
 	});
 
 	it("every tenant starts on the free plan; its usage comes from the counters", async () => {

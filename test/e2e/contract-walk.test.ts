@@ -24,7 +24,7 @@ import type { AddressInfo } from "node:net";
 import sharp from "sharp";
 import { EVENT_CHANNEL } from "../../shared/channels";
 import { sendToChannel } from "../../shared/contracts";
-import { bearer, newAccount, someClient, startTestPlatform, tokenFromMail, type Platform, type Session } from "../helpers/accounts";
+import { bearer, mailbox, newAccount, someClient, startTestPlatform, tokenFromMail, waitForMail, type Platform, type Session } from "../helpers/accounts";
 import { signedBody, startFakeStripe, stripeEvent, type FakeStripe } from "../helpers/fake-stripe";
 import { closedSchema, jsonSchemaValidator } from "../helpers/openapi-validator";
 import { API_V1 } from "../helpers/routes";
@@ -173,7 +173,11 @@ describe("contract walk: every /api/v1 route answers as the OpenAPI document say
 		if (!registration) throw new Error(`no second session to end: ${sessions.text}`);
 		await ok("DELETE /auth/sessions/{id}", { token, values: { id: registration.id } });
 
+		// The sign-up's verification mail is there (or on its way): wait for the resent one, whose token replaces it.
+		await waitForMail(p, account.email, 1);
+		const mailed = mailbox(p, account.email).length;
 		await ok("POST /auth/resend-verification", { token });
+		await waitForMail(p, account.email, mailed + 1);
 		await ok("POST /auth/verify-email", { json: { token: await tokenFromMail(p, account.email, "verify-email") } });
 
 		await ok("POST /auth/forgot-password", { json: { email: account.email } });
