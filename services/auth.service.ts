@@ -37,7 +37,7 @@ import { resolveJwtSecret } from "../shared/jwt-secret";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { roleAtLeast, type Principal, type Role } from "../shared/rbac";
-import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, TOKEN_RULE, type RequestMeta } from "../shared/request";
+import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, TOKEN_RULE, userCallerOf, type RequestMeta } from "../shared/request";
 import { forgive, giveBack, takeAttempt, THROTTLES } from "../shared/throttle";
 import {
 	assertPasswordAcceptable,
@@ -119,11 +119,10 @@ interface SignedInUser {
 	sessionId?: string;
 }
 
-/** The caller of a people-only route; 401 for anything but a user principal. */
+/** The caller of a people-only route, with its session; 401 for anything but a user principal. */
 function signedInUser(meta: RequestMeta): SignedInUser {
-	const auth = meta.auth;
-	if (!auth?.userId || auth.kind !== "user" || !auth.role) throw Errors.unauthorized();
-	return { userId: auth.userId, tenantId: auth.tenantId, role: auth.role, sessionId: auth.sessionId };
+	if (meta.auth?.kind !== "user") throw Errors.unauthorized();
+	return { ...userCallerOf(meta), sessionId: meta.auth.sessionId };
 }
 
 const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = {

@@ -43,7 +43,7 @@ import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
-import { planLimit, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
+import { planLimit, publishQuotaWarning, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import { giveBack, takeAttempt, THROTTLES } from "../shared/throttle";
 import { assertTimezone } from "../shared/time";
@@ -711,8 +711,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 		this.displayQuota = new UsageCounter(this.db.devices_usage, {
 			resource: "displays",
 			measure: tenantId => this.db.displays.countDocs(systemScope(tenantId)),
-			onWarning: (tenantId, used, limit) =>
-				publishEvent(this.broker, tenantId, "quota.warning", { resource: "displays", used, limit }).catch(err => this.logger.warn("Quota warning not published", err))
+			onWarning: publishQuotaWarning(this.broker, this.logger)
 		});
 		this.sweep = null;
 	},

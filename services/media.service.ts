@@ -35,7 +35,7 @@ import {
 import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
 import { FILE_ANSWERS } from "../shared/openapi";
-import { planLimit, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
+import { planLimit, publishQuotaWarning, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { ISO_INSTANT_RULE, multipartRest, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import { acquireStorage, releaseStorage, Storage, tenantKey } from "../shared/storage";
 import { contentChanges, contentPath, contentView, isHttpUrl, MAX_TAGS, nameFromFile, occupiedBytes, tagList, type ContentDoc } from "./media/content";
@@ -462,8 +462,7 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 		this.storageQuota = new UsageCounter(this.db.media_usage, {
 			resource: "storageBytes",
 			measure: tenantId => this.storedBytes(tenantId),
-			onWarning: (tenantId, used, limit) =>
-				publishEvent(this.broker, tenantId, "quota.warning", { resource: "storageBytes", used, limit }).catch(err => this.logger.warn("Quota warning not published", err))
+			onWarning: publishQuotaWarning(this.broker, this.logger)
 		});
 		const { publicEndpoint } = this.config.s3;
 		this.publicStorage = publicEndpoint ? Storage.fromEndpoint({ ...this.config.s3, endpoint: publicEndpoint }) : null;

@@ -43,8 +43,8 @@ import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
 import { audit } from "../shared/audit";
-import { AppError, Errors } from "../shared/errors";
-import { ISO_INSTANT_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
+import { AppError } from "../shared/errors";
+import { ISO_INSTANT_RULE, PAGE_PARAMS, userCallerOf, type RequestMeta } from "../shared/request";
 import { AlertRules } from "./notifications/alerts";
 import { COLLECTIONS } from "./notifications/documents";
 import { Inbox } from "./notifications/inbox";
@@ -69,10 +69,7 @@ interface NotificationsVars extends DbVars<typeof COLLECTIONS> {
 	alertJob: PeriodicJob | null;
 }
 
-interface NotificationsMethods {
-	/** The signed-in person of an account route. */
-	userOf(ctx: { meta: Pick<RequestMeta, "auth"> }): { tenantId: string; userId: string };
-}
+type NotificationsMethods = Record<string, never>;
 
 type Ctx<N extends Parameters<typeof call>[1]> = ActionCtx<N, RequestMeta>;
 
@@ -95,7 +92,7 @@ const NotificationsService: ServiceSchema<NotificationsSettings, NotificationsMe
 			params: { $$strict: "remove", ...PAGE_PARAMS, unread: { type: "boolean", convert: true, optional: true } },
 			response: NotificationPage,
 			handler(ctx: Ctx<"notifications.list">): Promise<Result<"notifications.list">> {
-				const { tenantId, userId } = this.userOf(ctx);
+				const { tenantId, userId } = userCallerOf(ctx.meta);
 				return this.inbox.list(systemScope(tenantId), userId, ctx.params.page, ctx.params.pageSize, ctx.params.unread);
 			}
 		},
@@ -108,7 +105,7 @@ const NotificationsService: ServiceSchema<NotificationsSettings, NotificationsMe
 			successStatus: 204,
 			response: null,
 			async handler(ctx: Ctx<"notifications.markRead">): Promise<null> {
-				const { tenantId, userId } = this.userOf(ctx);
+				const { tenantId, userId } = userCallerOf(ctx.meta);
 				await this.inbox.markRead(systemScope(tenantId), userId, ctx.params.id);
 				return null;
 			}
@@ -122,7 +119,7 @@ const NotificationsService: ServiceSchema<NotificationsSettings, NotificationsMe
 			successStatus: 204,
 			response: null,
 			async handler(ctx: Ctx<"notifications.markAllRead">): Promise<null> {
-				const { tenantId, userId } = this.userOf(ctx);
+				const { tenantId, userId } = userCallerOf(ctx.meta);
 				await this.inbox.markAllRead(systemScope(tenantId), userId);
 				return null;
 			}
@@ -135,7 +132,7 @@ const NotificationsService: ServiceSchema<NotificationsSettings, NotificationsMe
 			params: { $$strict: "remove" },
 			response: NotificationPreferences,
 			handler(ctx: Ctx<"notifications.preferences">): Promise<Result<"notifications.preferences">> {
-				const { tenantId, userId } = this.userOf(ctx);
+				const { tenantId, userId } = userCallerOf(ctx.meta);
 				return this.inbox.preferences(systemScope(tenantId), userId);
 			}
 		},
@@ -152,7 +149,7 @@ const NotificationsService: ServiceSchema<NotificationsSettings, NotificationsMe
 			},
 			response: NotificationPreferences,
 			async handler(ctx: Ctx<"notifications.updatePreferences">): Promise<Result<"notifications.updatePreferences">> {
-				const { tenantId, userId } = this.userOf(ctx);
+				const { tenantId, userId } = userCallerOf(ctx.meta);
 				const known = Object.entries(ctx.params.email).filter(([type]) => (ALERT_TYPES as readonly string[]).includes(type));
 				return this.inbox.updatePreferences(systemScope(tenantId), userId, Object.fromEntries(known));
 			}
@@ -375,14 +372,6 @@ const NotificationsService: ServiceSchema<NotificationsSettings, NotificationsMe
 				]);
 				this.logger.info(`Tenant ${tenantId} deleted: its notifications, alerts, emails and webhooks are removed`);
 			}
-		}
-	},
-
-	methods: {
-		userOf(ctx) {
-			const auth = ctx.meta.auth;
-			if (!auth?.tenantId || !auth.userId) throw Errors.unauthorized();
-			return { tenantId: auth.tenantId, userId: auth.userId };
 		}
 	},
 

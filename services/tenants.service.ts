@@ -12,7 +12,6 @@ import { audit } from "../shared/audit";
 import { EMAIL_CHANNEL, TENANT_DELETED_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
 import {
-	publishEvent,
 	broadcast,
 	call,
 	sendToChannel,
@@ -32,11 +31,11 @@ import {
 import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, withLock, type KeyValueStore } from "../shared/kv";
-import { planLimit, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
-import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, ROLE_RULE, TOKEN_RULE, type RequestMeta } from "../shared/request";
+import { planLimit, publishQuotaWarning, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
+import { callerOf, EMAIL_RULE, NAME_RULE, PAGE_PARAMS, ROLE_RULE, TOKEN_RULE, userCallerOf, type RequestMeta } from "../shared/request";
 import { takeAttempt, THROTTLES } from "../shared/throttle";
 import { assertTimezone } from "../shared/time";
-import { assertMayManage, callerOf, userCallerOf } from "./tenants/access";
+import { assertMayManage } from "./tenants/access";
 import { gatherParts, missingServices } from "./tenants/export";
 import { invitationExpiry, isAcceptable, newInvitationToken } from "./tenants/invitations";
 import { hashToken } from "../shared/secrets";
@@ -541,8 +540,7 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsMethods, Tenant
 		this.memberQuota = new UsageCounter(this.db.tenants_usage, {
 			resource: "members",
 			measure: tenantId => this.db.memberships.countDocs(systemScope(tenantId)),
-			onWarning: (tenantId, used, limit) =>
-				publishEvent(this.broker, tenantId, "quota.warning", { resource: "members", used, limit }).catch(err => this.logger.warn("Quota warning not published", err))
+			onWarning: publishQuotaWarning(this.broker, this.logger)
 		});
 	}
 };

@@ -15,8 +15,10 @@
  */
 import type { Context } from "moleculer";
 import { systemScope, tenantCollection, type TenantCollection, type TenantOwned } from "../mixins/db.mixin";
+import type { ServiceBroker } from "moleculer";
 import type { Config } from "./config";
-import { call } from "./contracts";
+import { call, publishEvent } from "./contracts";
+import type { LogSink } from "./logging";
 import { Errors, type AppError } from "./errors";
 
 export type QuotaResource = "displays" | "storageBytes" | "members";
@@ -59,7 +61,7 @@ export interface UsageCounterOptions {
 	 * A reservation crossed QUOTA_WARNING_RATIO of the limit (e.g. publishes `quota.warning`).
 	 * Awaited: a failure here fails nothing already reserved, it is logged by the caller's hook.
 	 */
-	onWarning?(tenantId: string, used: number, limit: number): Promise<void>;
+	onWarning?(tenantId: string, used: number, limit: number, resource: string): Promise<void>;
 	now?(): number;
 }
 
@@ -88,7 +90,7 @@ export class UsageCounter {
 			}
 			if (await this.swap(tenantId, counter, counter.used + amount)) {
 				const used = counter.used + amount;
-				if (this.options.onWarning && crossesWarning(counter.used, used, limit)) await this.options.onWarning(tenantId, used, limit);
+				if (this.options.onWarning && crossesWarning(counter.used, used, limit)) await this.options.onWarning(tenantId, used, limit, this.options.resource);
 				return used;
 			}
 			await contention(round);
@@ -143,6 +145,15 @@ export class UsageCounter {
 	}
 }
 
+
+/**
+ * The `onWarning` every owning service gives its counter: the crossing becomes a `quota.warning`
+ * platform event (alerts and webhooks). A failure to publish is logged; the reservation stands.
+ */
+export function publishQuotaWarning(broker: ServiceBroker, logger: LogSink): NonNullable<UsageCounterOptions["onWarning"]> {
+	return (tenantId, used, limit, resource) =>
+		publishEvent(broker, tenantId, "quota.warning", { resource, used, limit }).catch(err => logger.warn("Quota warning not published", err));
+}
 
 /** A short, growing, jittered pause between compare-and-set rounds that lost. */
 function contention(round: number): Promise<void> {

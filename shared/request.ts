@@ -2,7 +2,8 @@
  * What the gateway puts in `ctx.meta` of every REST call, and the params rules many actions share.
  * Services read the caller only from here (set by the gateway, never by the client).
  */
-import type { Principal } from "./rbac";
+import { Errors } from "./errors";
+import type { Principal, Role } from "./rbac";
 import { ROLES } from "./rbac";
 
 export interface RequestMeta {
@@ -16,6 +17,30 @@ export interface RequestMeta {
 	$responseHeaders?: Record<string, string>;
 	$responseType?: string;
 	$location?: string;
+}
+
+export interface Caller {
+	tenantId: string;
+	/** null for an API key. */
+	userId: string | null;
+	role: Role;
+}
+
+/** The caller of a REST action: a user or an API key acting with a role in a tenant; else 401. */
+export function callerOf(meta: Pick<RequestMeta, "auth">): Caller {
+	const auth = meta.auth;
+	if (!auth?.tenantId || !auth.role) throw Errors.unauthorized();
+	return { tenantId: auth.tenantId, userId: auth.userId ?? null, role: auth.role };
+}
+
+/**
+ * The caller of an action only users reach (permissions `self` and `tenant.owner` admit no API
+ * key): the same, with the user's id; 401 if a principal without one ever got here.
+ */
+export function userCallerOf(meta: Pick<RequestMeta, "auth">): Caller & { userId: string } {
+	const caller = callerOf(meta);
+	if (caller.userId === null) throw Errors.unauthorized();
+	return { ...caller, userId: caller.userId };
 }
 
 /** `?page&pageSize` of every list (API.md: pageSize ≤ 100). */

@@ -1,5 +1,6 @@
-/** services/tenants/access.ts: the caller of a tenants action and who may manage which member. */
-import { assertMayManage, callerOf, userCallerOf } from "../../services/tenants/access";
+/** The caller of a REST action (shared/request.ts) and who may manage which member (services/tenants/access.ts). */
+import { assertMayManage } from "../../services/tenants/access";
+import { callerOf, userCallerOf } from "../../shared/request";
 import { AppError } from "../../shared/errors";
 import { ROLES, type Principal, type Role } from "../../shared/rbac";
 
