@@ -346,10 +346,13 @@ const NotificationsService: ServiceSchema<NotificationsSettings, NotificationsMe
 				try {
 					await this.outbox.enqueue(ctx.params);
 				} catch (err) {
-					// A message that can never become a valid email (a bad address, broken data) is
-					// dropped with a log line; redelivering it forever would block nothing but waste work.
+					// A message that can never become a valid email (a bad address, broken data, an
+					// unusable attachment) is dropped with a log line naming the bad fields (never their
+					// values: links carry tokens, attachments are the tenant's data); redelivering it
+					// forever would block nothing but waste work.
 					if (!(err instanceof AppError) || err.type !== "VALIDATION_ERROR") throw err;
-					this.logger.warn(`Email "${ctx.params.template}" (${ctx.params.id}) refused and dropped:`, err.message);
+					const fields = Array.isArray(err.data) ? (err.data as Array<{ field?: unknown }>).map(f => String(f.field)).join(", ") : "";
+					this.logger.warn(`Email "${ctx.params.template}" (${ctx.params.id}) refused and dropped: ${err.message}${fields ? ` (${fields})` : ""}`);
 				}
 			}
 		},

@@ -7,7 +7,7 @@
  * lease runs out.
  */
 import { globalCollection, tenantCollection, type Stored, type TenantOwned } from "../../mixins/db.mixin";
-import type { AlertType, EmailData, EmailTemplate, WebhookEventType } from "../../shared/contracts";
+import type { AlertType, EmailAttachment, EmailData, EmailTemplate, WebhookEventType } from "../../shared/contracts";
 
 /** The fields a worker claims an item by. */
 export interface WorkItem {
@@ -28,6 +28,8 @@ export interface EmailDoc extends Stored, WorkItem {
 	to: string;
 	template: EmailTemplate;
 	data: EmailData[EmailTemplate];
+	/** Files sent with it, checked (see outbox.ts); absent when none (and on emails stored before attachments existed). Never logged nor shown in the email log. */
+	attachments?: EmailAttachment[];
 	status: "queued" | "sent" | "failed";
 	lastError: string | null;
 	sentAt: string | null;

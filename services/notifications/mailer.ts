@@ -11,12 +11,16 @@
  *   folder (`<dataDir>/.mail-partial/`) and renamed in, so whoever reads the folder (a person, a
  *   test waiting for a link) only ever sees whole messages.
  *
+ * Attachments go to nodemailer as `{ filename, content, contentType }` only, base64-encoded (the
+ * bytes arrive as sent, CRLFs and all), with file and URL access switched off: nothing in a
+ * message can make the mail library read a local file or fetch a URL.
+ *
  * No broker here: the service logs and maps errors.
  */
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { createTransport } from "nodemailer";
+import { createTransport, type SendMailOptions } from "nodemailer";
 
 export interface OutgoingMail {
 	to: string;
@@ -25,6 +29,14 @@ export interface OutgoingMail {
 	subject: string;
 	html: string;
 	text: string;
+	/** Text files sent with it (checked by the outbox: plain names, `type/subtype`, small). */
+	attachments?: MailAttachment[];
+}
+
+export interface MailAttachment {
+	filename: string;
+	contentType: string;
+	content: string;
 }
 
 export interface SentMail {
@@ -91,7 +103,7 @@ function smtpMailer(smtpUrl: string, options: MailerOptions): Mailer {
 		description: `SMTP ${url.hostname}:${port}`,
 		async send(mail) {
 			assertSingleAddress(mail.to);
-			const info = await transport.sendMail({ to: mail.to, subject: mail.subject, html: mail.html, text: mail.text });
+			const info = await transport.sendMail(mailOptions(mail));
 			return { messageId: info.messageId };
 		},
 		close: () => transport.close()
@@ -109,7 +121,7 @@ function fileMailer(dir: string, from: string): Mailer {
 		description: dir,
 		async send(mail) {
 			assertSingleAddress(mail.to);
-			const info = await transport.sendMail({ to: mail.to, subject: mail.subject, html: mail.html, text: mail.text });
+			const info = await transport.sendMail(mailOptions(mail));
 			const template = mail.template.replace(/[^A-Za-z0-9_-]/g, "") || "mail";
 			const name = `${fileTimestamp(new Date())}-${template}-${randomBytes(4).toString("hex")}.eml`;
 			const file = path.join(dir, name);
@@ -120,6 +132,19 @@ function fileMailer(dir: string, from: string): Mailer {
 			return { messageId: info.messageId, file };
 		},
 		close: () => transport.close()
+	};
+}
+
+/** What nodemailer gets: the fields named here and nothing else of `mail`. */
+function mailOptions(mail: OutgoingMail): SendMailOptions {
+	return {
+		to: mail.to,
+		subject: mail.subject,
+		html: mail.html,
+		text: mail.text,
+		attachments: (mail.attachments ?? []).map(a => ({ filename: a.filename, content: a.content, contentType: a.contentType, contentTransferEncoding: "base64" })),
+		disableFileAccess: true,
+		disableUrlAccess: true
 	};
 }
 

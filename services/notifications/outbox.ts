@@ -11,11 +11,14 @@
  *   `attempts`, so a worker that read the email before another sent it cannot claim it again.
  * - The body is rendered at each attempt from the stored data and never stored or logged: its
  *   links carry secret tokens. `lastError` and the logs hold the SMTP reply or error code only.
+ * - Attachments (text files, e.g. a report's CSV) are checked when the request arrives (see
+ *   parseAttachments) and stored with the email, so a retry sends the same bytes. Only their
+ *   name, type and content reach the mail library; they are never logged nor in the email log.
  */
 import type { LogSink } from "../../shared/logging";
 import type { GlobalCollection } from "../../mixins/db.mixin";
 import type { Config } from "../../shared/config";
-import type { EmailLogPage, EmailLogRow, EmailRequest } from "../../shared/contracts";
+import type { EmailAttachment, EmailLogPage, EmailLogRow, EmailRequest } from "../../shared/contracts";
 import { AppError, Errors, type FieldError } from "../../shared/errors";
 import type { EmailDoc } from "./documents";
 import { isSingleAddress, type Mailer } from "./mailer";
@@ -43,6 +46,71 @@ interface MailError {
 }
 
 const MAX_REASON = 300;
+
+/** Files one email may carry. */
+export const MAX_ATTACHMENTS = 3;
+/** A file name: 1 to this many characters. */
+export const MAX_ATTACHMENT_NAME = 100;
+/** The content of all of one email's files together, in bytes (UTF-8): they are stored with the email. */
+export const MAX_ATTACHMENT_BYTES = 2 * 1024 * 1024;
+/** Top-level media types a file may have: never `message/*` (a forged email inside ours) nor `multipart/*` (MIME structure). */
+const ATTACHMENT_TYPES = new Set(["application", "audio", "font", "image", "model", "text", "video"]);
+/** `type/subtype` (RFC 6838 names), no parameters. */
+const CONTENT_TYPE = /^([a-z0-9][a-z0-9!#$&^_.+-]{0,126})\/([a-z0-9][a-z0-9!#$&^_.+-]{0,126})$/i;
+/** Control, line-break, zero-width, direction-mark and bidirectional override characters: none in a file name ("cod\u202etxt.exe"). */
+// eslint-disable-next-line no-control-regex
+const UNSAFE_NAME_CHARS = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+	return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * A request's attachments, checked: at most MAX_ATTACHMENTS, each `{ filename, contentType,
+ * content }` (other fields, such as nodemailer's `path` or `href`, dropped) with a plain file name
+ * (no folder, no control characters), a simple `type/subtype` (stored lower-case) and text content,
+ * all of it at most MAX_ATTACHMENT_BYTES. Absent or null: none. Each problem is pushed to `errors`
+ * by field (`attachments`, `attachments[1].filename`); no value is ever echoed.
+ */
+export function parseAttachments(value: unknown, errors: FieldError[]): EmailAttachment[] {
+	if (value === undefined || value === null) return [];
+	if (!Array.isArray(value) || value.length > MAX_ATTACHMENTS) {
+		errors.push({ field: "attachments", message: `The 'attachments' field must be a list of at most ${MAX_ATTACHMENTS} files.`, type: "array" });
+		return [];
+	}
+	const before = errors.length;
+	let bytes = 0;
+	const parsed = value.map((item, i): EmailAttachment => {
+		const at = `attachments[${i}]`;
+		if (!isRecord(item)) {
+			errors.push({ field: at, message: `The '${at}' field must be an object.`, type: "object" });
+			return { filename: "", contentType: "", content: "" };
+		}
+		const { filename, contentType, content } = item;
+		const length = typeof filename === "string" ? Array.from(filename).length : 0;
+		if (typeof filename !== "string" || length < 1 || length > MAX_ATTACHMENT_NAME || !filename.trim() || /[/\\]/.test(filename) || UNSAFE_NAME_CHARS.test(filename) || /^\.+$/.test(filename)) {
+			errors.push({
+				field: `${at}.filename`,
+				message: `The '${at}.filename' field must be a file name of 1 to ${MAX_ATTACHMENT_NAME} characters, without folders or control characters.`,
+				type: "string"
+			});
+		}
+		const type = typeof contentType === "string" ? CONTENT_TYPE.exec(contentType) : null;
+		if (!type || !ATTACHMENT_TYPES.has(type[1].toLowerCase())) {
+			errors.push({ field: `${at}.contentType`, message: `The '${at}.contentType' field must be a media type such as text/csv.`, type: "string" });
+		}
+		if (typeof content !== "string") {
+			errors.push({ field: `${at}.content`, message: `The '${at}.content' field must be a string.`, type: "string" });
+		} else {
+			bytes += Buffer.byteLength(content, "utf8");
+		}
+		return { filename: String(filename), contentType: String(contentType).toLowerCase(), content: typeof content === "string" ? content : "" };
+	});
+	if (bytes > MAX_ATTACHMENT_BYTES) {
+		errors.push({ field: "attachments", message: `The 'attachments' field's files must be at most ${MAX_ATTACHMENT_BYTES / (1024 * 1024)} MiB together.`, type: "array" });
+	}
+	return errors.length > before ? [] : parsed;
+}
 
 /**
  * Whether the mail server refused this email for good: a 5xx answer (but 503, a bad command
@@ -122,7 +190,7 @@ export class EmailOutbox {
 		});
 	}
 
-	/** Stores one request (once per `request.id`; a repeat is a no-op) and wakes the sender. 422 for an unusable address or data. */
+	/** Stores one request (once per `request.id`; a repeat is a no-op) and wakes the sender. 422 for an unusable address, data or attachment. */
 	async enqueue(request: EmailRequest): Promise<void> {
 		const { id, tenantId, to, template } = request;
 		const errors: FieldError[] = [];
@@ -131,6 +199,7 @@ export class EmailOutbox {
 			errors.push({ field: "tenantId", message: "The 'tenantId' field must be a non-empty string or null.", type: "string" });
 		}
 		if (typeof to !== "string" || !isSingleAddress(to)) errors.push({ field: "to", message: "The 'to' field must be one plain email address.", type: "email" });
+		const attachments = parseAttachments(request.attachments, errors);
 		if (errors.length) throw Errors.validation(errors);
 		// Checked now, not at sending: a caller's mistake is the caller's 422, not a failed email later.
 		const data = parseEmailData(template, request.data);
@@ -141,6 +210,7 @@ export class EmailOutbox {
 				to,
 				template,
 				data,
+				...(attachments.length ? { attachments } : {}),
 				status: "queued",
 				attempts: 0,
 				nextAttemptAt: new Date(this.now()).toISOString(),
@@ -203,7 +273,7 @@ export class EmailOutbox {
 			return;
 		}
 		try {
-			const sent = await mailer.send({ to: email.to, template: email.template, ...rendered });
+			const sent = await mailer.send({ to: email.to, template: email.template, ...rendered, ...(email.attachments?.length ? { attachments: email.attachments } : {}) });
 			const done = new Date(this.now()).toISOString();
 			if (await this.settle(email, owner, label, { status: "sent", attempts, sentAt: done, messageId: sent.messageId, nextAttemptAt: null, lastError: null })) {
 				logger.info(sent.file ? `Mail to ${email.to} written to ${sent.file}` : `${label} sent via ${mailer.description}`);

@@ -11,7 +11,7 @@
  * - Names chosen by someone else reach a subject line only when the recipient is of the same
  *   organisation (alerts to its admins), shortened; never in an invitation (see below).
  */
-import { EMAIL_TEMPLATES, type AlertDisplay, type EmailData, type EmailTemplate } from "../../shared/contracts";
+import { EMAIL_TEMPLATES, type AlertDisplay, type EmailData, type EmailTemplate, type PlaybackReportEmailData } from "../../shared/contracts";
 import { Errors, type FieldError } from "../../shared/errors";
 import { ROLES, type Role } from "../../shared/rbac";
 
@@ -34,6 +34,9 @@ const MAX_DISPLAYS = 1000;
 const MAX_LISTED = 50;
 /** Names in a subject line are cut to this many characters. */
 const MAX_SUBJECT_NAME = 60;
+/** Rows a playback report may send; it keeps (and shows) the first MAX_REPORT_ROWS, the most played. */
+const MAX_REPORT_ROWS_SENT = 1000;
+const MAX_REPORT_ROWS = 20;
 
 /** What a quota warning may be about, and how the email words it. */
 const QUOTA_RESOURCES = {
@@ -95,8 +98,11 @@ type Reader = {
 	nullableDateTime(field: string): string | null;
 	/** A nested object, read field by field (errors named `data.<field>.<inner>`). */
 	object<V>(field: string, parse: (read: Reader) => V): V;
-	/** A list of objects, 1 to `max` of them (errors named `data.<field>[i].<inner>`). */
-	list<V>(field: string, max: number, parse: (read: Reader) => V): V[];
+	/**
+	 * A list of objects, `min` (default 1) to `max` of them (errors named `data.<field>[i].<inner>`).
+	 * With `keep`, only the first `keep` items are read and kept; the rest are dropped unread.
+	 */
+	list<V>(field: string, max: number, parse: (read: Reader) => V, options?: { min?: number; keep?: number }): V[];
 };
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -178,14 +184,15 @@ function reader(data: Record<string, unknown>, errors: FieldError[], path = "dat
 			}
 			return parse(reader(value, errors, name(field)));
 		},
-		list(field, max, parse) {
+		list(field, max, parse, options = {}) {
+			const min = options.min ?? 1;
 			if (!present(field)) return [];
 			const value = data[field];
-			if (!Array.isArray(value) || value.length < 1 || value.length > max) {
-				fail(field, `The '${name(field)}' field must be a list of 1 to ${max} items.`, "array");
+			if (!Array.isArray(value) || value.length < min || value.length > max) {
+				fail(field, `The '${name(field)}' field must be a list of ${min} to ${max} items.`, "array");
 				return [];
 			}
-			return value.map((item, i) => {
+			return value.slice(0, options.keep ?? max).map((item, i) => {
 				const itemPath = `${name(field)}[${i}]`;
 				if (!isRecord(item)) {
 					errors.push({ field: itemPath, message: `The '${itemPath}' field must be an object.`, type: "object" });
@@ -202,6 +209,12 @@ const alertDisplay = (read: Reader): AlertDisplay => ({
 	displayId: read.text("displayId"),
 	name: read.text("name"),
 	lastSeenAt: read.nullableDateTime("lastSeenAt")
+});
+
+const reportRow = (read: Reader): PlaybackReportEmailData["rows"][number] => ({
+	name: read.text("name"),
+	plays: read.integer("plays", 0, Number.MAX_SAFE_INTEGER),
+	durationMs: read.integer("durationMs", 0, Number.MAX_SAFE_INTEGER)
 });
 
 const PARSERS: { [T in EmailTemplate]: (read: Reader) => EmailData[T] } = {
@@ -261,6 +274,16 @@ const PARSERS: { [T in EmailTemplate]: (read: Reader) => EmailData[T] } = {
 		tenantName: read.text("tenantName"),
 		endpointUrl: read.url("endpointUrl"),
 		reason: read.text("reason"),
+		url: read.url("url")
+	}),
+	// A week with no plays has no rows; more than MAX_REPORT_ROWS are cut (the caller sends the most played first).
+	playbackReport: read => ({
+		tenantName: read.text("tenantName"),
+		reportName: read.text("reportName"),
+		period: read.text("period"),
+		plays: read.integer("plays", 0, Number.MAX_SAFE_INTEGER),
+		durationMs: read.integer("durationMs", 0, Number.MAX_SAFE_INTEGER),
+		rows: read.list("rows", MAX_REPORT_ROWS_SENT, reportRow, { min: 0, keep: MAX_REPORT_ROWS }),
 		url: read.url("url")
 	})
 };
@@ -337,6 +360,20 @@ function utcDateTime(iso: string): string {
 /** "last seen 22 November 2026 at 14:05 UTC" or "never connected". */
 function lastSeen(display: AlertDisplay): string {
 	return display.lastSeenAt ? `last seen ${utcDateTime(display.lastSeenAt)}` : "never connected";
+}
+
+const COUNT = new Intl.NumberFormat("en-GB", { maximumFractionDigits: 0 });
+
+/** "1 play", "12,345 plays" */
+function plays(n: number): string {
+	return `${COUNT.format(n)} ${n === 1 ? "play" : "plays"}`;
+}
+
+/** Playing time in hours and minutes, to the nearest minute: "12 h 05 min", "0 h 45 min"; "under 1 min" when some but less than half a minute. */
+function playTime(ms: number): string {
+	const minutes = Math.round(ms / 60_000);
+	if (minutes === 0 && ms > 0) return "under 1 min";
+	return `${COUNT.format(Math.floor(minutes / 60))} h ${String(minutes % 60).padStart(2, "0")} min`;
 }
 
 /** "an admin", "a viewer" */
@@ -535,6 +572,24 @@ const CONTENT: { [T in EmailTemplate]: (data: EmailData[T]) => Content } = {
 		],
 		action: { label: "Review webhooks", url: d.url },
 		notes: [ALERT_NOTE(d.tenantName)]
+	}),
+	// Sent to the recipients the organisation chose for the report (they may be outside it): its
+	// names appear quoted, and the report's name in the subject is shortened.
+	playbackReport: d => ({
+		subject: `Proof of play: ${shorten(d.reportName, MAX_SUBJECT_NAME)} (${shorten(d.period, MAX_SUBJECT_NAME)})`,
+		preheader: `${plays(d.plays)} and ${playTime(d.durationMs)} of playing time for “${d.tenantName}”, ${d.period}.`,
+		greeting: "Hello,",
+		paragraphs: [
+			`Here is the proof-of-play report “${d.reportName}” of “${d.tenantName}” on ${PRODUCT_NAME} for the week ${d.period}.`,
+			`In total: ${plays(d.plays)}, ${playTime(d.durationMs)} of playing time.`,
+			d.rows.length ? "Most played content:" : "Nothing was played this week."
+		],
+		list: d.rows.map(row => `“${row.name}”: ${plays(row.plays)}, ${playTime(row.durationMs)}`),
+		action: { label: "Open analytics", url: d.url },
+		notes: [
+			"The full table, with every content item, is attached as a CSV file.",
+			`You receive this because you are a recipient of this weekly report of “${d.tenantName}” on ${PRODUCT_NAME}. Its recipients are chosen in the report's settings.`
+		]
 	})
 };
 

@@ -16,7 +16,8 @@ export const EMAIL_TEMPLATES = [
 	"offlineDigest",
 	"quotaWarning",
 	"paymentFailed",
-	"webhookDisabled"
+	"webhookDisabled",
+	"playbackReport"
 ] as const;
 export type EmailTemplate = (typeof EMAIL_TEMPLATES)[number];
 
@@ -103,6 +104,26 @@ export interface WebhookDisabledEmailData {
 	url: string;
 }
 
+/** A weekly proof-of-play email (analytics): the week's totals and top content; the full table is attached as CSV. */
+export interface PlaybackReportEmailData {
+	tenantName: string;
+	reportName: string;
+	/** The week, e.g. "23 Nov – 29 Nov 2026". */
+	period: string;
+	plays: number;
+	durationMs: number;
+	/** The most played content (at most 20 rows). */
+	rows: Array<{ name: string; plays: number; durationMs: number }>;
+	url: string;
+}
+
+/** A file sent with an email (text only, small: the outbox stores it with the message). */
+export interface EmailAttachment {
+	filename: string;
+	contentType: string;
+	content: string;
+}
+
 export interface EmailData {
 	verify: VerifyEmailData;
 	reset: ResetEmailData;
@@ -113,10 +134,11 @@ export interface EmailData {
 	quotaWarning: QuotaWarningEmailData;
 	paymentFailed: PaymentFailedEmailData;
 	webhookDisabled: WebhookDisabledEmailData;
+	playbackReport: PlaybackReportEmailData;
 }
 
 /** A message for the email outbox (the durable channel `notifications.email`). */
-export type SendEmailParams = { [T in EmailTemplate]: { to: string; template: T; data: EmailData[T] } }[EmailTemplate];
+export type SendEmailParams = { [T in EmailTemplate]: { to: string; template: T; data: EmailData[T]; attachments?: EmailAttachment[] } }[EmailTemplate];
 
 /**
  * The email channel's message: `id` makes a replayed message one email (the outbox keeps one

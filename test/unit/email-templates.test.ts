@@ -38,6 +38,23 @@ const SAMPLES: EmailData = {
 		endpointUrl: "https://hooks.example.com/marquee",
 		reason: "It answered 410 Gone",
 		url: "https://cms.example.com/webhooks"
+	},
+	playbackReport: {
+		tenantName: "Acme Cinemas",
+		reportName: "Lobby screens",
+		period: "23 Nov – 29 Nov 2026",
+		plays: 12_345,
+		// 12 hours 5 minutes
+		durationMs: 43_500_000,
+		rows: [
+			// 65 minutes
+			{ name: "Welcome loop", plays: 6_344, durationMs: 3_900_000 },
+			// 6 hours
+			{ name: "Summer promo", plays: 6_000, durationMs: 21_600_000 },
+			// 29 seconds
+			{ name: "Menu board", plays: 1, durationMs: 29_000 }
+		],
+		url: "https://cms.example.com/analytics"
 	}
 };
 
@@ -177,6 +194,134 @@ describe("email templates", () => {
 		}
 		expect(secret.text).toContain("the webhook endpoint https://hooks.example.com/in of");
 		expect(validationFields(() => render("webhookDisabled", { endpointUrl: "ftp://hooks.example.com/in" }))).toEqual(["data.endpointUrl"]);
+	});
+
+	it("playbackReport: report and period in the subject, tenant, week, totals, top rows, button and CSV note in both parts", () => {
+		const mail = render("playbackReport");
+		expect(mail.subject).toBe("Proof of play: Lobby screens (23 Nov – 29 Nov 2026)");
+		for (const part of [mail.html, mail.text]) {
+			expect(part).toContain("Hello,");
+			expect(part).toContain("Here is the proof-of-play report “Lobby screens” of “Acme Cinemas” on Marquee for the week 23 Nov – 29 Nov 2026.");
+			expect(part).toContain("In total: 12,345 plays, 12 h 05 min of playing time.");
+			expect(part).toContain("Most played content:");
+			expect(part).toContain("The full table, with every content item, is attached as a CSV file.");
+		}
+		expect(mail.text).toContain(
+			["- “Welcome loop”: 6,344 plays, 1 h 05 min", "- “Summer promo”: 6,000 plays, 6 h 00 min", "- “Menu board”: 1 play, under 1 min"].join("\n")
+		);
+		expect(mail.text).toContain("Open analytics:\nhttps://cms.example.com/analytics");
+		expect(mail.text).not.toMatch(/<[a-z]/i);
+		expect(mail.html).toContain('<li style="margin:0 0 4px;">“Welcome loop”: 6,344 plays, 1 h 05 min</li>');
+		expect(mail.html).toContain('<li style="margin:0 0 4px;">“Summer promo”: 6,000 plays, 6 h 00 min</li>');
+		expect(mail.html).toContain('<li style="margin:0 0 4px;">“Menu board”: 1 play, under 1 min</li>');
+		expect(mail.html).toContain('href="https://cms.example.com/analytics"');
+		expect(mail.html).toContain(">Open analytics</a>");
+		// the rows in the order given (the most played first)
+		expect(mail.text.indexOf("Welcome loop")).toBeLessThan(mail.text.indexOf("Summer promo"));
+		expect(mail.text.indexOf("Summer promo")).toBeLessThan(mail.text.indexOf("Menu board"));
+	});
+
+	it("playbackReport: playing time in hours and minutes, to the nearest minute", () => {
+		const total = (durationMs: number) => /In total: [^\n]*, (.*) of playing time\./.exec(render("playbackReport", { durationMs }).text)?.[1];
+		expect(total(0)).toBe("0 h 00 min");
+		expect(total(29_999)).toBe("under 1 min");
+		expect(total(30_000)).toBe("0 h 01 min");
+		expect(total(59 * 60_000 + 31_000)).toBe("1 h 00 min");
+		expect(total(45 * 60_000)).toBe("0 h 45 min");
+		expect(total(1_234 * 3_600_000 + 9 * 60_000)).toBe("1,234 h 09 min");
+		expect(render("playbackReport", { plays: 1 }).text).toContain("In total: 1 play, 12 h 05 min of playing time.");
+		expect(render("playbackReport", { plays: 0, durationMs: 0 }).text).toContain("In total: 0 plays, 0 h 00 min of playing time.");
+	});
+
+	it("playbackReport: a week without plays has no rows and says so", () => {
+		const mail = render("playbackReport", { plays: 0, durationMs: 0, rows: [] });
+		for (const part of [mail.html, mail.text]) {
+			expect(part).toContain("Nothing was played this week.");
+			expect(part).not.toContain("Most played content:");
+		}
+		expect(mail.html).not.toContain("<li");
+		expect(mail.text).not.toMatch(/^- /m);
+	});
+
+	it("playbackReport: escapes names in the HTML, keeps them as text in the text part, one line in the subject", () => {
+		const mail = render("playbackReport", {
+			tenantName: "<img src=x onerror=alert(1)>",
+			reportName: HOSTILE,
+			rows: [{ name: HOSTILE, plays: 2, durationMs: 120_000 }, { name: "<b>bold</b>", plays: 1, durationMs: 60_000 }]
+		});
+		expect(mail.html).not.toContain("<script>");
+		expect(mail.html).not.toContain("<img");
+		expect(mail.html).not.toContain("<b>");
+		expect(mail.html).toContain(`<li style="margin:0 0 4px;">“${HOSTILE_ESCAPED}”: 2 plays, 0 h 02 min</li>`);
+		expect(mail.html).toContain("<li style=\"margin:0 0 4px;\">“&lt;b&gt;bold&lt;/b&gt;”: 1 play, 0 h 01 min</li>");
+		expect(mail.html).toContain(`the proof-of-play report “${HOSTILE_ESCAPED}” of “&lt;img src=x onerror=alert(1)&gt;”`);
+		expect(mail.html).toContain(`<title>Proof of play: ${HOSTILE_ESCAPED} (23 Nov – 29 Nov 2026)</title>`);
+		expect(mail.text).toContain(`- “${HOSTILE}”: 2 plays, 0 h 02 min`);
+		expect(mail.subject).toBe(`Proof of play: ${HOSTILE} (23 Nov – 29 Nov 2026)`);
+
+		const injected = render("playbackReport", { reportName: "Lobby\r\nBcc: victim@example.com", period: "this\nweek" });
+		expect(injected.subject).toBe("Proof of play: Lobby Bcc: victim@example.com (this week)");
+		const long = render("playbackReport", { reportName: "🎬".repeat(70) });
+		expect(long.subject).toBe(`Proof of play: ${"🎬".repeat(59)}… (23 Nov – 29 Nov 2026)`);
+		expect(long.text).toContain(`the proof-of-play report “${"🎬".repeat(70)}”`);
+		for (const name of WORLD_NAMES) {
+			const world = render("playbackReport", { tenantName: name, rows: [{ name, plays: 3, durationMs: 180_000 }] });
+			expect(world.html).toContain(`“${name}”: 3 plays, 0 h 03 min`);
+			expect(world.text).toContain(`of “${name}” on Marquee`);
+		}
+	});
+
+	it("playbackReport: keeps the first 20 rows of more, reading none of the rest; refuses more than 1000", () => {
+		const rows = Array.from({ length: 25 }, (_, i) => ({ name: `Clip ${i + 1}`, plays: 100 - i, durationMs: 60_000 }));
+		const parsed = parseEmailData("playbackReport", { ...SAMPLES.playbackReport, rows });
+		expect(parsed.rows).toHaveLength(20);
+		expect(parsed.rows[0]).toEqual({ name: "Clip 1", plays: 100, durationMs: 60_000 });
+		expect(parsed.rows[19]).toEqual({ name: "Clip 20", plays: 81, durationMs: 60_000 });
+
+		const mail = render("playbackReport", { rows });
+		expect(mail.text).toContain("- “Clip 20”: 81 plays, 0 h 01 min\n\nOpen analytics:");
+		expect(mail.text).not.toContain("Clip 21");
+		expect(mail.html).not.toContain("Clip 21");
+		expect(mail.html.match(/<li /g)).toHaveLength(20);
+
+		// rows past the 20th are dropped unread, broken or not
+		const broken = [...rows.slice(0, 20), 7, { name: "" }];
+		expect(parseEmailData("playbackReport", { ...SAMPLES.playbackReport, rows: broken }).rows).toHaveLength(20);
+		const tooMany = Array.from({ length: 1001 }, () => rows[0]);
+		expect(validationFields(() => parseEmailData("playbackReport", { ...SAMPLES.playbackReport, rows: tooMany }))).toEqual(["data.rows"]);
+	});
+
+	it("playbackReport: names every missing or bad field, rows included, and drops unknown fields", () => {
+		expect(validationFields(() => parseEmailData("playbackReport", { url: "https://cms.example.com/analytics" }))).toEqual([
+			"data.durationMs",
+			"data.period",
+			"data.plays",
+			"data.reportName",
+			"data.rows",
+			"data.tenantName"
+		]);
+		expect(
+			validationFields(() =>
+				parseEmailData("playbackReport", {
+					...SAMPLES.playbackReport,
+					plays: -1,
+					durationMs: 1.5,
+					rows: [SAMPLES.playbackReport.rows[0], { plays: "3", durationMs: 0 }, null],
+					url: "javascript:alert(1)"
+				})
+			)
+		).toEqual(["data.durationMs", "data.plays", "data.rows[1].name", "data.rows[1].plays", "data.rows[2]", "data.url"]);
+		expect(validationFields(() => parseEmailData("playbackReport", { ...SAMPLES.playbackReport, rows: "all" }))).toEqual(["data.rows"]);
+		expect(validationFields(() => parseEmailData("playbackReport", { ...SAMPLES.playbackReport, reportName: "x".repeat(201) }))).toEqual(["data.reportName"]);
+
+		const extra = {
+			...SAMPLES.playbackReport,
+			attachments: [{ filename: "x.csv" }],
+			rows: SAMPLES.playbackReport.rows.map(r => ({ ...r, contentId: "c-1", avgDurationMs: 5 })),
+			to: "eve@evil.example"
+		};
+		expect(parseEmailData("playbackReport", extra)).toEqual(SAMPLES.playbackReport);
+		expect(parseEmailData("playbackReport", { ...SAMPLES.playbackReport, reportName: "  Lobby\tscreens " }).reportName).toBe("Lobby screens");
 	});
 
 	it("escapes hostile names in every alert template and keeps non-Latin and emoji names intact", () => {

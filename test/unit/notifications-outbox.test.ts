@@ -11,7 +11,7 @@ import type { EmailRequest } from "../../shared/contracts";
 import { AppError } from "../../shared/errors";
 import { COLLECTIONS } from "../../services/notifications/documents";
 import type { Mailer, OutgoingMail, SentMail } from "../../services/notifications/mailer";
-import { EmailOutbox, failureReason, isPermanentFailure } from "../../services/notifications/outbox";
+import { EmailOutbox, failureReason, isPermanentFailure, MAX_ATTACHMENT_BYTES } from "../../services/notifications/outbox";
 import { globalQueueStore } from "../../services/notifications/queue";
 import { startBroker, type TestBroker } from "../helpers/platform";
 
@@ -66,6 +66,30 @@ type VerifyRequest = Extract<EmailRequest, { template: "verify" }>;
 
 function verifyRequest(id: string, tenantId: string | null = "t-1", to = "ada@example.com"): VerifyRequest {
 	return { id, tenantId, to, template: "verify", data: { name: "Ada", url: `https://cms.example.com/verify-email?token=secret-${id}` } };
+}
+
+type ReportRequest = Extract<EmailRequest, { template: "playbackReport" }>;
+
+/** The tenant's data: its content names and play counts, which must never reach a log line. */
+const CSV = 'contentId,contentName,plays\r\nc-1,"Café ""Zürich"" 📺",12\r\nc-2,CSV-SECRET-ROW,3\r\n';
+
+function reportRequest(id: string, attachments: unknown = [{ filename: "proof-of-play-2026-11-23.csv", contentType: "text/csv", content: CSV }]): ReportRequest {
+	return {
+		id,
+		tenantId: "t-1",
+		to: "ops@example.com",
+		template: "playbackReport",
+		data: {
+			tenantName: "Acme Cinemas",
+			reportName: "Lobby screens",
+			period: "23 Nov – 29 Nov 2026",
+			plays: 15,
+			durationMs: 900_000,
+			rows: [{ name: "Café", plays: 12, durationMs: 720_000 }],
+			url: "https://cms.example.com/analytics"
+		},
+		attachments
+	} as ReportRequest;
 }
 
 describe("EmailOutbox", () => {
@@ -182,6 +206,108 @@ describe("EmailOutbox", () => {
 		const box = outbox(new ScriptedMailer());
 		await box.enqueue({ ...verifyRequest("r-clean"), data: { name: " Ada\r\n ", url: "https://cms.example.com/v?token=x", bcc: "eve@evil.example" } } as EmailRequest);
 		expect((await only("r-clean")).data).toEqual({ name: "Ada", url: "https://cms.example.com/v?token=x" });
+	});
+
+	it("stores attachments with the email (only name, type and content) and hands the same ones to the transport at every attempt", async () => {
+		const mailer = new ScriptedMailer();
+		mailer.failures.push(smtpError("ECONNECTION"));
+		const box = outbox(mailer);
+		logLines.length = 0;
+		// nodemailer reads a `path` (a local file) or an `href` (a URL) of an attachment: both are dropped
+		await box.enqueue(
+			reportRequest("a-1", [
+				{ filename: "proof-of-play-2026-11-23.csv", contentType: "Text/CSV", content: CSV, path: "/etc/passwd", href: "http://169.254.169.254/", encoding: "base64" },
+				{ filename: "📊".repeat(100), contentType: "application/vnd.ms-excel", content: "" }
+			])
+		);
+		const expected = [
+			{ filename: "proof-of-play-2026-11-23.csv", contentType: "text/csv", content: CSV },
+			{ filename: "📊".repeat(100), contentType: "application/vnd.ms-excel", content: "" }
+		];
+		expect((await only("a-1")).attachments).toEqual(expected);
+		// a replay of the same request id is still one email
+		await box.enqueue(reportRequest("a-1"));
+
+		expect(await box.tick()).toBe(1);
+		expect(mailer.sent).toHaveLength(0);
+		clock = T0 + 1000;
+		expect(await box.tick()).toBe(1);
+		expect(mailer.sent).toHaveLength(1);
+		expect(mailer.sent[0]).toMatchObject({ to: "ops@example.com", template: "playbackReport", subject: "Proof of play: Lobby screens (23 Nov – 29 Nov 2026)" });
+		expect(mailer.sent[0].attachments).toEqual(expected);
+		expect(await only("a-1")).toMatchObject({ status: "sent", attempts: 2 });
+		expect(await db.email_outbox.countDocs({ requestId: "a-1" })).toBe(1);
+		// the log names the email, never its files
+		expect(logLines.join("\n")).not.toMatch(/CSV-SECRET-ROW|proof-of-play-2026|Café/);
+		expect(logLines.some(line => line.startsWith('info Mail "playbackReport" to ops@example.com queued'))).toBe(true);
+	});
+
+	it("an email without attachments stores and sends none", async () => {
+		const mailer = new ScriptedMailer();
+		const box = outbox(mailer);
+		await box.enqueue(verifyRequest("a-none"));
+		await box.enqueue(reportRequest("a-empty", []));
+		await box.enqueue(reportRequest("a-null", null));
+		for (const id of ["a-none", "a-empty", "a-null"]) expect(await only(id)).not.toHaveProperty("attachments");
+		await box.tick();
+		expect(mailer.sent).toHaveLength(3);
+		for (const mail of mailer.sent) expect(mail.attachments).toBeUndefined();
+	});
+
+	it("refuses unusable attachments with 422 naming them, without echoing them, storing nothing", async () => {
+		const box = outbox(new ScriptedMailer());
+		const csv = (change: Record<string, unknown>) => ({ filename: "report.csv", contentType: "text/csv", content: CSV, ...change });
+		const MiB = 1024 * 1024;
+		const cases: Array<[unknown, string[]]> = [
+			// a folder in the name, either way round, or a name that is no file
+			[[csv({ filename: "../../etc/passwd" })], ["attachments[0].filename"]],
+			[[csv({ filename: "reports/week.csv" })], ["attachments[0].filename"]],
+			[[csv({ filename: "C:\\Users\\ada\\week.csv" })], ["attachments[0].filename"]],
+			[[csv({ filename: ".." })], ["attachments[0].filename"]],
+			[[csv({ filename: "" })], ["attachments[0].filename"]],
+			[[csv({ filename: "   " })], ["attachments[0].filename"]],
+			[[csv({ filename: 42 })], ["attachments[0].filename"]],
+			[[csv({ filename: "x".repeat(101) })], ["attachments[0].filename"]],
+			[[csv({ filename: "📊".repeat(101) })], ["attachments[0].filename"]],
+			// header injection, reversed text ("report‮vsc.exe" shows as "reportexe.csv")
+			[[csv({ filename: "week.csv\r\nBcc: eve@evil.example" })], ["attachments[0].filename"]],
+			[[csv({ filename: "week\u0000.csv" })], ["attachments[0].filename"]],
+			[[csv({ filename: "report\u202evsc.exe" })], ["attachments[0].filename"]],
+			// only a plain type/subtype of a file
+			[[csv({ contentType: "text/csv; charset=utf-8" })], ["attachments[0].contentType"]],
+			[[csv({ contentType: "text" })], ["attachments[0].contentType"]],
+			[[csv({ contentType: "text/csv\r\nBcc: eve@evil.example" })], ["attachments[0].contentType"]],
+			[[csv({ contentType: "message/rfc822" })], ["attachments[0].contentType"]],
+			[[csv({ contentType: "multipart/mixed" })], ["attachments[0].contentType"]],
+			[[csv({ contentType: undefined })], ["attachments[0].contentType"]],
+			// text content only
+			[[csv({ content: { type: "Buffer", data: [1, 2] } })], ["attachments[0].content"]],
+			[[csv({ content: undefined })], ["attachments[0].content"]],
+			// the list itself
+			[[csv({}), csv({}), csv({}), csv({})], ["attachments"]],
+			["report.csv", ["attachments"]],
+			[{ filename: "report.csv" }, ["attachments"]],
+			[[csv({}), null], ["attachments[1]"]],
+			// 2 MiB in all, counted in UTF-8 bytes: 1 Mi "é" is 2 MiB, one more byte is too much
+			[[csv({ content: "é".repeat(MiB) }), csv({ content: "x" })], ["attachments"]],
+			[[csv({ content: "x".repeat(MiB + 1) }), csv({ content: "x".repeat(MiB) })], ["attachments"]],
+			// every problem at once, beside the request's own
+			[[csv({ filename: "/tmp/x.csv", contentType: "csv" }), csv({ content: 7 })], ["attachments[0].contentType", "attachments[0].filename", "attachments[1].content", "to"]]
+		];
+		for (const [attachments, fields] of cases) {
+			const request = { ...reportRequest("a-bad", attachments), ...(fields.includes("to") ? { to: "not-an-email" } : {}) } as EmailRequest;
+			const err = await box.enqueue(request).catch((e: unknown) => e);
+			expect(err).toBeInstanceOf(AppError);
+			expect(err).toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
+			expect(((err as AppError).data as Array<{ field: string }>).map(f => f.field).sort()).toEqual(fields);
+			expect(JSON.stringify((err as AppError).data)).not.toMatch(/CSV-SECRET-ROW|etc\/passwd|evil|week/);
+		}
+		expect(await db.email_outbox.countDocs({})).toBe(0);
+
+		// exactly 2 MiB is fine
+		await box.enqueue(reportRequest("a-2mib", [csv({ content: "é".repeat(MiB / 2) }), csv({ content: "x".repeat(MiB) })]));
+		expect((await only("a-2mib")).attachments?.map(a => Buffer.byteLength(a.content))).toEqual([MiB, MiB]);
+		expect(MAX_ATTACHMENT_BYTES).toBe(2 * MiB);
 	});
 
 	it("retries on the schedule after a failure the server may get over, then sends", async () => {
