@@ -32,6 +32,12 @@ export interface KeyValueStore {
 	incr(key: string, windowMs: number): Promise<Counter>;
 	/** Takes one back from a live counter, keeping its window; never below zero, never starts one. */
 	decr(key: string): Promise<void>;
+	/**
+	 * Remembers `members` in a set that keeps its newest `keep` members for `ttlMs` after the
+	 * last addition; answers how many of them were not there yet. Atomic: of two callers adding
+	 * the same member at once, one is told it was new.
+	 */
+	addRecent(key: string, members: readonly string[], keep: number, ttlMs: number): Promise<number>;
 	/** Takes or extends a lock held by `owner`; false when someone else holds it. */
 	acquireLock(key: string, owner: string, ttlMs: number): Promise<boolean>;
 	/** Releases the lock only when `owner` still holds it. */
@@ -105,6 +111,29 @@ export class MemoryKeyValueStore implements KeyValueStore {
 		if (entry) entry.value = String(Math.max(0, Number(entry.value) - 1));
 	}
 
+	private readonly recent = new Map<string, { members: Set<string>; expiresAt: number }>();
+
+	async addRecent(key: string, members: readonly string[], keep: number, ttlMs: number): Promise<number> {
+		let entry = this.recent.get(key);
+		if (!entry || entry.expiresAt <= this.now()) entry = { members: new Set(), expiresAt: 0 };
+		let added = 0;
+		for (const member of members) {
+			if (entry.members.has(member)) continue;
+			entry.members.add(member);
+			added++;
+		}
+		// A Set iterates in insertion order: the oldest go first.
+		for (const member of entry.members) {
+			if (entry.members.size <= keep) break;
+			entry.members.delete(member);
+		}
+		entry.expiresAt = this.now() + ttlMs;
+		this.recent.set(key, entry);
+		// Idle keys go when the map grows (no timer in a store that may never be used again).
+		if (this.recent.size > 10_000) for (const [k, e] of this.recent) if (e.expiresAt <= this.now()) this.recent.delete(k);
+		return added;
+	}
+
 	async acquireLock(key: string, owner: string, ttlMs: number): Promise<boolean> {
 		const entry = this.live(key);
 		if (entry && entry.value !== owner) return false;
@@ -148,6 +177,17 @@ const INCR = `
 local count = redis.call("INCR", KEYS[1])
 if count == 1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end
 return {count, redis.call("PTTL", KEYS[1])}`;
+
+/** ZADD NX with a rising score per member (the insertion order), trim to the newest `keep`, refresh the TTL. */
+const ADD_RECENT = `local seq = redis.call("INCRBY", KEYS[1] .. ":seq", #ARGV - 2)
+local added = 0
+for i = 3, #ARGV do
+	added = added + redis.call("ZADD", KEYS[1], "NX", seq - #ARGV + i, ARGV[i])
+end
+redis.call("ZREMRANGEBYRANK", KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
+redis.call("PEXPIRE", KEYS[1], ARGV[2])
+redis.call("PEXPIRE", KEYS[1] .. ":seq", ARGV[2])
+return added`;
 
 export class RedisKeyValueStore implements KeyValueStore {
 	readonly redis: Redis;
@@ -201,6 +241,11 @@ export class RedisKeyValueStore implements KeyValueStore {
 	async decr(key: string): Promise<void> {
 		// DECR keeps the key's expiry; the script never creates a key (which would live forever).
 		await this.redis.eval(DECR, 1, this.k(key));
+	}
+
+	async addRecent(key: string, members: readonly string[], keep: number, ttlMs: number): Promise<number> {
+		if (members.length === 0) return 0;
+		return (await this.redis.eval(ADD_RECENT, 1, this.k(key), keep, ttlMs, ...members)) as number;
 	}
 
 	async acquireLock(key: string, owner: string, ttlMs: number): Promise<boolean> {

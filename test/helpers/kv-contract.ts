@@ -168,6 +168,31 @@ export function describeKeyValueContract(name: string, makeBackend: () => Promis
 			});
 		});
 
+		describe("addRecent", () => {
+			it("answers how many members were new, remembering only the newest `keep`", async () => {
+				await expect(kv.addRecent("recent", ["a", "b", "c"], 4, LONG_TTL_MS)).resolves.toBe(3);
+				await expect(kv.addRecent("recent", ["c", "d", "d"], 4, LONG_TTL_MS)).resolves.toBe(1);
+				// "e" pushes out the oldest ("a"), so "a" is new again and pushes out "b".
+				await expect(kv.addRecent("recent", ["e"], 4, LONG_TTL_MS)).resolves.toBe(1);
+				await expect(kv.addRecent("recent", ["a"], 4, LONG_TTL_MS)).resolves.toBe(1);
+				await expect(kv.addRecent("recent", ["c", "d", "e", "a"], 4, LONG_TTL_MS)).resolves.toBe(0);
+				await expect(kv.addRecent("recent", ["b"], 4, LONG_TTL_MS)).resolves.toBe(1);
+				await expect(kv.addRecent("other", ["a"], 4, LONG_TTL_MS)).resolves.toBe(1);
+				await expect(kv.addRecent("recent", [], 4, LONG_TTL_MS)).resolves.toBe(0);
+			});
+
+			it("forgets everything once the ttl has passed without an addition", async () => {
+				await kv.addRecent("fading", ["a"], 10, SHORT_TTL_MS);
+				await advance(WELL_PAST_MS);
+				await expect(kv.addRecent("fading", ["a"], 10, LONG_TTL_MS)).resolves.toBe(1);
+			});
+
+			it("of concurrent callers adding the same members, exactly one is told each is new", async () => {
+				const results = await Promise.all(Array.from({ length: 20 }, () => kv.addRecent("race-recent", ["x", "y"], 100, LONG_TTL_MS)));
+				expect(results.reduce((a, b) => a + b, 0)).toBe(2);
+			});
+		});
+
 		describe("swap", () => {
 			it("sets and answers the previous value; concurrent swaps see each value once", async () => {
 				await expect(kv.swap("state", "online")).resolves.toBeNull();
