@@ -14,7 +14,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { ALL_TENANTS, DbMixin, globalCollection, systemScope, tenantCollection, tenantOf, type DbVars } from "../mixins/db.mixin";
 import { audit } from "../shared/audit";
-import { HEARTBEAT_CHANNEL } from "../shared/channels";
+import { DISPLAY_STATUS_CHANNEL, HEARTBEAT_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
 import {
 	publishEvent,
@@ -335,6 +335,8 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				await call(ctx, "auth.revokeDeviceToken", { tenantId, displayId: display.id });
 				await this.db.commands.removeDocs(ctx, { displayId: display.id });
 				await this.forgetDisplay(display.id);
+				// From here on uptime knows nothing of it (neither online nor dark).
+				await sendToChannel(ctx.broker, DISPLAY_STATUS_CHANNEL, { id: newId(), tenantId, displayId: display.id, name: display.name, online: null, at: new Date().toISOString() });
 				await audit(ctx, { action: "display.deleted", target: display.id });
 				void broadcast(ctx, "devices.display.deleted", { tenantId, displayId: display.id });
 				await publishEvent(ctx.broker, tenantId, "display.deleted", { displayId: display.id, name: display.name });
@@ -491,7 +493,12 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				]);
 				const at = presence.lastSeenAt;
 				await sendToChannel(ctx.broker, HEARTBEAT_CHANNEL, { tenantId, displayId, ts: at, ...presence });
-				if (cameOnline) void emit(ctx, "devices.display.cameOnline", { tenantId, displayId, at });
+				if (cameOnline) {
+					// Rare (a transition), so worth a read for the name the uptime report keeps.
+					const display = await this.db.displays.findDoc(systemScope(tenantId), { _id: displayId });
+					await sendToChannel(ctx.broker, DISPLAY_STATUS_CHANNEL, { id: newId(), tenantId, displayId, name: display?.name ?? "", online: true, at });
+					void emit(ctx, "devices.display.cameOnline", { tenantId, displayId, at });
+				}
 				const { commands, firstDelivered } = dueCommands(pending, at);
 				if (firstDelivered.length) void emit(ctx, "devices.commands.delivered", { tenantId, displayId, ids: firstDelivered, at });
 				return { serverTime: at, manifestEtag: etag, heartbeatIntervalSec: this.settings.heartbeatIntervalSec, commands };
@@ -525,6 +532,17 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			params: { id: "string" },
 			async handler(ctx: ActionCtx<"devices.targeting">): Promise<Result<"devices.targeting">> {
 				return targetingView(await this.db.displays.getDoc(ctx, ctx.params.id, "Display"));
+			}
+		},
+
+		/** A display's name and its groups' names (analytics keeps them with each play). */
+		describe: {
+			visibility: "public",
+			params: { id: "string" },
+			async handler(ctx: ActionCtx<"devices.describe">): Promise<Result<"devices.describe">> {
+				const display = await this.db.displays.getDoc(ctx, ctx.params.id, "Display");
+				const groups = display.groupIds.length ? await this.db.display_groups.findDocs(ctx, { _id: { $in: display.groupIds } }) : [];
+				return { id: display.id, name: display.name, groups: groups.map(g => ({ id: g.id, name: g.name })) };
 			}
 		},
 
@@ -694,6 +712,8 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				const wentOffline = await markOfflineIfSilent(this.kv, display.id, cutoff);
 				if (!wentOffline) continue;
 				await this.db.displays.updateWhere(systemScope(tenantId), { _id: display.id }, { status: "offline" });
+				// Dark since it was last seen: that is where the outage starts.
+				await sendToChannel(this.broker, DISPLAY_STATUS_CHANNEL, { id: newId(), tenantId, displayId: display.id, name: display.name, online: false, at: wentOffline.lastSeenAt ?? now.toISOString() });
 				void emit(this.broker, "devices.display.wentOffline", { tenantId, displayId: display.id, name: display.name, lastSeenAt: wentOffline.lastSeenAt, at: now.toISOString() });
 			}
 

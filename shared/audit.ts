@@ -6,6 +6,7 @@
 import type { Context } from "moleculer";
 import { AUDIT_CHANNEL } from "./channels";
 import { sendToChannel, type AuditRecord } from "./contracts";
+import { newId } from "./ids";
 import type { Principal } from "./rbac";
 
 export { AUDIT_CHANNEL };
@@ -41,6 +42,7 @@ export async function audit(ctx: Context, entry: AuditEntry): Promise<void> {
 	const tenantId = entry.tenantId ?? meta.auth?.tenantId;
 	if (!tenantId) return;
 	const record: AuditRecord = {
+		id: newId(),
 		tenantId,
 		ts: new Date().toISOString(),
 		actor: entry.actor ?? actorOf(meta.auth),

@@ -7,7 +7,7 @@
  * broker creates the streams of these channels when it starts: messages wait there for their
  * consumer.
  */
-import type { Middleware, ServiceBroker } from "moleculer";
+import type { Middleware, Service, ServiceBroker } from "moleculer";
 
 export const AUDIT_CHANNEL = "audit.record";
 export const HEARTBEAT_CHANNEL = "devices.heartbeat";
@@ -16,8 +16,12 @@ export const TENANT_DELETED_CHANNEL = "tenants.tenant.deleted";
 export const EMAIL_CHANNEL = "notifications.email";
 /** Facts integrators subscribe to (webhooks) and alerts react to, from the service where they happened. */
 export const EVENT_CHANNEL = "notifications.event";
+/** Accepted proof-of-play batches (POST /device/playback), for analytics to store. */
+export const PLAYBACK_CHANNEL = "analytics.playback";
+/** A display came online or went dark (devices), for analytics' uptime. */
+export const DISPLAY_STATUS_CHANNEL = "devices.display.status";
 
-export const DURABLE_CHANNELS = [AUDIT_CHANNEL, HEARTBEAT_CHANNEL, TENANT_DELETED_CHANNEL, EMAIL_CHANNEL, EVENT_CHANNEL] as const;
+export const DURABLE_CHANNELS = [AUDIT_CHANNEL, HEARTBEAT_CHANNEL, TENANT_DELETED_CHANNEL, EMAIL_CHANNEL, EVENT_CHANNEL, PLAYBACK_CHANNEL, DISPLAY_STATUS_CHANNEL] as const;
 
 /** What this uses of @moleculer/channels' NATS adapter (`broker.channelAdapter`). */
 interface StreamingAdapter {
@@ -30,8 +34,23 @@ export function streamNameOf(subject: string): string {
 	return subject.split(".").join("_");
 }
 
+/** A service that holds channel messages in a buffer (acknowledging them once written) can flush it at stop. */
+interface BufferingService {
+	flushChannelBuffers?: () => Promise<void>;
+}
+
 export const DurableStreamsMiddleware: Middleware = {
 	name: "DurableStreams",
+	/**
+	 * Before the channels middleware unsubscribes a stopping service (which waits for the handlers
+	 * still running): a service whose handlers wait for a buffered write writes it now, so those
+	 * handlers finish and their messages are acknowledged instead of timing out. Middlewares'
+	 * stopping hooks run last-registered first; this one is registered after the channels'.
+	 */
+	async serviceStopping(svc: Service) {
+		const buffering = svc as Service & BufferingService;
+		if (typeof buffering.flushChannelBuffers === "function") await buffering.flushChannelBuffers();
+	},
 	async started(broker: ServiceBroker) {
 		const adapter = (broker as unknown as { channelAdapter?: Partial<StreamingAdapter> }).channelAdapter;
 		if (!adapter?.createStream || !adapter.addPrefixTopic) return;

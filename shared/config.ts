@@ -62,6 +62,18 @@ export interface Config {
 	requestTimeoutMs: number;
 	shutdownTimeoutMs: number;
 	notifications: NotificationsConfig;
+	analytics: AnalyticsConfig;
+}
+
+export interface AnalyticsConfig {
+	/** A batch is inserted at this many rows… */
+	batchRows: number;
+	/** …or this long after its first row, whichever comes first. */
+	batchMs: number;
+	/** Months of events kept; older month partitions are dropped. */
+	retentionMonths: number;
+	/** How often scheduled report emails are looked for. */
+	reportsPollMs: number;
 }
 
 export interface BillingConfig {
@@ -131,7 +143,11 @@ export const VARIABLES: Variable[] = [
 	{ name: "S3_PUBLIC_ENDPOINT", example: "", description: "S3 address clients can reach; set = downloads answer 302 to presigned URLs on it, unset = the gateway streams the bytes" },
 	{ name: "MAX_IMAGE_MB", example: "50", description: "largest image upload, in MiB (413 beyond)" },
 	{ name: "MAX_VIDEO_MB", example: "2048", description: "largest video upload, in MiB (413 beyond)" },
-	{ name: "CLICKHOUSE_URL", example: "", description: "`http://user:pass@host:8123/db`; unset = embedded analytics store" },
+	{ name: "CLICKHOUSE_URL", example: "", description: "`http://user:pass@host:8123/db` of a ClickHouse server (18.16 or later); unset = chDB in-process under `DATA_DIR/analytics` (the optional dependency `chdb`; without it analytics answers 503)" },
+	{ name: "ANALYTICS_BATCH_ROWS", example: "10000", description: "analytics inserts a batch at this many rows…" },
+	{ name: "ANALYTICS_BATCH_MS", example: "1000", description: "…or this many milliseconds after its first row" },
+	{ name: "ANALYTICS_RETENTION_MONTHS", example: "25", description: "months of playback, health, uptime and audit events kept (older month partitions are dropped)" },
+	{ name: "ANALYTICS_REPORTS_POLL_MS", example: "300000", description: "how often weekly report emails due are looked for" },
 	{ name: "SMTP_URL", example: "", description: "`smtp(s)://user:pass@host:port`; unset = mail written to `DATA_DIR/mail`" },
 	{ name: "STRIPE_SECRET_KEY", example: "", description: "enables payments; unset = free plan with limits enforced" },
 	{ name: "STRIPE_WEBHOOK_SECRET", example: "", description: "`whsec_…` used to verify Stripe webhooks (required with `STRIPE_SECRET_KEY`)" },
@@ -380,6 +396,12 @@ export function loadConfig(env: Env = process.env): Config {
 			pollMs: integer(env, "NOTIFICATIONS_POLL_MS", 1000, 10, 600_000),
 			leaseMs: integer(env, "NOTIFICATIONS_LEASE_MS", 60_000, 100, 3_600_000),
 			alertDigestThreshold: integer(env, "ALERT_DIGEST_THRESHOLD", 5, 2, 100_000)
+		},
+		analytics: {
+			batchRows: integer(env, "ANALYTICS_BATCH_ROWS", 10_000, 1, 1_000_000),
+			batchMs: integer(env, "ANALYTICS_BATCH_MS", 1000, 1, 60_000),
+			retentionMonths: integer(env, "ANALYTICS_RETENTION_MONTHS", 25, 1, 1200),
+			reportsPollMs: integer(env, "ANALYTICS_REPORTS_POLL_MS", 300_000, 100, 86_400_000)
 		}
 	};
 }

@@ -40,6 +40,7 @@ export const PERMISSIONS = {
 	"webhooks.manage": { principals: ["user", "apiKey"], minRole: "admin", description: "webhooks and alert settings" },
 	"tenant.settings": { principals: ["user", "apiKey"], minRole: "admin", description: "tenant profile and settings" },
 	"audit.read": { principals: ["user", "apiKey"], minRole: "admin", description: "audit logs" },
+	"reports.manage": { principals: ["user", "apiKey"], minRole: "admin", description: "weekly report emails" },
 	"billing.manage": { principals: ["user"], minRole: "owner", description: "subscription and payment" },
 	"tenant.owner": { principals: ["user"], minRole: "owner", description: "ownership transfer, export, deletion" },
 	device: { principals: ["device"], description: "a paired display, with its device token" }

@@ -3,6 +3,7 @@
  * file because it gathers the contracts of every data service (auth's imports tenants').
  */
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
+import { AnalyticsExport } from "./analytics";
 import { AuthExport } from "./auth";
 import { BillingExport } from "./billing";
 import { DevicesExport } from "./devices";
@@ -17,6 +18,7 @@ export const TenantArchive = Type.Object({
 	tenantId: Id,
 	// `satisfies` keeps the keys those of TENANT_DATA_SERVICES.
 	services: Type.Object({
+		analytics: AnalyticsExport,
 		auth: AuthExport,
 		billing: BillingExport,
 		devices: DevicesExport,

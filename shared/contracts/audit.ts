@@ -2,6 +2,8 @@
 import type { Principal } from "../rbac";
 
 export interface AuditRecord {
+	/** Unique per record: a redelivered record is stored once. Optional only for records queued before it existed. */
+	id?: string;
 	tenantId: string;
 	ts: string;
 	actor: { kind: Principal["kind"] | "anonymous"; id: string | null };

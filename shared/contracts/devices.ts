@@ -193,6 +193,8 @@ export interface DevicesActions {
 	"devices.ackCommand": { params: { id: string; result?: string }; result: null };
 	// for other services
 	"devices.targeting": { params: { id: string }; result: DisplayTargeting };
+	/** A display of the caller's tenant by name, with its groups' names (analytics stores them with each play). */
+	"devices.describe": { params: { id: string }; result: { id: string; name: string; groups: Array<{ id: string; name: string }> } };
 	/** A page of a tenant's displays matching a selector, in id order after `afterId`. */
 	"devices.displaysFor": { params: DisplaySelector & { tenantId: string; afterId?: string; limit: number }; result: { rows: DisplayTargeting[]; next: string | null } };
 	/** Unsets a deleted playlist as default; answers how many displays had it. */

@@ -18,9 +18,11 @@ import type { EmailRequest, NotificationsActions, PlatformEvent, WebhookEventTyp
 import type { SchedulingActions, SchedulingEvents } from "./scheduling";
 import type { TenantDeleted, TenantsActions, TenantsEvents } from "./tenants";
 import type { AuditRecord } from "./audit";
-import { AUDIT_CHANNEL, EMAIL_CHANNEL, EVENT_CHANNEL, HEARTBEAT_CHANNEL, TENANT_DELETED_CHANNEL } from "../channels";
+import type { AnalyticsActions, DisplayStatusChange, PlaybackBatch } from "./analytics";
+import { AUDIT_CHANNEL, DISPLAY_STATUS_CHANNEL, EMAIL_CHANNEL, EVENT_CHANNEL, HEARTBEAT_CHANNEL, PLAYBACK_CHANNEL, TENANT_DELETED_CHANNEL } from "../channels";
 import { newId } from "../ids";
 
+export * from "./analytics";
 export * from "./archive";
 export * from "./audit";
 export * from "./auth";
@@ -33,7 +35,7 @@ export * from "./tenants";
 export * from "./views";
 
 /** Every action callable between services: `name → { params, result }`. */
-export interface Actions extends AuthActions, BillingActions, DevicesActions, MediaActions, NotificationsActions, SchedulingActions, TenantsActions {}
+export interface Actions extends AnalyticsActions, AuthActions, BillingActions, DevicesActions, MediaActions, NotificationsActions, SchedulingActions, TenantsActions {}
 
 /** Every broadcast or emitted event: `name → payload`. */
 export interface Events extends DevicesEvents, MediaEvents, SchedulingEvents, TenantsEvents {}
@@ -45,6 +47,8 @@ export interface Channels {
 	[TENANT_DELETED_CHANNEL]: TenantDeleted;
 	[EMAIL_CHANNEL]: EmailRequest;
 	[EVENT_CHANNEL]: PlatformEvent;
+	[PLAYBACK_CHANNEL]: PlaybackBatch;
+	[DISPLAY_STATUS_CHANNEL]: DisplayStatusChange;
 }
 
 export type ActionName = keyof Actions;

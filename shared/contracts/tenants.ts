@@ -73,7 +73,7 @@ export const EXPORT_ACTION = "exportTenantData";
  * makes it fail (503) rather than produce an archive that looks complete and is not. A unit test
  * checks this list against the services that implement EXPORT_ACTION.
  */
-export const TENANT_DATA_SERVICES = ["auth", "billing", "devices", "media", "notifications", "scheduling", "tenants"] as const;
+export const TENANT_DATA_SERVICES = ["analytics", "auth", "billing", "devices", "media", "notifications", "scheduling", "tenants"] as const;
 export type TenantDataService = (typeof TENANT_DATA_SERVICES)[number];
 
 /** An invitation in the export: accepted ones too (`acceptedAt` set), never its token hash. */

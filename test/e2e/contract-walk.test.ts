@@ -329,6 +329,20 @@ describe("contract walk: every /api/v1 route answers as the OpenAPI document say
 		const signed = signedBody(stripeEvent("customer.subscription.updated", subscription));
 		await ok("POST /billing/stripe/webhook", { raw: signed.body, headers: { "Content-Type": "application/json", "Stripe-Signature": signed.signature } });
 
+		// ---- analytics: proof of play, reports, the audit log, weekly report emails ---------------
+		const range = { from: new Date(Date.now() - 86_400_000).toISOString(), to: new Date(Date.now() + 3_600_000).toISOString() };
+		const played = { eventId: "walk-1", contentId: image.id, playlistId: playlist.id, startedAt: new Date().toISOString(), durationMs: 8000, completed: true };
+		await ok("POST /device/playback", { token: device, json: { events: [played] } });
+		await ok("GET /analytics/playback", { token, query: { ...range, groupBy: "display" } });
+		await ok("GET /analytics/playback/export", { token, query: range });
+		await ok("GET /analytics/uptime", { token, query: range });
+		await ok("GET /analytics/health", { token, query: { ...range, interval: "1h" } });
+		await ok("GET /audit-logs", { token, query: { action: "display.*" } });
+		const weekly = (await ok<{ id: string }>("POST /analytics/reports", { token, json: { name: "Weekly proof of play", recipients: [account.email], weekday: 1, hour: 8, timezone: "Europe/Berlin" } })).body;
+		await ok("GET /analytics/reports", { token });
+		await ok("POST /analytics/reports/{id}/send", { token, values: { id: weekly.id } });
+		await ok("DELETE /analytics/reports/{id}", { token, values: { id: weekly.id } });
+
 		// ---- everything goes again ---------------------------------------------------------------
 		await ok("DELETE /overrides/{id}", { token, values: { id: override.id } });
 		await ok("DELETE /schedules/{id}", { token, values: { id: schedule.id } });

@@ -17,7 +17,7 @@ import { newId } from "../../shared/ids";
 import { decide } from "../../shared/rbac";
 import { bearer, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
 import { request, type JsonResponse } from "../helpers/platform";
-import { addMember, answerProblems, errorType, loadRoutes, principalOf, sampleValue, send, type Member, type Route } from "../helpers/routes";
+import { addMember, answerProblems, errorType, loadRoutes, principalOf, requiredQuery, sampleValue, send, type Member, type Route } from "../helpers/routes";
 
 interface TenantObjects {
 	owner: Session & { password: string };
@@ -44,6 +44,8 @@ interface TenantObjects {
 	webhookId: string;
 	deliveryId: string;
 	notificationId: string;
+	/** A weekly report email (analytics), and a play the tenant's screen reported. */
+	reportId: string;
 	/** A screen's request nobody has claimed yet: it belongs to no tenant. */
 	pendingPairing: PairingRequest;
 	/** A screen this tenant paired whose device token is still waiting to be collected. */
@@ -74,6 +76,7 @@ const ID_SOURCES: Record<string, (t: TenantObjects) => string[]> = {
 	"/webhook-deliveries/{id}": t => [t.deliveryId],
 	// Notifications are one person's: A's owner gets B's owner's notification id.
 	"/notifications/{id}": t => [t.notificationId],
+	"/analytics/reports/{id}": t => [t.reportId],
 	// A device downloads only what its own manifest holds: A's device gets B's content id.
 	"/device/content/{contentId}": t => [t.contentId],
 	// A pairing request has no tenant until an admin claims its code, and its poll is public:
@@ -190,6 +193,25 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		if (!notificationId) await new Promise(resolve => setTimeout(resolve, 20));
 	}
 	if (!notificationId) throw new Error("the quota warning never became a notification");
+	// Proof of play from the screen, and a weekly report email: analytics rows that could leak.
+	await ok(
+		request(p.api("/device/playback"), { method: "POST", json: { events: [{ eventId: `${label}-play`, contentId: content.id, playlistId: playlist.id, scheduleId: schedule.id, startedAt: new Date().toISOString(), durationMs: 15000 }] }, headers: bearer(collected.deviceToken) }),
+		"POST /device/playback",
+		202
+	);
+	// Stored before the sweeps run, so a leak would show (batches are written within a second).
+	const range = `from=${new Date(Date.now() - 86_400_000).toISOString()}&to=${new Date(Date.now() + 3_600_000).toISOString()}`;
+	for (let i = 0; ; i++) {
+		const seen = await ok(request<{ totals: { plays: number } }>(p.api(`/analytics/playback?${range}`), { headers: asOwner }), "GET /analytics/playback");
+		if (seen.totals.plays === 1) break;
+		if (i > 200) throw new Error("the play never reached the report");
+		await new Promise(resolve => setTimeout(resolve, 50));
+	}
+	const report = await ok<{ id: string }>(
+		request(p.api("/analytics/reports"), { method: "POST", json: { name: `${label} weekly`, recipients: [owner.user.email], weekday: 1, hour: 8 }, headers: asOwner }),
+		"POST /analytics/reports",
+		201
+	);
 	const pendingPairing = await requestPairing(p);
 	const uncollectedPairing = await requestPairing(p);
 	await claimPairing(p, owner.accessToken, uncollectedPairing, `${label} uncollected`);
@@ -214,6 +236,7 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		webhookId: webhook.id,
 		deliveryId: delivery.id,
 		notificationId,
+		reportId: report.id,
 		pendingPairing,
 		uncollectedPairing
 	};
@@ -242,6 +265,7 @@ function identifiersOf(t: TenantObjects): string[] {
 		t.webhookId,
 		t.deliveryId,
 		t.notificationId,
+		t.reportId,
 		t.pendingPairing.pairingId,
 		t.uncollectedPairing.pairingId
 	];
@@ -398,7 +422,7 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 		const problems: string[] = [];
 		for (const route of reads) {
 			if (decide(route.permission, principalOf("owner", a.owner.tenant.id)) !== "allow") continue;
-			const res = await send(p, route, { token: a.owner.accessToken });
+			const res = await send(p, route, { token: a.owner.accessToken, query: requiredQuery(route) });
 			if (res.status !== 200) problems.push(`${route.label}: ${res.status} ${res.text.slice(0, 200)}`);
 			const leaked = identifiersOf(b).filter(id => res.text.includes(id));
 			if (leaked.length) problems.push(`${route.label} shows B's ${leaked.join(", ")}`);

@@ -6,7 +6,7 @@
  *   owner > admin > editor > viewer. Viewer reads everything in the tenant. Editor also writes
  *   content, playlists, schedules (and overrides). Admin also manages displays, pairing, commands,
  *   groups, members, invitations, API keys, webhooks, alert settings, the tenant's settings and
- *   reads audit logs. Owner also manages billing, transfers ownership, exports and deletes the
+ *   weekly report emails, and reads audit logs. Owner also manages billing, transfers ownership, exports and deletes the
  *   tenant. Account routes ("self") are for signed-in people only; device routes for device
  *   tokens only. "apiKey" below is an API key with the admin role: it acts as an admin, except
  *   on routes that are for people only (API keys, account, billing, owner actions).
@@ -165,7 +165,19 @@ const ROUTES: Record<string, Expected> = {
 	"GET /billing/subscription":           { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
 	"POST /billing/checkout":              { permission: "billing.manage",  allowed: ["owner"] },
 	"POST /billing/portal":                { permission: "billing.manage",  allowed: ["owner"] },
-	"POST /billing/stripe/webhook":        { permission: "public",          allowed: ["owner", "admin", "editor", "viewer", "apiKey", "device", "anonymous"] }
+	"POST /billing/stripe/webhook":        { permission: "public",          allowed: ["owner", "admin", "editor", "viewer", "apiKey", "device", "anonymous"] },
+	// analytics: proof of play from screens; reports for anyone of the tenant; the audit log and
+	// report emails for admins.
+	"POST /device/playback":               { permission: "device",          allowed: ["device"] },
+	"GET /analytics/playback":             { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
+	"GET /analytics/playback/export":      { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
+	"GET /analytics/uptime":               { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
+	"GET /analytics/health":               { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
+	"GET /audit-logs":                     { permission: "audit.read",      allowed: ["owner", "admin", "apiKey"] },
+	"GET /analytics/reports":              { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
+	"POST /analytics/reports":             { permission: "reports.manage",  allowed: ["owner", "admin", "apiKey"] },
+	"DELETE /analytics/reports/{id}":      { permission: "reports.manage",  allowed: ["owner", "admin", "apiKey"] },
+	"POST /analytics/reports/{id}/send":   { permission: "reports.manage",  allowed: ["owner", "admin", "apiKey"] }
 };
 
 /** Statuses an allowed call may answer with random ids and an empty body. */

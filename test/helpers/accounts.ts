@@ -1,11 +1,12 @@
 /**
  * The real platform in one test process (gateway, auth, tenants, notifications, devices, media,
- * scheduling) and the steps
+ * scheduling, billing, analytics on chDB) and the steps
  * every flow test needs: sign up, sign in, read the embedded mailbox.
  */
 import fs from "node:fs";
 import path from "node:path";
 import type { GlobalCollection } from "../../mixins/db.mixin";
+import AnalyticsService from "../../services/analytics.service";
 import AuthService from "../../services/auth.service";
 import DevicesService from "../../services/devices.service";
 import MediaService from "../../services/media.service";
@@ -17,7 +18,7 @@ import TenantsService from "../../services/tenants.service";
 import type { AnyServiceSchema } from "../../server";
 import { request, startGateway, tempDir, type TestGateway } from "./platform";
 
-export const PLATFORM_SERVICES: AnyServiceSchema[] = [AuthService, TenantsService, NotificationsService, DevicesService, MediaService, SchedulingService, BillingService];
+export const PLATFORM_SERVICES: AnyServiceSchema[] = [AuthService, TenantsService, NotificationsService, DevicesService, MediaService, SchedulingService, BillingService, AnalyticsService];
 
 export interface Platform extends TestGateway {
 	dataDir: string;

@@ -109,6 +109,20 @@ export function routeUrl(p: Platform, route: Route, values: Record<string, strin
 	return `${p.url}${API_V1}${path}${query ? `?${query}` : ""}`;
 }
 
+/**
+ * The query string a route needs to answer at all: its required query parameters, `from`/`to`
+ * as the last day (reports take a range), the others sampled from their schema.
+ */
+export function requiredQuery(route: Route): string {
+	const params = new URLSearchParams();
+	for (const param of route.queryParams.filter(q => q.required)) {
+		if (param.name === "from") params.set("from", new Date(Date.now() - 86_400_000).toISOString());
+		else if (param.name === "to") params.set("to", new Date(Date.now() + 3_600_000).toISOString());
+		else params.set(param.name, String(sampleValue(param.schema ?? {})));
+	}
+	return params.toString();
+}
+
 export interface SendOptions {
 	token?: string | null;
 	/** A JSON value for the body; ignored for GET. */

@@ -8,7 +8,7 @@ import { EXPORT_ACTION, TENANT_DATA_SERVICES, TenantArchive, type TenantDataServ
 describe("missingServices", () => {
 	it("names the data services that do not answer the export action", () => {
 		expect(missingServices(TENANT_DATA_SERVICES)).toEqual([]);
-		expect(missingServices(["auth", "tenants", "billing", "auth"])).toEqual(["devices", "media", "notifications", "scheduling"]);
+		expect(missingServices(["auth", "tenants", "billing", "auth"])).toEqual(["analytics", "devices", "media", "notifications", "scheduling"]);
 		expect(missingServices([])).toEqual([...TENANT_DATA_SERVICES]);
 	});
 });
@@ -16,6 +16,7 @@ describe("missingServices", () => {
 describe("gatherParts", () => {
 	/** One empty part per service, as each contract types it. */
 	const EMPTY: ExportParts = {
+		analytics: { auditEvents: [], truncated: false, reportSchedules: [] },
 		auth: { users: [], sessions: [], apiKeys: [] },
 		billing: { subscription: null },
 		devices: { displays: [], groups: [], commands: [] },
