@@ -9,6 +9,7 @@ import path from "node:path";
 import { CORE_SCHEMA, load, loadAll, mergeTag } from "js-yaml";
 import ts from "typescript";
 import { ConfigError, loadConfig, SERVICE_NAMES, VARIABLES } from "../../shared/config";
+import { isMapping, list, mapping, text, type Mapping } from "../helpers/parsed";
 
 const ROOT = path.resolve(__dirname, "../..");
 const K8S_DIR = "k8s";
@@ -17,6 +18,8 @@ const YAML_SCHEMA = CORE_SCHEMA.withTags(mergeTag);
 
 const VARIABLE_NAMES = new Set(VARIABLES.map(variable => variable.name));
 const INFRASTRUCTURE = ["nats", "mongo", "redis", "minio", "clickhouse", "mailpit"];
+/** Operator tools next to the platform (no Marquee service depends on them): name → image. */
+const TOOLS: Record<string, RegExp> = { grafana: /^grafana\/grafana(-oss)?:\d+\.\d+\.\d+$/ };
 /** Backends production must point at; unset, each would fall back to its embedded default. */
 const BACKEND_VARIABLES = ["TRANSPORTER", "MONGO_URI", "REDIS_URL", "S3_ENDPOINT", "CLICKHOUSE_URL", "SMTP_URL"];
 const SECRET_VARIABLES = ["JWT_SECRET", "S3_ACCESS_KEY", "S3_SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"];
@@ -29,28 +32,7 @@ function opsPort(service: string): number {
 	return service === "api" ? 3000 : 3001;
 }
 
-// ---- narrowing helpers: parsed YAML is `unknown` until checked ----
-
-type Mapping = Record<string, unknown>;
-
-function isMapping(value: unknown): value is Mapping {
-	return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function mapping(value: unknown, where: string): Mapping {
-	if (!isMapping(value)) throw new Error(`${where}: expected a mapping, got ${JSON.stringify(value)}`);
-	return value;
-}
-
-function list(value: unknown, where: string): unknown[] {
-	if (!Array.isArray(value)) throw new Error(`${where}: expected a list, got ${JSON.stringify(value)}`);
-	return value;
-}
-
-function text(value: unknown, where: string): string {
-	if (typeof value !== "string") throw new Error(`${where}: expected a string, got ${JSON.stringify(value)}`);
-	return value;
-}
+// ---- narrowing helpers: parsed YAML is `unknown` until checked (test/helpers/parsed.ts) ----
 
 /** Follows `keys` from `value`, failing with the path walked so far when one is missing. */
 function dig(value: unknown, keys: string[], where: string): unknown {
@@ -309,8 +291,22 @@ describe("docker-compose.yml", () => {
 	});
 
 	it("has exactly one container per Marquee service", () => {
-		const names = Object.keys(mapping(compose().services, "services")).filter(name => !INFRASTRUCTURE.includes(name));
+		const names = Object.keys(mapping(compose().services, "services")).filter(name => !INFRASTRUCTURE.includes(name) && !(name in TOOLS));
 		expect(names.sort()).toEqual([...SERVICE_NAMES].sort());
+	});
+
+	it.each(Object.keys(TOOLS))("%s: a pinned image, a healthcheck, healthy infrastructure first, published on 127.0.0.1 only", name => {
+		const service = composeService(name);
+		expect(text(service.image, `${name}.image`)).toMatch(TOOLS[name]);
+		const healthcheck = mapping(service.healthcheck, `${name}.healthcheck`);
+		expect(commandLine(healthcheck.test, `${name}.healthcheck.test`)).toMatch(/^CMD(-SHELL)? /);
+		const dependsOn = mapping(service.depends_on, `${name}.depends_on`);
+		expect(Object.keys(dependsOn).length).toBeGreaterThan(0);
+		for (const [dependency, how] of Object.entries(dependsOn)) {
+			expect([dependency, INFRASTRUCTURE.includes(dependency), dig(how, ["condition"], `${name}.depends_on.${dependency}`)]).toEqual([dependency, true, "service_healthy"]);
+		}
+		const ports = service.ports === undefined ? [] : list(service.ports, `${name}.ports`).map(String);
+		for (const port of ports) expect(port).toMatch(/^127\.0\.0\.1:/);
 	});
 
 	it.each([...SERVICE_NAMES])("%s: same image, SERVICES=<name>, a healthcheck on its ops port, healthy infrastructure first", name => {
