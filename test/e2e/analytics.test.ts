@@ -85,6 +85,20 @@ describe("analytics on the embedded default (chDB)", () => {
 		expect(byDisplay.body.rows.map(r => [r.key, r.name, r.plays])).toEqual([[display.id, "Foyer «Nord» 🎬", 41]]);
 	});
 
+	it("shows 100 000 plays posted in 200 batches exactly, with their total duration", async () => {
+		const bulk = await content(owner, "Bulk");
+		let expectedMs = 0;
+		for (let b = 0; b < 200; b++) {
+			const events = Array.from({ length: 500 }, (_, i) => ({ eventId: `bulk-${b}-${i}`, contentId: bulk.id, startedAt: new Date(Date.now() - 2 * HOUR + i).toISOString(), durationMs: 1000 + ((b * 500 + i) % 7) }));
+			expectedMs += events.reduce((n, e) => n + e.durationMs, 0);
+			const res = await playback(device, events);
+			expect(res.status).toBe(202);
+			expect(res.body).toEqual({ accepted: 500, duplicates: 0 });
+		}
+		const res = await until("100 000 plays", () => report(owner, `contentId=${bulk.id}`), r => r.body.totals?.plays >= 100_000, 60_000);
+		expect(res.body.totals).toEqual({ plays: 100_000, durationMs: expectedMs });
+	}, 120_000);
+
 	it("still names content deleted after it played", async () => {
 		const short = await content(owner, "Sommerfest 2026");
 		expect((await playback(device, plays(3, "gone", short.id, 2_000))).status).toBe(202);
