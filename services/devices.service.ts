@@ -31,8 +31,12 @@ import {
 	emit,
 	HeartbeatAnswer,
 	manifestEtagKey,
+	DeviceRegistered,
 	PairingPoll,
 	PairingRequested,
+	ProvisioningKeyCreated,
+	ProvisioningKeyPage,
+	ProvisioningKeyView,
 	sendToChannel,
 	type ActionCtx,
 	type ChannelCtx,
@@ -41,10 +45,10 @@ import {
 } from "../shared/contracts";
 import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
-import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
+import { sharedKeyValueStore, withLock, type KeyValueStore } from "../shared/kv";
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
 import { planLimit, publishQuotaWarning, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
-import { NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
+import { ISO_INSTANT_RULE, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import { giveBack, takeAttempt, THROTTLES } from "../shared/throttle";
 import { assertTimezone } from "../shared/time";
 import {
@@ -63,6 +67,7 @@ import { displayChanges, displayView, groupView, listQuery, selectorQuery, targe
 import { isLivePairing, normalizePairingCode, pairedDisplay, pairingCode, PAIRING_TTL_MS, pollSecret, type PairingDoc } from "./devices/pairing";
 import { hashToken, safeEqual } from "../shared/secrets";
 import { forgetPresence, markOfflineIfSilent, offlineCutoff, readPresence, recordHeartbeat } from "./devices/presence";
+import { acceptsScreens, defaultScreenName, looksLikeProvisioningKey, newProvisioningKey, provisioningKeyView, type ProvisioningKeyDoc } from "./devices/provisioning";
 
 const MAX_TAGS = 50;
 const MAX_GROUPS = 50;
@@ -74,7 +79,8 @@ const METRIC = { type: "number", min: 0, max: 100, optional: true } as const;
 
 const COLLECTIONS = {
 	// groupIds, tags and defaultPlaylistId: scheduling's displaysFor (NeDB answers an $or by a scan anyway).
-	displays: tenantCollection<DisplayDoc>({ indexes: ["status", "name", "tags"], selectiveIndexes: ["groupIds", "defaultPlaylistId"] }),
+	displays: tenantCollection<DisplayDoc>({ indexes: ["status", "name", "tags"], selectiveIndexes: ["groupIds", "defaultPlaylistId", "provisioningKeyId"] }),
+	provisioning_keys: tenantCollection<ProvisioningKeyDoc>({ uniqueIndexes: ["keyHash"] }),
 	display_groups: tenantCollection<DisplayGroupDoc>({ indexes: ["name"] }),
 	pairings: globalCollection<PairingDoc>({ uniqueIndexes: ["codeHash"], selectiveIndexes: ["displayId"] }),
 	commands: tenantCollection<CommandDoc>({ indexes: ["displayId", "status"] }),
@@ -101,6 +107,9 @@ interface DevicesMethods {
 	assertGroups(ctx: Context, groupIds: string[] | undefined): Promise<void>;
 	forgetDisplay(displayId: string): Promise<void>;
 	sweepOnce(): Promise<void>;
+	keyCounter(keyId: string): UsageCounter;
+	keyViews(docs: ProvisioningKeyDoc[]): Promise<ProvisioningKeyView[]>;
+	releaseDisplay(display: DisplayDoc): Promise<void>;
 }
 
 const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars> = {
@@ -128,7 +137,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				resolution: { type: "string", max: 32, optional: true, pattern: /^\d{2,5}x\d{2,5}$/ }
 			},
 			async handler(ctx: ActionCtx<"devices.requestPairing", RequestMeta>): Promise<Result<"devices.requestPairing">> {
-				await takeAttempt(this.kv, THROTTLES.pairingRequest(ctx.meta.ip));
+				await takeAttempt(this.kv, THROTTLES.pairingRequest(ctx.meta.ip, this.config.pairingRequestsPerAddress));
 				const secret = pollSecret();
 				const expiresAt = new Date(Date.now() + PAIRING_TTL_MS).toISOString();
 				for (let attempt = 0; attempt < 5; attempt++) {
@@ -188,6 +197,164 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 					throw Errors.notFound("Pairing", ctx.params.pairingId);
 				}
 				return { status: "paired", displayId: paired.displayId, deviceToken, heartbeatIntervalSec: this.settings.heartbeatIntervalSec };
+			}
+		},
+
+		register: {
+			rest: "POST /device/register",
+			permission: "public",
+			summary: "Zero-touch: a screen presents a provisioning key and becomes a display at once (the same hardwareId again: the same display, a new token)",
+			successStatus: 201,
+			response: DeviceRegistered,
+			// 401: unknown, revoked or expired key; 402: the plan's display limit; 409: the key's maxDisplays.
+			extraResponses: { 402: {}, 409: {} },
+			params: {
+				$$strict: "remove",
+				provisioningKey: { type: "string", min: 1, max: 200 },
+				hardwareId: { type: "string", trim: true, min: 1, max: 128 },
+				name: { ...NAME_RULE, optional: true },
+				model: { type: "string", max: 128, optional: true },
+				resolution: { type: "string", max: 32, optional: true, pattern: /^\d{2,5}x\d{2,5}$/ }
+			},
+			async handler(ctx: ActionCtx<"devices.register", RequestMeta>): Promise<Result<"devices.register">> {
+				const now = new Date();
+				const { provisioningKey, hardwareId } = ctx.params;
+				// Counted before the lookup, given back for a good key: a guesser is stopped first.
+				const attempt = THROTTLES.provisioningKey(ctx.meta.ip);
+				await takeAttempt(this.kv, attempt);
+				const key = looksLikeProvisioningKey(provisioningKey) ? await this.db.provisioning_keys.findDoc(ALL_TENANTS, { keyHash: hashToken(provisioningKey) }) : null;
+				if (!key || !acceptsScreens(key, now)) throw Errors.unauthorized("Unknown, revoked or expired provisioning key");
+				await giveBack(this.kv, attempt);
+				const tenantId = key.tenantId;
+				const owner = systemScope(tenantId);
+				// One screen registering twice at once is still one display.
+				const displayId = await withLock(this.kv, `lock:register:${key.id}:${hashToken(hardwareId)}`, async () => {
+					const known = await this.db.displays.findDoc(owner, { provisioningKeyId: key.id, hardwareId });
+					if (known) {
+						await audit(ctx, { tenantId, action: "display.reregistered", target: known.id, actor: { kind: "anonymous", id: null }, data: { provisioningKeyId: key.id } });
+						return known.id;
+					}
+					await this.displayQuota.reserve(tenantId, 1, await planLimit(ctx, tenantId, "displays", this.config.defaultPlan));
+					try {
+						if (key.maxDisplays !== null) await this.keyCounter(key.id).reserve(tenantId, 1, key.maxDisplays);
+					} catch (err) {
+						await this.displayQuota.release(tenantId, 1);
+						throw err;
+					}
+					// Groups deleted since the key was made are left out.
+					const groups = key.groupIds.length ? await this.db.display_groups.findDocs(owner, { _id: { $in: key.groupIds } }) : [];
+					const display = await this.db.displays.insertDoc(owner, {
+						name: ctx.params.name ?? defaultScreenName(hardwareId),
+						status: "pending",
+						timezone: key.timezone,
+						tags: key.tags,
+						groupIds: groups.map(g => g.id),
+						defaultPlaylistId: key.defaultPlaylistId,
+						hardwareId,
+						model: ctx.params.model ?? null,
+						resolution: ctx.params.resolution ?? null,
+						provisioningKeyId: key.id
+					});
+					await audit(ctx, { tenantId, action: "display.registered", target: display.id, actor: { kind: "anonymous", id: null }, data: { provisioningKeyId: key.id, name: display.name } });
+					void emit(ctx, "devices.display.paired", { tenantId, displayId: display.id });
+					await publishEvent(ctx.broker, tenantId, "display.paired", { displayId: display.id, name: display.name, provisioningKeyId: key.id });
+					return display.id;
+				});
+				// A new token: the one a re-imaged screen had before stops working.
+				const { deviceToken } = await call(ctx, "auth.mintDeviceToken", { tenantId, displayId });
+				await this.db.provisioning_keys.updateWhere(owner, { _id: key.id }, { lastUsedAt: now.toISOString() });
+				ctx.meta.$location = `/api/v1/displays/${displayId}`;
+				return { displayId, deviceToken, heartbeatIntervalSec: this.settings.heartbeatIntervalSec };
+			}
+		},
+
+		// ---- provisioning keys (the CMS's side) ----------------------------------------------
+
+		createProvisioningKey: {
+			rest: "POST /provisioning-keys",
+			permission: "displays.manage",
+			summary: "A key screens register themselves with (zero-touch); `key` is shown only in this answer",
+			successStatus: 201,
+			response: ProvisioningKeyCreated,
+			params: {
+				$$strict: "remove",
+				name: NAME_RULE,
+				groupIds: GROUP_IDS_RULE,
+				tags: TAGS_RULE,
+				defaultPlaylistId: { ...ID_RULE, optional: true },
+				timezone: TIMEZONE_RULE,
+				maxDisplays: { type: "number", integer: true, min: 1, max: 1_000_000, optional: true },
+				expiresAt: { ...ISO_INSTANT_RULE, optional: true }
+			},
+			async handler(ctx: ActionCtx<"devices.createProvisioningKey", RequestMeta>): Promise<Result<"devices.createProvisioningKey">> {
+				assertTimezone(ctx.params.timezone);
+				await this.assertGroups(ctx, ctx.params.groupIds);
+				const { defaultPlaylistId, expiresAt } = ctx.params;
+				if (expiresAt && Date.parse(expiresAt) <= Date.now()) throw Errors.validation([{ field: "expiresAt", message: "must be in the future", type: "date" }]);
+				if (defaultPlaylistId && ctx.broker.registry.getActionEndpoints("scheduling.playlistExists")?.hasAvailable()) {
+					if (!(await call(ctx, "scheduling.playlistExists", { id: defaultPlaylistId }))) {
+						throw Errors.validation([{ field: "defaultPlaylistId", message: "is not a playlist of this tenant", type: "exists" }]);
+					}
+				}
+				const { key, keyHash, prefix } = newProvisioningKey();
+				const doc = await this.db.provisioning_keys.insertDoc(ctx, {
+					name: ctx.params.name,
+					keyHash,
+					prefix,
+					groupIds: unique(ctx.params.groupIds ?? []),
+					tags: unique(ctx.params.tags ?? []),
+					defaultPlaylistId: defaultPlaylistId ?? null,
+					timezone: ctx.params.timezone ?? null,
+					maxDisplays: ctx.params.maxDisplays ?? null,
+					expiresAt: expiresAt ? new Date(expiresAt).toISOString() : null,
+					revokedAt: null,
+					lastUsedAt: null,
+					createdBy: ctx.meta.auth?.userId ?? ctx.meta.auth?.apiKeyId ?? null
+				});
+				await audit(ctx, { action: "provisioningKey.created", target: doc.id, data: { name: doc.name, maxDisplays: doc.maxDisplays, expiresAt: doc.expiresAt } });
+				ctx.meta.$location = `/api/v1/provisioning-keys/${doc.id}`;
+				return { ...provisioningKeyView(doc, 0), key };
+			}
+		},
+
+		listProvisioningKeys: {
+			rest: "GET /provisioning-keys",
+			permission: "displays.manage",
+			summary: "The tenant's provisioning keys, newest first (without the keys themselves)",
+			response: ProvisioningKeyPage,
+			params: { $$strict: "remove", ...PAGE_PARAMS },
+			async handler(ctx: ActionCtx<"devices.listProvisioningKeys", RequestMeta>): Promise<Result<"devices.listProvisioningKeys">> {
+				const page = await this.db.provisioning_keys.pageDocs(ctx, {}, ctx.params.page, ctx.params.pageSize);
+				return { ...page, rows: await this.keyViews(page.rows) };
+			}
+		},
+
+		getProvisioningKey: {
+			rest: "GET /provisioning-keys/:id",
+			permission: "displays.manage",
+			summary: "A provisioning key and how many displays registered with it",
+			response: ProvisioningKeyView,
+			params: { $$strict: "remove", id: ID_RULE },
+			async handler(ctx: ActionCtx<"devices.getProvisioningKey", RequestMeta>): Promise<Result<"devices.getProvisioningKey">> {
+				const [view] = await this.keyViews([await this.db.provisioning_keys.getDoc(ctx, ctx.params.id, "Provisioning key")]);
+				return view;
+			}
+		},
+
+		revokeProvisioningKey: {
+			rest: "DELETE /provisioning-keys/:id",
+			permission: "displays.manage",
+			summary: "Revoke a provisioning key: no screen registers with it any more (displays it made stay)",
+			successStatus: 204,
+			response: null,
+			params: { $$strict: "remove", id: ID_RULE },
+			async handler(ctx: ActionCtx<"devices.revokeProvisioningKey", RequestMeta>): Promise<Result<"devices.revokeProvisioningKey">> {
+				const key = await this.db.provisioning_keys.getDoc(ctx, ctx.params.id, "Provisioning key");
+				if (!key.revokedAt) {
+					await this.db.provisioning_keys.updateDoc(ctx, key.id, { revokedAt: new Date().toISOString() });
+					await audit(ctx, { action: "provisioningKey.revoked", target: key.id });
+				}
+				return null;
 			}
 		},
 
@@ -329,7 +496,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			async handler(ctx: ActionCtx<"devices.remove", RequestMeta>): Promise<Result<"devices.remove">> {
 				const display = await this.db.displays.removeDoc(ctx, ctx.params.id, "Display");
 				const tenantId = display.tenantId;
-				await this.displayQuota.release(tenantId, 1);
+				await this.releaseDisplay(display);
 				// A pairing whose screen has not collected its token yet never will.
 				await this.db.pairings.removeDocs({ displayId: display.id });
 				await call(ctx, "auth.revokeDeviceToken", { tenantId, displayId: display.id });
@@ -416,6 +583,9 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				const members = await this.db.displays.findDocs(ctx, { groupIds: group.id });
 				for (const d of members) {
 					await this.db.displays.updateDoc(ctx, d.id, { groupIds: d.groupIds.filter(g => g !== group.id) });
+				}
+				for (const key of await this.db.provisioning_keys.findDocs(ctx, { groupIds: group.id })) {
+					await this.db.provisioning_keys.updateDoc(ctx, key.id, { groupIds: key.groupIds.filter(g => g !== group.id) });
 				}
 				const tenantId = tenantOf(ctx);
 				await audit(ctx, { action: "displayGroup.deleted", target: group.id, data: { displays: members.length } });
@@ -580,6 +750,8 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			async handler(ctx: ActionCtx<"devices.clearDefaultPlaylist">): Promise<Result<"devices.clearDefaultPlaylist">> {
 				const { tenantId, playlistId } = ctx.params;
 				const scope = systemScope(tenantId);
+				// New screens of a key defaulting to it get none either.
+				await this.db.provisioning_keys.updateWhere(scope, { defaultPlaylistId: playlistId }, { defaultPlaylistId: null });
 				const displays = await this.db.displays.findDocs(scope, { defaultPlaylistId: playlistId });
 				if (displays.length === 0) return 0;
 				await this.db.displays.updateWhere(scope, { defaultPlaylistId: playlistId }, { defaultPlaylistId: null });
@@ -618,13 +790,14 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			params: { tenantId: "string" },
 			async handler(ctx: ActionCtx<"devices.exportTenantData">): Promise<Result<"devices.exportTenantData">> {
 				const scope = systemScope(ctx.params.tenantId);
-				const [displays, groups, commands] = await Promise.all([
+				const [displays, groups, commands, keys] = await Promise.all([
 					this.db.displays.findDocs(scope),
 					this.db.display_groups.findDocs(scope),
-					this.db.commands.findDocs(scope)
+					this.db.commands.findDocs(scope),
+					this.db.provisioning_keys.findDocs(scope)
 				]);
 				const now = new Date();
-				return { displays: displays.map(d => displayView(d)), groups, commands: commands.map(c => commandView(c, now)) };
+				return { displays: displays.map(d => displayView(d)), groups, commands: commands.map(c => commandView(c, now)), provisioningKeys: await this.keyViews(keys) };
 			}
 		}
 	},
@@ -655,6 +828,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 					this.db.displays.removeDocs(scope, {}),
 					this.db.display_groups.removeDocs(scope, {}),
 					this.db.commands.removeDocs(scope, {}),
+					this.db.provisioning_keys.removeDocs(scope, {}),
 					this.db.pairings.removeDocs({ pairedTenantId: tenantId }),
 					this.db.devices_usage.removeDocs(scope, {})
 				]);
@@ -686,6 +860,26 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			const wanted = unique(groupIds);
 			const found = await this.db.display_groups.countDocs(ctx, { _id: { $in: wanted } });
 			if (found !== wanted.length) throw Errors.validation([{ field: "groupIds", message: "names a group that does not exist", type: "exists" }]);
+		},
+
+		/** The count of displays a provisioning key made, guarded like the plan's (409 past its maxDisplays). */
+		keyCounter(keyId: string): UsageCounter {
+			return new UsageCounter(this.db.devices_usage, {
+				resource: `provisioning:${keyId}`,
+				measure: tenantId => this.db.displays.countDocs(systemScope(tenantId), { provisioningKeyId: keyId }),
+				exceeded: (limit, current) => Errors.conflict(`This provisioning key registers at most ${limit} displays`, { limit, current })
+			});
+		},
+
+		async keyViews(docs: ProvisioningKeyDoc[]): Promise<ProvisioningKeyView[]> {
+			const now = new Date();
+			return Promise.all(docs.map(async d => provisioningKeyView(d, await this.db.displays.countDocs(systemScope(d.tenantId), { provisioningKeyId: d.id }), now)));
+		},
+
+		/** A deleted display gives back its place in the plan and in its provisioning key. */
+		async releaseDisplay(display: DisplayDoc): Promise<void> {
+			await this.displayQuota.release(display.tenantId, 1);
+			if (display.provisioningKeyId) await this.keyCounter(display.provisioningKeyId).release(display.tenantId, 1);
 		},
 
 		/** Everything the key/value store holds for a display. */

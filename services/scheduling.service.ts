@@ -237,7 +237,8 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				await this.db.playlists.removeDoc(ctx, playlist.id, "Playlist");
 				if (schedules.length) await this.db.schedules.removeDocs(ctx, { playlistId: playlist.id });
 				if (overrides.length) await this.db.overrides.removeDocs(ctx, { playlistId: playlist.id });
-				if (displays.rows.length) await call(ctx, "devices.clearDefaultPlaylist", { tenantId, playlistId: playlist.id });
+				// Also when no display defaults to it: provisioning keys may (their new screens get none).
+				await call(ctx, "devices.clearDefaultPlaylist", { tenantId, playlistId: playlist.id });
 				await audit(ctx, { action: "playlist.deleted", target: playlist.id, data: { forced: inUse, schedules: schedules.length, overrides: overrides.length } });
 				await this.invalidate(tenantId, selector);
 				return null;

@@ -48,6 +48,8 @@ export interface Config {
 	mailFrom: string;
 	/** The plan of tenants without a subscription (until billing decides). */
 	defaultPlan: { displays: number; storageBytes: number; members: number };
+	/** Pairing-code requests one client address may make per 10 minutes (a site's screens share one). */
+	pairingRequestsPerAddress: number;
 	services: ServiceName[];
 	/** SERVICES named them (rather than all, by default). */
 	servicesNamed: boolean;
@@ -165,6 +167,7 @@ export const VARIABLES: Variable[] = [
 	{ name: "MAIL_FROM", example: "Marquee <no-reply@marquee.local>", description: "sender of emails" },
 	{ name: "DEFAULT_PLAN_DISPLAYS", example: "3", description: "displays a tenant without a subscription may pair" },
 	{ name: "DEFAULT_PLAN_STORAGE_MB", example: "1024", description: "media storage of a tenant without a subscription, in MiB" },
+	{ name: "PAIRING_REQUESTS_PER_ADDRESS", example: "20", description: "pairing codes one client address may ask for per 10 minutes (raise it where many screens share an address; provisioning keys are the other way)" },
 	{ name: "DEFAULT_PLAN_MEMBERS", example: "5", description: "members of a tenant without a subscription" },
 	{ name: "LOG_LEVEL", example: "", description: "fatal, error, warn, info, debug or trace (default: info in production, warn otherwise, so `npm start` shows its banner and real warnings only)" },
 	{ name: "LOG_FORMAT", example: "", description: "`pretty` or `json` (default: json in production, pretty otherwise)" },
@@ -370,6 +373,7 @@ export function loadConfig(env: Env = process.env): Config {
 		bcryptCost,
 		appUrl: appUrl.replace(/\/$/, ""),
 		mailFrom: env.MAIL_FROM || "Marquee <no-reply@marquee.local>",
+		pairingRequestsPerAddress: integer(env, "PAIRING_REQUESTS_PER_ADDRESS", 20, 1, 1_000_000),
 		defaultPlan: {
 			displays: integer(env, "DEFAULT_PLAN_DISPLAYS", 3, 0, 1_000_000),
 			storageBytes: integer(env, "DEFAULT_PLAN_STORAGE_MB", 1024, 0, 100_000_000) * 1024 * 1024,

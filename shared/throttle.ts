@@ -44,7 +44,9 @@ export const THROTTLES = {
 	register: (ip: string): ThrottleRule[] => [{ key: `register:ip:${ip}`, limit: 10, windowMs: HOUR }],
 	changePassword: (userId: string): ThrottleRule[] => [{ key: `change-password:${userId}`, limit: 5, windowMs: 15 * MINUTE }],
 	/** A screen asking for pairing codes. */
-	pairingRequest: (ip: string): ThrottleRule[] => [{ key: `pairing-request:ip:${ip}`, limit: 20, windowMs: 10 * MINUTE }],
+	pairingRequest: (ip: string, limit: number): ThrottleRule[] => [{ key: `pairing-request:ip:${ip}`, limit, windowMs: 10 * MINUTE }],
+	/** Unknown, revoked or expired provisioning keys presented from one address (keys are 256-bit: this only spares the database). */
+	provisioningKey: (ip: string): ThrottleRule[] => [{ key: `provisioning-key:ip:${ip}`, limit: 30, windowMs: 10 * MINUTE }],
 	/**
 	 * Wrong pairing codes: a hit pairs a stranger's screen into the guesser's tenant, and codes are
 	 * 6 characters (25^6 ≈ 244 million). Per tenant, whichever user or API key types them, and

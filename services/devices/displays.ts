@@ -17,6 +17,8 @@ export interface DisplayDoc extends TenantOwned {
 	hardwareId: string | null;
 	model: string | null;
 	resolution: string | null;
+	/** The provisioning key it registered with (null or absent: paired by code). */
+	provisioningKeyId?: string | null;
 	/** When it last came online (written off the hot path). */
 	lastSeenAt?: string;
 }

@@ -76,6 +76,51 @@ export const PairingPoll = Type.Union([
 ]);
 export type PairingPoll = Static<typeof PairingPoll>;
 
+/**
+ * A provisioning key (zero-touch onboarding): screens that present it register themselves as
+ * displays of the tenant, with its groups, tags, default playlist and timezone. The key itself
+ * is shown once, at creation; the API shows its first characters (`prefix`) to tell keys apart.
+ */
+export const ProvisioningKeyView = Type.Object({
+	id: Id,
+	name: Type.String(),
+	prefix: Type.String(),
+	groupIds: Type.Array(Id),
+	tags: Type.Array(Type.String()),
+	defaultPlaylistId: Nullable(Id),
+	timezone: Nullable(Type.String()),
+	/** At most this many displays register with it (null: only the plan limits them). */
+	maxDisplays: Nullable(Type.Integer({ minimum: 1 })),
+	/** Displays registered with it so far (re-registrations of a screen count once). */
+	registeredDisplays: Type.Integer({ minimum: 0 }),
+	expiresAt: Nullable(Instant),
+	revokedAt: Nullable(Instant),
+	/** "active", or why screens can no longer use it. */
+	status: Type.Union([Type.Literal("active"), Type.Literal("expired"), Type.Literal("revoked"), Type.Literal("full")]),
+	lastUsedAt: Nullable(Instant),
+	createdAt: Instant,
+	updatedAt: Instant
+});
+export type ProvisioningKeyView = Static<typeof ProvisioningKeyView>;
+export const ProvisioningKeyPage = PageOf(ProvisioningKeyView);
+/** POST /provisioning-keys (201): the only answer that holds `key`. */
+export const ProvisioningKeyCreated = Type.Composite([ProvisioningKeyView, Type.Object({ key: Type.String() })]);
+export type ProvisioningKeyCreated = Static<typeof ProvisioningKeyCreated>;
+
+export interface ProvisioningKeyFields {
+	name: string;
+	groupIds?: string[];
+	tags?: string[];
+	defaultPlaylistId?: string;
+	timezone?: string;
+	maxDisplays?: number;
+	expiresAt?: string;
+}
+
+/** POST /device/register (201): the screen is a display now; the token is for it alone. */
+export const DeviceRegistered = Type.Object({ displayId: Id, deviceToken: Type.String(), heartbeatIntervalSec: Type.Integer() });
+export type DeviceRegistered = Static<typeof DeviceRegistered>;
+
 /** API.md's display: the stored display with its live presence. */
 export const DisplayView = Type.Object({
 	id: Id,
@@ -132,7 +177,8 @@ export type HeartbeatAnswer = Static<typeof HeartbeatAnswer>;
 export const DevicesExport = Type.Object({
 	displays: Type.Array(DisplayView),
 	groups: Type.Array(Type.Composite([DisplayGroupView, Type.Object({ tenantId: Id })])),
-	commands: Type.Array(CommandView)
+	commands: Type.Array(CommandView),
+	provisioningKeys: Type.Array(ProvisioningKeyView)
 });
 export type DevicesExport = Static<typeof DevicesExport>;
 
@@ -175,6 +221,11 @@ export interface DevicesActions {
 	// pairing (the screen's side)
 	"devices.requestPairing": { params: { hardwareId?: string; model?: string; resolution?: string }; result: PairingRequested };
 	"devices.pairingStatus": { params: { pairingId: string }; result: PairingPoll };
+	"devices.register": { params: { provisioningKey: string; hardwareId: string; name?: string; model?: string; resolution?: string }; result: DeviceRegistered };
+	"devices.createProvisioningKey": { params: ProvisioningKeyFields; result: ProvisioningKeyCreated };
+	"devices.listProvisioningKeys": { params: PageParams; result: PageView<ProvisioningKeyView> };
+	"devices.getProvisioningKey": { params: { id: string }; result: ProvisioningKeyView };
+	"devices.revokeProvisioningKey": { params: { id: string }; result: null };
 	// displays and groups (the CMS's side)
 	"devices.pair": { params: DisplayFields & { code: string }; result: DisplayView };
 	"devices.list": { params: DisplayListParams; result: PageView<DisplayView> };

@@ -217,6 +217,13 @@ describe("contract walk: every /api/v1 route answers as the OpenAPI document say
 		if (!device) throw new Error(`pairing handed out no device token: ${paired.text}`);
 		const displayIds = { values: { id: display.id } };
 
+		// ---- zero-touch: a provisioning key, a screen registering with it ----------------------
+		const provisioning = (await ok<{ id: string; key: string }>("POST /provisioning-keys", { token, json: { name: "Rollout", tags: ["walk"], maxDisplays: 5 } })).body;
+		await ok("GET /provisioning-keys", { token });
+		await ok("GET /provisioning-keys/{id}", { token, values: { id: provisioning.id } });
+		await ok("POST /device/register", { json: { provisioningKey: provisioning.key, hardwareId: "walk-serial-1", name: "Registered" }, headers: someClient() });
+		await ok("DELETE /provisioning-keys/{id}", { token, values: { id: provisioning.id } });
+
 		await ok("GET /displays", { token });
 		await ok("GET /displays/{id}", { token, ...displayIds });
 		const group = (await ok<{ id: string }>("POST /display-groups", { token, json: { name: "Ground floor" } })).body;

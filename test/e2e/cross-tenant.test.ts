@@ -46,6 +46,8 @@ interface TenantObjects {
 	notificationId: string;
 	/** A weekly report email (analytics), and a play the tenant's screen reported. */
 	reportId: string;
+	/** A provisioning key (zero-touch onboarding). */
+	provisioningKeyId: string;
 	/** A screen's request nobody has claimed yet: it belongs to no tenant. */
 	pendingPairing: PairingRequest;
 	/** A screen this tenant paired whose device token is still waiting to be collected. */
@@ -77,6 +79,7 @@ const ID_SOURCES: Record<string, (t: TenantObjects) => string[]> = {
 	// Notifications are one person's: A's owner gets B's owner's notification id.
 	"/notifications/{id}": t => [t.notificationId],
 	"/analytics/reports/{id}": t => [t.reportId],
+	"/provisioning-keys/{id}": t => [t.provisioningKeyId],
 	// A device downloads only what its own manifest holds: A's device gets B's content id.
 	"/device/content/{contentId}": t => [t.contentId],
 	// A pairing request has no tenant until an admin claims its code, and its poll is public:
@@ -212,6 +215,11 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		"POST /analytics/reports",
 		201
 	);
+	const provisioningKey = await ok<{ id: string }>(
+		request(p.api("/provisioning-keys"), { method: "POST", json: { name: `${label} rollout`, groupIds: [group.id] }, headers: asOwner }),
+		"POST /provisioning-keys",
+		201
+	);
 	const pendingPairing = await requestPairing(p);
 	const uncollectedPairing = await requestPairing(p);
 	await claimPairing(p, owner.accessToken, uncollectedPairing, `${label} uncollected`);
@@ -237,6 +245,7 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		deliveryId: delivery.id,
 		notificationId,
 		reportId: report.id,
+		provisioningKeyId: provisioningKey.id,
 		pendingPairing,
 		uncollectedPairing
 	};
@@ -266,6 +275,7 @@ function identifiersOf(t: TenantObjects): string[] {
 		t.deliveryId,
 		t.notificationId,
 		t.reportId,
+		t.provisioningKeyId,
 		t.pendingPairing.pairingId,
 		t.uncollectedPairing.pairingId
 	];

@@ -169,6 +169,12 @@ const ROUTES: Record<string, Expected> = {
 	// analytics: proof of play from screens; reports for anyone of the tenant; the audit log and
 	// report emails for admins.
 	"POST /device/playback":               { permission: "device",          allowed: ["device"] },
+	// zero-touch provisioning: admins manage keys; a screen registers with one, no token needed
+	"POST /device/register":               { permission: "public",          allowed: ["owner", "admin", "editor", "viewer", "apiKey", "device", "anonymous"] },
+	"POST /provisioning-keys":             { permission: "displays.manage", allowed: ["owner", "admin", "apiKey"] },
+	"GET /provisioning-keys":              { permission: "displays.manage", allowed: ["owner", "admin", "apiKey"] },
+	"GET /provisioning-keys/{id}":         { permission: "displays.manage", allowed: ["owner", "admin", "apiKey"] },
+	"DELETE /provisioning-keys/{id}":      { permission: "displays.manage", allowed: ["owner", "admin", "apiKey"] },
 	"GET /analytics/playback":             { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
 	"GET /analytics/playback/export":      { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
 	"GET /analytics/uptime":               { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },

@@ -19,7 +19,7 @@ describe("gatherParts", () => {
 		analytics: { auditEvents: [], truncated: false, reportSchedules: [] },
 		auth: { users: [], sessions: [], apiKeys: [] },
 		billing: { subscription: null },
-		devices: { displays: [], groups: [], commands: [] },
+		devices: { displays: [], groups: [], commands: [], provisioningKeys: [] },
 		media: { content: [] },
 		notifications: { notifications: [], preferences: [], webhooks: [], deliveries: [] },
 		scheduling: { playlists: [], schedules: [], overrides: [] },
