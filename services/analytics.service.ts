@@ -43,9 +43,10 @@ import {
 import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, withLock, type KeyValueStore } from "../shared/kv";
+import { takeAttempt, THROTTLES } from "../shared/throttle";
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
 import { EMAIL_RULE, ISO_INSTANT_RULE, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
-import { assertTimezone } from "../shared/time";
+import { assertTimezone, canonicalTimezone } from "../shared/time";
 import { Batcher } from "./analytics/batcher";
 import { DATED_TABLES, migrate } from "./analytics/migrations";
 import {
@@ -104,6 +105,8 @@ const RECENT_EVENTS_TTL_MS = 15 * 60_000;
 /** What a display and a content item are called, cached briefly so a busy fleet does not ask each time. */
 const NAME_CACHE_MS = 60_000;
 const EXPORT_CHUNK_ROWS = 10_000;
+/** The export reads the range a day at a time. */
+const EXPORT_SLICE_MS = 86_400_000;
 /** Rows of a grouped report (a year of hours is 8 784). */
 const MAX_REPORT_ROWS = 10_000;
 /** The weekly email's CSV stays under the outbox's and NATS's message limits: the least played rows go first. */
@@ -294,17 +297,24 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			async handler(ctx: ActionCtx<"analytics.exportPlayback", RequestMeta>): Promise<Result<"analytics.exportPlayback">> {
 				const w = this.window(ctx);
 				const filter: PlaybackFilter = { displayIds: ctx.params.displayId ? [ctx.params.displayId] : undefined, contentId: ctx.params.contentId, groupId: ctx.params.groupId };
+				// Day by day, and inside a day 10 000 rows at a time after the last one: each query reads
+				// one slice of the sort key, however long the range (no regrouping of all that follows).
+				const slices: Array<[number, number]> = [];
+				for (let start = w.fromMs; start < w.toMs; start += EXPORT_SLICE_MS) slices.push([start, Math.min(start + EXPORT_SLICE_MS, w.toMs)]);
+				const read = (slice: [number, number], cursor: ExportCursor | null) =>
+					this.rows<ExportResultRow>(playbackExportChunk({ ...w, from: slice[0], to: slice[1] }, filter, cursor, EXPORT_CHUNK_ROWS));
 				// The first chunk before the answer starts: an unreachable store is still a clean 503.
-				const first = await this.rows<ExportResultRow>(playbackExportChunk(w, filter, null, EXPORT_CHUNK_ROWS));
-				const read = (cursor: ExportCursor) => this.rows<ExportResultRow>(playbackExportChunk(w, filter, cursor, EXPORT_CHUNK_ROWS));
+				const first = await read(slices[0], null);
 				async function* lines(): AsyncGenerator<string> {
 					yield csvLine([...EXPORT_COLUMNS]);
-					let chunk = first;
-					while (chunk.length) {
-						yield chunk.map(exportLine).join("");
-						if (chunk.length < EXPORT_CHUNK_ROWS) return;
-						const last = chunk[chunk.length - 1];
-						chunk = await read({ startedAt: Number(last.started_at), displayId: last.display_id, eventId: last.event_id });
+					for (const [i, slice] of slices.entries()) {
+						let chunk = i === 0 ? first : await read(slice, null);
+						while (chunk.length) {
+							yield chunk.map(exportLine).join("");
+							if (chunk.length < EXPORT_CHUNK_ROWS) break;
+							const last = chunk[chunk.length - 1];
+							chunk = await read(slice, { startedAt: Number(last.started_at), displayId: last.display_id, eventId: last.event_id });
+						}
 					}
 				}
 				const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
@@ -417,12 +427,17 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			async handler(ctx: ActionCtx<"analytics.createReport", RequestMeta>): Promise<Result<"analytics.createReport">> {
 				const tenantId = tenantOf(ctx);
 				assertTimezone(ctx.params.timezone);
-				if ((await this.db.report_schedules.countDocs(ctx)) >= MAX_REPORT_SCHEDULES) {
-					throw Errors.conflict(`A tenant has at most ${MAX_REPORT_SCHEDULES} report emails`, { limit: MAX_REPORT_SCHEDULES });
-				}
-				const timezone = ctx.params.timezone ?? (await this.timezoneOf(tenantId));
-				const { name, recipients, weekday, hour } = ctx.params;
-				const doc = await this.db.report_schedules.insertDoc(ctx, { name, recipients, weekday, hour, timezone, lastSentAt: null, lastPeriodStart: 0 });
+				const timezone = await this.timezoneOf(tenantId, ctx.params.timezone);
+				const { name, weekday, hour } = ctx.params;
+				// Addresses are compared as normalised (A@x and a@x are one recipient, mailed once).
+				const recipients = [...new Set(ctx.params.recipients)];
+				// Counted and created under one lock: parallel requests cannot pass the limit together.
+				const doc = await withLock(this.kv, `lock:report-schedules:${tenantId}`, async () => {
+					if ((await this.db.report_schedules.countDocs(ctx)) >= MAX_REPORT_SCHEDULES) {
+						throw Errors.conflict(`A tenant has at most ${MAX_REPORT_SCHEDULES} report emails`, { limit: MAX_REPORT_SCHEDULES });
+					}
+					return this.db.report_schedules.insertDoc(ctx, { name, recipients, weekday, hour, timezone, lastSentAt: null, lastPeriodStart: 0 });
+				});
 				await audit(ctx, { action: "report.created", target: doc.id, data: { weekday, hour, timezone, recipients: recipients.length } });
 				return scheduleView(doc);
 			}
@@ -452,6 +467,8 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			async handler(ctx: ActionCtx<"analytics.sendReport", RequestMeta>): Promise<Result<"analytics.sendReport">> {
 				const schedule = await this.db.report_schedules.getDoc(ctx, ctx.params.id, "Report");
 				this.requireStore();
+				// It mails addresses the tenant typed: bounded, so it is no mailer for strangers.
+				await takeAttempt(this.kv, THROTTLES.reportSend(schedule.tenantId, schedule.id));
 				const { period } = lastDue(schedule, new Date());
 				const queued = await this.mailReport(ctx, schedule, period);
 				await audit(ctx, { action: "report.sent", target: schedule.id, data: { periodStart: new Date(period.start).toISOString() } });
@@ -551,6 +568,10 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				return await this.requireStore().rows<T>(query);
 			} catch (err) {
 				if (err instanceof StoreUnavailable || (err as Error).name === "LockTimeout") throw Errors.unavailable("The analytics store cannot be reached; try again shortly");
+				// A zone Intl knows and this ClickHouse does not (its zone data is older).
+				if (/Cannot load time zone|Unknown time zone/i.test(String((err as Error).message))) {
+					throw Errors.validation([{ field: "timezone", message: "is not a time zone the analytics store knows; choose another", type: "timezone" }]);
+				}
 				throw err;
 			}
 		},
@@ -589,13 +610,15 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			return displayId ? members.filter(id => id === displayId) : members;
 		},
 
+		/** The zone hours and days are counted in, spelled as ClickHouse knows it ("europe/berlin" → "Europe/Berlin"). */
 		async timezoneOf(tenantId: string, override?: string): Promise<string> {
 			if (override !== undefined) {
-				assertTimezone(override);
-				return override;
+				const zone = canonicalTimezone(override);
+				if (!zone) throw Errors.validation([{ field: "timezone", message: "is not an IANA time zone", type: "timezone" }]);
+				return zone;
 			}
 			const tenant = await call(this.broker, "tenants.find", { tenantId }).catch(() => null);
-			return tenant?.settings.timezone ?? "UTC";
+			return canonicalTimezone(tenant?.settings.timezone ?? "UTC") ?? "UTC";
 		},
 
 		async describeDisplay(ctx: Context<unknown, RequestMeta>, tenantId: string, displayId: string) {
@@ -694,9 +717,9 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				try {
 					sent += await this.mailReport(null, schedule, period);
 				} catch (err) {
-					// Give the week back so the next run tries again.
+					// Give the week back so the next run tries again; the other schedules go on.
 					await this.db.report_schedules.updateWhere(systemScope(schedule.tenantId), { _id: schedule.id, lastPeriodStart: period.start }, { lastPeriodStart: schedule.lastPeriodStart });
-					throw err;
+					this.logger.warn(`Report ${schedule.id} of tenant ${schedule.tenantId} not sent (tried again next run): ${(err as Error).message}`);
 				}
 			}
 			return sent;

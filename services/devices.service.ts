@@ -211,7 +211,8 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			params: {
 				$$strict: "remove",
 				provisioningKey: { type: "string", min: 1, max: 200 },
-				hardwareId: { type: "string", trim: true, min: 1, max: 128 },
+				// Printable text only: no control, format (bidi overrides, zero-width) or lone surrogate characters.
+				hardwareId: { type: "string", trim: true, min: 1, max: 128, pattern: /^[^\p{C}]+$/u, messages: { stringPattern: "must be printable text" } },
 				name: { ...NAME_RULE, optional: true },
 				model: { type: "string", max: 128, optional: true },
 				resolution: { type: "string", max: 32, optional: true, pattern: /^\d{2,5}x\d{2,5}$/ }

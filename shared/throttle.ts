@@ -45,6 +45,11 @@ export const THROTTLES = {
 	changePassword: (userId: string): ThrottleRule[] => [{ key: `change-password:${userId}`, limit: 5, windowMs: 15 * MINUTE }],
 	/** A screen asking for pairing codes. */
 	pairingRequest: (ip: string, limit: number): ThrottleRule[] => [{ key: `pairing-request:ip:${ip}`, limit, windowMs: 10 * MINUTE }],
+	/** Report emails sent on request (POST /analytics/reports/:id/send): they mail addresses a tenant typed. */
+	reportSend: (tenantId: string, reportId: string): ThrottleRule[] => [
+		{ key: `report-send:report:${reportId}`, limit: 3, windowMs: HOUR },
+		{ key: `report-send:tenant:${tenantId}`, limit: 10, windowMs: 24 * HOUR }
+	],
 	/** Unknown, revoked or expired provisioning keys presented from one address (keys are 256-bit: this only spares the database). */
 	provisioningKey: (ip: string): ThrottleRule[] => [{ key: `provisioning-key:ip:${ip}`, limit: 30, windowMs: 10 * MINUTE }],
 	/**

@@ -16,3 +16,16 @@ export function assertTimezone(zone: string | undefined | null, field = "timezon
 		throw Errors.validation([{ field, message: "is not an IANA time zone", type: "timezone" }]);
 	}
 }
+
+/**
+ * The zone's canonical IANA spelling ("europe/berlin" → "Europe/Berlin", "utc" → "UTC"), or null
+ * when it is none. Intl accepts any case and old aliases; other tools (ClickHouse) want the
+ * canonical name.
+ */
+export function canonicalTimezone(zone: string): string | null {
+	try {
+		return new Intl.DateTimeFormat("en-US", { timeZone: zone }).resolvedOptions().timeZone;
+	} catch {
+		return null;
+	}
+}

@@ -203,11 +203,16 @@ export interface ExportResultRow {
 	e_received_at: number;
 }
 
-/** One CSV cell: quoted when it needs to be; a leading =, +, -, @, tab or CR gets a `'` (OWASP CSV injection). */
+/**
+ * One CSV cell. Text is always quoted, so no separator inside it splits the cell — a `;` as
+ * much as a `,` (spreadsheets in many locales split on `;`) — and text a spreadsheet would run
+ * as a formula (a leading =, +, -, @, tab or CR) gets a `'` first (OWASP CSV injection).
+ * Numbers and booleans are written bare.
+ */
 export function csvCell(value: string | number | boolean): string {
-	let text = String(value);
-	if (typeof value === "string" && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
-	return /[",\r\n']/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+	if (typeof value !== "string") return String(value);
+	const text = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
+	return `"${text.replace(/"/g, '""')}"`;
 }
 
 export function csvLine(cells: Array<string | number | boolean>): string {

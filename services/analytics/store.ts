@@ -41,6 +41,8 @@ export class StoreUnavailable extends Error {
 /** Settings every query runs with, on both backends. */
 const QUERY_SETTINGS: Record<string, string> = {
 	output_format_json_quote_64bit_integers: "0",
+	// A group of many thousand displays is a long `display_id IN (…)` list (the default is 256 KiB).
+	max_query_size: "16777216",
 	// A report is bounded by its params; this bounds it by work too.
 	max_execution_time: "60"
 };
@@ -161,7 +163,11 @@ export function loadChdb(): { module: ChdbModule | null; reason: string | null }
 	}
 }
 
-const CHDB_SETTINGS = Object.entries(QUERY_SETTINGS).map(([k, v]) => `SET ${k} = ${v}`);
+/** What a chDB query carries in its SETTINGS clause (the parser's own setting is set for the session). */
+const CHDB_QUERY_SETTINGS = Object.entries(QUERY_SETTINGS)
+	.filter(([name]) => name !== "max_query_size")
+	.map(([name, value]) => `${name} = ${value}`)
+	.join(", ");
 
 /**
  * chDB serves one data directory per process: every store of the process on that directory
@@ -187,6 +193,8 @@ export class ChdbStore implements AnalyticsStore {
 		if (!shared) {
 			fs.mkdirSync(resolved, { recursive: true });
 			shared = { dir: resolved, session: new chdb.Session(resolved), users: 0 };
+			// The query size is read while parsing, before a query's own SETTINGS: set for the session.
+			void shared.session.queryAsync(`SET max_query_size = ${QUERY_SETTINGS.max_query_size}`).catch(() => undefined);
 		}
 		shared.users++;
 		return new ChdbStore(shared.session, resolved);
@@ -203,7 +211,7 @@ export class ChdbStore implements AnalyticsStore {
 
 	async rows<T extends object>(query: Sql): Promise<T[]> {
 		// Settings ride along with each query (a chDB session keeps no per-query settings).
-		const text = `${query.text}\nSETTINGS ${CHDB_SETTINGS.map(s => s.slice(4)).join(", ")}`;
+		const text = `${query.text}\nSETTINGS ${CHDB_QUERY_SETTINGS}`;
 		return jsonLines<T>((await this.live().queryAsync(text, { format: "JSONEachRow" })).text());
 	}
 

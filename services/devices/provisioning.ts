@@ -74,5 +74,6 @@ export function provisioningKeyView(doc: ProvisioningKeyDoc, registered: number,
 
 /** The name a registering screen gets when it sends none. */
 export function defaultScreenName(hardwareId: string): string {
-	return `Screen ${hardwareId.slice(0, 40)}`;
+	// Whole characters (an emoji is two UTF-16 units).
+	return `Screen ${Array.from(hardwareId).slice(0, 40).join("")}`;
 }

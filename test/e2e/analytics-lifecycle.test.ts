@@ -93,7 +93,7 @@ describe("weekly report emails and retention", () => {
 		const csv = mail.attachments[0];
 		expect(csv.filename).toBe("proof-of-play-2026-11-30.csv");
 		expect(csv.contentType).toBe("text/csv");
-		expect(csv.content.toString("utf8")).toBe(`contentId,contentName,plays,durationMs,avgDurationMs,completionRate\r\n${contentId},Winter sale,3,45000,15000,1\r\n`);
+		expect(csv.content.toString("utf8")).toBe(`"contentId","contentName","plays","durationMs","avgDurationMs","completionRate"\r\n"${contentId}","Winter sale",3,45000,15000,1\r\n`);
 
 		// A week later the next one goes, once.
 		expect(await analytics.sendDueReports(new Date(monday.getTime() + 7 * DAY))).toBe(2);
@@ -112,6 +112,29 @@ describe("weekly report emails and retention", () => {
 		expect(list.body.total).toBe(2);
 		expect((await request(p.api(`/analytics/reports/${created.body.id}`), { method: "DELETE", headers: bearer(owner.accessToken) })).status).toBe(204);
 		expect((await request(p.api(`/analytics/reports/${created.body.id}/send`), { method: "POST", headers: bearer(owner.accessToken) })).status).toBe(404);
+	});
+
+	it("mails a recipient once however it is spelled, and bounds sending on request", async () => {
+		const created = await request<{ id: string; recipients: string[] }>(p.api("/analytics/reports"), {
+			method: "POST",
+			headers: bearer(owner.accessToken),
+			json: { name: "Twice?", recipients: ["Shop@Example.com", "shop@example.com"], weekday: 2, hour: 9 }
+		});
+		expect(created.status).toBe(201);
+		expect(created.body.recipients).toEqual(["shop@example.com"]);
+		const send = () => request(p.api(`/analytics/reports/${created.body.id}/send`), { method: "POST", headers: bearer(owner.accessToken) });
+		// Three an hour per report: it mails addresses the tenant typed, and must be no mailer for strangers.
+		expect([(await send()).status, (await send()).status, (await send()).status, (await send()).status]).toEqual([202, 202, 202, 429]);
+		await request(p.api(`/analytics/reports/${created.body.id}`), { method: "DELETE", headers: bearer(owner.accessToken) });
+	});
+
+	it("never passes 20 report emails per tenant, even when asked many times at once", async () => {
+		const other = await register(p, newAccount("many-reports"));
+		const answers = await Promise.all(
+			Array.from({ length: 30 }, (_, i) => request(p.api("/analytics/reports"), { method: "POST", headers: bearer(other.accessToken), json: { name: `R${i}`, recipients: ["x@example.com"], weekday: 1, hour: 8 } }))
+		);
+		expect(answers.filter(a => a.status === 201)).toHaveLength(20);
+		expect(answers.filter(a => a.status === 409)).toHaveLength(10);
 	});
 
 	it("refuses bad schedules with 422", async () => {

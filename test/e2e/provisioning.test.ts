@@ -165,7 +165,11 @@ describe("zero-touch provisioning", () => {
 			[{ hardwareId: "x" }, 422],
 			[{ provisioningKey: { $gt: "" }, hardwareId: "x" }, 422],
 			[{ provisioningKey: "mpk_" + "a".repeat(43), hardwareId: "x".repeat(129) }, 422],
-			[{ provisioningKey: "mpk_" + "a".repeat(43), hardwareId: "x", resolution: "big" }, 422]
+			[{ provisioningKey: "mpk_" + "a".repeat(43), hardwareId: "x", resolution: "big" }, 422],
+			[{ provisioningKey: "mpk_" + "a".repeat(43), hardwareId: "\u202egnp.exe" }, 422],
+			[{ provisioningKey: "mpk_" + "a".repeat(43), hardwareId: "a\u0000b" }, 422],
+			[{ provisioningKey: "mpk_" + "a".repeat(43), hardwareId: "\u200b" }, 422],
+			[{ provisioningKey: "mpk_" + "a".repeat(43), hardwareId: "   " }, 422]
 		];
 		const client = someClient();
 		for (const [json, status] of bad) expect((await request(p.api("/device/register"), { method: "POST", headers: client, json })).status).toBe(status);

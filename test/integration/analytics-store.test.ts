@@ -136,6 +136,14 @@ describeOnEveryStore("analytics store contract", open => {
 		}
 	});
 
+	it("takes a display filter of 10 000 ids (a big group's members: beyond ClickHouse's default query size)", async () => {
+		const ids = Array.from({ length: 10_000 }, (_, i) => `0195d6f8-0b6a-7c3e-8a1b-${String(i).padStart(12, "0")}`);
+		ids.push("d1");
+		const rows = (await store.rows<UptimeResultRow>(uptimeReport(W, T0 + 2 * HOUR, ids, 100))).map(uptimeRow);
+		expect(rows.map(r => r.displayId)).toEqual(["d1"]);
+		expect((await store.rows<{ plays: number }>(playbackTotals(W, { displayIds: ids })))[0].plays).toBe(3);
+	});
+
 	it("computes uptime from transitions: unknown before the first, deleted counts as neither", async () => {
 		const rows = (await store.rows<UptimeResultRow>(uptimeReport(W, T0 + 2 * HOUR, undefined, 100))).map(uptimeRow);
 		expect(rows).toEqual([
