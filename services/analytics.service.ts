@@ -90,7 +90,7 @@ import {
 } from "./analytics/records";
 import { lastDue, periodDue, periodLabel, periodStartDate, scheduleView, type Period, type ReportScheduleDoc } from "./analytics/schedules";
 import { ident, sql, type Sql } from "./analytics/sql";
-import { ChdbStore, ClickHouseHttpStore, loadChdb, StoreUnavailable, type AnalyticsStore } from "./analytics/store";
+import { ChdbStore, ClickHouseHttpStore, loadChdb, QueryTooHeavy, StoreUnavailable, type AnalyticsStore } from "./analytics/store";
 
 const COLLECTIONS = {
 	report_schedules: tenantCollection<ReportScheduleDoc>()
@@ -271,14 +271,16 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				const { groupBy, limit } = ctx.params;
 				const timezone = await this.timezoneOf(w.tenantId as string, ctx.params.timezone);
 				const filter: PlaybackFilter = { displayIds: ctx.params.displayId ? [ctx.params.displayId] : undefined, contentId: ctx.params.contentId, groupId: ctx.params.groupId };
-				const [rows, [totals]] = await Promise.all([
-					this.rows<PlaybackResultRow>(playbackReport(w, filter, groupBy, timezone, limit)),
-					this.rows<{ plays: number; durationMs: number }>(playbackTotals(w, filter))
-				]);
-				const timeKey = groupBy === "hour" || groupBy === "day" ? groupBy : null;
+				const rows = (await this.rows<PlaybackResultRow>(playbackReport(w, filter, groupBy, timezone, limit))).map(r => playbackRow(r, groupBy === "hour" || groupBy === "day" ? groupBy : null));
+				// Every play is in exactly one row unless rows were cut or a play counts for each of its
+				// groups: then the totals are their sum, without a second pass over the plays.
+				const complete = rows.length < limit && groupBy !== "group";
+				const totals = complete
+					? { plays: rows.reduce((n, r) => n + r.plays, 0), durationMs: rows.reduce((n, r) => n + r.durationMs, 0) }
+					: await this.rows<{ plays: number; durationMs: number }>(playbackTotals(w, filter)).then(([t]) => ({ plays: Number(t?.plays ?? 0), durationMs: Number(t?.durationMs ?? 0) }));
 				return {
-					rows: rows.map(r => playbackRow(r, timeKey)),
-					totals: { plays: Number(totals?.plays ?? 0), durationMs: Number(totals?.durationMs ?? 0) },
+					rows,
+					totals,
 					groupBy,
 					from: new Date(w.fromMs).toISOString(),
 					to: new Date(w.toMs).toISOString(),
@@ -568,6 +570,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				return await this.requireStore().rows<T>(query);
 			} catch (err) {
 				if (err instanceof StoreUnavailable || (err as Error).name === "LockTimeout") throw Errors.unavailable("The analytics store cannot be reached; try again shortly");
+				if (err instanceof QueryTooHeavy) throw Errors.unavailable("This report is too heavy for the analytics store right now: narrow the range or the filters, or try again later");
 				// A zone Intl knows and this ClickHouse does not (its zone data is older).
 				if (/Cannot load time zone|Unknown time zone/i.test(String((err as Error).message))) {
 					throw Errors.validation([{ field: "timezone", message: "is not a time zone the analytics store knows; choose another", type: "timezone" }]);

@@ -38,13 +38,31 @@ export class StoreUnavailable extends Error {
 	}
 }
 
+/** A query ClickHouse stopped for its cost: over the memory limit (241) or the time limit (159). */
+export class QueryTooHeavy extends Error {
+	constructor(message: string) {
+		super(message);
+		this.name = "QueryTooHeavy";
+	}
+}
+
+const TOO_HEAVY = /Code: (241|159)\b/;
+
+/** A ClickHouse error as the store's: too heavy, or an error of ours as it is. */
+function classified(err: unknown): unknown {
+	const message = String((err as Error)?.message ?? err);
+	return TOO_HEAVY.test(message) ? new QueryTooHeavy(message.slice(0, 300)) : err;
+}
+
 /** Settings every query runs with, on both backends. */
 const QUERY_SETTINGS: Record<string, string> = {
 	output_format_json_quote_64bit_integers: "0",
 	// A group of many thousand displays is a long `display_id IN (…)` list (the default is 256 KiB).
 	max_query_size: "16777216",
 	// A report is bounded by its params; this bounds it by work too.
-	max_execution_time: "60"
+	max_execution_time: "60",
+	// A deduplicating GROUP BY over many millions of plays spills to disk instead of failing.
+	max_bytes_before_external_group_by: "1000000000"
 };
 
 function jsonLines<T>(text: string): T[] {
@@ -135,7 +153,7 @@ export class ClickHouseHttpStore implements AnalyticsStore {
 		if (!res.ok) {
 			// 5xx that says the server is going away or overloaded is an outage; anything else is our bug.
 			if (res.status === 503 || /TOO_MANY_SIMULTANEOUS_QUERIES|shutdown/i.test(text)) throw new StoreUnavailable(`ClickHouse is unavailable: ${text.slice(0, 200)}`);
-			throw new Error(`ClickHouse answered ${res.status}: ${text.slice(0, 500)}`);
+			throw classified(new Error(`ClickHouse answered ${res.status}: ${text.slice(0, 500)}`));
 		}
 		return text;
 	}
@@ -212,7 +230,11 @@ export class ChdbStore implements AnalyticsStore {
 	async rows<T extends object>(query: Sql): Promise<T[]> {
 		// Settings ride along with each query (a chDB session keeps no per-query settings).
 		const text = `${query.text}\nSETTINGS ${CHDB_QUERY_SETTINGS}`;
-		return jsonLines<T>((await this.live().queryAsync(text, { format: "JSONEachRow" })).text());
+		try {
+			return jsonLines<T>((await this.live().queryAsync(text, { format: "JSONEachRow" })).text());
+		} catch (err) {
+			throw classified(err);
+		}
 	}
 
 	async insert(table: string, rows: readonly object[]): Promise<void> {
