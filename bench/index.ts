@@ -13,6 +13,18 @@
  *     service's targetKeys lookup, raw NeDB with and without an index on targetKeys, a cache miss
  *     through the broker and GET /device/manifest (miss, cached 200, cached 304); then full and
  *     one-tag recomputations: displays per second and the longest event-loop stall.
+ *  5. Analytics ingestion (bench/analytics.ts): the platform as users start it (`tsx server.ts`,
+ *     a process of its own; chDB in-process, or a ClickHouse server with --clickhouse) takes
+ *     1 000 000 plays in POSTs of 500 to /device/playback: plays/s accepted (vs a bare node:http
+ *     server parsing the same bodies) and plays/s until GET /analytics/playback counts them all
+ *     (vs the store's own insert rate).
+ *  6. Analytics reports over 10 000 000 plays of one tenant loaded straight into its store:
+ *     p50/p95 of the playback report by content, display, group, hour and day over 90 days, of
+ *     uptime and of one day's CSV export, vs the same SQL on the store alone.
+ *
+ * `npm run bench -- [scenario ...] [--quick] [--option=value ...]` runs some (all when none is
+ * named, analytics then at smoke size; `analytics` is 5 and 6 at full size); an unknown name or
+ * option prints the list (usage()).
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -31,47 +43,8 @@ import { resolve as engineResolve, type DisplayTarget, type TargetSet } from "..
 import { displayKeys, ScheduleIndex, targetKeys } from "../services/scheduling/targeting";
 import type { KeyValueStore } from "../shared/kv";
 import { bearer, newAccount, pairDisplay, register, startTestPlatform } from "../test/helpers/accounts";
-
-interface Figure {
-	name: string;
-	opsPerSec: number;
-	p50Ms: number;
-	p99Ms: number;
-}
-
-/** Runs `op` with `concurrency` workers for `durationMs` after a short warm-up. */
-async function measure(name: string, op: () => Promise<void>, durationMs = 3000, concurrency = 16): Promise<Figure> {
-	const warmUntil = Date.now() + 500;
-	while (Date.now() < warmUntil) await op();
-	const latencies: number[] = [];
-	const until = Date.now() + durationMs;
-	const started = process.hrtime.bigint();
-	await Promise.all(
-		Array.from({ length: concurrency }, async () => {
-			while (Date.now() < until) {
-				const t = process.hrtime.bigint();
-				await op();
-				latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
-			}
-		})
-	);
-	const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-	latencies.sort((a, b) => a - b);
-	const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
-	return { name, opsPerSec: latencies.length / seconds, p50Ms: at(0.5), p99Ms: at(0.99) };
-}
-
-function report(title: string, baseline: Figure, others: Figure[]): void {
-	console.log(`\n${title}`);
-	console.log("  " + ["case".padEnd(58), "ops/s".padStart(10), "p50 ms".padStart(8), "p99 ms".padStart(8), "vs baseline".padStart(12)].join(""));
-	for (const f of [baseline, ...others]) {
-		const ratio = f === baseline ? "1.00x" : `${(f.opsPerSec / baseline.opsPerSec).toFixed(2)}x`;
-		console.log(
-			"  " +
-				[f.name.padEnd(58), f.opsPerSec.toFixed(0).padStart(10), f.p50Ms.toFixed(2).padStart(8), f.p99Ms.toFixed(2).padStart(8), ratio.padStart(12)].join("")
-		);
-	}
-}
+import { measure, report } from "./figures";
+import { ANALYTICS_OPTIONS, analyticsIngestBench, analyticsOptions, analyticsReportsBench } from "./analytics";
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
@@ -587,12 +560,70 @@ async function schedulingBench(): Promise<void> {
 	}
 }
 
+// ---- the registry ----------------------------------------------------------------------------
+
+interface BenchOptions {
+	quick: boolean;
+	/** `--name=value` options (a bare `--name` is ""). */
+	flags: Map<string, string>;
+}
+
+/** Every scenario by name, in the order a run without names goes through them. */
+const SCENARIOS: Record<string, { help: string; run(o: BenchOptions): Promise<void> }> = {
+	http: { help: "bare node:http vs the gateway", run: httpBench },
+	heartbeat: { help: "POST /device/heartbeat vs a bare JSON echo", run: heartbeatBench },
+	data: { help: "raw NeDB vs the db mixin", run: dataBench },
+	scheduling: { help: "manifests and recomputation at 10 000 displays", run: schedulingBench },
+	"analytics:ingest": { help: "POST /device/playback to rows queryable (events/s)", run: o => analyticsIngestBench(analyticsOptions(o.flags, o.quick)) },
+	"analytics:reports": { help: "report latency over 10 million plays", run: o => analyticsReportsBench(analyticsOptions(o.flags, o.quick)) }
+};
+/** Names for several scenarios at once. */
+const GROUPS: Record<string, string[]> = { analytics: ["analytics:ingest", "analytics:reports"] };
+const FLAGS = new Set(["quick", "no-chdb", "clickhouse", ...Object.keys(ANALYTICS_OPTIONS)]);
+
+function usage(): string {
+	const lines = [
+		"usage: npm run bench -- [scenario ...] [--quick] [--option=value ...]",
+		"scenarios (all when none is named, analytics then in --quick size):",
+		...Object.entries(SCENARIOS).map(([name, s]) => `  ${name.padEnd(20)}${s.help}`),
+		...Object.entries(GROUPS).map(([name, list]) => `  ${name.padEnd(20)}${list.join(" + ")}`),
+		"options:",
+		"  --quick             analytics: a smoke run of well under a minute a scenario (defaults in brackets)",
+		...Object.entries(ANALYTICS_OPTIONS).map(([name, d]) => `  --${`${name}=N`.padEnd(18)}${d.help} (${d.full} [${d.quick}])`),
+		"  --clickhouse[=URL]  analytics: also against a ClickHouse server (URL, or CLICKHOUSE_URL; bare: start one with scripts/clickhouse-local.sh)",
+		"  --no-chdb           analytics: skip the embedded chDB runs"
+	];
+	return lines.join("\n");
+}
+
+function parseArgs(argv: string[]): { names: string[]; options: BenchOptions } {
+	const names: string[] = [];
+	const flags = new Map<string, string>();
+	for (const arg of argv) {
+		const flag = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+		if (flag) {
+			if (!FLAGS.has(flag[1])) throw new Error(`unknown option ${arg}`);
+			flags.set(flag[1], flag[2] ?? "");
+		} else if (GROUPS[arg]) names.push(...GROUPS[arg]);
+		else if (SCENARIOS[arg]) names.push(arg);
+		else throw new Error(`unknown scenario "${arg}"`);
+	}
+	// A run of everything keeps to a few minutes: analytics at smoke size there (its full size,
+	// 1 000 000 plays and reports over 10 000 000, takes ~12 minutes: `npm run bench -- analytics`).
+	if (!names.length) return { names: Object.keys(SCENARIOS), options: { quick: true, flags } };
+	return { names: [...new Set(names)], options: { quick: flags.has("quick"), flags } };
+}
+
 async function main(): Promise<void> {
+	let parsed: ReturnType<typeof parseArgs>;
+	try {
+		parsed = parseArgs(process.argv.slice(2));
+	} catch (err) {
+		console.error(`${(err as Error).message}\n${usage()}`);
+		process.exit(2);
+	}
 	console.log(`Marquee benchmarks — node ${process.version}, ${new Date().toISOString()}`);
-	await httpBench();
-	await heartbeatBench();
-	await dataBench();
-	await schedulingBench();
+	for (const name of parsed.names) await SCENARIOS[name].run(parsed.options);
 	agent.destroy();
 }
 

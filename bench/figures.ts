@@ -1,0 +1,54 @@
+/**
+ * What every benchmark prints: figures (throughput and latency quantiles) in a table, each with
+ * its ratio to the bare baseline measured in the same run.
+ */
+
+export interface Figure {
+	name: string;
+	opsPerSec: number;
+	p50Ms: number;
+	p99Ms: number;
+	/** Printed instead of p99 by tables asked for p95 (`report(..., { tail: "p95" })`). */
+	p95Ms?: number;
+}
+
+/** The value at quantile `q` of sorted `values` (NaN when there are none). */
+export function quantile(sorted: readonly number[], q: number): number {
+	if (!sorted.length) return NaN;
+	return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+/** Runs `op` with `concurrency` workers for `durationMs` after a short warm-up. */
+export async function measure(name: string, op: () => Promise<void>, durationMs = 3000, concurrency = 16): Promise<Figure> {
+	const warmUntil = Date.now() + 500;
+	while (Date.now() < warmUntil) await op();
+	const latencies: number[] = [];
+	const until = Date.now() + durationMs;
+	const started = process.hrtime.bigint();
+	await Promise.all(
+		Array.from({ length: concurrency }, async () => {
+			while (Date.now() < until) {
+				const t = process.hrtime.bigint();
+				await op();
+				latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
+			}
+		})
+	);
+	const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+	latencies.sort((a, b) => a - b);
+	return { name, opsPerSec: latencies.length / seconds, p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99) };
+}
+
+const cell = (value: number, digits: number, width: number) => (Number.isFinite(value) ? value.toFixed(digits) : "-").padStart(width);
+
+/** A table of figures; the ratio column is each figure's ops/s over the baseline's. */
+export function report(title: string, baseline: Figure, others: Figure[], options: { tail?: "p99" | "p95" } = {}): void {
+	const tail = options.tail ?? "p99";
+	console.log(`\n${title}`);
+	console.log("  " + ["case".padEnd(58), "ops/s".padStart(10), "p50 ms".padStart(10), `${tail} ms`.padStart(10), "vs baseline".padStart(12)].join(""));
+	for (const f of [baseline, ...others]) {
+		const ratio = f === baseline ? "1.00x" : Number.isFinite(f.opsPerSec / baseline.opsPerSec) ? `${(f.opsPerSec / baseline.opsPerSec).toFixed(2)}x` : "-";
+		const tailMs = tail === "p95" ? (f.p95Ms ?? NaN) : f.p99Ms;
+		console.log("  " + [f.name.padEnd(58), cell(f.opsPerSec, f.opsPerSec < 10 ? 2 : 0, 10), cell(f.p50Ms, 2, 10), cell(tailMs, 2, 10), ratio.padStart(12)].join(""));
+	}
+}
