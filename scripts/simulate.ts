@@ -179,6 +179,7 @@ export class Simulator {
 		const run = randomUUID().slice(0, 8);
 		const account = { email: `simulator-${run}@example.com`, password: `Sim-${randomUUID()}`, name: "Fleet Simulator", organizationName: `Simulated fleet ${run}` };
 		const signedUp = await this.request("POST /auth/register", "POST", "/api/v1/auth/register", { json: account, expect: [201] });
+		if (signedUp.status === 0) throw new Error(`cannot reach ${this.options.url} (${this.stats.problems.at(-1) ?? "no answer"})`);
 		if (signedUp.status !== 201) throw new Error(`signing up on ${this.options.url} answered ${signedUp.status}: ${signedUp.body.slice(0, 300)}`);
 		const { accessToken } = JSON.parse(signedUp.body) as { accessToken: string };
 		const created = await this.request("POST /provisioning-keys", "POST", "/api/v1/provisioning-keys", { token: accessToken, json: { name: `simulator ${run}`, tags: ["simulated"] }, expect: [201] });
@@ -193,10 +194,18 @@ export class Simulator {
 		const run = randomUUID().slice(0, 8);
 		let next = 0;
 		let done = 0;
+		// Redrawn in place on a terminal; into a log, one line per tenth.
+		let shownTenth = -1;
 		const bar = () => {
 			const width = 30;
 			const filled = Math.round((done / this.options.displays) * width);
-			this.log(`\rprovisioning [${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${this.options.displays}`);
+			const line = `provisioning [${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${this.options.displays}`;
+			if (process.stderr.isTTY) return this.log(`\r${line}`);
+			const tenth = Math.floor((done / this.options.displays) * 10);
+			if (tenth !== shownTenth) {
+				shownTenth = tenth;
+				this.log(`${line}\n`);
+			}
 		};
 		const worker = async () => {
 			while (next < this.options.displays && !this.stopped) {
@@ -220,7 +229,7 @@ export class Simulator {
 		};
 		bar();
 		await Promise.all(Array.from({ length: Math.min(this.options.concurrency, this.options.displays) }, worker));
-		this.log("\n");
+		if (process.stderr.isTTY) this.log("\n");
 		this.provisionMs = performance.now() - started;
 	}
 
