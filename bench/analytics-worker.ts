@@ -25,6 +25,7 @@ import { playbackExportChunk, playbackReport, playbackTotals, uptimeReport, type
 import { exportLine, type ExportResultRow, type PlaybackEventRow } from "../services/analytics/records";
 import { Sql, sql } from "../services/analytics/sql";
 import { ChdbStore, ClickHouseHttpStore, loadChdb, type AnalyticsStore } from "../services/analytics/store";
+import { workerMain } from "./figures";
 
 export interface BareHttpTask {
 	cmd: "bare-http";
@@ -387,9 +388,4 @@ async function main(): Promise<void> {
 	}
 }
 
-if (require.main === module) {
-	main().catch(err => {
-		process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
-		process.exit(1);
-	});
-}
+if (require.main === module) workerMain(main);

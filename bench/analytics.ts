@@ -29,11 +29,12 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { newId } from "../shared/ids";
-import { bearer, login, newAccount, pairDisplay, register, type Platform as TestPlatform } from "../test/helpers/accounts";
+import { bearer, login, newAccount, pairDisplay, register } from "../test/helpers/accounts";
 import { request, tempDir } from "../test/helpers/platform";
-import { killGroup, ROOT, spawnPlatform, waitFor200, type PlatformProcess } from "../test/helpers/process";
+import { killGroup, ROOT } from "../test/helpers/process";
 import { isUnavailable, startServer } from "../test/helpers/servers";
 import { quantile, report, type Figure } from "./figures";
+import { CLOCK_TICKS, readProc, sampleTree, startPlatformProcess, stopPlatformProcess, TSX, type RunningPlatform } from "./platform-process";
 import type { InsertResult, SeedResult, SeedTask, TimeResult, WorkerTask } from "./analytics-worker";
 
 export interface AnalyticsOptions {
@@ -86,7 +87,6 @@ export function analyticsOptions(flags: Map<string, string>, quick: boolean): An
 }
 
 const BATCH = 500;
-const TSX = path.join(ROOT, "node_modules/.bin/tsx");
 const WORKER = path.join(__dirname, "analytics-worker.ts");
 const REPORT_SCALE = { displays: 2000, contents: 500, groups: 10, days: 90 };
 const DAY_MS = 86_400_000;
@@ -109,41 +109,6 @@ const CHDB: Backend = { label: "chDB in-process", clickhouseUrl: "", workerTarge
 function serverBackend(url: string, version: string): Backend {
 	const base = url.replace(/\/+$/, "");
 	return { label: `ClickHouse ${version} server`, clickhouseUrl: base, workerTarget: (_dir, database) => `${base}/${database}`, serverPid: clickhousePid(base) };
-}
-
-interface RunningPlatform {
-	proc: PlatformProcess;
-	url: string;
-	/** What the accounts helpers need of a platform. */
-	accounts: TestPlatform;
-	api(p: string): string;
-}
-
-/** `tsx server.ts` with `env` on a free port, once /health/ready answers 200. */
-async function startPlatformProcess(env: Record<string, string>): Promise<RunningPlatform> {
-	const proc = await spawnPlatform(TSX, ["server.ts"], { LOG_LEVEL: "warn", TRUST_PROXY_HOPS: "1", ...env });
-	try {
-		await waitFor200(`${proc.url}/health/ready`, 120_000, proc);
-	} catch (err) {
-		killGroup(proc);
-		throw err;
-	}
-	const api = (p: string) => `${proc.url}/api/v1${p}`;
-	return { proc, url: proc.url, api, accounts: { api } as unknown as TestPlatform };
-}
-
-/** SIGTERM (the platform drains and lets go of its store), SIGKILL after 60 s. */
-async function stopPlatformProcess(p: RunningPlatform): Promise<void> {
-	p.proc.kill("SIGTERM");
-	const timeout = new Promise<"timeout">(resolve => setTimeout(() => resolve("timeout"), 60_000).unref());
-	const how = await Promise.race([p.proc.exited, timeout]);
-	if (how === "timeout") {
-		console.log("  (the platform did not exit within 60 s of SIGTERM; killed)");
-		killGroup(p.proc);
-		await p.proc.exited;
-	} else if (how !== 0) console.log(`  (the platform exited with ${how} after SIGTERM)`);
-	// Whatever the wrapper left behind (tsx relays the signal to its node child).
-	killGroup(p.proc);
 }
 
 /** Runs a worker task to completion; answers its JSON result and what it used (stderr passes through). */
@@ -198,54 +163,8 @@ function startBareHttp(): Promise<{ url: string; stop(): void }> {
 	});
 }
 
-// ---- a process tree's memory and CPU (Linux /proc) -----------------------------------------
 
-const CLOCK_TICKS = 100;
-
-function readProc(pid: number, file: string): string | null {
-	try {
-		return fs.readFileSync(`/proc/${pid}/${file}`, "utf8");
-	} catch {
-		return null;
-	}
-}
-
-/** `pid` and its descendants. */
-function treeOf(root: number): number[] {
-	const children = new Map<number, number[]>();
-	for (const entry of fs.readdirSync("/proc")) {
-		if (!/^\d+$/.test(entry)) continue;
-		const stat = readProc(Number(entry), "stat");
-		if (!stat) continue;
-		const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-		const list = children.get(ppid) ?? [];
-		list.push(Number(entry));
-		children.set(ppid, list);
-	}
-	const out: number[] = [];
-	const walk = (pid: number) => {
-		out.push(pid);
-		for (const c of children.get(pid) ?? []) walk(c);
-	};
-	walk(root);
-	return out;
-}
-
-/** Resident memory (MB) and CPU seconds used so far by a process tree. */
-function sampleTree(root: number): { rssMb: number; cpuSec: number } {
-	let rssKb = 0;
-	let ticks = 0;
-	for (const pid of treeOf(root)) {
-		const status = readProc(pid, "status");
-		const stat = readProc(pid, "stat");
-		if (status) rssKb += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-		if (stat) {
-			const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-			ticks += Number(fields[11]) + Number(fields[12]);
-		}
-	}
-	return { rssMb: rssKb / 1024, cpuSec: ticks / CLOCK_TICKS };
-}
+// ---- the machine's CPU and a process tree's over time (Linux /proc) ---------------------------
 
 /** CPU seconds the whole machine has been busy (every core, every process; /proc/stat). */
 function machineBusySec(): number {

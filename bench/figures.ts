@@ -52,3 +52,11 @@ export function report(title: string, baseline: Figure, others: Figure[], option
 		console.log("  " + [f.name.padEnd(58), cell(f.opsPerSec, f.opsPerSec < 10 ? 2 : 0, 10), cell(f.p50Ms, 2, 10), cell(tailMs, 2, 10), ratio.padStart(12)].join(""));
 	}
 }
+
+/** A worker process's entry: runs `main`, and a failure ends the process with its stack on stderr. */
+export function workerMain(main: () => Promise<void>): void {
+	main().catch(err => {
+		process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+		process.exit(1);
+	});
+}

@@ -21,6 +21,9 @@
  *  6. Analytics reports over 10 000 000 plays of one tenant loaded straight into its store:
  *     p50/p95 of the playback report by content, display, group, hour and day over 90 days, of
  *     uptime and of one day's CSV export, vs the same SQL on the store alone.
+ *  7. The fleet (bench/fleet.ts), on `tsx server.ts` with the load from a process of its own:
+ *     heartbeats at 64 connections (one process; split over NATS and Redis when they answer)
+ *     vs a bare JWT-verifying server, 304 manifests, and resident memory per display.
  *
  * `npm run bench -- [scenario ...] [--quick] [--option=value ...]` runs some (all when none is
  * named, analytics then at smoke size; `analytics` is 5 and 6 at full size); an unknown name or
@@ -45,6 +48,7 @@ import type { KeyValueStore } from "../shared/kv";
 import { bearer, newAccount, pairDisplay, register, startTestPlatform } from "../test/helpers/accounts";
 import { measure, report } from "./figures";
 import { ANALYTICS_OPTIONS, analyticsIngestBench, analyticsOptions, analyticsReportsBench } from "./analytics";
+import { fleetHeartbeatBench, fleetManifestBench, fleetMemoryBench, fleetSkipped } from "./fleet";
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
@@ -575,10 +579,13 @@ const SCENARIOS: Record<string, { help: string; run(o: BenchOptions): Promise<vo
 	data: { help: "raw NeDB vs the db mixin", run: dataBench },
 	scheduling: { help: "manifests and recomputation at 10 000 displays", run: schedulingBench },
 	"analytics:ingest": { help: "POST /device/playback to rows queryable (events/s)", run: o => analyticsIngestBench(analyticsOptions(o.flags, o.quick)) },
-	"analytics:reports": { help: "report latency over 10 million plays", run: o => analyticsReportsBench(analyticsOptions(o.flags, o.quick)) }
+	"analytics:reports": { help: "report latency over 10 million plays", run: o => analyticsReportsBench(analyticsOptions(o.flags, o.quick)) },
+	"fleet:heartbeat": { help: "tsx server.ts: heartbeats at 64 connections vs a bare JWT server (+ split topology)", run: fleetHeartbeatBench },
+	"fleet:manifest": { help: "tsx server.ts: 304 manifests at 64 connections", run: fleetManifestBench },
+	"fleet:memory": { help: "tsx server.ts: resident memory per display (2 000 screens)", run: fleetMemoryBench }
 };
 /** Names for several scenarios at once. */
-const GROUPS: Record<string, string[]> = { analytics: ["analytics:ingest", "analytics:reports"] };
+const GROUPS: Record<string, string[]> = { analytics: ["analytics:ingest", "analytics:reports"], fleet: ["fleet:heartbeat", "fleet:manifest", "fleet:memory"] };
 const FLAGS = new Set(["quick", "no-chdb", "clickhouse", ...Object.keys(ANALYTICS_OPTIONS)]);
 
 function usage(): string {
@@ -624,6 +631,7 @@ async function main(): Promise<void> {
 	}
 	console.log(`Marquee benchmarks — node ${process.version}, ${new Date().toISOString()}`);
 	for (const name of parsed.names) await SCENARIOS[name].run(parsed.options);
+	if (parsed.names.some(name => name.startsWith("fleet:"))) fleetSkipped();
 	agent.destroy();
 }
 

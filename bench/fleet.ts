@@ -1,0 +1,376 @@
+/**
+ * A fleet of screens against the platform as users start it (`tsx server.ts`, a process of its
+ * own, embedded), the load always generated from another process (bench/fleet-worker.ts `load`),
+ * never from the server's event loop nor from this one.
+ *
+ *  - fleet:heartbeat: 64 keep-alive connections POST /device/heartbeat (metrics, app version,
+ *    uptime) taking turns with 200 screens registered through a provisioning key; against a bare
+ *    node:http server (own process) that verifies the same kind of HS256 JWT, writes presence into
+ *    a Map and answers a small JSON. Then, when NATS (4222) and Redis (6379) answer on this
+ *    machine, the same against the split topology: SERVICES=api in one process, every other
+ *    service in another, TRANSPORTER and REDIS_URL set, one NAMESPACE unique to the run.
+ *  - fleet:manifest: 64 connections GET /device/manifest with If-None-Match = the current ETag
+ *    (304), taking turns with the 200 screens; the bare server answers its own 304 for scale.
+ *  - fleet:memory: resident memory of the platform process tree after registering N screens, each
+ *    of which then sent a heartbeat and fetched its manifest, minus before: bytes per display.
+ */
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { bearer, newAccount, register, someClient, type Platform as TestPlatform } from "../test/helpers/accounts";
+import { request, tempDir } from "../test/helpers/platform";
+import { killGroup, ROOT, spawnPlatform, waitFor200, type PlatformProcess } from "../test/helpers/process";
+import { freePort } from "../test/helpers/servers";
+import { report, type Figure } from "./figures";
+import { sampleTree, startPlatformProcess, stopPlatformProcess, TSX, type RunningPlatform } from "./platform-process";
+import { signJwt, type FleetTask, type LoadRequest, type LoadResult, type LoadTask } from "./fleet-worker";
+
+const WORKER = path.join(__dirname, "fleet-worker.ts");
+const SCREENS = 200;
+const CONNECTIONS = 64;
+const WARM_MS = 1500;
+const DURATION_MS = 5000;
+const MEMORY_SCREENS = 2000;
+const HEARTBEAT_BODY = JSON.stringify({ metrics: { cpu: 23.5, memory: 41.2, disk: 63, temperature: 51.5 }, appVersion: "2.4.1", currentContentId: "0190a1b2-0000-7000-8000-000000000001", uptimeSec: 86_400 });
+/** Platform settings for every run: no plan limit in the way, and the highest rate limit config accepts (1 000 000 a minute). */
+const PLATFORM_ENV = { DEFAULT_PLAN_DISPLAYS: "1000000", RATE_LIMIT_PER_MINUTE: "1000000" };
+
+/** Figures that were not measured, and why; printed at the end of the group. */
+const skipped: string[] = [];
+
+// ---- processes --------------------------------------------------------------------------------
+
+function runLoad(task: Omit<LoadTask, "cmd" | "connections" | "warmMs" | "durationMs">): Promise<LoadResult> {
+	const full: FleetTask = { cmd: "load", connections: CONNECTIONS, warmMs: WARM_MS, durationMs: DURATION_MS, ...task };
+	return new Promise((resolve, reject) => {
+		const child = spawn(TSX, [WORKER], { cwd: ROOT, stdio: ["pipe", "pipe", "inherit"] });
+		let out = "";
+		child.stdout.on("data", chunk => (out += chunk));
+		child.on("error", reject);
+		child.on("exit", code => {
+			const last = out.trim().split("\n").pop() ?? "";
+			if (code !== 0) reject(new Error(`load process exited with ${code}: ${out.slice(-2000)}`));
+			else resolve(JSON.parse(last) as LoadResult);
+		});
+		child.stdin.end(JSON.stringify(full));
+	});
+}
+
+function startBare(secret: string): Promise<{ url: string; stop(): void }> {
+	return new Promise((resolve, reject) => {
+		const child = spawn(TSX, [WORKER, JSON.stringify({ cmd: "bare", secret } satisfies FleetTask)], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], detached: true });
+		let out = "";
+		child.on("error", reject);
+		child.on("exit", code => reject(new Error(`bare server exited with ${code}`)));
+		child.stdout.on("data", chunk => {
+			out += chunk;
+			if (!out.includes("\n")) return;
+			const { port } = JSON.parse(out.split("\n")[0]) as { port: number };
+			resolve({
+				url: `http://127.0.0.1:${port}`,
+				stop: () => {
+					try {
+						process.kill(-(child.pid as number), "SIGKILL");
+					} catch {
+						/* gone */
+					}
+				}
+			});
+		});
+	});
+}
+
+function tcpAnswers(port: number): Promise<boolean> {
+	return new Promise(resolve => {
+		const socket = net.connect(port, "127.0.0.1");
+		const done = (ok: boolean) => {
+			socket.destroy();
+			resolve(ok);
+		};
+		socket.setTimeout(1000, () => done(false));
+		socket.on("connect", () => done(true));
+		socket.on("error", () => done(false));
+	});
+}
+
+// ---- set-up through the API -------------------------------------------------------------------
+
+interface Fleet {
+	ownerToken: string;
+	keyId: string;
+	key: string;
+	tokens: string[];
+}
+
+/** An owner, a provisioning key and `n` screens registered with it (`concurrency` at a time). */
+async function registerFleet(api: (p: string) => string, n: number, concurrency = 8): Promise<Fleet> {
+	const owner = await register({ api } as unknown as TestPlatform, newAccount("fleet"));
+	const created = await request<{ id: string; key: string }>(api("/provisioning-keys"), { method: "POST", headers: bearer(owner.accessToken), json: { name: "Fleet" } });
+	if (created.status !== 201) throw new Error(`POST /provisioning-keys answered ${created.status}: ${created.text}`);
+	const fleet: Fleet = { ownerToken: owner.accessToken, keyId: created.body.id, key: created.body.key, tokens: [] };
+	await addScreens(api, fleet, n, concurrency);
+	return fleet;
+}
+
+async function addScreens(api: (p: string) => string, fleet: Fleet, n: number, concurrency = 8): Promise<void> {
+	const first = fleet.tokens.length;
+	let next = 0;
+	await Promise.all(
+		Array.from({ length: concurrency }, async () => {
+			while (next < n) {
+				const i = first + next++;
+				const res = await request<{ deviceToken: string }>(api("/device/register"), {
+					method: "POST",
+					headers: someClient(),
+					json: { provisioningKey: fleet.key, hardwareId: `hw-${process.pid}-${i}`, name: `Screen ${i}`, model: "bench", resolution: "1920x1080" }
+				});
+				if (res.status !== 201) throw new Error(`POST /device/register answered ${res.status}: ${res.text}`);
+				fleet.tokens[i] = res.body.deviceToken;
+			}
+		})
+	);
+}
+
+/** Sends `n` requests through `run`, `concurrency` at a time (set-up, not timed). */
+async function each(n: number, concurrency: number, run: (i: number) => Promise<void>): Promise<void> {
+	let next = 0;
+	await Promise.all(
+		Array.from({ length: concurrency }, async () => {
+			while (next < n) await run(next++);
+		})
+	);
+}
+
+async function heartbeatOnce(api: (p: string) => string, token: string): Promise<void> {
+	const res = await request(api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: JSON.parse(HEARTBEAT_BODY) as object });
+	if (res.status !== 200) throw new Error(`POST /device/heartbeat answered ${res.status}: ${res.text}`);
+}
+
+async function manifestEtag(api: (p: string) => string, token: string): Promise<string> {
+	const res = await request(api("/device/manifest"), { headers: bearer(token) });
+	if (res.status !== 200) throw new Error(`GET /device/manifest answered ${res.status}: ${res.text}`);
+	const etag = res.headers.get("etag");
+	if (!etag) throw new Error("GET /device/manifest answered no ETag");
+	return etag;
+}
+
+// ---- figures ------------------------------------------------------------------------------------
+
+function figure(name: string, r: LoadResult): Figure {
+	return { name, opsPerSec: r.okPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms };
+}
+
+function statusLine(label: string, r: LoadResult): string {
+	const list = Object.entries(r.statuses)
+		.map(([s, n]) => `${n} × ${s}`)
+		.join(", ");
+	return `  ${label}: ${r.requests} answers in ${r.seconds.toFixed(1)} s (${list})${r.firstError ? `; first unexpected: ${r.firstError}` : ""}`;
+}
+
+/** The bare baseline's device tokens: HS256 JWTs like the platform's, one per screen. */
+function bareTokens(secret: string, n: number): string[] {
+	const exp = Math.floor(Date.now() / 1000) + 86_400;
+	return Array.from({ length: n }, (_, i) => signJwt({ sub: `display-${i}`, tid: "tenant-bench", typ: "device", exp }, secret));
+}
+
+const heartbeatRequests = (tokens: string[]): LoadRequest[] => tokens.map(t => ({ headers: bearer(t), body: HEARTBEAT_BODY }));
+
+// ---- fleet:heartbeat ----------------------------------------------------------------------------
+
+interface SplitTopology {
+	api: RunningPlatform;
+	services: PlatformProcess;
+}
+
+/** SERVICES=api in one process, every other service in another, over NATS and Redis. */
+async function startSplit(): Promise<SplitTopology> {
+	const dataDir = tempDir("marquee-bench-fleet-split-");
+	const shared = {
+		...PLATFORM_ENV,
+		TRANSPORTER: "nats://127.0.0.1:4222",
+		REDIS_URL: "redis://127.0.0.1:6379",
+		NAMESPACE: `bench-fleet-${process.pid}-${Date.now()}`,
+		JWT_SECRET: randomBytes(48).toString("base64url"),
+		DATA_DIR: dataDir
+	};
+	const opsPort = await freePort();
+	const services = await spawnPlatform(TSX, ["server.ts"], {
+		...shared,
+		LOG_LEVEL: "warn",
+		TRUST_PROXY_HOPS: "1",
+		OPS_PORT: String(opsPort),
+		SERVICES: "auth,tenants,devices,media,scheduling,notifications,billing,analytics"
+	});
+	try {
+		await waitFor200(`http://127.0.0.1:${opsPort}/health/ready`, 120_000, services);
+		const api = await startPlatformProcess({ ...shared, SERVICES: "api", OPS_PORT: String(await freePort()) });
+		return { api, services };
+	} catch (err) {
+		killGroup(services);
+		throw err;
+	}
+}
+
+async function stopSplit(s: SplitTopology): Promise<void> {
+	await stopPlatformProcess(s.api);
+	s.services.kill("SIGTERM");
+	const timeout = new Promise<"timeout">(resolve => setTimeout(() => resolve("timeout"), 30_000).unref());
+	await Promise.race([s.services.exited, timeout]);
+	killGroup(s.services);
+}
+
+export async function fleetHeartbeatBench(): Promise<void> {
+	const secret = randomBytes(32).toString("base64url");
+	const bare = await startBare(secret);
+	let baseline: Figure;
+	const lines: string[] = [];
+	try {
+		const r = await runLoad({ url: `${bare.url}/device/heartbeat`, method: "POST", requests: heartbeatRequests(bareTokens(secret, SCREENS)), expect: 200 });
+		lines.push(statusLine("bare", r));
+		baseline = figure("bare node:http: HS256 verify, presence Map (own process)", r);
+	} finally {
+		bare.stop();
+	}
+
+	const figures: Figure[] = [];
+	const platform = await startPlatformProcess({ ...PLATFORM_ENV, DATA_DIR: tempDir("marquee-bench-fleet-") });
+	try {
+		const started = Date.now();
+		const fleet = await registerFleet(platform.api, SCREENS);
+		console.log(`\nfleet:heartbeat — set-up (not timed): ${SCREENS} screens registered through a provisioning key in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+		const r = await runLoad({ url: platform.api("/device/heartbeat"), method: "POST", requests: heartbeatRequests(fleet.tokens), expect: 200 });
+		lines.push(statusLine("one process", r));
+		figures.push(figure("POST /device/heartbeat, one process (tsx server.ts)", r));
+	} finally {
+		await stopPlatformProcess(platform);
+	}
+
+	const [nats, redis] = await Promise.all([tcpAnswers(4222), tcpAnswers(6379)]);
+	if (!nats || !redis) {
+		skipped.push(`fleet:heartbeat split topology: ${[!nats && "NATS (127.0.0.1:4222)", !redis && "Redis (127.0.0.1:6379)"].filter(Boolean).join(" and ")} not reachable`);
+	} else {
+		let split: SplitTopology | null = null;
+		try {
+			const started = Date.now();
+			split = await startSplit();
+			const fleet = await registerFleet(split.api.api, SCREENS);
+			console.log(`  split topology — set-up (not timed): api + services processes started, ${SCREENS} screens registered in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+			const r = await runLoad({ url: split.api.api("/device/heartbeat"), method: "POST", requests: heartbeatRequests(fleet.tokens), expect: 200 });
+			lines.push(statusLine("split", r));
+			figures.push(figure("POST /device/heartbeat, split (api | services, NATS, Redis)", r));
+		} catch (err) {
+			skipped.push(`fleet:heartbeat split topology: failed: ${(err as Error).message.split("\n").slice(0, 3).join(" ")}`);
+		} finally {
+			if (split) await stopSplit(split);
+		}
+	}
+	report(`Device heartbeats (${CONNECTIONS} keep-alive connections over ${SCREENS} device tokens; load from a process of its own; ${os.cpus().length} cores shared by load and server)`, baseline, figures);
+	for (const line of lines) console.log(line);
+	console.log("  targets: one process ≥ 0.60× bare with p99 < 25 ms; split ≥ 0.25× bare");
+}
+
+// ---- fleet:manifest -----------------------------------------------------------------------------
+
+export async function fleetManifestBench(): Promise<void> {
+	const secret = randomBytes(32).toString("base64url");
+	const bare = await startBare(secret);
+	let baseline: Figure;
+	const lines: string[] = [];
+	try {
+		const requests = bareTokens(secret, SCREENS).map(t => ({ headers: { ...bearer(t), "If-None-Match": '"bare-manifest"' } }));
+		const r = await runLoad({ url: `${bare.url}/device/manifest`, method: "GET", requests, expect: 304 });
+		lines.push(statusLine("bare", r));
+		baseline = figure("bare node:http: HS256 verify, If-None-Match → 304", r);
+	} finally {
+		bare.stop();
+	}
+	const platform = await startPlatformProcess({ ...PLATFORM_ENV, DATA_DIR: tempDir("marquee-bench-fleet-") });
+	try {
+		const started = Date.now();
+		const fleet = await registerFleet(platform.api, SCREENS);
+		const etags: string[] = [];
+		await each(SCREENS, 8, async i => {
+			etags[i] = await manifestEtag(platform.api, fleet.tokens[i]);
+		});
+		console.log(`\nfleet:manifest — set-up (not timed): ${SCREENS} screens registered, each fetched its manifest once (200 + ETag) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+		const requests = fleet.tokens.map((t, i) => ({ headers: { ...bearer(t), "If-None-Match": etags[i] } }));
+		const r = await runLoad({ url: platform.api("/device/manifest"), method: "GET", requests, expect: 304 });
+		lines.push(statusLine("one process", r));
+		report(`Device manifests, If-None-Match = current ETag (${CONNECTIONS} keep-alive connections over ${SCREENS} device tokens)`, baseline, [
+			figure("GET /device/manifest → 304, one process (tsx server.ts)", r)
+		]);
+	} finally {
+		await stopPlatformProcess(platform);
+	}
+	for (const line of lines) console.log(line);
+	console.log("  target: ≥ 15 000 304s/s in one process");
+}
+
+// ---- fleet:memory -------------------------------------------------------------------------------
+
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+
+/** Resident MB of the platform's process tree once it has been quiet for a moment (lowest of a few samples). */
+async function settledRss(pid: number): Promise<number> {
+	await sleep(2000);
+	let low = Infinity;
+	for (let i = 0; i < 5; i++) {
+		low = Math.min(low, sampleTree(pid).rssMb);
+		await sleep(200);
+	}
+	return low;
+}
+
+export async function fleetMemoryBench(): Promise<void> {
+	const dataDir = tempDir("marquee-bench-fleet-mem-");
+	const platform = await startPlatformProcess({ ...PLATFORM_ENV, DATA_DIR: dataDir });
+	try {
+		const pid = platform.proc.child.pid as number;
+		// The owner, the key and one screen first, so what is measured is the fleet, not first use.
+		const fleet = await registerFleet(platform.api, 1);
+		await heartbeatOnce(platform.api, fleet.tokens[0]);
+		await manifestEtag(platform.api, fleet.tokens[0]);
+		const before = await settledRss(pid);
+		const started = Date.now();
+		await addScreens(platform.api, fleet, MEMORY_SCREENS, 8);
+		const registered = await settledRss(pid);
+		const registerSec = (Date.now() - started) / 1000;
+		await each(MEMORY_SCREENS, 8, async i => {
+			await heartbeatOnce(platform.api, fleet.tokens[i + 1]);
+			await manifestEtag(platform.api, fleet.tokens[i + 1]);
+		});
+		const active = await settledRss(pid);
+		const per = (mb: number) => ((mb - before) * 1024 * 1024) / MEMORY_SCREENS;
+		const dbBytes = dirBytes(path.join(dataDir, "db"));
+		console.log(`\nMemory per display (fleet:memory; resident memory of the platform's process tree, tsx wrapper included, lowest of 5 samples after 2 s quiet)`);
+		console.log(`  before (owner, provisioning key, 1 screen): ${before.toFixed(1)} MB`);
+		console.log(`  after registering ${MEMORY_SCREENS} more screens (${registerSec.toFixed(1)} s, ${(MEMORY_SCREENS / registerSec).toFixed(0)}/s): ${registered.toFixed(1)} MB → ${(per(registered) / 1024).toFixed(1)} KB per display`);
+		console.log(`  after each also sent a heartbeat and fetched its manifest: ${active.toFixed(1)} MB → ${(per(active) / 1024).toFixed(1)} KB per display`);
+		console.log(`  (NeDB files under DATA_DIR/db: ${(dbBytes / 1024 / 1024).toFixed(1)} MB; the embedded store keeps every document in memory too)`);
+		console.log(`  target: 100 000 displays in 2 GB ≈ 21 KB per display; at the figure above 100 000 would take ≈ ${((per(active) * 100_000) / 1024 ** 3).toFixed(2)} GB more than idle`);
+		console.log(
+			"  caveat: RSS differences, not a heap census: they include garbage not yet collected and heap the runtime grew and kept, so they bound live memory per display from above (the platform cannot be asked to collect first)"
+		);
+	} finally {
+		await stopPlatformProcess(platform);
+	}
+}
+
+function dirBytes(dir: string): number {
+	if (!fs.existsSync(dir)) return 0;
+	let total = 0;
+	for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+		const p = path.join(dir, entry.name);
+		total += entry.isDirectory() ? dirBytes(p) : fs.statSync(p).size;
+	}
+	return total;
+}
+
+/** What the group did not measure, and why (after its last scenario). */
+export function fleetSkipped(): void {
+	console.log(`\nfleet: figures skipped: ${skipped.length ? "" : "none"}`);
+	for (const line of skipped.splice(0)) console.log(`  - ${line}`);
+}

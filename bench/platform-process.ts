@@ -1,0 +1,94 @@
+/**
+ * The platform as users start it (`tsx server.ts`, a process of its own) and what it uses (Linux
+ * /proc), shared by the benchmarks that drive it over HTTP (analytics, fleet).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { Platform as TestPlatform } from "../test/helpers/accounts";
+import { killGroup, ROOT, spawnPlatform, waitFor200, type PlatformProcess } from "../test/helpers/process";
+
+export const TSX = path.join(ROOT, "node_modules/.bin/tsx");
+
+export interface RunningPlatform {
+	proc: PlatformProcess;
+	url: string;
+	/** What the accounts helpers need of a platform. */
+	accounts: TestPlatform;
+	api(p: string): string;
+}
+
+/** `tsx server.ts` with `env` on a free port, once /health/ready answers 200. */
+export async function startPlatformProcess(env: Record<string, string>): Promise<RunningPlatform> {
+	const proc = await spawnPlatform(TSX, ["server.ts"], { LOG_LEVEL: "warn", TRUST_PROXY_HOPS: "1", ...env });
+	try {
+		await waitFor200(`${proc.url}/health/ready`, 120_000, proc);
+	} catch (err) {
+		killGroup(proc);
+		throw err;
+	}
+	const api = (p: string) => `${proc.url}/api/v1${p}`;
+	return { proc, url: proc.url, api, accounts: { api } as unknown as TestPlatform };
+}
+
+/** SIGTERM (the platform drains and lets go of its store), SIGKILL after 60 s. */
+export async function stopPlatformProcess(p: RunningPlatform): Promise<void> {
+	p.proc.kill("SIGTERM");
+	const timeout = new Promise<"timeout">(resolve => setTimeout(() => resolve("timeout"), 60_000).unref());
+	const how = await Promise.race([p.proc.exited, timeout]);
+	if (how === "timeout") {
+		console.log("  (the platform did not exit within 60 s of SIGTERM; killed)");
+		killGroup(p.proc);
+		await p.proc.exited;
+	} else if (how !== 0) console.log(`  (the platform exited with ${how} after SIGTERM)`);
+	// Whatever the wrapper left behind (tsx relays the signal to its node child).
+	killGroup(p.proc);
+}
+
+// ---- a process tree's memory and CPU (Linux /proc) -----------------------------------------
+
+export const CLOCK_TICKS = 100;
+
+export function readProc(pid: number, file: string): string | null {
+	try {
+		return fs.readFileSync(`/proc/${pid}/${file}`, "utf8");
+	} catch {
+		return null;
+	}
+}
+
+/** `pid` and its descendants. */
+export function treeOf(root: number): number[] {
+	const children = new Map<number, number[]>();
+	for (const entry of fs.readdirSync("/proc")) {
+		if (!/^\d+$/.test(entry)) continue;
+		const stat = readProc(Number(entry), "stat");
+		if (!stat) continue;
+		const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+		const list = children.get(ppid) ?? [];
+		list.push(Number(entry));
+		children.set(ppid, list);
+	}
+	const out: number[] = [];
+	const walk = (pid: number) => {
+		out.push(pid);
+		for (const c of children.get(pid) ?? []) walk(c);
+	};
+	walk(root);
+	return out;
+}
+
+/** Resident memory (MB) and CPU seconds used so far by a process tree. */
+export function sampleTree(root: number): { rssMb: number; cpuSec: number } {
+	let rssKb = 0;
+	let ticks = 0;
+	for (const pid of treeOf(root)) {
+		const status = readProc(pid, "status");
+		const stat = readProc(pid, "stat");
+		if (status) rssKb += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+		if (stat) {
+			const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+			ticks += Number(fields[11]) + Number(fields[12]);
+		}
+	}
+	return { rssMb: rssKb / 1024, cpuSec: ticks / CLOCK_TICKS };
+}
