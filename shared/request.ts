@@ -56,6 +56,8 @@ export const ROLE_RULE = { type: "enum", values: [...ROLES] } as const;
 export const ISO_INSTANT_RULE = {
 	type: "string",
 	max: 40,
+	// shared/validation.ts: a date and time that exists (no 30 February, no 24:00).
+	instant: true,
 	pattern: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/,
 	messages: { stringPattern: "must be an ISO-8601 instant such as 2026-11-22T10:00:00Z" }
 } as const;

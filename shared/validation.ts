@@ -1,5 +1,5 @@
 /**
- * The broker's parameter validator: fastest-validator with two rules it does not keep itself.
+ * The broker's parameter validator: fastest-validator with three rules it does not keep itself.
  *
  * 1. `null` is a value only where a rule says `nullable: true`. fastest-validator lets `null`
  *    through every `optional: true` field, so `PATCH /schedules/:id {"playlistId": null}` was
@@ -8,6 +8,8 @@
  *    `convert`, `equal`, dates), which throws on client objects such as `{"toString": 1}`; an
  *    object or array where a scalar belongs is refused before it gets there, and anything the
  *    checker still throws becomes a validation failure instead of a 500.
+ *
+ * 3. A rule marked `instant: true` (ISO_INSTANT_RULE) takes only dates and times that exist.
  *
  * Failures keep fastest-validator's shape (`{type, field, message}`), so `toApiError` turns them
  * into the 422's field list like any other.
@@ -69,6 +71,9 @@ function checkValue(rule: Rule, value: unknown, field: string): Failure[] {
 	if (SCALAR_TYPES.has(type) && typeof value === "object" && !(value instanceof Date)) {
 		return [{ type, field, message: `The '${field}' field must be a ${type === "enum" || type === "equal" ? "single value" : type}.` }];
 	}
+	if (rule.instant === true && typeof value === "string" && !isRealInstant(value)) {
+		return [{ type: "date", field, message: `The '${field}' field must be a date and time that exists (2026-02-30 and 24:00 do not).` }];
+	}
 	if (type === "object" && isPlainObject(value) && isPlainObject(rule.props)) {
 		return preCheck(rule.props, value, field);
 	}
@@ -78,6 +83,21 @@ function checkValue(rule: Rule, value: unknown, field: string): Failure[] {
 		return value.flatMap((item, i) => checkValue(items, item, `${field}[${i}]`));
 	}
 	return [];
+}
+
+const INSTANT_PARTS = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?/;
+
+/**
+ * Whether an ISO instant names a real moment: `Date` rolls 2026-02-30 over to 2 March and
+ * 24:00 to the next day, so the parts must come back unchanged. (A rule marked `instant: true`,
+ * such as ISO_INSTANT_RULE, is checked here; its pattern checks the shape.)
+ */
+export function isRealInstant(value: string): boolean {
+	const m = INSTANT_PARTS.exec(value);
+	if (!m) return true; // the shape is the pattern's to refuse
+	const [y, mo, d, h, mi, s] = m.slice(1).map(part => Number(part ?? 0));
+	const t = new Date(Date.UTC(y, mo - 1, d, h, mi, s));
+	return t.getUTCFullYear() === y && t.getUTCMonth() === mo - 1 && t.getUTCDate() === d && t.getUTCHours() === h && t.getUTCMinutes() === mi && t.getUTCSeconds() === s;
 }
 
 const UNREADABLE: Failure[] = [{ type: "invalid", field: "", message: "The request's parameters could not be read." }];

@@ -1,9 +1,11 @@
 /**
  * shared/validation.ts: the broker's validator refuses null where a rule is not nullable, refuses
- * objects where a scalar belongs before fastest-validator converts them, and never throws.
+ * objects where a scalar belongs before fastest-validator converts them, takes only instants that
+ * exist, and never throws.
  */
 import { Errors as MoleculerErrors, ServiceBroker, type Context } from "moleculer";
-import { guardedCheck, preCheck, SafeValidator } from "../../shared/validation";
+import { ISO_INSTANT_RULE } from "../../shared/request";
+import { guardedCheck, isRealInstant, preCheck, SafeValidator } from "../../shared/validation";
 
 const SCHEMA = {
 	$$strict: "remove",
@@ -95,4 +97,22 @@ describe("SafeValidator on a broker", () => {
 		expect(() => validator.validate({ name: null }, { name: "string" })).toThrow(MoleculerErrors.ValidationError);
 		expect(validator.validate({ name: "x" }, { name: "string" })).toBe(true);
 	});
+});
+
+describe("instants that exist", () => {
+	const validator = new SafeValidator();
+	const check = validator.compile({ at: ISO_INSTANT_RULE, list: { type: "array", optional: true, items: { type: "object", props: { at: ISO_INSTANT_RULE } } } });
+
+	it.each(["2026-02-28T23:59:59Z", "2028-02-29T00:00:00Z", "2026-11-22T10:00:00.123+01:00", "2026-12-31T23:59Z"])("takes %s", at => {
+		expect(check({ at })).toBe(true);
+		expect(isRealInstant(at)).toBe(true);
+	});
+
+	it.each(["2026-02-30T00:00:00Z", "2026-02-29T10:00:00Z", "2026-04-31T00:00:00Z", "2026-13-01T00:00:00Z", "2026-00-10T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T23:60:00Z", "2026-01-01T23:59:60Z"])(
+		"refuses %s, where Date would roll it over",
+		at => {
+			expect(check({ at })).toEqual([expect.objectContaining({ type: "date", field: "at" })]);
+			expect(check({ at: "2026-01-01T00:00:00Z", list: [{ at }] })).toEqual([expect.objectContaining({ type: "date", field: "list[0].at" })]);
+		}
+	);
 });
