@@ -45,7 +45,7 @@ import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, withLock, type KeyValueStore } from "../shared/kv";
 import { takeAttempt, THROTTLES } from "../shared/throttle";
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
-import { EMAIL_RULE, ISO_INSTANT_RULE, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
+import { deviceCallerOf, EMAIL_RULE, ISO_INSTANT_RULE, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import { assertTimezone, canonicalTimezone } from "../shared/time";
 import { Batcher } from "./analytics/batcher";
 import { DATED_TABLES, migrate } from "./analytics/migrations";
@@ -170,7 +170,7 @@ interface AnalyticsMethods {
 	ensureMigrated(): Promise<void>;
 	rows<T extends object>(query: Sql): Promise<T[]>;
 	writeRows(table: string, rows: readonly object[]): Promise<void>;
-	window(ctx: Context<ReportRange, RequestMeta>): Window & { fromMs: number; toMs: number };
+	window(ctx: Context<unknown, RequestMeta>, range: Pick<ReportRange, "from" | "to">): Window & { fromMs: number; toMs: number };
 	displaysOf(ctx: Context<ReportRange, RequestMeta>): Promise<string[] | undefined>;
 	timezoneOf(tenantId: string, override?: string): Promise<string>;
 	describeDisplay(ctx: Context<unknown, RequestMeta>, tenantId: string, displayId: string): Promise<{ name: string; groups: Array<{ id: string; name: string }> }>;
@@ -223,9 +223,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			},
 			async handler(ctx: ActionCtx<"analytics.recordPlayback", RequestMeta>): Promise<Result<"analytics.recordPlayback">> {
 				this.requireStore();
-				const auth = ctx.meta.auth;
-				if (auth?.kind !== "device" || !auth.displayId) throw Errors.unauthorized();
-				const { tenantId, displayId } = auth;
+				const { tenantId, displayId } = deviceCallerOf(ctx.meta);
 				const now = Date.now();
 				// Plays older than what retention keeps would be dropped at its next run: refused now instead.
 				const oldest = retentionStart(new Date(now), this.config.analytics.retentionMonths);
@@ -267,7 +265,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				limit: { type: "number", integer: true, min: 1, max: MAX_REPORT_ROWS, convert: true, default: MAX_REPORT_ROWS }
 			},
 			async handler(ctx: ActionCtx<"analytics.playback", RequestMeta>): Promise<Result<"analytics.playback">> {
-				const w = this.window(ctx);
+				const w = this.window(ctx, ctx.params);
 				const { groupBy, limit } = ctx.params;
 				const timezone = await this.timezoneOf(w.tenantId as string, ctx.params.timezone);
 				const filter: PlaybackFilter = { displayIds: ctx.params.displayId ? [ctx.params.displayId] : undefined, contentId: ctx.params.contentId, groupId: ctx.params.groupId };
@@ -297,7 +295,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			extraResponses: { 200: { description: "CSV (RFC 4180) with a header line; cells a spreadsheet would run as formulas start with `'`.", content: { "text/csv": {} } } },
 			params: { $$strict: "remove", ...RANGE_PARAMS },
 			async handler(ctx: ActionCtx<"analytics.exportPlayback", RequestMeta>): Promise<Result<"analytics.exportPlayback">> {
-				const w = this.window(ctx);
+				const w = this.window(ctx, ctx.params);
 				const filter: PlaybackFilter = { displayIds: ctx.params.displayId ? [ctx.params.displayId] : undefined, contentId: ctx.params.contentId, groupId: ctx.params.groupId };
 				// Day by day, and inside a day 10 000 rows at a time after the last one: each query reads
 				// one slice of the sort key, however long the range (no regrouping of all that follows).
@@ -333,7 +331,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			response: UptimeReport,
 			params: { $$strict: "remove", ...RANGE_PARAMS, limit: { type: "number", integer: true, min: 1, max: MAX_REPORT_ROWS, convert: true, default: MAX_REPORT_ROWS } },
 			async handler(ctx: ActionCtx<"analytics.uptime", RequestMeta>): Promise<Result<"analytics.uptime">> {
-				const w = this.window(ctx);
+				const w = this.window(ctx, ctx.params);
 				const displayIds = await this.displaysOf(ctx);
 				// Nothing is known of the future: the range ends now at the latest.
 				const end = Math.min(w.toMs, Date.now());
@@ -349,7 +347,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			response: HealthSeries,
 			params: { $$strict: "remove", ...RANGE_PARAMS, interval: { type: "enum", values: [...HEALTH_INTERVAL_NAMES], default: "1h" }, timezone: { type: "string", max: 64, optional: true } },
 			async handler(ctx: ActionCtx<"analytics.health", RequestMeta>): Promise<Result<"analytics.health">> {
-				const w = this.window(ctx);
+				const w = this.window(ctx, ctx.params);
 				const { interval } = ctx.params;
 				if ((w.toMs - w.fromMs) / HEALTH_INTERVAL_MS[interval] > MAX_HEALTH_POINTS) {
 					throw Errors.validation([{ field: "interval", message: `gives more than ${MAX_HEALTH_POINTS} points over this range; choose a longer interval`, type: "range" }]);
@@ -384,7 +382,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				const { page, pageSize, action, actorId } = ctx.params;
 				const to = ctx.params.to ?? new Date(Date.now() + 1000).toISOString();
 				const from = ctx.params.from ?? new Date(Date.parse(to) - 30 * 86_400_000).toISOString();
-				const w = this.window({ ...ctx, params: { from, to } } as Context<ReportRange, RequestMeta>);
+				const w = this.window(ctx, { from, to });
 				const filter: AuditFilter = { actorId };
 				if (action?.endsWith("*")) filter.actionPrefix = action.slice(0, -1);
 				else filter.action = action;
@@ -585,11 +583,11 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 		},
 
 		/** The caller's tenant and the checked `[from, to)` (at most 366 days). */
-		window(ctx: Context<ReportRange, RequestMeta>): Window & { fromMs: number; toMs: number } {
+		window(ctx: Context<unknown, RequestMeta>, range: Pick<ReportRange, "from" | "to">): Window & { fromMs: number; toMs: number } {
 			this.requireStore();
 			const tenantId = tenantOf(ctx);
-			const fromMs = Date.parse(ctx.params.from);
-			const toMs = Date.parse(ctx.params.to);
+			const fromMs = Date.parse(range.from);
+			const toMs = Date.parse(range.to);
 			if (!(toMs > fromMs)) throw Errors.validation([{ field: "to", message: "must be after from", type: "range" }]);
 			if (toMs - fromMs > MAX_RANGE_DAYS * 86_400_000) throw Errors.validation([{ field: "to", message: `must be at most ${MAX_RANGE_DAYS} days after from`, type: "range" }]);
 			return { tenantId, from: fromMs, to: toMs, fromMs, toMs };

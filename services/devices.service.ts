@@ -48,7 +48,7 @@ import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, withLock, type KeyValueStore } from "../shared/kv";
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
 import { planLimit, publishQuotaWarning, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
-import { ISO_INSTANT_RULE, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
+import { deviceCallerOf, ISO_INSTANT_RULE, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import { giveBack, takeAttempt, THROTTLES } from "../shared/throttle";
 import { assertTimezone } from "../shared/time";
 import {
@@ -851,9 +851,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 
 		/** The calling screen; only device tokens name one. */
 		device(ctx: Context<unknown, RequestMeta>): { tenantId: string; displayId: string } {
-			const auth = ctx.meta.auth;
-			if (auth?.kind !== "device" || !auth.displayId) throw Errors.unauthorized();
-			return { tenantId: auth.tenantId, displayId: auth.displayId };
+			return deviceCallerOf(ctx.meta);
 		},
 
 		async assertGroups(ctx: Context, groupIds: string[] | undefined): Promise<void> {

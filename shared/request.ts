@@ -43,6 +43,13 @@ export function userCallerOf(meta: Pick<RequestMeta, "auth">): Caller & { userId
 	return { ...caller, userId: caller.userId };
 }
 
+/** The screen calling a device route: only a device token names one; else 401. */
+export function deviceCallerOf(meta: Pick<RequestMeta, "auth">): { tenantId: string; displayId: string } {
+	const auth = meta.auth;
+	if (auth?.kind !== "device" || !auth.displayId) throw Errors.unauthorized();
+	return { tenantId: auth.tenantId, displayId: auth.displayId };
+}
+
 /** `?page&pageSize` of every list (API.md: pageSize ≤ 100). */
 export const PAGE_PARAMS = {
 	page: { type: "number", integer: true, min: 1, max: 100_000, convert: true, default: 1 },
