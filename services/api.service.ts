@@ -289,6 +289,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		const ops = opsAliases({
 			readiness: () => readiness(this.checks),
 			metricsText: () => prometheusText(this.broker.metrics) ?? "",
+			publicStorageUrl: config.s3.publicEndpoint,
 			openApiDocument: () =>
 				buildOpenApi(this.routeDocs(), {
 					title: "Marquee API",

@@ -3,8 +3,9 @@
  * - "rest" under /api/v1: auto-aliases from every published action's `rest`, authenticated and
  *   authorized, our own JSON body parser, plus the device live stream (a function alias that
  *   declares its own permission);
- * - "ops" at the root: health, metrics, the OpenAPI document and its docs page, unguarded; each
- *   alias declares its own OpenAPI summary and answers, as an action does.
+ * - "ops" at the root: health, metrics, the OpenAPI document and its docs page, the web player's
+ *   page and files (/player/), unguarded; each alias declares its own OpenAPI summary and
+ *   answers, as an action does.
  * Both answer cross-origin requests only from the configured origins.
  */
 import type { IncomingMessage } from "node:http";
@@ -16,6 +17,7 @@ import { Errors } from "../../shared/errors";
 import { READINESS_SCHEMA, type Readiness } from "../../shared/health";
 import { PROMETHEUS_CONTENT_TYPE } from "../../shared/metrics";
 import type { ResponseDoc } from "../../shared/openapi";
+import { pairingQrSvg, playerAsset, playerBuilt, playerPageCsp, playerPageHtml, playerShell, PLAYER_BUILD_DIR, SERVICE_WORKER_FILE } from "../../shared/player-page";
 import { sendJson } from "./answers";
 import { jsonBody, requireObjectBody } from "./http-input";
 import { gatewayRequest, type AliasHandler, type GatewayAlias } from "./moleculer-web";
@@ -108,6 +110,8 @@ export interface OpsSources {
 	/** Prometheus text of the broker's metrics (empty when metrics are off). */
 	metricsText(): string;
 	openApiDocument(): unknown;
+	/** S3_PUBLIC_ENDPOINT: where device downloads are redirected (the player page must reach it). */
+	publicStorageUrl: string | null;
 }
 
 /**
@@ -175,6 +179,72 @@ export function opsAliases(sources: OpsSources): Record<string, OpsAlias> {
 				if (!file || !type) throw Errors.notFound("Asset");
 				res.writeHead(200, { "Content-Type": type, "Cache-Control": "public, max-age=3600" });
 				fs.createReadStream(file).pipe(res);
+			}
+		},
+		...playerAliases(sources.publicStorageUrl)
+	};
+}
+
+/** The player's answers must not be kept by proxies (a new build reaches screens on their next load). */
+const PLAYER_CACHING = { "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff" };
+
+function requirePlayerBuild(): void {
+	if (!playerBuilt()) throw Errors.unavailable("The web player is not built: run `npm run build:player`");
+}
+
+/** The reference web player (player/src): its page, files, service worker and pairing QR code. */
+function playerAliases(publicStorageUrl: string | null): Record<string, OpsAlias> {
+	const csp = playerPageCsp(publicStorageUrl);
+	const html = { 200: { description: "The player page.", content: { "text/html": { type: "string" } } } };
+	return {
+		"GET /player": {
+			summary: "The web player: open it on a screen's browser to turn it into a display (`?provisioningKey=` registers it at once)",
+			extraResponses: { ...html, 301: { description: "To /player/ (the service worker's scope), keeping the query string." } },
+			handler: (req, res) => {
+				const [pathname, query] = (req.url ?? "/player").split(/\?(.*)/s, 2);
+				if (!pathname.endsWith("/")) {
+					res.writeHead(301, { Location: `/player/${query ? `?${query}` : ""}`, ...PLAYER_CACHING });
+					return void res.end();
+				}
+				requirePlayerBuild();
+				res.writeHead(200, { "Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": csp, "Referrer-Policy": "no-referrer", ...PLAYER_CACHING });
+				res.end(playerPageHtml());
+			}
+		},
+		"GET /player/assets/:file": {
+			summary: "A script or stylesheet of the web player",
+			extraResponses: { 200: { description: "JavaScript or CSS.", content: { "*/*": {} } } },
+			handler: (req, res) => {
+				requirePlayerBuild();
+				const asset = playerAsset(String(gatewayRequest(req).$params?.file ?? ""));
+				if (!asset) throw Errors.notFound("Asset");
+				res.writeHead(200, { "Content-Type": asset.type, ...PLAYER_CACHING });
+				fs.createReadStream(asset.path).pipe(res);
+			}
+		},
+		"GET /player/shell.json": {
+			summary: "The files the player's service worker keeps for offline use",
+			response: { type: "array", items: { type: "string" } },
+			handler: (_req, res) => sendJson(res, 200, playerShell(), PLAYER_CACHING)
+		},
+		"GET /player/sw.js": {
+			summary: "The web player's service worker (keeps the page available offline)",
+			extraResponses: { 200: { description: "JavaScript.", content: { "text/javascript": {} } } },
+			handler: (_req, res) => {
+				requirePlayerBuild();
+				res.writeHead(200, { "Content-Type": "text/javascript; charset=utf-8", ...PLAYER_CACHING });
+				fs.createReadStream(`${PLAYER_BUILD_DIR}/${SERVICE_WORKER_FILE}`).pipe(res);
+			}
+		},
+		"GET /player/qr.svg": {
+			summary: "A QR code carrying a pairing code (`?code=`), for the player's pairing screen",
+			extraResponses: { 200: { description: "An SVG image.", content: { "image/svg+xml": {} } } },
+			handler: async (req, res) => {
+				const code = new URL(req.url ?? "/", "http://x").searchParams.get("code") ?? "";
+				const svg = await pairingQrSvg(code);
+				if (!svg) throw Errors.validation([{ field: "code", message: "must be a pairing code (6 letters and digits)", type: "pattern" }]);
+				res.writeHead(200, { "Content-Type": "image/svg+xml", "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'", "Cache-Control": "public, max-age=900", "X-Content-Type-Options": "nosniff" });
+				res.end(svg);
 			}
 		}
 	};

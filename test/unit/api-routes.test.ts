@@ -133,7 +133,8 @@ describe("routes", () => {
 		const sources = {
 			readiness: jest.fn(async () => ({ status: "ok" as const, checks: {} })),
 			metricsText: () => "# metrics\n",
-			openApiDocument: () => ({ openapi: "3.1.0" })
+			openApiDocument: () => ({ openapi: "3.1.0" }),
+			publicStorageUrl: null
 		};
 		const ops = opsAliases(sources);
 
@@ -144,7 +145,12 @@ describe("routes", () => {
 				"GET /api/openapi.json",
 				"GET /health/live",
 				"GET /health/ready",
-				"GET /metrics"
+				"GET /metrics",
+				"GET /player",
+				"GET /player/assets/:file",
+				"GET /player/qr.svg",
+				"GET /player/shell.json",
+				"GET /player/sw.js"
 			]);
 		});
 

@@ -476,7 +476,7 @@ describe("the platform's own declarations", () => {
 			actions.push({ name, action });
 		}
 	}
-	const ops = opsAliases({ readiness: async () => ({ status: "ok", checks: {} }), metricsText: () => "", openApiDocument: () => ({}) });
+	const ops = opsAliases({ readiness: async () => ({ status: "ok", checks: {} }), metricsText: () => "", openApiDocument: () => ({}), publicStorageUrl: null });
 	for (const [key, alias] of Object.entries(ops)) {
 		const [method, fullPath] = key.split(" ");
 		aliases.push({ method, fullPath, action: null, summary: alias.summary, response: alias.response, extraResponses: alias.extraResponses });

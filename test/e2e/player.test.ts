@@ -1,0 +1,448 @@
+/**
+ * The reference web player (/player/) in a real browser against the platform as users start it
+ * (`tsx server.ts` on the embedded default, in its own process): pairing, playback in order
+ * with preloading, live changes without a reload, offline playing across a reload and a server
+ * restart with every play delivered exactly once, commands, sign-out when the display is
+ * deleted, zero-touch registration, and a page that stays inside its Content-Security-Policy.
+ *
+ * What is on screen is read from the DOM (`body[data-content-id]`, set by the player) and
+ * checked on screenshots by colour: each test image is one plain colour.
+ */
+import fs from "node:fs";
+import http from "node:http";
+import path from "node:path";
+import { spawnSync } from "node:child_process";
+import sharp from "sharp";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { describeIf } from "../helpers/servers";
+import { tempDir } from "../helpers/platform";
+import { killGroup, ROOT, spawnPlatform, waitFor200, type PlatformProcess } from "../helpers/process";
+
+/**
+ * The browser globals the page functions below use: they run in Chromium, but this file is
+ * compiled with Node's types only (no DOM library), so they are declared here, for this file.
+ */
+interface PageElement {
+	textContent: string | null;
+	naturalWidth?: number;
+}
+interface IdbRequest<T> {
+	result: T;
+	error: unknown;
+	onsuccess: (() => void) | null;
+	onerror: (() => void) | null;
+}
+interface IdbDatabase {
+	transaction(store: string): { objectStore(name: string): { count(): IdbRequest<number> } };
+	close(): void;
+}
+declare const document: { body: { dataset: Record<string, string | undefined> }; getElementById(id: string): PageElement | null };
+declare const window: { marker?: number };
+declare const localStorage: { getItem(key: string): string | null };
+declare const navigator: { serviceWorker: { ready: Promise<{ active: unknown }> } };
+declare const indexedDB: { open(name: string): IdbRequest<IdbDatabase> };
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const TSX = "node_modules/.bin/tsx";
+const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
+/** Generous bounds for what the browser must do by itself; they fail a test, they measure nothing. */
+const SCREEN_TIMEOUT_MS = 20_000;
+const PLAYBACK_PATH = "/api/v1/device/playback";
+
+type Rgb = [number, number, number];
+const RED: Rgb = [220, 30, 30];
+const BLUE: Rgb = [30, 60, 220];
+const GREEN: Rgb = [30, 200, 60];
+
+interface Content {
+	id: string;
+}
+
+/**
+ * An HTTP proxy in front of the platform: the browser's origin stays the same while the platform
+ * behind it stops and starts, a stopped platform looks to the browser like an unreachable server
+ * (connection reset), and `dropAnswers` lets requests to a path reach the platform while their
+ * answers are lost on the way back, as on a flaky network.
+ */
+interface LossyProxy {
+	url: string;
+	target: string;
+	/** The bodies of every request to `path`, in order. */
+	bodies(path: string): string[];
+	/** The next `times` requests to `path` reach the platform; their answers are lost. */
+	dropAnswers(method: string, path: string, times: number): void;
+	close(): Promise<void>;
+}
+
+async function lossyProxy(target: string): Promise<LossyProxy> {
+	const seen = new Map<string, string[]>();
+	const drops = new Map<string, number>();
+	const sockets = new Set<import("node:net").Socket>();
+	const server = http.createServer((req, res) => {
+		const chunks: Buffer[] = [];
+		req.on("data", chunk => chunks.push(chunk));
+		req.on("end", () => {
+			const body = Buffer.concat(chunks);
+			const pathname = (req.url ?? "/").split("?")[0];
+			seen.set(pathname, [...(seen.get(pathname) ?? []), body.toString("utf8")]);
+			const key = `${req.method} ${pathname}`;
+			const upstream = http.request(`${proxy.target}${req.url}`, { method: req.method, headers: req.headers }, answer => {
+				// Only an answer that exists can be lost: a request that never got through does not count.
+				const left = drops.get(key) ?? 0;
+				if (left > 0) {
+					drops.set(key, left - 1);
+					answer.resume();
+					answer.on("end", () => res.socket?.destroy());
+					return;
+				}
+				res.writeHead(answer.statusCode ?? 502, answer.headers);
+				answer.pipe(res);
+			});
+			upstream.on("error", () => res.socket?.destroy());
+			upstream.end(body);
+		});
+	});
+	server.on("connection", socket => {
+		sockets.add(socket);
+		socket.on("close", () => sockets.delete(socket));
+	});
+	await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
+	const { port } = server.address() as import("node:net").AddressInfo;
+	const proxy: LossyProxy = {
+		url: `http://127.0.0.1:${port}`,
+		target,
+		bodies: path => seen.get(path) ?? [],
+		dropAnswers: (method, path, times) => void drops.set(`${method} ${path}`, times),
+		close: () =>
+			new Promise<void>(resolve => {
+				for (const socket of sockets) socket.destroy();
+				server.close(() => resolve());
+			})
+	};
+	return proxy;
+}
+
+function ensurePlayerBuilt(): void {
+	if (fs.existsSync(path.join(ROOT, "player/build/main.js"))) return;
+	const build = spawnSync("npm", ["run", "build:player", "--silent"], { cwd: ROOT, encoding: "utf8" });
+	if (build.status !== 0) throw new Error(`npm run build:player failed:\n${build.stdout}${build.stderr}`);
+}
+
+describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install chromium)`)("web player in Chromium", () => {
+	const dataDir = tempDir("marquee-player-");
+	const env = { DATA_DIR: dataDir, RATE_LIMIT_PER_MINUTE: "100000", ANALYTICS_BATCH_MS: "200" };
+	let proc: PlatformProcess;
+	/** The platform (the test's API calls go straight to it). */
+	let url: string;
+	/** What the browser opens: the proxy in front of the platform. */
+	let proxy: LossyProxy;
+	let browser: Browser;
+	let context: BrowserContext;
+	let page: Page;
+	let owner: string;
+	let displayId: string;
+	const problems: string[] = [];
+	/** While the platform is stopped or the display deleted on purpose, failed requests are expected. */
+	let failuresExpected = false;
+
+	async function call<T = unknown>(route: string, init: { method?: string; json?: unknown; form?: FormData; token?: string } = {}): Promise<{ status: number; body: T }> {
+		const headers: Record<string, string> = {};
+		const token = init.token ?? owner;
+		if (token) headers.Authorization = `Bearer ${token}`;
+		let body: string | FormData | undefined = init.form;
+		if (init.json !== undefined) {
+			headers["Content-Type"] = "application/json";
+			body = JSON.stringify(init.json);
+		}
+		const res = await fetch(`${url}/api/v1${route}`, { method: init.method ?? "GET", headers, body });
+		const text = await res.text();
+		let parsed: unknown = text;
+		try {
+			parsed = text ? JSON.parse(text) : null;
+		} catch {
+			/* CSV, say */
+		}
+		return { status: res.status, body: parsed as T };
+	}
+
+	async function expectStatus<T>(expected: number, route: string, init: Parameters<typeof call>[1] = {}): Promise<T> {
+		const res = await call<T>(route, init);
+		if (res.status !== expected) throw new Error(`${init.method ?? "GET"} ${route} answered ${res.status}, expected ${expected}: ${JSON.stringify(res.body)}`);
+		return res.body;
+	}
+
+	async function upload(name: string, colour: Rgb): Promise<Content> {
+		// A wide image on a 16:9 screen: letterboxed, black above and below.
+		const png = await sharp({ create: { width: 640, height: 200, channels: 3, background: { r: colour[0], g: colour[1], b: colour[2] } } })
+			.png()
+			.toBuffer();
+		const form = new FormData();
+		form.set("name", name);
+		form.set("durationMs", "1500");
+		form.set("file", new Blob([new Uint8Array(png)], { type: "image/png" }), `${name}.png`);
+		return expectStatus<Content>(201, "/content", { method: "POST", form });
+	}
+
+	async function start(): Promise<void> {
+		proc = await spawnPlatform(TSX, ["server.ts"], env);
+		url = proc.url;
+		await waitFor200(`${url}/health/ready`, 60_000, proc);
+		if (proxy) proxy.target = url;
+	}
+
+	async function stop(): Promise<void> {
+		proc.kill("SIGTERM");
+		await proc.exited;
+	}
+
+	/** Waits until the screen shows `contentId` (null: nothing). */
+	async function onScreen(contentId: string | null, timeout = SCREEN_TIMEOUT_MS): Promise<void> {
+		await page.waitForFunction(id => (document.body.dataset.contentId ?? null) === id, contentId, { timeout });
+	}
+
+	async function shownContent(): Promise<string | null> {
+		return page.evaluate(() => document.body.dataset.contentId ?? null);
+	}
+
+	/** The colour of the screenshot's pixel at (x, y) as fractions of the viewport. */
+	async function pixel(fx: number, fy: number): Promise<Rgb> {
+		const shot = await page.screenshot();
+		const { data, info } = await sharp(shot).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+		const x = Math.floor(info.width * fx);
+		const y = Math.floor(info.height * fy);
+		const i = (y * info.width + x) * info.channels;
+		return [data[i], data[i + 1], data[i + 2]];
+	}
+
+	function near(actual: Rgb, expected: Rgb): boolean {
+		return actual.every((v, i) => Math.abs(v - expected[i]) <= 24);
+	}
+
+	/** Waits until the item on screen changed `times` times (the playlist goes on by itself). */
+	async function advances(times: number): Promise<string[]> {
+		const seen: string[] = [];
+		let last = await shownContent();
+		for (let i = 0; i < times; i++) {
+			await page.waitForFunction(prev => (document.body.dataset.contentId ?? null) !== prev && document.body.dataset.contentId !== undefined, last, { timeout: SCREEN_TIMEOUT_MS });
+			last = await shownContent();
+			seen.push(last ?? "");
+		}
+		return seen;
+	}
+
+	/** Plays the page holds that the server has not accepted yet (the player's IndexedDB outbox). */
+	function outboxSize(): Promise<number> {
+		return page.evaluate(
+			() =>
+				new Promise<number>((resolve, reject) => {
+					const open = indexedDB.open("marquee-player");
+					open.onsuccess = () => {
+						const req = open.result.transaction("plays").objectStore("plays").count();
+						req.onsuccess = () => {
+							open.result.close();
+							resolve(req.result);
+						};
+						req.onerror = () => reject(req.error);
+					};
+					open.onerror = () => reject(open.error);
+				})
+		);
+	}
+
+	function watch(p: Page): void {
+		p.on("pageerror", err => problems.push(`pageerror: ${err.message}`));
+		p.on("console", msg => {
+			if (msg.type() === "error" && !failuresExpected) problems.push(`console: ${msg.text()} ${msg.location().url}`);
+			if (/Content.Security.Policy/i.test(msg.text())) problems.push(`csp: ${msg.text()}`);
+		});
+	}
+
+	let red: Content;
+	let blue: Content;
+	let loop: { id: string };
+
+	beforeAll(async () => {
+		ensurePlayerBuilt();
+		await start();
+		proxy = await lossyProxy(url);
+		browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+		context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+		page = await context.newPage();
+		watch(page);
+		const account = { email: `player-${process.pid}@example.com`, password: "Screens all over the lobby 42", name: "Pia Player", organizationName: "Player Org" };
+		owner = (await expectStatus<{ accessToken: string }>(201, "/auth/register", { method: "POST", json: account, token: "" })).accessToken;
+		red = await upload("Red", RED);
+		blue = await upload("Blue", BLUE);
+		loop = await expectStatus<{ id: string }>(201, "/playlists", { method: "POST", json: { name: "Loop", items: [{ contentId: red.id }, { contentId: blue.id }] } });
+	}, 120_000);
+
+	afterAll(async () => {
+		await browser?.close();
+		await proxy?.close();
+		if (proc) killGroup(proc);
+		fs.rmSync(dataDir, { recursive: true, force: true });
+	});
+
+	it("a fresh page shows a pairing code and its QR code; paired by an admin, it plays the scheduled images in order", async () => {
+		await page.goto(`${proxy.url}/player`);
+		expect(new URL(page.url()).pathname).toBe("/player/");
+		await page.waitForFunction(() => /^[A-Z0-9]{3} [A-Z0-9]{3}$/.test(document.getElementById("code")?.textContent ?? ""), undefined, { timeout: SCREEN_TIMEOUT_MS });
+		expect(await page.evaluate(() => document.body.dataset.state)).toBe("pairing");
+		const code = (await page.textContent("#code"))!.replace(" ", "");
+		await page.waitForFunction(() => (document.getElementById("qr")?.naturalWidth ?? 0) > 0);
+		// The code is big: at least a tenth of the screen's height.
+		const box = await page.locator("#code").boundingBox();
+		expect(box!.height).toBeGreaterThan(72);
+
+		const display = await expectStatus<{ id: string }>(201, "/displays/pair", { method: "POST", json: { code, name: "Lobby" } });
+		displayId = display.id;
+		await expectStatus(201, "/schedules", { method: "POST", json: { name: "All day", playlistId: loop.id, targets: { displayIds: [displayId] } } });
+
+		await onScreen(red.id);
+		expect(await page.evaluate(() => document.body.dataset.state)).toBe("playing");
+		// Centre red, letterboxed: the top edge is black.
+		await page.waitForTimeout(100);
+		expect(near(await pixel(0.5, 0.5), RED)).toBe(true);
+		expect(near(await pixel(0.5, 0.05), [0, 0, 0])).toBe(true);
+		await onScreen(blue.id);
+		await page.waitForTimeout(100);
+		expect(near(await pixel(0.5, 0.5), BLUE)).toBe(true);
+		await onScreen(red.id);
+
+		const heartbeat = await expectStatus<{ status: string; appVersion: string | null }>(200, `/displays/${displayId}`);
+		expect(heartbeat.status).toBe("online");
+	}, 90_000);
+
+	it("a schedule change and a content deletion reach the screen through the live stream, without a reload", async () => {
+		await page.evaluate(() => (window.marker = 42));
+		const green = await upload("Green", GREEN);
+		const urgent = await expectStatus<{ id: string }>(201, "/playlists", { method: "POST", json: { name: "Urgent", items: [{ contentId: green.id }] } });
+		const schedule = await expectStatus<{ id: string }>(201, "/schedules", {
+			method: "POST",
+			json: { name: "Urgent", playlistId: urgent.id, targets: { displayIds: [displayId] }, priority: 10 }
+		});
+		await onScreen(green.id);
+		await page.waitForTimeout(100);
+		expect(near(await pixel(0.5, 0.5), GREEN)).toBe(true);
+
+		await expectStatus(204, `/content/${green.id}`, { method: "DELETE" });
+		await onScreen(null);
+		expect(await page.isVisible("#idle")).toBe(true);
+
+		await expectStatus(204, `/schedules/${schedule.id}`, { method: "DELETE" });
+		await page.waitForFunction(ids => ids.includes(document.body.dataset.contentId ?? ""), [red.id, blue.id], { timeout: SCREEN_TIMEOUT_MS });
+		expect(await page.evaluate(() => window.marker)).toBe(42);
+	}, 90_000);
+
+	it("commands: reload reloads the page once, screenshot is acknowledged as unsupported", async () => {
+		const navigations: string[] = [];
+		page.on("framenavigated", frame => {
+			if (frame === page.mainFrame()) navigations.push(frame.url());
+		});
+		const reload = await expectStatus<{ id: string }>(202, `/displays/${displayId}/commands`, { method: "POST", json: { type: "reload" } });
+		const screenshot = await expectStatus<{ id: string }>(202, `/displays/${displayId}/commands`, { method: "POST", json: { type: "screenshot" } });
+		for (let i = 0; i < 100; i++) {
+			const { rows } = await expectStatus<{ rows: { id: string; status: string }[] }>(200, `/displays/${displayId}/commands`);
+			if ([reload.id, screenshot.id].every(id => rows.find(r => r.id === id)?.status === "acknowledged")) break;
+			await page.waitForTimeout(200);
+		}
+		const { rows } = await expectStatus<{ rows: { id: string; status: string; result?: string | null }[] }>(200, `/displays/${displayId}/commands`);
+		expect(rows.find(r => r.id === reload.id)?.status).toBe("acknowledged");
+		expect(rows.find(r => r.id === screenshot.id)).toMatchObject({ status: "acknowledged" });
+		await page.waitForFunction(ids => ids.includes(document.body.dataset.contentId ?? ""), [red.id, blue.id], { timeout: SCREEN_TIMEOUT_MS });
+		// The heartbeat after the reload still lists nothing new to do: one reload, not a loop.
+		await page.waitForTimeout(1500);
+		expect(navigations.length).toBe(1);
+	}, 60_000);
+
+	it("with the platform stopped it keeps playing its cached manifest across a reload; once back, every play arrives exactly once", async () => {
+		// The first batch after the restart reaches the platform, but its answer is lost; twice,
+		// since Chromium itself resends a POST once when a reused connection fails without an answer.
+		proxy.dropAnswers("POST", PLAYBACK_PATH, 2);
+		expect(await page.evaluate(async () => Boolean((await navigator.serviceWorker.ready).active))).toBe(true);
+		const from = new Date(Date.now() - 60_000).toISOString();
+
+		failuresExpected = true;
+		await stop();
+		const stoppedAt = Date.now();
+		await page.waitForFunction(() => document.body.dataset.online === "false", undefined, { timeout: 60_000 });
+		expect(await page.isVisible("#badge")).toBe(true);
+		expect(new Set(await advances(2))).toEqual(new Set([red.id, blue.id]));
+
+		await page.reload();
+		await page.waitForFunction(ids => ids.includes(document.body.dataset.contentId ?? ""), [red.id, blue.id], { timeout: SCREEN_TIMEOUT_MS });
+		expect(await page.evaluate(() => document.body.dataset.state)).toBe("playing");
+		await advances(2);
+		expect(near(await pixel(0.5, 0.5), RED) || near(await pixel(0.5, 0.5), BLUE)).toBe(true);
+		const offlinePlays = await outboxSize();
+		expect(offlinePlays).toBeGreaterThanOrEqual(4);
+
+		await start();
+		const restartedAt = Date.now();
+		// Empty outbox = every play was answered 202.
+		for (let i = 0; i < 120 && (await outboxSize()) > 0; i++) await page.waitForTimeout(500);
+		expect(await outboxSize()).toBe(0);
+		failuresExpected = false;
+		await page.waitForFunction(() => document.body.dataset.online === "true", undefined, { timeout: 60_000 });
+		expect(await page.isVisible("#badge")).toBe(false);
+		// Every play the page sent, retries included.
+		const posted = proxy.bodies(PLAYBACK_PATH).flatMap(body => (JSON.parse(body) as { events: { eventId: string }[] }).events.map(e => e.eventId));
+
+		// Proof of play once analytics has the batches (it inserts every 200 ms here).
+		const to = new Date(Date.now() + 60_000).toISOString();
+		// The export's fields are always quoted; the names in this test hold no commas or quotes.
+		let rows: Record<string, string>[] = [];
+		let exported: string[] = [];
+		for (let i = 0; i < 50; i++) {
+			const csv = await expectStatus<string>(200, `/analytics/playback/export?from=${from}&to=${to}&displayId=${displayId}`);
+			const [header, ...lines] = csv.trim().split("\n").map(line => line.split(",").map(field => JSON.parse(field) as string));
+			rows = lines.map(fields => Object.fromEntries(header.map((name, k) => [name, fields[k]])));
+			exported = rows.map(r => r.eventId);
+			if (new Set(posted).size > 0 && [...new Set(posted)].every(id => exported.includes(id))) break;
+			await new Promise(resolve => setTimeout(resolve, 200));
+		}
+		const unique = new Set(posted);
+		// The batch whose answers were lost went again…
+		const firstBatch = (JSON.parse(proxy.bodies(PLAYBACK_PATH)[0]) as { events: { eventId: string }[] }).events.map(e => e.eventId);
+		for (const id of firstBatch) expect(posted.filter(x => x === id).length).toBeGreaterThanOrEqual(2);
+		expect(exported.length).toBe(new Set(exported).size); // …and is stored once, like every play
+		expect([...unique].every(id => exported.includes(id))).toBe(true);
+		// Plays made while the server was down are among them (at least the four seen on screen).
+		const duringOutage = rows.filter(r => Date.parse(r.startedAt) > stoppedAt && Date.parse(r.startedAt) < restartedAt);
+		expect(duringOutage.length).toBeGreaterThanOrEqual(4);
+		// The report counts what the export lists.
+		const report = await expectStatus<{ rows: { key: string; plays: number }[] }>(200, `/analytics/playback?from=${from}&to=${to}&displayId=${displayId}&groupBy=content`);
+		expect(report.rows.reduce((n, r) => n + r.plays, 0)).toBe(exported.length);
+	}, 240_000);
+
+	it("a deleted display's page goes back to the pairing screen by itself", async () => {
+		failuresExpected = true; // its token is refused (401) before it pairs again
+		await expectStatus(204, `/displays/${displayId}`, { method: "DELETE" });
+		await page.waitForFunction(() => document.body.dataset.state === "pairing", undefined, { timeout: SCREEN_TIMEOUT_MS });
+		await page.waitForFunction(() => /^[A-Z0-9]{3} [A-Z0-9]{3}$/.test(document.getElementById("code")?.textContent ?? ""), undefined, { timeout: SCREEN_TIMEOUT_MS });
+		expect(await page.evaluate(() => localStorage.getItem("marquee.deviceToken"))).toBeNull();
+		expect(await shownContent()).toBeNull();
+		failuresExpected = false;
+	}, 60_000);
+
+	it("zero-touch: /player/?provisioningKey= registers the screen into the key's group and plays", async () => {
+		const group = await expectStatus<{ id: string }>(201, "/display-groups", { method: "POST", json: { name: "Lobby screens" } });
+		await expectStatus(201, "/schedules", { method: "POST", json: { name: "Lobbies", playlistId: loop.id, targets: { groupIds: [group.id] } } });
+		const key = await expectStatus<{ key: string }>(201, "/provisioning-keys", { method: "POST", json: { name: "Lobby rollout", groupIds: [group.id] } });
+		const fresh = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+		const screen = await fresh.newPage();
+		watch(screen);
+		try {
+			await screen.goto(`${proxy.url}/player/?provisioningKey=${encodeURIComponent(key.key)}`);
+			await screen.waitForFunction(ids => ids.includes(document.body.dataset.contentId ?? ""), [red.id, blue.id], { timeout: SCREEN_TIMEOUT_MS });
+			const displays = await expectStatus<{ rows: { id: string; groupIds: string[] }[] }>(200, `/displays?groupId=${group.id}`);
+			expect(displays.rows).toHaveLength(1);
+		} finally {
+			await fresh.close();
+		}
+	}, 60_000);
+
+	it("stays inside its Content-Security-Policy: no violations, no page errors", () => {
+		expect(problems).toEqual([]);
+	});
+});
