@@ -13,7 +13,7 @@
  */
 import { api, connectivity, HttpError, Offline, Unauthorized, type Command, type HeartbeatBody } from "./api.js";
 import { clearAll, ensure, evictExcept, warm } from "./content-cache.js";
-import { isDownloaded, refetchDelay, rejectedIndexes, type Manifest, type PlayRecord } from "./model.js";
+import { isDownloaded, mediaToKeep, refetchDelay, rejectedIndexes, type Manifest, type PlayRecord } from "./model.js";
 import { Playback } from "./playback.js";
 import { outbox, state } from "./store.js";
 import { LiveStream } from "./stream.js";
@@ -150,7 +150,7 @@ class Player {
 		this.token = token;
 		this.show("playing");
 		const cached = state.manifest;
-		if (cached && cached.displayId === state.displayId) await this.apply(cached, false);
+		if (cached && cached.displayId === state.displayId) await this.apply(cached);
 		this.stream = new LiveStream(token, {
 			onEvent: event => this.onStreamEvent(event.event, event.data),
 			onConnected: up => {
@@ -191,7 +191,7 @@ class Player {
 		if (!token) return;
 		try {
 			const manifest = await api.manifest(token, this.playback.etag);
-			if (manifest) await this.apply(manifest, true);
+			if (manifest) await this.apply(manifest);
 			else this.scheduleRefetch(state.manifest, true);
 		} catch (err) {
 			this.failed(err);
@@ -199,14 +199,16 @@ class Player {
 		}
 	}
 
-	/** Plays `manifest`, downloads what it lacks, evicts what it no longer names. */
-	private async apply(manifest: Manifest, fresh: boolean): Promise<void> {
+	/** Plays `manifest`, downloads what it lacks, evicts what no manifest named for a day (model.ts mediaToKeep). */
+	private async apply(manifest: Manifest): Promise<void> {
 		state.manifest = manifest;
+		state.listMedia(mediaOf(manifest), Date.now());
 		await warm(manifest.items);
 		this.playback.setManifest(manifest);
 		$("idle").hidden = manifest.items.length > 0;
 		this.scheduleRefetch(manifest, false);
-		if (fresh) void this.download(manifest);
+		// Also for the stored manifest at start: what a crash or a clear-cache lost comes back.
+		void this.download(manifest);
 	}
 
 	private async download(manifest: Manifest): Promise<void> {
@@ -223,7 +225,7 @@ class Player {
 				if (err instanceof Unauthorized) return void this.signOut();
 			}
 		}
-		if (complete) await evictExcept(new Set(manifest.items.filter(isDownloaded).map(i => i.sha256)));
+		if (complete) await evictExcept(mediaToKeep(state.mediaLastListed, mediaOf(manifest), Date.now()));
 		else this.after("download", 30_000, () => this.download(manifest));
 	}
 
@@ -401,6 +403,10 @@ class Player {
 		if (timer !== undefined) clearTimeout(timer);
 		this.timers.delete(name);
 	}
+}
+
+function mediaOf(manifest: Manifest): string[] {
+	return manifest.items.filter(isDownloaded).map(i => i.sha256);
 }
 
 function isCommand(value: unknown): value is Command {

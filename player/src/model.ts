@@ -105,6 +105,19 @@ export function nextPlayable(items: readonly ManifestItem[], from: number, ready
 	return -1;
 }
 
+/** How long media stay cached after the last manifest that listed them (an override or a closed window does not cost a new download). */
+export const MEDIA_KEEP_MS = 24 * 3600_000;
+
+/**
+ * Which cached media to keep: those the current manifest lists and those another manifest listed
+ * within `keepMs` (`lastListed`: sha256 → when a manifest last listed it). Everything else is evicted.
+ */
+export function mediaToKeep(lastListed: Readonly<Record<string, number>>, current: Iterable<string>, nowMs: number, keepMs = MEDIA_KEEP_MS): Set<string> {
+	const keep = new Set(current);
+	for (const [sha, at] of Object.entries(lastListed)) if (nowMs - at < keepMs) keep.add(sha);
+	return keep;
+}
+
 /** setTimeout's ceiling (about 24.8 days); a longer wait is taken in steps. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 

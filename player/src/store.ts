@@ -14,8 +14,12 @@ const KEYS = {
 	hardwareId: "marquee.hardwareId",
 	manifest: "marquee.manifest",
 	interval: "marquee.heartbeatIntervalSec",
-	handled: "marquee.handledCommands"
+	handled: "marquee.handledCommands",
+	media: "marquee.mediaLastListed"
 } as const;
+
+/** At most this many media are remembered (the oldest are forgotten, and evicted with them). */
+const MEDIA_REMEMBERED = 2_000;
 
 export function newId(): string {
 	return uuidFromBytes(crypto.getRandomValues(new Uint8Array(16)));
@@ -50,9 +54,9 @@ export const state = {
 		write(KEYS.token, token);
 		write(KEYS.interval, String(intervalSec));
 	},
-	/** The display is gone: forget everything of it (the outbox too: its plays can no longer be sent). */
+	/** The display is gone: forget what was its (the caller empties the outbox and the media cache). */
 	signOut(): void {
-		for (const key of [KEYS.token, KEYS.displayId, KEYS.manifest, KEYS.handled]) write(key, null);
+		for (const key of [KEYS.token, KEYS.displayId, KEYS.manifest, KEYS.handled, KEYS.media]) write(key, null);
 	},
 	/** A stable id for this browser, sent when pairing or registering (a re-imaged screen keeps its display). */
 	get hardwareId(): string {
@@ -79,6 +83,23 @@ export const state = {
 	},
 	set manifest(value: Manifest | null) {
 		write(KEYS.manifest, value ? JSON.stringify(value) : null);
+	},
+	/** sha256 → when a manifest last listed it (content-cache eviction, model.ts mediaToKeep). */
+	get mediaLastListed(): Record<string, number> {
+		try {
+			const parsed: unknown = JSON.parse(read(KEYS.media) ?? "{}");
+			if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return {};
+			return Object.fromEntries(Object.entries(parsed).filter((e): e is [string, number] => typeof e[1] === "number"));
+		} catch {
+			return {};
+		}
+	},
+	/** Notes that a manifest lists these media now. */
+	listMedia(shas: readonly string[], nowMs: number): void {
+		const all = { ...this.mediaLastListed };
+		for (const sha of shas) all[sha] = nowMs;
+		const newest = Object.entries(all).sort((a, b) => b[1] - a[1]).slice(0, MEDIA_REMEMBERED);
+		write(KEYS.media, JSON.stringify(Object.fromEntries(newest)));
 	},
 	/** Whether a command was carried out already; remembers it when `mark`. */
 	handled(commandId: string, mark = false): boolean {

@@ -4,7 +4,7 @@
  * play record says, and how the live stream's bytes become events however they are split.
  */
 import fc from "fast-check";
-import { asManifest, isShowableUrl, nextPlayable, playRecord, refetchDelay, rejectedIndexes, uuidFromBytes, webSandbox, MAX_TIMER_MS, type ManifestItem } from "../../player/src/model";
+import { asManifest, isShowableUrl, mediaToKeep, nextPlayable, playRecord, refetchDelay, rejectedIndexes, uuidFromBytes, webSandbox, MAX_TIMER_MS, MEDIA_KEEP_MS, type ManifestItem } from "../../player/src/model";
 import { SseParser } from "../../player/src/sse";
 
 function item(contentId: string, extra: Partial<ManifestItem> = {}): ManifestItem {
@@ -166,5 +166,20 @@ describe("SseParser", () => {
 				expect(events).toEqual(EXPECTED);
 			})
 		);
+	});
+});
+
+describe("mediaToKeep", () => {
+	const now = Date.parse("2026-11-30T12:00:00.000Z");
+	const HOUR = 3600_000;
+
+	it("keeps what the manifest lists and what another listed within a day; evicts the rest", () => {
+		const keep = mediaToKeep({ recent: now - 2 * HOUR, old: now - 25 * HOUR, current: now - 30 * HOUR }, ["current", "new"], now);
+		expect([...keep].sort()).toEqual(["current", "new", "recent"]);
+	});
+
+	it("with nothing listed before, keeps only the current manifest's", () => {
+		expect([...mediaToKeep({}, ["a"], now)]).toEqual(["a"]);
+		expect([...mediaToKeep({ a: now - MEDIA_KEEP_MS }, [], now)]).toEqual([]);
 	});
 });
