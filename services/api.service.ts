@@ -287,7 +287,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		this.cors = corsOptions(config.corsOrigins);
 
 		const ops = opsAliases({
-			readiness: () => readiness(this.checks),
+			readiness: () => readiness(this.checks, this.broker),
 			metricsText: () => prometheusText(this.broker.metrics) ?? "",
 			publicStorageUrl: config.s3.publicEndpoint,
 			openApiDocument: () =>

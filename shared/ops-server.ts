@@ -26,7 +26,7 @@ export async function startOpsServer(config: Config, broker: ServiceBroker): Pro
 		if (path === "/health/live") return send(200, JSON.stringify({ status: "ok" }));
 		if (path === "/metrics") return send(200, prometheusText(broker.metrics) ?? "", PROMETHEUS_CONTENT_TYPE);
 		if (path === "/health/ready") {
-			void readiness(checks).then(ready => send(ready.status === "ok" ? 200 : 503, JSON.stringify(ready)));
+			void readiness(checks, broker).then(ready => send(ready.status === "ok" ? 200 : 503, JSON.stringify(ready)));
 			return;
 		}
 		send(404, JSON.stringify({ error: { type: "NOT_FOUND", message: "Not found", code: 404 } }));

@@ -484,10 +484,12 @@ describe("gateway", () => {
 			expect((await request(`${lonely.url}${V1}/probe/perm/public`)).status).toBe(200);
 		});
 
-		it("ready is 200 when nothing external is configured", async () => {
-			const res = await request<{ status: string }>(`${lonely.url}/health/ready`);
-			expect(res.status).toBe(200);
-			expect(res.body.status).toBe("ok");
+		it("ready is 503 while the gateway sees no service behind it, and says which it misses", async () => {
+			const res = await request<{ status: string; checks: Record<string, { status: string; error?: string }>; services: Record<string, string> }>(`${lonely.url}/health/ready`);
+			expect(res.status).toBe(503);
+			expect(res.body.checks.services).toMatchObject({ status: "fail", error: expect.stringContaining("sees no service behind the gateway") });
+			expect(res.body.checks.broker.status).toBe("ok");
+			expect(res.body.services).toMatchObject({ api: "local", auth: "missing", devices: "missing" });
 		});
 	});
 
