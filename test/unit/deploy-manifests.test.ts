@@ -8,11 +8,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { CORE_SCHEMA, load, loadAll, mergeTag } from "js-yaml";
 import ts from "typescript";
+import { BACKEND_USERS } from "../../shared/health";
 import { ConfigError, loadConfig, SERVICE_NAMES, VARIABLES } from "../../shared/config";
-import { isMapping, list, mapping, text, type Mapping } from "../helpers/parsed";
+import { dig, digList, digMapping, isMapping, list, mapping, quantity, text, type Mapping } from "../helpers/parsed";
 
 const ROOT = path.resolve(__dirname, "../..");
-const K8S_DIR = "k8s";
+/** The Marquee resources; k8s/kustomization.yaml and k8s/overlays/* build on them (test/unit/k8s-rendered.test.ts). */
+const K8S_DIR = "k8s/base";
 /** YAML 1.2 core schema plus merge keys (`<<: *anchor`), which docker-compose.yml relies on. */
 const YAML_SCHEMA = CORE_SCHEMA.withTags(mergeTag);
 
@@ -23,6 +25,9 @@ const TOOLS: Record<string, RegExp> = { grafana: /^grafana\/grafana(-oss)?:\d+\.
 /** Backends production must point at; unset, each would fall back to its embedded default. */
 const BACKEND_VARIABLES = ["TRANSPORTER", "MONGO_URI", "REDIS_URL", "S3_ENDPOINT", "CLICKHOUSE_URL", "SMTP_URL"];
 const SECRET_VARIABLES = ["JWT_SECRET", "S3_ACCESS_KEY", "S3_SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"];
+/** Written by hand: the services whose code talks to the media S3 and to ClickHouse. */
+const S3_USERS: readonly string[] = ["media"];
+const CLICKHOUSE_USERS: readonly string[] = ["analytics"];
 const CONFIG_MAP = "marquee-config";
 const SECRET = "marquee-secrets";
 const TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-config-validation";
@@ -34,26 +39,6 @@ function opsPort(service: string): number {
 
 // ---- narrowing helpers: parsed YAML is `unknown` until checked (test/helpers/parsed.ts) ----
 
-/** Follows `keys` from `value`, failing with the path walked so far when one is missing. */
-function dig(value: unknown, keys: string[], where: string): unknown {
-	let current = value;
-	let walked = where;
-	for (const key of keys) {
-		current = mapping(current, walked)[key];
-		walked = `${walked}.${key}`;
-		if (current === undefined) throw new Error(`${walked} is missing`);
-	}
-	return current;
-}
-
-function digMapping(value: unknown, keys: string[], where: string): Mapping {
-	return mapping(dig(value, keys, where), [where, ...keys].join("."));
-}
-
-function digList(value: unknown, keys: string[], where: string): unknown[] {
-	return list(dig(value, keys, where), [where, ...keys].join("."));
-}
-
 /** True when every label of `selector` is on `labels`. */
 function selects(selector: Mapping, labels: Mapping): boolean {
 	return Object.keys(selector).length > 0 && Object.entries(selector).every(([key, value]) => labels[key] === value);
@@ -61,6 +46,16 @@ function selects(selector: Mapping, labels: Mapping): boolean {
 
 function read(relative: string): string {
 	return fs.readFileSync(path.join(ROOT, relative), "utf8");
+}
+
+/** The .ts files under a directory of the repository, relative paths; none when it does not exist. */
+function listTypeScript(relative: string): string[] {
+	const dir = path.join(ROOT, relative);
+	if (!fs.existsSync(dir)) return [];
+	return fs
+		.readdirSync(dir, { recursive: true, encoding: "utf8" })
+		.filter(file => file.endsWith(".ts"))
+		.map(file => path.join(relative, file));
 }
 
 function stringRecord(data: Record<string, unknown>): Record<string, string> {
@@ -450,15 +445,6 @@ function resolvePort(container: Mapping, port: unknown, where: string): number {
 	return named.containerPort;
 }
 
-const QUANTITY_SUFFIX: Record<string, number> = { "": 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
-
-function quantity(value: unknown, where: string): number {
-	if (typeof value === "number") return value;
-	const match = typeof value === "string" ? /^(\d+(?:\.\d+)?)(m|k|M|G|Ki|Mi|Gi|Ti)?$/.exec(value) : null;
-	if (!match) throw new Error(`${where}: not a Kubernetes quantity: ${JSON.stringify(value)}`);
-	return Number(match[1]) * QUANTITY_SUFFIX[match[2] ?? ""];
-}
-
 function configMapData(): Record<string, unknown> {
 	return digMapping(oneResource("ConfigMap", CONFIG_MAP).body, ["data"], `ConfigMap ${CONFIG_MAP}`);
 }
@@ -638,6 +624,19 @@ describe("k8s/", () => {
 				const port = mapping(backend.port, `Ingress ${ingress.name} backend port`);
 				expect(ports.some(p => (port.name !== undefined ? p.name === port.name : p.port === port.number))).toBe(true);
 			}
+		}
+	});
+
+	it.each([...SERVICE_NAMES])("%s: readiness waits for the media S3 and ClickHouse only where its code uses them", name => {
+		// Every pod gets every address from the ConfigMap; readiness (shared/health.ts BACKEND_USERS)
+		// checks a backend only in the processes whose services use it, so a NetworkPolicy that keeps
+		// the others from MinIO and ClickHouse cannot make them unready.
+		expect(BACKEND_USERS.s3).toEqual(S3_USERS);
+		expect(BACKEND_USERS.clickhouse).toEqual(CLICKHOUSE_USERS);
+		const sources = [`services/${name}.service.ts`, ...listTypeScript(`services/${name}`)].map(file => [file, read(file)] as const);
+		for (const [file, source] of sources) {
+			if (!S3_USERS.includes(name)) expect([file, /shared\/storage["']/.test(source)]).toEqual([file, false]);
+			if (!CLICKHOUSE_USERS.includes(name)) expect([file, /\bclickhouseUrl\b/.test(source)]).toEqual([file, false]);
 		}
 	});
 
