@@ -10,7 +10,8 @@
  * offline transitions (`devices.display.status`), audit records (`audit.record`). Each handler
  * hands its rows to a Batcher and waits; the message is acknowledged only once ClickHouse took
  * the batch (services/analytics/batcher.ts). Reports deduplicate by event id at query time, so
- * a redelivered message never counts twice (services/analytics/queries.ts).
+ * a redelivered message never counts twice (services/analytics/queries.ts). The batchers report
+ * the rows they hold per table and each stored row's ingest lag (shared/ops-metrics.ts).
  *
  * Pure parts: sql.ts (the one escaping helper), store.ts (the two backends), migrations.ts,
  * batcher.ts, queries.ts, records.ts (rows ↔ views, CSV), schedules.ts (weekly report emails).
@@ -43,6 +44,7 @@ import {
 import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, withLock, type KeyValueStore } from "../shared/kv";
+import { opsGauge, opsHistogram, OPS_METRICS } from "../shared/ops-metrics";
 import { takeAttempt, THROTTLES } from "../shared/throttle";
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
 import { deviceCallerOf, EMAIL_RULE, ISO_INSTANT_RULE, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
@@ -793,8 +795,11 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			this.logger.warn(`Analytics answers 503: ${this.unavailable}`);
 		}
 		const { batchRows: maxRows, batchMs: maxDelayMs } = this.config.analytics;
-		const batcher = <Row>(table: string, keyOf: (row: Row) => string) =>
-			new Batcher<Row>({
+		const buffered = opsGauge(this.broker.metrics, OPS_METRICS.analyticsBufferRows);
+		const lag = opsHistogram(this.broker.metrics, OPS_METRICS.analyticsIngestLag);
+		const batcher = <Row>(table: string, keyOf: (row: Row) => string, acceptedAt?: (row: Row) => number) => {
+			buffered.set(0, { table });
+			return new Batcher<Row>({
 				name: table,
 				write: rows => this.writeRows(table, rows as object[]),
 				keyOf,
@@ -802,12 +807,21 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				maxDelayMs,
 				onRetry: (err, attempt, delayMs) => {
 					if (attempt === 1 || attempt % 20 === 0) this.logger.warn(`Analytics: ${table} batch not stored (${(err as Error).message}); retrying in ${delayMs} ms (attempt ${attempt})`);
+				},
+				acceptedAt,
+				onBuffered: rows => buffered.set(rows, { table }),
+				onWritten: lagsMs => {
+					for (const ms of lagsMs) lag.observe(ms / 1000, { table });
 				}
 			});
-		this.playbackBatcher = batcher<PlaybackEventRow>("playback_events", playbackKey);
-		this.healthBatcher = batcher<HealthRow>("device_health", healthKey);
+		};
+		// Lag from the server's own stamp where the row has one (the API's receipt of plays, the
+		// heartbeat's time, the audited action's time), so time spent on the durable channel counts.
+		// A status change carries the display's last-seen time instead: measured from its arrival.
+		this.playbackBatcher = batcher<PlaybackEventRow>("playback_events", playbackKey, row => row.received_at);
+		this.healthBatcher = batcher<HealthRow>("device_health", healthKey, row => row.ts);
 		this.statusBatcher = batcher<StatusRow>("display_status", statusKey);
-		this.auditBatcher = batcher<AuditRow>("audit_events", auditKey);
+		this.auditBatcher = batcher<AuditRow>("audit_events", auditKey, row => row.ts);
 	},
 
 	async started() {

@@ -10,6 +10,9 @@
  * The pure parts and the key/value layouts live in services/devices/: pairing.ts (codes, pairing
  * requests), displays.ts (documents, views, queries), presence.ts (presence, status flags, the
  * sweep's step), commands.ts (command documents and each display's pending list).
+ *
+ * Metrics (shared/ops-metrics.ts): heartbeats accepted, and the displays online by plan, which
+ * the sweep publishes from what it just checked, so only the sweeping node exports them.
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { ALL_TENANTS, DbMixin, globalCollection, systemScope, tenantCollection, tenantOf, type DbVars } from "../mixins/db.mixin";
@@ -46,6 +49,7 @@ import {
 import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, withLock, type KeyValueStore } from "../shared/kv";
+import { boundedLabel, LeaderGauge, opsCounter, opsGauge, OPS_METRICS, type OpsCounter } from "../shared/ops-metrics";
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
 import { planLimit, publishQuotaWarning, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { deviceCallerOf, ISO_INSTANT_RULE, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
@@ -99,6 +103,9 @@ interface DevicesVars extends DbVars<typeof COLLECTIONS> {
 	/** Displays per tenant, grown atomically against the plan's limit. */
 	displayQuota: UsageCounter;
 	sweep: PeriodicJob | null;
+	heartbeats: OpsCounter;
+	/** Published by the sweep, hence by the one node that sweeps. */
+	displaysOnline: LeaderGauge<"plan">;
 }
 
 interface DevicesMethods {
@@ -672,6 +679,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				}
 				const { commands, firstDelivered } = dueCommands(pending, at);
 				if (firstDelivered.length) void emit(ctx, "devices.commands.delivered", { tenantId, displayId, ids: firstDelivered, at });
+				this.heartbeats.increment();
 				return { serverTime: at, manifestEtag: etag, heartbeatIntervalSec: this.settings.heartbeatIntervalSec, commands };
 			}
 		},
@@ -888,27 +896,34 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 
 		/**
 		 * The leader's sweep: displays not seen for their tenant's `offlineAfterSec` go offline
-		 * (once per transition, whichever replica sweeps), and old commands expire.
+		 * (once per transition, whichever replica sweeps), and old commands expire. The displays it
+		 * leaves online are the fleet's online count by plan (a display that came online since the
+		 * last sweep is counted once its status document says so, at the next sweep).
 		 */
 		async sweepOnce(): Promise<void> {
 			const now = new Date();
 			const online = await this.db.displays.findDocs(ALL_TENANTS, { status: "online" });
-			const cutoffs = new Map<string, number>();
+			const tenants = new Map<string, { cutoff: number; plan: string }>();
+			const onlineByPlan = new Map<string, number>();
 			for (const display of online) {
 				const { tenantId } = display;
-				let cutoff = cutoffs.get(tenantId);
-				if (cutoff === undefined) {
-					const tenant = await call(this.broker, "tenants.find", { tenantId });
-					cutoff = offlineCutoff(now, tenant?.settings.offlineAfterSec);
-					cutoffs.set(tenantId, cutoff);
+				let tenant = tenants.get(tenantId);
+				if (tenant === undefined) {
+					const found = await call(this.broker, "tenants.find", { tenantId });
+					tenant = { cutoff: offlineCutoff(now, found?.settings.offlineAfterSec), plan: boundedLabel(found?.plan, "unknown") };
+					tenants.set(tenantId, tenant);
 				}
-				const wentOffline = await markOfflineIfSilent(this.kv, display.id, cutoff);
-				if (!wentOffline) continue;
+				const wentOffline = await markOfflineIfSilent(this.kv, display.id, tenant.cutoff);
+				if (!wentOffline) {
+					onlineByPlan.set(tenant.plan, (onlineByPlan.get(tenant.plan) ?? 0) + 1);
+					continue;
+				}
 				await this.db.displays.updateWhere(systemScope(tenantId), { _id: display.id }, { status: "offline" });
 				// Dark since it was last seen: that is where the outage starts.
 				await sendToChannel(this.broker, DISPLAY_STATUS_CHANNEL, { id: newId(), tenantId, displayId: display.id, name: display.name, online: false, at: wentOffline.lastSeenAt ?? now.toISOString() });
 				void emit(this.broker, "devices.display.wentOffline", { tenantId, displayId: display.id, name: display.name, lastSeenAt: wentOffline.lastSeenAt, at: now.toISOString() });
 			}
+			this.displaysOnline.publish(onlineByPlan);
 
 			const stale = await this.db.commands.findDocs(ALL_TENANTS, { status: { $in: ["pending", "delivered"] }, expiresAt: { $lte: now.toISOString() } });
 			for (const command of stale) {
@@ -927,6 +942,9 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			onWarning: publishQuotaWarning(this.broker, this.logger)
 		});
 		this.sweep = null;
+		this.heartbeats = opsCounter(this.broker.metrics, OPS_METRICS.heartbeats);
+		// Stale once the sweep lock could have passed to another node (shared/periodic.ts: 3 intervals).
+		this.displaysOnline = new LeaderGauge(opsGauge(this.broker.metrics, OPS_METRICS.displaysOnline), "plan", 3 * this.settings.sweepIntervalMs);
 	},
 
 	async started() {
@@ -942,6 +960,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 
 	async stopped() {
 		await this.sweep?.stop();
+		this.displaysOnline.withdraw();
 	}
 };
 

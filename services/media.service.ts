@@ -7,7 +7,8 @@
  * is set, and stream the bytes otherwise (the default).
  *
  * The content document, its view and the checks of client input are pure functions in
- * services/media/content.ts; receiving, sniffing and probing uploads live beside it.
+ * services/media/content.ts; receiving, sniffing and probing uploads live beside it. Completed
+ * uploads count their bytes by type (shared/ops-metrics.ts).
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -35,6 +36,7 @@ import {
 import { Errors } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
 import { FILE_ANSWERS } from "../shared/openapi";
+import { opsCounter, OPS_METRICS, type OpsCounter } from "../shared/ops-metrics";
 import { planLimit, publishQuotaWarning, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { ISO_INSTANT_RULE, multipartRest, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import { acquireStorage, releaseStorage, Storage, tenantKey } from "../shared/storage";
@@ -64,6 +66,7 @@ interface MediaVars extends DbVars<typeof COLLECTIONS> {
 	publicStorage: Storage | null;
 	/** Stored bytes per tenant (objects and thumbnails), grown atomically against the plan's limit. */
 	storageQuota: UsageCounter;
+	uploadBytes: OpsCounter<"type">;
 }
 
 interface MediaMethods {
@@ -190,6 +193,7 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 					await publishEvent(ctx.broker, tenantId, "content.ready", { contentId: doc.id, name: ready.name, type: ready.type });
 					ctx.meta.$location = contentPath(doc.id);
 					stored = true;
+					this.uploadBytes.increment({ type: sniffed.type }, received.size);
 					return contentView(ready);
 				} finally {
 					await fs.promises.rm(file, { force: true });
@@ -464,6 +468,7 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 			measure: tenantId => this.storedBytes(tenantId),
 			onWarning: publishQuotaWarning(this.broker, this.logger)
 		});
+		this.uploadBytes = opsCounter(this.broker.metrics, OPS_METRICS.uploadBytes);
 		const { publicEndpoint } = this.config.s3;
 		this.publicStorage = publicEndpoint ? Storage.fromEndpoint({ ...this.config.s3, endpoint: publicEndpoint }) : null;
 	},

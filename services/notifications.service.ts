@@ -14,6 +14,7 @@
  * - In-app notifications and email preferences are per person (inbox.ts).
  *
  * Logs name templates, recipients and endpoints, never links (they carry tokens) nor secrets.
+ * Metrics (shared/ops-metrics.ts): webhook attempts by outcome, and the outbox's unsent emails.
  */
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DbMixin, systemScope, tenantOf, type DbVars } from "../mixins/db.mixin";
@@ -44,6 +45,7 @@ import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
 import { audit } from "../shared/audit";
 import { AppError } from "../shared/errors";
+import { opsCounter, opsGauge, OPS_METRICS } from "../shared/ops-metrics";
 import { ISO_INSTANT_RULE, PAGE_PARAMS, userCallerOf, type RequestMeta } from "../shared/request";
 import { AlertRules } from "./notifications/alerts";
 import { COLLECTIONS } from "./notifications/documents";
@@ -384,7 +386,16 @@ const NotificationsService: ServiceSchema<NotificationsSettings, NotificationsMe
 		this.mailer = null;
 		this.alertJob = null;
 		const owner = `${this.broker.nodeID}:${newId()}`;
-		this.outbox = new EmailOutbox({ emails: this.db.email_outbox, config: this.config, owner, mailer: () => this.mailer, logger: this.logger });
+		const outboxDepth = opsGauge(this.broker.metrics, OPS_METRICS.emailOutboxDepth);
+		const deliveries = opsCounter(this.broker.metrics, OPS_METRICS.webhookDeliveries);
+		this.outbox = new EmailOutbox({
+			emails: this.db.email_outbox,
+			config: this.config,
+			owner,
+			mailer: () => this.mailer,
+			logger: this.logger,
+			onDepth: queued => outboxDepth.set(queued)
+		});
 		this.inbox = new Inbox({ notifications: this.db.notifications, preferences: this.db.notification_preferences });
 		this.webhooks = new Webhooks({
 			endpoints: this.db.webhook_endpoints,
@@ -394,7 +405,8 @@ const NotificationsService: ServiceSchema<NotificationsSettings, NotificationsMe
 			owner,
 			logger: this.logger,
 			// Alerts show the URL (in-app, email) without the credentials it may carry.
-			onDisabled: (tenantId, endpoint, reason) => this.alerts.webhookDisabled(tenantId, displayUrl(endpoint.url), reason)
+			onDisabled: (tenantId, endpoint, reason) => this.alerts.webhookDisabled(tenantId, displayUrl(endpoint.url), reason),
+			onAttempt: outcome => deliveries.increment({ outcome })
 		});
 		this.alerts = new AlertRules({
 			states: this.db.alert_states,

@@ -14,7 +14,8 @@
  * acknowledged, and then recomputes the displays it can affect, in the background, serialised per
  * tenant (scheduling/recompute-queue.ts): those whose ETag changed are announced on
  * `scheduling.manifest.changed`, which the gateway pushes down their live streams, and their
- * heartbeat answers the new ETag.
+ * heartbeat answers the new ETag. Each recomputation is counted by outcome, with the time from its
+ * change to its manifests being announced (shared/ops-metrics.ts).
  */
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
@@ -47,6 +48,7 @@ import { Errors, type FieldError } from "../shared/errors";
 import { newId } from "../shared/ids";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { MANIFEST_ETAG_HEADER } from "../shared/openapi";
+import { opsCounter, opsHistogram, OPS_METRICS } from "../shared/ops-metrics";
 import type { RequestMeta } from "../shared/request";
 import { compareRules, displayZone, resolve, timeline, type DisplayTarget, type Resolution } from "./scheduling/engine";
 import { buildManifest, etagMatches, type ContentInfo, type PlaylistData, type PlaylistItem } from "./scheduling/manifest";
@@ -793,7 +795,16 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 		this.config = getConfig();
 		this.kv = sharedKeyValueStore(this.config);
 		this.manifests = new ManifestCache(this.kv);
-		this.recomputing = new RecomputeQueue((tenantId, err) => this.logger.error(`Recomputing manifests of tenant ${tenantId} failed`, err));
+		const recomputations = opsCounter(this.broker.metrics, OPS_METRICS.manifestRecomputations);
+		const lag = opsHistogram(this.broker.metrics, OPS_METRICS.manifestRecomputeLag);
+		this.recomputing = new RecomputeQueue(
+			(tenantId, err) => this.logger.error(`Recomputing manifests of tenant ${tenantId} failed`, err),
+			({ ok, lagMs }) => {
+				recomputations.increment({ outcome: ok ? "succeeded" : "failed" });
+				// A failed one announced nothing: its time says nothing about how fresh manifests are.
+				if (ok) lag.observe(lagMs / 1000);
+			}
+		);
 	},
 
 	async stopped() {

@@ -14,7 +14,7 @@
  *     events) drops the suffix, moleculer.registry.nodes.total → moleculer_registry_nodes,
  *     os.cpu.total → os_cpu, unless it is in bytes or seconds, where the unit follows instead,
  *     os.memory.total → os_memory_total_bytes;
- *   - a histogram is a Prometheus histogram: `_bucket`, `_sum`, `_count`. Moleculer adds
+ *   - a histogram is a Prometheus histogram: `_bucket` (in ascending order), `_sum`, `_count`. Moleculer adds
  *     quantiles and statistics over a sliding window (1 min by default) under the same name;
  *     they become families of their own: the summary `<name>_quantiles` (`quantile` label) and
  *     the gauges `<name>_min`, `_mean`, `_variance`, `_stddev`, `_max`. A histogram without
@@ -211,7 +211,9 @@ export class InProcessPrometheusReporter extends PrometheusReporter {
 					const main = family(name, bucketed ? "histogram" : "summary", help);
 					for (const item of items) {
 						if (item.buckets) {
-							for (const [le, count] of Object.entries(item.buckets)) sample(main, "_bucket", item.labels, count, { le });
+							// In ascending order: Moleculer keeps buckets as object keys, which put whole numbers before fractions (1, 5, 0.05).
+							const buckets = Object.entries(item.buckets).sort(([a], [b]) => Number(a) - Number(b));
+							for (const [le, count] of buckets) sample(main, "_bucket", item.labels, count, { le });
 							sample(main, "_bucket", item.labels, item.count, { le: "+Inf" });
 						}
 						if (item.quantiles) {

@@ -10,6 +10,10 @@
  * more than the channels' `maxInFlight` unacknowledged messages, and because a message that
  * arrives again (a redelivery while the first copy waits) replaces its rows instead of adding
  * to them: rows are kept by key.
+ *
+ * For metrics it reports the rows it holds (`onBuffered`, at every change) and, per stored batch,
+ * each row's lag: from when the platform accepted it (`acceptedAt`, a server-side time the row
+ * carries) or, for rows without one, from when it was added here, to the store taking it.
  */
 
 export interface BatcherOptions<Row> {
@@ -23,6 +27,16 @@ export interface BatcherOptions<Row> {
 	backoffMs?: number;
 	maxBackoffMs?: number;
 	onRetry?(err: unknown, attempt: number, delayMs: number): void;
+	/**
+	 * When the platform accepted a row (epoch ms, stamped by a server, not a device): its lag is
+	 * measured from there, the wait on the durable channel included. Without it: from add().
+	 */
+	acceptedAt?(row: Row): number;
+	/** The rows held (waiting or being written), whenever that changes. */
+	onBuffered?(rows: number): void;
+	/** A batch was stored: each row's lag in milliseconds (never negative). */
+	onWritten?(lagsMs: readonly number[]): void;
+	now?(): number;
 	/** The clock's `setTimeout` (tests pass a controllable one). */
 	setTimer?(fn: () => void, ms: number): { unref?(): void } | number;
 	clearTimer?(timer: unknown): void;
@@ -35,6 +49,8 @@ interface Waiter {
 
 interface Pending<Row> {
 	rows: Map<string, Row>;
+	/** When each row was added (only kept without `acceptedAt`). */
+	addedAt: Map<string, number>;
 	waiters: Waiter[];
 }
 
@@ -47,7 +63,7 @@ export class BatcherStopped extends Error {
 }
 
 export class Batcher<Row> {
-	private open: Pending<Row> = { rows: new Map(), waiters: [] };
+	private open: Pending<Row> = { rows: new Map(), addedAt: new Map(), waiters: [] };
 	private timer: unknown = null;
 	/** The batch being written (or retried); the next one fills meanwhile. */
 	private writing: Promise<void> | null = null;
@@ -69,7 +85,14 @@ export class Batcher<Row> {
 	add(rows: readonly Row[]): Promise<void> {
 		if (this.stopped) return Promise.reject(new BatcherStopped(this.options.name));
 		if (rows.length === 0) return Promise.resolve();
-		for (const row of rows) this.open.rows.set(this.options.keyOf(row), row);
+		const { keyOf, acceptedAt, now = Date.now } = this.options;
+		const at = acceptedAt ? 0 : now();
+		for (const row of rows) {
+			const key = keyOf(row);
+			this.open.rows.set(key, row);
+			if (!acceptedAt) this.open.addedAt.set(key, at);
+		}
+		this.reportBuffered();
 		const done = new Promise<void>((resolve, reject) => this.open.waiters.push({ resolve, reject }));
 		if (this.open.rows.size >= this.options.maxRows) this.flushSoon(0);
 		else this.flushSoon(this.options.maxDelayMs);
@@ -97,8 +120,13 @@ export class Batcher<Row> {
 		this.wakeRetry?.();
 		const err = new BatcherStopped(this.options.name);
 		for (const w of this.open.waiters) w.reject(err);
-		this.open = { rows: new Map(), waiters: [] };
+		this.open = { rows: new Map(), addedAt: new Map(), waiters: [] };
 		await this.writing?.catch(() => undefined);
+		this.reportBuffered();
+	}
+
+	private reportBuffered(): void {
+		this.options.onBuffered?.(this.buffered);
 	}
 
 	private flushSoon(delayMs: number): void {
@@ -128,16 +156,35 @@ export class Batcher<Row> {
 		if (this.writing) return this.writing;
 		const batch = this.open;
 		if (batch.rows.size === 0) return Promise.resolve();
-		this.open = { rows: new Map(), waiters: [] };
+		this.open = { rows: new Map(), addedAt: new Map(), waiters: [] };
 		this.clearTimer();
 		this.inFlight = batch.rows.size;
 		this.writing = this.writeWithRetry(batch).finally(() => {
 			this.writing = null;
 			this.inFlight = 0;
+			this.reportBuffered();
 			// Rows that arrived meanwhile: a full batch goes now, a partial one after its delay.
 			if (this.open.rows.size && !this.stopped) this.flushSoon(this.open.rows.size >= this.options.maxRows ? 0 : this.options.maxDelayMs);
 		});
 		return this.writing;
+	}
+
+	private reportLags(batch: Pending<Row>): void {
+		const { onWritten, acceptedAt, now = Date.now } = this.options;
+		if (!onWritten) return;
+		// Called right after a successful write: a throw here must not pass for a failed write (and a retry).
+		try {
+			const at = now();
+			const lags: number[] = [];
+			for (const [key, row] of batch.rows) {
+				const from = acceptedAt ? acceptedAt(row) : (batch.addedAt.get(key) ?? at);
+				// Another node's clock may be a little ahead.
+				lags.push(Math.max(0, at - from));
+			}
+			onWritten(lags);
+		} catch {
+			// Metrics only.
+		}
 	}
 
 	private async writeWithRetry(batch: Pending<Row>): Promise<void> {
@@ -147,6 +194,7 @@ export class Batcher<Row> {
 			try {
 				await this.options.write(rows);
 				this.written += rows.length;
+				this.reportLags(batch);
 				for (const w of batch.waiters) w.resolve();
 				return;
 			} catch (err) {

@@ -12,7 +12,13 @@
  *
  * Buckets (hours, 5 minutes) are cut in UTC: the same instants as in any zone with whole-hour
  * offsets; Grafana shows them in the viewer's timezone.
+ *
+ * Beside them, the operations dashboard (operations.json) reads Prometheus (a second data source,
+ * scraping every process's /metrics with deploy/prometheus/prometheus.yml): the figures of
+ * shared/ops-metrics.ts and Moleculer's request rate, errors and latency, across every replica and
+ * never per tenant. The same test checks that each metric its PromQL names is in a real scrape.
  */
+import { OPS_METRICS } from "../../shared/ops-metrics";
 import { healthSeries, playbackReport, playbackTotals, uptimeReport, type HealthInterval, type Window } from "./queries";
 import { ident, join, Sql, sql } from "./sql";
 
@@ -104,21 +110,22 @@ export interface Target {
 	pluginVersion: string;
 }
 
-export interface Panel {
+/** A panel; `T` is its data source's query (ClickHouse SQL by default, PromQL on the operations dashboard). */
+export interface Panel<T extends { datasource: unknown } = Target> {
 	id: number;
 	type: string;
 	title: string;
 	gridPos: { x: number; y: number; w: number; h: number };
 	description?: string;
-	datasource?: typeof DATASOURCE;
-	targets?: Target[];
+	datasource?: T["datasource"];
+	targets?: T[];
 	fieldConfig?: { defaults: Record<string, unknown>; overrides: Array<Record<string, unknown>> };
 	options?: Record<string, unknown>;
 	collapsed?: boolean;
-	panels?: Panel[];
+	panels?: Array<Panel<T>>;
 }
 
-export interface Dashboard {
+export interface Dashboard<T extends { datasource: unknown } = Target> {
 	uid: string;
 	title: string;
 	description: string;
@@ -133,7 +140,7 @@ export interface Dashboard {
 	links: Array<Record<string, unknown>>;
 	annotations: { list: unknown[] };
 	templating: { list: Array<Record<string, unknown>> };
-	panels: Panel[];
+	panels: Array<Panel<T>>;
 }
 
 function target(query: Sql, kind: "table" | "timeseries"): Target {
@@ -200,7 +207,7 @@ function series(id: number, title: string, gridPos: Panel["gridPos"], query: Sql
 	};
 }
 
-function row(id: number, title: string, y: number): Panel {
+function row<T extends { datasource: unknown } = Target>(id: number, title: string, y: number): Panel<T> {
 	return { id, type: "row", title, gridPos: at(0, y, 24, 1), collapsed: false, panels: [] };
 }
 
@@ -343,9 +350,211 @@ function healthDashboard(): Dashboard {
 	);
 }
 
-/** The provisioned dashboards, by file name. */
+/** The provisioned ClickHouse dashboards, by file name. */
 export function dashboards(): Record<string, Dashboard> {
 	return { "playback.json": playbackDashboard(), "uptime.json": uptimeDashboard(), "fleet-health.json": healthDashboard() };
+}
+
+// ---- the operations dashboard (Prometheus) --------------------------------------------------------
+
+/** The provisioned Prometheus data source (docker-compose.yml's `prometheus`). */
+export const PROMETHEUS_DATASOURCE = { type: "prometheus", uid: "marquee-prometheus" } as const;
+
+/** Where Prometheus is for the grafana container, and how often it scrapes (deploy/prometheus/prometheus.yml's scrape_interval). */
+export const PROMETHEUS = { url: "http://prometheus:9090", scrapeIntervalSeconds: 15 } as const;
+
+export const OPERATIONS_FILE = "operations.json";
+
+export interface PromTarget {
+	refId: string;
+	datasource: typeof PROMETHEUS_DATASOURCE;
+	editorMode: "code";
+	expr: string;
+	legendFormat: string;
+	range: boolean;
+	instant: boolean;
+}
+
+/** Every selector keeps to the chosen deployment (the `namespace` label each process adds). */
+const IN_NAMESPACE = 'namespace=~"$namespace"';
+
+/** `metric{namespace=~"$namespace",…}`. */
+function selector(metric: string, ...matchers: string[]): string {
+	return `${metric}{${[IN_NAMESPACE, ...matchers].join(",")}}`;
+}
+
+/** The per-second rate of a counter (or a histogram's bucket, count or sum) over Grafana's rate interval. */
+function rate(metric: string, ...matchers: string[]): string {
+	return `rate(${selector(metric, ...matchers)}[$__rate_interval])`;
+}
+
+function quantile(q: number, bucket: string, by: string[], ...matchers: string[]): string {
+	return `histogram_quantile(${q}, sum by (${["le", ...by].join(", ")}) (${rate(bucket, ...matchers)}))`;
+}
+
+/** Moleculer counts a call where it runs (type "local") and again, as "remote", where a caller sent it to another node: count it once. */
+const EXECUTED = 'type="local"';
+/** Every HTTP request through the gateway is one call of api.rest. */
+const HTTP = 'action="api.rest"';
+
+const M = {
+	displaysOnline: OPS_METRICS.displaysOnline.name,
+	heartbeats: OPS_METRICS.heartbeats.name,
+	recomputations: OPS_METRICS.manifestRecomputations.name,
+	recomputeLagBucket: `${OPS_METRICS.manifestRecomputeLag.name}_bucket`,
+	uploadBytes: OPS_METRICS.uploadBytes.name,
+	webhookDeliveries: OPS_METRICS.webhookDeliveries.name,
+	outboxDepth: OPS_METRICS.emailOutboxDepth.name,
+	bufferRows: OPS_METRICS.analyticsBufferRows.name,
+	ingestLagBucket: `${OPS_METRICS.analyticsIngestLag.name}_bucket`,
+	ingestLagCount: `${OPS_METRICS.analyticsIngestLag.name}_count`,
+	// Moleculer's, as shared/metrics.ts renders them.
+	requests: "moleculer_request_total",
+	requestErrors: "moleculer_request_error_total",
+	requestTimeBucket: "moleculer_request_time_bucket",
+	requestsActive: "moleculer_request_active"
+} as const;
+
+/** The PromQL of every panel (the dashboard below is built from exactly these), each with its legend. */
+export const OPERATIONS_QUERIES = {
+	// The sweeping node publishes the count; max covers a hand-over, when two nodes briefly show it.
+	displaysOnlineTotal: { expr: `sum(max by (plan) (${selector(M.displaysOnline)}))`, legend: "online" },
+	displaysOnlineByPlan: { expr: `max by (plan) (${selector(M.displaysOnline)})`, legend: "{{plan}}" },
+	heartbeatsPerSecond: { expr: `sum(${rate(M.heartbeats)})`, legend: "heartbeats/s" },
+	recomputationsPerSecond: { expr: `sum by (outcome) (${rate(M.recomputations)})`, legend: "{{outcome}}" },
+	recomputeLag: [0.5, 0.95, 0.99].map(q => ({ expr: quantile(q, M.recomputeLagBucket, []), legend: `p${q * 100}` })),
+	uploadBytesPerSecond: { expr: `sum by (type) (${rate(M.uploadBytes)})`, legend: "{{type}}" },
+	webhookAttemptsPerSecond: { expr: `sum by (outcome) (${rate(M.webhookDeliveries)})`, legend: "{{outcome}}" },
+	webhookFailingShare: { expr: `sum(${rate(M.webhookDeliveries, 'outcome!="succeeded"')}) / sum(${rate(M.webhookDeliveries)})`, legend: "not delivered" },
+	// Every notifications replica reads the same shared outbox.
+	outboxDepth: { expr: `max(${selector(M.outboxDepth)})`, legend: "waiting" },
+	bufferedRows: { expr: `sum by (table) (${selector(M.bufferRows)})`, legend: "{{table}}" },
+	ingestLagP95: { expr: quantile(0.95, M.ingestLagBucket, ["table"]), legend: "{{table}}" },
+	rowsStoredPerSecond: { expr: `sum by (table) (${rate(M.ingestLagCount)})`, legend: "{{table}}" },
+	httpRequests: [
+		{ expr: `sum(${rate(M.requests, HTTP)})`, legend: "requests" },
+		{ expr: `sum(${rate(M.requestErrors, HTTP, 'error_code=~"5.."')})`, legend: "5xx" }
+	],
+	httpServerErrorShare: { expr: `sum(${rate(M.requestErrors, HTTP, 'error_code=~"5.."')}) / sum(${rate(M.requests, HTTP)})`, legend: "5xx" },
+	requestsByService: { expr: `sum by (service) (${rate(M.requests, EXECUTED)})`, legend: "{{service}}" },
+	errorsByService: { expr: `sum by (service, error_code) (${rate(M.requestErrors, EXECUTED)})`, legend: "{{service}} {{error_code}}" },
+	latencyP95ByService: { expr: quantile(0.95, M.requestTimeBucket, ["service"], EXECUTED), legend: "{{service}}" },
+	activeByService: { expr: `sum by (service) (${selector(M.requestsActive, EXECUTED)})`, legend: "{{service}}" }
+};
+
+/** The deployments Prometheus sees (Moleculer's namespace, on every metric of every process). */
+export const NAMESPACE_QUERY = `label_values(${M.requests}, namespace)`;
+
+type Query = { expr: string; legend: string };
+
+function promTargets(queries: Query | Query[], instant = false): PromTarget[] {
+	return [queries].flat().map((q, i) => ({
+		refId: String.fromCharCode(65 + i),
+		datasource: PROMETHEUS_DATASOURCE,
+		editorMode: "code",
+		expr: q.expr,
+		legendFormat: q.legend,
+		range: !instant,
+		instant
+	}));
+}
+
+function promSeries(id: number, title: string, gridPos: Panel["gridPos"], queries: Query | Query[], unit: string, description: string, custom: Record<string, unknown> = LINES): Panel<PromTarget> {
+	return {
+		id,
+		type: "timeseries",
+		title,
+		description,
+		gridPos,
+		datasource: PROMETHEUS_DATASOURCE,
+		targets: promTargets(queries),
+		fieldConfig: { defaults: { unit, min: 0, custom: { spanNulls: false, ...custom } }, overrides: [] },
+		options: { legend: { showLegend: true, displayMode: "list", placement: "bottom" }, tooltip: { mode: "multi", sort: "desc" } }
+	};
+}
+
+function promStat(id: number, title: string, gridPos: Panel["gridPos"], query: Query, unit: string, description: string): Panel<PromTarget> {
+	return {
+		id,
+		type: "stat",
+		title,
+		description,
+		gridPos,
+		datasource: PROMETHEUS_DATASOURCE,
+		targets: promTargets(query, true),
+		fieldConfig: { defaults: { unit, decimals: 0 }, overrides: [] },
+		options: { reduceOptions: { calcs: ["lastNotNull"], fields: "", values: false }, textMode: "value", colorMode: "none", graphMode: "area", justifyMode: "auto", orientation: "auto" }
+	};
+}
+
+const NAMESPACE_VARIABLE = {
+	name: "namespace",
+	label: "Deployment",
+	type: "query",
+	datasource: PROMETHEUS_DATASOURCE,
+	query: { query: NAMESPACE_QUERY, refId: "namespace" },
+	definition: NAMESPACE_QUERY,
+	refresh: 2,
+	sort: 1,
+	multi: false,
+	includeAll: true,
+	allValue: ".+",
+	hide: 0,
+	regex: "",
+	current: {},
+	options: []
+};
+
+/** The operations dashboard: what an operator watches, for the whole cluster. */
+export function operationsDashboard(): Dashboard<PromTarget> {
+	const q = OPERATIONS_QUERIES;
+	const panels: Array<Panel<PromTarget>> = [
+		row(1, "Fleet", 0),
+		promStat(2, "Displays online", at(0, 1, 6, 7), q.displaysOnlineTotal, "none", "All tenants' displays online at the last presence sweep (every 10 s)."),
+		promSeries(3, "Displays online by plan", at(6, 1, 9, 7), q.displaysOnlineByPlan, "none", "By the tenant's plan."),
+		promSeries(4, "Heartbeats", at(15, 1, 9, 7), q.heartbeatsPerSecond, "reqps", "Heartbeats accepted per second, all devices replicas together."),
+
+		row(5, "Manifests and media", 8),
+		promSeries(6, "Manifest recomputations", at(0, 9, 8, 7), q.recomputationsPerSecond, "ops", "Background recomputations per second, by outcome; a failed one is in the scheduling logs."),
+		promSeries(7, "Manifest recompute lag", at(8, 9, 8, 7), q.recomputeLag, "s", "From a change (schedule, playlist, content, display) to the affected displays' new manifests being announced, the wait behind the tenant's earlier changes included."),
+		promSeries(8, "Upload throughput", at(16, 9, 8, 7), q.uploadBytesPerSecond, "Bps", "Bytes of completed uploads per second, by type.", BARS),
+
+		row(9, "Notifications", 16),
+		promSeries(10, "Webhook delivery attempts", at(0, 17, 8, 7), q.webhookAttemptsPerSecond, "ops", "Attempts per second: succeeded, retrying (failed, tried again later) and failed (for good)."),
+		promSeries(11, "Webhook attempts not delivered", at(8, 17, 8, 7), q.webhookFailingShare, "percentunit", "Share of attempts that did not succeed: receivers down or refusing."),
+		promSeries(12, "Emails waiting", at(16, 17, 8, 7), q.outboxDepth, "none", "Emails in the outbox not sent yet (queued or waiting to retry): a growing line is a mail server refusing or unreachable."),
+
+		row(13, "Analytics ingestion", 24),
+		promSeries(14, "Rows waiting for ClickHouse", at(0, 25, 8, 7), q.bufferedRows, "none", "Rows the analytics replicas hold per table, batching or retrying; ClickHouse down shows as a plateau at the channels' in-flight limit."),
+		promSeries(15, "Ingest lag (p95)", at(8, 25, 8, 7), q.ingestLagP95, "s", "From the platform accepting a row (a play posted, a heartbeat, an audited action; a status change's arrival) to ClickHouse storing it."),
+		promSeries(16, "Rows stored", at(16, 25, 8, 7), q.rowsStoredPerSecond, "ops", "Rows per second ClickHouse took, by table."),
+
+		row(17, "Requests", 32),
+		promSeries(18, "HTTP requests", at(0, 33, 8, 7), q.httpRequests, "reqps", "Requests per second through the gateway, and those answered with a 5xx."),
+		promSeries(19, "HTTP server errors", at(8, 33, 8, 7), q.httpServerErrorShare, "percentunit", "Share of gateway requests answered with a 5xx."),
+		promSeries(20, "Requests in flight", at(16, 33, 8, 7), q.activeByService, "none", "Action calls running now, by service."),
+		promSeries(21, "Action calls by service", at(0, 40, 8, 7), q.requestsByService, "reqps", "Calls per second each service ran (HTTP, service-to-service and internal)."),
+		promSeries(22, "Action errors by service", at(8, 40, 8, 7), q.errorsByService, "reqps", "Errors per second by service and code (4xx are the caller's, 5xx the platform's)."),
+		promSeries(23, "Action latency (p95)", at(16, 40, 8, 7), q.latencyP95ByService, "ms", "95th percentile of action time by service, in milliseconds.")
+	];
+	return {
+		uid: "marquee-operations",
+		title: "Marquee — Operations",
+		description:
+			"The platform's health across every replica, from Prometheus: displays online, heartbeats, manifest recomputation, uploads, webhooks, email, analytics ingestion and Moleculer's request rate, errors and latency. No panel is per tenant.",
+		tags: ["marquee"],
+		editable: false,
+		graphTooltip: 1,
+		schemaVersion: 39,
+		version: 1,
+		time: { from: "now-6h", to: "now" },
+		timezone: "browser",
+		refresh: "30s",
+		links: [{ type: "dashboards", title: "Marquee", tags: ["marquee"], asDropdown: false, includeVars: false, keepTime: true }],
+		annotations: { list: [] },
+		templating: { list: [NAMESPACE_VARIABLE] },
+		panels
+	};
 }
 
 // ---- provisioning files ------------------------------------------------------------------------
@@ -377,6 +586,26 @@ datasources:
 `;
 }
 
+function prometheusDatasourceYaml(): string {
+	return `${GENERATED}
+# The Prometheus that scrapes every Marquee process (docker-compose.yml's \`prometheus\`, configured by
+# deploy/prometheus/prometheus.yml); timeInterval is its scrape interval, for $__rate_interval.
+apiVersion: 1
+
+datasources:
+  - name: Marquee Prometheus
+    uid: ${PROMETHEUS_DATASOURCE.uid}
+    type: ${PROMETHEUS_DATASOURCE.type}
+    access: proxy
+    url: ${PROMETHEUS.url}
+    isDefault: false
+    editable: false
+    jsonData:
+      httpMethod: POST
+      timeInterval: ${PROMETHEUS.scrapeIntervalSeconds}s
+`;
+}
+
 function dashboardProviderYaml(): string {
 	return `${GENERATED}
 # The dashboards of deploy/grafana/dashboards, mounted read-only at ${DASHBOARDS_PATH}.
@@ -400,8 +629,10 @@ providers:
 export function grafanaFiles(): Record<string, string> {
 	const files: Record<string, string> = {
 		"provisioning/datasources/clickhouse.yaml": datasourceYaml(),
+		"provisioning/datasources/prometheus.yaml": prometheusDatasourceYaml(),
 		"provisioning/dashboards/marquee.yaml": dashboardProviderYaml()
 	};
 	for (const [name, board] of Object.entries(dashboards())) files[`dashboards/${name}`] = `${JSON.stringify(board, null, 2)}\n`;
+	files[`dashboards/${OPERATIONS_FILE}`] = `${JSON.stringify(operationsDashboard(), null, 2)}\n`;
 	return files;
 }

@@ -33,6 +33,11 @@ export interface OutboxDeps {
 	/** The transport in force (null while the service starts or stops). */
 	mailer(): Mailer | null;
 	logger: LogSink;
+	/**
+	 * The emails not sent yet (queued, or waiting for a retry), counted after each round of the
+	 * worker (metrics). The outbox is shared by every replica, so each reads the same number.
+	 */
+	onDepth?(queued: number): void;
 	now?: () => number;
 }
 
@@ -186,6 +191,7 @@ export class EmailOutbox {
 			concurrency: 5,
 			handle: (email, owner) => this.attempt(email, owner),
 			onError: err => deps.logger.error("Email outbox:", (err as Error)?.message ?? err),
+			...(deps.onDepth ? { afterRound: () => this.reportDepth() } : {}),
 			now: this.now
 		});
 	}
@@ -240,6 +246,12 @@ export class EmailOutbox {
 	/** Sends every due email now; resolves how many it worked (tests). */
 	async tick(): Promise<number> {
 		return this.worker.tick();
+	}
+
+	/** Counts the emails not sent yet and tells onDepth (an indexed count, once per round). */
+	async reportDepth(): Promise<void> {
+		if (!this.deps.onDepth) return;
+		this.deps.onDepth(await this.deps.emails.countDocs({ status: "queued" }));
 	}
 
 	/** The tenant's email log, newest first. */

@@ -67,6 +67,8 @@ export interface WorkerOptions<T extends Stored & WorkItem> {
 	/** Works one claimed item and settles it (through `store.settle`); a throw is logged and the lease runs out. */
 	handle(item: T, owner: string): Promise<void>;
 	onError(err: unknown): void;
+	/** After every round, polled or poked (the outbox reads its depth then); a throw goes to onError. */
+	afterRound?(): Promise<void>;
 	now?: () => number;
 }
 
@@ -160,6 +162,7 @@ export class Worker<T extends Stored & WorkItem> {
 		} catch (err) {
 			onError(err);
 		}
+		await this.options.afterRound?.().catch(onError);
 		return worked;
 	}
 }

@@ -35,6 +35,7 @@ import {
 } from "../../shared/contracts";
 import { AppError, Errors } from "../../shared/errors";
 import { newId } from "../../shared/ids";
+import type { WebhookOutcome } from "../../shared/ops-metrics";
 import { attempt, type AttemptOutcome } from "./deliver";
 import type { DeliveryDoc, EndpointDoc, EventDoc } from "./documents";
 import { retryDelay, tenantQueueStore, Worker, type QueueStore } from "./queue";
@@ -62,6 +63,12 @@ export interface WebhookDeps {
 	logger: LogSink;
 	/** An endpoint was disabled (410, or failing for too long): its admins are told. */
 	onDisabled(tenantId: string, endpoint: EndpointDoc, reason: string): Promise<void>;
+	/**
+	 * Each attempt this worker made and recorded (metrics): succeeded (2xx), retrying (failed,
+	 * tried again later) or failed (the last attempt, or a 410). An attempt whose outcome another
+	 * worker records (a lost lease) or that a shutdown cut short is not one.
+	 */
+	onAttempt?(outcome: WebhookOutcome): void;
 	now?: () => number;
 	/** Resolves destination host names (the operating system's resolver by default; tests inject one). */
 	resolve?: Resolve;
@@ -384,12 +391,14 @@ export class Webhooks {
 		if (outcome.kind === "response" && outcome.status >= 200 && outcome.status < 300) {
 			// Not settled: another worker took the delivery over (this one outlived its lease) and decides.
 			if (!(await settle({ status: "succeeded", attempts, ...answered, lastError: null, nextAttemptAt: null }))) return;
+			this.deps.onAttempt?.("succeeded");
 			if (endpoint.failingSince) await this.deps.endpoints.updateWhere(scope, { _id: endpoint.id }, { failingSince: null });
 			return;
 		}
 
 		if (outcome.kind === "response" && outcome.status === 410) {
 			if (!(await settle({ status: "failed", attempts, ...answered, lastError: "The receiver answered 410 Gone: the endpoint is disabled", nextAttemptAt: null }))) return;
+			this.deps.onAttempt?.("failed");
 			await this.disable(scope, endpoint, "The receiver answered 410 Gone");
 			return;
 		}
@@ -402,6 +411,7 @@ export class Webhooks {
 				: { status: "pending", attempts, ...answered, lastError, nextAttemptAt: new Date(now + delay).toISOString() }
 		);
 		if (!settled) return;
+		this.deps.onAttempt?.(delay === null ? "failed" : "retrying");
 
 		const failingSince = endpoint.failingSince ?? nowIso;
 		if (!endpoint.failingSince) await this.deps.endpoints.updateWhere(scope, { _id: endpoint.id, failingSince: null }, { failingSince: nowIso });

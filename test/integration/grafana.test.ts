@@ -6,18 +6,42 @@
  *   source reaches the ClickHouse and database the platform writes to;
  * - every panel's SQL and the tenant variable's query run on real tables (chDB, always; a
  *   ClickHouse server too when one is available) with Grafana's variables filled in as Grafana
- *   does, and answer the hand-computed values of a small fixture.
+ *   does, and answer the hand-computed values of a small fixture;
+ * - the operations dashboard (Prometheus): its data source, deploy/prometheus/prometheus.yml
+ *   (valid for promtool, scraping every Marquee service of docker-compose.yml on the port that
+ *   serves its /metrics), every PromQL expression valid for promtool, and every metric and label
+ *   it names present in a real scrape of a started platform after traffic
+ *   (test/e2e/metrics-traffic.ts), so the dashboard cannot ask for a metric that does not exist.
  */
+import { spawnSync } from "node:child_process";
+import os from "node:os";
 import fs from "node:fs";
 import path from "node:path";
 import { CORE_SCHEMA, load, mergeTag } from "js-yaml";
-import { CLICKHOUSE, CLICKHOUSE_PLUGIN, DASHBOARDS_PATH, DATASOURCE, dashboards, grafanaFiles, TENANT_QUERY, type Dashboard, type Panel } from "../../services/analytics/grafana";
+import {
+	CLICKHOUSE,
+	CLICKHOUSE_PLUGIN,
+	DASHBOARDS_PATH,
+	DATASOURCE,
+	dashboards,
+	grafanaFiles,
+	NAMESPACE_QUERY,
+	OPERATIONS_FILE,
+	PROMETHEUS,
+	PROMETHEUS_DATASOURCE,
+	TENANT_QUERY,
+	type Dashboard,
+	type Panel,
+	type PromTarget
+} from "../../services/analytics/grafana";
 import { migrate } from "../../services/analytics/migrations";
 import { healthRow, playbackRows, statusRow } from "../../services/analytics/records";
 import { Sql } from "../../services/analytics/sql";
 import type { AnalyticsStore } from "../../services/analytics/store";
 import { describeOnEveryStore } from "../helpers/analytics-stores";
 import { isMapping, list, mapping, type Mapping } from "../helpers/parsed";
+import { describeIf } from "../helpers/servers";
+import { platformAfterTraffic, samplesOf, type Sample } from "../helpers/metrics-traffic";
 
 const ROOT = path.resolve(__dirname, "../..");
 const GRAFANA_DIR = path.join(ROOT, "deploy", "grafana");
@@ -30,13 +54,24 @@ function readYaml(relative: string): Mapping {
 // ---- what is on disk ----------------------------------------------------------------------------
 
 const DATASOURCE_FILE = "deploy/grafana/provisioning/datasources/clickhouse.yaml";
+const DATASOURCES_DIR = "deploy/grafana/provisioning/datasources";
 const PROVIDER_FILE = "deploy/grafana/provisioning/dashboards/marquee.yaml";
+const PROMETHEUS_CONFIG = "deploy/prometheus/prometheus.yml";
 
-function dashboardFiles(): string[] {
+function allDashboardFiles(): string[] {
 	return fs
 		.readdirSync(path.join(GRAFANA_DIR, "dashboards"))
 		.filter(name => name.endsWith(".json"))
 		.sort();
+}
+
+/** The ClickHouse dashboards (all but the operations dashboard, which reads Prometheus). */
+function dashboardFiles(): string[] {
+	return allDashboardFiles().filter(name => name !== OPERATIONS_FILE);
+}
+
+function operationsOnDisk(): Dashboard<PromTarget> {
+	return JSON.parse(fs.readFileSync(path.join(GRAFANA_DIR, "dashboards", OPERATIONS_FILE), "utf8")) as Dashboard<PromTarget>;
 }
 
 function dashboardOnDisk(name: string): Dashboard {
@@ -44,7 +79,7 @@ function dashboardOnDisk(name: string): Dashboard {
 }
 
 /** Every panel, those inside rows too. */
-function allPanels(board: Dashboard): Panel[] {
+function allPanels<T extends { datasource: unknown }>(board: Dashboard<T>): Array<Panel<T>> {
 	return board.panels.flatMap(panel => [panel, ...(panel.panels ?? [])]);
 }
 
@@ -111,7 +146,8 @@ function mountOf(service: string, folder: string): Mount {
 describe("Grafana provisioning (deploy/grafana)", () => {
 	it("holds exactly the files grafana.ts builds now (run `npm run grafana` after changing it)", () => {
 		const expected = grafanaFiles();
-		const onDisk = [...dashboardFiles().map(name => `dashboards/${name}`), "provisioning/datasources/clickhouse.yaml", "provisioning/dashboards/marquee.yaml"];
+		const datasources = fs.readdirSync(path.join(ROOT, DATASOURCES_DIR)).map(name => `provisioning/datasources/${name}`);
+		const onDisk = [...allDashboardFiles().map(name => `dashboards/${name}`), ...datasources, "provisioning/dashboards/marquee.yaml"];
 		expect(onDisk.sort()).toEqual(Object.keys(expected).sort());
 		for (const [relative, content] of Object.entries(expected)) {
 			expect([relative, fs.readFileSync(path.join(GRAFANA_DIR, relative), "utf8") === content]).toEqual([relative, true]);
@@ -150,12 +186,16 @@ describe("Grafana provisioning (deploy/grafana)", () => {
 		}
 	});
 
-	it("resolves every data source reference to the provisioned ClickHouse data source", () => {
+	it("resolves every data source reference to a provisioned data source: ClickHouse, and Prometheus for operations", () => {
 		const sources = provisionedDatasources();
 		expect(sources.map(s => [s.uid, s.type])).toEqual([[DATASOURCE.uid, CLICKHOUSE_PLUGIN.id]]);
-		const known = new Map(sources.map(s => [s.uid, s.type]));
+		const all = fs.readdirSync(path.join(ROOT, DATASOURCES_DIR)).flatMap(name => list(readYaml(`${DATASOURCES_DIR}/${name}`).datasources, name).map(d => mapping(d, name)));
+		expect(all.map(s => [s.uid, s.type]).sort()).toEqual([[DATASOURCE.uid, CLICKHOUSE_PLUGIN.id], [PROMETHEUS_DATASOURCE.uid, PROMETHEUS_DATASOURCE.type]].sort());
+		// One default: ClickHouse, which the analytics dashboards were written against first.
+		expect(all.filter(s => s.isDefault === true).map(s => s.uid)).toEqual([DATASOURCE.uid]);
+		const known = new Map(all.map(s => [s.uid, s.type]));
 		const refs: unknown[] = [];
-		for (const board of dashboardFiles().map(dashboardOnDisk)) {
+		for (const board of [...dashboardFiles().map(dashboardOnDisk), operationsOnDisk()] as Array<Dashboard<{ datasource: unknown }>>) {
 			for (const variable of board.templating.list) refs.push(variable.datasource);
 			for (const panel of allPanels(board)) {
 				if (panel.type === "row") continue;
@@ -437,5 +477,186 @@ describeOnEveryStore("Grafana queries", open => {
 			{ displayId: "d1", name: "Lobby", uptimePct: null, onlineMs: 0, offlineMs: 0, outageCount: 0 },
 			{ displayId: "d2", name: "Bar", uptimePct: null, onlineMs: 0, offlineMs: 0, outageCount: 0 }
 		]);
+	});
+});
+
+// ---- the operations dashboard (Prometheus) ------------------------------------------------------
+
+const promtoolInstalled = spawnSync("promtool", ["--version"], { stdio: "ignore" }).status === 0;
+
+/** Every PromQL expression of the operations dashboard (panels and the namespace variable), with where it is. */
+function operationsExpressions(): Array<{ title: string; expr: string }> {
+	const board = operationsOnDisk();
+	// Grafana's label_values(metric, label) is not PromQL: checked as the selector it stands for.
+	const variables = board.templating.list.map(v => {
+		const query = String(mapping(v.query, "variable query").query);
+		const labelValues = /^label_values\(([a-zA-Z_:][a-zA-Z0-9_:]*),\s*([a-zA-Z_][a-zA-Z0-9_]*)\)$/.exec(query);
+		if (!labelValues) throw new Error(`variable ${String(v.name)}: expected label_values(metric, label), got ${query}`);
+		return { title: `variable ${String(v.name)}`, expr: `${labelValues[1]}{${labelValues[2]}=~".+"}` };
+	});
+	return [...variables, ...allPanels(board).flatMap(panel => (panel.targets ?? []).map(t => ({ title: `${panel.title} ${t.refId}`, expr: t.expr })))];
+}
+
+/** Grafana's variables as Grafana fills them in: an interval, the namespace's "All" regex. */
+function asPrometheusGets(expr: string): string {
+	const text = expr.split("$__rate_interval").join("1m").split("$namespace").join(".+");
+	if (text.includes("$")) throw new Error(`unexpected variable left in: ${text}`);
+	return text;
+}
+
+interface PromqlNames {
+	/** Metric names, each with the label names its selector matches on. */
+	selectors: Array<{ metric: string; labels: string[] }>;
+	/** Labels of `by (…)` clauses. */
+	grouping: string[];
+	/** Identifiers left once selectors, grouping, ranges and function calls are taken out: must be none. */
+	stray: string[];
+}
+
+/**
+ * The names a PromQL expression refers to. Enough for this dashboard's expressions, where every
+ * metric is written with a selector (`name{…}`) — the stray check fails on any that is not.
+ */
+function promqlNames(expr: string): PromqlNames {
+	const withoutStrings = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""');
+	const selectors = [...withoutStrings.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}/g)].map(m => ({ metric: m[1], labels: [...m[2].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)].map(l => l[1]) }));
+	const grouping = [...withoutStrings.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g)].flatMap(m => m[1].split(",").map(l => l.trim()).filter(Boolean));
+	const rest = withoutStrings
+		.replace(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{[^}]*\}/g, " ")
+		.replace(/\b(?:by|without)\s*\([^)]*\)/g, " ")
+		.replace(/\[[^\]]*\]/g, " ")
+		.replace(/\b[a-zA-Z_][a-zA-Z0-9_]*\s*\(/g, "(");
+	const stray = [...rest.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*/g)].map(m => m[0]);
+	return { selectors, grouping, stray };
+}
+
+describe("the operations dashboard (Prometheus)", () => {
+	it("has a title, unique panel ids, panels within the grid and one Prometheus query or more per panel", () => {
+		const board = operationsOnDisk();
+		expect(board.title).toBe("Marquee — Operations");
+		expect(board.templating.list.map(v => [v.name, v.type, mapping(v.query, "query").query])).toEqual([["namespace", "query", NAMESPACE_QUERY]]);
+		const ids = allPanels(board).map(p => p.id);
+		expect(new Set(ids).size).toBe(ids.length);
+		for (const panel of allPanels(board)) {
+			expect([panel.title, panel.gridPos.x + panel.gridPos.w <= 24]).toEqual([panel.title, true]);
+			if (panel.type === "row") continue;
+			expect([panel.title, (panel.targets ?? []).length > 0]).toEqual([panel.title, true]);
+			for (const t of panel.targets ?? []) expect([panel.title, t.datasource, t.editorMode]).toEqual([panel.title, PROMETHEUS_DATASOURCE, "code"]);
+		}
+	});
+
+	it("keeps to the chosen deployment and to bounded labels: every selector matches the namespace, nothing groups by an id", () => {
+		for (const { title, expr } of operationsExpressions()) {
+			const names = promqlNames(expr);
+			expect([title, names.stray]).toEqual([title, []]);
+			if (title.startsWith("variable")) continue;
+			for (const s of names.selectors) expect([title, s.metric, s.labels.includes("namespace")]).toEqual([title, s.metric, true]);
+			for (const label of names.grouping) expect([title, label]).toEqual([title, expect.stringMatching(/^(le|plan|outcome|type|table|service|error_code)$/)]);
+		}
+	});
+
+	it("names in each legend only labels its query groups by", () => {
+		for (const panel of allPanels(operationsOnDisk())) {
+			for (const t of panel.targets ?? []) {
+				const { grouping } = promqlNames(t.expr);
+				for (const [, label] of t.legendFormat.matchAll(/\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}/g)) expect([panel.title, label, grouping.includes(label)]).toEqual([panel.title, label, true]);
+			}
+		}
+	});
+
+	it("points its data source at compose's Prometheus, sampling at the scrape interval", () => {
+		const source = mapping(list(readYaml(`${DATASOURCES_DIR}/prometheus.yaml`).datasources, "datasources")[0], "prometheus data source");
+		expect(source).toMatchObject({ uid: PROMETHEUS_DATASOURCE.uid, type: "prometheus", url: PROMETHEUS.url, access: "proxy" });
+		expect(mapping(source.jsonData, "jsonData").timeInterval).toBe(`${PROMETHEUS.scrapeIntervalSeconds}s`);
+		const global = mapping(readYaml(PROMETHEUS_CONFIG).global, "global");
+		expect(global.scrape_interval).toBe(`${PROMETHEUS.scrapeIntervalSeconds}s`);
+	});
+
+	it("scrapes every Marquee service of docker-compose.yml where it serves /metrics: the gateway on PORT, the others on OPS_PORT", () => {
+		const services = mapping(compose().services, "services");
+		const marquee = Object.keys(services).filter(name => "SERVICES" in environment(name));
+		expect(marquee.length).toBeGreaterThan(5);
+		const scraped = new Map<string, string>();
+		for (const job of list(readYaml(PROMETHEUS_CONFIG).scrape_configs, "scrape_configs").map(j => mapping(j, "scrape_config"))) {
+			expect([job.job_name, job.metrics_path]).toEqual([job.job_name, "/metrics"]);
+			for (const sd of list(job.dns_sd_configs, `${String(job.job_name)}.dns_sd_configs`).map(d => mapping(d, "dns_sd_config"))) {
+				for (const name of list(sd.names, "names")) scraped.set(String(name), String(sd.port));
+			}
+		}
+		const expected = marquee.map(name => {
+			const env = environment(name);
+			return [name, env.SERVICES.split(",").includes("api") ? env.PORT : env.OPS_PORT];
+		});
+		expect([...scraped].sort()).toEqual(expected.sort());
+	});
+
+	describeIf(promtoolInstalled, "promtool not installed (apt-get install prometheus)")("promtool", () => {
+		it("accepts deploy/prometheus/prometheus.yml", () => {
+			const run = spawnSync("promtool", ["check", "config", path.join(ROOT, PROMETHEUS_CONFIG)], { encoding: "utf8" });
+			expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: "" });
+		});
+
+		it("parses every expression (as recording rules, with Grafana's variables filled in)", () => {
+			const exprs = operationsExpressions().filter(e => !e.title.startsWith("variable"));
+			const rules = { groups: [{ name: "operations-dashboard", rules: exprs.map((e, i) => ({ record: `marquee:dashboard:expr${i}`, expr: asPrometheusGets(e.expr) })) }] };
+			const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "marquee-promql-")), "rules.json");
+			// JSON is YAML: promtool reads it as a rules file.
+			fs.writeFileSync(file, JSON.stringify(rules));
+			const run = spawnSync("promtool", ["check", "rules", file], { encoding: "utf8" });
+			expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: "" });
+			expect(run.stdout).toContain(`SUCCESS: ${exprs.length} rules found`);
+		});
+	});
+
+	describe("against a real scrape of a started platform", () => {
+		let samples: Sample[];
+		let stop: () => Promise<void>;
+
+		beforeAll(async () => {
+			const traffic = await platformAfterTraffic();
+			stop = traffic.stop;
+			samples = samplesOf(await traffic.scrape());
+		}, 60_000);
+
+		afterAll(() => stop?.());
+
+		it("has every metric the dashboard queries, with every label it matches or groups on", () => {
+			const checked = new Set<string>();
+			for (const { title, expr } of operationsExpressions()) {
+				const names = promqlNames(expr);
+				expect([title, names.selectors.length > 0]).toEqual([title, true]);
+				for (const { metric, labels } of names.selectors) {
+					const own = samples.filter(s => s.name === metric);
+					expect([title, metric, own.length > 0]).toEqual([title, metric, true]);
+					const present = new Set(own.flatMap(s => Object.keys(s.labels)));
+					for (const label of [...labels, ...names.grouping]) expect([title, metric, label, present.has(label)]).toEqual([title, metric, label, true]);
+					checked.add(metric);
+				}
+			}
+			// Every operator metric and Moleculer's request families are on the dashboard.
+			expect([...checked].sort()).toEqual([
+				"marquee_analytics_buffer_rows",
+				"marquee_analytics_ingest_lag_seconds_bucket",
+				"marquee_analytics_ingest_lag_seconds_count",
+				"marquee_displays_online",
+				"marquee_email_outbox_depth",
+				"marquee_heartbeats_total",
+				"marquee_manifest_recomputations_total",
+				"marquee_manifest_recompute_lag_seconds_bucket",
+				"marquee_upload_bytes_total",
+				"marquee_webhook_deliveries_total",
+				"moleculer_request_active",
+				"moleculer_request_error_total",
+				"moleculer_request_time_bucket",
+				"moleculer_request_total"
+			]);
+		});
+
+		it("finds the gateway's requests and errors where the HTTP panels look (action api.rest, error codes)", () => {
+			const rest = (name: string) => samples.filter(s => s.name === name && s.labels.action === "api.rest" && s.labels.type === "local");
+			expect(rest("moleculer_request_total").reduce((n, s) => n + s.value, 0)).toBeGreaterThan(10);
+			// The traffic's failed sign-in.
+			expect(rest("moleculer_request_error_total").map(s => s.labels.error_code)).toContain("401");
+		});
 	});
 });

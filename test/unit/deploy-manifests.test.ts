@@ -21,7 +21,17 @@ const YAML_SCHEMA = CORE_SCHEMA.withTags(mergeTag);
 const VARIABLE_NAMES = new Set(VARIABLES.map(variable => variable.name));
 const INFRASTRUCTURE = ["nats", "mongo", "redis", "minio", "clickhouse", "mailpit"];
 /** Operator tools next to the platform (no Marquee service depends on them): name → image. */
-const TOOLS: Record<string, RegExp> = { grafana: /^grafana\/grafana(-oss)?:\d+\.\d+\.\d+$/ };
+const TOOLS: Record<string, RegExp> = { grafana: /^grafana\/grafana(-oss)?:\d+\.\d+\.\d+$/, prometheus: /^prom\/prometheus:v\d+\.\d+\.\d+$/ };
+/** Written by hand: where each stateful container keeps its data, in a named volume. */
+const STATE_VOLUMES: Record<string, string> = {
+	nats: "/data",
+	mongo: "/data/db",
+	redis: "/data",
+	minio: "/data",
+	clickhouse: "/var/lib/clickhouse",
+	grafana: "/var/lib/grafana",
+	prometheus: "/prometheus"
+};
 /** Backends production must point at; unset, each would fall back to its embedded default. */
 const BACKEND_VARIABLES = ["TRANSPORTER", "MONGO_URI", "REDIS_URL", "S3_ENDPOINT", "CLICKHOUSE_URL", "SMTP_URL"];
 const SECRET_VARIABLES = ["JWT_SECRET", "S3_ACCESS_KEY", "S3_SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"];
@@ -280,6 +290,24 @@ describe("docker-compose.yml", () => {
 		}
 	});
 
+	it.each(Object.entries(STATE_VOLUMES))("%s keeps its data (%s) in a named volume declared at the top level", (name, dir) => {
+		const volumes = list(composeService(name).volumes, `${name}.volumes`).map(v => text(v, `${name}.volumes[]`));
+		const mount = volumes.find(v => v.split(":")[1] === dir);
+		expect([name, mount]).toEqual([name, expect.stringMatching(/^[a-z][a-z0-9-]*:/)]);
+		const volume = mount!.split(":")[0];
+		expect(Object.keys(mapping(compose().volumes, "volumes"))).toContain(volume);
+	});
+
+	it("mounts only files and directories that exist in the repository, read-only", () => {
+		for (const [name, service] of Object.entries(mapping(compose().services, "services"))) {
+			const volumes = isMapping(service) && service.volumes !== undefined ? list(service.volumes, `${name}.volumes`).map(v => text(v, `${name}.volumes[]`)) : [];
+			for (const bind of volumes.filter(v => v.startsWith("./"))) {
+				const [source, , mode] = bind.split(":");
+				expect([name, source, fs.existsSync(path.join(ROOT, source)), mode]).toEqual([name, source, true, "ro"]);
+			}
+		}
+	});
+
 	it("runs NATS with JetStream", () => {
 		const command = commandLine(composeService("nats").command, "nats.command").split(/\s+/);
 		expect(command.some(arg => arg === "-js" || arg === "--jetstream")).toBe(true);
@@ -290,15 +318,15 @@ describe("docker-compose.yml", () => {
 		expect(names.sort()).toEqual([...SERVICE_NAMES].sort());
 	});
 
-	it.each(Object.keys(TOOLS))("%s: a pinned image, a healthcheck, healthy infrastructure first, published on 127.0.0.1 only", name => {
+	it.each(Object.keys(TOOLS))("%s: a pinned image, a healthcheck, only healthy infrastructure or tools first, published on 127.0.0.1 only", name => {
 		const service = composeService(name);
 		expect(text(service.image, `${name}.image`)).toMatch(TOOLS[name]);
 		const healthcheck = mapping(service.healthcheck, `${name}.healthcheck`);
 		expect(commandLine(healthcheck.test, `${name}.healthcheck.test`)).toMatch(/^CMD(-SHELL)? /);
-		const dependsOn = mapping(service.depends_on, `${name}.depends_on`);
-		expect(Object.keys(dependsOn).length).toBeGreaterThan(0);
+		const dependsOn = service.depends_on === undefined ? {} : mapping(service.depends_on, `${name}.depends_on`);
 		for (const [dependency, how] of Object.entries(dependsOn)) {
-			expect([dependency, INFRASTRUCTURE.includes(dependency), dig(how, ["condition"], `${name}.depends_on.${dependency}`)]).toEqual([dependency, true, "service_healthy"]);
+			const allowed = INFRASTRUCTURE.includes(dependency) || dependency in TOOLS;
+			expect([dependency, allowed, dig(how, ["condition"], `${name}.depends_on.${dependency}`)]).toEqual([dependency, true, "service_healthy"]);
 		}
 		const ports = service.ports === undefined ? [] : list(service.ports, `${name}.ports`).map(String);
 		for (const port of ports) expect(port).toMatch(/^127\.0\.0\.1:/);
