@@ -62,6 +62,7 @@ import {
 } from "./api/guards";
 import { gatewayRequest, type WebMethods, type WebSettings, type WebVars } from "./api/moleculer-web";
 import { actionsByName, routeDocs } from "./api/route-docs";
+import { RouteMemory } from "./api/route-memory";
 import { ALLOWED_METHODS, corsOptions, isRawBodyRequest, opsAliases, opsRoute, restRoute, rootCallOptions } from "./api/routes";
 
 const RATE_WINDOW_MS = 60_000;
@@ -85,6 +86,8 @@ interface GatewayVars extends WebVars {
 	deviceStreams: DeviceStreamRegistry;
 	/** Unsubscribes the drain hook that ends the streams. */
 	stopDrainHook?: () => void;
+	/** Every REST route served so far: while its service is down, it answers 503, not 404. */
+	routeMemory: RouteMemory;
 }
 
 interface GatewayMethods extends WebMethods {
@@ -129,6 +132,10 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 	},
 
 	events: {
+		// moleculer-web rebuilt its alias table (a service came or went): remember the routes.
+		"$api.aliases.regenerated"() {
+			this.routeMemory.remember(this.aliases);
+		},
 		// moleculer-web regenerates aliases 500 ms (debounced) after services change; without this,
 		// routes of local services would answer 404 for that long after the broker is ready.
 		"$broker.started"() {
@@ -181,6 +188,13 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 			return requestScope
 				.run({ requestId }, async () => webHttpHandler.call(this, req, res, next))
 				.catch(err => this.sendError(req, res, err));
+		},
+
+		/** No alias matches: a route served before whose service is away now is a 503 to retry. */
+		send404(req: IncomingMessage, res: ServerResponse) {
+			// moleculer-web has cut the route's prefix off `url` by now; `originalUrl` is the whole path.
+			if (this.routeMemory.knows(req.method, gatewayRequest(req).originalUrl ?? req.url)) return this.sendError(req, res, Errors.unavailable("The service behind this route is not running right now, retry later"));
+			this.sendError(req, res, Errors.notFound("Route"));
 		},
 
 		/** Every failure ends here (moleculer-web's default would answer its own error shape). */
@@ -265,6 +279,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 
 	created() {
 		this.config = getConfig();
+		this.routeMemory = new RouteMemory();
 		const config = this.config;
 		const metrics: MetricRegistry | undefined = this.broker.metrics;
 		const gauge = metrics?.register({

@@ -175,6 +175,9 @@ function mapError(err: unknown): ApiError {
 		case "BrokerDisconnectedError":
 		case "QueueIsFullError":
 		case "BrokerOptionsError":
+		// The NATS client's own errors (a JetStream publish timing out while NATS restarts, a
+		// closed connection): the message broker is away, not the request wrong.
+		case "NatsError":
 			return { type: "SERVICE_UNAVAILABLE", message: "Service unavailable, retry later", code: 503 };
 		case "RateLimitExceeded":
 			return { type: "RATE_LIMITED", message: "Too many requests, retry later", code: 429 };

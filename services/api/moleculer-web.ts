@@ -28,6 +28,8 @@ export interface GatewayAlias {
 	tags?: unknown;
 	response?: unknown;
 	extraResponses?: Record<number, ResponseDoc>;
+	/** moleculer-web's Alias: the path parameters when a path matches (route-memory.ts). */
+	match?(url: string): unknown;
 }
 
 /**
@@ -47,6 +49,8 @@ export type GatewayRequest = IncomingMessage & {
 	$params?: Record<string, unknown>;
 	/** A HEAD request, served by its GET route without a body (set by the gateway). */
 	$head?: boolean;
+	/** The whole request path and query: moleculer-web cuts the matched route's prefix off `url`. */
+	originalUrl?: string;
 };
 
 /**
@@ -91,6 +95,8 @@ export interface WebMethods {
 	httpHandler(req: IncomingMessage, res: ServerResponse, next?: unknown): Promise<void> | void;
 	/** Every failure of a request ends here (overridden: the API's error shape). */
 	sendError(req: IncomingMessage, res: ServerResponse, err: unknown): void;
+	/** A request no alias matches (overridden: a route whose service is down answers 503). */
+	send404(req: IncomingMessage, res: ServerResponse): void;
 	/** Route hooks moleculer-web calls with `authentication: true` / `authorization: true`. */
 	authenticate(ctx: Context<unknown, RequestMeta>, route: unknown, req: IncomingMessage): Promise<null>;
 	authorize(ctx: Context<unknown, RequestMeta>, route: unknown, req: IncomingMessage): Promise<void>;

@@ -507,25 +507,50 @@ describe("gateway", () => {
 			}
 		});
 
-		it("holds for an action on another node: its definition crossed the transporter", async () => {
-			const front = await startGateway([StubAuthService], {}, { transporter: "Fake", nodeID: "gateway-node" });
+		/** A gateway with StatusProbeService on another node (Fake transporter), once its routes are in. */
+		async function remoteProbe(): Promise<{ front: TestGateway; back: ServiceBroker; url: string; first: Awaited<ReturnType<typeof request>> }> {
+			const front = await startGateway([StubAuthService], {}, { transporter: "Fake", nodeID: `gateway-${++remoteNodes}` });
 			const back = new ServiceBroker(
-				brokerOptions(front.config, { logger: false, skipProcessEventRegistration: true, transporter: "Fake", nodeID: "service-node" })
+				brokerOptions(front.config, { logger: false, skipProcessEventRegistration: true, transporter: "Fake", nodeID: `service-${remoteNodes}` })
 			);
 			back.createService(StatusProbeService);
+			await back.start();
+			await front.broker.waitForServices("statusprobe", 10_000);
+			const url = `${front.url}${V1}/statusprobe/accepted`;
+			// moleculer-web adds the remote routes when it regenerates its aliases (debounced).
+			let first = await request(url, { method: "POST", json: {} });
+			for (let tries = 0; first.status === 404 && tries < 50; tries++) {
+				await new Promise(resolve => setTimeout(resolve, 100));
+				first = await request(url, { method: "POST", json: {} });
+			}
+			return { front, back, url, first };
+		}
+		let remoteNodes = 0;
+
+		it("holds for an action on another node: its definition crossed the transporter", async () => {
+			const { front, back, first } = await remoteProbe();
 			try {
-				await back.start();
-				await front.broker.waitForServices("statusprobe", 10_000);
-				const url = `${front.url}${V1}/statusprobe/accepted`;
-				// moleculer-web adds the remote routes when it regenerates its aliases (debounced).
-				let res = await request(url, { method: "POST", json: {} });
-				for (let tries = 0; res.status === 404 && tries < 50; tries++) {
-					await new Promise(resolve => setTimeout(resolve, 100));
-					res = await request(url, { method: "POST", json: {} });
-				}
 				expect(front.broker.registry.getActionList({ onlyLocal: false }).find(a => a.name === "statusprobe.accepted")?.hasLocal).toBe(false);
-				expect(res.status).toBe(202);
-				expect(res.body).toEqual({ queued: true });
+				expect(first.status).toBe(202);
+				expect(first.body).toEqual({ queued: true });
+			} finally {
+				await back.stop();
+				await front.stop();
+			}
+		});
+
+		it("a route whose service went away answers 503 (retry later), not 404; an unknown route is still 404", async () => {
+			const { front, back, url, first } = await remoteProbe();
+			try {
+				expect(first.status).toBe(202);
+				await back.stop();
+				// The gateway forgets the node, then its aliases (debounced): the route stays known.
+				for (let tries = 0; tries < 100 && front.broker.registry.getServiceList({ onlyAvailable: true }).some(s => s.name === "statusprobe"); tries++) {
+					await new Promise(resolve => setTimeout(resolve, 50));
+				}
+				await new Promise(resolve => setTimeout(resolve, 1_000));
+				expectError(await request(url, { method: "POST", json: {} }), 503, "SERVICE_UNAVAILABLE");
+				expectError(await request(`${front.url}${V1}/statusprobe/never-existed`, { method: "POST", json: {} }), 404, "NOT_FOUND");
 			} finally {
 				await back.stop();
 				await front.stop();

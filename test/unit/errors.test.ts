@@ -219,7 +219,9 @@ describe("toApiError: Moleculer and moleculer-web built-ins", () => {
 		["RequestTimeoutError", new MoleculerErrors.RequestTimeoutError({ action: `media.${SECRET}`, nodeID: "node-1" })],
 		["ServiceNotAvailableError", new MoleculerErrors.ServiceNotAvailableError({ action: `media.${SECRET}`, nodeID: "node-1" })],
 		["BrokerDisconnectedError", new MoleculerErrors.BrokerDisconnectedError("disconnected")],
-		["QueueIsFullError", new MoleculerErrors.QueueIsFullError({ action: "media.x", nodeID: "n", size: 10, limit: 10 })]
+		["QueueIsFullError", new MoleculerErrors.QueueIsFullError({ action: "media.x", nodeID: "n", size: 10, limit: 10 })],
+		// What a JetStream publish throws while NATS restarts, as it arrives back over the transporter.
+		["NatsError", Object.assign(new Error(`TIMEOUT ${SECRET}`), { name: "NatsError", code: "TIMEOUT" })]
 	])("%s → 503 without its details", (_name, err) => {
 		expect(toApiError(err)).toEqual({ type: "SERVICE_UNAVAILABLE", message: "Service unavailable, retry later", code: 503 });
 	});
