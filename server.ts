@@ -1,6 +1,8 @@
 /**
  * Entry point: `npm start` (tsx) and `node dist/server.js` (image). Validates the config, starts
- * a broker with the services named by SERVICES (all by default), and drains on SIGTERM.
+ * a broker with the services named by SERVICES (all by default), and drains on SIGTERM. In the
+ * embedded mode it writes DATA_DIR/platform.pid and takes backup snapshots on SIGUSR2
+ * (shared/backup-snapshot.ts, `npm run backup`).
  * Flags: --hot (reload services on change), --repl (Moleculer REPL).
  */
 import fs from "node:fs";
@@ -11,6 +13,7 @@ import { ConfigError, loadConfig, setConfig, type Config } from "./shared/config
 import { startDraining } from "./shared/lifecycle";
 import { startOpsServer, type OpsServer } from "./shared/ops-server";
 import { closeSharedKeyValueStores } from "./shared/kv";
+import { installBackupHandler } from "./shared/backup-snapshot";
 
 export interface Platform {
 	broker: ServiceBroker;
@@ -139,6 +142,8 @@ async function main(): Promise<void> {
 	const platform = await startPlatform(config, { hot: flags.has("--hot") });
 	exitOnSignals(platform);
 	keepServingOnStrayErrors(platform);
+	// The embedded mode's one process: DATA_DIR/platform.pid, and snapshots for `npm run backup` on SIGUSR2.
+	if (!config.transporter) installBackupHandler(config, platform.broker.logger);
 	const banner = startBanner(config);
 	// The banner is the program's own output, not a log line.
 	if (config.logFormat === "pretty") process.stdout.write(`${banner.join("\n")}\n`);

@@ -288,11 +288,53 @@ function countOf(result: unknown): number {
 }
 
 interface NeDbLike {
+	filename?: string;
+	inMemoryOnly?: boolean;
+	indexes?: Record<string, { unique?: boolean; sparse?: boolean }>;
+	getAllData?: () => Record<string, unknown>[];
 	ensureIndex(options: { fieldName: string; unique?: boolean }): Promise<void>;
 	update(query: Query, update: Query, options: Record<string, unknown>): Promise<unknown[]>;
 	updateAsync(query: Query, update: Query, options: Record<string, unknown>): Promise<{ numAffected: number; affectedDocuments: unknown }>;
 	setAutocompactionInterval?: (ms: number) => void;
 	stopAutocompaction?: () => void;
+}
+
+// ---- backup snapshots -----------------------------------------------------------------------
+
+/** The NeDB serializer moleculer-db's NeDB ships (dates as `{$$date}`), so a snapshot file is one NeDB itself would write. */
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- a CommonJS module of NeDB without typings
+const nedbModel = require("@seald-io/nedb/lib/model") as { serialize(doc: unknown): string };
+
+/** File-backed NeDB collections this process has open (connected, not yet disconnected), by collection name. */
+const openNeDbFiles = new Map<string, NeDbLike>();
+
+/** One collection as a NeDB file: its documents and its index definitions, one JSON line each. */
+export interface NeDbSnapshot {
+	collection: string;
+	documents: number;
+	text: string;
+}
+
+/**
+ * Every file-backed NeDB collection of this process, serialized in one synchronous step (no
+ * await, no callback): all collections as they are at the same instant, which is what makes a
+ * backup of a running platform consistent across collections (and what the platform would load
+ * after a clean stop). NeDB applies each write to its in-memory indexes synchronously (a
+ * multi-document update all at once) and only then appends it to its file, so memory is the
+ * truth and the file may lag. The lines are NeDB's own format (what its compaction writes), so
+ * a restored file loads as it is. Used by shared/backup-snapshot.ts; nothing else should call it.
+ */
+export function snapshotNeDbCollections(): NeDbSnapshot[] {
+	const out: NeDbSnapshot[] = [];
+	for (const [collection, nedb] of openNeDbFiles) {
+		const docs = nedb.getAllData?.() ?? [];
+		const lines = docs.map(doc => nedbModel.serialize(doc));
+		for (const [fieldName, index] of Object.entries(nedb.indexes ?? {})) {
+			if (fieldName !== "_id") lines.push(nedbModel.serialize({ $$indexCreated: { fieldName, unique: index.unique ?? false, sparse: index.sparse ?? false } }));
+		}
+		out.push({ collection, documents: docs.length, text: lines.length ? `${lines.join("\n")}\n` : "" });
+	}
+	return out;
 }
 
 /**
@@ -325,11 +367,14 @@ class Store {
 			for (const fieldName of this.options.selectiveIndexes) await nedb.ensureIndex({ fieldName });
 			// NeDB keeps an append-only file; compact it now and then so restarts stay fast.
 			nedb.setAutocompactionInterval?.(10 * 60_000);
+			if (!nedb.inMemoryOnly && nedb.filename && typeof nedb.getAllData === "function") openNeDbFiles.set(this.options.collection, nedb);
 		}
 	}
 
 	async disconnect(): Promise<void> {
-		(this.adapter.db as NeDbLike | undefined)?.stopAutocompaction?.();
+		const nedb = this.adapter.db as NeDbLike | undefined;
+		if (nedb && openNeDbFiles.get(this.options.collection) === nedb) openNeDbFiles.delete(this.options.collection);
+		nedb?.stopAutocompaction?.();
 		await this.adapter.disconnect();
 	}
 

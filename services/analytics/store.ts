@@ -218,6 +218,17 @@ export class ChdbStore implements AnalyticsStore {
 		return new ChdbStore(shared.session, resolved);
 	}
 
+	/**
+	 * Another handle on the chDB session this process has open (the analytics service's), or null
+	 * when there is none. The backup snapshot exports through it (chDB's data directory belongs
+	 * to this process); the session stays open until this handle is closed too.
+	 */
+	static current(): ChdbStore | null {
+		if (!shared) return null;
+		shared.users++;
+		return new ChdbStore(shared.session, shared.dir);
+	}
+
 	private live(): ChdbSession {
 		if (!this.session) throw new StoreUnavailable("The embedded analytics store is closed");
 		return this.session;
