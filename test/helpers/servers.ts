@@ -261,7 +261,7 @@ function missing(kind: ServerKind): string {
 // ---------------------------------------------------------------------------------------------
 // Probes
 
-function findBinary(name: string): string | null {
+export function findBinary(name: string): string | null {
 	const dirs = [...(process.env.PATH ?? "").split(path.delimiter), "/usr/sbin", "/usr/local/sbin", "/sbin"];
 	for (const dir of dirs) {
 		if (!dir) continue;
@@ -306,7 +306,7 @@ async function clickhouseAnswers(url: string): Promise<boolean> {
 	}
 }
 
-async function natsHasJetStream(url: string): Promise<boolean> {
+export async function natsHasJetStream(url: string): Promise<boolean> {
 	const port = Number(new URL(url).port);
 	if (!(await exchange(port, null)).startsWith("INFO ")) return false;
 	try {
