@@ -31,6 +31,14 @@ export default tseslint.config(
 		}
 	},
 	{
+		// Scripts mongosh runs (k8s/components/dependencies/mongo-init.js): mongosh's globals.
+		files: ["k8s/**/*.js"],
+		languageOptions: {
+			sourceType: "script",
+			globals: { process: "readonly", print: "readonly", quit: "readonly", Mongo: "readonly", sleep: "readonly", db: "writable", rs: "readonly" }
+		}
+	},
+	{
 		files: ["*.js"],
 		languageOptions: { sourceType: "commonjs", globals: { module: "writable", require: "readonly" } }
 	},

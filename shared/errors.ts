@@ -168,15 +168,15 @@ function mapError(err: unknown): ApiError {
 
 	// Moleculer / moleculer-web built-ins.
 	switch (name) {
-		// A service the request needs is not running (yet): the client may retry, nothing is missing.
+		// A service the request needs is not running (yet), or the NATS client itself failed (a
+		// JetStream publish timing out while NATS restarts, a closed connection): the client may
+		// retry, nothing is missing and nothing was wrong with the request.
 		case "ServiceNotFoundError":
 		case "ServiceNotAvailableError":
 		case "RequestTimeoutError":
 		case "BrokerDisconnectedError":
 		case "QueueIsFullError":
 		case "BrokerOptionsError":
-		// The NATS client's own errors (a JetStream publish timing out while NATS restarts, a
-		// closed connection): the message broker is away, not the request wrong.
 		case "NatsError":
 			return { type: "SERVICE_UNAVAILABLE", message: "Service unavailable, retry later", code: 503 };
 		case "RateLimitExceeded":
