@@ -64,6 +64,20 @@ export function gatewayRequest(req: IncomingMessage): GatewayRequest {
 /** A function alias (operations endpoints, the device stream); `gatewayRequest` narrows its request. */
 export type AliasHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
+/**
+ * moleculer-web calls a function alias as `handler(req, res, next)` and ignores what it returns,
+ * so an async handler's rejection never reached the error writer: the client got no answer and
+ * the process logged an unhandled rejection. This hands any failure, thrown or rejected, to
+ * `next`, which answers it in the API's error shape. Every function alias is registered through it.
+ */
+export function aliasFunction(handler: AliasHandler): (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void {
+	return (req, res, next) => {
+		Promise.resolve()
+			.then(() => handler(req, res))
+			.catch((err: unknown) => next?.(err));
+	};
+}
+
 /** The moleculer-web settings the gateway sets. */
 export interface WebSettings
 	extends ServiceSettingSchema,

@@ -20,7 +20,7 @@ import type { ResponseDoc } from "../../shared/openapi";
 import { pairingQrSvg, playerAsset, playerBuilt, playerPageCsp, playerPageHtml, playerShell, PLAYER_BUILD_DIR, SERVICE_WORKER_FILE } from "../../shared/player-page";
 import { sendJson } from "./answers";
 import { jsonBody, requireObjectBody } from "./http-input";
-import { gatewayRequest, type AliasHandler, type GatewayAlias } from "./moleculer-web";
+import { aliasFunction, gatewayRequest, type AliasHandler, type GatewayAlias } from "./moleculer-web";
 
 export const API_PREFIX = "/api/v1";
 /** The device live stream, under API_PREFIX. */
@@ -98,7 +98,7 @@ export function restRoute(options: { maxBodyBytes: number; cors: CorsOptions | u
 						content: { "text/event-stream": { type: "string" } }
 					}
 				},
-				handler: hooks.openDeviceStream
+				handler: aliasFunction(hooks.openDeviceStream)
 			}
 		}
 	};
@@ -251,5 +251,8 @@ function playerAliases(publicStorageUrl: string | null): Record<string, OpsAlias
 }
 
 export function opsRoute(aliases: Record<string, OpsAlias | AliasHandler>, cors: CorsOptions | undefined): ApiRouteSchema {
-	return { name: "ops", path: "/", aliases, mappingPolicy: "restrict", bodyParsers: false, logging: false, cors };
+	const registered = Object.fromEntries(
+		Object.entries(aliases).map(([key, alias]) => [key, typeof alias === "function" ? aliasFunction(alias) : { ...alias, handler: aliasFunction(alias.handler) }])
+	);
+	return { name: "ops", path: "/", aliases: registered, mappingPolicy: "restrict", bodyParsers: false, logging: false, cors };
 }

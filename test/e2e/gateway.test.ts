@@ -559,7 +559,15 @@ describe("gateway", () => {
 	});
 
 	describe("operations endpoints", () => {
-		it("/health/live answers 200", async () => {
+		it("an async endpoint that fails answers in the error shape (it used to leave the client without an answer)", async () => {
+			for (const code of ["__proto__", "%00", "%E2%9C%93%F0%9F%98%80", "x".repeat(5000)]) {
+				expectError(await request(`${gw.url}/player/qr.svg?code=${code}`, { signal: AbortSignal.timeout(5_000) }), 422, "VALIDATION_ERROR");
+			}
+			const svg = await request(`${gw.url}/player/qr.svg?code=ACD479`);
+			expect([svg.status, svg.headers.get("content-type")]).toEqual([200, "image/svg+xml"]);
+		});
+
+				it("/health/live answers 200", async () => {
 			const res = await request(`${gw.url}/health/live`);
 			expect(res.status).toBe(200);
 			expect(res.body).toEqual({ status: "ok" });

@@ -100,7 +100,7 @@ describe("routes", () => {
 		expect(isRawBodyRequest(aliases, req("POST", "/playlists"))).toBe(false);
 	});
 
-	it("restRoute: guarded auto-aliases under /api/v1, our body parser, the device stream alias", () => {
+	it("restRoute: guarded auto-aliases under /api/v1, our body parser, the device stream alias", async () => {
 		const openDeviceStream = jest.fn();
 		const onBeforeCall = jest.fn();
 		const onAfterCall = jest.fn();
@@ -120,13 +120,28 @@ describe("routes", () => {
 		expect(route.use).toHaveLength(2);
 		expect([route.onBeforeCall, route.onAfterCall]).toEqual([onBeforeCall, onAfterCall]);
 		const alias = route.aliases?.[`GET ${DEVICE_EVENTS_PATH}`] as Record<string, unknown>;
-		expect(alias).toMatchObject({ permission: "device", tags: ["device"], handler: openDeviceStream });
+		expect(alias).toMatchObject({ permission: "device", tags: ["device"] });
 		expect(Object.keys(alias.extraResponses as object)).toEqual(["200"]);
+		// Registered through aliasFunction: calling it runs the stream hook with the request and response.
+		const [req, res] = [{ url: "/x" }, { end() {} }];
+		(alias.handler as (q: unknown, r: unknown, next: () => void) => void)(req, res, () => undefined);
+		await new Promise(resolve => setImmediate(resolve));
+		expect(openDeviceStream).toHaveBeenCalledWith(req, res);
 	});
 
 	it("opsRoute: unguarded, at the root, no body parsing", () => {
 		const aliases = { "GET /x": jest.fn() };
-		expect(opsRoute(aliases, undefined)).toEqual({ name: "ops", path: "/", aliases, mappingPolicy: "restrict", bodyParsers: false, logging: false, cors: undefined });
+		expect(opsRoute(aliases, undefined)).toEqual({ name: "ops", path: "/", aliases: { "GET /x": expect.any(Function) }, mappingPolicy: "restrict", bodyParsers: false, logging: false, cors: undefined });
+	});
+
+	it("opsRoute: a handler's failure, thrown or rejected, reaches moleculer-web's next (the error writer)", async () => {
+		const thrown = new Error("thrown");
+		const rejected = new Error("rejected");
+		const route = opsRoute({ "GET /a": () => { throw thrown; }, "GET /b": async () => { throw rejected; }, }, undefined);
+		const call = (key: string) =>
+			new Promise(resolve => (route.aliases?.[key] as (q: unknown, r: unknown, next: (err?: unknown) => void) => void)({}, {}, err => resolve(err)));
+		expect(await call("GET /a")).toBe(thrown);
+		expect(await call("GET /b")).toBe(rejected);
 	});
 
 	describe("operations endpoints", () => {
