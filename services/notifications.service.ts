@@ -52,7 +52,7 @@ import { COLLECTIONS } from "./notifications/documents";
 import { Inbox } from "./notifications/inbox";
 import { createMailer, type Mailer } from "./notifications/mailer";
 import { EmailOutbox } from "./notifications/outbox";
-import { displayUrl } from "./notifications/ssrf";
+import { displayUrl } from "../shared/ssrf";
 import { Webhooks } from "./notifications/webhooks";
 
 interface NotificationsSettings extends ServiceSettingSchema {

@@ -7,7 +7,7 @@
  */
 import http from "node:http";
 import https from "node:https";
-import { DestinationError, parseDestination, pinnedLookup, resolveDestination, type Resolve } from "./ssrf";
+import { DestinationError, parseDestination, pinnedLookup, resolveDestination, type Resolve } from "../../shared/ssrf";
 
 /** How much of a receiver's answer is kept for the delivery log. */
 export const RESPONSE_BODY_LIMIT = 1024;

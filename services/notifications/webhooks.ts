@@ -40,7 +40,7 @@ import { attempt, type AttemptOutcome } from "./deliver";
 import type { DeliveryDoc, EndpointDoc, EventDoc } from "./documents";
 import { retryDelay, tenantQueueStore, Worker, type QueueStore } from "./queue";
 import { messageIdOf, newSecret, payloadOf, signedHeaders } from "./signing";
-import { DestinationError, parseDestination, resolveDestination, systemResolve, type Resolve } from "./ssrf";
+import { DestinationError, parseDestination, resolveDestination, systemResolve, type Resolve } from "../../shared/ssrf";
 
 /** Endpoints per tenant: enough for every integration a tenant runs, few enough that one event stays cheap to fan out. */
 export const MAX_ENDPOINTS = 20;

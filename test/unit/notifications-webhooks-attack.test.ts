@@ -8,7 +8,7 @@
 import type { Service, ServiceSchema } from "moleculer";
 import { ALL_TENANTS, DbMixin, systemScope, type DbVars } from "../../mixins/db.mixin";
 import { COLLECTIONS } from "../../services/notifications/documents";
-import { classifyAddress, DestinationError, displayUrl, parseDestination, resolveDestination, type Resolve } from "../../services/notifications/ssrf";
+import { classifyAddress, DestinationError, displayUrl, parseDestination, resolveDestination, type Resolve } from "../../shared/ssrf";
 import { Webhooks } from "../../services/notifications/webhooks";
 import { AppError } from "../../shared/errors";
 import { startBroker, type TestBroker } from "../helpers/platform";

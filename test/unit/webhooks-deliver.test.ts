@@ -7,7 +7,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { attempt, parseRetryAfter, truncateBody, type AttemptRequest } from "../../services/notifications/deliver";
-import type { Resolve } from "../../services/notifications/ssrf";
+import type { Resolve } from "../../shared/ssrf";
 import { WebhookReceiver } from "../helpers/webhook-receiver";
 
 const NOW = Date.parse("2026-03-01T12:00:00.000Z");

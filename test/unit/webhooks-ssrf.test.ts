@@ -4,7 +4,7 @@
  * lookup that connects to the checked addresses only.
  */
 import type { LookupOptions } from "node:dns";
-import { classifyAddress, DestinationError, parseDestination, pinnedLookup, resolveDestination, systemResolve, type Resolve } from "../../services/notifications/ssrf";
+import { classifyAddress, DestinationError, parseDestination, pinnedLookup, resolveDestination, systemResolve, type Resolve } from "../../shared/ssrf";
 
 const CLASSES: Array<[string, string | null]> = [
 	["127.0.0.1", "loopback"],

@@ -10,7 +10,7 @@ import type { Service, ServiceSchema } from "moleculer";
 import { ALL_TENANTS, DbMixin, systemScope, type DbVars } from "../../mixins/db.mixin";
 import { COLLECTIONS } from "../../services/notifications/documents";
 import { sign } from "../../services/notifications/signing";
-import type { Resolve } from "../../services/notifications/ssrf";
+import type { Resolve } from "../../shared/ssrf";
 import { MAX_ENDPOINTS, Webhooks } from "../../services/notifications/webhooks";
 import type { PlatformEvent, WebhookEventType } from "../../shared/contracts";
 import { AppError } from "../../shared/errors";

@@ -234,3 +234,25 @@ export function pinnedLookup(addresses: ResolvedAddress[]): LookupFunction {
 		else callback(null, list[0].address, list[0].family);
 	}) as LookupFunction;
 }
+
+/**
+ * A `lookup` that checks as it resolves: for clients that take request options but no async
+ * step before connecting (openid-client's `http_options` hook). The socket connects to exactly
+ * the addresses checked. IP literals never reach a lookup: `assertPublicLiteral` covers them.
+ */
+export function guardedLookup(options: DestinationOptions): LookupFunction {
+	return ((hostname: string, lookupOptions: dns.LookupOptions, callback: (...args: unknown[]) => void) => {
+		resolveDestination(new URL(`http://${hostname.includes(":") ? `[${hostname}]` : hostname}/`), options).then(
+			addresses => pinnedLookup(addresses)(hostname, lookupOptions, callback as never),
+			(err: unknown) => callback(err)
+		);
+	}) as LookupFunction;
+}
+
+/** Throws DestinationError("refused") for a URL whose host is a non-public IP literal (unless private destinations are allowed). */
+export function assertPublicLiteral(url: URL, allowPrivate: boolean): void {
+	const host = url.hostname.replace(/^\[|\]$/g, "");
+	if (allowPrivate || net.isIP(host) === 0) return;
+	const reason = classifyAddress(host);
+	if (reason) throw new DestinationError(`must not be ${/^[aeiou]/.test(reason) ? "an" : "a"} ${reason} address`, "refused");
+}
