@@ -43,6 +43,14 @@ export default tseslint.config(
 		languageOptions: { sourceType: "commonjs", globals: { module: "writable", require: "readonly" } }
 	},
 	{
+		// Test fixtures that plain node runs as child processes (ESM JavaScript, e.g. oidc-idp.mjs): node's globals.
+		files: ["test/helpers/*.mjs"],
+		languageOptions: {
+			globals: { process: "readonly", console: "readonly", Buffer: "readonly", URL: "readonly", setTimeout: "readonly", clearTimeout: "readonly", setInterval: "readonly", clearInterval: "readonly" }
+		},
+		rules: { "no-console": "off" }
+	},
+	{
 		files: ["test/**/*.ts", "bench/**/*.ts", "scripts/**/*.ts"],
 		rules: { "no-console": "off" }
 	}

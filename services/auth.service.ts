@@ -6,11 +6,18 @@
  * Secrets never rest in clear: refresh tokens, email tokens and API keys are stored as
  * SHA-256 hashes (they are long random values), passwords as bcrypt hashes.
  *
+ * Two-factor (TOTP) and single sign-on (OpenID Connect) change how a sign-in ends: a password
+ * sign-in may answer a challenge instead of tokens, and a tenant's identity provider may sign its
+ * people in. One person may belong to several organisations; every token names one of them.
+ * TOTP secrets and SSO client secrets are sealed at rest (shared/sealed.ts).
+ *
  * The handlers orchestrate; the rules live in services/auth/: accounts.ts (users, known clients,
- * email tokens), sessions.ts (refresh-token families, liveness, ending), api-keys.ts,
- * device-credentials.ts, and passwords.ts, secrets.ts, tokens.ts.
+ * email tokens), sessions.ts (refresh-token families, liveness, ending), two-factor.ts,
+ * challenges.ts (sign-ins waiting for their last step), sso.ts, api-keys.ts,
+ * device-credentials.ts, and passwords.ts, tokens.ts.
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { BaseClient } from "openid-client";
 import { ALL_TENANTS, DbMixin, globalCollection, systemScope, tenantCollection, type DbVars } from "../mixins/db.mixin";
 import { audit } from "../shared/audit";
 import { EMAIL_CHANNEL, TENANT_DELETED_CHANNEL } from "../shared/channels";
@@ -20,8 +27,16 @@ import {
 	API_KEY_ROLES,
 	call,
 	CreatedApiKey,
+	CreatedTenant,
 	LoginAnswer,
+	MembershipPage,
 	MeView,
+	RecoveryCodes,
+	SecondFactorAnswer,
+	SignInAnswer,
+	SsoConnectionView,
+	TwoFactorEnrolment,
+	TwoFactorStatus,
 	sendToChannel,
 	SessionPage,
 	TokenSet,
@@ -29,15 +44,18 @@ import {
 	type ActionCtx,
 	type ChannelCtx,
 	type Result,
+	type SecurityEvent,
 	type TenantView
 } from "../shared/contracts";
-import { Errors } from "../shared/errors";
+import { Errors, type AppError } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
-import { resolveJwtSecret } from "../shared/jwt-secret";
+import { resolveEncryptionKey, resolveJwtSecret } from "../shared/jwt-secret";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { roleAtLeast, type Principal, type Role } from "../shared/rbac";
-import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, TOKEN_RULE, userCallerOf, type RequestMeta } from "../shared/request";
+import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, SSO_COOKIE, TOKEN_RULE, userCallerOf, type RequestMeta } from "../shared/request";
+import { sealer, type Sealer } from "../shared/sealed";
+import { DestinationError } from "../shared/ssrf";
 import { forgive, giveBack, takeAttempt, THROTTLES } from "../shared/throttle";
 import {
 	assertPasswordAcceptable,
@@ -64,7 +82,38 @@ import {
 } from "./auth/api-keys";
 import { forgetDevices, mintDeviceToken, resolveDeviceToken, type DeviceCredentialDoc } from "./auth/device-credentials";
 import { hashPassword, initPasswords, passwordNeedsRehash, verifyPassword } from "./auth/passwords";
-import { hashToken } from "../shared/secrets";
+import { hashToken, randomToken, safeEqual } from "../shared/secrets";
+import { claimChallenge, findChallenge, openChallenge, spendAttempt, CHALLENGE_TTL_MS, type ChallengeDoc, type ChallengeKind } from "./auth/challenges";
+import {
+	callbackPath,
+	flowSecrets,
+	identityDecision,
+	identityFromClaims,
+	identityKey,
+	IdentityProviders,
+	normalizeDomain,
+	secretContext,
+	SSO_ROLES,
+	ssoRequired,
+	startFlow,
+	startPath,
+	stateUsable,
+	type SsoConnectionDoc,
+	type SsoIdentityDoc,
+	type SsoStateDoc
+} from "./auth/sso";
+import {
+	beginEnrolment,
+	confirmEnrolment,
+	disableTwoFactor,
+	isEnabled,
+	recoveryCodesLeft,
+	replaceRecoveryCodes,
+	twoFactorOf,
+	useSecondFactor,
+	type RecoveryCodeDoc,
+	type TwoFactorDoc
+} from "./auth/two-factor";
 import {
 	endSessions,
 	findByRefreshHash,
@@ -76,13 +125,19 @@ import {
 	sessionView,
 	startSession,
 	tokenSet,
+	PASSWORD_ONLY,
+	reachesAccount,
 	type SessionDoc,
-	type SessionFilter
+	type SessionFilter,
+	type SignedInHow
 } from "./auth/sessions";
 import { signingKeys, tokenKind, verifyAccessToken, type SigningKeys } from "./auth/tokens";
 
 const INVALID_LOGIN = "Invalid email or password";
+const INVALID_CHALLENGE = "Invalid or expired sign-in challenge";
 const PASSWORD_RULE = { type: "string", min: 1, max: 1024 } as const;
+/** A TOTP code (spaces allowed) or a recovery code (dashes allowed). */
+const CODE_RULE = { type: "string", min: 1, max: 64 } as const;
 
 const COLLECTIONS = {
 	users: globalCollection<UserDoc>({ uniqueIndexes: ["email"] }),
@@ -90,6 +145,12 @@ const COLLECTIONS = {
 	email_tokens: globalCollection<EmailTokenDoc>({ uniqueIndexes: ["tokenHash"] }),
 	api_keys: tenantCollection<ApiKeyDoc>({ uniqueIndexes: ["keyHash"] }),
 	device_credentials: tenantCollection<DeviceCredentialDoc>({ uniqueIndexes: ["displayId"] }),
+	two_factor: globalCollection<TwoFactorDoc>({ uniqueIndexes: ["userId"] }),
+	recovery_codes: globalCollection<RecoveryCodeDoc>({ indexes: ["userId"], uniqueIndexes: ["codeHash"] }),
+	login_challenges: globalCollection<ChallengeDoc>({ uniqueIndexes: ["tokenHash"] }),
+	sso_connections: tenantCollection<SsoConnectionDoc>({ uniqueIndexes: ["tenantId"] }),
+	sso_states: globalCollection<SsoStateDoc>({ uniqueIndexes: ["stateHash"] }),
+	sso_identities: tenantCollection<SsoIdentityDoc>({ indexes: ["userId"], uniqueIndexes: ["key"] }),
 	auth_usage: USAGE_COLLECTION
 };
 
@@ -98,12 +159,36 @@ interface AuthVars extends DbVars<typeof COLLECTIONS> {
 	apiKeyCount: UsageCounter;
 	kv: KeyValueStore;
 	keys: SigningKeys;
+	sealing: Sealer;
+	idps: IdentityProviders;
 }
 
 interface AuthMethods {
 	findUserByEmail(email: string): Promise<UserDoc | null>;
 	/** Signs `user` in to `tenantId`: a new session, and the answer of register and login. */
-	loginAnswer(ctx: Context<unknown, RequestMeta>, user: UserDoc, tenantId: string): Promise<LoginAnswer>;
+	loginAnswer(ctx: Context<unknown, RequestMeta>, user: UserDoc, tenantId: string, how?: SignedInHow): Promise<LoginAnswer>;
+	/** A password sign-in (or an accepted invitation's): the session, or the second-factor challenge before it. */
+	signIn(ctx: Context<unknown, RequestMeta>, user: UserDoc, wantedTenantId: string | null): Promise<SignInAnswer>;
+	/** Which tenant a password sign-in lands in (403 when every one requires single sign-on). */
+	landingTenant(ctx: Context<unknown, RequestMeta>, user: UserDoc, wantedTenantId: string | null): Promise<string>;
+	/** Why a password session may not be in `tenantId` (SSO required, two-factor required), or null. */
+	passwordBarrier(ctx: Context, user: Pick<UserDoc, "email">, tenant: TenantView, role: Role, secondFactor: boolean): Promise<PasswordBarrier | null>;
+	ssoConnection(tenantId: string): Promise<SsoConnectionDoc | null>;
+	ssoView(ctx: Context<unknown, RequestMeta>, tenantId: string, connection: SsoConnectionDoc | null): Promise<SsoConnectionView>;
+	/** The tenant of a slug and its enabled connection (404 for either missing). */
+	ssoTarget(ctx: Context<unknown, RequestMeta>, slug: string): Promise<{ tenant: TenantView; connection: SsoConnectionDoc }>;
+	/** An openid-client Client for the connection (503 when its IdP cannot be reached). */
+	idpClient(connection: SsoConnectionDoc, redirectUri: string): Promise<BaseClient>;
+	/** The gateway's public base URL: PUBLIC_URL, else the request's Host. */
+	publicUrl(meta: RequestMeta): string;
+	/** The signed-in person and their session (401 when it ended meanwhile). */
+	sessionOf(meta: RequestMeta): Promise<{ caller: SignedInUser; session: SessionDoc }>;
+	/** As sessionOf, but 403 for a session started by single sign-on: account-wide changes need the person's own sign-in. */
+	accountHolder(meta: RequestMeta): Promise<{ caller: SignedInUser; session: SessionDoc; user: UserDoc }>;
+	/** Checks a code of a signed-in person's second factor (throttled); 422 when wrong. */
+	checkOwnCode(ctx: Context<unknown, RequestMeta>, user: UserDoc, code: string): Promise<"totp" | "recovery">;
+	securityNotice(ctx: Context<unknown, RequestMeta>, user: UserDoc, event: SecurityEvent): Promise<void>;
+	challengeAnswer(user: UserDoc, tenantId: string, kind: ChallengeKind): Promise<SignInAnswer>;
 	/** Ends sessions: their refresh tokens and access tokens stop working at once. */
 	endSessionsWhere(filter: SessionFilter, exceptSessionId?: string): Promise<number>;
 	revokeTenantCredentials(tenantId: string): Promise<void>;
@@ -119,10 +204,44 @@ interface SignedInUser {
 	sessionId?: string;
 }
 
+/** Why a password session may not reach a tenant: the sign-in it needs instead. */
+interface PasswordBarrier {
+	kind: "sso" | "twoFactor";
+	message: string;
+	data: Record<string, string>;
+}
+
 /** The caller of a people-only route, with its session; 401 for anything but a user principal. */
 function signedInUser(meta: RequestMeta): SignedInUser {
 	if (meta.auth?.kind !== "user") throw Errors.unauthorized();
 	return { ...userCallerOf(meta), sessionId: meta.auth.sessionId };
+}
+
+/** How long a single sign-on flow's browser cookie lives (its state record lives as long). */
+const SSO_STATE_COOKIE_SEC = 600;
+
+/** The flow's cookie: only sent back to the SSO routes, never readable by scripts. */
+function ssoCookie(value: string, secure: boolean, maxAgeSec: number): string {
+	return `${SSO_COOKIE}=${value}; Path=/api/v1/auth/sso; Max-Age=${maxAgeSec}; HttpOnly; SameSite=Lax${secure ? "; Secure" : ""}`;
+}
+
+/** A message from elsewhere, bounded for an error answer. */
+function clip(text: string, max = 200): string {
+	const line = String(text).replace(/\s+/g, " ").trim();
+	return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/**
+ * What a failed token exchange or ID-token check answers: the identity provider refusing the code
+ * or sending a token that does not verify is a 401 (the sign-in failed); not reaching it is a 503.
+ */
+function idpFailure(err: unknown): AppError {
+	const failure = err as { name?: unknown; message?: unknown; error?: unknown };
+	// Only the kind of failure, never the values in openid-client's message (an expected nonce).
+	if (failure?.name === "RPError") return Errors.unauthorized(`The identity provider's answer was refused: ${clip(String(failure.message).split(",")[0], 80)}`);
+	if (failure?.name === "OPError") return Errors.unauthorized(`The identity provider refused the sign-in (${clip(String(failure.error).replace(/[^\w.-]/g, ""), 60)})`);
+	if (err instanceof DestinationError) return Errors.unavailable(`The identity provider may not be reached: ${err.message}`);
+	return Errors.unavailable("The identity provider cannot be reached; retry later");
 }
 
 const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = {
@@ -171,8 +290,8 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		login: {
 			rest: "POST /auth/login",
 			permission: "public",
-			summary: "Sign in with email and password",
-			response: LoginAnswer,
+			summary: "Sign in with email and password: the session, or a second-factor challenge",
+			response: SignInAnswer,
 			params: { $$strict: "remove", email: EMAIL_RULE, password: PASSWORD_RULE },
 			async handler(ctx: ActionCtx<"auth.login", RequestMeta>): Promise<Result<"auth.login">> {
 				const email = ctx.params.email.toLowerCase();
@@ -186,11 +305,64 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				if (passwordNeedsRehash(user.passwordHash, this.config.bcryptCost)) {
 					await this.db.users.updateDoc(user.id, { passwordHash: await hashPassword(ctx.params.password, this.config.bcryptCost) });
 				}
-				const memberships = await call(ctx, "tenants.membershipsOfUser", { userId: user.id });
-				if (memberships.length === 0) throw Errors.forbidden("This account belongs to no organisation");
-				const answer = await this.loginAnswer(ctx, user, memberships[0].tenantId);
-				await audit(ctx, { action: "auth.login", tenantId: memberships[0].tenantId, actor: { kind: "user", id: user.id }, target: user.id });
-				return answer;
+				return this.signIn(ctx, user, null);
+			}
+		},
+
+		loginSecondFactor: {
+			rest: "POST /auth/login/2fa",
+			permission: "public",
+			summary: "Finish a sign-in with its second factor: a TOTP code or a recovery code (for an `enrol` challenge, the first code of the new secret)",
+			response: SecondFactorAnswer,
+			params: { $$strict: "remove", challengeToken: TOKEN_RULE, code: CODE_RULE },
+			async handler(ctx: ActionCtx<"auth.loginSecondFactor", RequestMeta>): Promise<Result<"auth.loginSecondFactor">> {
+				await takeAttempt(this.kv, THROTTLES.tokenUse(ctx.meta.ip));
+				const challenge = await findChallenge(this.db.login_challenges, ctx.params.challengeToken);
+				if (!challenge || challenge.kind === "sso") throw Errors.unauthorized(INVALID_CHALLENGE);
+				await giveBack(this.kv, THROTTLES.tokenUse(ctx.meta.ip));
+				const rules = THROTTLES.secondFactor(challenge.userId, ctx.meta.ip);
+				await takeAttempt(this.kv, rules);
+				if (!(await spendAttempt(this.db.login_challenges, challenge))) throw Errors.unauthorized(INVALID_CHALLENGE);
+				const user = await this.db.users.findDoc({ _id: challenge.userId });
+				if (!user) throw Errors.unauthorized(INVALID_CHALLENGE);
+				const stores = { twoFactor: this.db.two_factor, recoveryCodes: this.db.recovery_codes };
+				const used = challenge.kind === "enrol" ? ((await confirmEnrolment(this.db.two_factor, this.sealing, user.id, ctx.params.code)) ? "totp" : null) : await useSecondFactor(stores, this.sealing, user.id, ctx.params.code);
+				if (!used) throw Errors.unauthorized("Invalid code");
+				if (!(await claimChallenge(this.db.login_challenges, challenge))) throw Errors.unauthorized(INVALID_CHALLENGE);
+				await giveBack(this.kv, rules);
+				const actor = { kind: "user" as const, id: user.id };
+				let recoveryCodes: string[] | undefined;
+				if (challenge.kind === "enrol") {
+					recoveryCodes = await replaceRecoveryCodes(this.db.recovery_codes, user.id);
+					await this.securityNotice(ctx, user, "twoFactorEnabled");
+					await this.auditForUser(ctx, user.id, "auth.2fa.enabled");
+				}
+				if (used === "recovery") {
+					await this.securityNotice(ctx, user, "recoveryCodeUsed");
+					await this.auditForUser(ctx, user.id, "auth.2fa.recoveryCodeUsed");
+				}
+				const answer = await this.loginAnswer(ctx, user, challenge.landingTenantId, { method: "password", secondFactor: true });
+				await audit(ctx, { action: "auth.login", tenantId: challenge.landingTenantId, actor, target: user.id, data: { method: "password", secondFactor: used } });
+				return recoveryCodes ? { ...answer, recoveryCodes } : answer;
+			}
+		},
+
+		loginEnrol: {
+			rest: "POST /auth/login/2fa/enrol",
+			permission: "public",
+			summary: "For an `enrol` challenge (the organisation requires two-factor): a new TOTP secret, confirmed with its first code at POST /auth/login/2fa",
+			response: TwoFactorEnrolment,
+			params: { $$strict: "remove", challengeToken: TOKEN_RULE },
+			async handler(ctx: ActionCtx<"auth.loginEnrol", RequestMeta>): Promise<Result<"auth.loginEnrol">> {
+				const rules = THROTTLES.tokenUse(ctx.meta.ip);
+				await takeAttempt(this.kv, rules);
+				const challenge = await findChallenge(this.db.login_challenges, ctx.params.challengeToken);
+				if (!challenge || challenge.kind !== "enrol") throw Errors.unauthorized(INVALID_CHALLENGE);
+				await giveBack(this.kv, rules);
+				const user = await this.db.users.findDoc({ _id: challenge.userId });
+				if (!user) throw Errors.unauthorized(INVALID_CHALLENGE);
+				if (isEnabled(await twoFactorOf(this.db.two_factor, user.id))) throw Errors.conflict("Two-factor authentication is already on: sign in with a code");
+				return beginEnrolment(this.db.two_factor, this.sealing, user.id, user.email);
 			}
 		},
 
@@ -221,10 +393,21 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 					await this.endSessionsWhere({ id: session.id });
 					throw invalid;
 				}
-				const membership = await call(ctx, "tenants.membership", { tenantId: session.tenantId, userId: session.userId });
-				if (!membership) {
+				const [membership, tenant, user] = await Promise.all([
+					call(ctx, "tenants.membership", { tenantId: session.tenantId, userId: session.userId }),
+					call(ctx, "tenants.find", { tenantId: session.tenantId }),
+					this.db.users.findDoc({ _id: session.userId })
+				]);
+				if (!membership || !tenant || !user) {
 					await this.endSessionsWhere({ id: session.id });
 					throw invalid;
+				}
+				// The tenant's requirements as they are now (single sign-on made mandatory, two-factor
+				// required): a session that does not meet them ends here, within an access token's life.
+				const barrier = session.method === "sso" ? null : await this.passwordBarrier(ctx, user, tenant, membership.role, Boolean(session.secondFactor));
+				if (barrier) {
+					await this.endSessionsWhere({ id: session.id });
+					throw Errors.unauthorized(`Sign in again: ${barrier.message}`);
 				}
 				const refreshToken = await rotateSession(this.db.sessions, session, presented, { ip: ctx.meta.ip, userAgent: ctx.meta.userAgent }, now);
 				if (!refreshToken) {
@@ -260,8 +443,9 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			successStatus: 204,
 			response: null,
 			async handler(ctx: ActionCtx<"auth.logoutAll", RequestMeta>): Promise<Result<"auth.logoutAll">> {
-				const caller = signedInUser(ctx.meta);
-				const ended = await this.endSessionsWhere({ userId: caller.userId });
+				const { caller, session } = await this.sessionOf(ctx.meta);
+				// A session from a tenant's identity provider reaches that tenant's sessions only.
+				const ended = await this.endSessionsWhere({ userId: caller.userId, ...(reachesAccount(session) ? {} : { tenantId: caller.tenantId }) });
 				await audit(ctx, { action: "auth.logout.all", target: caller.userId, data: { sessions: ended } });
 				return null;
 			}
@@ -388,10 +572,9 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			response: null,
 			params: { $$strict: "remove", currentPassword: PASSWORD_RULE, newPassword: PASSWORD_RULE },
 			async handler(ctx: ActionCtx<"auth.changePassword", RequestMeta>): Promise<Result<"auth.changePassword">> {
-				const caller = signedInUser(ctx.meta);
+				const { caller, user } = await this.accountHolder(ctx.meta);
 				const rules = THROTTLES.changePassword(caller.userId);
 				await takeAttempt(this.kv, rules);
-				const user = await this.db.users.getDoc(caller.userId, "User");
 				if (!(await verifyPassword(ctx.params.currentPassword, user.passwordHash))) {
 					throw Errors.validation([{ field: "currentPassword", message: "is not your current password", type: "password" }]);
 				}
@@ -413,9 +596,11 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			response: SessionPage,
 			params: { $$strict: "remove", ...PAGE_PARAMS },
 			async handler(ctx: ActionCtx<"auth.sessions", RequestMeta>): Promise<Result<"auth.sessions">> {
-				const caller = signedInUser(ctx.meta);
-				// A person's sessions span every organisation they belong to.
-				const page = await this.db.sessions.pageDocs(ALL_TENANTS, { userId: caller.userId }, ctx.params.page, ctx.params.pageSize, ["-lastUsedAt", "-_id"]);
+				const { caller, session } = await this.sessionOf(ctx.meta);
+				// A person's sessions span every organisation they belong to (but for a session from a
+				// tenant's identity provider, which sees that tenant's only).
+				const scope = reachesAccount(session) ? ALL_TENANTS : systemScope(caller.tenantId);
+				const page = await this.db.sessions.pageDocs(scope, { userId: caller.userId }, ctx.params.page, ctx.params.pageSize, ["-lastUsedAt", "-_id"]);
 				return { ...page, rows: page.rows.map(s => sessionView(s, caller.sessionId)) };
 			}
 		},
@@ -428,11 +613,374 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			response: null,
 			params: { $$strict: "remove", id: ID_RULE },
 			async handler(ctx: ActionCtx<"auth.endSession", RequestMeta>): Promise<Result<"auth.endSession">> {
-				const caller = signedInUser(ctx.meta);
-				const ended = await this.endSessionsWhere({ id: ctx.params.id, userId: caller.userId });
+				const { caller, session } = await this.sessionOf(ctx.meta);
+				const ended = await this.endSessionsWhere({ id: ctx.params.id, userId: caller.userId, ...(reachesAccount(session) ? {} : { tenantId: caller.tenantId }) });
 				if (ended === 0) throw Errors.notFound("Session", ctx.params.id);
 				await audit(ctx, { action: "auth.session.ended", target: ctx.params.id });
 				return null;
+			}
+		},
+
+		// ---- two-factor --------------------------------------------------------------------------
+
+		twoFactor: {
+			rest: "GET /auth/2fa",
+			permission: "self",
+			summary: "Whether two-factor sign-in is on for the signed-in account, and how many recovery codes are left",
+			response: TwoFactorStatus,
+			async handler(ctx: ActionCtx<"auth.twoFactor", RequestMeta>): Promise<Result<"auth.twoFactor">> {
+				const { user } = await this.accountHolder(ctx.meta);
+				const doc = await twoFactorOf(this.db.two_factor, user.id);
+				const enabled = isEnabled(doc);
+				return { enabled, enabledAt: enabled ? (doc.enabledAt ?? null) : null, recoveryCodesLeft: enabled ? await recoveryCodesLeft(this.db.recovery_codes, user.id) : 0 };
+			}
+		},
+
+		enrolTwoFactor: {
+			rest: "POST /auth/2fa/enrol",
+			permission: "self",
+			summary: "Start two-factor enrolment (needs the password): a new TOTP secret, its otpauth:// URI and QR code; confirm with POST /auth/2fa/confirm",
+			response: TwoFactorEnrolment,
+			extraResponses: { 409: { description: "Two-factor authentication is already on (CONFLICT)." } },
+			params: { $$strict: "remove", password: PASSWORD_RULE },
+			async handler(ctx: ActionCtx<"auth.enrolTwoFactor", RequestMeta>): Promise<Result<"auth.enrolTwoFactor">> {
+				const { user } = await this.accountHolder(ctx.meta);
+				const rules = THROTTLES.changePassword(user.id);
+				await takeAttempt(this.kv, rules);
+				if (!(await verifyPassword(ctx.params.password, user.passwordHash))) {
+					throw Errors.validation([{ field: "password", message: "is not your current password", type: "password" }]);
+				}
+				await giveBack(this.kv, rules);
+				if (isEnabled(await twoFactorOf(this.db.two_factor, user.id))) throw Errors.conflict("Two-factor authentication is already on");
+				return beginEnrolment(this.db.two_factor, this.sealing, user.id, user.email);
+			}
+		},
+
+		confirmTwoFactor: {
+			rest: "POST /auth/2fa/confirm",
+			permission: "self",
+			summary: "Turn two-factor on with the first code of the enrolled secret; answers ten recovery codes, shown once",
+			response: RecoveryCodes,
+			params: { $$strict: "remove", code: CODE_RULE },
+			async handler(ctx: ActionCtx<"auth.confirmTwoFactor", RequestMeta>): Promise<Result<"auth.confirmTwoFactor">> {
+				const { user, session } = await this.accountHolder(ctx.meta);
+				const doc = await twoFactorOf(this.db.two_factor, user.id);
+				if (isEnabled(doc)) throw Errors.conflict("Two-factor authentication is already on");
+				if (!doc?.pendingSecret) throw Errors.conflict("Start with POST /auth/2fa/enrol");
+				const rules = THROTTLES.secondFactor(user.id, ctx.meta.ip);
+				await takeAttempt(this.kv, rules);
+				if (!(await confirmEnrolment(this.db.two_factor, this.sealing, user.id, ctx.params.code))) {
+					throw Errors.validation([{ field: "code", message: "is not the current code of the new secret", type: "code" }]);
+				}
+				await giveBack(this.kv, rules);
+				const recoveryCodes = await replaceRecoveryCodes(this.db.recovery_codes, user.id);
+				// This session has just shown the second factor.
+				await this.db.sessions.updateWhere(systemScope(session.tenantId), { _id: session.id }, { secondFactor: true });
+				await this.auditForUser(ctx, user.id, "auth.2fa.enabled");
+				await this.securityNotice(ctx, user, "twoFactorEnabled");
+				return { recoveryCodes };
+			}
+		},
+
+		disableTwoFactor: {
+			rest: "POST /auth/2fa/disable",
+			permission: "self",
+			summary: "Turn two-factor off with a current code or a recovery code (409 while an organisation of yours requires it)",
+			successStatus: 204,
+			response: null,
+			params: { $$strict: "remove", code: CODE_RULE },
+			async handler(ctx: ActionCtx<"auth.disableTwoFactor", RequestMeta>): Promise<Result<"auth.disableTwoFactor">> {
+				const { user } = await this.accountHolder(ctx.meta);
+				if (!isEnabled(await twoFactorOf(this.db.two_factor, user.id))) throw Errors.conflict("Two-factor authentication is not on");
+				const memberships = await call(ctx, "tenants.membershipsOfUser", { userId: user.id });
+				for (const m of memberships) {
+					const tenant = await call(ctx, "tenants.find", { tenantId: m.tenantId });
+					if (tenant?.settings.requireTwoFactor) throw Errors.conflict(`“${tenant.name}” requires two-factor authentication of its members`, { tenantId: tenant.id });
+				}
+				await this.checkOwnCode(ctx, user, ctx.params.code);
+				await disableTwoFactor({ twoFactor: this.db.two_factor, recoveryCodes: this.db.recovery_codes }, user.id);
+				await this.auditForUser(ctx, user.id, "auth.2fa.disabled");
+				await this.securityNotice(ctx, user, "twoFactorDisabled");
+				return null;
+			}
+		},
+
+		newRecoveryCodes: {
+			rest: "POST /auth/2fa/recovery-codes",
+			permission: "self",
+			summary: "Replace the recovery codes (needs a current code); the earlier ones stop working",
+			response: RecoveryCodes,
+			params: { $$strict: "remove", code: CODE_RULE },
+			async handler(ctx: ActionCtx<"auth.newRecoveryCodes", RequestMeta>): Promise<Result<"auth.newRecoveryCodes">> {
+				const { user } = await this.accountHolder(ctx.meta);
+				if (!isEnabled(await twoFactorOf(this.db.two_factor, user.id))) throw Errors.conflict("Two-factor authentication is not on");
+				await this.checkOwnCode(ctx, user, ctx.params.code);
+				const recoveryCodes = await replaceRecoveryCodes(this.db.recovery_codes, user.id);
+				await this.auditForUser(ctx, user.id, "auth.2fa.recoveryCodesReplaced");
+				await this.securityNotice(ctx, user, "recoveryCodesReplaced");
+				return { recoveryCodes };
+			}
+		},
+
+		// ---- organisations ------------------------------------------------------------------------
+
+		tenants: {
+			rest: "GET /auth/tenants",
+			permission: "self",
+			summary: "The organisations the signed-in person belongs to, with their role (oldest membership first)",
+			response: MembershipPage,
+			params: { $$strict: "remove", ...PAGE_PARAMS },
+			async handler(ctx: ActionCtx<"auth.tenants", RequestMeta>): Promise<Result<"auth.tenants">> {
+				const { caller, session } = await this.sessionOf(ctx.meta);
+				const all = await call(ctx, "tenants.membershipsOfUser", { userId: caller.userId });
+				// A session from a tenant's identity provider sees that tenant only.
+				const memberships = reachesAccount(session) ? all : all.filter(m => m.tenantId === caller.tenantId);
+				const { page, pageSize } = ctx.params;
+				const slice = memberships.slice((page - 1) * pageSize, page * pageSize);
+				const tenants = await Promise.all(slice.map(m => call(ctx, "tenants.find", { tenantId: m.tenantId })));
+				const rows = slice.flatMap((m, i) => {
+					const tenant = tenants[i];
+					return tenant ? [{ tenant: tenantSummary(tenant), role: m.role, joinedAt: m.joinedAt, current: m.tenantId === caller.tenantId }] : [];
+				});
+				return { rows, total: memberships.length, page, pageSize, totalPages: Math.ceil(memberships.length / pageSize) };
+			}
+		},
+
+		switchTenant: {
+			rest: "POST /auth/switch-tenant",
+			permission: "self",
+			summary: "A new session in another organisation of the signed-in person (this one stays signed in)",
+			response: LoginAnswer,
+			params: { $$strict: "remove", tenantId: ID_RULE },
+			async handler(ctx: ActionCtx<"auth.switchTenant", RequestMeta>): Promise<Result<"auth.switchTenant">> {
+				const { caller, session, user } = await this.accountHolder(ctx.meta);
+				const [membership, tenant] = await Promise.all([
+					call(ctx, "tenants.membership", { tenantId: ctx.params.tenantId, userId: caller.userId }),
+					call(ctx, "tenants.find", { tenantId: ctx.params.tenantId })
+				]);
+				// Not a member: the same 404 as a tenant that does not exist.
+				if (!membership || !tenant) throw Errors.notFound("Tenant", ctx.params.tenantId);
+				const barrier = await this.passwordBarrier(ctx, user, tenant, membership.role, Boolean(session.secondFactor));
+				if (barrier) throw Errors.forbidden(barrier.message, barrier.data);
+				const answer = await this.loginAnswer(ctx, user, tenant.id, { method: "password", secondFactor: Boolean(session.secondFactor) });
+				const actor = { kind: "user" as const, id: caller.userId };
+				await audit(ctx, { action: "auth.tenant.switchedAway", tenantId: caller.tenantId, actor, target: tenant.id });
+				await audit(ctx, { action: "auth.tenant.switched", tenantId: tenant.id, actor, target: caller.userId, data: { from: caller.tenantId } });
+				return answer;
+			}
+		},
+
+		createTenant: {
+			rest: "POST /tenants",
+			permission: "self",
+			summary: "Create another organisation, owned by the signed-in person (switch to it with POST /auth/switch-tenant)",
+			successStatus: 201,
+			response: CreatedTenant,
+			params: { $$strict: "remove", name: NAME_RULE },
+			async handler(ctx: ActionCtx<"auth.createTenant", RequestMeta>): Promise<Result<"auth.createTenant">> {
+				const { caller } = await this.accountHolder(ctx.meta);
+				await takeAttempt(this.kv, THROTTLES.createTenant(caller.userId));
+				const tenant = await call(ctx, "tenants.create", { name: ctx.params.name, ownerUserId: caller.userId });
+				await audit(ctx, { action: "tenant.created", tenantId: tenant.id, actor: { kind: "user", id: caller.userId }, target: tenant.id, data: { from: caller.tenantId } });
+				ctx.meta.$location = "/api/v1/auth/tenants";
+				return { tenant, role: "owner" };
+			}
+		},
+
+		// ---- single sign-on ----------------------------------------------------------------------
+
+		getSso: {
+			rest: "GET /tenant/sso",
+			permission: "sso.manage",
+			summary: "The tenant's single sign-on connection (OpenID Connect), without its client secret; unconfigured, the redirect URI to register",
+			response: SsoConnectionView,
+			async handler(ctx: ActionCtx<"auth.getSso", RequestMeta>): Promise<Result<"auth.getSso">> {
+				const { tenantId } = userCallerOf(ctx.meta);
+				return this.ssoView(ctx, tenantId, await this.ssoConnection(tenantId));
+			}
+		},
+
+		putSso: {
+			rest: "PUT /tenant/sso",
+			permission: "sso.manage",
+			summary: "Configure single sign-on: the issuer (discovered now), client id and secret, allowed email domains, role of people who join, whether it is mandatory",
+			response: SsoConnectionView,
+			params: {
+				$$strict: "remove",
+				issuer: { type: "string", min: 1, max: 500 },
+				clientId: { type: "string", min: 1, max: 500 },
+				clientSecret: { type: "string", min: 1, max: 2000, optional: true },
+				allowedDomains: { type: "array", items: { type: "string", max: 253 }, min: 1, max: 50 },
+				defaultRole: { type: "enum", values: [...SSO_ROLES], optional: true },
+				enforced: { type: "boolean", optional: true },
+				enabled: { type: "boolean", optional: true }
+			},
+			async handler(ctx: ActionCtx<"auth.putSso", RequestMeta>): Promise<Result<"auth.putSso">> {
+				const caller = userCallerOf(ctx.meta);
+				const p = ctx.params;
+				const existing = await this.ssoConnection(caller.tenantId);
+				const issuer = p.issuer.trim().replace(/\/$/, "");
+				const domains = p.allowedDomains.map(normalizeDomain);
+				const problems = [
+					...(/^https:\/\//.test(issuer) || (this.config.ssoAllowPrivate && /^http:\/\//.test(issuer)) ? [] : [{ field: "issuer", message: "must be an https URL", type: "url" }]),
+					...domains.flatMap((d, i) => (d ? [] : [{ field: `allowedDomains[${i}]`, message: "is not a domain name", type: "domain" }])),
+					...(p.clientSecret || existing ? [] : [{ field: "clientSecret", message: "is required for a new connection", type: "required" }])
+				];
+				if (problems.length) throw Errors.validation(problems);
+				// Discovery now, so a wrong issuer is a 422 here rather than a failed sign-in later.
+				this.idps.forget(issuer);
+				try {
+					await this.idps.issuer(issuer);
+				} catch (err) {
+					const reason = err instanceof DestinationError ? err.message : clip((err as Error).message);
+					throw Errors.validation([{ field: "issuer", message: `could not be discovered: ${reason}`, type: "issuer" }]);
+				}
+				const fields = {
+					issuer,
+					clientId: p.clientId,
+					clientSecret: p.clientSecret ? this.sealing.seal(p.clientSecret, secretContext(caller.tenantId)) : (existing as SsoConnectionDoc).clientSecret,
+					allowedDomains: [...new Set(domains as string[])],
+					defaultRole: p.defaultRole ?? existing?.defaultRole ?? "viewer",
+					enforced: p.enforced ?? existing?.enforced ?? false,
+					enabled: p.enabled ?? existing?.enabled ?? true
+				};
+				const saved = existing ? await this.db.sso_connections.updateDoc(ctx, existing.id, fields, "SSO connection") : await this.db.sso_connections.insertDoc(ctx, fields);
+				await audit(ctx, {
+					action: existing ? "sso.updated" : "sso.configured",
+					target: saved.id,
+					data: { issuer, allowedDomains: fields.allowedDomains, enforced: fields.enforced, enabled: fields.enabled, secretChanged: Boolean(p.clientSecret) }
+				});
+				return this.ssoView(ctx, caller.tenantId, saved);
+			}
+		},
+
+		deleteSso: {
+			rest: "DELETE /tenant/sso",
+			permission: "sso.manage",
+			summary: "Remove single sign-on; members sign in with their passwords again",
+			successStatus: 204,
+			response: null,
+			async handler(ctx: ActionCtx<"auth.deleteSso", RequestMeta>): Promise<Result<"auth.deleteSso">> {
+				const connection = await this.ssoConnection(userCallerOf(ctx.meta).tenantId);
+				if (!connection) throw Errors.notFound("SSO connection");
+				await this.db.sso_connections.removeDoc(ctx, connection.id, "SSO connection");
+				await audit(ctx, { action: "sso.removed", target: connection.id });
+				return null;
+			}
+		},
+
+		ssoStart: {
+			rest: "GET /auth/sso/:tenantSlug",
+			permission: "public",
+			summary: "Start single sign-on: redirects the browser to the organisation's identity provider",
+			successStatus: 302,
+			response: null,
+			params: { $$strict: "remove", tenantSlug: { type: "string", min: 1, max: 200 } },
+			async handler(ctx: ActionCtx<"auth.ssoStart", RequestMeta>): Promise<Result<"auth.ssoStart">> {
+				await takeAttempt(this.kv, THROTTLES.sso(ctx.meta.ip));
+				const { tenant, connection } = await this.ssoTarget(ctx, ctx.params.tenantSlug);
+				const redirectUri = this.publicUrl(ctx.meta) + callbackPath(tenant.slug);
+				const client = await this.idpClient(connection, redirectUri);
+				const flow = startFlow(client, this.sealing, tenant.id, redirectUri);
+				await this.db.sso_states.insertDoc(flow.doc);
+				ctx.meta.$location = flow.authorizationUrl;
+				ctx.meta.$responseHeaders = { "Set-Cookie": ssoCookie(flow.browserSecret, redirectUri.startsWith("https:"), SSO_STATE_COOKIE_SEC), "Cache-Control": "no-store" };
+				return null;
+			}
+		},
+
+		ssoCallback: {
+			rest: "GET /auth/sso/:tenantSlug/callback",
+			permission: "public",
+			summary: "Where the identity provider returns: checks the answer and redirects to the CMS with a one-time code for POST /auth/sso/exchange",
+			successStatus: 302,
+			response: null,
+			params: {
+				$$strict: "remove",
+				tenantSlug: { type: "string", min: 1, max: 200 },
+				code: { type: "string", max: 4096, optional: true },
+				state: { type: "string", max: 512, optional: true },
+				// RFC 9207: the issuer names itself in the answer (checked by openid-client when it advertises it).
+				iss: { type: "string", max: 500, optional: true },
+				error: { type: "string", max: 200, optional: true },
+				error_description: { type: "string", max: 1000, optional: true }
+			},
+			async handler(ctx: ActionCtx<"auth.ssoCallback", RequestMeta>): Promise<Result<"auth.ssoCallback">> {
+				await takeAttempt(this.kv, THROTTLES.sso(ctx.meta.ip));
+				const p = ctx.params;
+				const { tenant, connection } = await this.ssoTarget(ctx, p.tenantSlug);
+				if (p.error) throw Errors.unauthorized(`The identity provider did not sign you in (${clip(p.error.replace(/[^\w.-]/g, ""), 60)})`);
+				if (!p.code || !p.state) throw Errors.badRequest("The callback needs `code` and `state`");
+				const refused = Errors.unauthorized("Invalid or expired single sign-on state: start again");
+				const state = await this.db.sso_states.findDoc({ stateHash: hashToken(p.state) });
+				if (!state || !stateUsable(state, Date.now()) || state.connectionTenantId !== tenant.id) throw refused;
+				// The browser that started the flow, and only it (a callback link sent to someone else fails here).
+				const cookie = (ctx.meta.headers?.cookie ?? "").slice(SSO_COOKIE.length + 1);
+				if (!cookie || !safeEqual(hashToken(cookie), state.browserHash)) throw Errors.unauthorized("This sign-in was started in another browser: start again");
+				if ((await this.db.sso_states.updateWhere({ _id: state.id, usedAt: { $exists: false } }, { usedAt: new Date().toISOString() })) !== 1) throw refused;
+
+				const client = await this.idpClient(connection, state.redirectUri);
+				const { codeVerifier, nonce } = flowSecrets(this.sealing, state);
+				let claims;
+				try {
+					const tokens = await client.callback(state.redirectUri, { code: p.code, state: p.state, ...(p.iss ? { iss: p.iss } : {}) }, { code_verifier: codeVerifier, state: p.state, nonce });
+					claims = tokens.claims();
+				} catch (err) {
+					throw idpFailure(err);
+				}
+				const identity = identityFromClaims(claims, connection);
+				if (!identity.ok) throw Errors.forbidden(identity.reason);
+
+				const key = identityKey(tenant.id, connection.issuer, identity.subject);
+				const linked = await this.db.sso_identities.findDoc(systemScope(tenant.id), { key });
+				const account = linked ? null : await this.findUserByEmail(identity.email);
+				const accountIsMember = account ? Boolean(await call(ctx, "tenants.membership", { tenantId: tenant.id, userId: account.id })) : false;
+				const decision = identityDecision({ linkedUserId: linked?.userId ?? null, accountUserId: account?.id ?? null, accountIsMember });
+				if (decision.kind === "refuse") throw Errors.conflict(decision.reason);
+				const user =
+					decision.kind === "create"
+						? await this.db.users.insertDoc({
+								email: identity.email,
+								name: identity.name,
+								// No password: sign-in goes through the identity provider (a reset can set one).
+								passwordHash: await hashPassword(randomToken("", 32), this.config.bcryptCost),
+								emailVerified: true
+							})
+						: await this.db.users.getDoc(decision.userId, "User");
+				const { added } = await call(ctx, "tenants.addMember", { tenantId: tenant.id, userId: user.id, role: connection.defaultRole });
+				if (!linked) {
+					await this.db.sso_identities.insertDoc(systemScope(tenant.id), { key, userId: user.id, issuer: connection.issuer, subject: identity.subject }).catch((err: unknown) => {
+						// The same identity linked by a parallel callback: the link is there.
+						if ((err as { type?: unknown }).type !== "CONFLICT") throw err;
+					});
+				}
+				await audit(ctx, { action: "auth.sso.signedIn", tenantId: tenant.id, actor: { kind: "user", id: user.id }, target: user.id, data: { created: decision.kind === "create", joined: added } });
+				const code = await openChallenge(this.db.login_challenges, { userId: user.id, landingTenantId: tenant.id, kind: "sso" });
+				ctx.meta.$location = `${this.config.appUrl}/sso/callback?code=${encodeURIComponent(code)}`;
+				ctx.meta.$responseHeaders = { "Set-Cookie": ssoCookie("", state.redirectUri.startsWith("https:"), 0), "Cache-Control": "no-store" };
+				return null;
+			}
+		},
+
+		ssoExchange: {
+			rest: "POST /auth/sso/exchange",
+			permission: "public",
+			summary: "Trade the one-time code of a single sign-on callback for a session (works once, within 2 minutes)",
+			response: LoginAnswer,
+			params: { $$strict: "remove", code: TOKEN_RULE },
+			async handler(ctx: ActionCtx<"auth.ssoExchange", RequestMeta>): Promise<Result<"auth.ssoExchange">> {
+				const rules = THROTTLES.tokenUse(ctx.meta.ip);
+				await takeAttempt(this.kv, rules);
+				const invalid = Errors.unauthorized("Invalid or expired code");
+				const challenge = await findChallenge(this.db.login_challenges, ctx.params.code);
+				if (!challenge || challenge.kind !== "sso") throw invalid;
+				if (!(await claimChallenge(this.db.login_challenges, challenge))) throw invalid;
+				await giveBack(this.kv, rules);
+				const user = await this.db.users.findDoc({ _id: challenge.userId });
+				if (!user) throw invalid;
+				const answer = await this.loginAnswer(ctx, user, challenge.landingTenantId, { method: "sso", secondFactor: false });
+				await audit(ctx, { action: "auth.login", tenantId: challenge.landingTenantId, actor: { kind: "user", id: user.id }, target: user.id, data: { method: "sso" } });
+				return answer;
 			}
 		},
 
@@ -567,13 +1115,24 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			}
 		},
 
-		/** A new session for a user already vouched for by the caller (e.g. an accepted invitation). */
+		/**
+		 * Signs in a user the caller vouched for by a password (an accepted invitation) as a password
+		 * sign-in would: their second factor, the tenant's requirements.
+		 */
 		issueSession: {
 			visibility: "public",
 			params: { userId: "string", tenantId: "string" },
 			async handler(ctx: ActionCtx<"auth.issueSession", RequestMeta>): Promise<Result<"auth.issueSession">> {
 				const user = await this.db.users.getDoc(ctx.params.userId, "User");
-				return this.loginAnswer(ctx, user, ctx.params.tenantId);
+				return this.signIn(ctx, user, ctx.params.tenantId);
+			}
+		},
+
+		twoFactorEnabled: {
+			visibility: "public",
+			params: { userId: "string" },
+			async handler(ctx: ActionCtx<"auth.twoFactorEnabled">): Promise<Result<"auth.twoFactorEnabled">> {
+				return isEnabled(await twoFactorOf(this.db.two_factor, ctx.params.userId));
 			}
 		},
 
@@ -659,19 +1218,149 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			return this.db.users.findDoc({ email });
 		},
 
-		async loginAnswer(ctx: Context<unknown, RequestMeta>, user: UserDoc, tenantId: string): Promise<LoginAnswer> {
+		async loginAnswer(ctx: Context<unknown, RequestMeta>, user: UserDoc, tenantId: string, how: SignedInHow = PASSWORD_ONLY): Promise<LoginAnswer> {
 			const [tenant, membership] = await Promise.all([
 				call(ctx, "tenants.find", { tenantId }),
 				call(ctx, "tenants.membership", { tenantId, userId: user.id })
 			]);
 			if (!tenant || !membership) throw Errors.unauthorized(INVALID_LOGIN);
-			if (ctx.meta.ip) {
-				// Remembered (when new) so this client keeps signing in while strangers guess.
-				const knownClients = rememberedClients(user, ctx.meta.ip);
-				if (knownClients) await this.db.users.updateDoc(user.id, { knownClients });
+			// Remembered (when new) so this client keeps signing in while strangers guess; the
+			// tenant so the next sign-in lands where this one did.
+			const knownClients = ctx.meta.ip ? rememberedClients(user, ctx.meta.ip) : null;
+			if (knownClients || user.lastTenantId !== tenantId) {
+				await this.db.users.updateDoc(user.id, { ...(knownClients ? { knownClients } : {}), lastTenantId: tenantId });
 			}
-			const { session, refreshToken } = await startSession(this.db.sessions, user.id, tenantId, { ip: ctx.meta.ip ?? "", userAgent: ctx.meta.userAgent ?? "" });
+			const { session, refreshToken } = await startSession(this.db.sessions, user.id, tenantId, { ip: ctx.meta.ip ?? "", userAgent: ctx.meta.userAgent ?? "" }, how);
 			return { user: userView(user), tenant: tenantSummary(tenant), role: membership.role, ...tokenSet(this.keys, session, membership.role, refreshToken) };
+		},
+
+		async signIn(ctx: Context<unknown, RequestMeta>, user: UserDoc, wantedTenantId: string | null): Promise<SignInAnswer> {
+			const tenantId = await this.landingTenant(ctx, user, wantedTenantId);
+			if (isEnabled(await twoFactorOf(this.db.two_factor, user.id))) return this.challengeAnswer(user, tenantId, "totp");
+			const tenant = await call(ctx, "tenants.find", { tenantId });
+			if (tenant?.settings.requireTwoFactor) return this.challengeAnswer(user, tenantId, "enrol");
+			const answer = await this.loginAnswer(ctx, user, tenantId);
+			await audit(ctx, { action: "auth.login", tenantId, actor: { kind: "user", id: user.id }, target: user.id, data: { method: "password" } });
+			return answer;
+		},
+
+		async challengeAnswer(user: UserDoc, tenantId: string, kind: ChallengeKind): Promise<SignInAnswer> {
+			const challengeToken = await openChallenge(this.db.login_challenges, { userId: user.id, landingTenantId: tenantId, kind });
+			return { challenge: kind === "enrol" ? "enrol" : "totp", challengeToken, expiresIn: CHALLENGE_TTL_MS[kind] / 1000 };
+		},
+
+		async landingTenant(ctx: Context<unknown, RequestMeta>, user: UserDoc, wantedTenantId: string | null): Promise<string> {
+			const memberships = await call(ctx, "tenants.membershipsOfUser", { userId: user.id });
+			const candidates = wantedTenantId ? memberships.filter(m => m.tenantId === wantedTenantId) : memberships;
+			if (memberships.length === 0) throw Errors.forbidden("This account belongs to no organisation");
+			if (candidates.length === 0) throw Errors.unauthorized(INVALID_LOGIN);
+			// The last used tenant first, then the oldest membership.
+			const ordered = [...candidates].sort((a, b) => Number(b.tenantId === user.lastTenantId) - Number(a.tenantId === user.lastTenantId));
+			let firstBarrier: PasswordBarrier | null = null;
+			for (const m of ordered) {
+				const connection = await this.ssoConnection(m.tenantId);
+				if (!ssoRequired(connection, user.email) || m.role === "owner") return m.tenantId;
+				if (!firstBarrier) {
+					const tenant = await call(ctx, "tenants.find", { tenantId: m.tenantId });
+					if (tenant) firstBarrier = await this.passwordBarrier(ctx, user, tenant, m.role, true);
+				}
+			}
+			// Only after the right password: nobody learns which accounts use single sign-on.
+			throw Errors.forbidden(firstBarrier?.message ?? "Sign in with your organisation's single sign-on", firstBarrier?.data);
+		},
+
+		async passwordBarrier(_ctx: Context, user: Pick<UserDoc, "email">, tenant: TenantView, role: Role, secondFactor: boolean): Promise<PasswordBarrier | null> {
+			// Owners keep password sign-in: the way back in when the identity provider fails.
+			if (role !== "owner" && ssoRequired(await this.ssoConnection(tenant.id), user.email)) {
+				return {
+					kind: "sso",
+					message: `“${tenant.name}” requires single sign-on for your email domain: sign in through your identity provider`,
+					data: { requirement: "sso", ssoUrl: startPath(tenant.slug) }
+				};
+			}
+			if (tenant.settings.requireTwoFactor && !secondFactor) {
+				return {
+					kind: "twoFactor",
+					message: `“${tenant.name}” requires two-factor authentication: turn it on (POST /auth/2fa/enrol) and sign in with a code`,
+					data: { requirement: "twoFactor" }
+				};
+			}
+			return null;
+		},
+
+		async ssoView(ctx: Context<unknown, RequestMeta>, tenantId: string, connection: SsoConnectionDoc | null): Promise<SsoConnectionView> {
+			const tenant = await call(ctx, "tenants.find", { tenantId });
+			const base = this.publicUrl(ctx.meta);
+			const urls = { redirectUri: base + callbackPath(tenant?.slug ?? ""), loginUrl: base + startPath(tenant?.slug ?? "") };
+			if (!connection) {
+				return { configured: false, issuer: null, clientId: null, clientSecretSet: false, allowedDomains: [], defaultRole: "viewer", enforced: false, enabled: false, ...urls, updatedAt: null };
+			}
+			const { issuer, clientId, allowedDomains, defaultRole, enforced, enabled, updatedAt } = connection;
+			return { configured: true, issuer, clientId, clientSecretSet: true, allowedDomains, defaultRole, enforced, enabled, ...urls, updatedAt };
+		},
+
+		async ssoTarget(ctx: Context<unknown, RequestMeta>, slug: string): Promise<{ tenant: TenantView; connection: SsoConnectionDoc }> {
+			const tenant = await call(ctx, "tenants.findBySlug", { slug });
+			const connection = tenant ? await this.ssoConnection(tenant.id) : null;
+			// An unknown organisation and one without single sign-on look alike.
+			if (!tenant || !connection?.enabled) throw Errors.notFound("SSO connection");
+			return { tenant, connection };
+		},
+
+		async idpClient(connection: SsoConnectionDoc, redirectUri: string): Promise<BaseClient> {
+			const secret = this.sealing.open(connection.clientSecret, secretContext(connection.tenantId));
+			try {
+				return await this.idps.client(connection, secret, redirectUri);
+			} catch (err) {
+				throw idpFailure(err);
+			}
+		},
+
+		publicUrl(meta: RequestMeta): string {
+			if (this.config.publicUrl) return this.config.publicUrl;
+			const host = meta.headers?.host ?? "";
+			// Without PUBLIC_URL the request's own host (the IdP only accepts registered redirect URIs).
+			return /^[a-z0-9.-]+(:\d{1,5})?$/i.test(host) || /^\[[0-9a-f:.]+\](:\d{1,5})?$/i.test(host) ? `http://${host}` : `http://localhost:${this.config.port}`;
+		},
+
+		ssoConnection(tenantId: string): Promise<SsoConnectionDoc | null> {
+			return this.db.sso_connections.findDoc(systemScope(tenantId), {});
+		},
+
+		async sessionOf(meta: RequestMeta): Promise<{ caller: SignedInUser; session: SessionDoc }> {
+			const caller = signedInUser(meta);
+			const session = caller.sessionId ? await this.db.sessions.findDoc(systemScope(caller.tenantId), { _id: caller.sessionId }) : null;
+			if (!session) throw Errors.unauthorized();
+			return { caller, session };
+		},
+
+		async accountHolder(meta: RequestMeta): Promise<{ caller: SignedInUser; session: SessionDoc; user: UserDoc }> {
+			const { caller, session } = await this.sessionOf(meta);
+			if (!reachesAccount(session)) {
+				throw Errors.forbidden("This session was started by your organisation's single sign-on and reaches that organisation only: sign in with your password for account settings");
+			}
+			return { caller, session, user: await this.db.users.getDoc(caller.userId, "User") };
+		},
+
+		async checkOwnCode(ctx: Context<unknown, RequestMeta>, user: UserDoc, code: string): Promise<"totp" | "recovery"> {
+			const rules = THROTTLES.secondFactor(user.id, ctx.meta.ip);
+			await takeAttempt(this.kv, rules);
+			const used = await useSecondFactor({ twoFactor: this.db.two_factor, recoveryCodes: this.db.recovery_codes }, this.sealing, user.id, code);
+			if (!used) throw Errors.validation([{ field: "code", message: "is not a valid code (or was used already)", type: "code" }]);
+			await giveBack(this.kv, rules);
+			if (used === "recovery") await this.securityNotice(ctx, user, "recoveryCodeUsed");
+			return used;
+		},
+
+		/** Emailed through the durable outbox, to the account's address, in no tenant's email log. */
+		async securityNotice(ctx: Context<unknown, RequestMeta>, user: UserDoc, event: SecurityEvent): Promise<void> {
+			await sendToChannel(ctx.broker, EMAIL_CHANNEL, {
+				id: newId(),
+				tenantId: null,
+				to: user.email,
+				template: "securityNotice",
+				data: { name: user.name, event, at: new Date().toISOString(), ip: ctx.meta.ip ?? "", url: `${this.config.appUrl}/account/security` }
+			});
 		},
 
 		endSessionsWhere(filter: SessionFilter, exceptSessionId?: string): Promise<number> {
@@ -718,6 +1407,8 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		});
 		this.kv = sharedKeyValueStore(this.config);
 		this.keys = signingKeys(resolveJwtSecret(this.config), this.config.jwtPreviousSecrets);
+		this.sealing = sealer(resolveEncryptionKey(this.config));
+		this.idps = new IdentityProviders({ allowPrivate: this.config.ssoAllowPrivate });
 	},
 
 	async started() {

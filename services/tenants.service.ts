@@ -19,10 +19,10 @@ import {
 	EXPORT_ACTION,
 	InvitationCreated,
 	InvitationPage,
-	LoginAnswer,
 	MemberPage,
 	MemberRole,
 	OwnershipTransferred,
+	SignInAnswer,
 	TenantArchive,
 	TenantView,
 	type ActionCtx,
@@ -108,6 +108,45 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsMethods, Tenant
 			}
 		},
 
+		/** A tenant by its slug (single sign-on starts from `/auth/sso/:tenantSlug`), or null. */
+		findBySlug: {
+			visibility: "public",
+			params: { slug: { type: "string", max: 200 } },
+			async handler(ctx: ActionCtx<"tenants.findBySlug">): Promise<Result<"tenants.findBySlug">> {
+				const tenant = await this.db.tenants.findDoc({ slug: ctx.params.slug });
+				return tenant ? tenantView(tenant) : null;
+			}
+		},
+
+		/**
+		 * Adds a member (single sign-on's just-in-time membership; auth vouched for the person): the
+		 * existing membership when there is one, else a new one within the plan's member limit (402).
+		 */
+		addMember: {
+			visibility: "public",
+			params: { tenantId: "string", userId: "string", role: ROLE_RULE },
+			async handler(ctx: ActionCtx<"tenants.addMember">): Promise<Result<"tenants.addMember">> {
+				const { tenantId, userId, role } = ctx.params;
+				const existing = await this.membershipOf(tenantId, userId);
+				if (existing) return { membership: existing, added: false };
+				await this.memberQuota.reserve(tenantId, 1, await planLimit(ctx, tenantId, "members", this.config.defaultPlan));
+				// The same person twice at once: one membership (the lock), the other's seat given back.
+				const membership = await withLock(this.kv, `membership:${tenantId}:${userId}`, async () => {
+					const again = await this.membershipOf(tenantId, userId);
+					if (again) return null;
+					return this.db.memberships.insertDoc(systemScope(tenantId), { userId, role, joinedAt: new Date().toISOString() });
+				}).catch(async (err: unknown) => {
+					await this.memberQuota.release(tenantId, 1);
+					throw err;
+				});
+				if (!membership) {
+					await this.memberQuota.release(tenantId, 1);
+					return { membership: (await this.membershipOf(tenantId, userId)) as MembershipDoc, added: false };
+				}
+				return { membership, added: true };
+			}
+		},
+
 		/** A tenant by id (the caller already proved membership). */
 		find: {
 			visibility: "public",
@@ -127,7 +166,7 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsMethods, Tenant
 			}
 		},
 
-		/** The tenants a user belongs to, oldest membership first (login picks the first). */
+		/** The tenants a user belongs to, oldest membership first (sign-in falls back to the first). */
 		membershipsOfUser: {
 			visibility: "public",
 			params: { userId: "string" },
@@ -210,6 +249,30 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsMethods, Tenant
 				await audit(ctx, { action: "tenant.updated", target: tenantId, data: { fields: changed } });
 				// Not awaited, as before: listeners (devices, scheduling) react on their own time.
 				void broadcast(ctx, "tenants.tenant.updated", { tenantId, settings, changed });
+				return tenantView(updated);
+			}
+		},
+
+		requireTwoFactor: {
+			rest: "PUT /tenant/two-factor",
+			permission: "tenant.owner",
+			summary: "Require two-factor sign-in of every member (the owner must have it on first); API keys are unaffected",
+			params: { $$strict: "remove", required: "boolean" },
+			response: TenantView,
+			async handler(ctx: ActionCtx<"tenants.requireTwoFactor", RequestMeta>): Promise<Result<"tenants.requireTwoFactor">> {
+				const caller = userCallerOf(ctx.meta);
+				const { required } = ctx.params;
+				// Else the owner would be asked to enrol at their own next sign-in: turn it on first.
+				if (required && !(await call(ctx, "auth.twoFactorEnabled", { userId: caller.userId }))) {
+					throw Errors.conflict("Turn on two-factor authentication for your own account first (POST /auth/2fa/enrol)");
+				}
+				const current = tenantView(await this.db.tenants.getDoc(caller.tenantId, "Tenant"));
+				const settings = mergeSettings(current.settings, { requireTwoFactor: required });
+				const updated = await this.db.tenants.updateDoc(caller.tenantId, { settings }, "Tenant");
+				if (current.settings.requireTwoFactor !== required) {
+					await audit(ctx, { action: "tenant.twoFactor.required", target: caller.tenantId, data: { required } });
+					void broadcast(ctx, "tenants.tenant.updated", { tenantId: caller.tenantId, settings, changed: ["settings.requireTwoFactor"] });
+				}
 				return tenantView(updated);
 			}
 		},
@@ -457,9 +520,9 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsMethods, Tenant
 		acceptInvitation: {
 			rest: "POST /invitations/accept",
 			permission: "public",
-			summary: "Accept an invitation: creates the account or adds the membership; answers like login",
+			summary: "Accept an invitation: creates the account or adds the membership; answers like login (the session, or the second-factor step)",
 			params: { $$strict: "remove", token: TOKEN_RULE, name: { ...NAME_RULE, optional: true }, password: { type: "string", max: 1024, optional: true } },
-			response: LoginAnswer,
+			response: SignInAnswer,
 			async handler(ctx: ActionCtx<"tenants.acceptInvitation", RequestMeta>): Promise<Result<"tenants.acceptInvitation">> {
 				const invalid = () => Errors.badRequest("Invalid or expired invitation");
 				// The caller has no tenant yet: the token (unique) names the invitation, in whichever tenant.

@@ -42,9 +42,15 @@ export interface Config {
 	jwtSecret: string | null;
 	/** Earlier signing secrets: tokens they signed still verify until they are removed. */
 	jwtPreviousSecrets: string[];
+	/** Seals secrets at rest (TOTP secrets, SSO client secrets); generated into DATA_DIR when unset outside production. */
+	encryptionKey: string | null;
+	/** OpenID Connect identity providers may be on loopback or private networks (an on-premises IdP, tests). */
+	ssoAllowPrivate: boolean;
 	bcryptCost: number;
 	/** Public URL of the CMS, for links in emails. */
 	appUrl: string;
+	/** Public URL of the API gateway (SSO redirect URIs); null: the request's own Host. */
+	publicUrl: string | null;
 	mailFrom: string;
 	/** The plan of tenants without a subscription (until billing decides). */
 	defaultPlan: { displays: number; storageBytes: number; members: number };
@@ -162,8 +168,11 @@ export const VARIABLES: Variable[] = [
 	{ name: "BILLING_GRACE_DAYS", example: "14", description: "days after a failed payment during which everything works; then the tenant has the free plan's limits (nothing is deleted)" },
 	{ name: "JWT_SECRET", example: "", description: "≥ 32 characters; required in production, generated into `DATA_DIR` otherwise" },
 	{ name: "JWT_PREVIOUS_SECRETS", example: "", description: "comma-separated earlier secrets: their tokens still verify (key rotation) until removed" },
+	{ name: "ENCRYPTION_KEY", example: "", description: "≥ 32 characters; seals secrets at rest (two-factor secrets, SSO client secrets); required in production, generated into `DATA_DIR` otherwise. Changing it makes those secrets unreadable" },
+	{ name: "SSO_ALLOW_PRIVATE", example: "false", description: "`true` lets single sign-on reach identity providers on loopback or private addresses (an on-premises IdP, tests); off, an issuer must resolve to public addresses" },
 	{ name: "BCRYPT_COST", example: "12", description: "bcrypt cost of password hashes (≥ 12 in production)" },
 	{ name: "APP_URL", example: "http://localhost:3000", description: "public URL of the CMS, used in links of emails" },
+	{ name: "PUBLIC_URL", example: "", description: "public URL of the API gateway, used in single sign-on redirect URIs (register `<PUBLIC_URL>/api/v1/auth/sso/<slug>/callback` at the identity provider); unset, the request's Host is used over http" },
 	{ name: "MAIL_FROM", example: "Marquee <no-reply@marquee.local>", description: "sender of emails" },
 	{ name: "DEFAULT_PLAN_DISPLAYS", example: "3", description: "displays a tenant without a subscription may pair" },
 	{ name: "DEFAULT_PLAN_STORAGE_MB", example: "1024", description: "media storage of a tenant without a subscription, in MiB" },
@@ -313,6 +322,9 @@ export function loadConfig(env: Env = process.env): Config {
 	if (jwtPreviousSecrets.some(secret => secret.length < 32)) {
 		throw new ConfigError("JWT_PREVIOUS_SECRETS", "entries must be at least 32 characters");
 	}
+	const encryptionKey = env.ENCRYPTION_KEY || null;
+	if (encryptionKey !== null && encryptionKey.length < 32) throw new ConfigError("ENCRYPTION_KEY", "must be at least 32 characters");
+	if (production && encryptionKey === null) throw new ConfigError("ENCRYPTION_KEY", "is required when NODE_ENV=production");
 	const bcryptCost = integer(env, "BCRYPT_COST", nodeEnv === "test" ? 4 : 12, 4, 15);
 	if (production && bcryptCost < 12) throw new ConfigError("BCRYPT_COST", "must be at least 12 when NODE_ENV=production");
 	const appUrl = url(env, "APP_URL", ["http", "https"]) ?? `http://localhost:${env.PORT || 3000}`;
@@ -370,8 +382,11 @@ export function loadConfig(env: Env = process.env): Config {
 		},
 		jwtSecret,
 		jwtPreviousSecrets,
+		encryptionKey,
+		ssoAllowPrivate: bool(env, "SSO_ALLOW_PRIVATE", false),
 		bcryptCost,
 		appUrl: appUrl.replace(/\/$/, ""),
+		publicUrl: url(env, "PUBLIC_URL", ["http", "https"])?.replace(/\/$/, "") ?? null,
 		mailFrom: env.MAIL_FROM || "Marquee <no-reply@marquee.local>",
 		pairingRequestsPerAddress: integer(env, "PAIRING_REQUESTS_PER_ADDRESS", 20, 1, 1_000_000),
 		defaultPlan: {

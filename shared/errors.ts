@@ -58,7 +58,7 @@ export const Errors = {
 	badRequest: (message = "Malformed request", data?: unknown) => new AppError("BAD_REQUEST", message, data),
 	unauthorized: (message = "Authentication required") => new AppError("UNAUTHORIZED", message),
 	quotaExceeded: (message: string, data?: unknown) => new AppError("QUOTA_EXCEEDED", message, data),
-	forbidden: (message = "Your role does not allow this") => new AppError("FORBIDDEN", message),
+	forbidden: (message = "Your role does not allow this", data?: unknown) => new AppError("FORBIDDEN", message, data),
 	notFound: (what = "Resource", id?: string) =>
 		new AppError("NOT_FOUND", `${what} not found`, id === undefined ? undefined : { id }),
 	conflict: (message: string, data?: unknown) => new AppError("CONFLICT", message, data),

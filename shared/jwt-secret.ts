@@ -1,7 +1,8 @@
 /**
- * The JWT signing secret. JWT_SECRET when it is set (required in production — config validation
+ * Secrets the platform generates for itself when none is configured: the JWT signing secret and
+ * the key that seals secrets at rest. Each is its variable (JWT_SECRET, ENCRYPTION_KEY) when set (required in production — config validation
  * refuses to start without it). Otherwise (embedded, development and test mode) the secret lives
- * in DATA_DIR/secrets/jwt-secret: read when present, else generated once (48 random bytes,
+ * in DATA_DIR/secrets/ (jwt-secret, encryption-key): read when present, else generated once (48 random bytes,
  * base64url) and written with mode 0600 in a 0700 folder, so that tokens survive restarts.
  *
  * Creation is atomic and first-writer-wins: the secret is written to a private temporary file and
@@ -31,7 +32,7 @@ function tighten(file: string, mode: number): void {
 	}
 }
 
-function readSecret(file: string): string | null {
+function readSecret(file: string, variable: string): string | null {
 	let text: string;
 	try {
 		text = readFileSync(file, "utf8");
@@ -41,7 +42,7 @@ function readSecret(file: string): string | null {
 	}
 	const secret = text.trim();
 	if (secret.length < MIN_STORED_LENGTH) {
-		throw new Error(`${file} holds no valid secret (fewer than ${MIN_STORED_LENGTH} characters); delete it to generate a new one, or set JWT_SECRET`);
+		throw new Error(`${file} holds no valid secret (fewer than ${MIN_STORED_LENGTH} characters); delete it to generate a new one, or set ${variable}`);
 	}
 	tighten(file, 0o600);
 	return secret;
@@ -81,13 +82,28 @@ function createOnce(file: string, secret: string): boolean {
 	}
 }
 
-export function resolveJwtSecret(config: { jwtSecret: string | null; dataDir: string; nodeEnv: string }): string {
-	if (typeof config.jwtSecret === "string" && config.jwtSecret.length > 0) return config.jwtSecret;
+/** Where a generated secret is kept under DATA_DIR, and the variable that replaces it. */
+export interface StoredSecret {
+	/** The environment variable that sets it (named in errors). */
+	variable: string;
+	/** Path under DATA_DIR. */
+	file: string;
+}
+
+export const JWT_SECRET: StoredSecret = { variable: "JWT_SECRET", file: JWT_SECRET_FILE };
+export const ENCRYPTION_KEY: StoredSecret = { variable: "ENCRYPTION_KEY", file: path.join("secrets", "encryption-key") };
+
+/**
+ * `configured` when set (required in production — config validation refuses to start without it);
+ * otherwise the secret kept in DATA_DIR under `secret.file`, generated on first use.
+ */
+export function resolveStoredSecret(secret: StoredSecret, configured: string | null, config: { dataDir: string; nodeEnv: string }): string {
+	if (typeof configured === "string" && configured.length > 0) return configured;
 	// Config validation already refuses this; never mint a throwaway secret in production.
-	if (config.nodeEnv === "production") throw new Error("JWT_SECRET is required when NODE_ENV=production");
+	if (config.nodeEnv === "production") throw new Error(`${secret.variable} is required when NODE_ENV=production`);
 
 	const dir = path.join(config.dataDir, "secrets");
-	const file = path.join(config.dataDir, JWT_SECRET_FILE);
+	const file = path.join(config.dataDir, secret.file);
 	mkdirSync(config.dataDir, { recursive: true });
 	try {
 		mkdirSync(dir, { mode: 0o700 });
@@ -96,12 +112,21 @@ export function resolveJwtSecret(config: { jwtSecret: string | null; dataDir: st
 		tighten(dir, 0o700);
 	}
 
-	const existing = readSecret(file);
+	const existing = readSecret(file, secret.variable);
 	if (existing !== null) return existing;
-	const secret = randomBytes(SECRET_BYTES).toString("base64url");
-	if (createOnce(file, secret)) return secret;
+	const generated = randomBytes(SECRET_BYTES).toString("base64url");
+	if (createOnce(file, generated)) return generated;
 	// Another process created it between our read and write: use theirs.
-	const theirs = readSecret(file);
+	const theirs = readSecret(file, secret.variable);
 	if (theirs === null) throw new Error(`${file} vanished while it was being created`);
 	return theirs;
+}
+
+export function resolveJwtSecret(config: { jwtSecret: string | null; dataDir: string; nodeEnv: string }): string {
+	return resolveStoredSecret(JWT_SECRET, config.jwtSecret, config);
+}
+
+/** The key that seals secrets at rest (TOTP secrets, SSO client secrets): ENCRYPTION_KEY or one kept in DATA_DIR. */
+export function resolveEncryptionKey(config: { encryptionKey: string | null; dataDir: string; nodeEnv: string }): string {
+	return resolveStoredSecret(ENCRYPTION_KEY, config.encryptionKey, config);
 }

@@ -6,6 +6,9 @@ import { Errors } from "./errors";
 import type { Principal, Role } from "./rbac";
 import { ROLES } from "./rbac";
 
+/** The one cookie the platform sets: single sign-on binds its flow to the browser that started it. */
+export const SSO_COOKIE = "marquee_sso";
+
 export interface RequestMeta {
 	auth: Principal | null;
 	ip: string;

@@ -41,6 +41,19 @@ export const THROTTLES = {
 		{ key: `forgot:ip:${ip}`, limit: 20, windowMs: 15 * MINUTE }
 	],
 	tokenUse: (ip: string): ThrottleRule[] => [{ key: `token:ip:${ip}`, limit: 20, windowMs: 15 * MINUTE }],
+	/**
+	 * Wrong second-factor codes: per account across all its challenges (a password holder could
+	 * open challenge after challenge), and per address. Six digits in a ±1 step window leave an
+	 * attacker 10 guesses per 15 minutes at 3 in a million each.
+	 */
+	secondFactor: (userId: string, ip: string): ThrottleRule[] => [
+		{ key: `2fa:user:${userId}`, limit: 10, windowMs: 15 * MINUTE },
+		{ key: `2fa:ip:${ip}`, limit: 50, windowMs: 15 * MINUTE }
+	],
+	/** Organisations one person creates (each brings a free plan's displays). */
+	createTenant: (userId: string): ThrottleRule[] => [{ key: `create-tenant:${userId}`, limit: 10, windowMs: 24 * HOUR }],
+	/** Single sign-on starts and callbacks from one address (each start talks to an identity provider). */
+	sso: (ip: string): ThrottleRule[] => [{ key: `sso:ip:${ip}`, limit: 60, windowMs: 10 * MINUTE }],
 	register: (ip: string): ThrottleRule[] => [{ key: `register:ip:${ip}`, limit: 10, windowMs: HOUR }],
 	changePassword: (userId: string): ThrottleRule[] => [{ key: `change-password:${userId}`, limit: 5, windowMs: 15 * MINUTE }],
 	/** A screen asking for pairing codes. */

@@ -12,7 +12,7 @@ import { call } from "../../shared/contracts";
 import { Errors } from "../../shared/errors";
 import { decide, isPermission, type Permission, type Principal } from "../../shared/rbac";
 import type { RateLimitResult } from "../../shared/rate-limit";
-import type { RequestMeta } from "../../shared/request";
+import { SSO_COOKIE, type RequestMeta } from "../../shared/request";
 import { assertMultipart } from "./http-input";
 import { gatewayRequest, type GatewayRequest } from "./moleculer-web";
 
@@ -42,7 +42,7 @@ export function clientIp(req: Pick<IncomingMessage, "headers" | "socket">, trust
 }
 
 /** The request headers actions may read (in `ctx.meta.headers`); everything else stays in the gateway. */
-export const FORWARDED_HEADERS = ["x-pairing-secret", "if-none-match", "stripe-signature"] as const;
+export const FORWARDED_HEADERS = ["x-pairing-secret", "if-none-match", "stripe-signature", "host"] as const;
 
 export function forwardedHeaders(req: Pick<IncomingMessage, "headers">): Record<string, string> {
 	const headers: Record<string, string> = {};
@@ -50,6 +50,12 @@ export function forwardedHeaders(req: Pick<IncomingMessage, "headers">): Record<
 		const value = req.headers[name];
 		if (typeof value === "string" && value.length <= 1024) headers[name] = value;
 	}
+	// Only our own cookie, whatever else the browser sends for this host.
+	const cookie = String(req.headers.cookie ?? "")
+		.split(";")
+		.map(part => part.trim())
+		.find(part => part.startsWith(`${SSO_COOKIE}=`));
+	if (cookie && cookie.length <= 256) headers.cookie = cookie;
 	return headers;
 }
 

@@ -26,6 +26,8 @@ export interface UserDoc extends Stored {
 	emailVerified: boolean;
 	/** Hashes of the client addresses this account signed in from (newest first), see knowsClient. */
 	knownClients?: string[];
+	/** The tenant of the last sign-in or switch: the next password sign-in lands there. */
+	lastTenantId?: string;
 }
 
 export type EmailTokenPurpose = "verify" | "reset";

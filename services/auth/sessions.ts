@@ -33,8 +33,15 @@ export const ENDED_SESSION_TTL_MS = (ACCESS_TOKEN_TTL_SEC + 60) * 1000;
 export const LIVE_SESSION_TTL_MS = 60_000;
 export const REFRESH_TOKEN_PREFIX = "mrt_";
 
+/** How a session was signed in: with a password (or an invitation's), or by the tenant's identity provider. */
+export type SignInMethod = "password" | "sso";
+
 export interface SessionDoc extends TenantOwned {
 	userId: string;
+	/** Absent on sessions from before single sign-on: password. */
+	method?: SignInMethod;
+	/** A second factor (TOTP or a recovery code) was given at sign-in. */
+	secondFactor?: boolean;
 	/** Hash of the family's one refresh token that still works. */
 	currentHash: string;
 	/** Hashes of the tokens it replaced, newest first (at most USED_TOKENS_KEPT). */
@@ -68,12 +75,14 @@ export function sessionExpired(session: Pick<SessionDoc, "expiresAt">, now: numb
 }
 
 /** A new family: the refresh token to hand out once and the document that keeps only its hash. */
-export function openSession(userId: string, client: Client, now: number): { refreshToken: string; doc: NewDoc<SessionDoc> } {
+export function openSession(userId: string, client: Client, now: number, how: SignedInHow = PASSWORD_ONLY): { refreshToken: string; doc: NewDoc<SessionDoc> } {
 	const refreshToken = randomToken(REFRESH_TOKEN_PREFIX);
 	return {
 		refreshToken,
 		doc: {
 			userId,
+			method: how.method,
+			secondFactor: how.secondFactor,
 			currentHash: hashToken(refreshToken),
 			usedHashes: [],
 			lastUsedAt: new Date(now).toISOString(),
@@ -83,6 +92,16 @@ export function openSession(userId: string, client: Client, now: number): { refr
 		}
 	};
 }
+
+/** How a sign-in was made, kept with its session (the tenant's requirements are checked again at every refresh). */
+export interface SignedInHow {
+	method: SignInMethod;
+	secondFactor: boolean;
+}
+export const PASSWORD_ONLY: SignedInHow = { method: "password", secondFactor: false };
+
+/** Whether the session reaches beyond its own tenant: one started by a tenant's identity provider does not. */
+export const reachesAccount = (session: Pick<SessionDoc, "method">) => session.method !== "sso";
 
 /** The family's next refresh token and the changes that make it current (`presentedHash` joins the used ones). */
 export function rotation(
@@ -138,9 +157,10 @@ export async function startSession(
 	userId: string,
 	tenantId: string,
 	client: Client,
+	how: SignedInHow = PASSWORD_ONLY,
 	now = Date.now()
 ): Promise<{ session: SessionDoc; refreshToken: string }> {
-	const { refreshToken, doc } = openSession(userId, client, now);
+	const { refreshToken, doc } = openSession(userId, client, now, how);
 	const session = await sessions.insertDoc(systemScope(tenantId), doc);
 	return { session, refreshToken };
 }

@@ -11,7 +11,7 @@
  * - Names chosen by someone else reach a subject line only when the recipient is of the same
  *   organisation (alerts to its admins), shortened; never in an invitation (see below).
  */
-import { EMAIL_TEMPLATES, type AlertDisplay, type EmailData, type EmailTemplate, type PlaybackReportEmailData } from "../../shared/contracts";
+import { EMAIL_TEMPLATES, SECURITY_EVENTS, type AlertDisplay, type EmailData, type EmailTemplate, type PlaybackReportEmailData, type SecurityEvent } from "../../shared/contracts";
 import { Errors, type FieldError } from "../../shared/errors";
 import { ROLES, type Role } from "../../shared/rbac";
 
@@ -285,6 +285,13 @@ const PARSERS: { [T in EmailTemplate]: (read: Reader) => EmailData[T] } = {
 		durationMs: read.integer("durationMs", 0, Number.MAX_SAFE_INTEGER),
 		rows: read.list("rows", MAX_REPORT_ROWS_SENT, reportRow, { min: 0, keep: MAX_REPORT_ROWS }),
 		url: read.url("url")
+	}),
+	securityNotice: read => ({
+		name: read.text("name"),
+		event: read.oneOf("event", SECURITY_EVENTS),
+		at: read.dateTime("at"),
+		ip: read.text("ip"),
+		url: read.url("url")
 	})
 };
 
@@ -458,6 +465,19 @@ function layoutText(c: Content): string {
 // ---------------------------------------------------------------------------------------------
 // Templates
 
+const SECURITY_SUBJECTS: Record<SecurityEvent, string> = {
+	twoFactorEnabled: `Two-factor authentication is on for your ${PRODUCT_NAME} account`,
+	twoFactorDisabled: `Two-factor authentication was turned off for your ${PRODUCT_NAME} account`,
+	recoveryCodeUsed: `A recovery code was used to sign in to your ${PRODUCT_NAME} account`,
+	recoveryCodesReplaced: `New recovery codes for your ${PRODUCT_NAME} account`
+};
+const SECURITY_LINES: Record<SecurityEvent, string> = {
+	twoFactorEnabled: "Two-factor authentication was turned on: signing in now needs a code from your authenticator app.",
+	twoFactorDisabled: "Two-factor authentication was turned off: signing in needs only your password.",
+	recoveryCodeUsed: "Someone signed in with one of your recovery codes; it cannot be used again.",
+	recoveryCodesReplaced: "New recovery codes were made; the earlier ones no longer work."
+};
+
 /** Why an admin receives an alert, and where to stop it. */
 const ALERT_NOTE = (tenantName: string) =>
 	`You receive this because you manage “${tenantName}” on ${PRODUCT_NAME}. Choose which alerts reach you by email in your notification settings.`;
@@ -590,6 +610,14 @@ const CONTENT: { [T in EmailTemplate]: (data: EmailData[T]) => Content } = {
 			"The full table, with every content item, is attached as a CSV file.",
 			`You receive this because you are a recipient of this weekly report of “${d.tenantName}” on ${PRODUCT_NAME}. Its recipients are chosen in the report's settings.`
 		]
+	}),
+	securityNotice: d => ({
+		subject: SECURITY_SUBJECTS[d.event],
+		preheader: SECURITY_SUBJECTS[d.event],
+		greeting: `Hi ${d.name},`,
+		paragraphs: [`${SECURITY_LINES[d.event]} This happened at ${d.at.slice(0, 16).replace("T", " ")} UTC from the address ${d.ip || "unknown"}.`],
+		action: { label: "Review your account", url: d.url },
+		notes: ["If this was not you, reset your password now and contact your organisation's administrator."]
 	})
 };
 

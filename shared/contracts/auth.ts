@@ -1,7 +1,7 @@
 /** auth: accounts, sessions, API keys, device credentials, and the principal behind a token. */
 import { Type, type Static } from "@sinclair/typebox";
 import type { Principal } from "../rbac";
-import { TenantSummary } from "./tenants";
+import { TenantSummary, TenantView } from "./tenants";
 import { Instant, Id, Nullable, PageOf, RoleSchema, type ExportParams, type NoParams, type PageParams, type PageView } from "./views";
 
 /** API.md's `user`. */
@@ -18,6 +18,95 @@ export type MeView = Static<typeof MeView>;
 /** The answer of register, login and accepting an invitation. */
 export const LoginAnswer = Type.Composite([MeView, TokenSet]);
 export type LoginAnswer = Static<typeof LoginAnswer>;
+
+/**
+ * A password sign-in that needs a second factor: `totp` — the account has two-factor, send a code
+ * (or a recovery code) with the challenge token to POST /auth/login/2fa; `enrol` — the
+ * organisation requires two-factor and the account has none: POST /auth/login/2fa/enrol first.
+ */
+export const LoginChallenge = Type.Object({
+	challenge: Type.Union([Type.Literal("totp"), Type.Literal("enrol")]),
+	challengeToken: Type.String(),
+	expiresIn: Type.Integer()
+});
+export type LoginChallenge = Static<typeof LoginChallenge>;
+
+/** What a password sign-in answers: the session, or the second-factor step before it. */
+export const SignInAnswer = Type.Union([LoginAnswer, LoginChallenge]);
+export type SignInAnswer = LoginAnswer | LoginChallenge;
+
+/** POST /auth/login/2fa: the session; `recoveryCodes` (shown once) when the sign-in enrolled two-factor. */
+export const SecondFactorAnswer = Type.Composite([LoginAnswer, Type.Object({ recoveryCodes: Type.Optional(Type.Array(Type.String())) })]);
+export type SecondFactorAnswer = Static<typeof SecondFactorAnswer>;
+
+/** GET /auth/2fa. */
+export const TwoFactorStatus = Type.Object({ enabled: Type.Boolean(), enabledAt: Nullable(Instant), recoveryCodesLeft: Type.Integer() });
+export type TwoFactorStatus = Static<typeof TwoFactorStatus>;
+
+/** Enrolment, shown once: the secret for manual entry, its otpauth:// URI and that URI as a QR code (SVG data URL). */
+export const TwoFactorEnrolment = Type.Object({ secret: Type.String(), otpauthUri: Type.String(), qrCode: Type.String() });
+export type TwoFactorEnrolment = Static<typeof TwoFactorEnrolment>;
+
+/** Ten single-use recovery codes, shown once. */
+export const RecoveryCodes = Type.Object({ recoveryCodes: Type.Array(Type.String()) });
+export type RecoveryCodes = Static<typeof RecoveryCodes>;
+
+/** A row of GET /auth/tenants: one organisation the signed-in person belongs to. */
+export const MembershipRow = Type.Object({
+	tenant: TenantSummary,
+	role: RoleSchema,
+	joinedAt: Instant,
+	/** The tenant of the access token that asked. */
+	current: Type.Boolean()
+});
+export type MembershipRow = Static<typeof MembershipRow>;
+export const MembershipPage = PageOf(MembershipRow);
+
+/** POST /tenants: the new organisation, owned by the caller (switch to it with POST /auth/switch-tenant). */
+export const CreatedTenant = Type.Object({ tenant: TenantView, role: Type.Literal("owner") });
+export type CreatedTenant = Static<typeof CreatedTenant>;
+
+/**
+ * GET/PUT /tenant/sso: the tenant's OpenID Connect identity provider (never its client secret).
+ * Before one is configured (`configured` false) it still names the redirect URI to register.
+ */
+export const SsoConnectionView = Type.Object({
+	configured: Type.Boolean(),
+	issuer: Nullable(Type.String()),
+	clientId: Nullable(Type.String()),
+	/** The secret is kept (sealed) and never shown again. */
+	clientSecretSet: Type.Boolean(),
+	allowedDomains: Type.Array(Type.String()),
+	defaultRole: Type.Union([Type.Literal("viewer"), Type.Literal("editor"), Type.Literal("admin")]),
+	enforced: Type.Boolean(),
+	enabled: Type.Boolean(),
+	/** What to register at the identity provider as the redirect URI. */
+	redirectUri: Type.String(),
+	/** Where people start single sign-on (a browser link). */
+	loginUrl: Type.String(),
+	updatedAt: Nullable(Instant)
+});
+export type SsoConnectionView = Static<typeof SsoConnectionView>;
+
+export interface SsoConnectionParams {
+	issuer: string;
+	clientId: string;
+	clientSecret?: string;
+	allowedDomains: string[];
+	defaultRole?: "viewer" | "editor" | "admin";
+	enforced?: boolean;
+	enabled?: boolean;
+}
+
+/** GET /auth/sso/:tenantSlug/callback's query (what the identity provider sends back). */
+export interface SsoCallbackParams {
+	tenantSlug: string;
+	code?: string;
+	state?: string;
+	iss?: string;
+	error?: string;
+	error_description?: string;
+}
 
 /** A row of GET /auth/sessions: one refresh-token family of the signed-in user (never its hashes). */
 export const SessionView = Type.Object({
@@ -69,7 +158,25 @@ export type AuthExport = Static<typeof AuthExport>;
 export interface AuthActions {
 	// ---- REST ----
 	"auth.register": { params: { email: string; password: string; name: string; organizationName: string }; result: LoginAnswer };
-	"auth.login": { params: { email: string; password: string }; result: LoginAnswer };
+	"auth.login": { params: { email: string; password: string }; result: SignInAnswer };
+	"auth.loginSecondFactor": { params: { challengeToken: string; code: string }; result: SecondFactorAnswer };
+	"auth.loginEnrol": { params: { challengeToken: string }; result: TwoFactorEnrolment };
+	"auth.twoFactor": { params: NoParams; result: TwoFactorStatus };
+	"auth.enrolTwoFactor": { params: { password: string }; result: TwoFactorEnrolment };
+	"auth.confirmTwoFactor": { params: { code: string }; result: RecoveryCodes };
+	"auth.disableTwoFactor": { params: { code: string }; result: null };
+	"auth.newRecoveryCodes": { params: { code: string }; result: RecoveryCodes };
+	"auth.tenants": { params: PageParams; result: PageView<MembershipRow> };
+	"auth.switchTenant": { params: { tenantId: string }; result: LoginAnswer };
+	"auth.createTenant": { params: { name: string }; result: CreatedTenant };
+	"auth.getSso": { params: NoParams; result: SsoConnectionView };
+	"auth.putSso": { params: SsoConnectionParams; result: SsoConnectionView };
+	"auth.deleteSso": { params: NoParams; result: null };
+	/** 302 to the identity provider. */
+	"auth.ssoStart": { params: { tenantSlug: string }; result: null };
+	/** 302 to the CMS with a one-time code. */
+	"auth.ssoCallback": { params: SsoCallbackParams; result: null };
+	"auth.ssoExchange": { params: { code: string }; result: LoginAnswer };
 	"auth.refresh": { params: { refreshToken: string }; result: TokenSet };
 	"auth.logout": { params: { refreshToken: string }; result: null };
 	"auth.logoutAll": { params: NoParams; result: null };
@@ -92,7 +199,10 @@ export interface AuthActions {
 	"auth.userIdByEmail": { params: { email: string }; result: string | null };
 	/** The account an invitation lands on: an existing one (its password checked) or a new one. */
 	"auth.userForInvitation": { params: { email: string; name?: string; password?: string }; result: { userId: string; created: boolean } };
-	"auth.issueSession": { params: { userId: string; tenantId: string }; result: LoginAnswer };
+	/** Signs in a user the caller vouched for (an accepted invitation): the session, or the second-factor step. */
+	"auth.issueSession": { params: { userId: string; tenantId: string }; result: SignInAnswer };
+	/** Whether the account has two-factor on (tenants: an owner must, to require it). */
+	"auth.twoFactorEnabled": { params: { userId: string }; result: boolean };
 	/** Ends a user's sessions (in one tenant, or all); answers how many ended. */
 	"auth.endSessions": { params: { userId: string; tenantId?: string }; result: number };
 	/** Ends every credential of a tenant (sessions, API keys, device tokens) before it is deleted. */

@@ -17,7 +17,8 @@ export const EMAIL_TEMPLATES = [
 	"quotaWarning",
 	"paymentFailed",
 	"webhookDisabled",
-	"playbackReport"
+	"playbackReport",
+	"securityNotice"
 ] as const;
 export type EmailTemplate = (typeof EMAIL_TEMPLATES)[number];
 
@@ -117,6 +118,20 @@ export interface PlaybackReportEmailData {
 	url: string;
 }
 
+/** What changed on an account's sign-in security (the account's owner is told by email). */
+export const SECURITY_EVENTS = ["twoFactorEnabled", "twoFactorDisabled", "recoveryCodeUsed", "recoveryCodesReplaced"] as const;
+export type SecurityEvent = (typeof SECURITY_EVENTS)[number];
+
+export interface SecurityNoticeEmailData {
+	name: string;
+	event: SecurityEvent;
+	/** When and from where (the client address as the gateway saw it). */
+	at: string;
+	ip: string;
+	/** Where to review the account's security. */
+	url: string;
+}
+
 /** A file sent with an email (text only, small: the outbox stores it with the message). */
 export interface EmailAttachment {
 	filename: string;
@@ -135,6 +150,7 @@ export interface EmailData {
 	paymentFailed: PaymentFailedEmailData;
 	webhookDisabled: WebhookDisabledEmailData;
 	playbackReport: PlaybackReportEmailData;
+	securityNotice: SecurityNoticeEmailData;
 }
 
 /** A message for the email outbox (the durable channel `notifications.email`). */

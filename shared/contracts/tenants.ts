@@ -2,17 +2,19 @@
 import { Type, type Static } from "@sinclair/typebox";
 import type { Role } from "../rbac";
 import type { TenantArchive } from "./archive";
-import type { LoginAnswer } from "./auth";
+import type { SignInAnswer } from "./auth";
 import { Instant, Id, Nullable, PageOf, RoleSchema, type ExportParams, type NoParams, type PageParams } from "./views";
 
 export const TenantSettings = Type.Object({
 	timezone: Type.String(),
 	offlineAlertMinutes: Type.Integer(),
-	offlineAfterSec: Type.Integer()
+	offlineAfterSec: Type.Integer(),
+	/** Members must sign in with two-factor (set by the owner with PUT /tenant/two-factor). */
+	requireTwoFactor: Type.Boolean()
 });
 export type TenantSettings = Static<typeof TenantSettings>;
 
-export const DEFAULT_SETTINGS: TenantSettings = { timezone: "UTC", offlineAlertMinutes: 10, offlineAfterSec: 90 };
+export const DEFAULT_SETTINGS: TenantSettings = { timezone: "UTC", offlineAlertMinutes: 10, offlineAfterSec: 90, requireTwoFactor: false };
 
 /** API.md's `tenant` in auth answers. */
 export const TenantSummary = Type.Object({ id: Id, name: Type.String(), slug: Type.String(), plan: Type.String(), createdAt: Instant });
@@ -94,6 +96,9 @@ export type TenantExport = Static<typeof TenantExport>;
 export interface TenantsActions {
 	// Between services.
 	"tenants.find": { params: { tenantId: string }; result: TenantView | null };
+	"tenants.findBySlug": { params: { slug: string }; result: TenantView | null };
+	/** Adds a member (402 beyond the plan's members); `added` false when the person already was one. */
+	"tenants.addMember": { params: { tenantId: string; userId: string; role: Role }; result: { membership: Membership; added: boolean } };
 	"tenants.create": { params: { name: string; ownerUserId: string }; result: TenantView };
 	"tenants.membership": { params: { tenantId: string; userId: string }; result: Membership | null };
 	/** Oldest membership first (login picks the first). */
@@ -106,6 +111,7 @@ export interface TenantsActions {
 
 	// REST (the gateway's).
 	"tenants.get": { params: NoParams; result: TenantView };
+	"tenants.requireTwoFactor": { params: { required: boolean }; result: TenantView };
 	"tenants.update": { params: { name?: string; settings?: Partial<TenantSettings> }; result: TenantView };
 	"tenants.transferOwnership": { params: { userId: string }; result: OwnershipTransferred };
 	"tenants.exportData": { params: NoParams; result: TenantArchive };
@@ -118,7 +124,7 @@ export interface TenantsActions {
 	"tenants.invite": { params: { email: string; role: Role }; result: InvitationCreated };
 	"tenants.invitations": { params: PageParams; result: InvitationPage };
 	"tenants.revokeInvitation": { params: { id: string }; result: null };
-	"tenants.acceptInvitation": { params: { token: string; name?: string; password?: string }; result: LoginAnswer };
+	"tenants.acceptInvitation": { params: { token: string; name?: string; password?: string }; result: SignInAnswer };
 }
 
 export interface TenantsEvents {

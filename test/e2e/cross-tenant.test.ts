@@ -7,6 +7,9 @@
  * an unknown id does, and B's objects are unchanged afterwards. A's lists and reads never show
  * any of B's ids.
  *
+ * A person who belongs to both A and B signs in (landing in B) and switches to A: that token is a
+ * caller of the sweep too, so a token from POST /auth/switch-tenant reaches only its own tenant.
+ *
  * Path params are mapped to B's ids by the route's path up to the param ("/members/{userId}");
  * a route with a path param and no mapping fails the suite, so new id routes must be added to
  * ID_SOURCES. (An id that no tenant owns would map to an empty list, with a comment saying why.)
@@ -15,9 +18,9 @@ import { EVENT_CHANNEL } from "../../shared/channels";
 import { sendToChannel } from "../../shared/contracts";
 import { newId } from "../../shared/ids";
 import { decide } from "../../shared/rbac";
-import { bearer, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
+import { bearer, login, register, someClient, startTestPlatform, waitForMail, type Platform, type Session } from "../helpers/accounts";
 import { request, type JsonResponse } from "../helpers/platform";
-import { addMember, answerProblems, errorType, loadRoutes, principalOf, requiredQuery, sampleValue, send, type Member, type Route } from "../helpers/routes";
+import { acceptInvitation, addMember, answerProblems, errorType, loadRoutes, principalOf, requiredQuery, sampleValue, send, type Member, type Route } from "../helpers/routes";
 
 interface TenantObjects {
 	owner: Session & { password: string };
@@ -80,6 +83,8 @@ const ID_SOURCES: Record<string, (t: TenantObjects) => string[]> = {
 	"/notifications/{id}": t => [t.notificationId],
 	"/analytics/reports/{id}": t => [t.reportId],
 	"/provisioning-keys/{id}": t => [t.provisioningKeyId],
+	// Single sign-on starts from a tenant's slug (public): B's, which has no SSO, is like an unknown one.
+	"/auth/sso/{tenantSlug}": t => [t.owner.tenant.slug],
 	// A device downloads only what its own manifest holds: A's device gets B's content id.
 	"/device/content/{contentId}": t => [t.contentId],
 	// A pairing request has no tenant until an admin claims its code, and its poll is public:
@@ -342,6 +347,8 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 	let routes: Route[];
 	let a: TenantObjects;
 	let b: TenantObjects;
+	/** A member of B and of A (admin in both), signed in to B and switched to A. */
+	let switched: Session;
 
 	beforeAll(async () => {
 		// Each tenant pairs two displays, within the default plan's 3; the sweep should not depend on it.
@@ -349,7 +356,17 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 		routes = await loadRoutes(p);
 		a = await populate(p, "tenant-a");
 		b = await populate(p, "tenant-b");
-	}, 30_000);
+		const both = await addMember(p, b.owner.accessToken, "admin", "in-a-and-b");
+		const invited = await request(p.api("/invitations"), { method: "POST", json: { email: both.email, role: "admin" }, headers: bearer(a.owner.accessToken) });
+		if (invited.status !== 201) throw new Error(`invite answered ${invited.status}: ${invited.text}`);
+		await waitForMail(p, both.email, 2);
+		await acceptInvitation(p, both.email, { password: both.password });
+		// The invitation's session was in A, so sign in to B, then switch to A.
+		const inB = await ok(request<Session>(p.api("/auth/switch-tenant"), { method: "POST", json: { tenantId: b.owner.tenant.id }, headers: bearer((await login(p, both.email, both.password)).accessToken) }), "POST /auth/switch-tenant");
+		expect(inB.tenant.id).toBe(b.owner.tenant.id);
+		switched = await ok(request<Session>(p.api("/auth/switch-tenant"), { method: "POST", json: { tenantId: a.owner.tenant.id }, headers: bearer(inB.accessToken) }), "POST /auth/switch-tenant");
+		expect(switched.tenant.id).toBe(a.owner.tenant.id);
+	}, 60_000);
 
 	afterAll(() => p?.stop());
 
@@ -371,7 +388,8 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 		const callers = [
 			{ name: "A owner", token: a.owner.accessToken, principal: principalOf("owner", a.owner.tenant.id) },
 			{ name: "A admin API key", token: a.apiKey, principal: principalOf("apiKey", a.owner.tenant.id) },
-			{ name: "A device", token: deviceToken, principal: principalOf("device", a.owner.tenant.id) }
+			{ name: "A device", token: deviceToken, principal: principalOf("device", a.owner.tenant.id) },
+			{ name: "A admin switched from B", token: switched.accessToken, principal: principalOf("admin", a.owner.tenant.id) }
 		];
 		const problems: string[] = [];
 		let checked = 0;
@@ -424,6 +442,21 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 				"/overrides": a.overrideId
 			}[path] ?? "";
 		expect(res.text).toContain(own);
+	});
+
+	it("the switched token's GET routes without an id show nothing of B but the membership itself", async () => {
+		const reads = routes.filter(r => r.method === "GET" && r.pathParams.length === 0);
+		const problems: string[] = [];
+		// B's tenant id is the person's own membership (GET /auth/tenants, their sessions there).
+		const secrets = identifiersOf(b).filter(id => id !== b.owner.tenant.id);
+		for (const route of reads) {
+			if (decide(route.permission, principalOf("admin", a.owner.tenant.id)) !== "allow") continue;
+			const res = await send(p, route, { token: switched.accessToken, query: requiredQuery(route) });
+			if (res.status !== 200) problems.push(`${route.label}: ${res.status} ${res.text.slice(0, 200)}`);
+			const leaked = secrets.filter(id => res.text.includes(id));
+			if (leaked.length) problems.push(`${route.label} shows B's ${leaked.join(", ")}`);
+		}
+		expect(problems).toEqual([]);
 	});
 
 	it("no GET route without an id shows A anything of B", async () => {

@@ -92,7 +92,7 @@ describe("tenants", () => {
 	describe("tenant profile and settings", () => {
 		it("GET /tenant has the settings; PATCH merges them; bad values answer 422", async () => {
 			const got = await request<{ settings: Record<string, unknown> }>(p.api("/tenant"), { headers: as(owner) });
-			expect(got.body.settings).toEqual({ timezone: "UTC", offlineAlertMinutes: 10, offlineAfterSec: 90 });
+			expect(got.body.settings).toEqual({ timezone: "UTC", offlineAlertMinutes: 10, offlineAfterSec: 90, requireTwoFactor: false });
 			expectShape(TenantView, got.body);
 			const patched = await request<{ name: string; plan: string; id: string; settings: Record<string, unknown> }>(p.api("/tenant"), {
 				method: "PATCH",
@@ -162,8 +162,8 @@ describe("tenants", () => {
 			const right = await request<Session>(p.api("/invitations/accept"), { method: "POST", json: { token, password: other.password } });
 			expect(right.status).toBe(200);
 			expect(right.body).toMatchObject({ role: "viewer", tenant: { id: owner.tenant.id }, user: { id: other.user.id } });
-			// Signing in still lands in the account's own (older) tenant.
-			expect((await login(p, other.user.email, other.password)).tenant.id).toBe(other.tenant.id);
+			// Signing in lands where the last sign-in (the acceptance) went.
+			expect((await login(p, other.user.email, other.password)).tenant.id).toBe(owner.tenant.id);
 		});
 
 		it("refuses members (409), owners (422), admins from an admin (403); can be revoked", async () => {

@@ -24,6 +24,7 @@ import {
 	sessionView,
 	startSession,
 	tokenSet,
+	PASSWORD_ONLY,
 	type SessionDoc,
 	type SessionStore
 } from "../../services/auth/sessions";
@@ -108,6 +109,8 @@ describe("opening and rotating (pure)", () => {
 		expect(refreshToken).toMatch(/^mrt_[A-Za-z0-9_-]{43}$/);
 		expect(doc).toEqual({
 			userId: "u1",
+			method: "password",
+			secondFactor: false,
 			currentHash: hashToken(refreshToken),
 			usedHashes: [],
 			lastUsedAt: new Date(T0).toISOString(),
@@ -175,7 +178,7 @@ describe("opening and rotating (pure)", () => {
 describe("refresh-token families (storage)", () => {
 	it("a refresh token finds its session; once rotated it is a reuse of the family; unknown ones find nothing", async () => {
 		const sessions = fakeSessions();
-		const { session, refreshToken } = await startSession(sessions, "u1", "t1", CLIENT, T0);
+		const { session, refreshToken } = await startSession(sessions, "u1", "t1", CLIENT, PASSWORD_ONLY, T0);
 		expect(session).toMatchObject({ tenantId: "t1", userId: "u1", currentHash: hashToken(refreshToken) });
 		const first = hashToken(refreshToken);
 		expect(await findFamily(sessions, first)).toEqual({ kind: "current", session });
@@ -190,7 +193,7 @@ describe("refresh-token families (storage)", () => {
 
 	it("of two rotations of the same token only the first wins", async () => {
 		const sessions = fakeSessions();
-		const { session, refreshToken } = await startSession(sessions, "u1", "t1", CLIENT, T0);
+		const { session, refreshToken } = await startSession(sessions, "u1", "t1", CLIENT, PASSWORD_ONLY, T0);
 		const presented = hashToken(refreshToken);
 		expect(await rotateSession(sessions, session, presented, CLIENT, T0)).not.toBeNull();
 		expect(await rotateSession(sessions, session, presented, CLIENT, T0)).toBeNull();
@@ -201,9 +204,9 @@ describe("ending sessions and liveness", () => {
 	async function threeSessions() {
 		const sessions = fakeSessions();
 		const kv = new MemoryKeyValueStore();
-		const a = (await startSession(sessions, "u1", "t1", CLIENT, T0)).session;
-		const b = (await startSession(sessions, "u1", "t2", CLIENT, T0)).session;
-		const c = (await startSession(sessions, "u2", "t1", CLIENT, T0)).session;
+		const a = (await startSession(sessions, "u1", "t1", CLIENT, PASSWORD_ONLY, T0)).session;
+		const b = (await startSession(sessions, "u1", "t2", CLIENT, PASSWORD_ONLY, T0)).session;
+		const c = (await startSession(sessions, "u2", "t1", CLIENT, PASSWORD_ONLY, T0)).session;
 		return { sessions, kv, a, b, c };
 	}
 

@@ -89,7 +89,7 @@ describe("loadConfig defaults: the embedded mode", () => {
 
 	it("NODE_ENV=test logs warnings only; production logs JSON from info up", () => {
 		expect(loadConfig({ NODE_ENV: "test" }).logLevel).toBe("warn");
-		const prod = loadConfig({ NODE_ENV: "production", JWT_SECRET: GOOD_JWT });
+		const prod = loadConfig({ NODE_ENV: "production", JWT_SECRET: GOOD_JWT, ENCRYPTION_KEY: GOOD_JWT });
 		expect(prod.logFormat).toBe("json");
 		expect(prod.logLevel).toBe("info");
 	});
@@ -123,6 +123,7 @@ describe("loadConfig accepts valid production values", () => {
 			CLICKHOUSE_URL: "http://default:@clickhouse:8123/marquee",
 			SMTP_URL: "smtps://mailer:pw@smtp.example.com:465",
 			JWT_SECRET: GOOD_JWT,
+			ENCRYPTION_KEY: "k".repeat(40),
 			JWT_PREVIOUS_SECRETS: `${"a".repeat(32)}, ${"b".repeat(40)}`,
 			BCRYPT_COST: "13",
 			APP_URL: "https://cms.example.com/",
@@ -176,7 +177,7 @@ describe("loadConfig rejects each bad variable with a ConfigError naming it", ()
 	const cases: Array<[string, Record<string, string>, string]> = [
 		["PORT not a number", { PORT: "abc" }, "PORT"],
 		["WEBHOOK_ALLOW_PRIVATE not a boolean", { WEBHOOK_ALLOW_PRIVATE: "yes please" }, "WEBHOOK_ALLOW_PRIVATE"],
-		["WEBHOOK_ALLOW_PRIVATE in production", { NODE_ENV: "production", JWT_SECRET: "x".repeat(32), WEBHOOK_ALLOW_PRIVATE: "true" }, "WEBHOOK_ALLOW_PRIVATE"],
+		["WEBHOOK_ALLOW_PRIVATE in production", { NODE_ENV: "production", JWT_SECRET: "x".repeat(32), ENCRYPTION_KEY: "x".repeat(32), WEBHOOK_ALLOW_PRIVATE: "true" }, "WEBHOOK_ALLOW_PRIVATE"],
 		["WEBHOOK_RETRY_SCHEDULE without units", { WEBHOOK_RETRY_SCHEDULE: "5,300" }, "WEBHOOK_RETRY_SCHEDULE"],
 		["WEBHOOK_RETRY_SCHEDULE longer than a week", { WEBHOOK_RETRY_SCHEDULE: "5s,200h" }, "WEBHOOK_RETRY_SCHEDULE"],
 		["WEBHOOK_TIMEOUT_MS too short", { WEBHOOK_TIMEOUT_MS: "5" }, "WEBHOOK_TIMEOUT_MS"],
@@ -210,9 +211,13 @@ describe("loadConfig rejects each bad variable with a ConfigError naming it", ()
 		["S3_BUCKET invalid", { S3_BUCKET: "Bad_Bucket" }, "S3_BUCKET"],
 		["JWT_SECRET too short", { JWT_SECRET: "short" }, "JWT_SECRET"],
 		["production without JWT_SECRET", { NODE_ENV: "production" }, "JWT_SECRET"],
+		["ENCRYPTION_KEY too short", { ENCRYPTION_KEY: "short" }, "ENCRYPTION_KEY"],
+		["SSO_ALLOW_PRIVATE not a boolean", { SSO_ALLOW_PRIVATE: "sometimes" }, "SSO_ALLOW_PRIVATE"],
+		["PUBLIC_URL not http(s)", { PUBLIC_URL: "ftp://signage.example.com" }, "PUBLIC_URL"],
+		["production without ENCRYPTION_KEY", { NODE_ENV: "production", JWT_SECRET: GOOD_JWT }, "ENCRYPTION_KEY"],
 		["JWT_PREVIOUS_SECRETS with a short entry", { JWT_PREVIOUS_SECRETS: `${GOOD_JWT},short` }, "JWT_PREVIOUS_SECRETS"],
 		["BCRYPT_COST out of range", { BCRYPT_COST: "20" }, "BCRYPT_COST"],
-		["BCRYPT_COST below 12 in production", { NODE_ENV: "production", JWT_SECRET: GOOD_JWT, BCRYPT_COST: "10" }, "BCRYPT_COST"],
+		["BCRYPT_COST below 12 in production", { NODE_ENV: "production", JWT_SECRET: GOOD_JWT, ENCRYPTION_KEY: GOOD_JWT, BCRYPT_COST: "10" }, "BCRYPT_COST"],
 		["DEFAULT_PLAN_DISPLAYS not a number", { DEFAULT_PLAN_DISPLAYS: "many" }, "DEFAULT_PLAN_DISPLAYS"],
 		["DEFAULT_PLAN_STORAGE_MB negative", { DEFAULT_PLAN_STORAGE_MB: "-1" }, "DEFAULT_PLAN_STORAGE_MB"],
 		["DEFAULT_PLAN_MEMBERS zero", { DEFAULT_PLAN_MEMBERS: "0" }, "DEFAULT_PLAN_MEMBERS"],

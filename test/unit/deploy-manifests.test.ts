@@ -34,13 +34,14 @@ const STATE_VOLUMES: Record<string, string> = {
 };
 /** Backends production must point at; unset, each would fall back to its embedded default. */
 const BACKEND_VARIABLES = ["TRANSPORTER", "MONGO_URI", "REDIS_URL", "S3_ENDPOINT", "CLICKHOUSE_URL", "SMTP_URL"];
-const SECRET_VARIABLES = ["JWT_SECRET", "S3_ACCESS_KEY", "S3_SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"];
+const SECRET_VARIABLES = ["JWT_SECRET", "ENCRYPTION_KEY", "S3_ACCESS_KEY", "S3_SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"];
 /** Written by hand: the services whose code talks to the media S3 and to ClickHouse. */
 const S3_USERS: readonly string[] = ["media"];
 const CLICKHOUSE_USERS: readonly string[] = ["analytics"];
 const CONFIG_MAP = "marquee-config";
 const SECRET = "marquee-secrets";
 const TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-config-validation";
+const TEST_ENCRYPTION_KEY = "test-encryption-key-long-enough-for-config-validation";
 
 /** The process running `api` serves /health/* and /metrics on PORT; every other one on OPS_PORT. */
 function opsPort(service: string): number {
@@ -255,10 +256,10 @@ function interpolate(value: string, env: Record<string, string>, where: string):
 	});
 }
 
-/** What a container sees when compose runs with only JWT_SECRET set by the operator (no .env). */
+/** What a container sees when compose runs with only JWT_SECRET and ENCRYPTION_KEY set by the operator (no .env). */
 function resolvedEnvironment(service: string): Record<string, string> {
 	const env = composeEnvironment(composeService(service), service);
-	const operator = { JWT_SECRET: TEST_JWT_SECRET };
+	const operator = { JWT_SECRET: TEST_JWT_SECRET, ENCRYPTION_KEY: TEST_ENCRYPTION_KEY };
 	return Object.fromEntries(Object.entries(env).map(([key, value]) => [key, interpolate(value, operator, `${service}.${key}`)]));
 }
 
@@ -690,7 +691,7 @@ describe("k8s/", () => {
 
 	it("keeps placeholders in the Secret template that fail closed", () => {
 		const secret = secretData();
-		expect(Object.keys(secret)).toEqual(expect.arrayContaining(["JWT_SECRET", "S3_ACCESS_KEY", "S3_SECRET_KEY"]));
+		expect(Object.keys(secret)).toEqual(expect.arrayContaining(["JWT_SECRET", "ENCRYPTION_KEY", "S3_ACCESS_KEY", "S3_SECRET_KEY"]));
 		for (const [key, value] of Object.entries(secret)) {
 			if (value !== "") expect([key, value]).toEqual([key, expect.stringContaining("REPLACE_ME")]);
 		}
@@ -699,7 +700,7 @@ describe("k8s/", () => {
 	});
 
 	it.each([...SERVICE_NAMES])("gives %s a configuration loadConfig accepts once the Secret is filled in", name => {
-		const filled = { ...stringRecord(secretData()), JWT_SECRET: TEST_JWT_SECRET, S3_ACCESS_KEY: "access", S3_SECRET_KEY: "secret-key" };
+		const filled = { ...stringRecord(secretData()), JWT_SECRET: TEST_JWT_SECRET, ENCRYPTION_KEY: TEST_ENCRYPTION_KEY, S3_ACCESS_KEY: "access", S3_SECRET_KEY: "secret-key" };
 		const deployment = deploymentFor(name);
 		const inline = Object.fromEntries(containerEnv(appContainer(deployment), deployment.name).map(e => [text(e.name, "env name"), text(e.value, "env value")]));
 		const config = loadConfig({ ...stringRecord(configMapData()), ...filled, ...inline });

@@ -14,6 +14,7 @@ const LOBBY = { displayId: "0193a6f0-0000-7000-8000-000000000001", name: "Lobby"
 const SAMPLES: EmailData = {
 	verify: { name: "Ada Lovelace", url: URL_WITH_TOKEN },
 	reset: { name: "Ada Lovelace", url: "https://cms.example.com/reset?token=r3s3t", expiresInMinutes: 60 },
+	securityNotice: { name: "Ada Lovelace", event: "recoveryCodeUsed", at: "2026-12-01T09:30:00.000Z", ip: "203.0.113.7", url: "https://cms.example.com/account/security" },
 	invitation: {
 		inviterName: "Grace Hopper",
 		tenantName: "Acme Cinemas",
