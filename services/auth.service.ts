@@ -1186,12 +1186,16 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				const scope = systemScope(ctx.params.tenantId);
 				const { memberships } = await call(ctx, "tenants.exportTenantData", { tenantId: ctx.params.tenantId });
 				const userIds = memberships.map(m => m.userId);
-				const [users, sessions, apiKeys] = await Promise.all([
+				const [users, sessions, apiKeys, sso] = await Promise.all([
 					userIds.length ? this.db.users.findDocs({ _id: { $in: userIds } }) : [],
 					this.db.sessions.findDocs(scope),
-					this.db.api_keys.findDocs(scope)
+					this.db.api_keys.findDocs(scope),
+					this.ssoConnection(ctx.params.tenantId)
 				]);
-				return { users: users.map(userView), sessions: sessions.map(sessionExport), apiKeys: apiKeys.map(apiKeyExport) };
+				const ssoConnection = sso
+					? { issuer: sso.issuer, clientId: sso.clientId, allowedDomains: sso.allowedDomains, defaultRole: sso.defaultRole, enforced: sso.enforced, enabled: sso.enabled, updatedAt: sso.updatedAt }
+					: null;
+				return { users: users.map(userView), sessions: sessions.map(sessionExport), apiKeys: apiKeys.map(apiKeyExport), ssoConnection };
 			}
 		}
 	},
@@ -1206,6 +1210,8 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				for (const userId of soleMemberUserIds) {
 					await this.endSessionsWhere({ userId });
 					await this.db.email_tokens.removeDocs({ userId });
+					await disableTwoFactor({ twoFactor: this.db.two_factor, recoveryCodes: this.db.recovery_codes }, userId);
+					await this.db.login_challenges.removeDocs({ userId });
 					await this.db.users.removeDocs({ _id: userId });
 				}
 				this.logger.info(`Tenant ${tenantId} deleted: auth data removed (${soleMemberUserIds.length} accounts)`);
@@ -1377,6 +1383,9 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			const devices = await this.db.device_credentials.findDocs(scope);
 			await this.db.device_credentials.removeDocs(scope, {});
 			await forgetDevices(this.kv, devices.map(d => d.displayId));
+			// Its identity provider signs nobody in any more, and its links to accounts go.
+			await this.db.sso_connections.removeDocs(scope, {});
+			await this.db.sso_identities.removeDocs(scope, {});
 		},
 
 		/** Queued in the durable outbox: an email the mail server does not take yet shows in the tenant's email log, it does not fail the request. */

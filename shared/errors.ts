@@ -181,6 +181,10 @@ function mapError(err: unknown): ApiError {
 			return { type: "SERVICE_UNAVAILABLE", message: "Service unavailable, retry later", code: 503 };
 		case "RateLimitExceeded":
 			return { type: "RATE_LIMITED", message: "Too many requests, retry later", code: 429 };
+		// A sealed secret (shared/sealed.ts) that does not open: ENCRYPTION_KEY changed or data
+		// tampered with. Nothing the client can fix; the operator restores the key.
+		case "SealedSecretError":
+			return { type: "SERVICE_UNAVAILABLE", message: "A stored secret cannot be read; the operator must restore ENCRYPTION_KEY", code: 503 };
 	}
 
 	const code = typeof e.code === "number" ? e.code : status;

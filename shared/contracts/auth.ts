@@ -151,7 +151,19 @@ export const ApiKeyPage = PageOf(ApiKeyView);
 export const AuthExport = Type.Object({
 	users: Type.Array(UserView),
 	sessions: Type.Array(Type.Object({ id: Id, userId: Id, createdAt: Instant, lastUsedAt: Instant, userAgent: Type.String(), ip: Type.String() })),
-	apiKeys: Type.Array(Type.Object({ id: Id, name: Type.String(), role: ApiKeyRole, keyPrefix: Type.String(), createdAt: Instant, lastUsedAt: Nullable(Instant) }))
+	apiKeys: Type.Array(Type.Object({ id: Id, name: Type.String(), role: ApiKeyRole, keyPrefix: Type.String(), createdAt: Instant, lastUsedAt: Nullable(Instant) })),
+	/** The single sign-on connection (never its client secret), or null. */
+	ssoConnection: Nullable(
+		Type.Object({
+			issuer: Type.String(),
+			clientId: Type.String(),
+			allowedDomains: Type.Array(Type.String()),
+			defaultRole: Type.Union([Type.Literal("viewer"), Type.Literal("editor"), Type.Literal("admin")]),
+			enforced: Type.Boolean(),
+			enabled: Type.Boolean(),
+			updatedAt: Instant
+		})
+	)
 });
 export type AuthExport = Static<typeof AuthExport>;
 

@@ -88,6 +88,10 @@ describe("single sign-on (OpenID Connect)", () => {
 		const stored = JSON.stringify(await auth.db.sso_connections.findDocs(ALL_TENANTS));
 		expect(stored).toContain(idp.issuer);
 		expect(stored).not.toContain(CLIENT_SECRET);
+		// The tenant's export names it too, still without the secret.
+		const exported = await request<{ services: { auth: { ssoConnection: unknown } } }>(p.api("/tenant/export"), { headers: as(owner) });
+		expect(exported.body.services.auth.ssoConnection).toEqual({ issuer: idp.issuer, clientId: CLIENT_ID, allowedDomains: [domain, "subsidiary.example"], defaultRole: "editor", enforced: false, enabled: true, updatedAt: expect.any(String) });
+		expect(exported.text).not.toContain(CLIENT_SECRET);
 	});
 
 	it("a new person of an allowed domain signs in end to end and joins with the default role", async () => {

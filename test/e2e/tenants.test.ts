@@ -9,6 +9,7 @@ import { InvitationCreated, InvitationPage, LoginAnswer, MemberPage, MemberRole,
 import { EVENT_CHANNEL } from "../../shared/channels";
 import { sendToChannel } from "../../shared/contracts";
 import { request, startGateway, tempDir, type ErrorBody } from "../helpers/platform";
+import { codeFor } from "../helpers/totp";
 import { bearer, login, mailbox, mailSettled, newAccount, PLATFORM_SERVICES, register, someClient, startTestPlatform, tokenFromMail, waitForMail, type Platform, type Session } from "../helpers/accounts";
 
 type Member = { userId: string; email: string; name: string; role: string; joinedAt: string };
@@ -283,6 +284,10 @@ describe("tenants", () => {
 			await request(p.api("/invitations"), { method: "POST", headers: as(doomed), json: { email: "pending-doomed@example.com", role: "viewer" } });
 			const key = await request<{ key: string }>(p.api("/api-keys"), { method: "POST", headers: as(doomed), json: { name: "k", role: "viewer" } });
 			await p.broker.call("auth.mintDeviceToken", { tenantId: doomed.tenant.id, displayId: "display-of-doomed" });
+			// Two-factor on the owner's account: its secret, recovery codes and a waiting sign-in challenge must go too.
+			const enrol = await request<{ secret: string }>(p.api("/auth/2fa/enrol"), { method: "POST", headers: as(doomed), json: { password: doomed.password } });
+			expect((await request(p.api("/auth/2fa/confirm"), { method: "POST", headers: as(doomed), json: { code: codeFor(enrol.body.secret) } })).status).toBe(200);
+			expect((await request(p.api("/auth/login"), { method: "POST", json: { email: doomed.user.email, password: doomed.password } })).body).toMatchObject({ challenge: "totp" });
 			// Something in every other service: a group, a web page, a playlist, a schedule, an override.
 			await request(p.api("/display-groups"), { method: "POST", headers: as(doomed), json: { name: "Doomed group" } });
 			const page = await request<{ id: string }>(p.api("/content/url"), { method: "POST", headers: as(doomed), json: { name: "Doomed page", url: "https://example.com/", durationMs: 5000 } });
@@ -315,7 +320,7 @@ describe("tenants", () => {
 			for (const svc of p.broker.services as unknown as Array<{ name: string; db?: Record<string, AnyCollection> }>) {
 				for (const [collection, c] of Object.entries(svc.db ?? {})) collections.push([`${svc.name}.${collection}`, c]);
 			}
-			expect(collections.map(([name]) => name)).toEqual(expect.arrayContaining(["devices.display_groups", "media.content", "scheduling.playlists", "scheduling.schedules", "scheduling.overrides", "notifications.email_outbox", "notifications.notifications", "notifications.webhook_endpoints", "notifications.webhook_events", "notifications.webhook_deliveries", "notifications.alert_states"]));
+			expect(collections.map(([name]) => name)).toEqual(expect.arrayContaining(["auth.two_factor", "auth.recovery_codes", "auth.login_challenges", "devices.display_groups", "media.content", "scheduling.playlists", "scheduling.schedules", "scheduling.overrides", "notifications.email_outbox", "notifications.notifications", "notifications.webhook_endpoints", "notifications.webhook_events", "notifications.webhook_deliveries", "notifications.alert_states"]));
 			const leftovers = async () => {
 				const found: string[] = [];
 				for (const [name, c] of collections) {

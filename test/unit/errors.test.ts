@@ -3,6 +3,7 @@
  * moleculer-web's built-ins, body-parser failures, anything else thrown) and the regenerator
  * that keeps AppErrors typed across the transporter.
  */
+import { sealer, SealedSecretError } from "../../shared/sealed";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import bodyParser from "body-parser";
@@ -224,6 +225,19 @@ describe("toApiError: Moleculer and moleculer-web built-ins", () => {
 		["NatsError", Object.assign(new Error(`TIMEOUT ${SECRET}`), { name: "NatsError", code: "TIMEOUT" })]
 	])("%s → 503 without its details", (_name, err) => {
 		expect(toApiError(err)).toEqual({ type: "SERVICE_UNAVAILABLE", message: "Service unavailable, retry later", code: 503 });
+	});
+
+	it("a sealed secret that does not open (ENCRYPTION_KEY changed) → 503 naming the key, not the secret", () => {
+		let thrown: unknown;
+		try {
+			sealer("a".repeat(32)).open(sealer("b".repeat(32)).seal(SECRET, "totp:u1"), "totp:u1");
+		} catch (err) {
+			thrown = err;
+		}
+		expect(thrown).toBeInstanceOf(SealedSecretError);
+		const answer = toApiError(thrown);
+		expect(answer).toEqual({ type: "SERVICE_UNAVAILABLE", message: "A stored secret cannot be read; the operator must restore ENCRYPTION_KEY", code: 503 });
+		expect(JSON.stringify(answer)).not.toContain(SECRET);
 	});
 
 	it("a client error with a 4xx code keeps its status and message", () => {

@@ -17,7 +17,7 @@ describe("gatherParts", () => {
 	/** One empty part per service, as each contract types it. */
 	const EMPTY: ExportParts = {
 		analytics: { auditEvents: [], truncated: false, reportSchedules: [] },
-		auth: { users: [], sessions: [], apiKeys: [] },
+		auth: { users: [], sessions: [], apiKeys: [], ssoConnection: null },
 		billing: { subscription: null },
 		devices: { displays: [], groups: [], commands: [], provisioningKeys: [] },
 		media: { content: [] },
