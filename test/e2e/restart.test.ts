@@ -1,8 +1,8 @@
 /**
  * Restart: security state survives a restart of the platform on the same data, as a user runs it
  * (`tsx server.ts`, the embedded default: NeDB files, in-memory key/value store). Logged-out,
- * removed, demoted and deleted principals, revoked keys, deleted displays, used tokens and used
- * plan limits are refused before the restart — and still refused after it, when everything the
+ * removed, demoted and deleted principals, revoked keys, deleted displays, used tokens, used
+ * second-factor codes and used plan limits are refused before the restart — and still refused after it, when everything the
  * process only remembered in memory is gone.
  */
 import fs from "node:fs";
@@ -10,6 +10,7 @@ import path from "node:path";
 import { tempDir } from "../helpers/platform";
 import { killGroup, spawnPlatform, waitFor200, type PlatformProcess } from "../helpers/process";
 import { reportLine } from "../helpers/report";
+import { codeFor, stepOf } from "../helpers/totp";
 
 jest.setTimeout(120_000);
 
@@ -171,6 +172,27 @@ describe("security state across a restart (embedded default)", () => {
 		checks.push({ what: "a deleted tenant's owner token", expected: 401, run: me(doomed.accessToken) });
 		checks.push({ what: "a deleted tenant's API key", expected: 401, run: tenantOf(doomedKey.body.key) });
 
+		// Two-factor: a code used once (within its window still), a used recovery code, a used
+		// challenge — and, as the control, unused recovery codes that still sign in.
+		const guarded = await register(url, "twofactor");
+		const enrol = await call<{ secret: string }>(url, "/auth/2fa/enrol", { method: "POST", token: guarded.accessToken, json: { password: guarded.password } });
+		const step = stepOf();
+		const confirmed = await call<{ recoveryCodes: string[] }>(url, "/auth/2fa/confirm", { method: "POST", token: guarded.accessToken, json: { code: codeFor(enrol.body.secret, step) } });
+		expect(confirmed.status).toBe(200);
+		const recovery = confirmed.body.recoveryCodes;
+		const challenge = async (u: string) => (await call<{ challengeToken: string }>(u, "/auth/login", { method: "POST", json: { email: guarded.user.email, password: guarded.password } })).body.challengeToken;
+		const secondFactor = async (u: string, code: string, token?: string) => (await call(u, "/auth/login/2fa", { method: "POST", json: { challengeToken: token ?? (await challenge(u)), code } })).status;
+		// The next step's code: valid for a minute or more, so still inside its window after the restart.
+		const usedCode = codeFor(enrol.body.secret, step + 1);
+		const usedChallenge = await challenge(url);
+		expect(await secondFactor(url, usedCode, usedChallenge)).toBe(200);
+		expect(await secondFactor(url, recovery[0])).toBe(200);
+		checks.push({ what: "a TOTP code used already (replay)", expected: 401, run: u => secondFactor(u, usedCode) });
+		checks.push({ what: "a used recovery code", expected: 401, run: u => secondFactor(u, recovery[0]) });
+		checks.push({ what: "a used sign-in challenge", expected: 401, run: u => secondFactor(u, recovery[9], usedChallenge) });
+		let spare = 1;
+		checks.push({ what: "an unused recovery code (control)", expected: 200, run: u => secondFactor(u, recovery[spare++]) });
+
 		// The control: a session nobody ended still works on both sides of the restart.
 		checks.push({ what: "a live session (control)", expected: 200, run: me(owner.accessToken) });
 	});
@@ -189,6 +211,6 @@ describe("security state across a restart (embedded default)", () => {
 		const answers: Array<{ what: string; status: number }> = [];
 		for (const check of checks) answers.push({ what: check.what, status: await check.run(proc.url) });
 		expect(answers).toEqual(checks.map(check => ({ what: check.what, status: check.expected })));
-		reportLine(`restart: ${checks.length - 1} ended credentials and limits refused before and after a restart on the same data (+1 live session still accepted)`);
+		reportLine(`restart: ${checks.length - 2} ended credentials and limits refused before and after a restart on the same data (+2 controls still accepted)`);
 	});
 });
