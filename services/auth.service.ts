@@ -98,6 +98,12 @@ import {
 	startFlow,
 	startPath,
 	stateUsable,
+	checkDomains,
+	systemResolveTxt,
+	txtRecordName,
+	withDomains,
+	type ResolveTxt,
+	verifierMatches,
 	type SsoConnectionDoc,
 	type SsoIdentityDoc,
 	type SsoStateDoc
@@ -127,6 +133,7 @@ import {
 	tokenSet,
 	PASSWORD_ONLY,
 	reachesAccount,
+	sessionRole,
 	type SessionDoc,
 	type SessionFilter,
 	type SignedInHow
@@ -161,6 +168,7 @@ interface AuthVars extends DbVars<typeof COLLECTIONS> {
 	keys: SigningKeys;
 	sealing: Sealer;
 	idps: IdentityProviders;
+	resolveTxt: ResolveTxt;
 }
 
 interface AuthMethods {
@@ -173,14 +181,18 @@ interface AuthMethods {
 	landingTenant(ctx: Context<unknown, RequestMeta>, user: UserDoc, wantedTenantId: string | null): Promise<string>;
 	/** Why a password session may not be in `tenantId` (SSO required, two-factor required), or null. */
 	passwordBarrier(ctx: Context, user: Pick<UserDoc, "email">, tenant: TenantView, role: Role, secondFactor: boolean): Promise<PasswordBarrier | null>;
+	/** Why a single sign-on session may not go on: the tenant's connection was removed, disabled or points at another issuer. */
+	ssoBarrier(session: SessionDoc): Promise<PasswordBarrier | null>;
 	ssoConnection(tenantId: string): Promise<SsoConnectionDoc | null>;
 	ssoView(ctx: Context<unknown, RequestMeta>, tenantId: string, connection: SsoConnectionDoc | null): Promise<SsoConnectionView>;
 	/** The tenant of a slug and its enabled connection (404 for either missing). */
 	ssoTarget(ctx: Context<unknown, RequestMeta>, slug: string): Promise<{ tenant: TenantView; connection: SsoConnectionDoc }>;
 	/** An openid-client Client for the connection (503 when its IdP cannot be reached). */
 	idpClient(connection: SsoConnectionDoc, redirectUri: string): Promise<BaseClient>;
-	/** The gateway's public base URL: PUBLIC_URL, else the request's Host. */
-	publicUrl(meta: RequestMeta): string;
+	/** The gateway's public base URL: PUBLIC_URL, else (outside production) the request's Host; null in production without it. */
+	publicUrl(meta: RequestMeta): string | null;
+	/** As publicUrl, 503 when there is none. */
+	requirePublicUrl(meta: RequestMeta): string;
 	/** The signed-in person and their session (401 when it ended meanwhile). */
 	sessionOf(meta: RequestMeta): Promise<{ caller: SignedInUser; session: SessionDoc }>;
 	/** As sessionOf, but 403 for a session started by single sign-on: account-wide changes need the person's own sign-in. */
@@ -404,7 +416,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				}
 				// The tenant's requirements as they are now (single sign-on made mandatory, two-factor
 				// required): a session that does not meet them ends here, within an access token's life.
-				const barrier = session.method === "sso" ? null : await this.passwordBarrier(ctx, user, tenant, membership.role, Boolean(session.secondFactor));
+				const barrier = session.method === "sso" ? await this.ssoBarrier(session) : await this.passwordBarrier(ctx, user, tenant, membership.role, Boolean(session.secondFactor));
 				if (barrier) {
 					await this.endSessionsWhere({ id: session.id });
 					throw Errors.unauthorized(`Sign in again: ${barrier.message}`);
@@ -415,7 +427,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 					throw invalid;
 				}
 				await audit(ctx, { action: "auth.refreshed", tenantId: session.tenantId, actor: { kind: "user", id: session.userId }, target: session.id });
-				return tokenSet(this.keys, session, membership.role, refreshToken);
+				return tokenSet(this.keys, session, sessionRole(session, membership.role), refreshToken);
 			}
 		},
 
@@ -819,7 +831,8 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				const caller = userCallerOf(ctx.meta);
 				const p = ctx.params;
 				const existing = await this.ssoConnection(caller.tenantId);
-				const issuer = p.issuer.trim().replace(/\/$/, "");
+				// Exactly as typed: the discovery document's `issuer` must match it (Auth0's ends with "/").
+				const issuer = p.issuer.trim();
 				const domains = p.allowedDomains.map(normalizeDomain);
 				const problems = [
 					...(/^https:\/\//.test(issuer) || (this.config.ssoAllowPrivate && /^http:\/\//.test(issuer)) ? [] : [{ field: "issuer", message: "must be an https URL", type: "url" }]),
@@ -827,6 +840,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 					...(p.clientSecret || existing ? [] : [{ field: "clientSecret", message: "is required for a new connection", type: "required" }])
 				];
 				if (problems.length) throw Errors.validation(problems);
+				this.requirePublicUrl(ctx.meta);
 				// Discovery now, so a wrong issuer is a 422 here rather than a failed sign-in later.
 				this.idps.forget(issuer);
 				try {
@@ -839,16 +853,18 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 					issuer,
 					clientId: p.clientId,
 					clientSecret: p.clientSecret ? this.sealing.seal(p.clientSecret, secretContext(caller.tenantId)) : (existing as SsoConnectionDoc).clientSecret,
-					allowedDomains: [...new Set(domains as string[])],
+					domains: withDomains(existing?.domains ?? [], domains as string[]),
 					defaultRole: p.defaultRole ?? existing?.defaultRole ?? "viewer",
 					enforced: p.enforced ?? existing?.enforced ?? false,
 					enabled: p.enabled ?? existing?.enabled ?? true
 				};
 				const saved = existing ? await this.db.sso_connections.updateDoc(ctx, existing.id, fields, "SSO connection") : await this.db.sso_connections.insertDoc(ctx, fields);
+				// Another identity provider, or none: what the old one vouched for ends now.
+				if (existing && (existing.issuer !== issuer || !fields.enabled)) await this.endSessionsWhere({ tenantId: caller.tenantId, method: "sso" });
 				await audit(ctx, {
 					action: existing ? "sso.updated" : "sso.configured",
 					target: saved.id,
-					data: { issuer, allowedDomains: fields.allowedDomains, enforced: fields.enforced, enabled: fields.enabled, secretChanged: Boolean(p.clientSecret) }
+					data: { issuer, allowedDomains: fields.domains.map(d => d.domain), enforced: fields.enforced, enabled: fields.enabled, secretChanged: Boolean(p.clientSecret) }
 				});
 				return this.ssoView(ctx, caller.tenantId, saved);
 			}
@@ -864,8 +880,29 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				const connection = await this.ssoConnection(userCallerOf(ctx.meta).tenantId);
 				if (!connection) throw Errors.notFound("SSO connection");
 				await this.db.sso_connections.removeDoc(ctx, connection.id, "SSO connection");
-				await audit(ctx, { action: "sso.removed", target: connection.id });
+				const ended = await this.endSessionsWhere({ tenantId: connection.tenantId, method: "sso" });
+				await audit(ctx, { action: "sso.removed", target: connection.id, data: { sessionsEnded: ended } });
 				return null;
+			}
+		},
+
+		verifySsoDomains: {
+			rest: "POST /tenant/sso/verify-domains",
+			permission: "sso.manage",
+			summary: "Look up each unverified domain's DNS TXT record (GET /tenant/sso names it); a domain counts for sign-in once verified",
+			response: SsoConnectionView,
+			async handler(ctx: ActionCtx<"auth.verifySsoDomains", RequestMeta>): Promise<Result<"auth.verifySsoDomains">> {
+				const { tenantId } = userCallerOf(ctx.meta);
+				const connection = await this.ssoConnection(tenantId);
+				if (!connection) throw Errors.notFound("SSO connection");
+				const domains = await checkDomains(connection.domains, this.resolveTxt);
+				const verified = domains.filter((d, i) => d.verifiedAt && !connection.domains[i].verifiedAt).map(d => d.domain);
+				if (verified.length === 0) return this.ssoView(ctx, tenantId, connection);
+				// Only the verification moves (a conditional update: a PUT meanwhile keeps its domains).
+				const updated = await this.db.sso_connections.updateWhere(ctx, { _id: connection.id, updatedAt: connection.updatedAt }, { domains });
+				if (updated === 0) throw Errors.conflict("The connection changed meanwhile: verify again");
+				await audit(ctx, { action: "sso.domains.verified", target: connection.id, data: { domains: verified } });
+				return this.ssoView(ctx, tenantId, await this.ssoConnection(tenantId));
 			}
 		},
 
@@ -875,13 +912,22 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			summary: "Start single sign-on: redirects the browser to the organisation's identity provider",
 			successStatus: 302,
 			response: null,
-			params: { $$strict: "remove", tenantSlug: { type: "string", min: 1, max: 200 } },
+			params: {
+				$$strict: "remove",
+				tenantSlug: { type: "string", min: 1, max: 200 },
+				// The CMS's own PKCE challenge (S256 of a verifier it keeps), shown again at the exchange.
+				// (Required; checked after the tenant, so an unknown one is a 404 whatever the query.)
+				codeChallenge: { type: "string", min: 43, max: 128, pattern: /^[A-Za-z0-9_-]+$/, optional: true }
+			},
 			async handler(ctx: ActionCtx<"auth.ssoStart", RequestMeta>): Promise<Result<"auth.ssoStart">> {
 				await takeAttempt(this.kv, THROTTLES.sso(ctx.meta.ip));
 				const { tenant, connection } = await this.ssoTarget(ctx, ctx.params.tenantSlug);
-				const redirectUri = this.publicUrl(ctx.meta) + callbackPath(tenant.slug);
+				if (!ctx.params.codeChallenge) {
+					throw Errors.validation([{ field: "codeChallenge", message: "is required: the S256 challenge of a verifier the client keeps for POST /auth/sso/exchange", type: "required" }]);
+				}
+				const redirectUri = this.requirePublicUrl(ctx.meta) + callbackPath(tenant.slug);
 				const client = await this.idpClient(connection, redirectUri);
-				const flow = startFlow(client, this.sealing, tenant.id, redirectUri);
+				const flow = startFlow(client, this.sealing, tenant.id, redirectUri, ctx.params.codeChallenge);
 				await this.db.sso_states.insertDoc(flow.doc);
 				ctx.meta.$location = flow.authorizationUrl;
 				ctx.meta.$responseHeaders = { "Set-Cookie": ssoCookie(flow.browserSecret, redirectUri.startsWith("https:"), SSO_STATE_COOKIE_SEC), "Cache-Control": "no-store" };
@@ -955,7 +1001,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 					});
 				}
 				await audit(ctx, { action: "auth.sso.signedIn", tenantId: tenant.id, actor: { kind: "user", id: user.id }, target: user.id, data: { created: decision.kind === "create", joined: added } });
-				const code = await openChallenge(this.db.login_challenges, { userId: user.id, landingTenantId: tenant.id, kind: "sso" });
+				const code = await openChallenge(this.db.login_challenges, { userId: user.id, landingTenantId: tenant.id, kind: "sso", ssoIssuer: connection.issuer, exchangeChallenge: state.exchangeChallenge });
 				ctx.meta.$location = `${this.config.appUrl}/sso/callback?code=${encodeURIComponent(code)}`;
 				ctx.meta.$responseHeaders = { "Set-Cookie": ssoCookie("", state.redirectUri.startsWith("https:"), 0), "Cache-Control": "no-store" };
 				return null;
@@ -965,20 +1011,24 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		ssoExchange: {
 			rest: "POST /auth/sso/exchange",
 			permission: "public",
-			summary: "Trade the one-time code of a single sign-on callback for a session (works once, within 2 minutes)",
+			summary: "Trade the one-time code of a single sign-on callback, with the verifier of the flow's codeChallenge, for a session (works once, within 2 minutes)",
 			response: LoginAnswer,
-			params: { $$strict: "remove", code: TOKEN_RULE },
+			params: { $$strict: "remove", code: TOKEN_RULE, codeVerifier: { type: "string", min: 43, max: 128 } },
 			async handler(ctx: ActionCtx<"auth.ssoExchange", RequestMeta>): Promise<Result<"auth.ssoExchange">> {
 				const rules = THROTTLES.tokenUse(ctx.meta.ip);
 				await takeAttempt(this.kv, rules);
 				const invalid = Errors.unauthorized("Invalid or expired code");
 				const challenge = await findChallenge(this.db.login_challenges, ctx.params.code);
 				if (!challenge || challenge.kind !== "sso") throw invalid;
+				// Claimed before the verifier is compared: a wrong one burns the code (no guessing).
 				if (!(await claimChallenge(this.db.login_challenges, challenge))) throw invalid;
+				if (!challenge.exchangeChallenge || !verifierMatches(ctx.params.codeVerifier, challenge.exchangeChallenge)) {
+					throw Errors.unauthorized("This sign-in was not started by this client: start again");
+				}
 				await giveBack(this.kv, rules);
 				const user = await this.db.users.findDoc({ _id: challenge.userId });
 				if (!user) throw invalid;
-				const answer = await this.loginAnswer(ctx, user, challenge.landingTenantId, { method: "sso", secondFactor: false });
+				const answer = await this.loginAnswer(ctx, user, challenge.landingTenantId, { method: "sso", secondFactor: false, ssoIssuer: challenge.ssoIssuer });
 				await audit(ctx, { action: "auth.login", tenantId: challenge.landingTenantId, actor: { kind: "user", id: user.id }, target: user.id, data: { method: "sso" } });
 				return answer;
 			}
@@ -1193,7 +1243,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 					this.ssoConnection(ctx.params.tenantId)
 				]);
 				const ssoConnection = sso
-					? { issuer: sso.issuer, clientId: sso.clientId, allowedDomains: sso.allowedDomains, defaultRole: sso.defaultRole, enforced: sso.enforced, enabled: sso.enabled, updatedAt: sso.updatedAt }
+					? { issuer: sso.issuer, clientId: sso.clientId, allowedDomains: sso.domains.map(d => d.domain), defaultRole: sso.defaultRole, enforced: sso.enforced, enabled: sso.enabled, updatedAt: sso.updatedAt }
 					: null;
 				return { users: users.map(userView), sessions: sessions.map(sessionExport), apiKeys: apiKeys.map(apiKeyExport), ssoConnection };
 			}
@@ -1237,7 +1287,8 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				await this.db.users.updateDoc(user.id, { ...(knownClients ? { knownClients } : {}), lastTenantId: tenantId });
 			}
 			const { session, refreshToken } = await startSession(this.db.sessions, user.id, tenantId, { ip: ctx.meta.ip ?? "", userAgent: ctx.meta.userAgent ?? "" }, how);
-			return { user: userView(user), tenant: tenantSummary(tenant), role: membership.role, ...tokenSet(this.keys, session, membership.role, refreshToken) };
+			const role = sessionRole(session, membership.role);
+			return { user: userView(user), tenant: tenantSummary(tenant), role, ...tokenSet(this.keys, session, role, refreshToken) };
 		},
 
 		async signIn(ctx: Context<unknown, RequestMeta>, user: UserDoc, wantedTenantId: string | null): Promise<SignInAnswer> {
@@ -1296,13 +1347,15 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 
 		async ssoView(ctx: Context<unknown, RequestMeta>, tenantId: string, connection: SsoConnectionDoc | null): Promise<SsoConnectionView> {
 			const tenant = await call(ctx, "tenants.find", { tenantId });
-			const base = this.publicUrl(ctx.meta);
+			// Without PUBLIC_URL in production: the paths (SSO cannot start until it is set).
+			const base = this.publicUrl(ctx.meta) ?? "";
 			const urls = { redirectUri: base + callbackPath(tenant?.slug ?? ""), loginUrl: base + startPath(tenant?.slug ?? "") };
 			if (!connection) {
-				return { configured: false, issuer: null, clientId: null, clientSecretSet: false, allowedDomains: [], defaultRole: "viewer", enforced: false, enabled: false, ...urls, updatedAt: null };
+				return { configured: false, issuer: null, clientId: null, clientSecretSet: false, allowedDomains: [], domains: [], defaultRole: "viewer", enforced: false, enabled: false, ...urls, updatedAt: null };
 			}
-			const { issuer, clientId, allowedDomains, defaultRole, enforced, enabled, updatedAt } = connection;
-			return { configured: true, issuer, clientId, clientSecretSet: true, allowedDomains, defaultRole, enforced, enabled, ...urls, updatedAt };
+			const { issuer, clientId, defaultRole, enforced, enabled, updatedAt } = connection;
+			const domains = connection.domains.map(d => ({ domain: d.domain, verified: Boolean(d.verifiedAt), record: { type: "TXT" as const, name: txtRecordName(d.domain), value: d.token } }));
+			return { configured: true, issuer, clientId, clientSecretSet: true, allowedDomains: connection.domains.map(d => d.domain), domains, defaultRole, enforced, enabled, ...urls, updatedAt };
 		},
 
 		async ssoTarget(ctx: Context<unknown, RequestMeta>, slug: string): Promise<{ tenant: TenantView; connection: SsoConnectionDoc }> {
@@ -1322,11 +1375,25 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			}
 		},
 
-		publicUrl(meta: RequestMeta): string {
+		publicUrl(meta: RequestMeta): string | null {
 			if (this.config.publicUrl) return this.config.publicUrl;
+			// In production redirect URIs come from configuration only, never from a request header.
+			if (this.config.nodeEnv === "production") return null;
 			const host = meta.headers?.host ?? "";
 			// Without PUBLIC_URL the request's own host (the IdP only accepts registered redirect URIs).
 			return /^[a-z0-9.-]+(:\d{1,5})?$/i.test(host) || /^\[[0-9a-f:.]+\](:\d{1,5})?$/i.test(host) ? `http://${host}` : `http://localhost:${this.config.port}`;
+		},
+
+		requirePublicUrl(meta: RequestMeta): string {
+			const base = this.publicUrl(meta);
+			if (!base) throw Errors.unavailable("Single sign-on needs PUBLIC_URL, the gateway's public URL, for its redirect URIs");
+			return base;
+		},
+
+		async ssoBarrier(session: SessionDoc): Promise<PasswordBarrier | null> {
+			const connection = await this.ssoConnection(session.tenantId);
+			if (connection?.enabled && connection.issuer === session.ssoIssuer) return null;
+			return { kind: "sso", message: "this organisation's single sign-on changed", data: { requirement: "sso" } };
 		},
 
 		ssoConnection(tenantId: string): Promise<SsoConnectionDoc | null> {
@@ -1418,6 +1485,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		this.keys = signingKeys(resolveJwtSecret(this.config), this.config.jwtPreviousSecrets);
 		this.sealing = sealer(resolveEncryptionKey(this.config));
 		this.idps = new IdentityProviders({ allowPrivate: this.config.ssoAllowPrivate });
+		this.resolveTxt = systemResolveTxt(this.config.dnsServers);
 	},
 
 	async started() {

@@ -103,7 +103,7 @@ export function captureObjects(src: string, dest: string): number {
 	return objects;
 }
 
-/** DATA_DIR/secrets into `dest` (synchronous): the generated JWT secret. */
+/** DATA_DIR/secrets into `dest` (synchronous): the generated JWT secret and encryption key. */
 function captureSecrets(dataDir: string, dest: string): number {
 	const src = path.join(dataDir, "secrets");
 	if (!fs.existsSync(src)) return 0;
@@ -155,6 +155,7 @@ export async function exportAnalytics(store: ChdbStore, dir: string): Promise<An
 function platformNotes(config: Config): string[] {
 	const notes: string[] = ["mail written to DATA_DIR/mail is output, not state: not included"];
 	if (config.jwtSecret) notes.push("JWT_SECRET comes from the environment, not DATA_DIR/secrets: keep it with this backup, or tokens issued before it stop working");
+	if (config.encryptionKey) notes.push("ENCRYPTION_KEY comes from the environment, not DATA_DIR/secrets: keep it with this backup, or two-factor and SSO secrets in it cannot be read");
 	return notes;
 }
 

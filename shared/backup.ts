@@ -10,7 +10,7 @@
  *
  *   db/<collection>.db               NeDB files, one per collection (NeDB's own format)
  *   s3/<bucket>/…                    the embedded S3 server's files (s3rver's layout)
- *   secrets/…                        DATA_DIR/secrets (the generated JWT secret)
+ *   secrets/…                        DATA_DIR/secrets (the generated JWT secret and encryption key)
  *   analytics-export/<table>.native  every analytics table, in ClickHouse's Native format
  *
  * Reading refuses anything else: a path outside those roots or not in the manifest, a

@@ -46,6 +46,8 @@ export interface Config {
 	encryptionKey: string | null;
 	/** OpenID Connect identity providers may be on loopback or private networks (an on-premises IdP, tests). */
 	ssoAllowPrivate: boolean;
+	/** DNS servers for domain verification (empty: the system's). */
+	dnsServers: string[];
 	bcryptCost: number;
 	/** Public URL of the CMS, for links in emails. */
 	appUrl: string;
@@ -133,7 +135,7 @@ interface Variable {
 
 /** Every variable, in the order the README lists them. */
 export const VARIABLES: Variable[] = [
-	{ name: "NODE_ENV", example: "development", description: "`development`, `production` or `test`; production requires `JWT_SECRET` and logs JSON" },
+	{ name: "NODE_ENV", example: "development", description: "`development`, `production` or `test`; production requires `JWT_SECRET` and `ENCRYPTION_KEY` and logs JSON" },
 	{ name: "PORT", example: "3000", description: "HTTP port of the API gateway" },
 	{ name: "HOST", example: "0.0.0.0", description: "address the gateway binds to" },
 	{ name: "OPS_PORT", example: "3001", description: "health and metrics port of a process that does not run the gateway" },
@@ -170,6 +172,7 @@ export const VARIABLES: Variable[] = [
 	{ name: "JWT_PREVIOUS_SECRETS", example: "", description: "comma-separated earlier secrets: their tokens still verify (key rotation) until removed" },
 	{ name: "ENCRYPTION_KEY", example: "", description: "≥ 32 characters; seals secrets at rest (two-factor secrets, SSO client secrets); required in production, generated into `DATA_DIR` otherwise. Changing it makes those secrets unreadable" },
 	{ name: "SSO_ALLOW_PRIVATE", example: "false", description: "`true` lets single sign-on reach identity providers on loopback or private addresses (an on-premises IdP, tests); off, an issuer must resolve to public addresses" },
+	{ name: "DNS_SERVERS", example: "", description: "comma-separated DNS servers (`ip` or `ip:port`) that single sign-on's domain verification asks for TXT records; unset, the system's resolvers" },
 	{ name: "BCRYPT_COST", example: "12", description: "bcrypt cost of password hashes (≥ 12 in production)" },
 	{ name: "APP_URL", example: "http://localhost:3000", description: "public URL of the CMS, used in links of emails" },
 	{ name: "PUBLIC_URL", example: "", description: "public URL of the API gateway, used in single sign-on redirect URIs (register `<PUBLIC_URL>/api/v1/auth/sso/<slug>/callback` at the identity provider); unset, the request's Host is used over http" },
@@ -322,6 +325,10 @@ export function loadConfig(env: Env = process.env): Config {
 	if (jwtPreviousSecrets.some(secret => secret.length < 32)) {
 		throw new ConfigError("JWT_PREVIOUS_SECRETS", "entries must be at least 32 characters");
 	}
+	const dnsServers = list(env, "DNS_SERVERS");
+	if (dnsServers.some(server => !/^(\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?|\[?[0-9a-f:]+\]?(:\d{1,5})?)$/i.test(server))) {
+		throw new ConfigError("DNS_SERVERS", "entries must be IP addresses, optionally with :port");
+	}
 	const encryptionKey = env.ENCRYPTION_KEY || null;
 	if (encryptionKey !== null && encryptionKey.length < 32) throw new ConfigError("ENCRYPTION_KEY", "must be at least 32 characters");
 	if (production && encryptionKey === null) throw new ConfigError("ENCRYPTION_KEY", "is required when NODE_ENV=production");
@@ -384,6 +391,7 @@ export function loadConfig(env: Env = process.env): Config {
 		jwtPreviousSecrets,
 		encryptionKey,
 		ssoAllowPrivate: bool(env, "SSO_ALLOW_PRIVATE", false),
+		dnsServers,
 		bcryptCost,
 		appUrl: appUrl.replace(/\/$/, ""),
 		publicUrl: url(env, "PUBLIC_URL", ["http", "https"])?.replace(/\/$/, "") ?? null,

@@ -37,7 +37,7 @@ export const PERMISSIONS = {
 	"displays.manage": { principals: ["user", "apiKey"], minRole: "admin", description: "displays, pairing, commands, groups" },
 	"members.manage": { principals: ["user", "apiKey"], minRole: "admin", description: "members and invitations" },
 	"apiKeys.manage": { principals: ["user"], minRole: "admin", description: "API keys" },
-	"sso.manage": { principals: ["user"], minRole: "admin", description: "single sign-on (the tenant's identity provider)" },
+	"sso.manage": { principals: ["user"], minRole: "owner", description: "single sign-on (the tenant's identity provider)" },
 	"webhooks.manage": { principals: ["user", "apiKey"], minRole: "admin", description: "webhooks and alert settings" },
 	"tenant.settings": { principals: ["user", "apiKey"], minRole: "admin", description: "tenant profile and settings" },
 	"audit.read": { principals: ["user", "apiKey"], minRole: "admin", description: "audit logs" },

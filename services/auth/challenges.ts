@@ -25,16 +25,22 @@ export interface ChallengeDoc extends Stored {
 	attempts: number;
 	expiresAt: string;
 	usedAt?: string;
+	/** sso: the identity provider that vouched, and the S256 challenge of the CMS that started the flow. */
+	ssoIssuer?: string;
+	exchangeChallenge?: string;
 }
+
+/** What opens a challenge. */
+export type ChallengeFields = Pick<ChallengeDoc, "userId" | "landingTenantId" | "kind" | "ssoIssuer" | "exchangeChallenge">;
 
 export type ChallengeStore = Pick<GlobalCollection<ChallengeDoc>, "findDoc" | "insertDoc" | "updateWhere" | "removeDocs">;
 
-export function newChallenge(fields: { userId: string; landingTenantId: string; kind: ChallengeKind }, nowMs: number): { token: string; doc: NewDoc<ChallengeDoc> } {
+export function newChallenge(fields: ChallengeFields, nowMs: number): { token: string; doc: NewDoc<ChallengeDoc> } {
 	const token = randomToken(CHALLENGE_PREFIX);
 	return { token, doc: { ...fields, tokenHash: hashToken(token), attempts: 0, expiresAt: new Date(nowMs + CHALLENGE_TTL_MS[fields.kind]).toISOString() } };
 }
 
-export async function openChallenge(store: ChallengeStore, fields: { userId: string; landingTenantId: string; kind: ChallengeKind }, nowMs = Date.now()): Promise<string> {
+export async function openChallenge(store: ChallengeStore, fields: ChallengeFields, nowMs = Date.now()): Promise<string> {
 	const { token, doc } = newChallenge(fields, nowMs);
 	await store.insertDoc(doc);
 	return token;

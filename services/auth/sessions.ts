@@ -42,6 +42,8 @@ export interface SessionDoc extends TenantOwned {
 	method?: SignInMethod;
 	/** A second factor (TOTP or a recovery code) was given at sign-in. */
 	secondFactor?: boolean;
+	/** For a single sign-on session: the identity provider that vouched (the session ends when the tenant's changes). */
+	ssoIssuer?: string;
 	/** Hash of the family's one refresh token that still works. */
 	currentHash: string;
 	/** Hashes of the tokens it replaced, newest first (at most USED_TOKENS_KEPT). */
@@ -83,6 +85,7 @@ export function openSession(userId: string, client: Client, now: number, how: Si
 			userId,
 			method: how.method,
 			secondFactor: how.secondFactor,
+			...(how.ssoIssuer ? { ssoIssuer: how.ssoIssuer } : {}),
 			currentHash: hashToken(refreshToken),
 			usedHashes: [],
 			lastUsedAt: new Date(now).toISOString(),
@@ -97,11 +100,20 @@ export function openSession(userId: string, client: Client, now: number, how: Si
 export interface SignedInHow {
 	method: SignInMethod;
 	secondFactor: boolean;
+	ssoIssuer?: string;
 }
 export const PASSWORD_ONLY: SignedInHow = { method: "password", secondFactor: false };
 
 /** Whether the session reaches beyond its own tenant: one started by a tenant's identity provider does not. */
 export const reachesAccount = (session: Pick<SessionDoc, "method">) => session.method !== "sso";
+
+/**
+ * The role a session acts with: its membership's, but never owner through single sign-on — an
+ * identity provider may vouch for a person, not hand out what only the owner's own sign-in may.
+ */
+export function sessionRole(session: Pick<SessionDoc, "method">, role: Role): Role {
+	return session.method === "sso" && role === "owner" ? "admin" : role;
+}
 
 /** The family's next refresh token and the changes that make it current (`presentedHash` joins the used ones). */
 export function rotation(
@@ -195,6 +207,8 @@ export interface SessionFilter {
 	id?: string;
 	userId?: string;
 	tenantId?: string;
+	/** Only sessions signed in this way (e.g. a tenant's single sign-on sessions). */
+	method?: SignInMethod;
 }
 
 /**
@@ -205,6 +219,7 @@ export async function endSessions(sessions: SessionStore, kv: KeyValueStore, fil
 	const query: Record<string, string> = {};
 	if (filter.userId !== undefined) query.userId = filter.userId;
 	if (filter.id !== undefined) query._id = filter.id;
+	if (filter.method !== undefined) query.method = filter.method;
 	const found = await sessions.findDocs(filter.tenantId ? systemScope(filter.tenantId) : ALL_TENANTS, query);
 	const ending = found.filter(s => s.id !== exceptSessionId);
 	for (const s of ending) {

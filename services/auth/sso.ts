@@ -3,10 +3,13 @@
  * PKCE, state and nonce, through `openid-client`), and the rules around it.
  *
  * - A tenant's connection names the issuer, its client id and secret (sealed at rest), the email
- *   domains it vouches for, the role of people who join through it, and whether SSO is mandatory
+ *   domains it vouches for (each proved by a DNS TXT record before it counts), the role of people who join through it, and whether SSO is mandatory
  *   for those domains (their passwords then do not open this tenant).
  * - The flow is bound to the browser that started it: the start sets a random cookie whose hash
  *   the state record keeps, so a callback link sent to someone else does not sign them in.
+ * - The CMS that starts a flow sends the S256 challenge of a verifier only it knows, and must show
+ *   the verifier to trade the callback's one-time code: a flow someone else started in the
+ *   user's browser (a link to another tenant's SSO) cannot sign the user in to the CMS.
  * - State records are single-use and short-lived; the ID token's signature, issuer, audience,
  *   expiry and nonce are checked by openid-client, the email and its domain here.
  * - Every request to the identity provider goes through the SSRF guard (shared/ssrf.ts): its
@@ -15,9 +18,10 @@
  *   domains and sign in its tenant's members, never attach an existing account from outside (see
  *   `identityDecision`), and the sessions it starts reach that tenant only.
  */
+import dns from "node:dns/promises";
 import { custom, generators, Issuer, type BaseClient, type IdTokenClaims } from "openid-client";
 import type { NewDoc, Stored, TenantOwned } from "../../mixins/db.mixin";
-import { hashToken, randomToken } from "../../shared/secrets";
+import { hashToken, randomToken, safeEqual } from "../../shared/secrets";
 import type { Sealer } from "../../shared/sealed";
 import { assertPublicLiteral, guardedLookup, systemResolve, type Resolve } from "../../shared/ssrf";
 
@@ -34,12 +38,22 @@ export interface SsoConnectionDoc extends TenantOwned {
 	clientId: string;
 	/** Sealed for `sso:<tenantId>`. */
 	clientSecret: string;
-	/** Lower-case domains whose people this IdP may sign in (and create accounts for). */
-	allowedDomains: string[];
+	/**
+	 * Lower-case domains whose people this IdP may sign in (and create accounts for), each usable
+	 * once the tenant proved it controls it (a DNS TXT record, see checkDomains).
+	 */
+	domains: SsoDomain[];
 	defaultRole: SsoRole;
-	/** Passwords do not open this tenant for people of `allowedDomains`. */
+	/** Passwords do not open this tenant for people of its verified domains. */
 	enforced: boolean;
 	enabled: boolean;
+}
+
+export interface SsoDomain {
+	domain: string;
+	/** The TXT record's value that proves control of the domain. */
+	token: string;
+	verifiedAt?: string;
 }
 
 /** A started flow, until its callback (or SSO_STATE_TTL_MS). */
@@ -52,6 +66,8 @@ export interface SsoStateDoc extends Stored {
 	/** Sealed for `sso-state:<stateHash>`: the PKCE verifier and the nonce. */
 	secrets: string;
 	redirectUri: string;
+	/** The S256 challenge of the CMS that started the flow: only it can trade the code that ends it. */
+	exchangeChallenge: string;
 	expiresAt: string;
 	usedAt?: string;
 }
@@ -80,12 +96,49 @@ export function normalizeDomain(raw: string): string | null {
 	return /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/.test(domain) ? domain : null;
 }
 
-export function domainAllowed(connection: Pick<SsoConnectionDoc, "allowedDomains">, email: string): boolean {
-	return connection.allowedDomains.includes(emailDomain(email));
+/** Whether the tenant's identity provider speaks for `email`: its domain is configured and verified. */
+export function domainAllowed(connection: Pick<SsoConnectionDoc, "domains">, email: string): boolean {
+	const domain = emailDomain(email);
+	return connection.domains.some(d => d.domain === domain && d.verifiedAt);
+}
+
+// ---- domain verification -------------------------------------------------------------------
+
+/**
+ * A tenant names the domains its identity provider speaks for, and proves each one with a DNS
+ * TXT record — otherwise anyone could sign up, name `gmail.com`, and have accounts created (or
+ * found) for addresses that are not theirs.
+ */
+export const DOMAIN_RECORD_PREFIX = "_marquee-verification";
+export const txtRecordName = (domain: string) => `${DOMAIN_RECORD_PREFIX}.${domain}`;
+
+/** A DNS TXT lookup: the records of `name`, each as its character strings. */
+export type ResolveTxt = (name: string) => Promise<string[][]>;
+
+export function systemResolveTxt(servers: string[]): ResolveTxt {
+	const resolver = new dns.Resolver({ timeout: 3000, tries: 2 });
+	if (servers.length) resolver.setServers(servers);
+	return name => resolver.resolveTxt(name);
+}
+
+/** The wanted domains: those kept keep their token and verification, new ones get a token. */
+export function withDomains(current: SsoDomain[], wanted: string[]): SsoDomain[] {
+	return [...new Set(wanted)].map(domain => current.find(d => d.domain === domain) ?? { domain, token: `marquee-verification=${randomToken("", 24)}` });
+}
+
+/** Looks up each unverified domain's TXT record; answers the domains with the ones that match marked verified. */
+export async function checkDomains(domains: SsoDomain[], resolveTxt: ResolveTxt, now = Date.now()): Promise<SsoDomain[]> {
+	return Promise.all(
+		domains.map(async d => {
+			if (d.verifiedAt) return d;
+			const records = await resolveTxt(txtRecordName(d.domain)).catch(() => [] as string[][]);
+			return records.some(chunks => chunks.join("") === d.token) ? { ...d, verifiedAt: new Date(now).toISOString() } : d;
+		})
+	);
 }
 
 /** Whether a password may not open this tenant for `email`. */
-export function ssoRequired(connection: Pick<SsoConnectionDoc, "enabled" | "enforced" | "allowedDomains"> | null, email: string): boolean {
+export function ssoRequired(connection: Pick<SsoConnectionDoc, "enabled" | "enforced" | "domains"> | null, email: string): boolean {
 	return Boolean(connection?.enabled && connection.enforced && domainAllowed(connection, email));
 }
 
@@ -110,12 +163,13 @@ export function identityDecision(input: { linkedUserId: string | null; accountUs
 }
 
 /** The claims sign-in needs from a verified ID token, or why it cannot sign in with them. */
-export function identityFromClaims(claims: IdTokenClaims, connection: Pick<SsoConnectionDoc, "allowedDomains">): { ok: true; subject: string; email: string; name: string } | { ok: false; reason: string } {
+export function identityFromClaims(claims: IdTokenClaims, connection: Pick<SsoConnectionDoc, "domains">): { ok: true; subject: string; email: string; name: string } | { ok: false; reason: string } {
 	const email = typeof claims.email === "string" ? claims.email.trim().toLowerCase() : "";
 	if (!email || !/^[^\s@]+@[^\s@]+$/.test(email) || email.length > 254) return { ok: false, reason: "The identity provider sent no email address" };
-	// An IdP that says the address is not verified has not vouched for it.
+	// An IdP that says the address is not verified has not vouched for it. One that does not say
+	// (Microsoft Entra sends no email_verified) is trusted for its tenant's own verified domains.
 	if (claims.email_verified === false) return { ok: false, reason: "The identity provider has not verified this email address" };
-	if (!domainAllowed(connection, email)) return { ok: false, reason: "This email's domain may not sign in to this organisation with SSO" };
+	if (!domainAllowed(connection, email)) return { ok: false, reason: "This email's domain may not sign in to this organisation with SSO (not configured, or not verified yet)" };
 	const rawName = typeof claims.name === "string" && claims.name.trim() ? claims.name.trim() : email.slice(0, email.indexOf("@"));
 	return { ok: true, subject: claims.sub, email, name: rawName.slice(0, 100) };
 }
@@ -181,7 +235,12 @@ export interface StartedFlow {
 	doc: NewDoc<SsoStateDoc>;
 }
 
-export function startFlow(client: BaseClient, sealing: Sealer, tenantId: string, redirectUri: string, now = Date.now()): StartedFlow {
+/** Whether `verifier` is the one whose S256 challenge (RFC 7636) is `challenge`. */
+export function verifierMatches(verifier: string, challenge: string): boolean {
+	return safeEqual(generators.codeChallenge(verifier), challenge);
+}
+
+export function startFlow(client: BaseClient, sealing: Sealer, tenantId: string, redirectUri: string, exchangeChallenge: string, now = Date.now()): StartedFlow {
 	const state = generators.state();
 	const nonce = generators.nonce();
 	const codeVerifier = generators.codeVerifier();
@@ -204,6 +263,7 @@ export function startFlow(client: BaseClient, sealing: Sealer, tenantId: string,
 			connectionTenantId: tenantId,
 			secrets: sealing.seal(JSON.stringify({ codeVerifier, nonce }), `sso-state:${stateHash}`),
 			redirectUri,
+			exchangeChallenge,
 			expiresAt: new Date(now + SSO_STATE_TTL_MS).toISOString()
 		}
 	};

@@ -77,6 +77,14 @@ export const SsoConnectionView = Type.Object({
 	/** The secret is kept (sealed) and never shown again. */
 	clientSecretSet: Type.Boolean(),
 	allowedDomains: Type.Array(Type.String()),
+	/** Each allowed domain, whether it is verified, and the DNS TXT record that verifies it. */
+	domains: Type.Array(
+		Type.Object({
+			domain: Type.String(),
+			verified: Type.Boolean(),
+			record: Type.Object({ type: Type.Literal("TXT"), name: Type.String(), value: Type.String() })
+		})
+	),
 	defaultRole: Type.Union([Type.Literal("viewer"), Type.Literal("editor"), Type.Literal("admin")]),
 	enforced: Type.Boolean(),
 	enabled: Type.Boolean(),
@@ -184,11 +192,12 @@ export interface AuthActions {
 	"auth.getSso": { params: NoParams; result: SsoConnectionView };
 	"auth.putSso": { params: SsoConnectionParams; result: SsoConnectionView };
 	"auth.deleteSso": { params: NoParams; result: null };
+	"auth.verifySsoDomains": { params: NoParams; result: SsoConnectionView };
 	/** 302 to the identity provider. */
-	"auth.ssoStart": { params: { tenantSlug: string }; result: null };
+	"auth.ssoStart": { params: { tenantSlug: string; codeChallenge?: string }; result: null };
 	/** 302 to the CMS with a one-time code. */
 	"auth.ssoCallback": { params: SsoCallbackParams; result: null };
-	"auth.ssoExchange": { params: { code: string }; result: LoginAnswer };
+	"auth.ssoExchange": { params: { code: string; codeVerifier: string }; result: LoginAnswer };
 	"auth.refresh": { params: { refreshToken: string }; result: TokenSet };
 	"auth.logout": { params: { refreshToken: string }; result: null };
 	"auth.logoutAll": { params: NoParams; result: null };

@@ -19,6 +19,7 @@
  *
  * Until every action declares its `response`, (d) lists the routes that still lack one.
  */
+import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import sharp from "sharp";
@@ -27,6 +28,7 @@ import { sendToChannel } from "../../shared/contracts";
 import { bearer, mailbox, newAccount, someClient, startTestPlatform, tokenFromMail, waitForMail, type Platform, type Session } from "../helpers/accounts";
 import { signedBody, startFakeStripe, stripeEvent, type FakeStripe } from "../helpers/fake-stripe";
 import { closedSchema, jsonSchemaValidator } from "../helpers/openapi-validator";
+import { startTestDns, type TestDns } from "../helpers/dns-server";
 import { followAuthorization, startIdp } from "../helpers/oidc-idp";
 import { API_V1 } from "../helpers/routes";
 import { codeFor, stepOf } from "../helpers/totp";
@@ -84,11 +86,14 @@ describe("contract walk: every /api/v1 route answers as the OpenAPI document say
 		return stripe;
 	};
 	let doc: OpenApiDocument;
+	/** Answers single sign-on's domain verification (DNS TXT). */
+	let dnsServer: TestDns;
 	const answers: Answer[] = [];
 
 	beforeAll(async () => {
+		dnsServer = await startTestDns();
 		stripe = await startFakeStripe();
-		p = await startTestPlatform({ ...stripe.env, BCRYPT_COST: "4", DEFAULT_PLAN_MEMBERS: "100", DEFAULT_PLAN_DISPLAYS: "100", WEBHOOK_ALLOW_PRIVATE: "true", SSO_ALLOW_PRIVATE: "true", NOTIFICATIONS_POLL_MS: "50" });
+		p = await startTestPlatform({ ...stripe.env, BCRYPT_COST: "4", DEFAULT_PLAN_MEMBERS: "100", DEFAULT_PLAN_DISPLAYS: "100", WEBHOOK_ALLOW_PRIVATE: "true", SSO_ALLOW_PRIVATE: "true", DNS_SERVERS: dnsServer.server, NOTIFICATIONS_POLL_MS: "50" });
 		const res = await fetch(`${p.url}/api/openapi.json`);
 		expect(res.status).toBe(200);
 		doc = (await res.json()) as OpenApiDocument;
@@ -97,6 +102,7 @@ describe("contract walk: every /api/v1 route answers as the OpenAPI document say
 	afterAll(async () => {
 		await p?.stop();
 		await stripe?.close();
+		await dnsServer?.close();
 	});
 
 	/** The document's operations under /api/v1 by label ("GET /displays/{id}"). */
@@ -411,17 +417,20 @@ describe("contract walk: every /api/v1 route answers as the OpenAPI document say
 		const idp = await startIdp({ clients: [{ client_id: "walk", client_secret: "walk-secret-0123456789", redirect_uris: [view.redirectUri] }] });
 		try {
 			const domain = `walk-${process.pid}.test`;
-			await ok("PUT /tenant/sso", { token, json: { issuer: idp.issuer, clientId: "walk", clientSecret: "walk-secret-0123456789", allowedDomains: [domain] } });
+			const configured = (await ok<{ domains: Array<{ record: { name: string; value: string } }> }>("PUT /tenant/sso", { token, json: { issuer: idp.issuer, clientId: "walk", clientSecret: "walk-secret-0123456789", allowedDomains: [domain] } })).body;
+			dnsServer.setTxt(configured.domains[0].record.name, [configured.domains[0].record.value]);
+			await ok("POST /tenant/sso/verify-domains", { token });
 			await idp.setAccount({ sub: "walker", email: `walker@${domain}` });
 			const slug = signedIn.tenant.slug;
-			const started = await call("GET /auth/sso/{tenantSlug}", { values: { tenantSlug: slug } });
+			const verifier = randomBytes(32).toString("base64url");
+			const started = await call("GET /auth/sso/{tenantSlug}", { values: { tenantSlug: slug }, query: { codeChallenge: createHash("sha256").update(verifier).digest("base64url") } });
 			expect(started.status).toBe(302);
 			const cookie = (started.headers.get("set-cookie") ?? "").split(";")[0];
 			const back = new URL((await followAuthorization(started.headers.get("location") ?? "", view.redirectUri)).url);
 			const returned = await call("GET /auth/sso/{tenantSlug}/callback", { values: { tenantSlug: slug }, query: Object.fromEntries(back.searchParams), headers: { Cookie: cookie } });
 			expect(returned.status).toBe(302);
 			const code = new URL(returned.headers.get("location") ?? "").searchParams.get("code");
-			await ok("POST /auth/sso/exchange", { json: { code } });
+			await ok("POST /auth/sso/exchange", { json: { code, codeVerifier: verifier } });
 			await ok("DELETE /tenant/sso", { token });
 		} finally {
 			await idp.stop();

@@ -6,10 +6,12 @@
  * browser, a replayed callback, an ID token from another issuer or for another audience or with
  * another nonce, an email outside the allowed domains, an account that never joined).
  */
+import { createHash, randomBytes } from "node:crypto";
 import { bearer, login, newAccount, register, someClient, startTestPlatform, waitForMail, type Platform, type Session } from "../helpers/accounts";
+import { startTestDns, type TestDns } from "../helpers/dns-server";
 import { followAuthorization, startIdp, type Idp } from "../helpers/oidc-idp";
 import { request, type ErrorBody } from "../helpers/platform";
-import { acceptInvitation } from "../helpers/routes";
+import { acceptInvitation, addMember } from "../helpers/routes";
 
 const CLIENT_ID = "marquee-acme";
 const CLIENT_SECRET = "acme-client-secret-that-is-long-and-random-0123456789";
@@ -19,32 +21,54 @@ describe("single sign-on (OpenID Connect)", () => {
 	let idp: Idp;
 	let owner: Session & { password: string };
 	let redirectUri: string;
+	let dns: TestDns;
 	const domain = `acme-${process.pid}.test`;
 
 	beforeAll(async () => {
-		p = await startTestPlatform({ SSO_ALLOW_PRIVATE: "true", DEFAULT_PLAN_MEMBERS: "50", APP_URL: "https://cms.example.com" });
+		dns = await startTestDns();
+		p = await startTestPlatform({ SSO_ALLOW_PRIVATE: "true", DNS_SERVERS: dns.server, DEFAULT_PLAN_MEMBERS: "50", APP_URL: "https://cms.example.com" });
 		owner = await register(p, { ...newAccount("first"), email: `chief@${domain}`, organizationName: "Acme Signage" });
 		redirectUri = `${p.url}/api/v1/auth/sso/${owner.tenant.slug}/callback`;
 		idp = await startIdp({ clients: [{ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, redirect_uris: [redirectUri] }] });
 		const configured = await putSso({ issuer: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, allowedDomains: [domain, "Subsidiary.Example."], defaultRole: "editor" });
 		expect(configured.status).toBe(200);
+
+		// Nobody signs in through a domain the tenant has not proved it controls.
+		await idp.setAccount({ sub: "idp-early", email: `early@${domain}` });
+		const early = await ssoSignIn();
+		expect([early.status, early.error?.type]).toEqual([403, "FORBIDDEN"]);
+		const records = (configured.body.domains as Array<{ domain: string; verified: boolean; record: { type: string; name: string; value: string } }>);
+		expect(records).toEqual([
+			{ domain, verified: false, record: { type: "TXT", name: `_marquee-verification.${domain}`, value: expect.stringMatching(/^marquee-verification=[\w-]{32}$/) } },
+			{ domain: "subsidiary.example", verified: false, record: { type: "TXT", name: "_marquee-verification.subsidiary.example", value: expect.any(String) } }
+		]);
+		// A wrong value verifies nothing; the right one verifies its domain only.
+		dns.setTxt(records[0].record.name, ["marquee-verification=someone-elses"]);
+		const wrong = await request<{ domains: Array<{ verified: boolean }> }>(p.api("/tenant/sso/verify-domains"), { method: "POST", headers: as(owner) });
+		expect(wrong.body.domains.map(d => d.verified)).toEqual([false, false]);
+		dns.setTxt(records[0].record.name, ["v=spf1 -all", records[0].record.value]);
+		const verified = await request<{ domains: Array<{ verified: boolean }> }>(p.api("/tenant/sso/verify-domains"), { method: "POST", headers: as(owner) });
+		expect(verified.body.domains.map(d => d.verified)).toEqual([true, false]);
 	}, 60_000);
 
 	afterAll(async () => {
 		await idp?.stop();
 		await p?.stop();
+		await dns?.close();
 	});
 
 	const as = (s: { accessToken: string }) => bearer(s.accessToken);
 	const putSso = (body: unknown, token = owner.accessToken) => request<Record<string, unknown> & ErrorBody>(p.api("/tenant/sso"), { method: "PUT", json: body, headers: bearer(token) });
 
-	/** GET /auth/sso/:slug as a browser: the IdP's authorization URL and the flow's cookie. */
-	async function start(slug = owner.tenant.slug): Promise<{ location: string; cookie: string }> {
-		const res = await fetch(p.api(`/auth/sso/${slug}`), { redirect: "manual", headers: someClient() });
+	/** GET /auth/sso/:slug as the CMS sends a browser there: the IdP's authorization URL, the flow's cookie, and the CMS's verifier. */
+	async function start(slug = owner.tenant.slug): Promise<{ location: string; cookie: string; verifier: string }> {
+		const verifier = randomBytes(32).toString("base64url");
+		const challenge = createHash("sha256").update(verifier).digest("base64url");
+		const res = await fetch(p.api(`/auth/sso/${slug}?codeChallenge=${challenge}`), { redirect: "manual", headers: someClient() });
 		expect(res.status).toBe(302);
 		const setCookie = res.headers.get("set-cookie") ?? "";
 		expect(setCookie).toMatch(/^marquee_sso=[\w-]+; Path=\/api\/v1\/auth\/sso; Max-Age=600; HttpOnly; SameSite=Lax$/);
-		return { location: res.headers.get("location") ?? "", cookie: setCookie.split(";")[0] };
+		return { location: res.headers.get("location") ?? "", cookie: setCookie.split(";")[0], verifier };
 	}
 
 	/** The callback as the browser requests it; answers the status, Location and body. */
@@ -56,13 +80,13 @@ describe("single sign-on (OpenID Connect)", () => {
 
 	/** The whole flow for the IdP's current account: the session, or the failing answer. */
 	async function ssoSignIn(): Promise<{ status: number; session?: Session; error?: ErrorBody["error"] }> {
-		const { location, cookie } = await start();
+		const { location, cookie, verifier } = await start();
 		const back = await followAuthorization(location, redirectUri);
 		const answer = await callback(back.url, cookie);
 		if (answer.status !== 302) return { status: answer.status, error: answer.body?.error };
 		const target = new URL(answer.location);
 		expect(`${target.origin}${target.pathname}`).toBe("https://cms.example.com/sso/callback");
-		const exchanged = await request<Session & ErrorBody>(p.api("/auth/sso/exchange"), { method: "POST", json: { code: target.searchParams.get("code") }, headers: someClient() });
+		const exchanged = await request<Session & ErrorBody>(p.api("/auth/sso/exchange"), { method: "POST", json: { code: target.searchParams.get("code"), codeVerifier: verifier }, headers: someClient() });
 		return { status: exchanged.status, session: exchanged.body, error: exchanged.body.error };
 	}
 
@@ -75,6 +99,10 @@ describe("single sign-on (OpenID Connect)", () => {
 			clientId: CLIENT_ID,
 			clientSecretSet: true,
 			allowedDomains: [domain, "subsidiary.example"],
+			domains: [
+				{ domain, verified: true, record: { type: "TXT", name: `_marquee-verification.${domain}`, value: expect.any(String) } },
+				{ domain: "subsidiary.example", verified: false, record: { type: "TXT", name: "_marquee-verification.subsidiary.example", value: expect.any(String) } }
+			],
 			defaultRole: "editor",
 			enforced: false,
 			enabled: true,
@@ -179,7 +207,7 @@ describe("single sign-on (OpenID Connect)", () => {
 
 	it("refuses a forged state, a callback in another browser, and the same callback twice", async () => {
 		await idp.setAccount({ sub: "idp-jo", email: `jo@${domain}` });
-		const { location, cookie } = await start();
+		const { location, cookie, verifier } = await start();
 		const back = await followAuthorization(location, redirectUri);
 		const forged = new URL(back.url);
 		forged.searchParams.set("state", "forged-state-value-0123456789");
@@ -194,9 +222,19 @@ describe("single sign-on (OpenID Connect)", () => {
 		expect((await callback(back.url, cookie)).status).toBe(401);
 		// The one-time code too.
 		const code = new URL(ok.location).searchParams.get("code");
-		const exchange = () => request(p.api("/auth/sso/exchange"), { method: "POST", json: { code }, headers: someClient() });
+		const exchange = () => request(p.api("/auth/sso/exchange"), { method: "POST", json: { code, codeVerifier: verifier }, headers: someClient() });
 		expect((await exchange()).status).toBe(200);
 		expect((await exchange()).status).toBe(401);
+		// A flow someone else started in this browser (a link to SSO): the CMS's own verifier does not
+		// match, and the code is spent by the attempt.
+		const planted = await start();
+		const plantedBack = await followAuthorization(planted.location, redirectUri);
+		const plantedCode = new URL((await callback(plantedBack.url, planted.cookie)).location).searchParams.get("code");
+		const foreign = await request<ErrorBody>(p.api("/auth/sso/exchange"), { method: "POST", json: { code: plantedCode, codeVerifier: verifier }, headers: someClient() });
+		expect([foreign.status, foreign.body.error.message]).toEqual([401, "This sign-in was not started by this client: start again"]);
+		expect((await request(p.api("/auth/sso/exchange"), { method: "POST", json: { code: plantedCode, codeVerifier: planted.verifier }, headers: someClient() })).status).toBe(401);
+		// Starting without the client's challenge is refused.
+		expect((await fetch(p.api(`/auth/sso/${owner.tenant.slug}`), { redirect: "manual", headers: someClient() })).status).toBe(422);
 		// The IdP's own refusal.
 		const refused = await callback(`${redirectUri}?error=access_denied&state=x`, cookie);
 		expect([refused.status, refused.body?.error.type]).toEqual([401, "UNAUTHORIZED"]);
@@ -205,7 +243,7 @@ describe("single sign-on (OpenID Connect)", () => {
 	it("an unknown organisation and one without SSO answer 404 alike", async () => {
 		const plain = await register(p, newAccount("plain"));
 		for (const slug of [plain.tenant.slug, "no-such-organisation", "%00", "a".repeat(200)]) {
-			const res = await fetch(p.api(`/auth/sso/${slug}`), { redirect: "manual", headers: someClient() });
+			const res = await fetch(p.api(`/auth/sso/${slug}?codeChallenge=${"c".repeat(43)}`), { redirect: "manual", headers: someClient() });
 			expect([slug.slice(0, 20), res.status]).toEqual([slug.slice(0, 20), 404]);
 		}
 	});
@@ -240,11 +278,45 @@ describe("single sign-on (OpenID Connect)", () => {
 		expect((await login(p, member.email, member.password)).tenant.id).toBe(owner.tenant.id);
 	});
 
-	it("only admins configure it; bad configurations are 422 and leave the connection as it was", async () => {
-		const editor = (await ssoSignIn()).session as Session;
-		expect(editor.role).not.toBe("admin");
-		expect((await putSso({ issuer: idp.issuer, clientId: "x", allowedDomains: [domain] }, editor.accessToken)).status).toBe(403);
-		expect((await request(p.api("/tenant/sso"), { headers: as(editor) })).status).toBe(403);
+	it("never hands out the owner's role: the owner signing in through SSO acts as an admin", async () => {
+		await idp.setAccount({ sub: "idp-chief", email: owner.user.email });
+		const { session } = await ssoSignIn();
+		expect(session).toMatchObject({ user: { id: owner.user.id }, role: "admin" });
+		expect((await request(p.api("/tenant/export"), { headers: as(session as Session) })).status).toBe(403);
+		const refreshed = await request<{ accessToken: string }>(p.api("/auth/refresh"), { method: "POST", json: { refreshToken: (session as Session).refreshToken }, headers: someClient() });
+		expect((await request(p.api("/tenant/export"), { headers: bearer(refreshed.body.accessToken) })).status).toBe(403);
+		// The owner's own sign-in is still the owner.
+		expect((await login(p, owner.user.email, owner.password)).role).toBe("owner");
+	});
+
+	it("turning SSO off or pointing it elsewhere ends the sessions it started, at once", async () => {
+		await idp.setAccount({ sub: "idp-nina", email: `nina@${domain}` });
+		const { session } = await ssoSignIn();
+		const nina = session as Session;
+		expect((await request(p.api("/auth/me"), { headers: as(nina) })).status).toBe(200);
+		expect((await putSso({ issuer: idp.issuer, clientId: CLIENT_ID, allowedDomains: [domain], enabled: false })).status).toBe(200);
+		expect((await request(p.api("/auth/me"), { headers: as(nina) })).status).toBe(401);
+		expect((await request(p.api("/auth/refresh"), { method: "POST", json: { refreshToken: nina.refreshToken }, headers: someClient() })).status).toBe(401);
+		// The owner's password session is untouched.
+		expect((await request(p.api("/auth/me"), { headers: as(owner) })).status).toBe(200);
+		expect((await putSso({ issuer: idp.issuer, clientId: CLIENT_ID, allowedDomains: [domain], enabled: true })).status).toBe(200);
+		const again = (await ssoSignIn()).session as Session;
+		expect((await request(p.api("/tenant/sso"), { method: "DELETE", headers: as(owner) })).status).toBe(204);
+		expect((await request(p.api("/auth/me"), { headers: as(again) })).status).toBe(401);
+		// A new connection: its domains need verifying again (a new record value).
+		const renewed = await putSso({ issuer: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, allowedDomains: [domain, "subsidiary.example"], defaultRole: "editor" });
+		const record = (renewed.body.domains as Array<{ record: { name: string; value: string } }>)[0].record;
+		dns.setTxt(record.name, [record.value]);
+		const reverified = await request<{ domains: Array<{ verified: boolean }> }>(p.api("/tenant/sso/verify-domains"), { method: "POST", headers: as(owner) });
+		expect(reverified.body.domains.map(d => d.verified)).toEqual([true, false]);
+	});
+
+	it("only the owner configures it; bad configurations are 422 and leave the connection as it was", async () => {
+		// An admin could otherwise point it at an identity provider of their own and sign in as anyone.
+		const admin = await addMember(p, owner.accessToken, "admin", "sso-admin");
+		expect((await putSso({ issuer: idp.issuer, clientId: "x", allowedDomains: [domain] }, admin.session.accessToken)).status).toBe(403);
+		expect((await request(p.api("/tenant/sso"), { headers: as(admin.session) })).status).toBe(403);
+		expect((await request(p.api("/tenant/sso"), { method: "DELETE", headers: as(admin.session) })).status).toBe(403);
 		for (const bad of [
 			{ issuer: "ftp://idp.example", clientId: CLIENT_ID, allowedDomains: [domain] },
 			{ issuer: idp.issuer, clientId: CLIENT_ID, allowedDomains: [] },

@@ -95,10 +95,12 @@ function composeService(name: string): Mapping {
 	return mapping(mapping(compose().services, "services")[name], `services.${name}`);
 }
 
-/** Compose-style interpolation with no operator variables set: ${VAR:-default} gives the default. */
+/** Compose-style interpolation with only the required secrets set: ${VAR:-default} gives the default. */
 function interpolate(value: string): string {
 	return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}/g, (_m, name: string, operator?: string, argument?: string) => {
+		// The two secrets compose requires the operator to set.
 		if (name === "JWT_SECRET") return "test-secret-that-is-long-enough-for-config-validation";
+		if (name === "ENCRYPTION_KEY") return "test-encryption-key-long-enough-for-config-validation";
 		if (operator?.endsWith("?")) throw new Error(`\${${name}} must be set`);
 		return operator?.endsWith("-") ? (argument ?? "") : "";
 	});

@@ -214,6 +214,7 @@ describe("loadConfig rejects each bad variable with a ConfigError naming it", ()
 		["ENCRYPTION_KEY too short", { ENCRYPTION_KEY: "short" }, "ENCRYPTION_KEY"],
 		["SSO_ALLOW_PRIVATE not a boolean", { SSO_ALLOW_PRIVATE: "sometimes" }, "SSO_ALLOW_PRIVATE"],
 		["PUBLIC_URL not http(s)", { PUBLIC_URL: "ftp://signage.example.com" }, "PUBLIC_URL"],
+		["DNS_SERVERS not addresses", { DNS_SERVERS: "dns.example.com" }, "DNS_SERVERS"],
 		["production without ENCRYPTION_KEY", { NODE_ENV: "production", JWT_SECRET: GOOD_JWT }, "ENCRYPTION_KEY"],
 		["JWT_PREVIOUS_SECRETS with a short entry", { JWT_PREVIOUS_SECRETS: `${GOOD_JWT},short` }, "JWT_PREVIOUS_SECRETS"],
 		["BCRYPT_COST out of range", { BCRYPT_COST: "20" }, "BCRYPT_COST"],
