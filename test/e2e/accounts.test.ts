@@ -205,6 +205,25 @@ describe("accounts", () => {
 			expect(right.status).toBe(401);
 		});
 
+		it("guessing codes from many addresses with fresh challenges stops at 10 wrong codes per account", async () => {
+			const account = newAccount("target");
+			const session = await register(p, account);
+			const { secret } = await enableTwoFactor(session, account.password);
+			const statuses: number[] = [];
+			for (let i = 0; i < 16; i++) {
+				// Each guess from another address, on a challenge of its own.
+				const from = { "X-Forwarded-For": `10.77.${i}.${i + 1}` };
+				const challenge = await post<Challenge>("/auth/login", { email: account.email, password: account.password }, from);
+				const guess = await post("/auth/login/2fa", { challengeToken: challenge.body.challengeToken, code: String(200000 + i) }, from);
+				statuses.push(guess.status);
+			}
+			expect(statuses.slice(0, 10)).toEqual(Array(10).fill(401));
+			expect(statuses.slice(10)).toEqual(Array(6).fill(429));
+			// The right code is held back too while the limit holds: guessing must stop before the check.
+			const challenge = await post<Challenge>("/auth/login", { email: account.email, password: account.password }, { "X-Forwarded-For": "10.78.0.1" });
+			expect((await post("/auth/login/2fa", { challengeToken: challenge.body.challengeToken, code: codeFor(secret, stepOf() + 1) }, { "X-Forwarded-For": "10.78.0.1" })).status).toBe(429);
+		});
+
 		it("the same code on two challenges at once signs in exactly once", async () => {
 			const account = newAccount("race");
 			const session = await register(p, account);
