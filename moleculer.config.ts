@@ -28,6 +28,10 @@ function tracingExporter(config: Config): NonNullable<BrokerOptions["tracing"]> 
 	return { enabled: true, exporter: { type: "Zipkin", options: { baseURL: endpoint ?? undefined } } };
 }
 
+
+/** moleculer reads `serviceChangedDebounceTime` (service-broker.js) but its typings omit it: a typed value, not a literal. */
+const IMMEDIATE_INFO: NonNullable<BrokerOptions["transit"]> = Object.assign({ disableReconnect: false }, { serviceChangedDebounceTime: 0 });
+
 export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> = {}): BrokerOptions {
 	return {
 		namespace: config.namespace,
@@ -67,6 +71,11 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 		// In-flight requests finish before the broker stops (SIGTERM drains).
 		tracking: { enabled: true, shutdownTimeout: config.shutdownTimeoutMs },
 		registry: { strategy: "RoundRobin", preferLocal: true },
+		// A node tells the others about itself (INFO) as each of its services starts, not 1 s after
+		// the last one (moleculer's default debounce): otherwise a gateway that just turned ready is
+		// unknown to the services for a moment, and the pushes they broadcast (a command, a manifest
+		// change) never reach the screens that connected to it meanwhile.
+		transit: IMMEDIATE_INFO,
 
 		// fastest-validator, with null refused where not declared nullable and no throwing on hostile values.
 		validator: new SafeValidator(),
