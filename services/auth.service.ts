@@ -51,6 +51,7 @@ import { Errors, type AppError } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
 import { resolveEncryptionKey, resolveJwtSecret } from "../shared/jwt-secret";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
+import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
 import { USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { roleAtLeast, type Principal, type Role } from "../shared/rbac";
 import { EMAIL_RULE, NAME_RULE, PAGE_PARAMS, SSO_COOKIE, TOKEN_RULE, userCallerOf, type RequestMeta } from "../shared/request";
@@ -83,7 +84,7 @@ import {
 import { forgetDevices, mintDeviceToken, resolveDeviceToken, type DeviceCredentialDoc } from "./auth/device-credentials";
 import { hashPassword, initPasswords, passwordNeedsRehash, verifyPassword } from "./auth/passwords";
 import { hashToken, randomToken, safeEqual } from "../shared/secrets";
-import { claimChallenge, findChallenge, openChallenge, spendAttempt, CHALLENGE_TTL_MS, type ChallengeDoc, type ChallengeKind } from "./auth/challenges";
+import { claimChallenge, EXPIRED_KEPT_MS, findChallenge, openChallenge, removeExpiredChallenges, spendAttempt, CHALLENGE_TTL_MS, type ChallengeDoc, type ChallengeKind } from "./auth/challenges";
 import {
 	callbackPath,
 	flowSecrets,
@@ -169,6 +170,8 @@ interface AuthVars extends DbVars<typeof COLLECTIONS> {
 	sealing: Sealer;
 	idps: IdentityProviders;
 	resolveTxt: ResolveTxt;
+	/** Removes expired sign-in challenges and single sign-on states (they are single-use and short-lived, not kept). */
+	cleanup?: PeriodicJob;
 }
 
 interface AuthMethods {
@@ -201,6 +204,8 @@ interface AuthMethods {
 	checkOwnCode(ctx: Context<unknown, RequestMeta>, user: UserDoc, code: string): Promise<"totp" | "recovery">;
 	securityNotice(ctx: Context<unknown, RequestMeta>, user: UserDoc, event: SecurityEvent): Promise<void>;
 	challengeAnswer(user: UserDoc, tenantId: string, kind: ChallengeKind): Promise<SignInAnswer>;
+	/** One cleanup pass: expired challenges and SSO states (an hour after expiry); answers how many went. */
+	removeExpired(nowMs?: number): Promise<number>;
 	/** Ends sessions: their refresh tokens and access tokens stop working at once. */
 	endSessionsWhere(filter: SessionFilter, exceptSessionId?: string): Promise<number>;
 	revokeTenantCredentials(tenantId: string): Promise<void>;
@@ -1455,6 +1460,12 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			await this.db.sso_identities.removeDocs(scope, {});
 		},
 
+		async removeExpired(nowMs = Date.now()): Promise<number> {
+			const challenges = await removeExpiredChallenges(this.db.login_challenges, nowMs);
+			const states = await this.db.sso_states.removeDocs({ expiresAt: { $lt: new Date(nowMs - EXPIRED_KEPT_MS).toISOString() } });
+			return challenges + states;
+		},
+
 		/** Queued in the durable outbox: an email the mail server does not take yet shows in the tenant's email log, it does not fail the request. */
 		async sendVerification(ctx: Context, user: UserDoc, tenantId: string): Promise<void> {
 			const token = await issueEmailToken(this.db.email_tokens, user.id, "verify", VERIFY_TTL_MS);
@@ -1492,6 +1503,18 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		// Loads the common-password list (a missing file stops start-up) and calibrates the
 		// dummy hash compared for unknown emails.
 		await initPasswords(this.config.bcryptCost);
+		this.cleanup = startPeriodicJob({
+			name: "auth-expired-cleanup",
+			intervalMs: 10 * 60_000,
+			kv: this.kv,
+			owner: `${this.broker.nodeID}:${newId()}`,
+			run: async () => void (await this.removeExpired()),
+			onError: err => this.logger.warn("Removing expired sign-in challenges failed", (err as Error).message)
+		});
+	},
+
+	async stopped() {
+		await this.cleanup?.stop();
 	}
 };
 

@@ -72,3 +72,11 @@ export async function spendAttempt(store: ChallengeStore, challenge: ChallengeDo
 export async function claimChallenge(store: ChallengeStore, challenge: ChallengeDoc, nowMs = Date.now()): Promise<boolean> {
 	return (await store.updateWhere({ _id: challenge.id, usedAt: { $exists: false } }, { usedAt: new Date(nowMs).toISOString() })) === 1;
 }
+
+/** How long after expiry a challenge is kept before the sweep removes it (a late answer still reads "expired", not "unknown"). */
+export const EXPIRED_KEPT_MS = 60 * 60_000;
+
+/** Removes challenges that expired more than EXPIRED_KEPT_MS ago; answers how many. */
+export function removeExpiredChallenges(store: ChallengeStore, nowMs = Date.now()): Promise<number> {
+	return store.removeDocs({ expiresAt: { $lt: new Date(nowMs - EXPIRED_KEPT_MS).toISOString() } });
+}

@@ -310,6 +310,25 @@ describe("accounts", () => {
 			expect(done.body).toMatchObject({ tenant: { id: host.tenant.id }, role: "viewer" });
 		});
 
+		it("challenges are not kept: the cleanup removes them an hour after they expire, and a live one keeps working", async () => {
+			const account = newAccount("sweep");
+			const session = await register(p, account);
+			const { secret } = await enableTwoFactor(session, account.password);
+			const live = await signIn(account.email, account.password);
+			const auth = p.broker.getLocalService("auth") as unknown as {
+				removeExpired(nowMs?: number): Promise<number>;
+				db: { login_challenges: { countDocs(query: object): Promise<number> } };
+			};
+			const mine = () => auth.db.login_challenges.countDocs({ userId: session.user.id });
+			expect(await mine()).toBe(1);
+			// Just expired: kept (a late answer reads "expired"); an hour later: gone.
+			expect(await auth.removeExpired(Date.now() + 6 * 60_000)).toBe(0);
+			expect(await mine()).toBe(1);
+			expect((await post("/auth/login/2fa", { challengeToken: live.body.challengeToken, code: codeFor(secret, stepOf() + 1) })).status).toBe(200);
+			await auth.removeExpired(Date.now() + 66 * 60_000);
+			expect(await mine()).toBe(0);
+		});
+
 		it("bad input to every two-factor route is a 4xx in the error shape", async () => {
 			const session = await register(p, newAccount("fuzzy"));
 			const bodies: unknown[] = [null, [], "x", 5, {}, { code: null }, { code: { $ne: "" } }, { code: "x".repeat(100) }, { challengeToken: 5, code: "1" }, { password: ["a"] }, { __proto__: { code: "1" } }];
