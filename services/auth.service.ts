@@ -1494,7 +1494,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		});
 		this.kv = sharedKeyValueStore(this.config);
 		this.keys = signingKeys(resolveJwtSecret(this.config), this.config.jwtPreviousSecrets);
-		this.sealing = sealer(resolveEncryptionKey(this.config));
+		this.sealing = sealer(resolveEncryptionKey(this.config), this.config.encryptionPreviousKeys);
 		this.idps = new IdentityProviders({ allowPrivate: this.config.ssoAllowPrivate });
 		this.resolveTxt = systemResolveTxt(this.config.dnsServers);
 	},

@@ -44,6 +44,8 @@ export interface Config {
 	jwtPreviousSecrets: string[];
 	/** Seals secrets at rest (TOTP secrets, SSO client secrets); generated into DATA_DIR when unset outside production. */
 	encryptionKey: string | null;
+	/** Earlier encryption keys: what they sealed still opens (key rotation) until removed. */
+	encryptionPreviousKeys: string[];
 	/** OpenID Connect identity providers may be on loopback or private networks (an on-premises IdP, tests). */
 	ssoAllowPrivate: boolean;
 	/** DNS servers for domain verification (empty: the system's). */
@@ -171,6 +173,7 @@ export const VARIABLES: Variable[] = [
 	{ name: "JWT_SECRET", example: "", description: "≥ 32 characters; required in production, generated into `DATA_DIR` otherwise" },
 	{ name: "JWT_PREVIOUS_SECRETS", example: "", description: "comma-separated earlier secrets: their tokens still verify (key rotation) until removed" },
 	{ name: "ENCRYPTION_KEY", example: "", description: "≥ 32 characters; seals secrets at rest (two-factor secrets, SSO client secrets); required in production, generated into `DATA_DIR` otherwise. Changing it makes those secrets unreadable" },
+	{ name: "ENCRYPTION_PREVIOUS_KEYS", example: "", description: "comma-separated earlier encryption keys: secrets they sealed still open (key rotation); new ones are sealed with `ENCRYPTION_KEY`" },
 	{ name: "SSO_ALLOW_PRIVATE", example: "false", description: "`true` lets single sign-on reach identity providers on loopback or private addresses (an on-premises IdP, tests); off, an issuer must resolve to public addresses" },
 	{ name: "DNS_SERVERS", example: "", description: "comma-separated DNS servers (`ip` or `ip:port`) that single sign-on's domain verification asks for TXT records; unset, the system's resolvers" },
 	{ name: "BCRYPT_COST", example: "12", description: "bcrypt cost of password hashes (≥ 12 in production)" },
@@ -332,6 +335,8 @@ export function loadConfig(env: Env = process.env): Config {
 	const encryptionKey = env.ENCRYPTION_KEY || null;
 	if (encryptionKey !== null && encryptionKey.length < 32) throw new ConfigError("ENCRYPTION_KEY", "must be at least 32 characters");
 	if (production && encryptionKey === null) throw new ConfigError("ENCRYPTION_KEY", "is required when NODE_ENV=production");
+	const encryptionPreviousKeys = list(env, "ENCRYPTION_PREVIOUS_KEYS");
+	if (encryptionPreviousKeys.some(key => key.length < 32)) throw new ConfigError("ENCRYPTION_PREVIOUS_KEYS", "entries must be at least 32 characters");
 	const bcryptCost = integer(env, "BCRYPT_COST", nodeEnv === "test" ? 4 : 12, 4, 15);
 	if (production && bcryptCost < 12) throw new ConfigError("BCRYPT_COST", "must be at least 12 when NODE_ENV=production");
 	const appUrl = url(env, "APP_URL", ["http", "https"]) ?? `http://localhost:${env.PORT || 3000}`;
@@ -390,6 +395,7 @@ export function loadConfig(env: Env = process.env): Config {
 		jwtSecret,
 		jwtPreviousSecrets,
 		encryptionKey,
+		encryptionPreviousKeys,
 		ssoAllowPrivate: bool(env, "SSO_ALLOW_PRIVATE", false),
 		dnsServers,
 		bcryptCost,

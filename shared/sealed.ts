@@ -29,11 +29,27 @@ export interface Sealer {
 	open(sealed: string, context: string): string;
 }
 
-/** A sealer over `key` (any string of at least 32 characters; the AES key is derived with HKDF). */
-export function sealer(key: string): Sealer {
-	if (typeof key !== "string" || key.length < 32) throw new RangeError("sealer: the key must have at least 32 characters");
-	const aesKey = Buffer.from(hkdfSync("sha256", key, "marquee", "sealed-secrets v1", 32));
-	const keyId = createHash("sha256").update(aesKey).digest("base64url").slice(0, 8);
+interface DerivedKey {
+	aes: Buffer;
+	id: string;
+}
+
+function derive(key: string): DerivedKey {
+	if (typeof key !== "string" || key.length < 32) throw new RangeError("sealer: a key must have at least 32 characters");
+	const aes = Buffer.from(hkdfSync("sha256", key, "marquee", "sealed-secrets v1", 32));
+	return { aes, id: createHash("sha256").update(aes).digest("base64url").slice(0, 8) };
+}
+
+/**
+ * A sealer over `key` (any string of at least 32 characters; the AES key is derived with HKDF).
+ * `previousKeys` still open what they sealed — the value names its key — so a key can be rotated:
+ * new values are sealed with `key`, older ones keep opening until the previous key is removed.
+ */
+export function sealer(key: string, previousKeys: string[] = []): Sealer {
+	const current = derive(key);
+	const byId = new Map([current, ...previousKeys.map(derive)].map(k => [k.id, k.aes]));
+	const aesKey = current.aes;
+	const keyId = current.id;
 	return {
 		seal(plain, context) {
 			const iv = randomBytes(IV_BYTES);
@@ -45,12 +61,13 @@ export function sealer(key: string): Sealer {
 		open(sealed, context) {
 			const parts = typeof sealed === "string" ? sealed.split(".") : [];
 			if (parts.length !== 5 || parts[0] !== VERSION) throw new SealedSecretError("not a sealed value");
-			if (parts[1] !== keyId) throw new SealedSecretError("sealed under another ENCRYPTION_KEY");
+			const opening = byId.get(parts[1]);
+			if (!opening) throw new SealedSecretError("sealed under another ENCRYPTION_KEY");
 			const iv = Buffer.from(parts[2], "base64url");
 			const tag = Buffer.from(parts[4], "base64url");
 			if (iv.length !== IV_BYTES || tag.length !== TAG_BYTES) throw new SealedSecretError("not a sealed value");
 			try {
-				const decipher = createDecipheriv("aes-256-gcm", aesKey, iv);
+				const decipher = createDecipheriv("aes-256-gcm", opening, iv);
 				decipher.setAAD(Buffer.from(context, "utf8"));
 				decipher.setAuthTag(tag);
 				return Buffer.concat([decipher.update(Buffer.from(parts[3], "base64url")), decipher.final()]).toString("utf8");

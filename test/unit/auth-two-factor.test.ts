@@ -125,6 +125,20 @@ describe("sealed secrets", () => {
 		for (const junk of ["", "v1", "v2.a.b.c.d", "v1.....", sealed.replace(/^v1/, "v0")]) expect(() => box.open(junk, "totp:u1")).toThrow(SealedSecretError);
 	});
 
+	it("rotates: a new key seals, the previous one still opens what it sealed, and opens nothing once removed", () => {
+		const old = sealer("o".repeat(40));
+		const sealedBefore = old.seal("JBSWY3DPEHPK3PXP", "totp:u1");
+		const rotated = sealer("n".repeat(40), ["o".repeat(40)]);
+		expect(rotated.open(sealedBefore, "totp:u1")).toBe("JBSWY3DPEHPK3PXP");
+		const sealedAfter = rotated.seal("JBSWY3DPEHPK3PXP", "totp:u1");
+		expect(sealedAfter.split(".")[1]).not.toBe(sealedBefore.split(".")[1]);
+		expect(() => old.open(sealedAfter, "totp:u1")).toThrow(SealedSecretError);
+		expect(() => sealer("n".repeat(40)).open(sealedBefore, "totp:u1")).toThrow(/another ENCRYPTION_KEY/);
+		// The previous key still checks the record each value is bound to.
+		expect(() => rotated.open(sealedBefore, "totp:u2")).toThrow(SealedSecretError);
+		expect(() => sealer("n".repeat(40), ["short"])).toThrow(RangeError);
+	});
+
 	it("needs a key of at least 32 characters", () => {
 		expect(() => sealer("short")).toThrow(RangeError);
 	});

@@ -212,6 +212,7 @@ describe("loadConfig rejects each bad variable with a ConfigError naming it", ()
 		["JWT_SECRET too short", { JWT_SECRET: "short" }, "JWT_SECRET"],
 		["production without JWT_SECRET", { NODE_ENV: "production" }, "JWT_SECRET"],
 		["ENCRYPTION_KEY too short", { ENCRYPTION_KEY: "short" }, "ENCRYPTION_KEY"],
+		["ENCRYPTION_PREVIOUS_KEYS entry too short", { ENCRYPTION_PREVIOUS_KEYS: `${"k".repeat(40)},short` }, "ENCRYPTION_PREVIOUS_KEYS"],
 		["SSO_ALLOW_PRIVATE not a boolean", { SSO_ALLOW_PRIVATE: "sometimes" }, "SSO_ALLOW_PRIVATE"],
 		["PUBLIC_URL not http(s)", { PUBLIC_URL: "ftp://signage.example.com" }, "PUBLIC_URL"],
 		["DNS_SERVERS not addresses", { DNS_SERVERS: "dns.example.com" }, "DNS_SERVERS"],
