@@ -716,6 +716,9 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				}
 				await this.checkOwnCode(ctx, user, ctx.params.code);
 				await disableTwoFactor({ twoFactor: this.db.two_factor, recoveryCodes: this.db.recovery_codes }, user.id);
+				// Its sessions showed a factor the account no longer has: a tenant that requires one
+				// must not take them for it (switch, refresh).
+				await this.db.sessions.updateWhere(ALL_TENANTS, { userId: user.id }, { secondFactor: false });
 				await this.auditForUser(ctx, user.id, "auth.2fa.disabled");
 				await this.securityNotice(ctx, user, "twoFactorDisabled");
 				return null;
@@ -983,10 +986,15 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				if (!identity.ok) throw Errors.forbidden(identity.reason);
 
 				const key = identityKey(tenant.id, connection.issuer, identity.subject);
-				const linked = await this.db.sso_identities.findDoc(systemScope(tenant.id), { key });
-				const account = linked ? null : await this.findUserByEmail(identity.email);
-				const accountIsMember = account ? Boolean(await call(ctx, "tenants.membership", { tenantId: tenant.id, userId: account.id })) : false;
-				const decision = identityDecision({ linkedUserId: linked?.userId ?? null, accountUserId: account?.id ?? null, accountIsMember });
+				// The account the identity is linked to (a link to a deleted account no longer counts), else the email's.
+				let linked = await this.db.sso_identities.findDoc(systemScope(tenant.id), { key });
+				if (linked && !(await this.db.users.findDoc({ _id: linked.userId }))) {
+					await this.db.sso_identities.removeDocs(systemScope(tenant.id), { key });
+					linked = null;
+				}
+				const account = linked ? await this.db.users.findDoc({ _id: linked.userId }) : await this.findUserByEmail(identity.email);
+				const isMember = account ? Boolean(await call(ctx, "tenants.membership", { tenantId: tenant.id, userId: account.id })) : false;
+				const decision = identityDecision({ accountUserId: account?.id ?? null, isMember });
 				if (decision.kind === "refuse") throw Errors.conflict(decision.reason);
 				const user =
 					decision.kind === "create"

@@ -146,19 +146,20 @@ export const callbackPath = (slug: string) => `/api/v1/auth/sso/${encodeURICompo
 export const startPath = (slug: string) => `/api/v1/auth/sso/${encodeURIComponent(slug)}`;
 
 /**
- * What a verified ID token leads to, given what is known about its email and subject:
- * - `link`: the identity is already linked to an account (whatever its email says now);
- * - the email's account is a member of this tenant: link it (its admins vouched for it);
- * - the email has an account that is not a member: refused — an IdP a tenant configured must not
- *   take over an account that never joined that tenant;
- * - no account: create one (verified: the IdP vouched for an address of an allowed domain).
+ * What a verified ID token leads to, given the account it names and whether that account is a
+ * member of this tenant now:
+ * - the identity is linked to an account (whatever its email says now), or the email's account
+ *   is a member: sign it in (its admins vouched for it by inviting it, or it joined through this
+ *   IdP and is still there);
+ * - that account is not a member (it never joined, left, or was removed): refused — an IdP a
+ *   tenant configured must not attach, or re-attach, an account the tenant does not hold;
+ * - no account: create one (verified: the IdP vouched for an address of a verified domain).
  */
-export type IdentityDecision = { kind: "linked"; userId: string } | { kind: "member"; userId: string } | { kind: "create" } | { kind: "refuse"; reason: string };
+export type IdentityDecision = { kind: "signIn"; userId: string } | { kind: "create" } | { kind: "refuse"; reason: string };
 
-export function identityDecision(input: { linkedUserId: string | null; accountUserId: string | null; accountIsMember: boolean }): IdentityDecision {
-	if (input.linkedUserId) return { kind: "linked", userId: input.linkedUserId };
-	if (input.accountUserId && input.accountIsMember) return { kind: "member", userId: input.accountUserId };
-	if (input.accountUserId) return { kind: "refuse", reason: "An account with this email exists and is not a member of this organisation: ask an admin to invite it, then sign in with SSO" };
+export function identityDecision(input: { accountUserId: string | null; isMember: boolean }): IdentityDecision {
+	if (input.accountUserId && input.isMember) return { kind: "signIn", userId: input.accountUserId };
+	if (input.accountUserId) return { kind: "refuse", reason: "This account is not a member of this organisation: ask an admin to invite it, then sign in with SSO" };
 	return { kind: "create" };
 }
 

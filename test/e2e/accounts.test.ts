@@ -282,6 +282,26 @@ describe("accounts", () => {
 			expect(mailbox(p, ownerAccount.email).join("\n")).toContain("Two-factor authentication was turned off");
 		});
 
+		it("turning two-factor off takes it from the account's sessions too: a tenant that requires it refuses them", async () => {
+			const carolAccount = newAccount("carol");
+			const carol = await register(p, carolAccount);
+			const bobAccount = newAccount("bob");
+			const bob = await register(p, bobAccount);
+			const member = await post("/invitations", { email: carol.user.email, role: "editor" }, as(bob));
+			expect(member.status).toBe(201);
+			await waitForMail(p, carol.user.email, 2);
+			const token = mailbox(p, carol.user.email).map(m => /accept-invitation\?token=([\w-]+)/.exec(m)?.[1]).filter(Boolean).pop();
+			expect((await post("/invitations/accept", { token, password: carolAccount.password })).status).toBe(200);
+			// Carol's session shows a second factor, then she turns two-factor off.
+			const { secret } = await enableTwoFactor(carol, carolAccount.password);
+			expect((await post("/auth/2fa/disable", { code: codeFor(secret, stepOf() + 1) }, as(carol))).status).toBe(204);
+			// Bob's tenant starts requiring it.
+			await enableTwoFactor(bob, bobAccount.password);
+			expect((await request(p.api("/tenant/two-factor"), { method: "PUT", json: { required: true }, headers: as(bob) })).status).toBe(200);
+			const switched = await post<ErrorBody>("/auth/switch-tenant", { tenantId: bob.tenant.id }, as(carol));
+			expect([switched.status, switched.body.error?.data]).toEqual([403, { requirement: "twoFactor" }]);
+		});
+
 		it("new recovery codes need a code and replace the old ones", async () => {
 			const account = newAccount("codes");
 			const session = await register(p, account);

@@ -167,6 +167,34 @@ describe("single sign-on (OpenID Connect)", () => {
 		expect(session).toMatchObject({ user: { id: accepted.user.id }, role: "admin" });
 	});
 
+	it("someone who left or was removed does not come back through SSO", async () => {
+		// A member who joined by invitation, linked by an SSO sign-in, then left.
+		const account = { ...newAccount("sixth"), email: `olga@${domain}` };
+		expect((await request(p.api("/invitations"), { method: "POST", json: { email: account.email, role: "viewer" }, headers: as(owner) })).status).toBe(201);
+		await waitForMail(p, account.email, 1);
+		const olga = await acceptInvitation(p, account.email, { name: account.name, password: account.password });
+		await idp.setAccount({ sub: "idp-olga", email: account.email });
+		expect((await ssoSignIn()).status).toBe(200);
+		expect((await request(p.api("/members/me"), { method: "DELETE", headers: as(olga) })).status).toBe(204);
+		const back = await ssoSignIn();
+		expect([back.status, back.error?.type]).toEqual([409, "CONFLICT"]);
+		// Someone who joined just in time, removed by the owner.
+		await idp.setAccount({ sub: "idp-pete", email: `pete@${domain}` });
+		const pete = (await ssoSignIn()).session as Session;
+		expect((await request(p.api(`/members/${pete.user.id}`), { method: "DELETE", headers: as(owner) })).status).toBe(204);
+		const again = await ssoSignIn();
+		expect([again.status, again.error?.type]).toEqual([409, "CONFLICT"]);
+		const members = await request<{ rows: Array<{ userId: string }> }>(p.api("/members?pageSize=100"), { headers: as(owner) });
+		expect(members.body.rows.map(m => m.userId)).not.toEqual(expect.arrayContaining([olga.user.id]));
+		expect(members.body.rows.map(m => m.userId)).not.toContain(pete.user.id);
+		// Invited again, the link works again.
+		expect((await request(p.api("/invitations"), { method: "POST", json: { email: account.email, role: "viewer" }, headers: as(owner) })).status).toBe(201);
+		await waitForMail(p, account.email, 2);
+		await acceptInvitation(p, account.email, { password: account.password });
+		await idp.setAccount({ sub: "idp-olga", email: account.email });
+		expect((await ssoSignIn()).session).toMatchObject({ user: { id: olga.user.id }, role: "viewer" });
+	});
+
 	it("refuses an account of the domain that never joined this organisation", async () => {
 		const outsider = await register(p, { ...newAccount("third"), email: `gina@${domain}` });
 		await idp.setAccount({ sub: "idp-gina", email: outsider.user.email });
