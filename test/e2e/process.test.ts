@@ -145,11 +145,15 @@ describeWith("nats")("services in separate processes over NATS", () => {
 			const conflict = await fetch(`${gateway.url}/api/v1/probe/conflict`);
 			expect(conflict.status).toBe(409);
 			expect(await conflict.json()).toMatchObject({ error: { type: "CONFLICT", data: { field: "name" } } });
-			const invalid = await fetch(`${gateway.url}/api/v1/notes`, {
-				method: "POST",
-				headers: { "Content-Type": "application/json" },
-				body: JSON.stringify({ text: 42 })
-			});
+			// A process announces each service as it starts (moleculer.config.ts): the notes service may
+			// become known a moment after the probes.
+			const postInvalid = () =>
+				fetch(`${gateway.url}/api/v1/notes`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text: 42 }) });
+			let invalid = await postInvalid();
+			for (let i = 0; i < 100 && invalid.status === 404; i++) {
+				await new Promise(resolve => setTimeout(resolve, 100));
+				invalid = await postInvalid();
+			}
 			expect(invalid.status).toBe(422);
 
 			worker.kill("SIGTERM");
