@@ -180,12 +180,12 @@ interface AuthMethods {
 	loginAnswer(ctx: Context<unknown, RequestMeta>, user: UserDoc, tenantId: string, how?: SignedInHow): Promise<LoginAnswer>;
 	/** A password sign-in (or an accepted invitation's): the session, or the second-factor challenge before it. */
 	signIn(ctx: Context<unknown, RequestMeta>, user: UserDoc, wantedTenantId: string | null): Promise<SignInAnswer>;
-	/** Which tenant a password sign-in lands in (403 when every one requires single sign-on). */
-	landingTenant(ctx: Context<unknown, RequestMeta>, user: UserDoc, wantedTenantId: string | null): Promise<string>;
+	/** Which tenant a password sign-in lands in, and the tenant (403 when every one requires single sign-on). */
+	landingTenant(ctx: Context<unknown, RequestMeta>, user: UserDoc, wantedTenantId: string | null): Promise<{ tenantId: string; tenant: TenantView | null }>;
 	/** Why a password session may not be in `tenantId` (SSO required, two-factor required), or null. */
-	passwordBarrier(ctx: Context, user: Pick<UserDoc, "email">, tenant: TenantView, role: Role, secondFactor: boolean): Promise<PasswordBarrier | null>;
+	passwordBarrier(user: Pick<UserDoc, "email">, tenant: TenantView, role: Role, secondFactor: boolean): Promise<SessionBarrier | null>;
 	/** Why a single sign-on session may not go on: the tenant's connection was removed, disabled or points at another issuer. */
-	ssoBarrier(session: SessionDoc): Promise<PasswordBarrier | null>;
+	ssoBarrier(session: SessionDoc): Promise<SessionBarrier | null>;
 	ssoConnection(tenantId: string): Promise<SsoConnectionDoc | null>;
 	ssoView(ctx: Context<unknown, RequestMeta>, tenantId: string, connection: SsoConnectionDoc | null): Promise<SsoConnectionView>;
 	/** The tenant of a slug and its enabled connection (404 for either missing). */
@@ -204,6 +204,12 @@ interface AuthMethods {
 	checkOwnCode(ctx: Context<unknown, RequestMeta>, user: UserDoc, code: string): Promise<"totp" | "recovery">;
 	securityNotice(ctx: Context<unknown, RequestMeta>, user: UserDoc, event: SecurityEvent): Promise<void>;
 	challengeAnswer(user: UserDoc, tenantId: string, kind: ChallengeKind): Promise<SignInAnswer>;
+	/**
+	 * The live challenge of a presented token, of one of `kinds` (401 with `invalid` otherwise), its
+	 * look-up counted against the address's token limit; the caller gives the attempt back once the
+	 * token proved good.
+	 */
+	liveChallenge(ctx: Context<unknown, RequestMeta>, token: string, kinds: ChallengeKind[], invalid?: string): Promise<ChallengeDoc>;
 	/** One cleanup pass: expired challenges and SSO states (an hour after expiry); answers how many went. */
 	removeExpired(nowMs?: number): Promise<number>;
 	/** Ends sessions: their refresh tokens and access tokens stop working at once. */
@@ -221,8 +227,8 @@ interface SignedInUser {
 	sessionId?: string;
 }
 
-/** Why a password session may not reach a tenant: the sign-in it needs instead. */
-interface PasswordBarrier {
+/** Why a session may not reach (or stay in) a tenant: the sign-in it needs instead. */
+interface SessionBarrier {
 	kind: "sso" | "twoFactor";
 	message: string;
 	data: Record<string, string>;
@@ -333,9 +339,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			response: SecondFactorAnswer,
 			params: { $$strict: "remove", challengeToken: TOKEN_RULE, code: CODE_RULE },
 			async handler(ctx: ActionCtx<"auth.loginSecondFactor", RequestMeta>): Promise<Result<"auth.loginSecondFactor">> {
-				await takeAttempt(this.kv, THROTTLES.tokenUse(ctx.meta.ip));
-				const challenge = await findChallenge(this.db.login_challenges, ctx.params.challengeToken);
-				if (!challenge || challenge.kind === "sso") throw Errors.unauthorized(INVALID_CHALLENGE);
+				const challenge = await this.liveChallenge(ctx, ctx.params.challengeToken, ["totp", "enrol"]);
 				await giveBack(this.kv, THROTTLES.tokenUse(ctx.meta.ip));
 				const rules = THROTTLES.secondFactor(challenge.userId, ctx.meta.ip);
 				await takeAttempt(this.kv, rules);
@@ -371,11 +375,8 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			response: TwoFactorEnrolment,
 			params: { $$strict: "remove", challengeToken: TOKEN_RULE },
 			async handler(ctx: ActionCtx<"auth.loginEnrol", RequestMeta>): Promise<Result<"auth.loginEnrol">> {
-				const rules = THROTTLES.tokenUse(ctx.meta.ip);
-				await takeAttempt(this.kv, rules);
-				const challenge = await findChallenge(this.db.login_challenges, ctx.params.challengeToken);
-				if (!challenge || challenge.kind !== "enrol") throw Errors.unauthorized(INVALID_CHALLENGE);
-				await giveBack(this.kv, rules);
+				const challenge = await this.liveChallenge(ctx, ctx.params.challengeToken, ["enrol"]);
+				await giveBack(this.kv, THROTTLES.tokenUse(ctx.meta.ip));
 				const user = await this.db.users.findDoc({ _id: challenge.userId });
 				if (!user) throw Errors.unauthorized(INVALID_CHALLENGE);
 				if (isEnabled(await twoFactorOf(this.db.two_factor, user.id))) throw Errors.conflict("Two-factor authentication is already on: sign in with a code");
@@ -421,7 +422,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				}
 				// The tenant's requirements as they are now (single sign-on made mandatory, two-factor
 				// required): a session that does not meet them ends here, within an access token's life.
-				const barrier = session.method === "sso" ? await this.ssoBarrier(session) : await this.passwordBarrier(ctx, user, tenant, membership.role, Boolean(session.secondFactor));
+				const barrier = session.method === "sso" ? await this.ssoBarrier(session) : await this.passwordBarrier(user, tenant, membership.role, Boolean(session.secondFactor));
 				if (barrier) {
 					await this.endSessionsWhere({ id: session.id });
 					throw Errors.unauthorized(`Sign in again: ${barrier.message}`);
@@ -780,7 +781,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				]);
 				// Not a member: the same 404 as a tenant that does not exist.
 				if (!membership || !tenant) throw Errors.notFound("Tenant", ctx.params.tenantId);
-				const barrier = await this.passwordBarrier(ctx, user, tenant, membership.role, Boolean(session.secondFactor));
+				const barrier = await this.passwordBarrier(user, tenant, membership.role, Boolean(session.secondFactor));
 				if (barrier) throw Errors.forbidden(barrier.message, barrier.data);
 				const answer = await this.loginAnswer(ctx, user, tenant.id, { method: "password", secondFactor: Boolean(session.secondFactor) });
 				const actor = { kind: "user" as const, id: caller.userId };
@@ -987,25 +988,23 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 
 				const key = identityKey(tenant.id, connection.issuer, identity.subject);
 				// The account the identity is linked to (a link to a deleted account no longer counts), else the email's.
-				let linked = await this.db.sso_identities.findDoc(systemScope(tenant.id), { key });
-				if (linked && !(await this.db.users.findDoc({ _id: linked.userId }))) {
-					await this.db.sso_identities.removeDocs(systemScope(tenant.id), { key });
-					linked = null;
-				}
-				const account = linked ? await this.db.users.findDoc({ _id: linked.userId }) : await this.findUserByEmail(identity.email);
+				const link = await this.db.sso_identities.findDoc(systemScope(tenant.id), { key });
+				const linkedAccount = link ? await this.db.users.findDoc({ _id: link.userId }) : null;
+				if (link && !linkedAccount) await this.db.sso_identities.removeDocs(systemScope(tenant.id), { key });
+				const linked = linkedAccount !== null;
+				const account = linkedAccount ?? (await this.findUserByEmail(identity.email));
 				const isMember = account ? Boolean(await call(ctx, "tenants.membership", { tenantId: tenant.id, userId: account.id })) : false;
 				const decision = identityDecision({ accountUserId: account?.id ?? null, isMember });
 				if (decision.kind === "refuse") throw Errors.conflict(decision.reason);
 				const user =
-					decision.kind === "create"
-						? await this.db.users.insertDoc({
-								email: identity.email,
-								name: identity.name,
-								// No password: sign-in goes through the identity provider (a reset can set one).
-								passwordHash: await hashPassword(randomToken("", 32), this.config.bcryptCost),
-								emailVerified: true
-							})
-						: await this.db.users.getDoc(decision.userId, "User");
+					account ??
+					(await this.db.users.insertDoc({
+						email: identity.email,
+						name: identity.name,
+						// No password: sign-in goes through the identity provider (a reset can set one).
+						passwordHash: await hashPassword(randomToken("", 32), this.config.bcryptCost),
+						emailVerified: true
+					}));
 				const { added } = await call(ctx, "tenants.addMember", { tenantId: tenant.id, userId: user.id, role: connection.defaultRole });
 				if (!linked) {
 					await this.db.sso_identities.insertDoc(systemScope(tenant.id), { key, userId: user.id, issuer: connection.issuer, subject: identity.subject }).catch((err: unknown) => {
@@ -1028,19 +1027,16 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			response: LoginAnswer,
 			params: { $$strict: "remove", code: TOKEN_RULE, codeVerifier: { type: "string", min: 43, max: 128 } },
 			async handler(ctx: ActionCtx<"auth.ssoExchange", RequestMeta>): Promise<Result<"auth.ssoExchange">> {
-				const rules = THROTTLES.tokenUse(ctx.meta.ip);
-				await takeAttempt(this.kv, rules);
-				const invalid = Errors.unauthorized("Invalid or expired code");
-				const challenge = await findChallenge(this.db.login_challenges, ctx.params.code);
-				if (!challenge || challenge.kind !== "sso") throw invalid;
+				const invalid = "Invalid or expired code";
+				const challenge = await this.liveChallenge(ctx, ctx.params.code, ["sso"], invalid);
 				// Claimed before the verifier is compared: a wrong one burns the code (no guessing).
-				if (!(await claimChallenge(this.db.login_challenges, challenge))) throw invalid;
+				if (!(await claimChallenge(this.db.login_challenges, challenge))) throw Errors.unauthorized(invalid);
 				if (!challenge.exchangeChallenge || !verifierMatches(ctx.params.codeVerifier, challenge.exchangeChallenge)) {
 					throw Errors.unauthorized("This sign-in was not started by this client: start again");
 				}
-				await giveBack(this.kv, rules);
+				await giveBack(this.kv, THROTTLES.tokenUse(ctx.meta.ip));
 				const user = await this.db.users.findDoc({ _id: challenge.userId });
-				if (!user) throw invalid;
+				if (!user) throw Errors.unauthorized(invalid);
 				const answer = await this.loginAnswer(ctx, user, challenge.landingTenantId, { method: "sso", secondFactor: false, ssoIssuer: challenge.ssoIssuer });
 				await audit(ctx, { action: "auth.login", tenantId: challenge.landingTenantId, actor: { kind: "user", id: user.id }, target: user.id, data: { method: "sso" } });
 				return answer;
@@ -1305,13 +1301,19 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		},
 
 		async signIn(ctx: Context<unknown, RequestMeta>, user: UserDoc, wantedTenantId: string | null): Promise<SignInAnswer> {
-			const tenantId = await this.landingTenant(ctx, user, wantedTenantId);
+			const { tenantId, tenant } = await this.landingTenant(ctx, user, wantedTenantId);
 			if (isEnabled(await twoFactorOf(this.db.two_factor, user.id))) return this.challengeAnswer(user, tenantId, "totp");
-			const tenant = await call(ctx, "tenants.find", { tenantId });
 			if (tenant?.settings.requireTwoFactor) return this.challengeAnswer(user, tenantId, "enrol");
 			const answer = await this.loginAnswer(ctx, user, tenantId);
 			await audit(ctx, { action: "auth.login", tenantId, actor: { kind: "user", id: user.id }, target: user.id, data: { method: "password" } });
 			return answer;
+		},
+
+		async liveChallenge(ctx: Context<unknown, RequestMeta>, token: string, kinds: ChallengeKind[], invalid = INVALID_CHALLENGE): Promise<ChallengeDoc> {
+			await takeAttempt(this.kv, THROTTLES.tokenUse(ctx.meta.ip));
+			const challenge = await findChallenge(this.db.login_challenges, token);
+			if (!challenge || !kinds.includes(challenge.kind)) throw Errors.unauthorized(invalid);
+			return challenge;
 		},
 
 		async challengeAnswer(user: UserDoc, tenantId: string, kind: ChallengeKind): Promise<SignInAnswer> {
@@ -1319,27 +1321,26 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			return { challenge: kind === "enrol" ? "enrol" : "totp", challengeToken, expiresIn: CHALLENGE_TTL_MS[kind] / 1000 };
 		},
 
-		async landingTenant(ctx: Context<unknown, RequestMeta>, user: UserDoc, wantedTenantId: string | null): Promise<string> {
+		async landingTenant(ctx: Context<unknown, RequestMeta>, user: UserDoc, wantedTenantId: string | null): Promise<{ tenantId: string; tenant: TenantView | null }> {
 			const memberships = await call(ctx, "tenants.membershipsOfUser", { userId: user.id });
 			const candidates = wantedTenantId ? memberships.filter(m => m.tenantId === wantedTenantId) : memberships;
 			if (memberships.length === 0) throw Errors.forbidden("This account belongs to no organisation");
 			if (candidates.length === 0) throw Errors.unauthorized(INVALID_LOGIN);
 			// The last used tenant first, then the oldest membership.
 			const ordered = [...candidates].sort((a, b) => Number(b.tenantId === user.lastTenantId) - Number(a.tenantId === user.lastTenantId));
-			let firstBarrier: PasswordBarrier | null = null;
+			let firstBarrier: SessionBarrier | null = null;
 			for (const m of ordered) {
-				const connection = await this.ssoConnection(m.tenantId);
-				if (!ssoRequired(connection, user.email) || m.role === "owner") return m.tenantId;
-				if (!firstBarrier) {
-					const tenant = await call(ctx, "tenants.find", { tenantId: m.tenantId });
-					if (tenant) firstBarrier = await this.passwordBarrier(ctx, user, tenant, m.role, true);
-				}
+				const tenant = await call(ctx, "tenants.find", { tenantId: m.tenantId });
+				// The password barrier's own rule (a second factor counts as shown: only SSO can bar here).
+				const barrier = tenant ? await this.passwordBarrier(user, tenant, m.role, true) : null;
+				if (!barrier) return { tenantId: m.tenantId, tenant };
+				firstBarrier ??= barrier;
 			}
 			// Only after the right password: nobody learns which accounts use single sign-on.
 			throw Errors.forbidden(firstBarrier?.message ?? "Sign in with your organisation's single sign-on", firstBarrier?.data);
 		},
 
-		async passwordBarrier(_ctx: Context, user: Pick<UserDoc, "email">, tenant: TenantView, role: Role, secondFactor: boolean): Promise<PasswordBarrier | null> {
+		async passwordBarrier(user: Pick<UserDoc, "email">, tenant: TenantView, role: Role, secondFactor: boolean): Promise<SessionBarrier | null> {
 			// Owners keep password sign-in: the way back in when the identity provider fails.
 			if (role !== "owner" && ssoRequired(await this.ssoConnection(tenant.id), user.email)) {
 				return {
@@ -1403,7 +1404,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			return base;
 		},
 
-		async ssoBarrier(session: SessionDoc): Promise<PasswordBarrier | null> {
+		async ssoBarrier(session: SessionDoc): Promise<SessionBarrier | null> {
 			const connection = await this.ssoConnection(session.tenantId);
 			if (connection?.enabled && connection.issuer === session.ssoIssuer) return null;
 			return { kind: "sso", message: "this organisation's single sign-on changed", data: { requirement: "sso" } };

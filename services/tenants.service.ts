@@ -25,6 +25,7 @@ import {
 	SignInAnswer,
 	TenantArchive,
 	TenantView,
+	type TenantSettings,
 	type ActionCtx,
 	type Result
 } from "../shared/contracts";
@@ -75,6 +76,8 @@ interface TenantsMethods {
 	owners(tenantId: string): Promise<MembershipDoc[]>;
 	endSessions(ctx: Context, userId: string, tenantId: string): Promise<void>;
 	insertWithUniqueSlug(name: string): Promise<TenantDoc>;
+	/** Renames the tenant and merges settings changes; answers the tenant and the fields that changed (`name`, `settings.<key>`). */
+	saveTenant(tenantId: string, name: string | undefined, settings: Partial<TenantSettings>): Promise<{ tenant: TenantView; changed: string[] }>;
 	exportServices(): string[];
 }
 
@@ -240,16 +243,13 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsMethods, Tenant
 			response: TenantView,
 			async handler(ctx: ActionCtx<"tenants.update", RequestMeta>): Promise<Result<"tenants.update">> {
 				const { tenantId } = callerOf(ctx.meta);
-				const current = tenantView(await this.db.tenants.getDoc(tenantId, "Tenant"));
 				const changes = ctx.params.settings ?? {};
 				assertTimezone(changes.timezone, "settings.timezone");
-				const settings = mergeSettings(current.settings, changes);
-				const updated = await this.db.tenants.updateDoc(tenantId, { name: ctx.params.name ?? current.name, settings }, "Tenant");
-				const changed = changedFields(current, ctx.params.name, settings);
+				const { tenant, changed } = await this.saveTenant(tenantId, ctx.params.name, changes);
 				await audit(ctx, { action: "tenant.updated", target: tenantId, data: { fields: changed } });
 				// Not awaited, as before: listeners (devices, scheduling) react on their own time.
-				void broadcast(ctx, "tenants.tenant.updated", { tenantId, settings, changed });
-				return tenantView(updated);
+				void broadcast(ctx, "tenants.tenant.updated", { tenantId, settings: tenant.settings, changed });
+				return tenant;
 			}
 		},
 
@@ -266,14 +266,12 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsMethods, Tenant
 				if (required && !(await call(ctx, "auth.twoFactorEnabled", { userId: caller.userId }))) {
 					throw Errors.conflict("Turn on two-factor authentication for your own account first (POST /auth/2fa/enrol)");
 				}
-				const current = tenantView(await this.db.tenants.getDoc(caller.tenantId, "Tenant"));
-				const settings = mergeSettings(current.settings, { requireTwoFactor: required });
-				const updated = await this.db.tenants.updateDoc(caller.tenantId, { settings }, "Tenant");
-				if (current.settings.requireTwoFactor !== required) {
+				const { tenant, changed } = await this.saveTenant(caller.tenantId, undefined, { requireTwoFactor: required });
+				if (changed.length) {
 					await audit(ctx, { action: "tenant.twoFactor.required", target: caller.tenantId, data: { required } });
-					void broadcast(ctx, "tenants.tenant.updated", { tenantId: caller.tenantId, settings, changed: ["settings.requireTwoFactor"] });
+					void broadcast(ctx, "tenants.tenant.updated", { tenantId: caller.tenantId, settings: tenant.settings, changed });
 				}
-				return tenantView(updated);
+				return tenant;
 			}
 		},
 
@@ -569,6 +567,13 @@ const TenantsService: ServiceSchema<ServiceSettingSchema, TenantsMethods, Tenant
 
 		async endSessions(ctx: Context, userId: string, tenantId: string): Promise<void> {
 			await call(ctx, "auth.endSessions", { userId, tenantId });
+		},
+
+		async saveTenant(tenantId: string, name: string | undefined, changes: Partial<TenantSettings>): Promise<{ tenant: TenantView; changed: string[] }> {
+			const current = tenantView(await this.db.tenants.getDoc(tenantId, "Tenant"));
+			const settings = mergeSettings(current.settings, changes);
+			const updated = await this.db.tenants.updateDoc(tenantId, { name: name ?? current.name, settings }, "Tenant");
+			return { tenant: tenantView(updated), changed: changedFields(current, name, settings) };
 		},
 
 		/**

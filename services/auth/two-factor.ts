@@ -73,11 +73,6 @@ export function otpauthUri(secretBase32: string, account: string): string {
 	return totp(secretBase32, account).toString();
 }
 
-/** The TOTP code of `secretBase32` at `nowMs` (tests and the device simulator of an authenticator). */
-export function totpCode(secretBase32: string, nowMs = Date.now()): string {
-	return totp(secretBase32).generate({ timestamp: nowMs });
-}
-
 export const stepAt = (nowMs: number) => Math.floor(nowMs / 1000 / TOTP_PERIOD_SEC);
 
 /** `code` without the spaces apps show and people type, when it has the shape of a TOTP code. */
