@@ -785,8 +785,9 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				if (barrier) throw Errors.forbidden(barrier.message, barrier.data);
 				const answer = await this.loginAnswer(ctx, user, tenant.id, { method: "password", secondFactor: Boolean(session.secondFactor) });
 				const actor = { kind: "user" as const, id: caller.userId };
-				await audit(ctx, { action: "auth.tenant.switchedAway", tenantId: caller.tenantId, actor, target: tenant.id });
-				await audit(ctx, { action: "auth.tenant.switched", tenantId: tenant.id, actor, target: caller.userId, data: { from: caller.tenantId } });
+				// Each tenant's log names the person only: neither learns the other tenant's id from it.
+				await audit(ctx, { action: "auth.tenant.switchedAway", tenantId: caller.tenantId, actor, target: caller.userId });
+				await audit(ctx, { action: "auth.tenant.switched", tenantId: tenant.id, actor, target: caller.userId });
 				return answer;
 			}
 		},
