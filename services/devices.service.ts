@@ -34,6 +34,7 @@ import {
 	emit,
 	HeartbeatAnswer,
 	manifestEtagKey,
+	manifestPowerKey,
 	DeviceRegistered,
 	PairingPoll,
 	PairingRequested,
@@ -42,6 +43,7 @@ import {
 	ProvisioningKeyView,
 	sendToChannel,
 	type ActionCtx,
+	type ManifestPower,
 	type ChannelCtx,
 	type EventCtx,
 	type Result
@@ -67,7 +69,7 @@ import {
 	withoutCommand,
 	type CommandDoc
 } from "./devices/commands";
-import { displayChanges, displayView, groupView, listQuery, selectorQuery, targetingView, unique, type DisplayDoc, type DisplayGroupDoc } from "./devices/displays";
+import { displayChanges, displayView, groupView, listQuery, selectorQuery, sleepFields, targetingView, unique, type DisplayDoc, type DisplayGroupDoc } from "./devices/displays";
 import { isLivePairing, normalizePairingCode, pairedDisplay, pairingCode, PAIRING_TTL_MS, pollSecret, type PairingDoc } from "./devices/pairing";
 import { hashToken, safeEqual } from "../shared/secrets";
 import { forgetPresence, markOfflineIfSilent, offlineCutoff, readPresence, recordHeartbeat } from "./devices/presence";
@@ -82,8 +84,8 @@ const TIMEZONE_RULE = { type: "string", max: 64, optional: true } as const;
 const METRIC = { type: "number", min: 0, max: 100, optional: true } as const;
 
 const COLLECTIONS = {
-	// groupIds, tags and defaultPlaylistId: scheduling's displaysFor (NeDB answers an $or by a scan anyway).
-	displays: tenantCollection<DisplayDoc>({ indexes: ["status", "name", "tags"], selectiveIndexes: ["groupIds", "defaultPlaylistId", "provisioningKeyId"] }),
+	// groupIds, tags, defaultPlaylistId and defaultLayoutId: scheduling's displaysFor (NeDB answers an $or by a scan anyway).
+	displays: tenantCollection<DisplayDoc>({ indexes: ["status", "name", "tags"], selectiveIndexes: ["groupIds", "defaultPlaylistId", "defaultLayoutId", "provisioningKeyId", "scheduledOffCheckAt"] }),
 	provisioning_keys: tenantCollection<ProvisioningKeyDoc>({ uniqueIndexes: ["keyHash"] }),
 	display_groups: tenantCollection<DisplayGroupDoc>({ indexes: ["name"] }),
 	pairings: globalCollection<PairingDoc>({ uniqueIndexes: ["codeHash"], selectiveIndexes: ["displayId"] }),
@@ -114,6 +116,8 @@ interface DevicesMethods {
 	assertGroups(ctx: Context, groupIds: string[] | undefined): Promise<void>;
 	forgetDisplay(displayId: string): Promise<void>;
 	sweepOnce(): Promise<void>;
+	wakeSleepers(now: Date, cutoffOf: (tenantId: string) => Promise<number>): Promise<void>;
+	powerStates(tenantId: string, displayIds: string[]): Promise<Record<string, ManifestPower>>;
 	keyCounter(keyId: string): UsageCounter;
 	keyViews(docs: ProvisioningKeyDoc[]): Promise<ProvisioningKeyView[]>;
 	releaseDisplay(display: DisplayDoc): Promise<void>;
@@ -463,7 +467,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 		update: {
 			rest: "PATCH /displays/:id",
 			permission: "displays.manage",
-			summary: "Rename a display or change its timezone, tags, groups or default playlist",
+			summary: "Rename a display or change its timezone, tags, groups or default playlist or layout",
 			response: DisplayView,
 			params: {
 				$$strict: "remove",
@@ -472,16 +476,24 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				timezone: { type: "string", max: 64, optional: true, nullable: true },
 				tags: TAGS_RULE,
 				groupIds: GROUP_IDS_RULE,
-				defaultPlaylistId: { ...ID_RULE, optional: true, nullable: true }
+				defaultPlaylistId: { ...ID_RULE, optional: true, nullable: true },
+				defaultLayoutId: { ...ID_RULE, optional: true, nullable: true }
 			},
 			async handler(ctx: ActionCtx<"devices.update", RequestMeta>): Promise<Result<"devices.update">> {
 				const { id, ...edit } = ctx.params;
 				await this.db.displays.getDoc(ctx, id, "Display");
 				assertTimezone(edit.timezone);
 				await this.assertGroups(ctx, edit.groupIds);
+				if (edit.defaultPlaylistId && edit.defaultLayoutId) {
+					throw Errors.validation([{ field: "defaultLayoutId", message: "name either a defaultPlaylistId or a defaultLayoutId, not both", type: "program" }]);
+				}
 				if (edit.defaultPlaylistId && ctx.broker.registry.getActionEndpoints("scheduling.playlistExists")?.hasAvailable()) {
 					const exists = await call(ctx, "scheduling.playlistExists", { id: edit.defaultPlaylistId });
 					if (!exists) throw Errors.validation([{ field: "defaultPlaylistId", message: "is not a playlist of this tenant", type: "exists" }]);
+				}
+				if (edit.defaultLayoutId && ctx.broker.registry.getActionEndpoints("scheduling.layoutExists")?.hasAvailable()) {
+					const exists = await call(ctx, "scheduling.layoutExists", { id: edit.defaultLayoutId });
+					if (!exists) throw Errors.validation([{ field: "defaultLayoutId", message: "is not a layout of this tenant", type: "exists" }]);
 				}
 				const set = displayChanges(edit);
 				const fields = Object.keys(set);
@@ -664,9 +676,10 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			},
 			async handler(ctx: ActionCtx<"devices.heartbeat", RequestMeta>): Promise<Result<"devices.heartbeat">> {
 				const { tenantId, displayId } = this.device(ctx);
-				const [{ presence, cameOnline }, etag, pending] = await Promise.all([
+				const [{ presence, cameOnline }, etag, power, pending] = await Promise.all([
 					recordHeartbeat(this.kv, displayId, ctx.params, new Date()),
 					this.kv.get(manifestEtagKey(displayId)),
+					this.kv.get(manifestPowerKey(displayId)),
 					pendingCommands(this.kv, displayId)
 				]);
 				const at = presence.lastSeenAt;
@@ -680,7 +693,13 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				const { commands, firstDelivered } = dueCommands(pending, at);
 				if (firstDelivered.length) void emit(ctx, "devices.commands.delivered", { tenantId, displayId, ids: firstDelivered, at });
 				this.heartbeats.increment();
-				return { serverTime: at, manifestEtag: etag, heartbeatIntervalSec: this.settings.heartbeatIntervalSec, commands };
+				return {
+					serverTime: at,
+					manifestEtag: etag,
+					heartbeatIntervalSec: this.settings.heartbeatIntervalSec,
+					commands,
+					power: power ? (JSON.parse(power) as ManifestPower) : null
+				};
 			}
 		},
 
@@ -737,6 +756,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				groupIds: { type: "array", items: "string", optional: true },
 				tags: { type: "array", items: "string", optional: true },
 				defaultPlaylistIds: { type: "array", items: "string", optional: true },
+				defaultLayoutIds: { type: "array", items: "string", optional: true },
 				all: { type: "boolean", optional: true },
 				afterId: { type: "string", optional: true },
 				limit: { type: "number", integer: true, min: 1, max: 2000, default: 1000 }
@@ -765,6 +785,21 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				if (displays.length === 0) return 0;
 				await this.db.displays.updateWhere(scope, { defaultPlaylistId: playlistId }, { defaultPlaylistId: null });
 				void broadcast(ctx, "devices.display.updated", { tenantId, displayIds: displays.map(d => d.id), fields: ["defaultPlaylistId"] });
+				return displays.length;
+			}
+		},
+
+		/** Displays defaulting to a deleted layout fall back to nothing (scheduling, on a forced delete). */
+		clearDefaultLayout: {
+			visibility: "public",
+			params: { tenantId: "string", layoutId: "string" },
+			async handler(ctx: ActionCtx<"devices.clearDefaultLayout">): Promise<Result<"devices.clearDefaultLayout">> {
+				const { tenantId, layoutId } = ctx.params;
+				const scope = systemScope(tenantId);
+				const displays = await this.db.displays.findDocs(scope, { defaultLayoutId: layoutId });
+				if (displays.length === 0) return 0;
+				await this.db.displays.updateWhere(scope, { defaultLayoutId: layoutId }, { defaultLayoutId: null });
+				void broadcast(ctx, "devices.display.updated", { tenantId, displayIds: displays.map(d => d.id), fields: ["defaultLayoutId"] });
 				return displays.length;
 			}
 		},
@@ -815,7 +850,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 		/** Off the hot path: the heartbeat only flipped the cached status. */
 		async "devices.display.cameOnline"(ctx: EventCtx<"devices.display.cameOnline">) {
 			const { tenantId, displayId, at } = ctx.params;
-			await this.db.displays.updateWhere(systemScope(tenantId), { _id: displayId }, { status: "online", lastSeenAt: at });
+			await this.db.displays.updateWhere(systemScope(tenantId), { _id: displayId }, { status: "online", lastSeenAt: at, scheduledOff: false, scheduledOffUntil: null, scheduledOffCheckAt: null });
 		},
 
 		async "devices.commands.delivered"(ctx: EventCtx<"devices.commands.delivered">) {
@@ -883,6 +918,57 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			return Promise.all(docs.map(async d => provisioningKeyView(d, await this.db.displays.countDocs(systemScope(d.tenantId), { provisioningKeyId: d.id }), now)));
 		},
 
+		/**
+		 * Sleeping displays due a check: still off → sleep on until the next check. Otherwise the
+		 * screen should be on since the power-off ended (or, the schedule changed, since the check
+		 * was due); silent the tenant's `offlineAfterSec` past that — the grace any display gets —
+		 * its outage begins there. A screen that boots when its power-off ends has no outage.
+		 */
+		async wakeSleepers(now: Date, cutoffOf: (tenantId: string) => Promise<number>): Promise<void> {
+			const due = await this.db.displays.findDocs(ALL_TENANTS, { status: "offline", scheduledOff: true, scheduledOffCheckAt: { $lte: now.toISOString() } });
+			const byTenant = new Map<string, DisplayDoc[]>();
+			for (const display of due) {
+				const list = byTenant.get(display.tenantId) ?? [];
+				list.push(display);
+				byTenant.set(display.tenantId, list);
+			}
+			for (const [tenantId, displays] of byTenant) {
+				const power = await this.powerStates(tenantId, displays.map(d => d.id));
+				for (const display of displays) {
+					const scope = systemScope(tenantId);
+					const claim = { _id: display.id, status: "offline", scheduledOff: true, scheduledOffCheckAt: display.scheduledOffCheckAt };
+					if (power[display.id]?.state === "off") {
+						await this.db.displays.updateWhere(scope, claim, sleepFields(power[display.id].until, now));
+						continue;
+					}
+					const checkAt = display.scheduledOffCheckAt ?? now.toISOString();
+					const until = display.scheduledOffUntil;
+					const since = until && until <= checkAt ? until : checkAt;
+					if (Date.parse(since) > (await cutoffOf(tenantId))) continue; // within its grace: asked again next sweep
+					// Back on the heartbeat already (its event not handled yet): no outage.
+					const { status, presence } = await readPresence(this.kv, display.id);
+					if (status === "online") continue;
+					if (!(await this.db.displays.updateWhere(scope, claim, { scheduledOff: false, scheduledOffUntil: null, scheduledOffCheckAt: null }))) continue;
+					const lastSeenAt = presence?.lastSeenAt ?? null;
+					await sendToChannel(this.broker, DISPLAY_STATUS_CHANNEL, { id: newId(), tenantId, displayId: display.id, name: display.name, online: false, at: since });
+					void emit(this.broker, "devices.display.wentOffline", { tenantId, displayId: display.id, name: display.name, lastSeenAt, at: now.toISOString(), since });
+				}
+			}
+		},
+
+		/** The screens' power now (scheduling), {} when it cannot be asked: then silence counts as an outage, as before power schedules. */
+		async powerStates(tenantId: string, displayIds: string[]): Promise<Record<string, ManifestPower>> {
+			if (!this.broker.registry.getActionEndpoints("scheduling.powerStates")?.hasAvailable()) return {};
+			try {
+				const states: Record<string, ManifestPower> = {};
+				for (let i = 0; i < displayIds.length; i += 1000) Object.assign(states, await call(this.broker, "scheduling.powerStates", { tenantId, displayIds: displayIds.slice(i, i + 1000) }));
+				return states;
+			} catch (err) {
+				this.logger.warn(`Power states of tenant ${tenantId} unavailable; silent displays count as offline`, err);
+				return {};
+			}
+		},
+
 		/** A deleted display gives back its place in the plan and in its provisioning key. */
 		async releaseDisplay(display: DisplayDoc): Promise<void> {
 			await this.displayQuota.release(display.tenantId, 1);
@@ -899,30 +985,58 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 		 * (once per transition, whichever replica sweeps), and old commands expire. The displays it
 		 * leaves online are the fleet's online count by plan (a display that came online since the
 		 * last sweep is counted once its status document says so, at the next sweep).
+		 *
+		 * A display that falls silent while its power schedule has the screen off is asleep, not
+		 * dark: offline with `scheduledOff`, no alert, and neither online nor offline in uptime.
+		 * When the power-off ends (re-checked at least hourly) and it is still silent, its outage
+		 * begins there.
 		 */
 		async sweepOnce(): Promise<void> {
 			const now = new Date();
 			const online = await this.db.displays.findDocs(ALL_TENANTS, { status: "online" });
 			const tenants = new Map<string, { cutoff: number; plan: string }>();
-			const onlineByPlan = new Map<string, number>();
-			for (const display of online) {
-				const { tenantId } = display;
+			/** The tenant's offline cutoff (ms) and plan label, read once per sweep. */
+			const tenantOf = async (tenantId: string) => {
 				let tenant = tenants.get(tenantId);
 				if (tenant === undefined) {
 					const found = await call(this.broker, "tenants.find", { tenantId });
 					tenant = { cutoff: offlineCutoff(now, found?.settings.offlineAfterSec), plan: boundedLabel(found?.plan, "unknown") };
 					tenants.set(tenantId, tenant);
 				}
+				return tenant;
+			};
+			const onlineByPlan = new Map<string, number>();
+			const silent = new Map<string, Array<{ display: DisplayDoc; lastSeenAt: string | null }>>();
+			for (const display of online) {
+				const { tenantId } = display;
+				const tenant = await tenantOf(tenantId);
 				const wentOffline = await markOfflineIfSilent(this.kv, display.id, tenant.cutoff);
 				if (!wentOffline) {
 					onlineByPlan.set(tenant.plan, (onlineByPlan.get(tenant.plan) ?? 0) + 1);
 					continue;
 				}
-				await this.db.displays.updateWhere(systemScope(tenantId), { _id: display.id }, { status: "offline" });
-				// Dark since it was last seen: that is where the outage starts.
-				await sendToChannel(this.broker, DISPLAY_STATUS_CHANNEL, { id: newId(), tenantId, displayId: display.id, name: display.name, online: false, at: wentOffline.lastSeenAt ?? now.toISOString() });
-				void emit(this.broker, "devices.display.wentOffline", { tenantId, displayId: display.id, name: display.name, lastSeenAt: wentOffline.lastSeenAt, at: now.toISOString() });
+				const list = silent.get(tenantId) ?? [];
+				list.push({ display, lastSeenAt: wentOffline.lastSeenAt });
+				silent.set(tenantId, list);
 			}
+			for (const [tenantId, displays] of silent) {
+				const power = await this.powerStates(tenantId, displays.map(d => d.display.id));
+				for (const { display, lastSeenAt } of displays) {
+					const asleep = power[display.id]?.state === "off";
+					const scope = systemScope(tenantId);
+					// Dark since it was last seen: that is where the outage (or the sleep) starts.
+					const at = lastSeenAt ?? now.toISOString();
+					if (asleep) {
+						await this.db.displays.updateWhere(scope, { _id: display.id }, { status: "offline", ...sleepFields(power[display.id].until, now) });
+						await sendToChannel(this.broker, DISPLAY_STATUS_CHANNEL, { id: newId(), tenantId, displayId: display.id, name: display.name, online: false, scheduledOff: true, at });
+						continue;
+					}
+					await this.db.displays.updateWhere(scope, { _id: display.id }, { status: "offline" });
+					await sendToChannel(this.broker, DISPLAY_STATUS_CHANNEL, { id: newId(), tenantId, displayId: display.id, name: display.name, online: false, at });
+					void emit(this.broker, "devices.display.wentOffline", { tenantId, displayId: display.id, name: display.name, lastSeenAt, at: now.toISOString() });
+				}
+			}
+			await this.wakeSleepers(now, async tenantId => (await tenantOf(tenantId)).cutoff);
 			this.displaysOnline.publish(onlineByPlan);
 
 			const stale = await this.db.commands.findDocs(ALL_TENANTS, { status: { $in: ["pending", "delivered"] }, expiresAt: { $lte: now.toISOString() } });

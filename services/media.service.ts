@@ -9,13 +9,18 @@
  * The content document, its view and the checks of client input are pure functions in
  * services/media/content.ts; receiving, sniffing and probing uploads live beside it. Completed
  * uploads count their bytes by type (shared/ops-metrics.ts).
+ *
+ * Under the tenant's content approval (shared/approval.ts) an editor's new item waits as pending,
+ * and an editor's change of how an approved item plays waits as its proposal; admins approve or
+ * reject (POST /content/:id/approve|reject). Manifests play only approved items.
  */
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { DbMixin, systemScope, tenantCollection, tenantOf, textSearch, type DbVars, type Query } from "../mixins/db.mixin";
+import { DbMixin, systemScope, tenantCollection, tenantOf, textSearch, type Changes, type DbVars, type Query } from "../mixins/db.mixin";
+import { actorOf, approvalOf, approvalRequired, COMMENT_RULE, decided, isLive, needsApproval, requested } from "../shared/approval";
 import { audit } from "../shared/audit";
 import { TENANT_DELETED_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
@@ -28,6 +33,7 @@ import {
 	ContentUsage,
 	ContentView,
 	type ActionCtx,
+	type ApprovalDecisionParams,
 	type ChannelCtx,
 	type ContentFile,
 	type MetadataSource,
@@ -40,7 +46,7 @@ import { opsCounter, OPS_METRICS, type OpsCounter } from "../shared/ops-metrics"
 import { planLimit, publishQuotaWarning, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { ISO_INSTANT_RULE, multipartRest, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
 import { acquireStorage, releaseStorage, Storage, tenantKey } from "../shared/storage";
-import { contentChanges, contentPath, contentView, isHttpUrl, MAX_TAGS, nameFromFile, occupiedBytes, tagList, type ContentDoc } from "./media/content";
+import { contentChanges, contentPath, contentView, heldBack, isHttpUrl, MAX_TAGS, nameFromFile, occupiedBytes, PROPOSED_FIELDS, tagList, type ContentDoc } from "./media/content";
 import { ImageRejected, probeImage } from "./media/image";
 import { receiveUpload, watchUpload, type UploadSettings } from "./media/receive";
 import { probeVideo } from "./media/video";
@@ -75,6 +81,8 @@ interface MediaMethods {
 	/** A download's answer: 302 to a presigned URL (setting the meta), or the bytes. */
 	serveObject(ctx: Context<unknown, Meta>, key: string, mimeType: string, size: number | null): Promise<ContentFile>;
 	removeObjects(doc: ContentDoc): Promise<void>;
+	approvalRequested(ctx: Context<unknown, Meta>, doc: ContentDoc): Promise<void>;
+	decide(ctx: Context<ApprovalDecisionParams, Meta>, decision: "approved" | "rejected"): Promise<ContentView>;
 }
 
 const VALIDITY_RULE = { ...ISO_INSTANT_RULE, optional: true, nullable: true } as const;
@@ -117,6 +125,7 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 				const tenantId = tenantOf(ctx);
 				const tags = tagList(ctx.params.tags);
 				const limit = await planLimit(ctx, tenantId, "storageBytes", this.config.defaultPlan);
+				const held = needsApproval(await approvalRequired(ctx, tenantId), ctx.meta.auth);
 				const usage = await this.storageQuota.usage(tenantId);
 				/** Bytes reserved against the plan once the file is known; given back unless it is stored. */
 				let reserved = 0;
@@ -171,7 +180,8 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 						tags,
 						validFrom: null,
 						validUntil: null,
-						status: "processing"
+						status: "processing",
+						...(held ? { approval: requested(false, actorOf(ctx.meta.auth), new Date()) } : {})
 					});
 					const objectKey = tenantKey(tenantId, "content", doc.id, `original.${sniffed.extension}`);
 					const thumbnailKey = thumbnail ? tenantKey(tenantId, "content", doc.id, "thumbnail.webp") : null;
@@ -188,9 +198,10 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 						body.destroy();
 					}
 					const ready = await this.db.content.updateDoc(ctx, doc.id, { status: "ready", objectKey, thumbnailKey, thumbnailSize: thumbnail?.length ?? null });
-					await audit(ctx, { action: "content.uploaded", target: doc.id, data: { type: sniffed.type, size: received.size } });
+					await audit(ctx, { action: "content.uploaded", target: doc.id, data: { type: sniffed.type, size: received.size, pendingApproval: held } });
 					void broadcast(ctx, "media.content.created", { tenantId, contentId: doc.id });
 					await publishEvent(ctx.broker, tenantId, "content.ready", { contentId: doc.id, name: ready.name, type: ready.type });
+					if (held) await this.approvalRequested(ctx, ready);
 					ctx.meta.$location = contentPath(doc.id);
 					stored = true;
 					this.uploadBytes.increment({ type: sniffed.type }, received.size);
@@ -217,6 +228,7 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 			},
 			async handler(ctx: ActionCtx<"media.createUrl", Meta>): Promise<Result<"media.createUrl">> {
 				if (!isHttpUrl(ctx.params.url)) throw Errors.validation([{ field: "url", message: "must be an http or https URL without credentials", type: "url" }]);
+				const held = needsApproval(await approvalRequired(ctx, tenantOf(ctx)), ctx.meta.auth);
 				const doc = await this.db.content.insertDoc(ctx, {
 					name: ctx.params.name,
 					type: "web",
@@ -230,11 +242,13 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 					tags: tagList(ctx.params.tags),
 					validFrom: null,
 					validUntil: null,
-					status: "ready"
+					status: "ready",
+					...(held ? { approval: requested(false, actorOf(ctx.meta.auth), new Date()) } : {})
 				});
-				await audit(ctx, { action: "content.created", target: doc.id, data: { type: "web" } });
+				await audit(ctx, { action: "content.created", target: doc.id, data: { type: "web", pendingApproval: held } });
 				void broadcast(ctx, "media.content.created", { tenantId: tenantOf(ctx), contentId: doc.id });
 				await publishEvent(ctx.broker, tenantOf(ctx), "content.ready", { contentId: doc.id, name: doc.name, type: doc.type });
+				if (held) await this.approvalRequested(ctx, doc);
 				ctx.meta.$location = contentPath(doc.id);
 				return contentView(doc);
 			}
@@ -243,17 +257,19 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 		list: {
 			rest: "GET /content",
 			permission: "tenant.read",
-			summary: "Content, filtered by type, tag or free text",
+			summary: "Content, filtered by type, tag, free text or ?approval=pending|rejected",
 			response: ContentPage,
 			params: {
 				$$strict: "remove",
 				...PAGE_PARAMS,
 				type: { type: "enum", values: ["image", "video", "web", "html"], optional: true },
 				tag: { type: "string", max: 64, optional: true },
-				q: { type: "string", max: 100, optional: true }
+				q: { type: "string", max: 100, optional: true },
+				approval: { type: "enum", values: ["pending", "rejected"], optional: true }
 			},
 			async handler(ctx: ActionCtx<"media.list", Meta>): Promise<Result<"media.list">> {
 				const query: Query = {};
+				if (ctx.params.approval) query["approval.status"] = ctx.params.approval;
 				if (ctx.params.type) query.type = ctx.params.type;
 				if (ctx.params.tag) query.tags = ctx.params.tag;
 				if (ctx.params.q) Object.assign(query, textSearch(ctx.params.q, ["name", "tags"]));
@@ -302,11 +318,21 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 			async handler(ctx: ActionCtx<"media.update", Meta>): Promise<Result<"media.update">> {
 				const { id, ...edit } = ctx.params;
 				const current = await this.db.content.getDoc(ctx, id, "Content");
-				const set = contentChanges(current, edit);
+				let set = contentChanges(current, edit);
+				// Under approval, an editor's change of how it plays waits; what plays stays (or, never approved, nothing plays).
+				const held = PROPOSED_FIELDS.some(f => set[f] !== undefined) && needsApproval(await approvalRequired(ctx, tenantOf(ctx)), ctx.meta.auth);
+				if (held) {
+					const approval = requested(isLive(current), actorOf(ctx.meta.auth), new Date());
+					if (isLive(current)) {
+						const { direct, proposal } = heldBack(set, current);
+						set = { ...direct, proposal, approval };
+					} else set = { ...set, approval };
+				}
 				const fields = Object.keys(set);
 				const updated = await this.db.content.updateDoc(ctx, id, set, "Content");
-				await audit(ctx, { action: "content.updated", target: id, data: { fields } });
+				await audit(ctx, { action: "content.updated", target: id, data: { fields, pendingApproval: held } });
 				void broadcast(ctx, "media.content.updated", { tenantId: tenantOf(ctx), contentId: id, fields });
+				if (held) await this.approvalRequested(ctx, updated);
 				return contentView(updated);
 			}
 		},
@@ -332,6 +358,30 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 				void broadcast(ctx, "media.content.deleted", { tenantId, contentId: doc.id });
 				await publishEvent(ctx.broker, tenantId, "content.deleted", { contentId: doc.id, name: doc.name });
 				return null;
+			}
+		},
+
+		approve: {
+			rest: "POST /content/:id/approve",
+			permission: "content.approve",
+			summary: "Approve the change waiting for review (a new item, or how it plays): from now on screens play it",
+			response: ContentView,
+			extraResponses: { 409: { description: "Nothing is waiting for approval, or the change was decided or replaced meanwhile (CONFLICT)." } },
+			params: { $$strict: "remove", id: ID_RULE, comment: { ...COMMENT_RULE, optional: true } },
+			handler(ctx: ActionCtx<"media.approve", Meta>): Promise<Result<"media.approve">> {
+				return this.decide(ctx, "approved");
+			}
+		},
+
+		reject: {
+			rest: "POST /content/:id/reject",
+			permission: "content.approve",
+			summary: "Reject the change waiting for review, with a comment: a new item never plays, a change is dropped and the approved version plays on",
+			response: ContentView,
+			extraResponses: { 409: { description: "Nothing is waiting for approval, or the change was decided or replaced meanwhile (CONFLICT)." } },
+			params: { $$strict: "remove", id: ID_RULE, comment: COMMENT_RULE },
+			handler(ctx: ActionCtx<"media.reject", Meta>): Promise<Result<"media.reject">> {
+				return this.decide(ctx, "rejected");
 			}
 		},
 
@@ -433,6 +483,33 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 	},
 
 	methods: {
+		async approvalRequested(ctx: Context<unknown, Meta>, doc: ContentDoc) {
+			await publishEvent(ctx.broker, doc.tenantId, "approval.requested", { kind: "content", id: doc.id, name: doc.name, requestedBy: doc.approval?.requestedBy ?? null });
+		},
+
+		/** An admin's decision on the pending change, claimed by compare-and-set on the request it decides. */
+		async decide(ctx: Context<ApprovalDecisionParams, Meta>, decision: "approved" | "rejected") {
+			const current = await this.db.content.getDoc(ctx, ctx.params.id, "Content");
+			const approval = decided(approvalOf(current), decision, actorOf(ctx.meta.auth), ctx.params.comment ?? null, new Date());
+			const proposed = Object.keys(current.proposal ?? {});
+			const set: Changes<ContentDoc> = decision === "approved" ? { ...current.proposal, proposal: null, approval } : { proposal: null, approval };
+			const claim = { _id: current.id, "approval.status": "pending", "approval.requestedAt": current.approval?.requestedAt ?? null };
+			if (!(await this.db.content.updateWhere(ctx, claim, set))) throw Errors.conflict("The change was decided or replaced meanwhile; read it again");
+			const updated = await this.db.content.getDoc(ctx, current.id, "Content");
+			await audit(ctx, { action: `content.${decision}`, target: current.id, data: { comment: approval.comment, requestedBy: approval.requestedBy, fields: proposed } });
+			void broadcast(ctx, "media.content.updated", { tenantId: current.tenantId, contentId: current.id, fields: ["approval", ...proposed] });
+			await publishEvent(ctx.broker, current.tenantId, "approval.decided", {
+				kind: "content",
+				id: current.id,
+				name: updated.name,
+				status: decision,
+				comment: approval.comment,
+				requestedBy: approval.requestedBy,
+				reviewedBy: approval.reviewedBy
+			});
+			return contentView(updated);
+		},
+
 		async storedBytes(tenantId: string): Promise<number> {
 			const docs = await this.db.content.findDocs(systemScope(tenantId));
 			return docs.reduce((sum, d) => sum + occupiedBytes(d), 0);

@@ -1,9 +1,13 @@
 /**
- * Scheduling: playlists, schedules and emergency overrides, and what each display plays.
+ * Scheduling: playlists, layouts, schedules, emergency overrides and screen power schedules, and
+ * what each display plays.
  *
  * The answer for a display comes from the pure engine (scheduling/engine.ts) fed with only the
- * schedules that can reach it (indexed by target, scheduling/targeting.ts), and becomes a
- * manifest (scheduling/manifest.ts) whose ETag depends only on what plays. Params rules are in
+ * schedules that can reach it (indexed by target, scheduling/targeting.ts): a playlist, or a
+ * layout whose zones each play one. Its screen power comes from the same engine over the power
+ * schedules (scheduling/power.ts). Both become a manifest (scheduling/manifest.ts) whose ETag
+ * depends only on what plays. Under the tenant's content approval (shared/approval.ts) an
+ * editor's playlist items wait as a draft: manifests play a playlist's approved items only. Params rules are in
  * scheduling/params.ts, documents and their views in scheduling/views.ts; the response bodies are
  * the schemas of shared/contracts/scheduling.ts.
  *
@@ -20,6 +24,7 @@
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DbMixin, systemScope, tenantCollection, tenantOf, textSearch, type DbVars, type Query } from "../mixins/db.mixin";
+import { actorOf, approvalOf, approvalRequired, decided, isLive, needsApproval, requested } from "../shared/approval";
 import { audit } from "../shared/audit";
 import { TENANT_DELETED_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
@@ -27,8 +32,12 @@ import {
 	publishEvent,
 	broadcast,
 	call,
+	LayoutPage,
+	LayoutView,
 	Manifest,
 	OverridePage,
+	PowerSchedulePage,
+	PowerScheduleView,
 	OverrideView,
 	PlaylistPage,
 	PlaylistView,
@@ -37,9 +46,13 @@ import {
 	ScheduleView,
 	TimelineView,
 	type ActionCtx,
+	type ApprovalDecisionParams,
 	type ChannelCtx,
 	type DisplaySelector,
+	type DisplayTargeting,
 	type EventCtx,
+	type LayoutInput,
+	type ManifestPower,
 	type PlaylistItemInput,
 	type Result,
 	type TargetsInput
@@ -50,30 +63,40 @@ import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { MANIFEST_ETAG_HEADER } from "../shared/openapi";
 import { opsCounter, opsHistogram, OPS_METRICS } from "../shared/ops-metrics";
 import type { RequestMeta } from "../shared/request";
-import { compareRules, displayZone, resolve, timeline, type DisplayTarget, type Resolution } from "./scheduling/engine";
-import { buildManifest, etagMatches, type ContentInfo, type PlaylistData, type PlaylistItem } from "./scheduling/manifest";
+import { displayZone, resolve, timeline, type DisplayTarget, type Program, type Resolution } from "./scheduling/engine";
+import { buildManifest, etagMatches, manifestContentIds, type ContentInfo, type LayoutData, type PlaylistData, type PlaylistItem } from "./scheduling/manifest";
 import { ManifestCache } from "./scheduling/manifest-cache";
-import { checkDateRange, checkOverrideWindow, checkTimelinePeriod, DAY_MS, instantParam, PARAMS } from "./scheduling/params";
+import { checkDateRange, checkOverrideWindow, checkTimelinePeriod, checkZones, DAY_MS, instantParam, PARAMS, programChange } from "./scheduling/params";
+import { powerAt, powerRuleOf } from "./scheduling/power";
 import { RecomputeQueue } from "./scheduling/recompute-queue";
-import { cleanTargets, displayKeys, hasTargets, mergeSelectors, playlistUsersSelector, ScheduleIndex, selectorOf } from "./scheduling/targeting";
+import { cleanTargets, displayKeys, hasTargets, mergeSelectors, ScheduleIndex, usersSelector, selectorOf } from "./scheduling/targeting";
 import {
 	checkedItems,
+	checkedZones,
 	exportedPlaylist,
 	itemFields,
+	layoutView,
+	newLayoutFields,
+	newPowerScheduleFields,
 	newScheduleFields,
 	overrideOf,
 	overridesWithStatus,
 	overrideView,
+	pageReaching,
 	playlistData,
 	playlistView,
+	powerScheduleView,
 	previewView,
 	refOf,
 	ruleOf,
 	scheduleChanges,
 	scheduleView,
 	timelineView,
+	zoneFields,
+	type LayoutDoc,
 	type OverrideDoc,
 	type PlaylistDoc,
+	type PowerScheduleDoc,
 	type ScheduleDoc
 } from "./scheduling/views";
 
@@ -86,16 +109,23 @@ const YIELD_EVERY = 50;
 
 const COLLECTIONS = {
 	playlists: tenantCollection<PlaylistDoc>({ indexes: ["name"], selectiveIndexes: ["contentIds"] }),
-	schedules: tenantCollection<ScheduleDoc>({ selectiveIndexes: ["targetKeys", "playlistId"] }),
-	overrides: tenantCollection<OverrideDoc>({ indexes: ["endsAt"], selectiveIndexes: ["playlistId"] })
+	layouts: tenantCollection<LayoutDoc>({ indexes: ["name"], selectiveIndexes: ["playlistIds", "backgroundContentId"] }),
+	schedules: tenantCollection<ScheduleDoc>({ selectiveIndexes: ["targetKeys", "playlistId", "layoutId"] }),
+	overrides: tenantCollection<OverrideDoc>({ indexes: ["endsAt"], selectiveIndexes: ["playlistId", "layoutId"] }),
+	power_schedules: tenantCollection<PowerScheduleDoc>({ selectiveIndexes: ["targetKeys"] })
 };
 
 type Ctx = Context<unknown, RequestMeta>;
 
-/** What resolving one display needs: the display and the schedules and overrides that can reach it from `at` on. */
-interface DisplayInputs {
-	display: DisplayTarget;
+/** The rules that can reach a display: its schedules and its power schedules. */
+interface DisplayRules {
 	schedules: ScheduleDoc[];
+	power: PowerScheduleDoc[];
+}
+
+/** What resolving one display needs: the display and the schedules, power schedules and overrides that can reach it from `at` on. */
+interface DisplayInputs extends DisplayRules {
+	display: DisplayTarget;
 	overrides: OverrideDoc[];
 }
 
@@ -109,17 +139,23 @@ interface SchedulingVars extends DbVars<typeof COLLECTIONS> {
 interface SchedulingMethods {
 	checkItems(tenantId: string, items: PlaylistItemInput[], previous?: PlaylistItem[]): Promise<{ items: PlaylistItem[]; content: Map<string, ContentInfo> }>;
 	checkTargets(ctx: Ctx, fields: { targets?: TargetsInput | null; excludeDisplayIds?: string[] }, whenEmpty?: string): Promise<void>;
-	checkPlaylist(ctx: Ctx, playlistId: string): Promise<PlaylistDoc>;
+	checkProgram(ctx: Ctx, program: Program): Promise<void>;
+	approvalRequested(ctx: Ctx, doc: PlaylistDoc): Promise<void>;
+	decidePlaylist(ctx: Context<ApprovalDecisionParams, RequestMeta>, decision: "approved" | "rejected"): Promise<PlaylistView>;
+	checkLayoutInput(ctx: Ctx, input: Partial<LayoutInput>, previous?: LayoutDoc): Promise<Partial<Pick<LayoutDoc, "zones" | "playlistIds">>>;
+	layoutUsers(ctx: Ctx, layoutId: string): Promise<{ schedules: ScheduleDoc[]; overrides: OverrideDoc[]; displayIds: string[] }>;
 	contentOf(tenantId: string, ids: string[]): Promise<Map<string, ContentInfo>>;
 	playlistViews(tenantId: string, docs: PlaylistDoc[], known?: Map<string, ContentInfo>): Promise<PlaylistView[]>;
 	tenantZone(tenantId: string): Promise<string>;
 	displayInputs(ctx: Ctx, displayId: string, at: Date): Promise<DisplayInputs>;
+	targetingOrNull(ctx: Ctx, displayId: string): Promise<DisplayTargeting | null>;
 	schedulesTargeting(tenantId: string, display: Pick<DisplayTarget, "id" | "groupIds" | "tags">): Promise<ScheduleDoc[]>;
+	powerTargeting(tenantId: string, display: Pick<DisplayTarget, "id" | "groupIds" | "tags">): Promise<PowerScheduleDoc[]>;
 	overridesAfter(tenantId: string, at: Date): Promise<OverrideDoc[]>;
 	manifestsFor(
 		tenantId: string,
 		displays: DisplayTarget[],
-		schedulesOf: (d: DisplayTarget) => ScheduleDoc[],
+		rulesOf: (d: DisplayTarget) => DisplayRules,
 		overrides: OverrideDoc[],
 		at: Date,
 		options?: { candidates?: boolean }
@@ -128,6 +164,7 @@ interface SchedulingMethods {
 	invalidate(tenantId: string, selector: DisplaySelector): Promise<void>;
 	recompute(tenantId: string, selector: DisplaySelector): Promise<void>;
 	selectorForPlaylists(tenantId: string, playlistIds: string[]): Promise<DisplaySelector>;
+	selectorForLayouts(tenantId: string, layoutIds: string[]): Promise<DisplaySelector>;
 	idle(): Promise<void>;
 }
 
@@ -149,8 +186,12 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			async handler(ctx: ActionCtx<"scheduling.createPlaylist", RequestMeta>): Promise<Result<"scheduling.createPlaylist">> {
 				const tenantId = tenantOf(ctx);
 				const { items, content } = await this.checkItems(tenantId, ctx.params.items ?? []);
-				const doc = await this.db.playlists.insertDoc(ctx, { name: ctx.params.name, ...itemFields(items) });
-				await audit(ctx, { action: "playlist.created", target: doc.id, data: { items: items.length } });
+				// Under approval an editor's new playlist plays nothing until an admin approves its items.
+				const held = needsApproval(await approvalRequired(ctx, tenantId), ctx.meta.auth);
+				const fields = held ? { ...itemFields([], { items }), approval: requested(false, actorOf(ctx.meta.auth), new Date()) } : itemFields(items);
+				const doc = await this.db.playlists.insertDoc(ctx, { name: ctx.params.name, ...fields });
+				await audit(ctx, { action: "playlist.created", target: doc.id, data: { items: items.length, pendingApproval: held } });
+				if (held) await this.approvalRequested(ctx, doc);
 				ctx.meta.$location = `/api/v1/playlists/${doc.id}`;
 				return playlistView(doc, content);
 			}
@@ -159,13 +200,14 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 		listPlaylists: {
 			rest: "GET /playlists",
 			permission: "tenant.read",
-			summary: "Playlists, filtered by free text or by a content item they hold",
+			summary: "Playlists, filtered by free text, by a content item they hold (or their draft does) or ?approval=pending|rejected",
 			response: PlaylistPage,
 			params: PARAMS.listPlaylists,
 			async handler(ctx: ActionCtx<"scheduling.listPlaylists", RequestMeta>): Promise<Result<"scheduling.listPlaylists">> {
 				const query: Query = {};
 				if (ctx.params.q) Object.assign(query, textSearch(ctx.params.q, ["name"]));
 				if (ctx.params.contentId) query.contentIds = ctx.params.contentId;
+				if (ctx.params.approval) query["approval.status"] = ctx.params.approval;
 				const page = await this.db.playlists.pageDocs(ctx, query, ctx.params.page, ctx.params.pageSize);
 				return { ...page, rows: await this.playlistViews(tenantOf(ctx), page.rows) };
 			}
@@ -192,18 +234,23 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			async handler(ctx: ActionCtx<"scheduling.updatePlaylist", RequestMeta>): Promise<Result<"scheduling.updatePlaylist">> {
 				const tenantId = tenantOf(ctx);
 				const current = await this.db.playlists.getDoc(ctx, ctx.params.id, "Playlist");
-				let set: Partial<Pick<PlaylistDoc, "name" | "items" | "contentIds">> = {};
-				let content: Map<string, ContentInfo> | undefined;
+				let set: Partial<Pick<PlaylistDoc, "name" | "items" | "contentIds" | "draft" | "approval">> = {};
+				let held = false;
 				if (ctx.params.name !== undefined) set.name = ctx.params.name;
 				if (ctx.params.items !== undefined) {
-					const checked = await this.checkItems(tenantId, ctx.params.items, current.items);
-					({ content } = checked);
-					set = { ...set, ...itemFields(checked.items) };
+					// An item sent with its id keeps it: the ids of the version being edited (the draft, if one waits).
+					const checked = await this.checkItems(tenantId, ctx.params.items, current.draft?.items ?? current.items);
+					held = needsApproval(await approvalRequired(ctx, tenantId), ctx.meta.auth);
+					// Under approval an editor's items wait as the draft; what plays stays until an admin approves them.
+					if (held) set = { ...set, ...itemFields(current.items, { items: checked.items }), approval: requested(isLive(current), actorOf(ctx.meta.auth), new Date()) };
+					else set = { ...set, ...itemFields(checked.items, current.draft ?? null), ...(isLive(current) ? {} : { approval: { ...approvalOf(current), live: true } }) };
 				}
 				const doc = await this.db.playlists.updateDoc(ctx, current.id, set, "Playlist");
-				await audit(ctx, { action: "playlist.updated", target: doc.id, data: { fields: Object.keys(set).filter(f => f !== "contentIds") } });
-				if (Object.keys(set).length) await this.invalidate(tenantId, await this.selectorForPlaylists(tenantId, [doc.id]));
-				const [view] = await this.playlistViews(tenantId, [doc], content);
+				const fields = Object.keys(set).filter(f => f !== "contentIds" && f !== "approval" && (f !== "draft" || held));
+				await audit(ctx, { action: "playlist.updated", target: doc.id, data: { fields, pendingApproval: held } });
+				if (held) await this.approvalRequested(ctx, doc);
+				else if (Object.keys(set).length) await this.invalidate(tenantId, await this.selectorForPlaylists(tenantId, [doc.id]));
+				const [view] = await this.playlistViews(tenantId, [doc]);
 				return view;
 			}
 		},
@@ -222,26 +269,154 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				const tenantId = tenantOf(ctx);
 				const playlist = await this.db.playlists.getDoc(ctx, ctx.params.id, "Playlist");
 				const now = new Date().toISOString();
-				const [schedules, overrides, displays] = await Promise.all([
+				const [schedules, overrides, displays, layouts] = await Promise.all([
 					this.db.schedules.findDocs(ctx, { playlistId: playlist.id }),
 					this.db.overrides.findDocs(ctx, { playlistId: playlist.id, endsAt: { $gt: now } }),
-					call(ctx, "devices.displaysFor", { tenantId, defaultPlaylistIds: [playlist.id], limit: 100 })
+					call(ctx, "devices.displaysFor", { tenantId, defaultPlaylistIds: [playlist.id], limit: 100 }),
+					this.db.layouts.findDocs(ctx, { playlistIds: playlist.id })
 				]);
-				const inUse = schedules.length + overrides.length + displays.rows.length > 0;
+				const inUse = schedules.length + overrides.length + displays.rows.length + layouts.length > 0;
 				if (inUse && !ctx.params.force) {
 					throw Errors.conflict("The playlist is in use; delete with ?force=true to remove it everywhere", {
 						schedules: schedules.slice(0, 20).map(refOf),
 						overrides: overrides.slice(0, 20).map(refOf),
-						displayIds: displays.rows.slice(0, 20).map(d => d.id)
+						displayIds: displays.rows.slice(0, 20).map(d => d.id),
+						layouts: layouts.slice(0, 20).map(refOf)
 					});
 				}
-				const selector = playlistUsersSelector([playlist.id], schedules, overrides);
+				// Read before the playlist goes: the displays its layouts reach.
+				const selector = mergeSelectors(usersSelector({ defaultPlaylistIds: [playlist.id] }, schedules, overrides), await this.selectorForLayouts(tenantId, layouts.map(l => l.id)));
 				await this.db.playlists.removeDoc(ctx, playlist.id, "Playlist");
 				if (schedules.length) await this.db.schedules.removeDocs(ctx, { playlistId: playlist.id });
 				if (overrides.length) await this.db.overrides.removeDocs(ctx, { playlistId: playlist.id });
+				// Its zones leave the layouts that had them; the rest of each layout keeps playing.
+				for (const layout of layouts) await this.db.layouts.updateDoc(ctx, layout.id, zoneFields(layout.zones.filter(z => z.playlistId !== playlist.id)));
 				// Also when no display defaults to it: provisioning keys may (their new screens get none).
 				await call(ctx, "devices.clearDefaultPlaylist", { tenantId, playlistId: playlist.id });
-				await audit(ctx, { action: "playlist.deleted", target: playlist.id, data: { forced: inUse, schedules: schedules.length, overrides: overrides.length } });
+				await audit(ctx, {
+					action: "playlist.deleted",
+					target: playlist.id,
+					data: { forced: inUse, schedules: schedules.length, overrides: overrides.length, layouts: layouts.length }
+				});
+				await this.invalidate(tenantId, selector);
+				return null;
+			}
+		},
+
+		approvePlaylist: {
+			rest: "POST /playlists/:id/approve",
+			permission: "content.approve",
+			summary: "Approve the items waiting for review: from now on screens play them",
+			response: PlaylistView,
+			extraResponses: { 409: { description: "Nothing is waiting for approval, or the change was decided or replaced meanwhile (CONFLICT)." } },
+			params: PARAMS.approvePlaylist,
+			handler(ctx: ActionCtx<"scheduling.approvePlaylist", RequestMeta>): Promise<Result<"scheduling.approvePlaylist">> {
+				return this.decidePlaylist(ctx, "approved");
+			}
+		},
+
+		rejectPlaylist: {
+			rest: "POST /playlists/:id/reject",
+			permission: "content.approve",
+			summary: "Reject the items waiting for review, with a comment: the approved items play on (a new playlist plays nothing)",
+			response: PlaylistView,
+			extraResponses: { 409: { description: "Nothing is waiting for approval, or the change was decided or replaced meanwhile (CONFLICT)." } },
+			params: PARAMS.rejectPlaylist,
+			handler(ctx: ActionCtx<"scheduling.rejectPlaylist", RequestMeta>): Promise<Result<"scheduling.rejectPlaylist">> {
+				return this.decidePlaylist(ctx, "rejected");
+			}
+		},
+
+		// ---- layouts ---------------------------------------------------------------------------
+
+		createLayout: {
+			rest: "POST /layouts",
+			permission: "playlists.write",
+			summary: "Compose a screen: a frame (pixels or a ratio), a background and zones, each playing a playlist",
+			successStatus: 201,
+			response: LayoutView,
+			params: PARAMS.createLayout,
+			async handler(ctx: ActionCtx<"scheduling.createLayout", RequestMeta>): Promise<Result<"scheduling.createLayout">> {
+				const checked = await this.checkLayoutInput(ctx, ctx.params);
+				const doc = await this.db.layouts.insertDoc(ctx, newLayoutFields(ctx.params, checked.zones ?? []));
+				await audit(ctx, { action: "layout.created", target: doc.id, data: { zones: doc.zones.length } });
+				ctx.meta.$location = `/api/v1/layouts/${doc.id}`;
+				return layoutView(doc);
+			}
+		},
+
+		listLayouts: {
+			rest: "GET /layouts",
+			permission: "tenant.read",
+			summary: "Layouts, filtered by free text or by a playlist one of their zones plays",
+			response: LayoutPage,
+			params: PARAMS.listLayouts,
+			async handler(ctx: ActionCtx<"scheduling.listLayouts", RequestMeta>): Promise<Result<"scheduling.listLayouts">> {
+				const query: Query = {};
+				if (ctx.params.q) Object.assign(query, textSearch(ctx.params.q, ["name"]));
+				if (ctx.params.playlistId) query.playlistIds = ctx.params.playlistId;
+				const page = await this.db.layouts.pageDocs(ctx, query, ctx.params.page, ctx.params.pageSize);
+				return { ...page, rows: page.rows.map(layoutView) };
+			}
+		},
+
+		getLayout: {
+			rest: "GET /layouts/:id",
+			permission: "tenant.read",
+			summary: "One layout with its zones",
+			response: LayoutView,
+			params: PARAMS.getLayout,
+			async handler(ctx: ActionCtx<"scheduling.getLayout", RequestMeta>): Promise<Result<"scheduling.getLayout">> {
+				return layoutView(await this.db.layouts.getDoc(ctx, ctx.params.id, "Layout"));
+			}
+		},
+
+		updateLayout: {
+			rest: "PATCH /layouts/:id",
+			permission: "playlists.write",
+			summary: "Rename a layout, change its frame or background, or replace its zones (a zone sent with its id keeps it)",
+			response: LayoutView,
+			params: PARAMS.updateLayout,
+			async handler(ctx: ActionCtx<"scheduling.updateLayout", RequestMeta>): Promise<Result<"scheduling.updateLayout">> {
+				const tenantId = tenantOf(ctx);
+				const current = await this.db.layouts.getDoc(ctx, ctx.params.id, "Layout");
+				const { id, zones: _zones, ...fields } = ctx.params;
+				const set = { ...fields, ...(await this.checkLayoutInput(ctx, ctx.params, current)) };
+				const doc = await this.db.layouts.updateDoc(ctx, id, set, "Layout");
+				await audit(ctx, { action: "layout.updated", target: id, data: { fields: Object.keys(set).filter(f => f !== "playlistIds") } });
+				if (Object.keys(set).length) await this.invalidate(tenantId, await this.selectorForLayouts(tenantId, [id]));
+				return layoutView(doc);
+			}
+		},
+
+		removeLayout: {
+			rest: "DELETE /layouts/:id",
+			permission: "playlists.write",
+			summary: "Delete a layout; 409 while a schedule, override or display uses it, unless ?force=true (which removes those schedules and overrides and clears those displays' default)",
+			successStatus: 204,
+			response: null,
+			extraResponses: {
+				409: { description: "A schedule, override or display uses the layout; `?force=true` removes it from all of them (CONFLICT)." }
+			},
+			params: PARAMS.removeLayout,
+			async handler(ctx: ActionCtx<"scheduling.removeLayout", RequestMeta>): Promise<Result<"scheduling.removeLayout">> {
+				const tenantId = tenantOf(ctx);
+				const layout = await this.db.layouts.getDoc(ctx, ctx.params.id, "Layout");
+				const { schedules, overrides, displayIds } = await this.layoutUsers(ctx, layout.id);
+				const inUse = schedules.length + overrides.length + displayIds.length > 0;
+				if (inUse && !ctx.params.force) {
+					throw Errors.conflict("The layout is in use; delete with ?force=true to remove it everywhere", {
+						schedules: schedules.slice(0, 20).map(refOf),
+						overrides: overrides.slice(0, 20).map(refOf),
+						displayIds: displayIds.slice(0, 20)
+					});
+				}
+				const selector = await this.selectorForLayouts(tenantId, [layout.id]);
+				await this.db.layouts.removeDoc(ctx, layout.id, "Layout");
+				if (schedules.length) await this.db.schedules.removeDocs(ctx, { layoutId: layout.id });
+				if (overrides.length) await this.db.overrides.removeDocs(ctx, { layoutId: layout.id });
+				await call(ctx, "devices.clearDefaultLayout", { tenantId, layoutId: layout.id });
+				await audit(ctx, { action: "layout.deleted", target: layout.id, data: { forced: inUse, schedules: schedules.length, overrides: overrides.length } });
 				await this.invalidate(tenantId, selector);
 				return null;
 			}
@@ -258,12 +433,13 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			params: PARAMS.createSchedule,
 			async handler(ctx: ActionCtx<"scheduling.createSchedule", RequestMeta>): Promise<Result<"scheduling.createSchedule">> {
 				const tenantId = tenantOf(ctx);
-				const fields = newScheduleFields(ctx.params);
+				const program = programChange(ctx.params) ?? { playlistId: null, layoutId: null };
+				const fields = newScheduleFields(ctx.params, program);
 				checkDateRange(fields.startDate, fields.endDate);
-				await this.checkPlaylist(ctx, fields.playlistId);
+				await this.checkProgram(ctx, program);
 				await this.checkTargets(ctx, ctx.params);
 				const doc = await this.db.schedules.insertDoc(ctx, fields);
-				await audit(ctx, { action: "schedule.created", target: doc.id, data: { playlistId: fields.playlistId, priority: fields.priority } });
+				await audit(ctx, { action: "schedule.created", target: doc.id, data: { ...program, priority: fields.priority } });
 				await publishEvent(ctx.broker, tenantOf(ctx), "schedule.changed", { scheduleId: doc.id, change: "created" });
 				await this.invalidate(tenantId, selectorOf(fields.targets));
 				ctx.meta.$location = `/api/v1/schedules/${doc.id}`;
@@ -274,27 +450,25 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 		listSchedules: {
 			rest: "GET /schedules",
 			permission: "tenant.read",
-			summary: "Schedules, highest priority first; ?displayId lists those that target a display, ?playlistId those that play a playlist",
+			summary: "Schedules, highest priority first; ?displayId lists those that target a display, ?playlistId and ?layoutId those that play a playlist or a layout",
 			response: SchedulePage,
 			params: PARAMS.listSchedules,
 			async handler(ctx: ActionCtx<"scheduling.listSchedules", RequestMeta>): Promise<Result<"scheduling.listSchedules">> {
-				const { page, pageSize, displayId, playlistId } = ctx.params;
+				const { page, pageSize, displayId, playlistId, layoutId } = ctx.params;
 				const sort = ["-priority", "-createdAt", "_id"];
 				if (!displayId) {
-					const result = await this.db.schedules.pageDocs(ctx, playlistId ? { playlistId } : {}, page, pageSize, sort);
+					const query: Query = {};
+					if (playlistId) query.playlistId = playlistId;
+					if (layoutId) query.layoutId = layoutId;
+					const result = await this.db.schedules.pageDocs(ctx, query, page, pageSize, sort);
 					return { ...result, rows: result.rows.map(scheduleView) };
 				}
 				// Exclusions cannot be filtered alike on NeDB and MongoDB: filter the (bounded) matches here.
-				const display = await call(ctx, "devices.targeting", { id: displayId }).catch((err: { type?: string }) => {
-					if (err.type === "NOT_FOUND") return null;
-					throw err;
-				});
-				const docs = display ? await this.schedulesTargeting(tenantOf(ctx), display) : [];
-				const rows = docs
-					.filter(d => !d.excludeDisplayIds.includes(displayId) && (!playlistId || d.playlistId === playlistId))
-					.sort((a, b) => compareRules(ruleOf(a), ruleOf(b)));
-				const slice = rows.slice((page - 1) * pageSize, page * pageSize).map(scheduleView);
-				return { rows: slice, total: rows.length, page, pageSize, totalPages: Math.ceil(rows.length / pageSize) };
+				const display = await this.targetingOrNull(ctx, displayId);
+				const docs = (display ? await this.schedulesTargeting(tenantOf(ctx), display) : []).filter(
+					d => (!playlistId || d.playlistId === playlistId) && (!layoutId || d.layoutId === layoutId)
+				);
+				return pageReaching(docs, displayId, ctx.params, ruleOf, scheduleView);
 			}
 		},
 
@@ -319,8 +493,9 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				const tenantId = tenantOf(ctx);
 				const current = await this.db.schedules.getDoc(ctx, ctx.params.id, "Schedule");
 				const { id, ...changes } = ctx.params;
-				const set = scheduleChanges(changes);
-				if (set.playlistId) await this.checkPlaylist(ctx, set.playlistId);
+				const program = programChange(changes, { playlistId: current.playlistId, layoutId: current.layoutId ?? null });
+				if (program) await this.checkProgram(ctx, program);
+				const set = scheduleChanges(changes, program);
 				if (changes.targets !== undefined || changes.excludeDisplayIds !== undefined) {
 					await this.checkTargets(ctx, { targets: changes.targets, excludeDisplayIds: changes.excludeDisplayIds });
 				}
@@ -350,6 +525,92 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			}
 		},
 
+		// ---- screen power ----------------------------------------------------------------------
+
+		createPowerSchedule: {
+			rest: "POST /power-schedules",
+			permission: "displays.manage",
+			summary: "Turn screens off (or, above an off rule, on) on displays, groups or tags for dates, days of the week and a daily window",
+			successStatus: 201,
+			response: PowerScheduleView,
+			params: PARAMS.createPowerSchedule,
+			async handler(ctx: ActionCtx<"scheduling.createPowerSchedule", RequestMeta>): Promise<Result<"scheduling.createPowerSchedule">> {
+				const fields = newPowerScheduleFields(ctx.params);
+				checkDateRange(fields.startDate, fields.endDate);
+				await this.checkTargets(ctx, ctx.params);
+				const doc = await this.db.power_schedules.insertDoc(ctx, fields);
+				await audit(ctx, { action: "powerSchedule.created", target: doc.id, data: { state: doc.state, priority: doc.priority } });
+				await this.invalidate(tenantOf(ctx), selectorOf(fields.targets));
+				ctx.meta.$location = `/api/v1/power-schedules/${doc.id}`;
+				return powerScheduleView(doc);
+			}
+		},
+
+		listPowerSchedules: {
+			rest: "GET /power-schedules",
+			permission: "tenant.read",
+			summary: "Power schedules, highest priority first; ?displayId lists those that target a display",
+			response: PowerSchedulePage,
+			params: PARAMS.listPowerSchedules,
+			async handler(ctx: ActionCtx<"scheduling.listPowerSchedules", RequestMeta>): Promise<Result<"scheduling.listPowerSchedules">> {
+				const { page, pageSize, displayId } = ctx.params;
+				if (!displayId) {
+					const result = await this.db.power_schedules.pageDocs(ctx, {}, page, pageSize, ["-priority", "-createdAt", "_id"]);
+					return { ...result, rows: result.rows.map(powerScheduleView) };
+				}
+				const display = await this.targetingOrNull(ctx, displayId);
+				return pageReaching(display ? await this.powerTargeting(tenantOf(ctx), display) : [], displayId, ctx.params, powerRuleOf, powerScheduleView);
+			}
+		},
+
+		getPowerSchedule: {
+			rest: "GET /power-schedules/:id",
+			permission: "tenant.read",
+			summary: "One power schedule",
+			response: PowerScheduleView,
+			params: PARAMS.getPowerSchedule,
+			async handler(ctx: ActionCtx<"scheduling.getPowerSchedule", RequestMeta>): Promise<Result<"scheduling.getPowerSchedule">> {
+				return powerScheduleView(await this.db.power_schedules.getDoc(ctx, ctx.params.id, "Power schedule"));
+			}
+		},
+
+		updatePowerSchedule: {
+			rest: "PATCH /power-schedules/:id",
+			permission: "displays.manage",
+			summary: "Change a power schedule (targets replace the previous ones; null clears a date, day or time rule)",
+			response: PowerScheduleView,
+			params: PARAMS.updatePowerSchedule,
+			async handler(ctx: ActionCtx<"scheduling.updatePowerSchedule", RequestMeta>): Promise<Result<"scheduling.updatePowerSchedule">> {
+				const current = await this.db.power_schedules.getDoc(ctx, ctx.params.id, "Power schedule");
+				const { id, ...changes } = ctx.params;
+				const set = scheduleChanges(changes);
+				if (changes.targets !== undefined || changes.excludeDisplayIds !== undefined) {
+					await this.checkTargets(ctx, { targets: changes.targets, excludeDisplayIds: changes.excludeDisplayIds });
+				}
+				const merged = { ...current, ...set };
+				checkDateRange(merged.startDate, merged.endDate);
+				const doc = await this.db.power_schedules.updateDoc(ctx, id, set, "Power schedule");
+				await audit(ctx, { action: "powerSchedule.updated", target: id, data: { fields: Object.keys(set).filter(f => f !== "targetKeys") } });
+				await this.invalidate(tenantOf(ctx), mergeSelectors(selectorOf(current.targets), selectorOf(doc.targets)));
+				return powerScheduleView(doc);
+			}
+		},
+
+		removePowerSchedule: {
+			rest: "DELETE /power-schedules/:id",
+			permission: "displays.manage",
+			summary: "Delete a power schedule",
+			successStatus: 204,
+			response: null,
+			params: PARAMS.removePowerSchedule,
+			async handler(ctx: ActionCtx<"scheduling.removePowerSchedule", RequestMeta>): Promise<Result<"scheduling.removePowerSchedule">> {
+				const doc = await this.db.power_schedules.removeDoc(ctx, ctx.params.id, "Power schedule");
+				await audit(ctx, { action: "powerSchedule.deleted", target: doc.id, data: { name: doc.name } });
+				await this.invalidate(tenantOf(ctx), selectorOf(doc.targets));
+				return null;
+			}
+		},
+
 		// ---- emergency overrides ---------------------------------------------------------------
 
 		createOverride: {
@@ -366,18 +627,19 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				const endsAt = instantParam(ctx.params.endsAt, "endsAt", new Date(now));
 				checkOverrideWindow(startsAt, endsAt, now);
 				await this.checkTargets(ctx, ctx.params, "names no display, group or tag; leave it out to cover every display");
-				await this.checkPlaylist(ctx, ctx.params.playlistId);
+				const program = programChange(ctx.params) ?? { playlistId: null, layoutId: null };
+				await this.checkProgram(ctx, program);
 				const targets = cleanTargets(ctx.params.targets);
 				const doc = await this.db.overrides.insertDoc(ctx, {
 					name: ctx.params.name,
-					playlistId: ctx.params.playlistId,
+					...program,
 					targets,
 					excludeDisplayIds: ctx.params.excludeDisplayIds ?? [],
 					startsAt: startsAt.toISOString(),
 					endsAt: endsAt.toISOString(),
 					endedAt: null
 				});
-				await audit(ctx, { action: "override.created", target: doc.id, data: { playlistId: ctx.params.playlistId, endsAt: doc.endsAt, everyDisplay: !targets } });
+				await audit(ctx, { action: "override.created", target: doc.id, data: { ...program, endsAt: doc.endsAt, everyDisplay: !targets } });
 				await publishEvent(ctx.broker, tenantOf(ctx), "schedule.changed", { overrideId: doc.id, change: "created" });
 				await this.invalidate(tenantId, selectorOf(targets));
 				ctx.meta.$location = `/api/v1/overrides/${doc.id}`;
@@ -422,11 +684,12 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				const now = Date.now();
 				if (overrideView(current, now).status === "ended") throw Errors.conflict("The override has ended; create a new one");
 				const { id, ...changes } = ctx.params;
-				const set: Partial<Pick<OverrideDoc, "name" | "playlistId" | "targets" | "excludeDisplayIds" | "endsAt">> = {};
+				const set: Partial<Pick<OverrideDoc, "name" | "playlistId" | "layoutId" | "targets" | "excludeDisplayIds" | "endsAt">> = {};
 				if (changes.name !== undefined) set.name = changes.name;
-				if (changes.playlistId !== undefined) {
-					await this.checkPlaylist(ctx, changes.playlistId);
-					set.playlistId = changes.playlistId;
+				const program = programChange(changes, { playlistId: current.playlistId, layoutId: current.layoutId ?? null });
+				if (program) {
+					await this.checkProgram(ctx, program);
+					Object.assign(set, program);
 				}
 				if (changes.targets !== undefined || changes.excludeDisplayIds !== undefined) {
 					await this.checkTargets(ctx, changes, "names no display, group or tag; set it to null to cover every display");
@@ -477,8 +740,8 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			params: PARAMS.preview,
 			async handler(ctx: ActionCtx<"scheduling.preview", RequestMeta>): Promise<Result<"scheduling.preview">> {
 				const at = instantParam(ctx.params.at, "at", new Date());
-				const { display, schedules, overrides } = await this.displayInputs(ctx, ctx.params.id, at);
-				const [{ manifest, resolution }] = await this.manifestsFor(tenantOf(ctx), [display], () => schedules, overrides, at, { candidates: true });
+				const { display, overrides, ...rules } = await this.displayInputs(ctx, ctx.params.id, at);
+				const [{ manifest, resolution }] = await this.manifestsFor(tenantOf(ctx), [display], () => rules, overrides, at, { candidates: true });
 				return previewView(resolution, manifest);
 			}
 		},
@@ -529,7 +792,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			params: PARAMS.contentInManifest,
 			async handler(ctx: ActionCtx<"scheduling.contentInManifest", RequestMeta>): Promise<Result<"scheduling.contentInManifest">> {
 				const manifest = await this.currentManifest(ctx, ctx.params.displayId);
-				return manifest.items.some(i => i.contentId === ctx.params.contentId);
+				return manifestContentIds(manifest).has(ctx.params.contentId);
 			}
 		},
 
@@ -542,6 +805,39 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			}
 		},
 
+		/**
+		 * The screens' power now, for those of these displays a power schedule reaches: the offline
+		 * sweep asks before counting a silent display as an outage.
+		 */
+		powerStates: {
+			visibility: "public",
+			params: PARAMS.powerStates,
+			async handler(ctx: ActionCtx<"scheduling.powerStates">): Promise<Result<"scheduling.powerStates">> {
+				const { tenantId, displayIds } = ctx.params;
+				const scope = systemScope(tenantId);
+				const powerDocs = await this.db.power_schedules.findDocs(scope);
+				if (!powerDocs.length || !displayIds.length) return {};
+				const [zone, page] = await Promise.all([this.tenantZone(tenantId), call(ctx, "devices.displaysFor", { tenantId, displayIds, limit: displayIds.length })]);
+				const index = new ScheduleIndex(powerDocs);
+				const at = new Date();
+				const states: Record<string, ManifestPower> = {};
+				for (const row of page.rows) {
+					const power = powerAt({ ...row, tenantTimezone: zone }, index.forDisplay(row), at);
+					if (power) states[row.id] = power;
+				}
+				return states;
+			}
+		},
+
+		/** Whether the caller's tenant has this layout (a display's default layout). */
+		layoutExists: {
+			visibility: "public",
+			params: PARAMS.layoutExists,
+			async handler(ctx: ActionCtx<"scheduling.layoutExists", RequestMeta>): Promise<Result<"scheduling.layoutExists">> {
+				return (await this.db.layouts.findDoc(ctx, { _id: ctx.params.id })) !== null;
+			}
+		},
+
 		/** Deleted content leaves every playlist and manifest before media answers the delete. */
 		removeContent: {
 			visibility: "public",
@@ -549,11 +845,19 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			async handler(ctx: ActionCtx<"scheduling.removeContent">): Promise<Result<"scheduling.removeContent">> {
 				const { tenantId, contentId } = ctx.params;
 				const scope = systemScope(tenantId);
-				const playlists = await this.db.playlists.findDocs(scope, { contentIds: contentId });
+				const [playlists, layouts] = await Promise.all([
+					this.db.playlists.findDocs(scope, { contentIds: contentId }),
+					this.db.layouts.findDocs(scope, { backgroundContentId: contentId })
+				]);
 				for (const doc of playlists) {
-					await this.db.playlists.updateDoc(scope, doc.id, itemFields(doc.items.filter(i => i.contentId !== contentId)));
+					const draft = doc.draft ? { items: doc.draft.items.filter(i => i.contentId !== contentId) } : null;
+					await this.db.playlists.updateDoc(scope, doc.id, itemFields(doc.items.filter(i => i.contentId !== contentId), draft));
 				}
-				if (playlists.length) await this.invalidate(tenantId, await this.selectorForPlaylists(tenantId, playlists.map(p => p.id)));
+				if (layouts.length) await this.db.layouts.updateWhere(scope, { backgroundContentId: contentId }, { backgroundContentId: null });
+				if (playlists.length || layouts.length) {
+					const selectors = await Promise.all([this.selectorForPlaylists(tenantId, playlists.map(p => p.id)), this.selectorForLayouts(tenantId, layouts.map(l => l.id))]);
+					await this.invalidate(tenantId, mergeSelectors(...selectors));
+				}
 				return playlists.length;
 			}
 		},
@@ -563,16 +867,20 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			params: PARAMS.exportTenantData,
 			async handler(ctx: ActionCtx<"scheduling.exportTenantData">): Promise<Result<"scheduling.exportTenantData">> {
 				const scope = systemScope(ctx.params.tenantId);
-				const [playlists, schedules, overrides] = await Promise.all([
+				const [playlists, layouts, schedules, overrides, power] = await Promise.all([
 					this.db.playlists.findDocs(scope),
+					this.db.layouts.findDocs(scope),
 					this.db.schedules.findDocs(scope),
-					this.db.overrides.findDocs(scope)
+					this.db.overrides.findDocs(scope),
+					this.db.power_schedules.findDocs(scope)
 				]);
 				const now = Date.now();
 				return {
 					playlists: playlists.map(exportedPlaylist),
+					layouts: layouts.map(layoutView),
 					schedules: schedules.map(scheduleView),
-					overrides: overrides.map(o => overrideView(o, now))
+					overrides: overrides.map(o => overrideView(o, now)),
+					powerSchedules: power.map(powerScheduleView)
 				};
 			}
 		}
@@ -581,7 +889,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 	events: {
 		async "devices.display.updated"(ctx: EventCtx<"devices.display.updated">) {
 			const { tenantId, displayIds, fields } = ctx.params;
-			if (fields.some(f => ["timezone", "tags", "groupIds", "defaultPlaylistId"].includes(f))) await this.invalidate(tenantId, { displayIds });
+			if (fields.some(f => ["timezone", "tags", "groupIds", "defaultPlaylistId", "defaultLayoutId"].includes(f))) await this.invalidate(tenantId, { displayIds });
 		},
 
 		async "devices.display.deleted"(ctx: EventCtx<"devices.display.deleted">) {
@@ -590,9 +898,15 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 
 		async "media.content.updated"(ctx: EventCtx<"media.content.updated">) {
 			const { tenantId, contentId, fields } = ctx.params;
-			if (!fields.some(f => ["name", "durationMs", "validFrom", "validUntil"].includes(f))) return;
-			const playlists = await this.db.playlists.findDocs(systemScope(tenantId), { contentIds: contentId });
-			if (playlists.length) await this.invalidate(tenantId, await this.selectorForPlaylists(tenantId, playlists.map(p => p.id)));
+			if (!fields.some(f => ["name", "durationMs", "validFrom", "validUntil", "approval"].includes(f))) return;
+			const [playlists, layouts] = await Promise.all([
+				this.db.playlists.findDocs(systemScope(tenantId), { contentIds: contentId }),
+				this.db.layouts.findDocs(systemScope(tenantId), { backgroundContentId: contentId })
+			]);
+			if (playlists.length || layouts.length) {
+				const selectors = await Promise.all([this.selectorForPlaylists(tenantId, playlists.map(p => p.id)), this.selectorForLayouts(tenantId, layouts.map(l => l.id))]);
+				await this.invalidate(tenantId, mergeSelectors(...selectors));
+			}
 		},
 
 		async "tenants.tenant.updated"(ctx: EventCtx<"tenants.tenant.updated">) {
@@ -607,13 +921,17 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			async handler(ctx: ChannelCtx<typeof TENANT_DELETED_CHANNEL>) {
 				const { tenantId } = ctx.params;
 				const scope = systemScope(tenantId);
-				const [playlists, schedules, overrides] = await Promise.all([
+				const [playlists, layouts, schedules, overrides, power] = await Promise.all([
 					this.db.playlists.removeDocs(scope, {}),
+					this.db.layouts.removeDocs(scope, {}),
 					this.db.schedules.removeDocs(scope, {}),
-					this.db.overrides.removeDocs(scope, {})
+					this.db.overrides.removeDocs(scope, {}),
+					this.db.power_schedules.removeDocs(scope, {})
 				]);
 				await this.manifests.forgetTenant(tenantId);
-				this.logger.info(`Tenant ${tenantId} deleted: ${playlists} playlists, ${schedules} schedules and ${overrides} overrides removed`);
+				this.logger.info(
+					`Tenant ${tenantId} deleted: ${playlists} playlists, ${layouts} layouts, ${schedules} schedules, ${overrides} overrides and ${power} power schedules removed`
+				);
 			}
 		}
 	},
@@ -644,10 +962,77 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			if (problems.length) throw Errors.validation(problems);
 		},
 
-		async checkPlaylist(ctx: Ctx, playlistId: string): Promise<PlaylistDoc> {
-			const doc = await this.db.playlists.findDoc(ctx, { _id: playlistId });
-			if (!doc) throw Errors.validation([{ field: "playlistId", message: "is not a playlist of this tenant", type: "exists" }]);
-			return doc;
+		async approvalRequested(ctx: Ctx, doc: PlaylistDoc) {
+			await publishEvent(ctx.broker, doc.tenantId, "approval.requested", { kind: "playlist", id: doc.id, name: doc.name, requestedBy: doc.approval?.requestedBy ?? null });
+		},
+
+		/** An admin's decision on the draft, claimed by compare-and-set on the request it decides. */
+		async decidePlaylist(ctx: Context<ApprovalDecisionParams, RequestMeta>, decision: "approved" | "rejected") {
+			const tenantId = tenantOf(ctx);
+			const current = await this.db.playlists.getDoc(ctx, ctx.params.id, "Playlist");
+			const approval = decided(approvalOf(current), decision, actorOf(ctx.meta.auth), ctx.params.comment ?? null, new Date());
+			const items = decision === "approved" ? (current.draft?.items ?? current.items) : current.items;
+			const claim = { _id: current.id, "approval.status": "pending", "approval.requestedAt": current.approval?.requestedAt ?? null };
+			if (!(await this.db.playlists.updateWhere(ctx, claim, { ...itemFields(items), approval }))) {
+				throw Errors.conflict("The change was decided or replaced meanwhile; read it again");
+			}
+			const doc = await this.db.playlists.getDoc(ctx, current.id, "Playlist");
+			await audit(ctx, { action: `playlist.${decision}`, target: doc.id, data: { comment: approval.comment, requestedBy: approval.requestedBy, items: items.length } });
+			await publishEvent(ctx.broker, tenantId, "approval.decided", {
+				kind: "playlist",
+				id: doc.id,
+				name: doc.name,
+				status: decision,
+				comment: approval.comment,
+				requestedBy: approval.requestedBy,
+				reviewedBy: approval.reviewedBy
+			});
+			if (decision === "approved") await this.invalidate(tenantId, await this.selectorForPlaylists(tenantId, [doc.id]));
+			const [view] = await this.playlistViews(tenantId, [doc]);
+			return view;
+		},
+
+		/** What a schedule or override plays is the tenant's (422 naming the field otherwise). */
+		async checkProgram(ctx: Ctx, program: Program) {
+			if (program.layoutId) {
+				if (!(await this.db.layouts.findDoc(ctx, { _id: program.layoutId }))) throw Errors.validation([{ field: "layoutId", message: "is not a layout of this tenant", type: "exists" }]);
+			} else if (!program.playlistId || !(await this.db.playlists.findDoc(ctx, { _id: program.playlistId }))) {
+				throw Errors.validation([{ field: "playlistId", message: "is not a playlist of this tenant", type: "exists" }]);
+			}
+		},
+
+		/**
+		 * A layout write's zones and background: zones inside the frame, each zone's playlist and the
+		 * background (an image) the tenant's; answers the zone fields to store (none when the write sends no zones).
+		 */
+		async checkLayoutInput(ctx: Ctx, input: Partial<LayoutInput>, previous?: LayoutDoc) {
+			const problems: FieldError[] = [];
+			if (input.zones) {
+				checkZones(input.zones);
+				const ids = [...new Set(input.zones.map(z => z.playlistId))];
+				const known = new Set((await this.db.playlists.findDocs(ctx, { _id: { $in: ids } })).map(p => p.id));
+				input.zones.forEach((z, i) => {
+					if (!known.has(z.playlistId)) problems.push({ field: `zones[${i}].playlistId`, message: "is not a playlist of this tenant", type: "exists" });
+				});
+			}
+			if (input.backgroundContentId) {
+				const image = (await this.contentOf(tenantOf(ctx), [input.backgroundContentId])).get(input.backgroundContentId);
+				if (!image) problems.push({ field: "backgroundContentId", message: "is not a content item of this tenant", type: "exists" });
+				else if (image.type !== "image") problems.push({ field: "backgroundContentId", message: "must be an image", type: "type" });
+			}
+			if (problems.length) throw Errors.validation(problems);
+			return input.zones ? zoneFields(checkedZones(input.zones, previous?.zones ?? [], newId)) : {};
+		},
+
+		/** What keeps a layout in use: schedules, overrides still to end, displays defaulting to it. */
+		async layoutUsers(ctx: Ctx, layoutId: string) {
+			const now = new Date().toISOString();
+			const [schedules, overrides, displays] = await Promise.all([
+				this.db.schedules.findDocs(ctx, { layoutId }),
+				this.db.overrides.findDocs(ctx, { layoutId, endsAt: { $gt: now } }),
+				call(ctx, "devices.displaysFor", { tenantId: tenantOf(ctx), defaultLayoutIds: [layoutId], limit: 100 })
+			]);
+			return { schedules, overrides, displayIds: displays.rows.map(d => d.id) };
 		},
 
 		async contentOf(tenantId: string, ids: string[]): Promise<Map<string, ContentInfo>> {
@@ -660,7 +1045,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 
 		/** `known`: the items' content when the caller just read it (a playlist write). */
 		async playlistViews(tenantId: string, docs: PlaylistDoc[], known?: Map<string, ContentInfo>): Promise<PlaylistView[]> {
-			const content = known ?? (await this.contentOf(tenantId, docs.flatMap(d => d.items.map(i => i.contentId))));
+			const content = known ?? (await this.contentOf(tenantId, docs.flatMap(d => d.contentIds)));
 			return docs.map(doc => playlistView(doc, content));
 		},
 
@@ -674,13 +1059,30 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			const tenantId = tenantOf(ctx);
 			const [targeting, zone] = await Promise.all([call(ctx, "devices.targeting", { id: displayId }), this.tenantZone(tenantId)]);
 			const display: DisplayTarget = { ...targeting, tenantTimezone: zone };
-			const [schedules, overrides] = await Promise.all([this.schedulesTargeting(tenantId, display), this.overridesAfter(tenantId, at)]);
-			return { display, schedules, overrides };
+			const [schedules, power, overrides] = await Promise.all([
+				this.schedulesTargeting(tenantId, display),
+				this.powerTargeting(tenantId, display),
+				this.overridesAfter(tenantId, at)
+			]);
+			return { display, schedules, power, overrides };
+		},
+
+		/** The caller's display as scheduling needs it, or null when the tenant has none of that id (a list filter matches nothing then). */
+		async targetingOrNull(ctx: Ctx, displayId: string) {
+			return call(ctx, "devices.targeting", { id: displayId }).catch((err: { type?: string }) => {
+				if (err.type === "NOT_FOUND") return null;
+				throw err;
+			});
 		},
 
 		/** The schedules naming the display, one of its groups or one of its tags (an indexed query). */
 		async schedulesTargeting(tenantId: string, display: Pick<DisplayTarget, "id" | "groupIds" | "tags">): Promise<ScheduleDoc[]> {
 			return this.db.schedules.findDocs(systemScope(tenantId), { targetKeys: { $in: displayKeys(display) } });
+		},
+
+		/** The power schedules naming the display, one of its groups or one of its tags. */
+		async powerTargeting(tenantId: string, display: Pick<DisplayTarget, "id" | "groupIds" | "tags">): Promise<PowerScheduleDoc[]> {
+			return this.db.power_schedules.findDocs(systemScope(tenantId), { targetKeys: { $in: displayKeys(display) } });
 		},
 
 		/** Overrides still running or to come after `at` (the ones that can matter from then on). */
@@ -692,34 +1094,46 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 		async manifestsFor(
 			tenantId: string,
 			displays: DisplayTarget[],
-			schedulesOf: (d: DisplayTarget) => ScheduleDoc[],
+			rulesOf: (d: DisplayTarget) => DisplayRules,
 			overrideDocs: OverrideDoc[],
 			at: Date,
 			options: { candidates?: boolean } = {}
 		): Promise<Array<{ manifest: Manifest; resolution: Resolution }>> {
 			const overrides = overrideDocs.map(overrideOf);
 			const overrideNames = new Map(overrideDocs.map(o => [o.id, o.name]));
-			const resolved: Array<{ display: DisplayTarget; resolution: Resolution; scheduleName: string | null }> = [];
+			const resolved: Array<{ display: DisplayTarget; resolution: Resolution; scheduleName: string | null; power: ManifestPower | null }> = [];
 			for (const [index, display] of displays.entries()) {
 				// A page of displays is CPU work: let requests in between, or a bulk recompute stalls the process.
 				if (index % YIELD_EVERY === YIELD_EVERY - 1) await yieldToEventLoop();
-				const schedules = schedulesOf(display);
+				const { schedules, power } = rulesOf(display);
 				const resolution = resolve(display, schedules.map(ruleOf), overrides, at, { candidates: options.candidates ?? false });
 				const scheduleName = resolution.scheduleId ? (schedules.find(s => s.id === resolution.scheduleId)?.name ?? "") : null;
-				resolved.push({ display, resolution, scheduleName });
+				resolved.push({ display, resolution, scheduleName, power: powerAt(display, power, at) });
 			}
-			const playlistIds = [...new Set(resolved.flatMap(r => (r.resolution.playlistId ? [r.resolution.playlistId] : [])))];
+			const scope = systemScope(tenantId);
+			const layoutIds = [...new Set(resolved.flatMap(r => (r.resolution.layoutId ? [r.resolution.layoutId] : [])))];
+			const layouts = new Map<string, LayoutData>();
+			for (const batch of chunks(layoutIds, ID_BATCH)) {
+				for (const doc of await this.db.layouts.findDocs(scope, { _id: { $in: batch } })) layouts.set(doc.id, doc);
+			}
+			const playlistIds = [
+				...new Set([...resolved.flatMap(r => (r.resolution.playlistId ? [r.resolution.playlistId] : [])), ...[...layouts.values()].flatMap(l => l.zones.map(z => z.playlistId))])
+			];
 			const playlists = new Map<string, PlaylistData>();
 			for (const batch of chunks(playlistIds, ID_BATCH)) {
-				for (const doc of await this.db.playlists.findDocs(systemScope(tenantId), { _id: { $in: batch } })) playlists.set(doc.id, playlistData(doc));
+				for (const doc of await this.db.playlists.findDocs(scope, { _id: { $in: batch } })) playlists.set(doc.id, playlistData(doc));
 			}
-			const content = await this.contentOf(tenantId, [...playlists.values()].flatMap(p => p.items.map(i => i.contentId)));
-			return resolved.map(({ display, resolution, scheduleName }) => ({
+			const backgrounds = [...layouts.values()].flatMap(l => (l.backgroundContentId ? [l.backgroundContentId] : []));
+			const content = await this.contentOf(tenantId, [...[...playlists.values()].flatMap(p => p.items.map(i => i.contentId)), ...backgrounds]);
+			return resolved.map(({ display, resolution, scheduleName, power }) => ({
 				resolution,
 				manifest: buildManifest({
 					displayId: display.id,
 					resolution,
 					playlist: resolution.playlistId ? (playlists.get(resolution.playlistId) ?? null) : null,
+					layout: resolution.layoutId ? (layouts.get(resolution.layoutId) ?? null) : null,
+					playlists,
+					power,
 					scheduleName,
 					overrideName: resolution.overrideId ? (overrideNames.get(resolution.overrideId) ?? null) : null,
 					content,
@@ -735,8 +1149,8 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			const cached = await this.manifests.read(tenantId, generation, displayId);
 			if (cached) return cached;
 			const at = new Date();
-			const { display, schedules, overrides } = await this.displayInputs(ctx, displayId, at);
-			const [{ manifest }] = await this.manifestsFor(tenantId, [display], () => schedules, overrides, at);
+			const { display, overrides, ...rules } = await this.displayInputs(ctx, displayId, at);
+			const [{ manifest }] = await this.manifestsFor(tenantId, [display], () => rules, overrides, at);
 			await this.manifests.store(tenantId, generation, manifest);
 			return manifest;
 		},
@@ -756,13 +1170,19 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			const at = new Date();
 			const scope = systemScope(tenantId);
 			const generation = await this.manifests.generation(tenantId);
-			const [zone, scheduleDocs, overrides] = await Promise.all([this.tenantZone(tenantId), this.db.schedules.findDocs(scope), this.overridesAfter(tenantId, at)]);
+			const [zone, scheduleDocs, powerDocs, overrides] = await Promise.all([
+				this.tenantZone(tenantId),
+				this.db.schedules.findDocs(scope),
+				this.db.power_schedules.findDocs(scope),
+				this.overridesAfter(tenantId, at)
+			]);
 			const index = new ScheduleIndex(scheduleDocs);
+			const powerIndex = new ScheduleIndex(powerDocs);
 			let afterId: string | null = null;
 			do {
 				const page: Result<"devices.displaysFor"> = await call(this.broker, "devices.displaysFor", { tenantId, ...selector, afterId: afterId ?? undefined, limit: DISPLAY_PAGE });
 				const displays = page.rows.map(d => ({ ...d, tenantTimezone: zone }));
-				const manifests = await this.manifestsFor(tenantId, displays, d => index.forDisplay(d), overrides, at);
+				const manifests = await this.manifestsFor(tenantId, displays, d => ({ schedules: index.forDisplay(d), power: powerIndex.forDisplay(d) }), overrides, at);
 				const changed: Record<string, string> = {};
 				for (const { manifest } of manifests) {
 					const before = await this.manifests.store(tenantId, generation, manifest);
@@ -774,15 +1194,29 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			} while (afterId);
 		},
 
-		/** The displays a playlist can reach: its schedules' and overrides' targets and the displays defaulting to it. */
+		/** The displays a playlist can reach: its schedules' and overrides' targets, the displays defaulting to it, and the same for the layouts playing it. */
 		async selectorForPlaylists(tenantId: string, playlistIds: string[]): Promise<DisplaySelector> {
+			if (!playlistIds.length) return {};
+			const scope = systemScope(tenantId);
+			const now = new Date().toISOString();
+			const [schedules, overrides, layouts] = await Promise.all([
+				this.db.schedules.findDocs(scope, { playlistId: { $in: playlistIds } }),
+				this.db.overrides.findDocs(scope, { playlistId: { $in: playlistIds }, endsAt: { $gt: now } }),
+				this.db.layouts.findDocs(scope, { playlistIds: { $in: playlistIds } })
+			]);
+			return mergeSelectors(usersSelector({ defaultPlaylistIds: playlistIds }, schedules, overrides), await this.selectorForLayouts(tenantId, layouts.map(l => l.id)));
+		},
+
+		/** The displays a layout can reach: its schedules' and overrides' targets and the displays defaulting to it. */
+		async selectorForLayouts(tenantId: string, layoutIds: string[]): Promise<DisplaySelector> {
+			if (!layoutIds.length) return {};
 			const scope = systemScope(tenantId);
 			const now = new Date().toISOString();
 			const [schedules, overrides] = await Promise.all([
-				this.db.schedules.findDocs(scope, { playlistId: { $in: playlistIds } }),
-				this.db.overrides.findDocs(scope, { playlistId: { $in: playlistIds }, endsAt: { $gt: now } })
+				this.db.schedules.findDocs(scope, { layoutId: { $in: layoutIds } }),
+				this.db.overrides.findDocs(scope, { layoutId: { $in: layoutIds }, endsAt: { $gt: now } })
 			]);
-			return playlistUsersSelector(playlistIds, schedules, overrides);
+			return usersSelector({ defaultLayoutIds: layoutIds }, schedules, overrides);
 		},
 
 		/** Resolves once every queued recomputation has finished (shutdown and tests). */

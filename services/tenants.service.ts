@@ -88,7 +88,8 @@ const SETTINGS_RULE = {
 	props: {
 		timezone: { type: "string", optional: true, max: 64 },
 		offlineAlertMinutes: { type: "number", integer: true, min: 1, max: 1440, optional: true },
-		offlineAfterSec: { type: "number", integer: true, min: 30, max: 3600, optional: true }
+		offlineAfterSec: { type: "number", integer: true, min: 30, max: 3600, optional: true },
+		contentApproval: { type: "boolean", optional: true }
 	}
 } as const;
 

@@ -71,7 +71,7 @@ export function healthRow(m: HeartbeatMessage): HealthRow {
 
 export const healthKey = (r: HealthRow) => `${r.tenant_id}\u0000${r.display_id}\u0000${r.ts}`;
 
-/** `online`: 1 online, 0 offline, 2 unknown (deleted): the uptime query counts only 0 and 1. */
+/** `online`: 1 online, 0 offline, 2 neither (deleted, or dark in a scheduled power-off): the uptime query counts only 0 and 1. */
 export interface StatusRow {
 	tenant_id: string;
 	display_id: string;
@@ -82,7 +82,7 @@ export interface StatusRow {
 }
 
 export function statusRow(m: DisplayStatusChange): StatusRow {
-	return { tenant_id: m.tenantId, display_id: m.displayId, display_name: cleanText(m.name), ts: Date.parse(m.at), online: m.online === null ? 2 : m.online ? 1 : 0, event_id: m.id };
+	return { tenant_id: m.tenantId, display_id: m.displayId, display_name: cleanText(m.name), ts: Date.parse(m.at), online: m.online === null || m.scheduledOff ? 2 : m.online ? 1 : 0, event_id: m.id };
 }
 
 export const statusKey = (r: StatusRow) => r.event_id;

@@ -13,12 +13,20 @@ export interface DisplayDoc extends TenantOwned {
 	tags: string[];
 	groupIds: string[];
 	defaultPlaylistId: string | null;
+	/** A layout it plays when nothing is scheduled (absent on documents from before layouts). */
+	defaultLayoutId?: string | null;
 	/** What the screen said of itself when it asked to pair. */
 	hardwareId: string | null;
 	model: string | null;
 	resolution: string | null;
 	/** The provisioning key it registered with (null or absent: paired by code). */
 	provisioningKeyId?: string | null;
+	/** Silent inside a scheduled power-off (the sweep sets it; coming online clears it). */
+	scheduledOff?: boolean;
+	/** When that power-off ends (null: it never does); past it, still silent, the outage begins. */
+	scheduledOffUntil?: string | null;
+	/** When the sweep asks again whether the screen is still meant to be off. */
+	scheduledOffCheckAt?: string | null;
 	/** When it last came online (written off the hot path). */
 	lastSeenAt?: string;
 }
@@ -38,6 +46,8 @@ export function displayView(doc: DisplayDoc, presence: Presence | null = null, s
 		tags: doc.tags,
 		groupIds: doc.groupIds,
 		defaultPlaylistId: doc.defaultPlaylistId,
+		defaultLayoutId: doc.defaultLayoutId ?? null,
+		scheduledOff: (status ?? doc.status) === "offline" && doc.scheduledOff === true,
 		lastSeenAt: presence?.lastSeenAt ?? doc.lastSeenAt ?? null,
 		metrics: presence?.metrics ?? null,
 		appVersion: presence?.appVersion ?? null,
@@ -55,7 +65,16 @@ export function groupView(doc: DisplayGroupDoc): DisplayGroupView {
 
 /** What scheduling needs of a display to resolve what it plays. */
 export function targetingView(doc: DisplayDoc): DisplayTargeting {
-	return { id: doc.id, timezone: doc.timezone, tags: doc.tags, groupIds: doc.groupIds, defaultPlaylistId: doc.defaultPlaylistId };
+	return { id: doc.id, timezone: doc.timezone, tags: doc.tags, groupIds: doc.groupIds, defaultPlaylistId: doc.defaultPlaylistId, defaultLayoutId: doc.defaultLayoutId ?? null };
+}
+
+/** A sleeping display's power-off is asked about again at least this often (a changed or removed power schedule shows within it). */
+export const SLEEP_CHECK_MS = 3600_000;
+
+/** What a display silent in a scheduled power-off stores: asleep until `until` (null: for good), checked again by then. */
+export function sleepFields(until: string | null, now: Date): Pick<DisplayDoc, "scheduledOff" | "scheduledOffUntil" | "scheduledOffCheckAt"> {
+	const checkAt = Math.min(until ? Date.parse(until) : Number.POSITIVE_INFINITY, now.getTime() + SLEEP_CHECK_MS);
+	return { scheduledOff: true, scheduledOffUntil: until, scheduledOffCheckAt: new Date(checkAt).toISOString() };
 }
 
 /** GET /displays' filters. */
@@ -70,7 +89,7 @@ export function listQuery({ status, tag, groupId, q }: Pick<DisplayListParams, "
 
 /**
  * The displays a selector names: ids ∪ members of groups ∪ carriers of tags ∪ displays
- * defaulting to a playlist, or all; null when it names none.
+ * defaulting to a playlist or layout, or all; null when it names none.
  */
 export function selectorQuery(selector: DisplaySelector): Query | null {
 	if (selector.all) return {};
@@ -79,10 +98,15 @@ export function selectorQuery(selector: DisplaySelector): Query | null {
 	if (selector.groupIds?.length) branches.push({ groupIds: { $in: selector.groupIds } });
 	if (selector.tags?.length) branches.push({ tags: { $in: selector.tags } });
 	if (selector.defaultPlaylistIds?.length) branches.push({ defaultPlaylistId: { $in: selector.defaultPlaylistIds } });
+	if (selector.defaultLayoutIds?.length) branches.push({ defaultLayoutId: { $in: selector.defaultLayoutIds } });
 	return branches.length ? { $or: branches } : null;
 }
 
-/** The fields a PATCH sets (absent ones stay as they are); tags and groups without repeats. */
+/**
+ * The fields a PATCH sets (absent ones stay as they are); tags and groups without repeats. A
+ * display defaults to a playlist or a layout: setting one clears the other (the caller refuses
+ * both at once).
+ */
 export function displayChanges(edit: DisplayEdit): Changes<DisplayDoc> {
 	const set: Changes<DisplayDoc> = {};
 	if (edit.name !== undefined) set.name = edit.name;
@@ -90,6 +114,9 @@ export function displayChanges(edit: DisplayEdit): Changes<DisplayDoc> {
 	if (edit.tags !== undefined) set.tags = unique(edit.tags);
 	if (edit.groupIds !== undefined) set.groupIds = unique(edit.groupIds);
 	if (edit.defaultPlaylistId !== undefined) set.defaultPlaylistId = edit.defaultPlaylistId;
+	if (edit.defaultLayoutId !== undefined) set.defaultLayoutId = edit.defaultLayoutId;
+	if (edit.defaultPlaylistId) set.defaultLayoutId = null;
+	if (edit.defaultLayoutId) set.defaultPlaylistId = null;
 	return set;
 }
 

@@ -4,7 +4,8 @@
  */
 import path from "node:path";
 import type { Changes, TenantOwned } from "../../mixins/db.mixin";
-import type { ContentStatus, ContentType, ContentView, MetadataSource } from "../../shared/contracts";
+import { approvalOf, type ApprovalState } from "../../shared/approval";
+import type { ContentProposal, ContentStatus, ContentType, ContentView, MetadataSource } from "../../shared/contracts";
 import { Errors } from "../../shared/errors";
 
 export const MAX_TAGS = 50;
@@ -36,7 +37,14 @@ export interface ContentDoc extends TenantOwned {
 	/** Set with objectKey; null when the upload has no thumbnail (videos). */
 	thumbnailKey?: string | null;
 	thumbnailSize?: number | null;
+	/** The approval workflow's state; absent = approved (before approval, or never required). */
+	approval?: ApprovalState;
+	/** An editor's change of how it plays, held back until approved. */
+	proposal?: ContentProposal | null;
 }
+
+/** The fields an approval holds back: they change what screens play. The name and tags apply at once. */
+export const PROPOSED_FIELDS = ["durationMs", "validFrom", "validUntil"] as const;
 
 /** The API path of a content item. */
 export function contentPath(id: string): string {
@@ -63,6 +71,8 @@ export function contentView(doc: ContentDoc): ContentView {
 		validFrom: doc.validFrom ?? null,
 		validUntil: doc.validUntil ?? null,
 		status: doc.status,
+		approval: approvalOf(doc),
+		proposal: doc.proposal ?? null,
 		createdAt: doc.createdAt,
 		updatedAt: doc.updatedAt
 	};
@@ -113,7 +123,7 @@ export interface ContentEdit {
  * ISO strings. 422 when an instant is not a real one, or when the resulting window (the edit
  * over what is stored) does not end after it starts.
  */
-export function contentChanges(current: Pick<ContentDoc, "validFrom" | "validUntil">, edit: ContentEdit): Changes<ContentDoc> {
+export function contentChanges(current: Pick<ContentDoc, "validFrom" | "validUntil" | "proposal">, edit: ContentEdit): Changes<ContentDoc> {
 	const set: Changes<ContentDoc> = {};
 	if (edit.name !== undefined) set.name = edit.name;
 	if (edit.tags !== undefined) set.tags = tagList(edit.tags);
@@ -125,8 +135,25 @@ export function contentChanges(current: Pick<ContentDoc, "validFrom" | "validUnt
 		if (at && Number.isNaN(at.getTime())) throw Errors.validation([{ field, message: "is not a real date and time", type: "date" }]);
 		set[field] = at ? at.toISOString() : null;
 	}
-	const from = set.validFrom !== undefined ? set.validFrom : current.validFrom;
-	const until = set.validUntil !== undefined ? set.validUntil : current.validUntil;
+	// Over what it will be once a pending proposal is approved.
+	const base = { validFrom: current.validFrom, validUntil: current.validUntil, ...current.proposal };
+	const from = set.validFrom !== undefined ? set.validFrom : (base.validFrom ?? null);
+	const until = set.validUntil !== undefined ? set.validUntil : (base.validUntil ?? null);
 	if (from && until && from >= until) throw Errors.validation([{ field: "validUntil", message: "must be after validFrom", type: "range" }]);
 	return set;
+}
+
+/**
+ * An editor's edit of an item that plays, under approval: the name and tags apply at once, how it
+ * plays joins the pending proposal (over any earlier one) and waits.
+ */
+export function heldBack(set: Changes<ContentDoc>, current: Pick<ContentDoc, "proposal">): { direct: Changes<ContentDoc>; proposal: ContentProposal | null } {
+	const direct: Changes<ContentDoc> = { ...set };
+	const proposed: ContentProposal = {};
+	for (const field of PROPOSED_FIELDS) {
+		if (set[field] === undefined) continue;
+		Object.assign(proposed, { [field]: set[field] });
+		delete direct[field];
+	}
+	return { direct, proposal: Object.keys(proposed).length ? { ...current.proposal, ...proposed } : null };
 }

@@ -117,11 +117,12 @@ export class AlertRules {
 	 * return may have gone unheard).
 	 */
 	async displayWentOffline(event: Events["devices.display.wentOffline"]): Promise<void> {
-		const { tenantId, displayId, name, lastSeenAt, at } = event;
+		const { tenantId, displayId, name, lastSeenAt, at, since } = event;
 		const minutes = await this.offlineAlertMinutes(tenantId);
 		if (minutes === null) return;
 		const scope = systemScope(tenantId);
-		const offlineSince = lastSeenAt ?? at;
+		// After a scheduled power-off the outage starts where the off time ended, not where the screen went dark.
+		const offlineSince = since ?? lastSeenAt ?? at;
 		const watching = {
 			displayName: name,
 			lastSeenAt,
@@ -338,6 +339,36 @@ export class AlertRules {
 	async platformEvent(event: PlatformEvent): Promise<void> {
 		if (event.type === "quota.warning") await this.quotaWarning(event);
 		else if (event.type === "payment.failed") await this.paymentFailed(event);
+		else if (event.type === "approval.requested") await this.approvalRequested(event);
+		else if (event.type === "approval.decided") await this.approvalDecided(event);
+	}
+
+	/** Content approval: a change waits — the admins (the approvers) are told in-app. */
+	private async approvalRequested(event: PlatformEvent): Promise<void> {
+		const { kind, id, name } = event.data;
+		if ((kind !== "content" && kind !== "playlist") || typeof id !== "string" || typeof name !== "string") return;
+		const admins = await this.deps.admins(event.tenantId);
+		const what = kind === "content" ? "content item" : "playlist";
+		await this.notify(event.tenantId, admins, {
+			type: "approval.requested",
+			title: `Waiting for approval: “${name}”`,
+			body: `A change to the ${what} “${name}” waits for your review before it reaches any screen.`,
+			data: { alertId: event.id, kind, id, name, url: `${this.appUrl}/${kind === "content" ? "content" : "playlists"}/${id}` }
+		});
+	}
+
+	/** Content approval: a change was approved or rejected — its author is told in-app, with the comment. */
+	private async approvalDecided(event: PlatformEvent): Promise<void> {
+		const { kind, id, name, status, comment, requestedBy } = event.data;
+		if ((kind !== "content" && kind !== "playlist") || typeof id !== "string" || typeof name !== "string" || typeof requestedBy !== "string") return;
+		const approved = status === "approved";
+		const what = kind === "content" ? "content item" : "playlist";
+		await this.deps.inbox.add(event.tenantId, [requestedBy], {
+			type: "approval.decided",
+			title: approved ? `Approved: “${name}”` : `Rejected: “${name}”`,
+			body: `Your change to the ${what} “${name}” was ${approved ? "approved and now plays" : "rejected"}${typeof comment === "string" && comment ? `: ${comment}` : "."}`,
+			data: { alertId: event.id, kind, id, name, status, comment: typeof comment === "string" ? comment : null }
+		});
 	}
 
 	/**

@@ -23,11 +23,12 @@
  *   started again when 01:00 comes round a second time. Consecutive windows therefore never leave
  *   a gap (an all-day rule covers every instant). A window that falls wholly inside a skipped hour
  *   does not play that day.
+ * - A rule (schedule, override, the display's default) puts a playlist or a layout on screen.
  * - Active schedule: the matching one with the highest priority; ties → newest createdAt, then the
  *   smaller id. No match → the display's defaultPlaylistId (source "default"), else "none".
  * - An active override (startsAt ≤ t < endsAt) targeting the display beats every schedule; several
  *   → the one that started last, then the smaller id.
- * - validUntil: the earliest instant after `at` where (source, playlistId, scheduleId, overrideId)
+ * - validUntil: the earliest instant after `at` where (source, playlistId or layoutId, scheduleId, overrideId)
  *   differs, found by evaluating every rule edge (window start/end, date edges, override
  *   start/end) in order. null = never changes again. The search looks at least 400 days ahead,
  *   to the next multiple of 30 days since the epoch; if nothing changed by then, that horizon is
@@ -50,12 +51,19 @@ export interface DisplayTarget {
 	groupIds: string[];
 	tags: string[];
 	defaultPlaylistId: string | null;
+	/** A layout the display plays when nothing is scheduled (instead of a default playlist). */
+	defaultLayoutId?: string | null;
 }
 
-export interface ScheduleRule {
+/** What a rule puts on screen: a playlist, or a layout (zones, each with its playlist). Exactly one is set. */
+export interface Program {
+	playlistId: string | null;
+	layoutId?: string | null;
+}
+
+export interface ScheduleRule extends Program {
 	id: string;
 	name: string;
-	playlistId: string;
 	priority: number;
 	/** ISO instant */
 	createdAt: string;
@@ -73,10 +81,9 @@ export interface ScheduleRule {
 	endTime?: string;
 }
 
-export interface Override {
+export interface Override extends Program {
 	id: string;
 	name: string;
-	playlistId: string;
 	/** absent = every display */
 	targets?: TargetSet;
 	excludeDisplayIds?: string[];
@@ -101,6 +108,7 @@ export interface Resolution {
 	localTime: string;
 	source: Source;
 	playlistId: string | null;
+	layoutId: string | null;
 	scheduleId: string | null;
 	overrideId: string | null;
 	candidates: Candidate[];
@@ -113,6 +121,7 @@ export interface TimelineSegment {
 	end: string;
 	source: Source;
 	playlistId: string | null;
+	layoutId: string | null;
 	scheduleId: string | null;
 }
 
@@ -381,6 +390,7 @@ class RuleTimes {
 interface Answer {
 	source: Source;
 	playlistId: string | null;
+	layoutId: string | null;
 	scheduleId: string | null;
 	overrideId: string | null;
 	override: Override | null;
@@ -388,7 +398,7 @@ interface Answer {
 }
 
 function answerKey(a: Answer): string {
-	return `${a.source}|${a.playlistId ?? ""}|${a.scheduleId ?? ""}|${a.overrideId ?? ""}`;
+	return `${a.source}|${a.playlistId ?? ""}|${a.layoutId ?? ""}|${a.scheduleId ?? ""}|${a.overrideId ?? ""}`;
 }
 
 class Engine {
@@ -428,15 +438,16 @@ class Engine {
 	answerAt(t: number): Answer {
 		for (const { o, start, end } of this.overrides) {
 			if (start <= t && t < end) {
-				return { source: "override", playlistId: o.playlistId, scheduleId: null, overrideId: o.id, override: o, winner: this.winnerAt(t) };
+				return { source: "override", ...programOf(o), scheduleId: null, overrideId: o.id, override: o, winner: this.winnerAt(t) };
 			}
 		}
 		const winner = this.winnerAt(t);
-		if (winner) return { source: "schedule", playlistId: winner.playlistId, scheduleId: winner.id, overrideId: null, override: null, winner };
-		if (this.display.defaultPlaylistId) {
-			return { source: "default", playlistId: this.display.defaultPlaylistId, scheduleId: null, overrideId: null, override: null, winner: null };
+		if (winner) return { source: "schedule", ...programOf(winner), scheduleId: winner.id, overrideId: null, override: null, winner };
+		const fallback = programOf({ playlistId: this.display.defaultPlaylistId, layoutId: this.display.defaultLayoutId });
+		if (fallback.playlistId || fallback.layoutId) {
+			return { source: "default", ...fallback, scheduleId: null, overrideId: null, override: null, winner: null };
 		}
-		return { source: "none", playlistId: null, scheduleId: null, overrideId: null, override: null, winner: null };
+		return { source: "none", playlistId: null, layoutId: null, scheduleId: null, overrideId: null, override: null, winner: null };
 	}
 
 	/** Rules are sorted best first, so the first active one wins. */
@@ -515,12 +526,18 @@ class Engine {
 			localTime: DateTime.fromMillis(t, { zone: this.zoneName }).toISO({ suppressMilliseconds: true }) ?? iso(t),
 			source: answer.source,
 			playlistId: answer.playlistId,
+			layoutId: answer.layoutId,
 			scheduleId: answer.scheduleId,
 			overrideId: answer.overrideId,
 			candidates: withCandidates ? this.candidates(t, answer) : [],
 			validUntil: next === null ? null : iso(next)
 		};
 	}
+}
+
+/** A rule's program; a layout, when named, wins (a rule names one or the other). */
+function programOf(p: Program): { playlistId: string | null; layoutId: string | null } {
+	return p.layoutId ? { playlistId: null, layoutId: p.layoutId } : { playlistId: p.playlistId ?? null, layoutId: null };
 }
 
 function instantOf(at: Date): number {
@@ -534,6 +551,32 @@ export function resolve(display: DisplayTarget, schedules: ScheduleRule[], overr
 	return new Engine(display, schedules, overrides).resolve(instantOf(at), options.candidates ?? true);
 }
 
+/**
+ * What plays at `at`, and the first instant after it where `key` of the answer differs (null =
+ * never, as far as the engine looks ahead): validUntil moves on every change of the answer, this
+ * skips the changes `key` does not see (a screen's power: one "off" rule handing over to another
+ * leaves it off). At most `maxSteps` changes are followed; past them the last one is answered.
+ */
+export function resolveUntil(
+	display: DisplayTarget,
+	schedules: ScheduleRule[],
+	overrides: Override[],
+	at: Date,
+	key: (r: Resolution) => string,
+	maxSteps = 64
+): { resolution: Resolution; until: string | null } {
+	const engine = new Engine(display, schedules, overrides);
+	const resolution = engine.resolve(instantOf(at), false);
+	const now = key(resolution);
+	let next = resolution.validUntil;
+	for (let step = 1; next !== null && step < maxSteps; step++) {
+		const later = engine.resolve(Date.parse(next), false);
+		if (key(later) !== now) return { resolution, until: next };
+		next = later.validUntil;
+	}
+	return { resolution, until: next };
+}
+
 /** Segments of [from, to) with what plays, consecutive equal segments merged. */
 export function timeline(display: DisplayTarget, schedules: ScheduleRule[], overrides: Override[], from: Date, to: Date): TimelineSegment[] {
 	const engine = new Engine(display, schedules, overrides);
@@ -544,10 +587,10 @@ export function timeline(display: DisplayTarget, schedules: ScheduleRule[], over
 		const r = engine.resolve(t, false);
 		const next = r.validUntil === null ? end : Math.min(end, Date.parse(r.validUntil));
 		const last = segments[segments.length - 1];
-		if (last && last.source === r.source && last.playlistId === r.playlistId && last.scheduleId === r.scheduleId) {
+		if (last && last.source === r.source && last.playlistId === r.playlistId && last.layoutId === r.layoutId && last.scheduleId === r.scheduleId) {
 			last.end = iso(next);
 		} else {
-			segments.push({ start: iso(t), end: iso(next), source: r.source, playlistId: r.playlistId, scheduleId: r.scheduleId });
+			segments.push({ start: iso(t), end: iso(next), source: r.source, playlistId: r.playlistId, layoutId: r.layoutId, scheduleId: r.scheduleId });
 		}
 		t = next;
 	}

@@ -8,11 +8,11 @@
  * reached; entries also lapse at the manifest's `validUntil` and after at most an hour, so a
  * display whose inputs changed without an event reaching us is right again within that.
  *
- * Next to the entry, the display's current ETag is published under `manifestEtagKey` (the
- * heartbeat answers it); storing answers the previous one, so a recomputation knows which
- * displays to tell about a change.
+ * Next to the entry, the display's current ETag is published under `manifestEtagKey` and its
+ * screen power under `manifestPowerKey` (the heartbeat answers both); storing answers the previous
+ * ETag, so a recomputation knows which displays to tell about a change.
  */
-import { manifestEtagKey, type Manifest } from "../../shared/contracts";
+import { manifestEtagKey, manifestPowerKey, type Manifest } from "../../shared/contracts";
 import { newId } from "../../shared/ids";
 import type { KeyValueStore } from "../../shared/kv";
 
@@ -87,12 +87,14 @@ export class ManifestCache {
 		if (ttl <= 0) return this.kv.get(manifestEtagKey(manifest.displayId));
 		const cached: CachedManifest = { tenantId, generation, manifest };
 		await this.kv.set(cacheKeys.manifest(manifest.displayId), JSON.stringify(cached), ttl);
+		if (manifest.power) await this.kv.set(manifestPowerKey(manifest.displayId), JSON.stringify(manifest.power), ttl);
+		else await this.kv.del(manifestPowerKey(manifest.displayId));
 		return this.kv.swap(manifestEtagKey(manifest.displayId), manifest.etag, ttl);
 	}
 
 	/** A deleted display's entry goes at once (its id never comes back). */
 	async forgetDisplay(displayId: string): Promise<void> {
-		await this.kv.del(cacheKeys.manifest(displayId));
+		await Promise.all([this.kv.del(cacheKeys.manifest(displayId)), this.kv.del(manifestPowerKey(displayId))]);
 	}
 
 	/** A deleted tenant's generation goes; its displays' entries lapse on their own. */

@@ -4,11 +4,17 @@
  * fields, windows relative to now). Pure: the checks throw a 422 naming the field, and take the
  * current instant as an argument.
  */
+import { COMMENT_RULE } from "../../shared/approval";
 import { Errors, type FieldError } from "../../shared/errors";
 import { ID_RULE } from "../../shared/ids";
 import { ISO_INSTANT_RULE, NAME_RULE, PAGE_PARAMS } from "../../shared/request";
 
 export const MAX_ITEMS = 200;
+export const MAX_ZONES = 20;
+/** A layout's frame: pixels up to 16K, or a ratio such as 16 × 9. */
+export const MAX_FRAME = 16384;
+/** Zone edges may overshoot the frame by rounding (1/3 + 2/3) and nothing more. */
+export const FRAME_EPSILON = 1e-9;
 export const MAX_TARGET_IDS = 1000;
 export const MAX_TAGS = 100;
 export const MAX_TIMELINE_DAYS = 31;
@@ -51,9 +57,42 @@ const ITEMS_RULE = {
 	}
 } as const;
 
-const SCHEDULE_FIELDS = {
+const UNIT = { type: "number", min: 0, max: 1 } as const;
+
+const ZONES_RULE = {
+	type: "array",
+	min: 1,
+	max: MAX_ZONES,
+	items: {
+		type: "object",
+		strict: "remove",
+		props: {
+			id: OPTIONAL_ID,
+			name: NAME_RULE,
+			x: UNIT,
+			y: UNIT,
+			width: UNIT,
+			height: UNIT,
+			zIndex: { type: "number", integer: true, min: -1000, max: 1000, optional: true },
+			playlistId: ID_RULE
+		}
+	}
+} as const;
+
+const LAYOUT_FIELDS = {
 	name: NAME_RULE,
-	playlistId: ID_RULE,
+	width: { type: "number", integer: true, min: 1, max: MAX_FRAME },
+	height: { type: "number", integer: true, min: 1, max: MAX_FRAME },
+	backgroundColor: { type: "string", pattern: /^#[0-9a-fA-F]{6}$/, messages: { stringPattern: "must be a colour such as #1a2b3c" }, optional: true, nullable: true },
+	backgroundContentId: { ...ID_RULE, optional: true, nullable: true },
+	zones: ZONES_RULE
+} as const;
+
+/** What a schedule or override plays: a playlist or a layout (exactly one, checked by checkProgram). */
+const PROGRAM_FIELDS = { playlistId: OPTIONAL_ID, layoutId: OPTIONAL_ID } as const;
+
+/** When a rule applies, in the display's timezone: the rule language of schedules and power schedules. */
+const RULE_FIELDS = {
 	targets: TARGETS_RULE,
 	excludeDisplayIds: ID_LIST(MAX_TARGET_IDS),
 	startDate: DATE_RULE,
@@ -64,6 +103,10 @@ const SCHEDULE_FIELDS = {
 	priority: { type: "number", integer: true, min: 0, max: 1000, optional: true }
 } as const;
 
+const SCHEDULE_FIELDS = { name: NAME_RULE, ...PROGRAM_FIELDS, ...RULE_FIELDS } as const;
+
+const POWER_FIELDS = { name: NAME_RULE, state: { type: "enum", values: ["off", "on"], optional: true }, ...RULE_FIELDS } as const;
+
 /** Every rule of `fields`, optional: a PATCH sends only what changes. */
 function allOptional<T extends Record<string, object>>(fields: T): { [K in keyof T]: T[K] & { optional: true } } {
 	return Object.fromEntries(Object.entries(fields).map(([k, rule]) => [k, { ...rule, optional: true }])) as { [K in keyof T]: T[K] & { optional: true } };
@@ -72,21 +115,41 @@ function allOptional<T extends Record<string, object>>(fields: T): { [K in keyof
 /** The params rules of each action, by action name. */
 export const PARAMS = {
 	createPlaylist: { $$strict: "remove", name: NAME_RULE, items: ITEMS_RULE },
-	listPlaylists: { $$strict: "remove", ...PAGE_PARAMS, q: { type: "string", max: 100, optional: true }, contentId: OPTIONAL_ID },
+	listPlaylists: {
+		$$strict: "remove",
+		...PAGE_PARAMS,
+		q: { type: "string", max: 100, optional: true },
+		contentId: OPTIONAL_ID,
+		approval: { type: "enum", values: ["pending", "rejected"], optional: true }
+	},
 	getPlaylist: BY_ID,
 	updatePlaylist: { $$strict: "remove", id: ID_RULE, name: { ...NAME_RULE, optional: true }, items: ITEMS_RULE },
 	removePlaylist: { $$strict: "remove", id: ID_RULE, force: { type: "boolean", convert: true, optional: true } },
+	approvePlaylist: { $$strict: "remove", id: ID_RULE, comment: { ...COMMENT_RULE, optional: true } },
+	rejectPlaylist: { $$strict: "remove", id: ID_RULE, comment: COMMENT_RULE },
+
+	createLayout: { $$strict: "remove", ...LAYOUT_FIELDS },
+	listLayouts: { $$strict: "remove", ...PAGE_PARAMS, q: { type: "string", max: 100, optional: true }, playlistId: OPTIONAL_ID },
+	getLayout: BY_ID,
+	updateLayout: { $$strict: "remove", id: ID_RULE, ...allOptional(LAYOUT_FIELDS) },
+	removeLayout: { $$strict: "remove", id: ID_RULE, force: { type: "boolean", convert: true, optional: true } },
 
 	createSchedule: { $$strict: "remove", ...SCHEDULE_FIELDS },
-	listSchedules: { $$strict: "remove", ...PAGE_PARAMS, displayId: OPTIONAL_ID, playlistId: OPTIONAL_ID },
+	listSchedules: { $$strict: "remove", ...PAGE_PARAMS, displayId: OPTIONAL_ID, playlistId: OPTIONAL_ID, layoutId: OPTIONAL_ID },
 	getSchedule: BY_ID,
 	updateSchedule: { $$strict: "remove", id: ID_RULE, ...allOptional(SCHEDULE_FIELDS) },
 	removeSchedule: BY_ID,
 
+	createPowerSchedule: { $$strict: "remove", ...POWER_FIELDS },
+	listPowerSchedules: { $$strict: "remove", ...PAGE_PARAMS, displayId: OPTIONAL_ID },
+	getPowerSchedule: BY_ID,
+	updatePowerSchedule: { $$strict: "remove", id: ID_RULE, ...allOptional(POWER_FIELDS) },
+	removePowerSchedule: BY_ID,
+
 	createOverride: {
 		$$strict: "remove",
 		name: NAME_RULE,
-		playlistId: ID_RULE,
+		...PROGRAM_FIELDS,
 		targets: OVERRIDE_TARGETS_RULE,
 		excludeDisplayIds: ID_LIST(MAX_TARGET_IDS),
 		startsAt: { ...ISO_INSTANT_RULE, optional: true },
@@ -98,7 +161,7 @@ export const PARAMS = {
 		$$strict: "remove",
 		id: ID_RULE,
 		name: { ...NAME_RULE, optional: true },
-		playlistId: OPTIONAL_ID,
+		...PROGRAM_FIELDS,
 		targets: OVERRIDE_TARGETS_RULE,
 		excludeDisplayIds: ID_LIST(MAX_TARGET_IDS),
 		endsAt: { ...ISO_INSTANT_RULE, optional: true }
@@ -111,6 +174,8 @@ export const PARAMS = {
 	// Called by other services only (no `rest`).
 	contentInManifest: { displayId: "string", contentId: "string" },
 	playlistExists: { id: "string" },
+	layoutExists: { id: "string" },
+	powerStates: { tenantId: "string", displayIds: { type: "array", items: "string", max: 2000 } },
 	removeContent: { tenantId: "string", contentId: "string" },
 	exportTenantData: { tenantId: "string" }
 } as const;
@@ -147,6 +212,37 @@ export function checkOverrideWindow(startsAt: Date, endsAt: Date, now: number): 
 	if (endsAt.getTime() - Math.max(now, startsAt.getTime()) > MAX_OVERRIDE_DAYS * DAY_MS) {
 		throw Errors.validation([{ field: "endsAt", message: `must be within ${MAX_OVERRIDE_DAYS} days; use a schedule for longer`, type: "range" }]);
 	}
+}
+
+/**
+ * What a write asks a rule to play. `current` is the rule's program before a PATCH (absent on a
+ * create, where exactly one must be named); naming one clears the other. 422 when both are named
+ * or, on a create, neither.
+ */
+export function programChange(
+	sent: { playlistId?: string; layoutId?: string },
+	current?: { playlistId: string | null; layoutId: string | null }
+): { playlistId: string | null; layoutId: string | null } | null {
+	const { playlistId, layoutId } = sent;
+	if (playlistId !== undefined && layoutId !== undefined) {
+		throw Errors.validation([{ field: "layoutId", message: "name either a playlistId or a layoutId, not both", type: "program" }]);
+	}
+	if (playlistId !== undefined) return { playlistId, layoutId: null };
+	if (layoutId !== undefined) return { playlistId: null, layoutId };
+	if (current) return null;
+	throw Errors.validation([{ field: "playlistId", message: "name what to play: a playlistId or a layoutId", type: "required" }]);
+}
+
+/** Every zone lies inside the frame (x + width ≤ 1, y + height ≤ 1) and has an area. */
+export function checkZones(zones: Array<{ x: number; y: number; width: number; height: number }>): void {
+	const problems: FieldError[] = [];
+	zones.forEach((z, i) => {
+		if (z.width <= 0) problems.push({ field: `zones[${i}].width`, message: "must be more than 0", type: "range" });
+		if (z.height <= 0) problems.push({ field: `zones[${i}].height`, message: "must be more than 0", type: "range" });
+		if (z.x + z.width > 1 + FRAME_EPSILON) problems.push({ field: `zones[${i}].width`, message: "x + width must be at most 1 (the zone must lie inside the frame)", type: "range" });
+		if (z.y + z.height > 1 + FRAME_EPSILON) problems.push({ field: `zones[${i}].height`, message: "y + height must be at most 1 (the zone must lie inside the frame)", type: "range" });
+	});
+	if (problems.length) throw Errors.validation(problems);
 }
 
 /** A timeline's period: `to` after `from`, at most MAX_TIMELINE_DAYS long. */

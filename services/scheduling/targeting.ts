@@ -85,11 +85,16 @@ export function mergeSelectors(...selectors: DisplaySelector[]): DisplaySelector
 		displayIds: union(s => s.displayIds),
 		groupIds: union(s => s.groupIds),
 		tags: union(s => s.tags),
-		defaultPlaylistIds: union(s => s.defaultPlaylistIds)
+		defaultPlaylistIds: union(s => s.defaultPlaylistIds),
+		defaultLayoutIds: union(s => s.defaultLayoutIds)
 	};
 }
 
-/** The displays that playlists reach: through the schedules and overrides using them, and as defaults. */
-export function playlistUsersSelector(playlistIds: string[], schedules: Array<{ targets: TargetSet }>, overrides: Array<{ targets: TargetSet | null }>): DisplaySelector {
-	return mergeSelectors({ defaultPlaylistIds: playlistIds }, ...schedules.map(s => selectorOf(s.targets)), ...overrides.map(o => selectorOf(o.targets)));
+/** The displays that playlists or layouts reach: as defaults (`defaults`), and through the schedules and overrides playing them. */
+export function usersSelector(
+	defaults: Pick<DisplaySelector, "defaultPlaylistIds" | "defaultLayoutIds">,
+	schedules: Array<{ targets: TargetSet }>,
+	overrides: Array<{ targets: TargetSet | null }>
+): DisplaySelector {
+	return mergeSelectors(defaults, ...schedules.map(s => selectorOf(s.targets)), ...overrides.map(o => selectorOf(o.targets)));
 }

@@ -6,8 +6,15 @@
 import { DateTime } from "luxon";
 import type { Changes, NewDoc, Query, TenantOwned } from "../../mixins/db.mixin";
 import type {
+	LayoutInput,
+	LayoutView,
+	LayoutZoneInput,
+	LayoutZoneView,
 	Manifest,
 	OverrideStatus,
+	PowerScheduleInput,
+	PowerScheduleView,
+	PowerState,
 	OverrideView,
 	PlaylistItemInput,
 	PlaylistView,
@@ -18,8 +25,9 @@ import type {
 	TargetsView,
 	TimelineView
 } from "../../shared/contracts";
+import { approvalOf, type ApprovalState } from "../../shared/approval";
 import { Errors, type FieldError } from "../../shared/errors";
-import type { Override, Resolution, ScheduleRule, TimelineSegment } from "./engine";
+import { compareRules, type Override, type Program, type Resolution, type ScheduleRule, type TimelineSegment } from "./engine";
 import { effectiveItems, type ContentInfo, type PlaylistData, type PlaylistItem } from "./manifest";
 import { cleanTargets, targetFields, targetKeys } from "./targeting";
 
@@ -27,14 +35,35 @@ import { cleanTargets, targetFields, targetKeys } from "./targeting";
 
 export interface PlaylistDoc extends TenantOwned {
 	name: string;
+	/** What plays. */
 	items: PlaylistItem[];
-	/** The items' distinct content ids (indexed: which playlists hold a content item). */
+	/** The distinct content ids of the items and the draft (indexed: which playlists hold a content item). */
 	contentIds: string[];
+	/** The approval workflow's state; absent = approved (before approval, or never required). */
+	approval?: ApprovalState;
+	/** An editor's items waiting for approval. */
+	draft?: { items: PlaylistItem[] } | null;
 }
 
-export interface ScheduleDoc extends TenantOwned {
+export interface LayoutDoc extends TenantOwned {
 	name: string;
-	playlistId: string;
+	width: number;
+	height: number;
+	backgroundColor: string | null;
+	backgroundContentId: string | null;
+	zones: LayoutZoneView[];
+	/** The zones' distinct playlist ids (indexed: which layouts a playlist is in). */
+	playlistIds: string[];
+}
+
+/** What a schedule or override plays: one of the two is set (documents from before layouts have no layoutId). */
+interface ProgramFields {
+	playlistId: string | null;
+	layoutId?: string | null;
+}
+
+/** When a rule applies (schedules and power schedules share the rule language). */
+export interface RuleDocFields {
 	targets: TargetsView;
 	/** One key per display, group and tag targeted (indexed: which schedules reach a display). */
 	targetKeys: string[];
@@ -48,9 +77,17 @@ export interface ScheduleDoc extends TenantOwned {
 	priority: number;
 }
 
-export interface OverrideDoc extends TenantOwned {
+export interface ScheduleDoc extends TenantOwned, ProgramFields, RuleDocFields {
 	name: string;
-	playlistId: string;
+}
+
+export interface PowerScheduleDoc extends TenantOwned, RuleDocFields {
+	name: string;
+	state: PowerState;
+}
+
+export interface OverrideDoc extends TenantOwned, ProgramFields {
+	name: string;
 	/** null = every display. */
 	targets: TargetsView | null;
 	excludeDisplayIds: string[];
@@ -64,10 +101,15 @@ export interface OverrideDoc extends TenantOwned {
 
 /** A stored schedule as the engine takes it. */
 export function ruleOf(doc: ScheduleDoc): ScheduleRule {
+	return ruleAs(doc, { playlistId: doc.playlistId, layoutId: doc.layoutId ?? null });
+}
+
+/** A stored rule (a schedule, or a power schedule) as the engine takes it, playing `program`. */
+export function ruleAs(doc: RuleDocFields & Pick<TenantOwned, "id" | "createdAt"> & { name: string }, program: Program): ScheduleRule {
 	return {
 		id: doc.id,
 		name: doc.name,
-		playlistId: doc.playlistId,
+		...program,
 		priority: doc.priority,
 		createdAt: doc.createdAt,
 		targets: doc.targets,
@@ -86,6 +128,7 @@ export function overrideOf(doc: OverrideDoc): Override {
 		id: doc.id,
 		name: doc.name,
 		playlistId: doc.playlistId,
+		layoutId: doc.layoutId ?? null,
 		targets: doc.targets ?? undefined,
 		excludeDisplayIds: doc.excludeDisplayIds,
 		startsAt: doc.startsAt,
@@ -99,10 +142,10 @@ export function playlistData(doc: PlaylistDoc): PlaylistData {
 
 // ---- document → view --------------------------------------------------------------------------
 
-/** `content`: the items' content by id; items whose content is gone are left out. */
-export function playlistView(doc: PlaylistDoc, content: Map<string, ContentInfo>): PlaylistView {
-	const ownDuration = new Set(doc.items.filter(i => i.durationMs !== null).map(i => i.id));
-	const items = effectiveItems(playlistData(doc), content).map(i => ({
+/** Items as a view shows them, with their total; items whose content is gone are left out. */
+function itemsView(list: PlaylistItem[], content: Map<string, ContentInfo>): { items: PlaylistView["items"]; totalDurationMs: number } {
+	const ownDuration = new Set(list.filter(i => i.durationMs !== null).map(i => i.id));
+	const items = effectiveItems({ id: "", name: "", items: list }, content).map(i => ({
 		id: i.id,
 		contentId: i.contentId,
 		durationMs: i.durationMs,
@@ -110,14 +153,39 @@ export function playlistView(doc: PlaylistDoc, content: Map<string, ContentInfo>
 		name: i.content.name,
 		type: i.content.type
 	}));
+	return { items, totalDurationMs: items.reduce((sum, i) => sum + i.durationMs, 0) };
+}
+
+/** `content`: the items' (and the draft's) content by id. */
+export function playlistView(doc: PlaylistDoc, content: Map<string, ContentInfo>): PlaylistView {
 	return {
 		id: doc.id,
 		name: doc.name,
-		items,
-		totalDurationMs: items.reduce((sum, i) => sum + i.durationMs, 0),
+		...itemsView(doc.items, content),
+		approval: approvalOf(doc),
+		draft: doc.draft ? itemsView(doc.draft.items, content) : null,
 		createdAt: doc.createdAt,
 		updatedAt: doc.updatedAt
 	};
+}
+
+export function layoutView(doc: LayoutDoc): LayoutView {
+	return {
+		id: doc.id,
+		name: doc.name,
+		width: doc.width,
+		height: doc.height,
+		backgroundColor: doc.backgroundColor,
+		backgroundContentId: doc.backgroundContentId,
+		zones: doc.zones,
+		createdAt: doc.createdAt,
+		updatedAt: doc.updatedAt
+	};
+}
+
+export function powerScheduleView(doc: PowerScheduleDoc): PowerScheduleView {
+	const { id, name, state, excludeDisplayIds, startDate, endDate, daysOfWeek, startTime, endTime, priority, createdAt, updatedAt } = doc;
+	return { id, name, state, targets: cleanTargets(doc.targets), excludeDisplayIds, startDate, endDate, daysOfWeek, startTime, endTime, priority, createdAt, updatedAt };
 }
 
 export function scheduleView(doc: ScheduleDoc): ScheduleView {
@@ -125,6 +193,7 @@ export function scheduleView(doc: ScheduleDoc): ScheduleView {
 		id: doc.id,
 		name: doc.name,
 		playlistId: doc.playlistId,
+		layoutId: doc.layoutId ?? null,
 		targets: cleanTargets(doc.targets),
 		excludeDisplayIds: doc.excludeDisplayIds,
 		startDate: doc.startDate,
@@ -159,6 +228,7 @@ export function overrideView(doc: OverrideDoc, now: number): OverrideView {
 		id: doc.id,
 		name: doc.name,
 		playlistId: doc.playlistId,
+		layoutId: doc.layoutId ?? null,
 		targets: cleanTargets(doc.targets),
 		excludeDisplayIds: doc.excludeDisplayIds,
 		startsAt: doc.startsAt,
@@ -170,9 +240,22 @@ export function overrideView(doc: OverrideDoc, now: number): OverrideView {
 	};
 }
 
-/** What a tenant export holds of a playlist: its items as stored. */
+/** What a tenant export holds of a playlist: its items (and draft) as stored. */
 export function exportedPlaylist(doc: PlaylistDoc) {
-	return { id: doc.id, name: doc.name, items: doc.items, createdAt: doc.createdAt, updatedAt: doc.updatedAt };
+	return { id: doc.id, name: doc.name, items: doc.items, approval: approvalOf(doc), draft: doc.draft ?? null, createdAt: doc.createdAt, updatedAt: doc.updatedAt };
+}
+
+/** One page of the rules (schedules or power schedules, as `ruleOf` makes them) that reach a display, its exclusions left out, best first. */
+export function pageReaching<D extends Pick<RuleDocFields, "excludeDisplayIds">, V>(
+	docs: D[],
+	displayId: string,
+	paging: { page: number; pageSize: number },
+	rule: (doc: D) => ScheduleRule,
+	view: (doc: D) => V
+): { rows: V[]; total: number; page: number; pageSize: number; totalPages: number } {
+	const { page, pageSize } = paging;
+	const rows = docs.filter(d => !d.excludeDisplayIds.includes(displayId)).sort((a, b) => compareRules(rule(a), rule(b)));
+	return { rows: rows.slice((page - 1) * pageSize, page * pageSize).map(view), total: rows.length, page, pageSize, totalPages: Math.ceil(rows.length / pageSize) };
 }
 
 /** A schedule or override named in an answer (e.g. what keeps a playlist in use). */
@@ -192,7 +275,9 @@ export function previewView(resolution: Resolution, manifest: Manifest): Preview
 		override: manifest.override,
 		candidates: resolution.candidates,
 		validUntil: manifest.validUntil,
-		items: manifest.items
+		items: manifest.items,
+		layout: manifest.layout,
+		power: manifest.power
 	};
 }
 
@@ -232,9 +317,40 @@ export function checkedItems(items: PlaylistItemInput[], content: ReadonlyMap<st
 	});
 }
 
-/** What a playlist stores of its items: them, and their distinct content ids. */
-export function itemFields(items: PlaylistItem[]): Pick<PlaylistDoc, "items" | "contentIds"> {
-	return { items, contentIds: [...new Set(items.map(i => i.contentId))] };
+/**
+ * A layout write's zones: an item sent with the id of one of the `previous` zones keeps it (once),
+ * every other zone gets a fresh one; zIndex defaults to the zone's place in the list.
+ */
+export function checkedZones(zones: LayoutZoneInput[], previous: LayoutZoneView[], newZoneId: () => string): LayoutZoneView[] {
+	const keep = new Set(previous.map(z => z.id));
+	const used = new Set<string>();
+	return zones.map((zone, index): LayoutZoneView => {
+		const id = zone.id && keep.has(zone.id) && !used.has(zone.id) ? zone.id : newZoneId();
+		used.add(id);
+		return { id, name: zone.name, x: zone.x, y: zone.y, width: zone.width, height: zone.height, zIndex: zone.zIndex ?? index, playlistId: zone.playlistId };
+	});
+}
+
+/** What a layout stores of its zones: them, and their distinct playlist ids. */
+export function zoneFields(zones: LayoutZoneView[]): Pick<LayoutDoc, "zones" | "playlistIds"> {
+	return { zones, playlistIds: [...new Set(zones.map(z => z.playlistId))] };
+}
+
+/** A new layout's stored fields (zones already checked). */
+export function newLayoutFields(input: LayoutInput, zones: LayoutZoneView[]): NewDoc<LayoutDoc> {
+	return {
+		name: input.name,
+		width: input.width,
+		height: input.height,
+		backgroundColor: input.backgroundColor ?? null,
+		backgroundContentId: input.backgroundContentId ?? null,
+		...zoneFields(zones)
+	};
+}
+
+/** What a playlist stores of its items (and of its draft, kept as it is when not given): them, and their distinct content ids. */
+export function itemFields(items: PlaylistItem[], draft: PlaylistDoc["draft"] = null): Pick<PlaylistDoc, "items" | "contentIds" | "draft"> {
+	return { items, draft, contentIds: [...new Set([...items, ...(draft?.items ?? [])].map(i => i.contentId))] };
 }
 
 /** ISO weekdays in order; none = every day. */
@@ -242,10 +358,17 @@ export function weekdays(days: number[] | null | undefined): number[] | null {
 	return days?.length ? [...days].sort((a, b) => a - b) : null;
 }
 
-export function newScheduleFields(input: ScheduleInput): NewDoc<ScheduleDoc> {
+/** `program`: what it plays, checked (programChange). */
+export function newScheduleFields(input: ScheduleInput, program: { playlistId: string | null; layoutId: string | null }): NewDoc<ScheduleDoc> {
+	return { name: input.name, ...program, ...newRuleFields(input) };
+}
+
+export function newPowerScheduleFields(input: PowerScheduleInput): NewDoc<PowerScheduleDoc> {
+	return { name: input.name, state: input.state ?? "off", ...newRuleFields(input) };
+}
+
+function newRuleFields(input: Omit<ScheduleInput, "name" | "playlistId" | "layoutId">): RuleDocFields {
 	return {
-		name: input.name,
-		playlistId: input.playlistId,
 		...targetFields(input.targets),
 		excludeDisplayIds: input.excludeDisplayIds ?? [],
 		startDate: input.startDate ?? null,
@@ -257,14 +380,19 @@ export function newScheduleFields(input: ScheduleInput): NewDoc<ScheduleDoc> {
 	};
 }
 
-/** The fields a schedule PATCH sets, in the order sent: targets with their keys, weekdays sorted; absent fields stay. */
-export function scheduleChanges(changes: Partial<ScheduleInput>): Changes<ScheduleDoc> {
-	const { targets, daysOfWeek } = changes;
+/** The fields a schedule (or power schedule) PATCH sets, in the order sent: targets with their keys, weekdays sorted, what it plays (`program`, checked) last; absent fields stay. */
+export function scheduleChanges(
+	changes: Partial<ScheduleInput & PowerScheduleInput>,
+	program: { playlistId: string | null; layoutId: string | null } | null = null
+): Changes<ScheduleDoc & PowerScheduleDoc> {
+	const { playlistId: _playlist, layoutId: _layout, ...rest } = changes;
+	const { targets, daysOfWeek } = rest;
 	return definedOnly({
-		...changes,
+		...rest,
 		targets: targets && cleanTargets(targets),
 		daysOfWeek: daysOfWeek === undefined ? undefined : weekdays(daysOfWeek),
-		targetKeys: targets && targetKeys(targets)
+		targetKeys: targets && targetKeys(targets),
+		...program
 	});
 }
 

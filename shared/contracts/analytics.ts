@@ -43,6 +43,8 @@ export interface DisplayStatusChange {
 	name: string;
 	/** null: deleted — from then on it counts as neither online nor offline. */
 	online: boolean | null;
+	/** Dark inside a scheduled power-off: neither online nor offline until the next change. */
+	scheduledOff?: boolean;
 	at: string;
 }
 

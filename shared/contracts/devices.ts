@@ -1,5 +1,6 @@
 /** devices: displays, groups, pairing, presence, commands. */
 import { Type, type Static } from "@sinclair/typebox";
+import { ManifestPower } from "./scheduling";
 import { Id, Instant, Nullable, PageOf, type ExportParams, type PageParams, type PageView } from "./views";
 
 // ---- values ------------------------------------------------------------------------------------
@@ -34,16 +35,18 @@ export const DisplayTargeting = Type.Object({
 	timezone: Nullable(Type.String()),
 	tags: Type.Array(Type.String()),
 	groupIds: Type.Array(Type.String()),
-	defaultPlaylistId: Nullable(Type.String())
+	defaultPlaylistId: Nullable(Type.String()),
+	defaultLayoutId: Nullable(Type.String())
 });
 export type DisplayTargeting = Static<typeof DisplayTargeting>;
 
-/** Which displays of a tenant: by id, group, tag or default playlist, or all. */
+/** Which displays of a tenant: by id, group, tag, default playlist or default layout, or all. */
 export interface DisplaySelector {
 	displayIds?: string[];
 	groupIds?: string[];
 	tags?: string[];
 	defaultPlaylistIds?: string[];
+	defaultLayoutIds?: string[];
 	all?: boolean;
 }
 
@@ -130,6 +133,10 @@ export const DisplayView = Type.Object({
 	tags: Type.Array(Type.String()),
 	groupIds: Type.Array(Id),
 	defaultPlaylistId: Nullable(Id),
+	/** A layout it plays when nothing is scheduled (the default playlist is then null). */
+	defaultLayoutId: Nullable(Id),
+	/** Silent inside a scheduled power-off: `offline`, but not an outage (no alert, not in uptime). */
+	scheduledOff: Type.Boolean(),
 	lastSeenAt: Nullable(Instant),
 	metrics: Nullable(DisplayMetrics),
 	appVersion: Nullable(Type.String()),
@@ -169,7 +176,9 @@ export const HeartbeatAnswer = Type.Object({
 	/** null until scheduling has built the display's manifest. */
 	manifestEtag: Nullable(Type.String()),
 	heartbeatIntervalSec: Type.Integer(),
-	commands: Type.Array(CommandSummary)
+	commands: Type.Array(CommandSummary),
+	/** The screen's power as of its manifest: off → blank the screen until `until`. null: no power schedule, or not known yet (follow the manifest). */
+	power: Nullable(ManifestPower)
 });
 export type HeartbeatAnswer = Static<typeof HeartbeatAnswer>;
 
@@ -191,13 +200,14 @@ export interface DisplayFields {
 	groupIds?: string[];
 }
 
-/** PATCH /displays/:id: what may change (null clears the timezone or the default playlist). */
+/** PATCH /displays/:id: what may change (null clears the timezone, the default playlist or layout). */
 export interface DisplayEdit {
 	name?: string;
 	timezone?: string | null;
 	tags?: string[];
 	groupIds?: string[];
 	defaultPlaylistId?: string | null;
+	defaultLayoutId?: string | null;
 }
 
 export interface DisplayListParams extends PageParams {
@@ -250,6 +260,8 @@ export interface DevicesActions {
 	"devices.displaysFor": { params: DisplaySelector & { tenantId: string; afterId?: string; limit: number }; result: { rows: DisplayTargeting[]; next: string | null } };
 	/** Unsets a deleted playlist as default; answers how many displays had it. */
 	"devices.clearDefaultPlaylist": { params: { tenantId: string; playlistId: string }; result: number };
+	/** Unsets a deleted layout as default; answers how many displays had it. */
+	"devices.clearDefaultLayout": { params: { tenantId: string; layoutId: string }; result: number };
 	/** Which of these ids name no display or group of the caller's tenant. */
 	"devices.unknownTargets": { params: { displayIds: string[]; groupIds: string[] }; result: { displayIds: string[]; groupIds: string[] } };
 	/** Usage of the tenant's displays from its counter. */
@@ -262,7 +274,8 @@ export interface DevicesEvents {
 	"devices.display.updated": { tenantId: string; displayIds: string[]; fields: string[] };
 	"devices.display.deleted": { tenantId: string; displayId: string };
 	"devices.display.cameOnline": { tenantId: string; displayId: string; at: string };
-	"devices.display.wentOffline": { tenantId: string; displayId: string; name: string; lastSeenAt: string | null; at: string };
+	/** `since`: when the outage began, when not when it was last seen (the end of a scheduled power-off it stayed dark through). */
+	"devices.display.wentOffline": { tenantId: string; displayId: string; name: string; lastSeenAt: string | null; at: string; since?: string };
 	"devices.command.created": { tenantId: string; displayId: string; command: CommandSummary };
 	"devices.commands.delivered": { tenantId: string; displayId: string; ids: string[]; at: string };
 }

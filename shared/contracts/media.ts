@@ -1,7 +1,7 @@
 /** media: content items and their bytes. */
 import type { Readable } from "node:stream";
 import { Type, type Static } from "@sinclair/typebox";
-import { Id, Instant, Nullable, PageOf, type ExportParams, type PageParams, type PageView } from "./views";
+import { ApprovalView, Id, Instant, Nullable, PageOf, type ApprovalDecisionParams, type ApprovalStatus, type ExportParams, type PageParams, type PageView } from "./views";
 
 /** API.md's content types. Uploads are "image" or "video" (decided from the bytes), web pages "web". */
 export const ContentType = Type.Union([Type.Literal("image"), Type.Literal("video"), Type.Literal("web"), Type.Literal("html")]);
@@ -19,6 +19,14 @@ export const MetadataSource = Type.Union([Type.Literal("file"), Type.Literal("ff
 export type MetadataSource = Static<typeof MetadataSource>;
 
 /** API.md's content item, exactly as every media answer gives it. */
+/** What of a content item an approval holds back: how and when it plays. */
+export const ContentProposal = Type.Object({
+	durationMs: Type.Optional(Type.Integer({ minimum: 1 })),
+	validFrom: Type.Optional(Nullable(Instant)),
+	validUntil: Type.Optional(Nullable(Instant))
+});
+export type ContentProposal = Static<typeof ContentProposal>;
+
 export const ContentView = Type.Object({
 	id: Id,
 	name: Type.String(),
@@ -41,6 +49,10 @@ export const ContentView = Type.Object({
 	validFrom: Nullable(Instant),
 	validUntil: Nullable(Instant),
 	status: ContentStatus,
+	/** The approval workflow (settings.contentApproval); "approved" and live when the tenant has none. */
+	approval: ApprovalView,
+	/** An editor's change waiting for approval (what plays stays as above until then); null when none. */
+	proposal: Nullable(ContentProposal),
 	createdAt: Instant,
 	updatedAt: Instant
 });
@@ -81,7 +93,7 @@ export interface UploadParams {
 export interface MediaActions {
 	"media.upload": { params: UploadParams; result: ContentView };
 	"media.createUrl": { params: { name: string; url: string; durationMs: number; tags?: string[] }; result: ContentView };
-	"media.list": { params: PageParams & { type?: ContentType; tag?: string; q?: string }; result: ContentPage };
+	"media.list": { params: PageParams & { type?: ContentType; tag?: string; q?: string; approval?: Exclude<ApprovalStatus, "approved"> }; result: ContentPage };
 	"media.usage": { params: Record<string, never>; result: ContentUsage };
 	"media.get": { params: { id: string }; result: ContentView };
 	/** validFrom / validUntil: an ISO instant, or null to clear it. */
@@ -90,6 +102,9 @@ export interface MediaActions {
 		result: ContentView;
 	};
 	"media.remove": { params: { id: string }; result: null };
+	/** An admin's decision on the pending change (409 when none is pending). */
+	"media.approve": { params: ApprovalDecisionParams; result: ContentView };
+	"media.reject": { params: ApprovalDecisionParams & { comment: string }; result: ContentView };
 	"media.download": { params: { id: string }; result: ContentFile };
 	"media.thumbnail": { params: { id: string }; result: ContentFile };
 	/** A display's download of content in its current manifest. */
@@ -103,7 +118,7 @@ export interface MediaActions {
 
 export interface MediaEvents {
 	"media.content.created": { tenantId: string; contentId: string };
-	/** `fields`: the fields the update set (name, tags, durationMs, validFrom, validUntil). */
+	/** `fields`: the fields the update set (name, tags, durationMs, validFrom, validUntil, approval). */
 	"media.content.updated": { tenantId: string; contentId: string; fields: string[] };
 	"media.content.deleted": { tenantId: string; contentId: string };
 }

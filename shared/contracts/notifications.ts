@@ -175,7 +175,9 @@ export const WEBHOOK_EVENT_TYPES = [
 	"schedule.changed",
 	"quota.warning",
 	"subscription.updated",
-	"payment.failed"
+	"payment.failed",
+	"approval.requested",
+	"approval.decided"
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 

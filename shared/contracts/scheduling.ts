@@ -7,7 +7,7 @@
  */
 import { Type, type Static } from "@sinclair/typebox";
 import { ContentView } from "./media";
-import { Id, Instant, Nullable, PageOf, type ExportParams, type PageParams } from "./views";
+import { ApprovalView, Id, Instant, Nullable, PageOf, type ApprovalDecisionParams, type ApprovalStatus, type ExportParams, type PageParams } from "./views";
 
 // ---- shared pieces ----------------------------------------------------------------------------
 
@@ -42,12 +42,18 @@ export const PlaylistItemView = Type.Object({
 });
 export type PlaylistItemView = Static<typeof PlaylistItemView>;
 
-/** API.md's playlist. Items whose content is gone are left out. */
+/**
+ * API.md's playlist. Items whose content is gone are left out. `items` are what plays; under
+ * content approval an editor's change of them waits in `draft` until an admin approves it.
+ */
 export const PlaylistView = Type.Object({
 	id: Id,
 	name: Type.String(),
 	items: Type.Array(PlaylistItemView),
 	totalDurationMs: Type.Integer({ minimum: 0 }),
+	approval: ApprovalView,
+	/** The items waiting for approval (null when no change waits). */
+	draft: Nullable(Type.Object({ items: Type.Array(PlaylistItemView), totalDurationMs: Type.Integer({ minimum: 0 }) })),
 	createdAt: Instant,
 	updatedAt: Instant
 });
@@ -71,12 +77,66 @@ export interface TargetsInput {
 	tags?: string[];
 }
 
-// ---- schedules --------------------------------------------------------------------------------
+// ---- layouts ----------------------------------------------------------------------------------
 
-export const ScheduleView = Type.Object({
+/** A zone of a layout: a rectangle in units of the frame (0–1 from its top left), bound to a playlist. */
+export const LayoutZoneView = Type.Object({
 	id: Id,
 	name: Type.String(),
-	playlistId: Id,
+	x: Type.Number({ minimum: 0, maximum: 1 }),
+	y: Type.Number({ minimum: 0, maximum: 1 }),
+	width: Type.Number({ exclusiveMinimum: 0, maximum: 1 }),
+	height: Type.Number({ exclusiveMinimum: 0, maximum: 1 }),
+	/** Higher zones are drawn over lower ones. */
+	zIndex: Type.Integer(),
+	playlistId: Id
+});
+export type LayoutZoneView = Static<typeof LayoutZoneView>;
+
+/** A screen composed of zones. `width` × `height` is the frame: pixels (1920 × 1080) or just its ratio (16 × 9). */
+export const LayoutView = Type.Object({
+	id: Id,
+	name: Type.String(),
+	width: Type.Integer({ minimum: 1 }),
+	height: Type.Integer({ minimum: 1 }),
+	/** `#rrggbb` behind every zone; null = black. */
+	backgroundColor: Nullable(Type.String()),
+	/** An image of the tenant's content behind every zone. */
+	backgroundContentId: Nullable(Id),
+	zones: Type.Array(LayoutZoneView),
+	createdAt: Instant,
+	updatedAt: Instant
+});
+export type LayoutView = Static<typeof LayoutView>;
+
+export const LayoutPage = PageOf(LayoutView);
+export type LayoutPage = Static<typeof LayoutPage>;
+
+/** A zone as a write sends it; an `id` of the current zones keeps that zone's id. */
+export interface LayoutZoneInput {
+	id?: string;
+	name: string;
+	x: number;
+	y: number;
+	width: number;
+	height: number;
+	zIndex?: number;
+	playlistId: string;
+}
+
+export interface LayoutInput {
+	name: string;
+	width: number;
+	height: number;
+	backgroundColor?: string | null;
+	backgroundContentId?: string | null;
+	zones: LayoutZoneInput[];
+}
+
+// ---- schedules --------------------------------------------------------------------------------
+
+/** When a rule applies, in the display's timezone: the fields schedules and power schedules share. */
+const RULE_FIELDS = {
 	targets: TargetsView,
 	excludeDisplayIds: Type.Array(Id),
 	startDate: Nullable(LocalDate),
@@ -88,6 +148,15 @@ export const ScheduleView = Type.Object({
 	priority: Type.Integer({ minimum: 0 }),
 	createdAt: Instant,
 	updatedAt: Instant
+};
+
+export const ScheduleView = Type.Object({
+	id: Id,
+	name: Type.String(),
+	/** What it plays: a playlist or a layout (the other is null). */
+	playlistId: Nullable(Id),
+	layoutId: Nullable(Id),
+	...RULE_FIELDS
 });
 export type ScheduleView = Static<typeof ScheduleView>;
 
@@ -96,7 +165,9 @@ export type SchedulePage = Static<typeof SchedulePage>;
 
 export interface ScheduleInput {
 	name: string;
-	playlistId: string;
+	/** Exactly one of playlistId and layoutId. */
+	playlistId?: string;
+	layoutId?: string;
 	targets: TargetsInput;
 	excludeDisplayIds?: string[];
 	startDate?: string | null;
@@ -107,6 +178,39 @@ export interface ScheduleInput {
 	priority?: number;
 }
 
+// ---- screen power ---------------------------------------------------------------------------
+
+export const PowerState = Type.Union([Type.Literal("on"), Type.Literal("off")]);
+export type PowerState = Static<typeof PowerState>;
+
+/**
+ * A power schedule: the screens it targets are off (or, above an "off" rule, on) in its window,
+ * in each display's timezone. Same rule fields as a schedule; the best matching rule wins.
+ */
+export const PowerScheduleView = Type.Object({ id: Id, name: Type.String(), state: PowerState, ...RULE_FIELDS });
+export type PowerScheduleView = Static<typeof PowerScheduleView>;
+
+export const PowerSchedulePage = PageOf(PowerScheduleView);
+export type PowerSchedulePage = Static<typeof PowerSchedulePage>;
+
+export interface PowerScheduleInput {
+	name: string;
+	/** Default "off". */
+	state?: PowerState;
+	targets: TargetsInput;
+	excludeDisplayIds?: string[];
+	startDate?: string | null;
+	endDate?: string | null;
+	daysOfWeek?: number[] | null;
+	startTime?: string | null;
+	endTime?: string | null;
+	priority?: number;
+}
+
+/** A screen's power now and when it flips next (null = never), in the manifest and the heartbeat. */
+export const ManifestPower = Type.Object({ state: PowerState, until: Nullable(Instant) });
+export type ManifestPower = Static<typeof ManifestPower>;
+
 // ---- overrides --------------------------------------------------------------------------------
 
 export const OverrideStatus = Type.Union([Type.Literal("active"), Type.Literal("scheduled"), Type.Literal("ended")]);
@@ -115,7 +219,9 @@ export type OverrideStatus = Static<typeof OverrideStatus>;
 export const OverrideView = Type.Object({
 	id: Id,
 	name: Type.String(),
-	playlistId: Id,
+	/** What it plays: a playlist or a layout (the other is null). */
+	playlistId: Nullable(Id),
+	layoutId: Nullable(Id),
 	/** null = every display of the tenant. */
 	targets: Nullable(TargetsView),
 	excludeDisplayIds: Type.Array(Id),
@@ -134,7 +240,9 @@ export type OverridePage = Static<typeof OverridePage>;
 
 export interface OverrideInput {
 	name: string;
-	playlistId: string;
+	/** Exactly one of playlistId and layoutId. */
+	playlistId?: string;
+	layoutId?: string;
 	/** null or absent = every display. */
 	targets?: TargetsInput | null;
 	excludeDisplayIds?: string[];
@@ -160,7 +268,42 @@ export const ManifestItem = Type.Object({
 });
 export type ManifestItem = Static<typeof ManifestItem>;
 
-/** API.md's manifest; the ETag covers everything but `generatedAt`. */
+/** A zone as the player gets it: where it sits and what it plays, with an ETag of its own. */
+export const ManifestZone = Type.Object({
+	id: Id,
+	name: Type.String(),
+	x: Type.Number({ minimum: 0, maximum: 1 }),
+	y: Type.Number({ minimum: 0, maximum: 1 }),
+	width: Type.Number({ exclusiveMinimum: 0, maximum: 1 }),
+	height: Type.Number({ exclusiveMinimum: 0, maximum: 1 }),
+	zIndex: Type.Integer(),
+	playlist: Nullable(ScheduleRef),
+	/** Changes exactly when the zone's position, playlist or items change (not with a name). */
+	etag: Type.String(),
+	items: Type.Array(ManifestItem)
+});
+export type ManifestZone = Static<typeof ManifestZone>;
+
+export const ManifestLayout = Type.Object({
+	id: Id,
+	name: Type.String(),
+	width: Type.Integer(),
+	height: Type.Integer(),
+	backgroundColor: Nullable(Type.String()),
+	/** The background image (null when none, or not ready). */
+	background: Nullable(ManifestItem),
+	/** The zone whose playlist and items the manifest's top-level `playlist`/`items` repeat (the largest; null without zones). */
+	mainZoneId: Nullable(Id),
+	/** In drawing order: lowest zIndex first. */
+	zones: Type.Array(ManifestZone)
+});
+export type ManifestLayout = Static<typeof ManifestLayout>;
+
+/**
+ * API.md's manifest; the ETag covers everything but `generatedAt`. When a layout plays,
+ * `layout` describes it and `playlist`/`items` are its main zone's (the largest), so a player
+ * that knows nothing of layouts still plays something sensible.
+ */
 export const Manifest = Type.Object({
 	displayId: Id,
 	etag: Type.String(),
@@ -172,7 +315,10 @@ export const Manifest = Type.Object({
 	playlist: Nullable(ScheduleRef),
 	schedule: Nullable(ScheduleRef),
 	override: Nullable(ScheduleRef),
-	items: Type.Array(ManifestItem)
+	items: Type.Array(ManifestItem),
+	layout: Nullable(ManifestLayout),
+	/** null: no power schedule reaches the display (always on). */
+	power: Nullable(ManifestPower)
 });
 export type Manifest = Static<typeof Manifest>;
 
@@ -198,7 +344,11 @@ export const PreviewView = Type.Object({
 	override: Nullable(ScheduleRef),
 	candidates: Type.Array(ScheduleCandidate),
 	validUntil: Nullable(Instant),
-	items: Type.Array(ManifestItem)
+	items: Type.Array(ManifestItem),
+	/** The layout that plays, with each zone's playlist and items. */
+	layout: Nullable(ManifestLayout),
+	/** The screen's power at `at` (null: no power schedule reaches it). */
+	power: Nullable(ManifestPower)
 });
 export type PreviewView = Static<typeof PreviewView>;
 
@@ -207,6 +357,7 @@ export const TimelineSegmentView = Type.Object({
 	end: Instant,
 	source: PlaySource,
 	playlistId: Nullable(Id),
+	layoutId: Nullable(Id),
 	scheduleId: Nullable(Id),
 	/** start and end in the display's zone, with their offset. */
 	localStart: Type.String(),
@@ -225,19 +376,25 @@ export type TimelineView = Static<typeof TimelineView>;
 
 // ---- tenant export ----------------------------------------------------------------------------
 
+const StoredItem = Type.Object({ id: Id, contentId: Id, durationMs: Nullable(Type.Integer()) });
+
 export const SchedulingExport = Type.Object({
 	/** Items as stored: each with its own duration or null. */
 	playlists: Type.Array(
 		Type.Object({
 			id: Id,
 			name: Type.String(),
-			items: Type.Array(Type.Object({ id: Id, contentId: Id, durationMs: Nullable(Type.Integer()) })),
+			items: Type.Array(StoredItem),
+			approval: ApprovalView,
+			draft: Nullable(Type.Object({ items: Type.Array(StoredItem) })),
 			createdAt: Instant,
 			updatedAt: Instant
 		})
 	),
+	layouts: Type.Array(LayoutView),
 	schedules: Type.Array(ScheduleView),
-	overrides: Type.Array(OverrideView)
+	overrides: Type.Array(OverrideView),
+	powerSchedules: Type.Array(PowerScheduleView)
 });
 export type SchedulingExport = Static<typeof SchedulingExport>;
 
@@ -248,23 +405,46 @@ export function manifestEtagKey(displayId: string): string {
 	return `manifest-etag:${displayId}`;
 }
 
+/** The kv key of a display's current screen power (ManifestPower JSON; absent = no power schedule): scheduling writes it, the heartbeat reads it. */
+export function manifestPowerKey(displayId: string): string {
+	return `manifest-power:${displayId}`;
+}
+
 // ---- actions and events -----------------------------------------------------------------------
 
 type ById = { id: string };
 
 export interface SchedulingActions {
 	"scheduling.createPlaylist": { params: { name: string; items?: PlaylistItemInput[] }; result: PlaylistView };
-	"scheduling.listPlaylists": { params: PageParams & { q?: string; contentId?: string }; result: PlaylistPage };
+	"scheduling.listPlaylists": { params: PageParams & { q?: string; contentId?: string; approval?: Exclude<ApprovalStatus, "approved"> }; result: PlaylistPage };
 	"scheduling.getPlaylist": { params: ById; result: PlaylistView };
 	"scheduling.updatePlaylist": { params: ById & { name?: string; items?: PlaylistItemInput[] }; result: PlaylistView };
 	/** 409 while in use, unless force. */
 	"scheduling.removePlaylist": { params: ById & { force?: boolean }; result: null };
+	/** An admin's decision on the pending change of the items (409 when none is pending). */
+	"scheduling.approvePlaylist": { params: ApprovalDecisionParams; result: PlaylistView };
+	"scheduling.rejectPlaylist": { params: ApprovalDecisionParams & { comment: string }; result: PlaylistView };
+
+	"scheduling.createLayout": { params: LayoutInput; result: LayoutView };
+	"scheduling.listLayouts": { params: PageParams & { q?: string; playlistId?: string }; result: LayoutPage };
+	"scheduling.getLayout": { params: ById; result: LayoutView };
+	"scheduling.updateLayout": { params: ById & Partial<LayoutInput>; result: LayoutView };
+	/** 409 while in use, unless force. */
+	"scheduling.removeLayout": { params: ById & { force?: boolean }; result: null };
 
 	"scheduling.createSchedule": { params: ScheduleInput; result: ScheduleView };
-	"scheduling.listSchedules": { params: PageParams & { displayId?: string; playlistId?: string }; result: SchedulePage };
+	"scheduling.listSchedules": { params: PageParams & { displayId?: string; playlistId?: string; layoutId?: string }; result: SchedulePage };
 	"scheduling.getSchedule": { params: ById; result: ScheduleView };
 	"scheduling.updateSchedule": { params: ById & Partial<ScheduleInput>; result: ScheduleView };
 	"scheduling.removeSchedule": { params: ById; result: null };
+
+	"scheduling.createPowerSchedule": { params: PowerScheduleInput; result: PowerScheduleView };
+	"scheduling.listPowerSchedules": { params: PageParams & { displayId?: string }; result: PowerSchedulePage };
+	"scheduling.getPowerSchedule": { params: ById; result: PowerScheduleView };
+	"scheduling.updatePowerSchedule": { params: ById & Partial<PowerScheduleInput>; result: PowerScheduleView };
+	"scheduling.removePowerSchedule": { params: ById; result: null };
+	/** The screens' power now, for those of these displays a power schedule reaches (the offline sweep). */
+	"scheduling.powerStates": { params: { tenantId: string; displayIds: string[] }; result: Record<string, ManifestPower> };
 
 	"scheduling.createOverride": { params: OverrideInput; result: OverrideView };
 	"scheduling.listOverrides": { params: PageParams & { status?: OverrideStatus }; result: OverridePage };
@@ -284,6 +464,8 @@ export interface SchedulingActions {
 	"scheduling.contentInManifest": { params: { displayId: string; contentId: string }; result: boolean };
 	/** Whether the caller's tenant has this playlist (a display's default playlist). */
 	"scheduling.playlistExists": { params: { id: string }; result: boolean };
+	/** Whether the caller's tenant has this layout (a display's default layout). */
+	"scheduling.layoutExists": { params: { id: string }; result: boolean };
 	"scheduling.exportTenantData": { params: ExportParams; result: SchedulingExport };
 }
 

@@ -10,11 +10,13 @@ export const TenantSettings = Type.Object({
 	offlineAlertMinutes: Type.Integer(),
 	offlineAfterSec: Type.Integer(),
 	/** Members must sign in with two-factor (set by the owner with PUT /tenant/two-factor). */
-	requireTwoFactor: Type.Boolean()
+	requireTwoFactor: Type.Boolean(),
+	/** Editors' content and playlist changes wait for an admin's approval before they reach screens. */
+	contentApproval: Type.Boolean()
 });
 export type TenantSettings = Static<typeof TenantSettings>;
 
-export const DEFAULT_SETTINGS: TenantSettings = { timezone: "UTC", offlineAlertMinutes: 10, offlineAfterSec: 90, requireTwoFactor: false };
+export const DEFAULT_SETTINGS: TenantSettings = { timezone: "UTC", offlineAlertMinutes: 10, offlineAfterSec: 90, requireTwoFactor: false, contentApproval: false };
 
 /** API.md's `tenant` in auth answers. */
 export const TenantSummary = Type.Object({ id: Id, name: Type.String(), slug: Type.String(), plan: Type.String(), createdAt: Instant });

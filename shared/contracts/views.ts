@@ -42,6 +42,35 @@ export interface PageParams {
 /** The params of actions that take none (the caller comes from `ctx.meta.auth`). */
 export type NoParams = Record<string, never>;
 
+// ---- content approval -------------------------------------------------------------------------
+
+export const APPROVAL_STATUSES = ["approved", "pending", "rejected"] as const;
+export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
+
+/**
+ * Where a content item or playlist stands in the tenant's approval workflow (settings
+ * `contentApproval`): the latest change is `pending`, was `approved` or `rejected`; `live` says
+ * whether an approved version exists and plays meanwhile (false: new, never approved).
+ */
+export const ApprovalView = Type.Object({
+	status: Type.Union(APPROVAL_STATUSES.map(s => Type.Literal(s))),
+	live: Type.Boolean(),
+	/** The user or API key whose change waits (or waited) for review. */
+	requestedBy: Nullable(Id),
+	requestedAt: Nullable(Instant),
+	reviewedBy: Nullable(Id),
+	reviewedAt: Nullable(Instant),
+	/** The reviewer's comment (a rejection always has one). */
+	comment: Nullable(Type.String())
+});
+export type ApprovalView = Static<typeof ApprovalView>;
+
+/** POST …/approve and …/reject. */
+export interface ApprovalDecisionParams {
+	id: string;
+	comment?: string;
+}
+
 /** A data service's part of a tenant export (`<service>.exportTenantData`). */
 export interface ExportParams {
 	tenantId: string;

@@ -3,9 +3,10 @@
  *
  * One scripted flow, written by hand, walks the API the way its users do — an owner signs up,
  * verifies the address, resets and changes the password, invites people, pairs a screen through
- * the device API, uploads content, builds playlists and schedules, the screen fetches its
- * manifest and files, everything is deleted again, the tenant exported, handed over and deleted
- * — so that every route under /api/v1 answers its success at least once. Every answer is
+ * the device API, uploads content, builds playlists, layouts, schedules and power schedules, the
+ * screen fetches its manifest and files, an editor's changes wait for approval and an admin
+ * approves and rejects them, everything is deleted again, the tenant exported, handed over and
+ * deleted — so that every route under /api/v1 answers its success at least once. Every answer is
  * recorded by the route template it was sent to, and then checked against the document:
  *
  *   (a) every route of the document answered a 2xx at least once (a route the flow misses fails
@@ -261,7 +262,7 @@ describe("contract walk: every /api/v1 route answers as the OpenAPI document say
 		await ok("GET /content/{id}/download", { token, values: { id: image.id } });
 		await ok("GET /content/{id}/thumbnail", { token, values: { id: image.id } });
 
-		// ---- what plays: playlists, schedules, overrides ------------------------------------------
+		// ---- what plays: playlists, schedules, overrides (layouts follow, once the screen plays) ----
 		const items = [{ contentId: image.id }, { contentId: page.id, durationMs: 5000 }];
 		const playlist = (await ok<{ id: string }>("POST /playlists", { token, json: { name: "Lobby loop", items } })).body;
 		await ok("GET /playlists", { token });
@@ -287,6 +288,97 @@ describe("contract walk: every /api/v1 route answers as the OpenAPI document say
 		const unchanged = await call("GET /device/manifest", { token: device, headers: { "If-None-Match": etag } });
 		expect(unchanged.status).toBe(304);
 		await ok("GET /device/content/{contentId}", { token: device, values: { contentId: image.id } });
+
+		// ---- layouts: zones over a background; the screen plays one through the override ---------
+		const layout = (
+			await ok<{ id: string; zones: Array<{ id: string }> }>("POST /layouts", {
+				token,
+				json: {
+					name: "Lobby split",
+					width: 1920,
+					height: 1080,
+					backgroundColor: "#102030",
+					backgroundContentId: image.id,
+					zones: [
+						{ name: "Main", x: 0, y: 0, width: 0.75, height: 1, playlistId: playlist.id },
+						{ name: "Side", x: 0.75, y: 0, width: 0.25, height: 1, zIndex: 1, playlistId: playlist.id }
+					]
+				}
+			})
+		).body;
+		const layoutIds = { values: { id: layout.id } };
+		await ok("GET /layouts", { token, query: { playlistId: playlist.id } });
+		await ok("GET /layouts/{id}", { token, ...layoutIds });
+		await ok("PATCH /layouts/{id}", { token, ...layoutIds, json: { name: "Lobby split v2", zones: [{ id: layout.zones[0].id, name: "Main", x: 0, y: 0, width: 0.8, height: 1, playlistId: playlist.id }] } });
+		const layoutSchedule = (await ok<{ id: string }>("POST /schedules", { token, json: { name: "Split", layoutId: layout.id, targets: { displayIds: [display.id] }, priority: 10 } })).body;
+		await ok("GET /schedules/{id}", { token, values: { id: layoutSchedule.id } });
+		await ok("PATCH /overrides/{id}", { token, values: { id: override.id }, json: { layoutId: layout.id } });
+		await ok("GET /overrides/{id}", { token, values: { id: override.id } });
+		const onScreen = await ok<{ layout: { id: string } | null }>("GET /device/manifest", { token: device });
+		expect(onScreen.body.layout?.id).toBe(layout.id);
+		await ok("GET /displays/{id}/preview", { token, ...displayIds });
+		await ok("GET /displays/{id}/timeline", { token, ...displayIds });
+		await ok("PATCH /displays/{id}", { token, ...displayIds, json: { defaultLayoutId: layout.id } });
+		await ok("GET /displays/{id}", { token, ...displayIds });
+		const byLayout = await ok<{ rows: Array<{ id: string }> }>("GET /schedules", { token, query: { layoutId: layout.id } });
+		expect(byLayout.body.rows.map(row => row.id)).toEqual([layoutSchedule.id]);
+
+		// ---- screen power: weeknights off from next year on (the rest of the walk keeps its screen on) ----
+		const nextYear = new Date().getUTCFullYear() + 1;
+		const power = (
+			await ok<{ id: string }>("POST /power-schedules", {
+				token,
+				json: {
+					name: "Weeknights off",
+					state: "off",
+					targets: { displayIds: [display.id], groupIds: [group.id], tags: ["walk"] },
+					startDate: `${nextYear}-01-01`,
+					daysOfWeek: [1, 2, 3, 4, 5],
+					startTime: "22:00",
+					endTime: "06:00",
+					priority: 5
+				}
+			})
+		).body;
+		const powerIds = { values: { id: power.id } };
+		await ok("GET /power-schedules", { token });
+		const reaching = await ok<{ rows: Array<{ id: string }> }>("GET /power-schedules", { token, query: { displayId: display.id } });
+		expect(reaching.body.rows.map(row => row.id)).toEqual([power.id]);
+		await ok("GET /power-schedules/{id}", { token, ...powerIds });
+		await ok("PATCH /power-schedules/{id}", { token, ...powerIds, json: { name: "Nights off", daysOfWeek: null, endDate: `${nextYear}-12-31`, excludeDisplayIds: [] } });
+		const poweredNow = await ok<{ power: { state: string } | null }>("GET /device/manifest", { token: device });
+		expect(poweredNow.body.power?.state).toBe("on");
+		const atNight = await ok<{ power: { state: string } | null }>("GET /displays/{id}/preview", { token, ...displayIds, query: { at: `${nextYear}-03-03T23:30:00.000Z` } });
+		expect(atNight.body.power?.state).toBe("off");
+
+		// ---- content approval: an editor-role key's changes wait; an admin approves and rejects -----
+		await ok("PATCH /tenant", { token, json: { settings: { contentApproval: true } } });
+		const editorKey = (await ok<{ id: string; key: string }>("POST /api-keys", { token, json: { name: "Walk editor", role: "editor" } })).body;
+		const proposed = (await ok<{ id: string; approval: { status: string } }>("POST /content/url", { token: editorKey.key, json: { name: "Specials", url: "https://example.com/specials", durationMs: 6000 } })).body;
+		expect(proposed.approval.status).toBe("pending");
+		const waiting = await ok<{ rows: Array<{ id: string }> }>("GET /content", { token, query: { approval: "pending" } });
+		expect(waiting.body.rows.map(row => row.id)).toEqual([proposed.id]);
+		const proposedIds = { values: { id: proposed.id } };
+		await ok("POST /content/{id}/approve", { token, ...proposedIds, json: { comment: "Looks good" } });
+		expect((await call("POST /content/{id}/approve", { token, ...proposedIds, json: {} })).status).toBe(409);
+		const retimed = await ok<{ durationMs: number; proposal: { durationMs?: number } | null }>("PATCH /content/{id}", { token: editorKey.key, ...proposedIds, json: { durationMs: 9000 } });
+		expect([retimed.body.durationMs, retimed.body.proposal?.durationMs]).toEqual([6000, 9000]);
+		await ok("POST /content/{id}/reject", { token, ...proposedIds, json: { comment: "Keep it at six seconds" } });
+		const turnedDown = await ok<{ rows: Array<{ id: string }> }>("GET /content", { token, query: { approval: "rejected" } });
+		expect(turnedDown.body.rows.map(row => row.id)).toEqual([proposed.id]);
+		const proposedList = (await ok<{ id: string; approval: { status: string } }>("POST /playlists", { token: editorKey.key, json: { name: "Specials loop", items: [{ contentId: proposed.id }] } })).body;
+		expect(proposedList.approval.status).toBe("pending");
+		const listIds = { values: { id: proposedList.id } };
+		const waitingLists = await ok<{ rows: Array<{ id: string }> }>("GET /playlists", { token, query: { approval: "pending" } });
+		expect(waitingLists.body.rows.map(row => row.id)).toEqual([proposedList.id]);
+		await ok("POST /playlists/{id}/approve", { token, ...listIds, json: {} });
+		const drafted = await ok<{ draft: { items: unknown[] } | null }>("PATCH /playlists/{id}", { token: editorKey.key, ...listIds, json: { items: [{ contentId: proposed.id }, { contentId: page.id }] } });
+		expect(drafted.body.draft?.items).toHaveLength(2);
+		await ok("POST /playlists/{id}/reject", { token, ...listIds, json: { comment: "One item is enough" } });
+		const turnedDownLists = await ok<{ rows: Array<{ id: string }> }>("GET /playlists", { token, query: { approval: "rejected" } });
+		expect(turnedDownLists.body.rows.map(row => row.id)).toEqual([proposedList.id]);
+		// Off again: the rest of the walk's changes apply at once.
+		await ok("PATCH /tenant", { token, json: { settings: { contentApproval: false } } });
 
 		// ---- notifications and webhooks -----------------------------------------------------------
 		// A local receiver that takes every delivery (private destinations are allowed in this run).
@@ -360,14 +452,19 @@ describe("contract walk: every /api/v1 route answers as the OpenAPI document say
 		await ok("DELETE /analytics/reports/{id}", { token, values: { id: weekly.id } });
 
 		// ---- everything goes again ---------------------------------------------------------------
+		await ok("DELETE /power-schedules/{id}", { token, ...powerIds });
 		await ok("DELETE /overrides/{id}", { token, values: { id: override.id } });
 		await ok("DELETE /schedules/{id}", { token, values: { id: schedule.id } });
+		await ok("DELETE /layouts/{id}", { token, values: { id: layout.id }, query: { force: "true" } });
 		await ok("DELETE /playlists/{id}", { token, values: { id: playlist.id } });
+		await ok("DELETE /playlists/{id}", { token, ...listIds });
+		await ok("DELETE /content/{id}", { token, ...proposedIds });
 		await ok("DELETE /content/{id}", { token, values: { id: page.id } });
 		await ok("DELETE /content/{id}", { token, values: { id: image.id } });
 		await ok("DELETE /display-groups/{id}", { token, values: { id: group.id } });
 		await ok("DELETE /displays/{id}", { token, ...displayIds });
 		await ok("DELETE /api-keys/{id}", { token, values: { id: apiKey.body.id } });
+		await ok("DELETE /api-keys/{id}", { token, values: { id: editorKey.id } });
 
 		// ---- export, sign out, hand over, delete the tenant ---------------------------------------
 		await ok("GET /tenant/export", { token });

@@ -10,9 +10,14 @@
  * A person who belongs to both A and B signs in (landing in B) and switches to A: that token is a
  * caller of the sweep too, so a token from POST /auth/switch-tenant reaches only its own tenant.
  *
+ * Each tenant also turns content approval on and has its editor add a content item and a
+ * playlist that wait for review, so an approve or reject reaching across tenants would decide
+ * something (and show in B's snapshot), and holds a screen power schedule.
+ *
  * Path params are mapped to B's ids by the route's path up to the param ("/members/{userId}");
  * a route with a path param and no mapping fails the suite, so new id routes must be added to
- * ID_SOURCES. (An id that no tenant owns would map to an empty list, with a comment saying why.)
+ * ID_SOURCES. Routes below an id route share its entry: POST /content/{id}/approve takes the ids
+ * of "/content/{id}". (An id that no tenant owns would map to an empty list, with a comment saying why.)
  */
 import { EVENT_CHANNEL } from "../../shared/channels";
 import { sendToChannel } from "../../shared/contracts";
@@ -41,6 +46,13 @@ interface TenantObjects {
 	contentId: string;
 	/** A playlist holding the content, scheduled on the display and used by an override. */
 	playlistId: string;
+	/** A layout whose zone plays the playlist, scheduled on the display too. */
+	layoutId: string;
+	/** With content approval on, the editor's new content item and playlist: both wait for review. */
+	pendingContentId: string;
+	pendingPlaylistId: string;
+	/** A power schedule turning the display, its group and its tag off (in a far-off year). */
+	powerScheduleId: string;
 	scheduleId: string;
 	overrideId: string;
 	/** A webhook endpoint, a delivery of its test event, and an in-app notification of the owner (a quota warning). */
@@ -73,10 +85,13 @@ const ID_SOURCES: Record<string, (t: TenantObjects) => string[]> = {
 	"/display-groups/{id}": t => [t.groupId],
 	// Only a device may ack, and only its own display's commands: A's device gets B's command id.
 	"/device/commands/{id}": t => [t.commandId],
-	"/content/{id}": t => [t.contentId],
-	"/playlists/{id}": t => [t.playlistId],
+	// Also for …/approve and …/reject: the pending ones are what a decision would change.
+	"/content/{id}": t => [t.contentId, t.pendingContentId],
+	"/playlists/{id}": t => [t.playlistId, t.pendingPlaylistId],
+	"/layouts/{id}": t => [t.layoutId],
 	"/schedules/{id}": t => [t.scheduleId],
 	"/overrides/{id}": t => [t.overrideId],
+	"/power-schedules/{id}": t => [t.powerScheduleId],
 	"/webhooks/{id}": t => [t.webhookId],
 	"/webhook-deliveries/{id}": t => [t.deliveryId],
 	// Notifications are one person's: A's owner gets B's owner's notification id.
@@ -176,6 +191,20 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		"POST /playlists",
 		201
 	);
+	const layout = await ok(
+		request<{ id: string }>(p.api("/layouts"), {
+			method: "POST",
+			json: { name: `${label} layout`, width: 1920, height: 1080, backgroundColor: "#000000", zones: [{ name: "Main", x: 0, y: 0, width: 1, height: 1, playlistId: playlist.id }] },
+			headers: asOwner
+		}),
+		"POST /layouts",
+		201
+	);
+	await ok(
+		request(p.api("/schedules"), { method: "POST", json: { name: `${label} layout schedule`, layoutId: layout.id, targets: { tags: ["lobby"] }, startTime: "00:00", endTime: "00:01" }, headers: asOwner }),
+		"POST /schedules (layout)",
+		201
+	);
 	const schedule = await ok(
 		request<{ id: string }>(p.api("/schedules"), { method: "POST", json: { name: `${label} schedule`, playlistId: playlist.id, targets: { displayIds: [display.id], groupIds: [group.id], tags: ["lobby"] } }, headers: asOwner }),
 		"POST /schedules",
@@ -225,6 +254,41 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		"POST /provisioning-keys",
 		201
 	);
+	const powerSchedule = await ok<{ id: string }>(
+		request(p.api("/power-schedules"), {
+			method: "POST",
+			json: {
+				name: `${label} nights off`,
+				state: "off",
+				targets: { displayIds: [display.id], groupIds: [group.id], tags: ["lobby"] },
+				startDate: "2098-01-01",
+				endDate: "2098-12-31",
+				daysOfWeek: [1, 2, 3, 4, 5],
+				startTime: "22:00",
+				endTime: "06:00",
+				priority: 3
+			},
+			headers: asOwner
+		}),
+		"POST /power-schedules",
+		201
+	);
+	// Content approval on: the editor's new content item and playlist wait for an admin.
+	await ok(request(p.api("/tenant"), { method: "PATCH", json: { settings: { contentApproval: true } }, headers: asOwner }), "PATCH /tenant (contentApproval)");
+	const asEditor = bearer(member.session.accessToken);
+	const pendingContent = await ok<{ id: string; approval: { status: string } }>(
+		request(p.api("/content/url"), { method: "POST", json: { name: `${label} proposed page`, url: "https://example.com/proposed", durationMs: 10000 }, headers: asEditor }),
+		"POST /content/url (editor)",
+		201
+	);
+	const pendingPlaylist = await ok<{ id: string; approval: { status: string } }>(
+		request(p.api("/playlists"), { method: "POST", json: { name: `${label} proposed playlist`, items: [{ contentId: content.id }] }, headers: asEditor }),
+		"POST /playlists (editor)",
+		201
+	);
+	if (pendingContent.approval.status !== "pending" || pendingPlaylist.approval.status !== "pending") {
+		throw new Error(`the editor's changes are not pending: ${JSON.stringify([pendingContent.approval, pendingPlaylist.approval])}`);
+	}
 	const pendingPairing = await requestPairing(p);
 	const uncollectedPairing = await requestPairing(p);
 	await claimPairing(p, owner.accessToken, uncollectedPairing, `${label} uncollected`);
@@ -244,6 +308,10 @@ async function populate(p: Platform, label: string): Promise<TenantObjects> {
 		commandId: command.id,
 		contentId: content.id,
 		playlistId: playlist.id,
+		layoutId: layout.id,
+		pendingContentId: pendingContent.id,
+		pendingPlaylistId: pendingPlaylist.id,
+		powerScheduleId: powerSchedule.id,
 		scheduleId: schedule.id,
 		overrideId: override.id,
 		webhookId: webhook.id,
@@ -274,6 +342,10 @@ function identifiersOf(t: TenantObjects): string[] {
 		t.commandId,
 		t.contentId,
 		t.playlistId,
+		t.layoutId,
+		t.pendingContentId,
+		t.pendingPlaylistId,
+		t.powerScheduleId,
 		t.scheduleId,
 		t.overrideId,
 		t.webhookId,
@@ -300,10 +372,15 @@ async function snapshot(p: Platform, t: TenantObjects) {
 	const viaKey = await get<{ id: string }>("/tenant", bearer(t.apiKey));
 	const displays = await get<Page<{ id: string; name: string; status: string; timezone: string | null; tags: string[]; groupIds: string[] }>>("/displays?pageSize=100", owner);
 	const groups = await get<Page<{ id: string; name: string; description: string | null }>>("/display-groups?pageSize=100", owner);
-	const content = await get<Page<{ id: string; name: string; tags: string[]; validFrom: string | null; validUntil: string | null; durationMs: number }>>("/content?pageSize=100", owner);
-	const playlists = await get<Page<{ id: string; name: string; items: Array<{ contentId: string; durationMs: number }> }>>("/playlists?pageSize=100", owner);
+	type Approval = { status: string; live: boolean; reviewedBy: string | null; comment: string | null };
+	const content = await get<
+		Page<{ id: string; name: string; tags: string[]; validFrom: string | null; validUntil: string | null; durationMs: number; approval: Approval; proposal: unknown }>
+	>("/content?pageSize=100", owner);
+	const playlists = await get<Page<{ id: string; name: string; items: Array<{ contentId: string; durationMs: number }>; approval: Approval; draft: unknown }>>("/playlists?pageSize=100", owner);
+	const layouts = await get<Page<Record<string, unknown>>>("/layouts?pageSize=100", owner);
 	const schedules = await get<Page<Record<string, unknown>>>("/schedules?pageSize=100", owner);
 	const overrides = await get<Page<Record<string, unknown>>>("/overrides?pageSize=100", owner);
+	const powerSchedules = await get<Page<Record<string, unknown>>>("/power-schedules?pageSize=100", owner);
 	const commands: Record<string, unknown> = {};
 	for (const d of displays.rows) {
 		const page = await get<Page<{ id: string; type: string; status: string }>>(`/displays/${d.id}/commands?pageSize=100`, owner);
@@ -325,10 +402,16 @@ async function snapshot(p: Platform, t: TenantObjects) {
 			.sort((a, b) => byKey(a.id, b.id)),
 		displayGroups: groups.rows.map(g => ({ id: g.id, name: g.name, description: g.description })).sort((a, b) => byKey(a.id, b.id)),
 		commands,
-		content: content.rows.map(c => ({ id: c.id, name: c.name, tags: c.tags, validFrom: c.validFrom, validUntil: c.validUntil, durationMs: c.durationMs })).sort((a, b) => byKey(a.id, b.id)),
-		playlists: playlists.rows.map(l => ({ id: l.id, name: l.name, items: l.items.map(i => [i.contentId, i.durationMs]) })).sort((a, b) => byKey(a.id, b.id)),
+		content: content.rows
+			.map(c => ({ id: c.id, name: c.name, tags: c.tags, validFrom: c.validFrom, validUntil: c.validUntil, durationMs: c.durationMs, approval: c.approval, proposal: c.proposal }))
+			.sort((a, b) => byKey(a.id, b.id)),
+		playlists: playlists.rows
+			.map(l => ({ id: l.id, name: l.name, items: l.items.map(i => [i.contentId, i.durationMs]), approval: l.approval, draft: l.draft }))
+			.sort((a, b) => byKey(a.id, b.id)),
+		layouts: layouts.rows.map(({ updatedAt: _u, ...rest }) => rest).sort((a, b) => byKey(String(a.id), String(b.id))),
 		schedules: schedules.rows.map(({ updatedAt: _u, ...rest }) => rest).sort((a, b) => byKey(String(a.id), String(b.id))),
 		overrides: overrides.rows.map(({ updatedAt: _u, ...rest }) => rest).sort((a, b) => byKey(String(a.id), String(b.id))),
+		powerSchedules: powerSchedules.rows.map(({ updatedAt: _u, ...rest }) => rest).sort((a, b) => byKey(String(a.id), String(b.id))),
 		pendingPairing: pending
 	};
 }
@@ -383,6 +466,10 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 		const before = await snapshot(p, b);
 		expect(before.displays.map(d => d.id)).toContain(b.displayId);
 		expect(before.commands[b.displayId]).toEqual([{ id: b.commandId, type: "reboot", status: "pending" }]);
+		// What an approve or reject from A would decide, were it to reach B.
+		expect(before.content.find(c => c.id === b.pendingContentId)?.approval.status).toBe("pending");
+		expect(before.playlists.find(l => l.id === b.pendingPlaylistId)?.approval.status).toBe("pending");
+		expect(before.powerSchedules.map(s => s.id)).toEqual([b.powerScheduleId]);
 		// A's paired display too, for the device API's id routes (a user token is no use there).
 		const deviceToken = a.deviceToken;
 		const callers = [
@@ -393,6 +480,7 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 		];
 		const problems: string[] = [];
 		let checked = 0;
+		const swept = new Set<string>();
 		for (const route of idRoutes()) {
 			const candidates = route.pathParams.map(param => [param, (ID_SOURCES[resourceKey(route, param)] ?? (() => []))(b)] as [string, string[]]);
 			const body = route.jsonBody ? sampleValue(route.jsonBody) : undefined;
@@ -404,6 +492,7 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 					const unknown = await send(p, route, { token: caller.token, values: unknownValues, json: body });
 					const where = `${route.label} as ${caller.name} with B's ${JSON.stringify(values)}`;
 					checked += 1;
+					swept.add(route.label);
 					if (foreign.status !== 404 || errorType(foreign) !== "NOT_FOUND") problems.push(`${where}: ${foreign.status} ${foreign.text.slice(0, 200)}, expected 404 NOT_FOUND`);
 					const foreignView = comparable(foreign, Object.values(values));
 					const unknownView = comparable(unknown, Object.values(unknownValues));
@@ -416,6 +505,9 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 		}
 		expect(problems).toEqual([]);
 		expect(checked).toBeGreaterThan(0);
+		const decisions = ["POST /content/{id}/approve", "POST /content/{id}/reject", "POST /playlists/{id}/approve", "POST /playlists/{id}/reject"];
+		const power = ["GET /power-schedules/{id}", "PATCH /power-schedules/{id}", "DELETE /power-schedules/{id}"];
+		expect([...decisions, ...power].filter(label => !swept.has(label))).toEqual([]);
 		expect(await snapshot(p, b)).toEqual(before);
 		// None of A's polls collected the device token B's screen is waiting for.
 		const collected = await pollPairing(p, b.uncollectedPairing);
@@ -424,7 +516,7 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 		expect(collected.body.deviceToken).toEqual(expect.any(String));
 	}, 30_000);
 
-	it.each(["/members", "/api-keys", "/invitations", "/auth/sessions", "/displays", "/display-groups", "/playlists", "/schedules", "/overrides"])("A's list %s never contains B's ids", async path => {
+	it.each(["/members", "/api-keys", "/invitations", "/auth/sessions", "/displays", "/display-groups", "/playlists", "/layouts", "/schedules", "/overrides", "/power-schedules"])("A's list %s never contains B's ids", async path => {
 		const res = await request(p.api(`${path}?pageSize=100`), { headers: bearer(a.owner.accessToken) });
 		expect(res.status).toBe(200);
 		for (const id of identifiersOf(b)) expect({ path, leaks: res.text.includes(id) ? id : null }).toEqual({ path, leaks: null });
@@ -438,10 +530,77 @@ describe("cross-tenant isolation (every /api/v1 route with an id)", () => {
 				"/displays": a.displayId,
 				"/display-groups": a.groupId,
 				"/playlists": a.playlistId,
+				"/layouts": a.layoutId,
 				"/schedules": a.scheduleId,
-				"/overrides": a.overrideId
+				"/overrides": a.overrideId,
+				"/power-schedules": a.powerScheduleId
 			}[path] ?? "";
 		expect(res.text).toContain(own);
+	});
+
+	it("A's filters naming B's ids (layouts by playlist, schedules by display, playlist or layout, power schedules by display, playlists by content) find nothing", async () => {
+		const paths = [
+			`/layouts?playlistId=${b.playlistId}`,
+			`/schedules?playlistId=${b.playlistId}`,
+			`/schedules?displayId=${b.displayId}`,
+			`/schedules?layoutId=${b.layoutId}`,
+			`/power-schedules?displayId=${b.displayId}`,
+			`/playlists?contentId=${b.contentId}`
+		];
+		for (const path of paths) {
+			const res = await request<{ rows: unknown[]; total: number }>(p.api(path), { headers: bearer(a.owner.accessToken) });
+			expect([path, res.status, res.body.total]).toEqual([path, 200, 0]);
+			for (const id of identifiersOf(b)) expect({ path, leaks: res.text.includes(id) ? id : null }).toEqual({ path, leaks: null });
+		}
+	});
+
+	it("A's approval filters list A's pending content and playlists, never B's", async () => {
+		const cases = [
+			{ path: "/content?approval=pending", own: a.pendingContentId },
+			{ path: "/playlists?approval=pending", own: a.pendingPlaylistId },
+			{ path: "/content?approval=rejected", own: null },
+			{ path: "/playlists?approval=rejected", own: null }
+		];
+		for (const { path, own } of cases) {
+			const res = await request<{ rows: Array<{ id: string }>; total: number }>(p.api(path), { headers: bearer(a.owner.accessToken) });
+			expect([path, res.status, res.body.rows.map(r => r.id)]).toEqual([path, 200, own ? [own] : []]);
+			for (const id of identifiersOf(b)) expect({ path, leaks: res.text.includes(id) ? id : null }).toEqual({ path, leaks: null });
+		}
+	});
+
+	it("A's power schedules naming B's display or group are refused exactly as unknown ids, and A's schedule is unchanged", async () => {
+		const as = bearer(a.owner.accessToken);
+		const before = await request(p.api(`/power-schedules/${a.powerScheduleId}`), { headers: as });
+		const cases = [
+			{ foreign: b.displayId, body: (id: string) => ({ name: "cross", targets: { displayIds: [id] } }) },
+			{ foreign: b.groupId, body: (id: string) => ({ name: "cross", targets: { groupIds: [id] } }) },
+			{ foreign: b.displayId, body: (id: string) => ({ name: "cross", targets: { tags: ["lobby"] }, excludeDisplayIds: [id] }) }
+		];
+		const problems: string[] = [];
+		for (const [method, path] of [["POST", "/power-schedules"], ["PATCH", `/power-schedules/${a.powerScheduleId}`]]) {
+			for (const { foreign: id, body } of cases) {
+				const unknownId = newId();
+				const foreign = await request(p.api(path), { method, json: body(id), headers: as });
+				const unknown = await request(p.api(path), { method, json: body(unknownId), headers: as });
+				const where = `${method} ${path} ${JSON.stringify(body(id))}`;
+				if (foreign.status !== 422) problems.push(`${where}: ${foreign.status} ${foreign.text.slice(0, 200)}, expected 422`);
+				const [foreignView, unknownView] = [comparable(foreign, [id]), comparable(unknown, [unknownId])];
+				if (JSON.stringify(foreignView) !== JSON.stringify(unknownView)) problems.push(`${where}: ${JSON.stringify(foreignView)} differs from an unknown id's ${JSON.stringify(unknownView)}`);
+			}
+		}
+		expect(problems).toEqual([]);
+		expect((await request(p.api(`/power-schedules/${a.powerScheduleId}`), { headers: as })).body).toEqual(before.body);
+	});
+
+	it("A's export holds A's power schedules and pending changes, and nothing of B", async () => {
+		const res = await request<{ services: { scheduling: { powerSchedules: Array<{ id: string }>; playlists: Array<{ id: string }> }; media: unknown } }>(p.api("/tenant/export"), {
+			headers: bearer(a.owner.accessToken)
+		});
+		expect(res.status).toBe(200);
+		expect(res.body.services.scheduling.powerSchedules.map(s => s.id)).toEqual([a.powerScheduleId]);
+		expect(res.body.services.scheduling.playlists.map(l => l.id)).toEqual(expect.arrayContaining([a.playlistId, a.pendingPlaylistId]));
+		expect(JSON.stringify(res.body.services.media)).toContain(a.pendingContentId);
+		expect(identifiersOf(b).filter(id => res.text.includes(id))).toEqual([]);
 	});
 
 	it("the switched token's GET routes without an id show nothing of B but the membership itself", async () => {

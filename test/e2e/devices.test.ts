@@ -243,8 +243,9 @@ describe("devices", () => {
 				json: { metrics: { cpu: 12.5, memory: 40, disk: 70, temperature: 48 }, appVersion: "2.4.1", currentContentId: "c-1", uptimeSec: 3600 }
 			});
 			expect(hb.status).toBe(200);
-			expect(Object.keys(hb.body).sort()).toEqual(["commands", "heartbeatIntervalSec", "manifestEtag", "serverTime"]);
-			expect(hb.body).toMatchObject({ heartbeatIntervalSec: 30, commands: [] });
+			expect(Object.keys(hb.body).sort()).toEqual(["commands", "heartbeatIntervalSec", "manifestEtag", "power", "serverTime"]);
+			// No power schedule reaches it: always on (null).
+			expect(hb.body).toMatchObject({ heartbeatIntervalSec: 30, commands: [], power: null });
 			expect(Math.abs(Date.parse(hb.body.serverTime) - Date.now())).toBeLessThan(5000);
 			const got = await request<Display>(p.api(`/displays/${display.id}`), { headers: as(owner) });
 			expect(got.body).toMatchObject({ status: "online", appVersion: "2.4.1", metrics: { cpu: 12.5, memory: 40, disk: 70, temperature: 48 } });

@@ -70,8 +70,10 @@ const COLLECTIONS: Record<string, string> = {
 	"display-groups": "group",
 	content: "content",
 	playlists: "playlist",
+	layouts: "layout",
 	schedules: "schedule",
 	overrides: "override",
+	"power-schedules": "powerSchedule",
 	"api-keys": "apiKey",
 	invitations: "invitation",
 	members: "member",
@@ -356,12 +358,49 @@ class World implements MarkerEnv {
 			this.add("content", body.id);
 		});
 		await step("a playlist", async () => void (playlistId = await created("playlist", "playlist", "/playlists", { name: "Fuzz list", items: contentId ? [{ contentId }] : [] })));
+		let layoutId: string | undefined;
+		if (playlistId) {
+			const zones = [
+				{ name: "Main", x: 0, y: 0, width: 0.75, height: 1, playlistId },
+				{ name: "Side", x: 0.75, y: 0, width: 0.25, height: 1, zIndex: 1, playlistId }
+			];
+			await step("a layout", async () => void (layoutId = await created("layout", "layout", "/layouts", { name: "Fuzz layout", width: 1920, height: 1080, backgroundColor: "#000000", zones })));
+		}
 		const displayId = this.device?.displayId;
+		if (layoutId && displayId) {
+			await step("a layout schedule", async () => void (await created("layout schedule", "schedule", "/schedules", { name: "Fuzz layout schedule", layoutId, targets: { displayIds: [displayId] }, priority: 2, startTime: "00:00", endTime: "12:00" })));
+		}
 		if (playlistId && displayId) {
 			await step("a schedule", async () => void (await created("schedule", "schedule", "/schedules", { name: "Fuzz schedule", playlistId, targets: { displayIds: [displayId] }, priority: 1 })));
 			await step("an override", async () => void (await created("override", "override", "/overrides", { name: "Fuzz override", playlistId, targets: { displayIds: [displayId] }, endsAt: new Date(Date.now() + 86_400_000).toISOString() })));
 			await step("a command", async () => void (await created("command", "command", `/displays/${displayId}/commands`, { type: "reload" })));
 		}
+		if (displayId) {
+			// Screen power: off overnight on the display, its group and its tag, and an "on" rule above it on weekends.
+			const targets = { displayIds: [displayId], ...(groupId ? { groupIds: [groupId] } : {}), tags: ["fuzz"] };
+			await step("a power schedule", async () => void (await created("power schedule", "powerSchedule", "/power-schedules", { name: "Fuzz nights off", state: "off", targets, startTime: "22:00", endTime: "06:00", priority: 1 })));
+			await step("an \"on\" power schedule", async () => void (await created("on power schedule", "powerSchedule", "/power-schedules", { name: "Fuzz weekends on", state: "on", targets, daysOfWeek: [6, 7], priority: 2 })));
+		}
+		// Content approval: an editor-role key's new content and playlist wait for review, so the
+		// approve and reject routes have something to decide. The setting goes off again afterwards.
+		await step("changes waiting for approval", async () => {
+			const on = await this.api("PATCH", "/tenant", token, { settings: { contentApproval: true } });
+			if (on.status !== 200) throw new Error(`turning approval on answered ${on.status}: ${on.text.slice(0, 200)}`);
+			const key = await this.api<{ id: string; key: string }>("POST", "/api-keys", token, { name: "Fuzz editor key", role: "editor" });
+			if (key.status !== 201) throw new Error(`editor key answered ${key.status}: ${key.text.slice(0, 200)}`);
+			// Two of each: one for an approval, one for a rejection to find still pending.
+			for (const n of [1, 2]) {
+				const page = await this.api<{ id: string }>("POST", "/content/url", key.body.key, { name: `Fuzz proposed page ${n}`, url: "https://example.com/proposed", durationMs: 5_000 });
+				if (page.status !== 201) throw new Error(`pending content answered ${page.status}: ${page.text.slice(0, 200)}`);
+				this.add("content", page.body.id);
+				const list = await this.api<{ id: string }>("POST", "/playlists", key.body.key, { name: `Fuzz proposed list ${n}`, items: [{ contentId: page.body.id }] });
+				if (list.status !== 201) throw new Error(`pending playlist answered ${list.status}: ${list.text.slice(0, 200)}`);
+				this.add("playlist", list.body.id);
+			}
+			await this.api("DELETE", `/api-keys/${key.body.id}`, token);
+			const off = await this.api("PATCH", "/tenant", token, { settings: { contentApproval: false } });
+			if (off.status !== 200) throw new Error(`turning approval off answered ${off.status}: ${off.text.slice(0, 200)}`);
+		});
 		await step("an API key", async () => {
 			const res = await this.api<{ id: string; key: string }>("POST", "/api-keys", token, { name: "Fuzz key", role: "admin" });
 			if (res.status !== 201) throw new Error(`api key answered ${res.status}`);

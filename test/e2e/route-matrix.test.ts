@@ -4,12 +4,13 @@
  * the callers that may use it, decided from the roles of docs DESIGN.md / API.md:
  *
  *   owner > admin > editor > viewer. Viewer reads everything in the tenant. Editor also writes
- *   content, playlists, schedules (and overrides). Admin also manages displays, pairing, commands,
- *   groups, members, invitations, API keys, webhooks, alert settings, the tenant's settings and
- *   weekly report emails, and reads audit logs. Owner also manages billing, transfers ownership, exports and deletes the
- *   tenant. Account routes ("self") are for signed-in people only; device routes for device
- *   tokens only. "apiKey" below is an API key with the admin role: it acts as an admin, except
- *   on routes that are for people only (API keys, account, billing, owner actions).
+ *   content, playlists and layouts, schedules (and overrides). Admin also manages displays,
+ *   pairing, commands, groups, screen power schedules, members, invitations, API keys, webhooks,
+ *   alert settings, the tenant's settings and weekly report emails, approves (or rejects) content
+ *   and playlist changes, and reads audit logs. Owner also manages billing, transfers ownership,
+ *   exports and deletes the tenant. Account routes ("self") are for signed-in people only; device
+ *   routes for device tokens only. "apiKey" below is an API key with the admin role: it acts as an
+ *   admin, except on routes that are for people only (API keys, account, billing, owner actions).
  *
  * Nothing here reads shared/rbac.ts at run time: changing a route's permission in a service (or
  * the gateway's decision) without changing this table fails the suite, on the OpenAPI
@@ -126,7 +127,7 @@ const ROUTES: Record<string, Expected> = {
 	// the gateway's own alias: the device live stream (SSE)
 	"GET /device/events":               { permission: "device",          allowed: ["device"] },
 
-	// media: content
+	// media: content (and its approval)
 	"POST /content":                 { permission: "content.write", allowed: ["owner", "admin", "editor", "apiKey"] },
 	"POST /content/url":             { permission: "content.write", allowed: ["owner", "admin", "editor", "apiKey"] },
 	"GET /content":                  { permission: "tenant.read",   allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
@@ -134,16 +135,26 @@ const ROUTES: Record<string, Expected> = {
 	"GET /content/{id}":             { permission: "tenant.read",   allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
 	"PATCH /content/{id}":           { permission: "content.write", allowed: ["owner", "admin", "editor", "apiKey"] },
 	"DELETE /content/{id}":          { permission: "content.write", allowed: ["owner", "admin", "editor", "apiKey"] },
+	"POST /content/{id}/approve":    { permission: "content.approve", allowed: ["owner", "admin", "apiKey"] },
+	"POST /content/{id}/reject":     { permission: "content.approve", allowed: ["owner", "admin", "apiKey"] },
 	"GET /content/{id}/download":    { permission: "tenant.read",   allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
 	"GET /content/{id}/thumbnail":   { permission: "tenant.read",   allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
 	"GET /device/content/{contentId}": { permission: "device",      allowed: ["device"] },
 
-	// scheduling: playlists, schedules, overrides, preview, timeline, manifest
+	// scheduling: playlists (and their approval), layouts, schedules, overrides, screen power
+	// schedules, preview, timeline, manifest
 	"POST /playlists":               { permission: "playlists.write", allowed: ["owner", "admin", "editor", "apiKey"] },
 	"GET /playlists":                { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
 	"GET /playlists/{id}":           { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
 	"PATCH /playlists/{id}":         { permission: "playlists.write", allowed: ["owner", "admin", "editor", "apiKey"] },
 	"DELETE /playlists/{id}":        { permission: "playlists.write", allowed: ["owner", "admin", "editor", "apiKey"] },
+	"POST /playlists/{id}/approve":  { permission: "content.approve", allowed: ["owner", "admin", "apiKey"] },
+	"POST /playlists/{id}/reject":   { permission: "content.approve", allowed: ["owner", "admin", "apiKey"] },
+	"POST /layouts":                 { permission: "playlists.write", allowed: ["owner", "admin", "editor", "apiKey"] },
+	"GET /layouts":                  { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
+	"GET /layouts/{id}":             { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
+	"PATCH /layouts/{id}":           { permission: "playlists.write", allowed: ["owner", "admin", "editor", "apiKey"] },
+	"DELETE /layouts/{id}":          { permission: "playlists.write", allowed: ["owner", "admin", "editor", "apiKey"] },
 	"POST /schedules":               { permission: "schedules.write", allowed: ["owner", "admin", "editor", "apiKey"] },
 	"GET /schedules":                { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
 	"GET /schedules/{id}":           { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
@@ -154,6 +165,11 @@ const ROUTES: Record<string, Expected> = {
 	"GET /overrides/{id}":           { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
 	"PATCH /overrides/{id}":         { permission: "schedules.write", allowed: ["owner", "admin", "editor", "apiKey"] },
 	"DELETE /overrides/{id}":        { permission: "schedules.write", allowed: ["owner", "admin", "editor", "apiKey"] },
+	"POST /power-schedules":         { permission: "displays.manage", allowed: ["owner", "admin", "apiKey"] },
+	"GET /power-schedules":          { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
+	"GET /power-schedules/{id}":     { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
+	"PATCH /power-schedules/{id}":   { permission: "displays.manage", allowed: ["owner", "admin", "apiKey"] },
+	"DELETE /power-schedules/{id}":  { permission: "displays.manage", allowed: ["owner", "admin", "apiKey"] },
 	"GET /displays/{id}/preview":    { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
 	"GET /displays/{id}/timeline":   { permission: "tenant.read",     allowed: ["owner", "admin", "editor", "viewer", "apiKey"] },
 	"GET /device/manifest":          { permission: "device",          allowed: ["device"] },

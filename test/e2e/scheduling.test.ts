@@ -29,6 +29,8 @@ interface Manifest {
 	playlist: { id: string; name: string } | null;
 	schedule: { id: string; name: string } | null;
 	items: Array<{ contentId: string; name: string; url: string; durationMs: number; sha256: string | null }>;
+	layout: unknown;
+	power: unknown;
 }
 
 interface Preview {
@@ -340,8 +342,10 @@ describe("scheduling", () => {
 			const etag = first.headers.get("etag") ?? "";
 			expect(etag).toMatch(/^"[A-Za-z0-9_-]+"$/);
 			expect(first.body).toMatchObject({ displayId: display.id, etag, source: "schedule", playlist: { id: list.id, name: "Screen" }, validUntil: null });
-			// API.md's manifest fields (and the override, null here).
-			expect(Object.keys(first.body).sort()).toEqual(["displayId", "etag", "generatedAt", "items", "override", "playlist", "schedule", "source", "timezone", "validUntil"]);
+			// API.md's manifest fields (and the override and layout, null here).
+			expect(Object.keys(first.body).sort()).toEqual(["displayId", "etag", "generatedAt", "items", "layout", "override", "playlist", "power", "schedule", "source", "timezone", "validUntil"]);
+			expect(first.body.layout).toBeNull();
+			expect(first.body.power).toBeNull();
 			expect(first.body.schedule).toEqual({ id: expect.any(String), name: "Always" });
 			expect(Date.parse(first.body.generatedAt)).not.toBeNaN();
 			expect(first.body.items).toEqual([

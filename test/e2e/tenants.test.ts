@@ -93,7 +93,7 @@ describe("tenants", () => {
 	describe("tenant profile and settings", () => {
 		it("GET /tenant has the settings; PATCH merges them; bad values answer 422", async () => {
 			const got = await request<{ settings: Record<string, unknown> }>(p.api("/tenant"), { headers: as(owner) });
-			expect(got.body.settings).toEqual({ timezone: "UTC", offlineAlertMinutes: 10, offlineAfterSec: 90, requireTwoFactor: false });
+			expect(got.body.settings).toEqual({ timezone: "UTC", offlineAlertMinutes: 10, offlineAfterSec: 90, requireTwoFactor: false, contentApproval: false });
 			expectShape(TenantView, got.body);
 			const patched = await request<{ name: string; plan: string; id: string; settings: Record<string, unknown> }>(p.api("/tenant"), {
 				method: "PATCH",

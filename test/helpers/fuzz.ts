@@ -382,11 +382,12 @@ const DATETIME_PATTERN = /T\\d\{2\}:\\d\{2\}/;
 const DATE_PATTERN = /^\^\\d\{4\}-\\d\{2\}-\\d\{2\}\$$/;
 const TIME_PATTERN = /\[01\]\\d\|2\[0-3\]/;
 
-/** The kind of id a field name refers to ("playlistId" → playlist, "displayIds" → display). */
+/** The kind of id a field name refers to ("playlistId" → playlist, "displayIds" → display, "defaultLayoutId" → layout). */
 export function kindOfField(name: string): string | undefined {
 	const n = name.replace(/Ids?$/, "").toLowerCase();
 	if (n.endsWith("display")) return "display";
 	if (n.endsWith("playlist")) return "playlist";
+	if (n.endsWith("layout")) return "layout";
 	if (n.endsWith("content")) return "content";
 	if (n.endsWith("group")) return "group";
 	if (n.endsWith("schedule")) return "schedule";
@@ -871,7 +872,7 @@ function pathChoice(): fc.Arbitrary<PathChoice> {
 }
 
 /** Kinds of ids the suite keeps (valid in the owner's tenant, or another tenant's: "foreign"). */
-export const POOL_KINDS = ["display", "group", "content", "playlist", "schedule", "override", "apiKey", "invitation", "member", "session", "command", "pairing", "foreign"];
+export const POOL_KINDS = ["display", "group", "content", "playlist", "layout", "schedule", "override", "powerSchedule", "apiKey", "invitation", "member", "session", "command", "pairing", "foreign"];
 
 function queryParts(route: Route): fc.Arbitrary<{ parts: QueryPart[]; raw?: string; tags: string[] }> {
 	const declared = route.queryParams.map(param =>

@@ -36,6 +36,8 @@ describe("displayView", () => {
 			tags: ["menu"],
 			groupIds: ["g-1"],
 			defaultPlaylistId: null,
+			defaultLayoutId: null,
+			scheduledOff: false,
 			lastSeenAt: null,
 			metrics: null,
 			appVersion: null,
@@ -64,7 +66,7 @@ describe("displayView", () => {
 
 	it("groups and targeting show what they need", () => {
 		expect(groupView({ id: "g-1", tenantId: "t-1", name: "Hall", description: null, createdAt: T0, updatedAt: T0 })).toEqual({ id: "g-1", name: "Hall", description: null, createdAt: T0, updatedAt: T0 });
-		expect(targetingView(display)).toEqual({ id: "d-1", timezone: "Europe/Paris", tags: ["menu"], groupIds: ["g-1"], defaultPlaylistId: null });
+		expect(targetingView(display)).toEqual({ id: "d-1", timezone: "Europe/Paris", tags: ["menu"], groupIds: ["g-1"], defaultPlaylistId: null, defaultLayoutId: null });
 	});
 });
 
@@ -97,6 +99,9 @@ describe("queries", () => {
 			groupIds: ["g"],
 			defaultPlaylistId: null
 		});
-		expect(Object.keys(displayChanges({ defaultPlaylistId: "p-1" }))).toEqual(["defaultPlaylistId"]);
+		// A display defaults to a playlist or a layout: naming one clears the other.
+		expect(displayChanges({ defaultPlaylistId: "p-1" })).toEqual({ defaultPlaylistId: "p-1", defaultLayoutId: null });
+		expect(displayChanges({ defaultLayoutId: "l-1" })).toEqual({ defaultLayoutId: "l-1", defaultPlaylistId: null });
+		expect(displayChanges({ defaultLayoutId: null })).toEqual({ defaultLayoutId: null });
 	});
 });

@@ -88,6 +88,9 @@ describe("contentView", () => {
 			validFrom: null,
 			validUntil: null,
 			status: "ready",
+			// No approval state stored: approved and live, nothing waiting.
+			approval: { status: "approved", live: true, requestedBy: null, requestedAt: null, reviewedBy: null, reviewedAt: null, comment: null },
+			proposal: null,
 			createdAt: NOW,
 			updatedAt: LATER
 		});

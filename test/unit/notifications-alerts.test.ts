@@ -73,7 +73,7 @@ describe.each(backends)("AlertRules on %s", (_backend, env) => {
 				slug: `acme-${n}`,
 				plan: "free",
 				createdAt: "2026-01-01T00:00:00.000Z",
-				settings: { timezone: "UTC", offlineAlertMinutes: options.minutes ?? 10, offlineAfterSec: 90, requireTwoFactor: false }
+				settings: { timezone: "UTC", offlineAlertMinutes: options.minutes ?? 10, offlineAfterSec: 90, requireTwoFactor: false, contentApproval: false }
 			};
 			this.inbox = new Inbox({ notifications: db.notifications, preferences: db.notification_preferences, now: () => this.clock });
 			this.rules = new AlertRules({

@@ -93,6 +93,7 @@ describe("scheduling engine: zone and targeting", () => {
 			localTime: "2026-05-04T12:00:00Z",
 			source: "none",
 			playlistId: null,
+			layoutId: null,
 			scheduleId: null,
 			overrideId: null,
 			candidates: [],
@@ -365,9 +366,9 @@ describe("scheduling engine: DST in America/New_York", () => {
 		expect(r.localTime).toBe("2026-11-01T01:00:00-04:00");
 		expect(r).toMatchObject({ source: "schedule", validUntil: "2026-11-01T07:00:00.000Z" });
 		expect(timeline(ny, [w], [], new Date("2026-11-01T04:00:00Z"), new Date("2026-11-01T08:00:00Z"))).toEqual([
-			{ start: "2026-11-01T04:00:00.000Z", end: "2026-11-01T05:00:00.000Z", source: "default", playlistId: "pl-default", scheduleId: null },
-			{ start: "2026-11-01T05:00:00.000Z", end: "2026-11-01T07:00:00.000Z", source: "schedule", playlistId: w.playlistId, scheduleId: w.id },
-			{ start: "2026-11-01T07:00:00.000Z", end: "2026-11-01T08:00:00.000Z", source: "default", playlistId: "pl-default", scheduleId: null }
+			{ start: "2026-11-01T04:00:00.000Z", end: "2026-11-01T05:00:00.000Z", source: "default", playlistId: "pl-default", layoutId: null, scheduleId: null },
+			{ start: "2026-11-01T05:00:00.000Z", end: "2026-11-01T07:00:00.000Z", source: "schedule", playlistId: w.playlistId, layoutId: null, scheduleId: w.id },
+			{ start: "2026-11-01T07:00:00.000Z", end: "2026-11-01T08:00:00.000Z", source: "default", playlistId: "pl-default", layoutId: null, scheduleId: null }
 		]);
 	});
 
@@ -386,7 +387,7 @@ describe("scheduling engine: DST in America/New_York", () => {
 		}
 		const allDay = rule({});
 		expect(timeline(ny, [allDay], [], new Date("2026-10-25T00:00:00Z"), new Date("2026-11-08T00:00:00Z"))).toEqual([
-			{ start: "2026-10-25T00:00:00.000Z", end: "2026-11-08T00:00:00.000Z", source: "schedule", playlistId: allDay.playlistId, scheduleId: allDay.id }
+			{ start: "2026-10-25T00:00:00.000Z", end: "2026-11-08T00:00:00.000Z", source: "schedule", playlistId: allDay.playlistId, layoutId: null, scheduleId: allDay.id }
 		]);
 	});
 
@@ -576,8 +577,8 @@ describe("scheduling engine: timeline", () => {
 		const a = override({ id: "oa", startsAt: "2026-05-04T10:00:00Z", endsAt: "2026-05-04T11:00:00Z", playlistId: "same" });
 		const b = override({ id: "ob", startsAt: "2026-05-04T11:00:00Z", endsAt: "2026-05-04T12:00:00Z", playlistId: "same" });
 		expect(timeline(display("UTC"), [], [a, b], new Date("2026-05-04T10:30:00Z"), new Date("2026-05-04T13:00:00Z"))).toEqual([
-			{ start: "2026-05-04T10:30:00.000Z", end: "2026-05-04T12:00:00.000Z", source: "override", playlistId: "same", scheduleId: null },
-			{ start: "2026-05-04T12:00:00.000Z", end: "2026-05-04T13:00:00.000Z", source: "default", playlistId: "pl-default", scheduleId: null }
+			{ start: "2026-05-04T10:30:00.000Z", end: "2026-05-04T12:00:00.000Z", source: "override", playlistId: "same", layoutId: null, scheduleId: null },
+			{ start: "2026-05-04T12:00:00.000Z", end: "2026-05-04T13:00:00.000Z", source: "default", playlistId: "pl-default", layoutId: null, scheduleId: null }
 		]);
 		expect(timeline(display("UTC"), [], [], new Date("2026-05-04T10:00:00Z"), new Date("2026-05-04T10:00:00Z"))).toEqual([]);
 	});

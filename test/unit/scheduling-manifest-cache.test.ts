@@ -27,6 +27,8 @@ function manifest(fields: Partial<Manifest> = {}): Manifest {
 		timezone: "UTC",
 		source: "none",
 		playlist: null,
+		layout: null,
+		power: null,
 		schedule: null,
 		override: null,
 		items: [],

@@ -4,7 +4,7 @@
  */
 import { AppError } from "../../shared/errors";
 import { SafeValidator } from "../../shared/validation";
-import { checkDateRange, checkOverrideWindow, checkTimelinePeriod, instantParam, isCalendarDate, PARAMS } from "../../services/scheduling/params";
+import { checkDateRange, checkOverrideWindow, checkTimelinePeriod, checkZones, FRAME_EPSILON, instantParam, isCalendarDate, MAX_ZONES, PARAMS, programChange } from "../../services/scheduling/params";
 
 const ID = "0190a8e2-7b1c-7c3d-8e4f-123456789abc";
 const validator = new SafeValidator();
@@ -31,7 +31,8 @@ describe("scheduling params rules", () => {
 
 	it("a schedule needs a name, a playlist and targets; dates, times, days and priority are checked in form", () => {
 		expect(refused(PARAMS.createSchedule, schedule)).toEqual([]);
-		expect(refused(PARAMS.createSchedule, { name: "Rule" })).toEqual(expect.arrayContaining(["playlistId", "targets"]));
+		// What it plays (a playlistId or a layoutId, exactly one) is checked by programChange.
+		expect(refused(PARAMS.createSchedule, { name: "Rule" })).toEqual(["targets"]);
 		const cases: Array<[Record<string, unknown>, string]> = [
 			[{ startDate: "1 May" }, "startDate"],
 			[{ startTime: "24:00" }, "startTime"],
@@ -67,6 +68,114 @@ describe("scheduling params rules", () => {
 		expect(refused(PARAMS.createPlaylist, { name: "P", items: [{ contentId: ID }, { contentId: ID, durationMs: 1000 }, { contentId: ID, durationMs: null }] })).toEqual([]);
 		expect(refused(PARAMS.createPlaylist, { name: "P", items: [{ contentId: ID, durationMs: 999 }] })).toEqual(["items[0].durationMs"]);
 		expect(refused(PARAMS.createPlaylist, { name: "P", items: [{}] })).toEqual(["items[0].contentId"]);
+	});
+});
+
+describe("layout params rules", () => {
+	const zone = (fields: Record<string, unknown> = {}) => ({ name: "Z", x: 0, y: 0, width: 1, height: 1, playlistId: ID, ...fields });
+	const layout = (fields: Record<string, unknown> = {}) => ({ name: "L", width: 1920, height: 1080, zones: [zone()], ...fields });
+
+	it("a layout needs a name, an integer frame and 1–20 zones; a colour is #rrggbb or null", () => {
+		expect(refused(PARAMS.createLayout, layout())).toEqual([]);
+		expect(refused(PARAMS.createLayout, layout({ backgroundColor: null, backgroundContentId: null }))).toEqual([]);
+		expect(refused(PARAMS.createLayout, layout({ backgroundColor: "#A1b2C3", backgroundContentId: ID }))).toEqual([]);
+		expect(refused(PARAMS.createLayout, { name: "L" }).sort()).toEqual(["height", "width", "zones"]);
+		expect(refused(PARAMS.createLayout, layout({ zones: Array.from({ length: MAX_ZONES }, () => zone()) }))).toEqual([]);
+		const cases: Array<[Record<string, unknown>, string]> = [
+			[{ zones: [] }, "zones"],
+			[{ zones: Array.from({ length: MAX_ZONES + 1 }, () => zone()) }, "zones"],
+			[{ zones: null }, "zones"],
+			[{ width: 0 }, "width"],
+			[{ width: 16385 }, "width"],
+			[{ height: 1.5 }, "height"],
+			[{ height: "1080" }, "height"],
+			[{ backgroundColor: "#abc" }, "backgroundColor"],
+			[{ backgroundColor: "#abcdeg" }, "backgroundColor"],
+			[{ backgroundColor: "#abcdef0" }, "backgroundColor"],
+			[{ backgroundColor: "abcdef" }, "backgroundColor"],
+			[{ backgroundContentId: "x" }, "backgroundContentId"]
+		];
+		for (const [change, field] of cases) expect([change, refused(PARAMS.createLayout, layout(change))]).toEqual([change, [field]]);
+	});
+
+	it("a zone's coordinates are numbers in 0–1, never strings, NaN, Infinity, null or objects; zIndex an integer in ±1000", () => {
+		expect(refused(PARAMS.createLayout, layout({ zones: [zone({ x: 0, y: 1, width: 0, height: 1, zIndex: -1000 })] }))).toEqual([]);
+		const cases: Array<[Record<string, unknown>, string]> = [
+			[{ x: -0.0001 }, "zones[0].x"],
+			[{ y: 1.0001 }, "zones[0].y"],
+			[{ width: Number.NaN }, "zones[0].width"],
+			[{ height: Number.POSITIVE_INFINITY }, "zones[0].height"],
+			[{ x: Number.NEGATIVE_INFINITY }, "zones[0].x"],
+			[{ width: "0.5" }, "zones[0].width"],
+			[{ width: null }, "zones[0].width"],
+			[{ width: { $gt: 0 } }, "zones[0].width"],
+			[{ zIndex: 0.5 }, "zones[0].zIndex"],
+			[{ zIndex: 1001 }, "zones[0].zIndex"],
+			[{ zIndex: null }, "zones[0].zIndex"],
+			[{ playlistId: "x" }, "zones[0].playlistId"],
+			[{ id: "x" }, "zones[0].id"],
+			[{ name: "" }, "zones[0].name"]
+		];
+		for (const [change, field] of cases) expect([change, refused(PARAMS.createLayout, layout({ zones: [zone(change)] }))]).toEqual([change, [field]]);
+	});
+
+	it("a layout PATCH takes any subset; a schedule or override names a playlistId or a layoutId (which is checked in form)", () => {
+		expect(refused(PARAMS.updateLayout, { id: ID })).toEqual([]);
+		expect(refused(PARAMS.updateLayout, { id: ID, backgroundColor: null, backgroundContentId: null })).toEqual([]);
+		expect(refused(PARAMS.updateLayout, { id: ID, zones: [] })).toEqual(["zones"]);
+		expect(refused(PARAMS.updateLayout, { id: ID, name: null })).toEqual(["name"]);
+		const schedule = { name: "R", targets: { tags: ["a"] } };
+		expect(refused(PARAMS.createSchedule, { ...schedule, layoutId: ID })).toEqual([]);
+		expect(refused(PARAMS.createSchedule, { ...schedule, layoutId: "x" })).toEqual(["layoutId"]);
+		expect(refused(PARAMS.createSchedule, { ...schedule, layoutId: null })).toEqual(["layoutId"]);
+		expect(refused(PARAMS.createOverride, { name: "O", layoutId: ID, endsAt: "2026-11-22T10:00:00Z" })).toEqual([]);
+		expect(refused(PARAMS.updateOverride, { id: ID, layoutId: "x" })).toEqual(["layoutId"]);
+		expect(refused(PARAMS.listLayouts, { playlistId: "x" })).toEqual(["playlistId"]);
+		expect(refused(PARAMS.removeLayout, { id: ID, force: "true" })).toEqual([]);
+	});
+});
+
+describe("layout checks", () => {
+	const z = (x: number, y: number, width: number, height: number) => ({ x, y, width, height });
+
+	it("zones inside the frame pass, up to edges that floating point puts a hair past 1", () => {
+		// Columns of 9, 18 and 1 28ths: the last one's x, added up from the others, ends past 1.
+		const x = 9 / 28 + 18 / 28;
+		expect(x + 1 / 28).toBeGreaterThan(1);
+		expect(fieldsOf(() => checkZones([z(0, 0, 9 / 28, 1), z(9 / 28, 0, 18 / 28, 1), z(x, 0, 1 / 28, 1)]))).toEqual([]);
+		expect(fieldsOf(() => checkZones([z(0, x, 1, 1 / 28)]))).toEqual([]);
+		expect(fieldsOf(() => checkZones([z(0, 0, 1, 1)]))).toEqual([]);
+		expect(fieldsOf(() => checkZones([z(1 / 3, 2 / 3, 2 / 3, 1 / 3), z(2 / 3, 0, 1 / 3, 1)]))).toEqual([]);
+		expect(fieldsOf(() => checkZones([z(0.1 + 0.2, 0.1 + 0.2, 0.7, 0.7)]))).toEqual([]);
+		expect(fieldsOf(() => checkZones(Array.from({ length: 7 }, (_, i) => z(i / 7, 0, 1 / 7, 1))))).toEqual([]);
+		expect(fieldsOf(() => checkZones([z(1 - 1e-12, 1 - 1e-12, 1e-12, 1e-12)]))).toEqual([]);
+		expect(fieldsOf(() => checkZones([z(0.5, 0.5, 0.5 + FRAME_EPSILON / 2, 0.5 + FRAME_EPSILON / 2)]))).toEqual([]);
+	});
+
+	it("a zone past an edge, or without area, is a 422 naming the zone and the dimension", () => {
+		expect(fieldsOf(() => checkZones([z(0.5, 0, 0.5 + 2 * FRAME_EPSILON, 1)]))).toEqual(["zones[0].width"]);
+		expect(fieldsOf(() => checkZones([z(0, 0.5, 1, 0.5 + 2 * FRAME_EPSILON)]))).toEqual(["zones[0].height"]);
+		expect(fieldsOf(() => checkZones([z(0, 0, 1, 1), z(0.5, 0.5, 0.6, 0.6)]))).toEqual(["zones[1].width", "zones[1].height"]);
+		expect(fieldsOf(() => checkZones([z(0, 0, 0, 1)]))).toEqual(["zones[0].width"]);
+		expect(fieldsOf(() => checkZones([z(0, 0, 1, 0)]))).toEqual(["zones[0].height"]);
+		expect(fieldsOf(() => checkZones([z(0, 0, -0.5, -0.5)]))).toEqual(["zones[0].width", "zones[0].height"]);
+		expect(fieldsOf(() => checkZones([z(1, 0, 0, 1)]))).toEqual(["zones[0].width"]);
+		// Every zone is reported, not only the first.
+		expect(fieldsOf(() => checkZones([z(0.9, 0, 0.2, 1), z(0, 0, 1, 1), z(0, 0.9, 1, 0.2)]))).toEqual(["zones[0].width", "zones[2].height"]);
+	});
+
+	it("a schedule or override plays exactly one of a playlist and a layout; naming one on a PATCH clears the other", () => {
+		expect(programChange({ playlistId: "p" })).toEqual({ playlistId: "p", layoutId: null });
+		expect(programChange({ layoutId: "l" })).toEqual({ playlistId: null, layoutId: "l" });
+		expect(fieldsOf(() => programChange({ playlistId: "p", layoutId: "l" }))).toEqual(["layoutId"]);
+		expect(fieldsOf(() => programChange({}))).toEqual(["playlistId"]);
+		const playing = { playlistId: "p", layoutId: null };
+		const showing = { playlistId: null, layoutId: "l" };
+		expect(programChange({}, playing)).toBeNull();
+		expect(programChange({ layoutId: "l2" }, playing)).toEqual({ playlistId: null, layoutId: "l2" });
+		expect(programChange({ playlistId: "p2" }, showing)).toEqual({ playlistId: "p2", layoutId: null });
+		expect(programChange({ layoutId: "l" }, showing)).toEqual(showing);
+		expect(fieldsOf(() => programChange({ playlistId: "p", layoutId: "l" }, playing))).toEqual(["layoutId"]);
 	});
 });
 

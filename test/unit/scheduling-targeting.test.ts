@@ -2,7 +2,7 @@
  * services/scheduling/targeting.ts, the invalidation side: targets as stored, and the selectors
  * naming the displays a change can reach.
  */
-import { cleanTargets, hasTargets, mergeSelectors, playlistUsersSelector, selectorOf, targetFields } from "../../services/scheduling/targeting";
+import { cleanTargets, hasTargets, mergeSelectors, selectorOf, usersSelector, targetFields } from "../../services/scheduling/targeting";
 
 describe("targets as stored", () => {
 	it("every list present; none stays null", () => {
@@ -33,14 +33,15 @@ describe("selectors", () => {
 			displayIds: ["a", "b"],
 			groupIds: [],
 			tags: ["t"],
-			defaultPlaylistIds: ["p"]
+			defaultPlaylistIds: ["p"],
+			defaultLayoutIds: []
 		});
 		expect(mergeSelectors({ displayIds: ["a"] }, { all: true })).toEqual({ all: true });
 	});
 
 	it("a playlist reaches the displays defaulting to it and those its schedules and overrides target", () => {
 		const schedules = [{ targets: { displayIds: ["d1"], groupIds: [], tags: [] } }, { targets: { displayIds: [], groupIds: ["g1"], tags: [] } }];
-		expect(playlistUsersSelector(["p1"], schedules, [])).toEqual({ displayIds: ["d1"], groupIds: ["g1"], tags: [], defaultPlaylistIds: ["p1"] });
-		expect(playlistUsersSelector(["p1"], schedules, [{ targets: null }])).toEqual({ all: true });
+		expect(usersSelector({ defaultPlaylistIds: ["p1"] }, schedules, [])).toEqual({ displayIds: ["d1"], groupIds: ["g1"], tags: [], defaultPlaylistIds: ["p1"], defaultLayoutIds: [] });
+		expect(usersSelector({ defaultPlaylistIds: ["p1"] }, schedules, [{ targets: null }])).toEqual({ all: true });
 	});
 });

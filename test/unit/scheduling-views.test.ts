@@ -79,6 +79,8 @@ describe("documents as the engine takes them", () => {
 			id: "s1",
 			name: "Mornings",
 			playlistId: "p1",
+			// A document from before layouts has none.
+			layoutId: null,
 			priority: 3,
 			createdAt: stamps.createdAt,
 			targets: schedule.targets,
@@ -153,7 +155,7 @@ describe("views", () => {
 		expectShape(PreviewView, preview);
 		expect(preview).toMatchObject({ source: "schedule", schedule: { id: "s1", name: "Mornings" }, timezone: "America/New_York" });
 
-		const segments = [{ start: "2026-03-08T06:00:00.000Z", end: "2026-03-08T08:00:00.000Z", source: "none" as const, playlistId: null, scheduleId: null }];
+		const segments = [{ start: "2026-03-08T06:00:00.000Z", end: "2026-03-08T08:00:00.000Z", source: "none" as const, playlistId: null, layoutId: null, scheduleId: null }];
 		const view = timelineView("America/New_York", new Date(segments[0].start), new Date(segments[0].end), segments);
 		expectShape(TimelineView, view);
 		// Across the spring-forward jump: 01:00 EST to 04:00 EDT.
@@ -190,9 +192,10 @@ describe("input → stored fields", () => {
 	});
 
 	it("a new schedule stores every field: lists filled in, absent rules null, priority 0", () => {
-		expect(newScheduleFields({ name: "R", playlistId: "p1", targets: { tags: ["a"] }, daysOfWeek: [3, 1] })).toEqual({
+		expect(newScheduleFields({ name: "R", playlistId: "p1", targets: { tags: ["a"] }, daysOfWeek: [3, 1] }, { playlistId: "p1", layoutId: null })).toEqual({
 			name: "R",
 			playlistId: "p1",
+			layoutId: null,
 			targets: { displayIds: [], groupIds: [], tags: ["a"] },
 			targetKeys: ["t:a"],
 			excludeDisplayIds: [],
@@ -206,10 +209,12 @@ describe("input → stored fields", () => {
 	});
 
 	it("a schedule PATCH sets what was sent, in its order: null clears, targets bring their keys, absent fields stay", () => {
-		const set = scheduleChanges({ startTime: null, targets: { groupIds: ["g1"] }, daysOfWeek: [7, 6], name: "N" });
+		const set = scheduleChanges({ startTime: null, targets: { groupIds: ["g1"] }, daysOfWeek: [7, 6], name: "N" }, null);
 		expect(set).toEqual({ startTime: null, targets: { displayIds: [], groupIds: ["g1"], tags: [] }, daysOfWeek: [6, 7], name: "N", targetKeys: ["g:g1"] });
 		expect(Object.keys(set)).toEqual(["startTime", "targets", "daysOfWeek", "name", "targetKeys"]);
-		expect(scheduleChanges({ priority: 2 })).toEqual({ priority: 2 });
-		expect(scheduleChanges({ daysOfWeek: null })).toEqual({ daysOfWeek: null });
+		expect(scheduleChanges({ priority: 2 }, null)).toEqual({ priority: 2 });
+		expect(scheduleChanges({ daysOfWeek: null }, null)).toEqual({ daysOfWeek: null });
+		// Naming what it plays clears the other: a layout replaces the playlist.
+		expect(scheduleChanges({ layoutId: "l1" }, { playlistId: null, layoutId: "l1" })).toEqual({ playlistId: null, layoutId: "l1" });
 	});
 });

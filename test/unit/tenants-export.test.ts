@@ -22,7 +22,7 @@ describe("gatherParts", () => {
 		devices: { displays: [], groups: [], commands: [], provisioningKeys: [] },
 		media: { content: [] },
 		notifications: { notifications: [], preferences: [], webhooks: [], deliveries: [] },
-		scheduling: { playlists: [], schedules: [], overrides: [] },
+		scheduling: { playlists: [], layouts: [], schedules: [], overrides: [], powerSchedules: [] },
 		tenants: { tenant: null, memberships: [], invitations: [] }
 	};
 
