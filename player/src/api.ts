@@ -45,6 +45,8 @@ export interface HeartbeatAnswer {
 	manifestEtag: string | null;
 	heartbeatIntervalSec: number;
 	commands: Command[];
+	/** The screen's power state as the server knows it last (model.ts asPower narrows it); null = the manifest's. */
+	power?: unknown;
 }
 export interface HeartbeatBody {
 	metrics?: { cpu?: number; memory?: number; disk?: number };

@@ -57,13 +57,20 @@ export function ensure(token: string, item: ManifestItem): Promise<boolean> {
 	if (isReady(item)) return Promise.resolve(true);
 	let pending = downloading.get(item.sha256);
 	if (!pending) {
-		pending = download(token, item).finally(() => downloading.delete(item.sha256));
-		downloading.set(item.sha256, pending);
+		const started: Promise<boolean> = download(token, item).finally(() => {
+			if (downloading.get(item.sha256) === started) downloading.delete(item.sha256);
+		});
+		downloading.set(item.sha256, started);
+		pending = started;
 	}
 	return pending;
 }
 
+/** Moves at every clear-cache: a download that began before one does not store what it fetched. */
+let generation = 0;
+
 async function download(token: string, item: ManifestItem): Promise<boolean> {
+	const started = generation;
 	const res = await api.content(token, item.url);
 	const bytes = await res.arrayBuffer();
 	const digest = await sha256Hex(bytes);
@@ -72,6 +79,8 @@ async function download(token: string, item: ManifestItem): Promise<boolean> {
 		return false;
 	}
 	const type = res.headers.get("Content-Type") ?? item.mimeType;
+	// Cleared meanwhile: the command's own download of what plays fetches it again if it is needed.
+	if (started !== generation) return false;
 	const cache = await storage();
 	if (cache) {
 		await cache.put(keyOf(item.sha256), new Response(bytes, { headers: { "Content-Type": type, "Content-Length": String(bytes.byteLength) } }));
@@ -132,6 +141,9 @@ export async function evictExcept(keep: ReadonlySet<string>): Promise<number> {
 
 /** Empties the cache (the `clear-cache` command). */
 export async function clearAll(): Promise<void> {
+	generation += 1;
+	// Downloads under way store nothing now; what is asked for from here on is fetched afresh.
+	downloading.clear();
 	await evictExcept(new Set());
 	if (typeof caches !== "undefined") await caches.delete(CACHE).catch(() => false);
 }

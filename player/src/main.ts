@@ -7,14 +7,18 @@
  *   heartbeats at the interval the server gives, the live stream for manifest changes and
  *   commands, a timer for `validUntil`, and the outbox of plays sent to POST /device/playback.
  * - A refused token (display deleted, token revoked) returns it to pairing by itself.
+ * - A manifest with a layout shows its zones, each with its own loop (screen.ts); one with a
+ *   power state "off" (or a heartbeat saying so) blanks the screen until its `until`, when it
+ *   turns on again by itself, network or not, and asks for the manifest.
  *
  * The body's `data-state` says which screen shows ("pairing" | "playing"), `data-online` whether
- * the server answers, `data-content-id` what is on screen.
+ * the server answers, `data-power` whether the screen is on, `data-content-id` what is on screen
+ * (a layout's zones carry theirs: screen.ts).
  */
 import { api, connectivity, HttpError, Offline, Unauthorized, type Command, type HeartbeatBody } from "./api.js";
 import { clearAll, ensure, evictExcept, warm } from "./content-cache.js";
-import { isDownloaded, mediaToKeep, refetchDelay, rejectedIndexes, type Manifest, type PlayRecord } from "./model.js";
-import { Playback } from "./playback.js";
+import { asPower, delayUntil, hasContent, manifestMedia, mediaToKeep, powerAt, refetchDelay, rejectedIndexes, type Manifest, type PlayRecord, type Power } from "./model.js";
+import { Screen } from "./screen.js";
 import { outbox, state } from "./store.js";
 import { LiveStream } from "./stream.js";
 
@@ -41,8 +45,12 @@ function retryAfterMs(err: unknown, fallback: number): number {
 }
 
 class Player {
-	private readonly playback: Playback;
+	private readonly screen: Screen;
 	private token: string | null = null;
+	/** The manifest played (or held while the screen is off). */
+	private manifest: Manifest | null = null;
+	/** The power state of the latest heartbeat answer, when it gave one and no manifest came since. */
+	private heartbeatPower: Power | null = null;
 	private stream: LiveStream | null = null;
 	private timers = new Map<string, ReturnType<typeof setTimeout>>();
 	/** Server time − local time, from the heartbeat's `serverTime` (play records and `validUntil` use it). */
@@ -53,7 +61,7 @@ class Player {
 	private session = 0;
 
 	constructor() {
-		this.playback = new Playback($("stage"), {
+		this.screen = new Screen($("stage"), {
 			now: () => Date.now() + this.serverOffsetMs,
 			onPlayed: play => this.recordPlay(play)
 		});
@@ -174,7 +182,7 @@ class Player {
 		}
 		if (name === "manifest") {
 			const etag = typeof payload === "object" && payload !== null && "etag" in payload ? payload.etag : undefined;
-			if (etag !== this.playback.etag) void this.refresh();
+			if (etag !== this.screen.etag) void this.refresh();
 		} else if (name === "command" && isCommand(payload)) {
 			void this.command(payload);
 		}
@@ -190,22 +198,29 @@ class Player {
 		const token = this.token;
 		if (!token) return;
 		try {
-			const manifest = await api.manifest(token, this.playback.etag);
+			const manifest = await api.manifest(token, this.screen.etag);
 			if (manifest) await this.apply(manifest);
-			else this.scheduleRefetch(state.manifest, true);
+			else this.scheduleRefetch(this.manifest, true);
 		} catch (err) {
 			this.failed(err);
 			this.after("refresh", 10_000, () => this.refresh());
 		}
 	}
 
-	/** Plays `manifest`, downloads what it lacks, evicts what no manifest named for a day (model.ts mediaToKeep). */
+	/**
+	 * Plays `manifest` (or holds it while the screen is off), downloads what it lacks, evicts what
+	 * no manifest named for a day (model.ts mediaToKeep).
+	 */
 	private async apply(manifest: Manifest): Promise<void> {
 		state.manifest = manifest;
-		state.listMedia(mediaOf(manifest), Date.now());
-		await warm(manifest.items);
-		this.playback.setManifest(manifest);
-		$("idle").hidden = manifest.items.length > 0;
+		const media = manifestMedia(manifest);
+		state.listMedia(media.map(i => i.sha256), Date.now());
+		await warm(media);
+		this.manifest = manifest;
+		// The manifest is at least as recent as any heartbeat answered before it.
+		this.heartbeatPower = null;
+		this.screen.show(manifest, this.poweredNow());
+		$("idle").hidden = hasContent(manifest);
 		this.scheduleRefetch(manifest, false);
 		// Also for the stored manifest at start: what a crash or a clear-cache lost comes back.
 		void this.download(manifest);
@@ -215,17 +230,18 @@ class Player {
 		const token = this.token;
 		if (!token) return;
 		let complete = true;
-		for (const item of manifest.items.filter(isDownloaded)) {
-			if (this.playback.etag !== manifest.etag) return; // superseded
+		const media = manifestMedia(manifest);
+		for (const item of media) {
+			if (this.screen.etag !== manifest.etag) return; // superseded
 			try {
-				if (await ensure(token, item)) this.playback.kick();
+				if (await ensure(token, item)) this.screen.kick();
 				else complete = false;
 			} catch (err) {
 				complete = false;
 				if (err instanceof Unauthorized) return void this.signOut();
 			}
 		}
-		if (complete) await evictExcept(mediaToKeep(state.mediaLastListed, mediaOf(manifest), Date.now()));
+		if (complete) await evictExcept(mediaToKeep(state.mediaLastListed, media.map(i => i.sha256), Date.now()));
 		else this.after("download", 30_000, () => this.download(manifest));
 	}
 
@@ -240,6 +256,25 @@ class Player {
 		this.after("validUntil", delay === 0 && unchanged ? 250 : delay + 5, () => this.refresh());
 	}
 
+	/**
+	 * Whether the screen is on now (the latest power state heard: a heartbeat's, else the
+	 * manifest's; model.ts powerAt), and a timer for when that changes: then the screen flips by
+	 * itself, offline or not, and asks the server what comes next.
+	 */
+	private poweredNow(): boolean {
+		const now = powerAt(this.heartbeatPower ?? this.manifest?.power ?? null, Date.now() + this.serverOffsetMs);
+		if (now.untilMs === null) this.cancel("power");
+		else
+			this.after("power", delayUntil(now.untilMs, Date.now(), this.serverOffsetMs) + 5, () => {
+				const on = this.poweredNow();
+				if (on !== this.screen.powered) {
+					this.screen.setPower(on);
+					void this.refresh();
+				}
+			});
+		return now.state === "on";
+	}
+
 	// ---- telemetry ----------------------------------------------------------------------------
 
 	private async heartbeat(): Promise<void> {
@@ -252,7 +287,12 @@ class Player {
 			const serverTime = Date.parse(answer.serverTime);
 			if (!Number.isNaN(serverTime)) this.serverOffsetMs = serverTime - (sentAt + receivedAt) / 2;
 			if (answer.heartbeatIntervalSec >= 5) state.intervalSec = answer.heartbeatIntervalSec;
-			if (answer.manifestEtag !== null && answer.manifestEtag !== this.playback.etag) void this.refresh();
+			// A malformed power state is ignored; none (null) means the manifest's holds.
+			const power = asPower(answer.power);
+			if (power !== undefined) this.heartbeatPower = power;
+			// Also with the same power state: the clock offset may have moved its flip.
+			this.screen.setPower(this.poweredNow());
+			if (answer.manifestEtag !== null && answer.manifestEtag !== this.screen.etag) void this.refresh();
 			for (const command of answer.commands) void this.command(command);
 		} catch (err) {
 			this.failed(err);
@@ -263,7 +303,7 @@ class Player {
 	/** What a browser can tell of its health: its memory and its storage use, in percent. */
 	private async health(): Promise<HeartbeatBody> {
 		const body: HeartbeatBody = { appVersion: APP_VERSION, uptimeSec: Math.floor(performance.now() / 1000) };
-		const current = this.playback.currentContentId;
+		const current = this.screen.currentContentId;
 		if (current) body.currentContentId = current;
 		const metrics: NonNullable<HeartbeatBody["metrics"]> = {};
 		const memory = (performance as Performance & { memory?: { usedJSHeapSize: number; jsHeapSizeLimit: number } }).memory;
@@ -308,7 +348,7 @@ class Player {
 			this.failed(err);
 		}
 		if (reload) location.reload();
-		else if (first && command.type === "clear-cache" && state.manifest) void this.download(state.manifest);
+		else if (first && command.type === "clear-cache" && this.manifest) void this.download(this.manifest);
 	}
 
 	private recordPlay(play: PlayRecord): void {
@@ -363,7 +403,9 @@ class Player {
 		this.stream = null;
 		for (const timer of this.timers.values()) clearTimeout(timer);
 		this.timers.clear();
-		this.playback.stop();
+		this.screen.stop();
+		this.manifest = null;
+		this.heartbeatPower = null;
 		state.signOut();
 		await Promise.all([outbox.clear().catch(() => undefined), clearAll().catch(() => undefined)]);
 		void this.pair();
@@ -403,10 +445,6 @@ class Player {
 		if (timer !== undefined) clearTimeout(timer);
 		this.timers.delete(name);
 	}
-}
-
-function mediaOf(manifest: Manifest): string[] {
-	return manifest.items.filter(isDownloaded).map(i => i.sha256);
 }
 
 function isCommand(value: unknown): value is Command {

@@ -1,18 +1,20 @@
 /**
- * The screen: plays a manifest's items in order and loops, full screen and letterboxed
- * (object-fit: contain on black). Two stacked layers: while one shows an item, the next item is
- * prepared in the other (image decoded, video buffered, page loaded) and the layers swap, so
- * there is never a white flash between items.
+ * One loop of items in one box: the whole window (a manifest without a layout) or a layout's
+ * zone (screen.ts). Items play in order and loop, letterboxed in the box (object-fit: contain).
+ * Two stacked layers: while one shows an item, the next item is prepared in the other (image
+ * decoded, video buffered, page loaded) and the layers swap, so there is never a white flash
+ * between items.
  *
- * A new manifest that still lists the item on screen lets it finish and goes on after it in the
+ * A new programme that still lists the item on screen lets it finish and goes on after it in the
  * new order; one that no longer lists it (content deleted, another playlist scheduled) replaces it
- * at once. Every item shown produces one play record (`onPlayed`), cut-short ones as incomplete.
+ * at once; one with the same etag changes nothing on screen. Every item shown produces one play
+ * record (`onPlayed`), cut-short ones as incomplete.
  *
- * The document's body carries what is on screen for tests and support staff:
- * `data-content-id` on the body and on the visible element.
+ * What is on screen goes to `mark` (the owner puts it in the DOM for tests and support staff),
+ * and `data-content-id` is on the visible element.
  */
 import { isReady, objectUrl } from "./content-cache.js";
-import { isShowableUrl, nextPlayable, playRecord, webSandbox, type Manifest, type ManifestItem, type PlayRecord } from "./model.js";
+import { isShowableUrl, nextPlayable, playRecord, webSandbox, type ManifestItem, type PlayRecord, type Programme } from "./model.js";
 import { newId } from "./store.js";
 
 /** How long an item may take to become showable before it is skipped. */
@@ -28,17 +30,19 @@ interface Prepared {
 
 interface OnScreen extends Prepared {
 	startedAtMs: number;
-	manifest: Manifest;
+	programme: Programme;
 }
 
 export interface PlaybackOptions {
 	/** Now, by the server's clock (play records use it). */
 	now(): number;
 	onPlayed(play: PlayRecord): void;
+	/** The content now on screen (null: nothing). */
+	mark(contentId: string | null): void;
 }
 
 export class Playback {
-	private manifest: Manifest | null = null;
+	private programme: Programme | null = null;
 	private current: OnScreen | null = null;
 	private next: Prepared | null = null;
 	private timer: ReturnType<typeof setTimeout> | null = null;
@@ -47,14 +51,15 @@ export class Playback {
 	private readonly layers: [HTMLElement, HTMLElement];
 	private front = 0;
 
+	/** Fills `box` (its children are replaced by the two layers). */
 	constructor(
-		private readonly stage: HTMLElement,
+		box: HTMLElement,
 		private readonly options: PlaybackOptions
 	) {
 		const a = document.createElement("div");
 		const b = document.createElement("div");
 		a.className = b.className = "layer";
-		stage.replaceChildren(a, b);
+		box.replaceChildren(a, b);
 		this.layers = [a, b];
 	}
 
@@ -63,21 +68,24 @@ export class Playback {
 		return this.current?.item.contentId ?? null;
 	}
 
-	get etag(): string | null {
-		return this.manifest?.etag ?? null;
-	}
-
-	/** Plays `manifest` from now on (see the file comment for what happens to the item on screen). */
-	setManifest(manifest: Manifest): void {
-		this.manifest = manifest;
+	/** Plays `programme` from now on (see the file comment for what happens to the item on screen). */
+	play(programme: Programme): void {
+		const before = this.programme;
+		if (before && before.etag === programme.etag) {
+			// The same loop: it goes on untouched; only what its play records name may have changed.
+			this.programme = { ...before, playlist: programme.playlist, schedule: programme.schedule };
+			if (this.current) this.current = { ...this.current, programme: this.programme };
+			return;
+		}
+		this.programme = programme;
 		this.next = null;
 		this.broken.clear();
 		const current = this.current;
 		if (current) {
-			const at = manifest.items.findIndex(i => i.contentId === current.item.contentId && i.sha256 === current.item.sha256 && i.url === current.item.url);
+			const at = programme.items.findIndex(i => i.contentId === current.item.contentId && i.sha256 === current.item.sha256 && i.url === current.item.url);
 			if (at !== -1) {
 				// Keep playing it; continue after its place in the new order.
-				this.current = { ...current, index: at, manifest };
+				this.current = { ...current, index: at, programme };
 				this.prepareNext();
 				return;
 			}
@@ -85,16 +93,16 @@ export class Playback {
 		void this.advance();
 	}
 
-	/** Something became showable (a download finished): start if the screen is idle. */
+	/** Something became showable (a download finished): start if the box is idle. */
 	kick(): void {
-		if (!this.current && this.manifest) void this.advance();
+		if (!this.current && this.programme) void this.advance();
 		else if (this.current && !this.next) this.prepareNext();
 	}
 
-	/** Stops and blanks the screen (sign-out). */
+	/** Stops and blanks the box (sign-out, power off, a zone gone); its last play is recorded. */
 	stop(): void {
 		this.finishCurrent();
-		this.manifest = null;
+		this.programme = null;
 		this.next = null;
 		this.clearTimer();
 		this.generation++;
@@ -109,16 +117,16 @@ export class Playback {
 
 	/**
 	 * Shows the next showable item now: the one after the item on screen, or from `from`. An item
-	 * that cannot be shown (broken file, a page that never loads) is skipped until the manifest
-	 * changes; with nothing showable the screen is black and looked at again every second.
+	 * that cannot be shown (broken file, a page that never loads) is skipped until the programme
+	 * changes; with nothing showable the box is empty and looked at again every second.
 	 */
 	private async advance(from?: number): Promise<void> {
 		const generation = ++this.generation;
 		this.clearTimer();
-		const manifest = this.manifest;
-		if (!manifest) return;
-		const start = from ?? (this.current && this.current.manifest === manifest ? this.current.index + 1 : 0);
-		const index = nextPlayable(manifest.items, start, item => isReady(item) && !this.broken.has(item));
+		const programme = this.programme;
+		if (!programme) return;
+		const start = from ?? (this.current && this.current.programme.etag === programme.etag ? this.current.index + 1 : 0);
+		const index = nextPlayable(programme.items, start, item => isReady(item) && !this.broken.has(item));
 		if (index === -1) {
 			this.showNothing();
 			this.broken.clear();
@@ -127,19 +135,20 @@ export class Playback {
 		}
 		const next = this.next;
 		this.next = null;
-		const prepared = next && next.index === index && next.item === manifest.items[index] ? next : await this.prepare(manifest.items[index], index);
+		const prepared = next && next.index === index && next.item === programme.items[index] ? next : await this.prepare(programme.items[index], index);
 		if (generation !== this.generation) return;
 		if (!prepared) {
-			this.broken.add(manifest.items[index]);
+			this.broken.add(programme.items[index]);
 			return this.advance(index + 1);
 		}
-		this.present(prepared, manifest);
+		// The programme may have been replaced by one with the same etag (new play-record refs) meanwhile.
+		this.present(prepared, this.programme?.etag === programme.etag ? this.programme : programme);
 	}
 
-	/** Items of the current manifest that failed to show. */
+	/** Items of the current programme that failed to show. */
 	private readonly broken = new Set<ManifestItem>();
 
-	private present(prepared: Prepared, manifest: Manifest): void {
+	private present(prepared: Prepared, programme: Programme): void {
 		this.finishCurrent();
 		const back = this.layers[1 - this.front];
 		const front = this.layers[this.front];
@@ -152,7 +161,7 @@ export class Playback {
 		requestAnimationFrame(() => {
 			for (const el of previous) if (el !== this.next?.element && el !== this.current?.element) el.remove();
 		});
-		this.current = { ...prepared, startedAtMs: this.options.now(), manifest };
+		this.current = { ...prepared, startedAtMs: this.options.now(), programme };
 		this.mark(prepared.item.contentId);
 		const { element, item } = prepared;
 		if (element instanceof HTMLVideoElement) {
@@ -171,14 +180,14 @@ export class Playback {
 
 	/** Prepares the item after the current one in the hidden layer. */
 	private prepareNext(): void {
-		const manifest = this.manifest;
+		const programme = this.programme;
 		const current = this.current;
-		if (!manifest || !current) return;
-		const index = nextPlayable(manifest.items, current.index + 1, isReady);
+		if (!programme || !current) return;
+		const index = nextPlayable(programme.items, current.index + 1, isReady);
 		if (index === -1) return;
 		const generation = this.generation;
-		void this.prepare(manifest.items[index], index).then(prepared => {
-			if (prepared && generation === this.generation && this.manifest === manifest) this.next = prepared;
+		void this.prepare(programme.items[index], index).then(prepared => {
+			if (prepared && generation === this.generation && this.programme?.items === programme.items) this.next = prepared;
 		});
 	}
 
@@ -227,7 +236,7 @@ export class Playback {
 		if (!current) return;
 		this.current = null;
 		if (current.element instanceof HTMLVideoElement) current.element.pause();
-		this.options.onPlayed(playRecord(newId(), current.item, current.manifest, current.startedAtMs, this.options.now()));
+		this.options.onPlayed(playRecord(newId(), current.item, current.programme, current.startedAtMs, this.options.now()));
 	}
 
 	private showNothing(): void {
@@ -240,8 +249,7 @@ export class Playback {
 	}
 
 	private mark(contentId: string | null): void {
-		if (contentId) document.body.dataset.contentId = contentId;
-		else delete document.body.dataset.contentId;
+		this.options.mark(contentId);
 	}
 }
 

@@ -3,10 +3,12 @@
  * (`tsx server.ts` on the embedded default, in its own process): pairing, playback in order
  * with preloading, live changes without a reload, offline playing across a reload and a server
  * restart with every play delivered exactly once, commands, sign-out when the display is
- * deleted, zero-touch registration, and a page that stays inside its Content-Security-Policy.
+ * deleted, zero-touch registration, a multi-zone layout, a power schedule that blanks the screen
+ * and lights it again, and a page that stays inside its Content-Security-Policy.
  *
- * What is on screen is read from the DOM (`body[data-content-id]`, set by the player) and
- * checked on screenshots by colour: each test image is one plain colour.
+ * What is on screen is read from the DOM (`body[data-content-id]`, `[data-zone-id]`,
+ * `body[data-power]`, set by the player) and checked on screenshots by colour: each test image
+ * is one plain colour.
  */
 import fs from "node:fs";
 import http from "node:http";
@@ -42,10 +44,16 @@ interface PageNode {
 	paused: boolean;
 	getAttribute(name: string): string | null;
 }
+interface PageBox {
+	className: string;
+	dataset: Record<string, string | undefined>;
+	getBoundingClientRect(): { left: number; top: number; width: number; height: number };
+}
 declare const document: {
 	body: { dataset: Record<string, string | undefined> };
 	getElementById(id: string): PageElement | null;
 	querySelector(selector: string): PageNode | null;
+	querySelectorAll(selector: string): ArrayLike<PageBox>;
 };
 declare const window: { marker?: number };
 declare const localStorage: { getItem(key: string): string | null };
@@ -62,6 +70,12 @@ const SCREEN_TIMEOUT_MS = 20_000;
 const PLAYBACK_PATH = "/api/v1/device/playback";
 
 type Rgb = [number, number, number];
+interface Box {
+	left: number;
+	top: number;
+	width: number;
+	height: number;
+}
 const RED: Rgb = [220, 30, 30];
 const BLUE: Rgb = [30, 60, 220];
 const GREEN: Rgb = [30, 200, 60];
@@ -205,8 +219,8 @@ describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install 
 	}
 
 	/** The sha256 of every media file in the player's cache. */
-	async function cachedMedia(): Promise<string[]> {
-		const urls = await page.evaluate(async () => (await (await caches.open("marquee-content-v1")).keys()).map(r => r.url));
+	async function cachedMedia(p: Page = page): Promise<string[]> {
+		const urls = await p.evaluate(async () => (await (await caches.open("marquee-content-v1")).keys()).map(r => r.url));
 		return urls.map(u => u.split("/").pop() ?? "").sort();
 	}
 
@@ -232,8 +246,8 @@ describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install 
 	}
 
 	/** The colour of the screenshot's pixel at (x, y) as fractions of the viewport. */
-	async function pixel(fx: number, fy: number): Promise<Rgb> {
-		const shot = await page.screenshot();
+	async function pixel(fx: number, fy: number, p: Page = page): Promise<Rgb> {
+		const shot = await p.screenshot();
 		const { data, info } = await sharp(shot).removeAlpha().raw().toBuffer({ resolveWithObject: true });
 		const x = Math.floor(info.width * fx);
 		const y = Math.floor(info.height * fy);
@@ -258,8 +272,8 @@ describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install 
 	}
 
 	/** Plays the page holds that the server has not accepted yet (the player's IndexedDB outbox). */
-	function outboxSize(): Promise<number> {
-		return page.evaluate(
+	function outboxSize(p: Page = page): Promise<number> {
+		return p.evaluate(
 			() =>
 				new Promise<number>((resolve, reject) => {
 					const open = indexedDB.open("marquee-player");
@@ -522,6 +536,200 @@ describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install 
 			await fresh.close();
 		}
 	}, 60_000);
+
+	/** A screen of its own for layouts and power (nothing scheduled on it: its default layout plays). */
+	let zoned: { context: BrowserContext; page: Page; displayId: string } | null = null;
+	let mainList: { id: string };
+	let tickerList: { id: string };
+	const OLIVE: Rgb = [200, 160, 0];
+
+	/** What a layout page shows: the frame's box and each zone's, with what each plays. */
+	function zonesOnScreen(p: Page): Promise<{ frame: Box | null; zones: (Box & { zoneId?: string; contentId?: string })[]; body?: string; power?: string }> {
+		return p.evaluate(() => {
+			const box = (el: PageBox) => {
+				const r = el.getBoundingClientRect();
+				return { left: r.left, top: r.top, width: r.width, height: r.height };
+			};
+			const frames = Array.from(document.querySelectorAll(".frame"));
+			return {
+				frame: frames.length === 1 ? box(frames[0]) : null,
+				zones: Array.from(document.querySelectorAll("[data-zone-id]")).map(el => ({ ...box(el), zoneId: el.dataset.zoneId, contentId: el.dataset.contentId })),
+				body: document.body.dataset.contentId,
+				power: document.body.dataset.power
+			};
+		});
+	}
+
+	it("a layout: its frame letterboxed at its ratio on its background colour, each zone at its place playing its own playlist", async () => {
+		const key = await expectStatus<{ key: string }>(201, "/provisioning-keys", { method: "POST", json: { name: "Zoned screen" } });
+		const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+		const screen = await context.newPage();
+		watch(screen);
+		await screen.goto(`${proxy.url}/player/?provisioningKey=${encodeURIComponent(key.key)}`);
+		await screen.waitForFunction(() => document.body.dataset.state === "playing", undefined, { timeout: SCREEN_TIMEOUT_MS });
+		const id = await screen.evaluate(() => localStorage.getItem("marquee.displayId"));
+		expect(id).toEqual(expect.any(String));
+		zoned = { context, page: screen, displayId: id! };
+		expect(await screen.evaluate(() => document.body.dataset.power)).toBe("on");
+
+		mainList = await expectStatus<{ id: string }>(201, "/playlists", { method: "POST", json: { name: "Main zone", items: [{ contentId: red.id }] } });
+		// The ticker's image stays 8 s: long enough to see that a change elsewhere does not restart it.
+		tickerList = await expectStatus<{ id: string }>(201, "/playlists", { method: "POST", json: { name: "Ticker", items: [{ contentId: blue.id, durationMs: 8000 }] } });
+		// A 4:3 frame on a 16:9 window: pillarboxed. The main zone over the top three quarters, a
+		// ticker inset at the bottom; between them, and around the letterboxed images, the olive background.
+		const layout = await expectStatus<{ id: string; zones: { id: string; name: string }[] }>(201, "/layouts", {
+			method: "POST",
+			json: {
+				name: "Lobby with ticker",
+				width: 4,
+				height: 3,
+				backgroundColor: "#c8a000",
+				zones: [
+					{ name: "Main", x: 0, y: 0, width: 1, height: 0.75, playlistId: mainList.id },
+					{ name: "Ticker", x: 0.05, y: 0.8, width: 0.9, height: 0.15, zIndex: 1, playlistId: tickerList.id }
+				]
+			}
+		});
+		const mainZone = layout.zones.find(z => z.name === "Main")!.id;
+		const tickerZone = layout.zones.find(z => z.name === "Ticker")!.id;
+		await expectStatus(200, `/displays/${zoned.displayId}`, { method: "PATCH", json: { defaultLayoutId: layout.id } });
+
+		await screen.waitForFunction(
+			([m, t, r, b]) => {
+				const zones = Array.from(document.querySelectorAll("[data-zone-id]"));
+				const of = (zone: string) => zones.find(z => z.dataset.zoneId === zone)?.dataset.contentId;
+				return zones.length === 2 && of(m) === r && of(t) === b && document.body.dataset.contentId === r;
+			},
+			[mainZone, tickerZone, red.id, blue.id],
+			{ timeout: SCREEN_TIMEOUT_MS }
+		);
+		const shown = await zonesOnScreen(screen);
+		// Drawing order, lowest zIndex first.
+		expect(shown.zones.map(z => z.zoneId)).toEqual([mainZone, tickerZone]);
+		// The frame: 720 px high at 4:3, centred.
+		const frame = shown.frame!;
+		expect(frame.height).toBeCloseTo(720, 0);
+		expect(frame.width / frame.height).toBeCloseTo(4 / 3, 2);
+		expect(frame.left).toBeCloseTo((1280 - 960) / 2, 0);
+		expect(frame.top).toBeCloseTo(0, 0);
+		// Each zone at its fractions of the frame.
+		const relative = (z: Box) => [(z.left - frame.left) / frame.width, (z.top - frame.top) / frame.height, z.width / frame.width, z.height / frame.height];
+		const expected = [
+			[0, 0, 1, 0.75],
+			[0.05, 0.8, 0.9, 0.15]
+		];
+		shown.zones.forEach((z, i) => relative(z).forEach((v, k) => expect(v).toBeCloseTo(expected[i][k], 2)));
+		expect(await screen.isVisible("#idle")).toBe(false);
+
+		await screen.waitForTimeout(100);
+		expect(near(await pixel(0.5, 0.375, screen), RED)).toBe(true); // the main zone's image
+		expect(near(await pixel(0.5, 0.875, screen), BLUE)).toBe(true); // the ticker's
+		expect(near(await pixel(0.5, 0.05, screen), OLIVE)).toBe(true); // above the letterboxed red image
+		expect(near(await pixel(0.5, 0.775, screen), OLIVE)).toBe(true); // between the zones
+		expect(near(await pixel(0.05, 0.5, screen), [0, 0, 0])).toBe(true); // the pillarbox
+
+		// A background image added to the layout: downloaded, cached, shown behind the zones; the
+		// zones, whose own etags did not change, go on undisturbed (the ticker's image stays the same element).
+		const tickerImage = `[data-zone-id="${tickerZone}"] .layer.visible > img`;
+		const mark = (selector: string) =>
+			screen.evaluate(sel => {
+				const el = Array.from(document.querySelectorAll(sel))[0];
+				if (el) el.dataset.marker = "1";
+				return Boolean(el);
+			}, selector);
+		const marked = (selector: string) => screen.evaluate(sel => Array.from(document.querySelectorAll(sel))[0]?.dataset.marker === "1", selector);
+		expect(await mark(tickerImage)).toBe(true);
+		// From the start of its next 8 s play on.
+		await screen.waitForFunction(sel => Array.from(document.querySelectorAll(sel)).some(el => el.dataset.marker === undefined), tickerImage, { timeout: SCREEN_TIMEOUT_MS });
+		expect(await mark(tickerImage)).toBe(true);
+		const backdrop = await uploadFile(
+			"Backdrop",
+			await sharp({ create: { width: 400, height: 300, channels: 3, background: { r: GREEN[0], g: GREEN[1], b: GREEN[2] } } })
+				.png()
+				.toBuffer(),
+			"image/png"
+		);
+		await expectStatus(200, `/layouts/${layout.id}`, { method: "PATCH", json: { backgroundContentId: backdrop.id } });
+		await screen.waitForFunction(id => Array.from(document.querySelectorAll(".frame"))[0]?.dataset.backgroundId === id, backdrop.id, { timeout: SCREEN_TIMEOUT_MS });
+		expect(await marked(tickerImage)).toBe(true);
+		await screen.waitForTimeout(100);
+		expect(near(await pixel(0.5, 0.775, screen), GREEN)).toBe(true); // between the zones
+		expect(near(await pixel(0.05, 0.5, screen), [0, 0, 0])).toBe(true);
+		expect(near(await pixel(0.5, 0.875, screen), BLUE)).toBe(true);
+		for (let i = 0; i < 50 && !(await cachedMedia(screen)).includes(backdrop.sha256); i++) await screen.waitForTimeout(200);
+		expect(await cachedMedia(screen)).toEqual([red.sha256, blue.sha256, backdrop.sha256].sort());
+
+		// Each zone's plays name its own playlist.
+		const plays = () =>
+			proxy
+				.bodies(PLAYBACK_PATH)
+				.flatMap(body => (JSON.parse(body) as { events: { contentId: string; playlistId?: string }[] }).events)
+				.filter(e => e.playlistId === mainList.id || e.playlistId === tickerList.id);
+		for (let i = 0; i < 60 && new Set(plays().map(e => e.playlistId)).size < 2; i++) await screen.waitForTimeout(500);
+		const byPlaylist = new Map(plays().map(e => [e.playlistId, e.contentId]));
+		expect(byPlaylist.get(mainList.id)).toBe(red.id);
+		expect(byPlaylist.get(tickerList.id)).toBe(blue.id);
+	}, 90_000);
+
+	it("a power schedule blanks the screen (nothing plays, nothing is recorded) and it lights again by itself, offline, at the end of the window", async () => {
+		expect(zoned).not.toBeNull();
+		const { context, page: screen, displayId: id } = zoned!;
+		const timezone = await screen.evaluate(() => (JSON.parse(localStorage.getItem("marquee.manifest") ?? "{}") as { timezone?: string }).timezone ?? "UTC");
+		// An off window from this minute to the next (or the one after, to leave at least 30 s of it).
+		const now = Date.now();
+		const minute = 60_000;
+		const end = Math.floor(now / minute) * minute + (now % minute < 30_000 ? 1 : 2) * minute;
+		const hhmm = (ms: number) => new Intl.DateTimeFormat("en-GB", { timeZone: timezone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(new Date(ms));
+		await expectStatus(201, "/power-schedules", {
+			method: "POST",
+			json: { name: "Dark for a minute", targets: { displayIds: [id] }, state: "off", startTime: hhmm(now), endTime: hhmm(end) }
+		});
+
+		await screen.waitForFunction(() => document.body.dataset.power === "off", undefined, { timeout: SCREEN_TIMEOUT_MS });
+		const offSeen = Date.now();
+		expect(await screen.isVisible("#blank")).toBe(true);
+		const power = await screen.evaluate(() => (JSON.parse(localStorage.getItem("marquee.manifest") ?? "{}") as { power?: unknown }).power);
+		expect(power).toEqual({ state: "off", until: new Date(end).toISOString() });
+		// Nothing plays while dark, and it stays so.
+		for (let i = 0; i < 3; i++) {
+			const dark = await zonesOnScreen(screen);
+			expect(dark).toEqual({ frame: null, zones: [], body: undefined, power: "off" });
+			expect(near(await pixel(0.5, 0.375, screen), [0, 0, 0])).toBe(true);
+			expect(near(await pixel(0.5, 0.875, screen), [0, 0, 0])).toBe(true);
+			await screen.waitForTimeout(1_000);
+		}
+		// It still heartbeats: not counted as offline.
+		expect((await expectStatus<{ status: string }>(200, `/displays/${id}`)).status).toBe("online");
+
+		// At the window's end it lights again by itself, without the network, every zone from the
+		// start of its playlist (from its cache).
+		failuresExpected = true;
+		await context.setOffline(true);
+		await screen.waitForFunction(() => document.body.dataset.power === "on", undefined, { timeout: Math.max(0, end - Date.now()) + SCREEN_TIMEOUT_MS });
+		const onSeen = Date.now();
+		expect(onSeen).toBeGreaterThanOrEqual(end - 1_000);
+		expect(onSeen).toBeLessThan(end + 5_000);
+		await screen.waitForFunction(
+			([r, b]) => {
+				const zones = Array.from(document.querySelectorAll("[data-zone-id]"));
+				return zones.length === 2 && zones[0].dataset.contentId === r && zones[1].dataset.contentId === b && document.body.dataset.contentId === r;
+			},
+			[red.id, blue.id],
+			{ timeout: SCREEN_TIMEOUT_MS }
+		);
+		expect(await screen.isVisible("#blank")).toBe(false);
+		await screen.waitForTimeout(100);
+		expect(near(await pixel(0.5, 0.375, screen), RED)).toBe(true);
+		await context.setOffline(false);
+		await screen.waitForFunction(() => document.body.dataset.online === "true", undefined, { timeout: 60_000 });
+		failuresExpected = false;
+
+		// No play started while it was dark (the one cut short by the blanking started before).
+		for (let i = 0; i < 60 && (await outboxSize(screen)) > 0; i++) await screen.waitForTimeout(500);
+		expect(await outboxSize(screen)).toBe(0);
+		const csv = await expectStatus<string>(200, `/analytics/playback/export?from=${new Date(offSeen).toISOString()}&to=${new Date(end - 1).toISOString()}&displayId=${id}`);
+		expect(csv.trim().split("\n")).toHaveLength(1); // the header only
+	}, 240_000);
 
 	it("stays inside its Content-Security-Policy: no violations, no page errors", () => {
 		expect(problems).toEqual([]);

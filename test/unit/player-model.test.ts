@@ -1,10 +1,38 @@
 /**
  * The web player's pure parts (player/src/model.ts, player/src/sse.ts): what it accepts as a
- * manifest, which item plays next, when it fetches again, how web pages are sandboxed, what a
- * play record says, and how the live stream's bytes become events however they are split.
+ * manifest (layouts and power states included), which item plays next, when it fetches again,
+ * where a layout's zones go, whether the screen is on, which media it keeps, how web pages are
+ * sandboxed, what a play record says, and how the live stream's bytes become events however
+ * they are split.
  */
 import fc from "fast-check";
-import { asManifest, isShowableUrl, mediaToKeep, nextPlayable, playRecord, refetchDelay, rejectedIndexes, uuidFromBytes, webSandbox, MAX_TIMER_MS, MEDIA_KEEP_MS, type ManifestItem } from "../../player/src/model";
+import {
+	asManifest,
+	asPower,
+	delayUntil,
+	hasContent,
+	isShowableUrl,
+	layoutColor,
+	mainZoneId,
+	manifestMedia,
+	manifestProgramme,
+	mediaToKeep,
+	nextPlayable,
+	playRecord,
+	powerAt,
+	refetchDelay,
+	rejectedIndexes,
+	uuidFromBytes,
+	webSandbox,
+	zoneProgramme,
+	zoneStyle,
+	MAX_TIMER_MS,
+	MEDIA_KEEP_MS,
+	type Manifest,
+	type ManifestItem,
+	type ManifestLayout,
+	type ManifestZone
+} from "../../player/src/model";
 import { SseParser } from "../../player/src/sse";
 
 function item(contentId: string, extra: Partial<ManifestItem> = {}): ManifestItem {
@@ -20,8 +48,27 @@ const MANIFEST = {
 	playlist: { id: "p1", name: "Lobby" },
 	schedule: null,
 	source: "schedule",
-	items: [item("a"), item("b")]
+	items: [item("a"), item("b")],
+	layout: null,
+	power: null
 };
+
+function zone(id: string, extra: Partial<ManifestZone> = {}): ManifestZone {
+	return { id, name: id, x: 0, y: 0, width: 1, height: 1, zIndex: 0, playlist: { id: `p-${id}`, name: id }, etag: `"${id}"`, items: [item(`${id}1`)], ...extra };
+}
+
+/** A two-zone layout as the server sends it: a main zone over the top 80 %, a ticker below. */
+const LAYOUT: ManifestLayout = {
+	id: "l1",
+	name: "Lobby with ticker",
+	width: 1920,
+	height: 1080,
+	backgroundColor: "#102030",
+	background: item("bg", { name: "Backdrop" }),
+	mainZoneId: "main",
+	zones: [zone("main", { height: 0.8, items: [item("a"), item("b")], playlist: { id: "p1", name: "Lobby" } }), zone("ticker", { y: 0.8, height: 0.2, zIndex: 1, items: [item("t", { type: "web", mimeType: "text/html", url: "https://news.example.org/ticker", sha256: "", size: 0 })] })]
+};
+const WITH_LAYOUT = { ...MANIFEST, layout: LAYOUT, power: { state: "off" as const, until: "2026-11-30T18:00:00.000Z" } };
 
 describe("asManifest", () => {
 	it("accepts the server's manifest as it is", () => {
@@ -42,6 +89,163 @@ describe("asManifest", () => {
 	it("never throws, whatever it is given", () => {
 		fc.assert(fc.property(fc.anything(), value => void asManifest(value)));
 		fc.assert(fc.property(fc.array(fc.anything()), items => void asManifest({ ...MANIFEST, items })));
+		fc.assert(fc.property(fc.anything(), layout => void asManifest({ ...MANIFEST, layout })));
+		fc.assert(fc.property(fc.anything(), power => void asManifest({ ...MANIFEST, power })));
+		fc.assert(fc.property(fc.array(fc.anything()), fc.anything(), (zones, background) => void asManifest({ ...MANIFEST, layout: { ...LAYOUT, zones, background } })));
+		fc.assert(fc.property(fc.dictionary(fc.constantFrom("x", "y", "width", "height", "zIndex", "etag", "items", "playlist"), fc.anything()), fields => void asManifest({ ...MANIFEST, layout: { ...LAYOUT, zones: [{ ...zone("z"), ...fields }] } })));
+	});
+
+	it("takes a manifest of a server that knows no layouts or power schedules as one without them", () => {
+		const { layout: _layout, power: _power, ...old } = MANIFEST;
+		expect(asManifest(old)).toEqual(MANIFEST);
+	});
+
+	it("accepts a layout and a power state as the server sends them", () => {
+		expect(asManifest(WITH_LAYOUT)).toEqual(WITH_LAYOUT);
+		expect(asManifest({ ...MANIFEST, power: { state: "on", until: null } })?.power).toEqual({ state: "on", until: null });
+		// A ratio for a frame, and no background colour (black).
+		const ratio = asManifest({ ...WITH_LAYOUT, layout: { ...LAYOUT, width: 16, height: 9, backgroundColor: null, background: null } });
+		expect(ratio?.layout).toMatchObject({ width: 16, height: 9, backgroundColor: null, background: null });
+	});
+
+	it("refuses a manifest whose layout or power state is malformed (it would show the wrong screen, or light a dark one)", () => {
+		const layouts = [
+			"x",
+			[],
+			{ ...LAYOUT, id: 3 },
+			{ ...LAYOUT, width: 0 },
+			{ ...LAYOUT, height: -9 },
+			{ ...LAYOUT, width: 16.5 },
+			{ ...LAYOUT, width: "1920" },
+			{ ...LAYOUT, height: Number.NaN },
+			{ ...LAYOUT, backgroundColor: "red" },
+			{ ...LAYOUT, backgroundColor: "#12345" },
+			{ ...LAYOUT, backgroundColor: "#102030; background: url(x)" },
+			{ ...LAYOUT, zones: "main" },
+			{ ...LAYOUT, zones: undefined }
+		];
+		for (const layout of layouts) expect(asManifest({ ...MANIFEST, layout })).toBeNull();
+		const powers = ["off", { state: "dim", until: null }, { state: "off", until: 5 }, { state: "off", until: "tomorrow-ish" }, { until: null }, []];
+		for (const power of powers) expect(asManifest({ ...MANIFEST, power })).toBeNull();
+	});
+
+	it("leaves out zones it cannot place, items it cannot show, and a background that is not an image", () => {
+		const bad = [
+			zone("left", { x: -0.1 }),
+			zone("wide", { width: 1.2 }),
+			zone("flat", { height: 0 }),
+			zone("nan", { y: Number.NaN }),
+			zone("half", { zIndex: 1.5 }),
+			{ ...zone("noetag"), etag: undefined },
+			{ ...zone("noitems"), items: null },
+			{ ...zone("badlist"), playlist: { id: 7 } },
+			null,
+			"zone"
+		];
+		const parsed = asManifest({
+			...MANIFEST,
+			layout: { ...LAYOUT, background: item("bg", { type: "video" }), zones: [...LAYOUT.zones.map(z => ({ ...z, items: [...z.items, { ...item("x"), type: "hologram" }] })), ...bad] }
+		});
+		expect(parsed?.layout?.zones.map(z => z.id)).toEqual(["main", "ticker"]);
+		expect(parsed?.layout?.zones.map(z => z.items.map(i => i.contentId))).toEqual([["a", "b"], ["t"]]);
+		expect(parsed?.layout?.background).toBeNull();
+	});
+
+	it("keeps zones in drawing order, lowest zIndex first and the server's order among equals", () => {
+		const zones = [zone("top", { zIndex: 5 }), zone("a", { zIndex: 0 }), zone("under", { zIndex: -1 }), zone("b", { zIndex: 0 })];
+		expect(asManifest({ ...MANIFEST, layout: { ...LAYOUT, zones } })?.layout?.zones.map(z => z.id)).toEqual(["under", "a", "b", "top"]);
+	});
+});
+
+describe("layouts", () => {
+	it("a zone's box is CSS percentages of the frame, with its z-index", () => {
+		expect(zoneStyle({ x: 0, y: 0.8, width: 1, height: 0.2, zIndex: 2 })).toEqual({ left: "0%", top: "80%", width: "100%", height: "20%", zIndex: "2" });
+		// No floating-point noise (0.1 × 100 = 10.000000000000002), thirds to four decimals.
+		expect(zoneStyle({ x: 0.1, y: 0.7, width: 1 / 3, height: 0.29, zIndex: -1 })).toEqual({ left: "10%", top: "70%", width: "33.3333%", height: "29%", zIndex: "-1" });
+	});
+
+	it("the colour behind the zones is the layout's, black without one", () => {
+		expect(layoutColor(LAYOUT)).toBe("#102030");
+		expect(layoutColor({ backgroundColor: null })).toBe("#000000");
+	});
+
+	it("the main zone is the one whose items the manifest also lists for old players: the largest", () => {
+		expect(mainZoneId({ ...MANIFEST, layout: LAYOUT })).toBe("main");
+		expect(mainZoneId(MANIFEST)).toBeNull();
+		expect(mainZoneId({ ...MANIFEST, layout: { ...LAYOUT, mainZoneId: null, zones: [] } })).toBeNull();
+		// The server's word wins; a server before mainZoneId (null) leaves it to the rules below.
+		expect(mainZoneId({ ...MANIFEST, layout: { ...LAYOUT, mainZoneId: "ticker" } })).toBe("ticker");
+		// Equal sizes: the one playing the manifest's items, else its playlist, else the first.
+		const twins = [zone("left", { width: 0.5 }), zone("right", { x: 0.5, width: 0.5 })];
+		expect(mainZoneId({ playlist: twins[1].playlist, items: twins[1].items, layout: { ...LAYOUT, mainZoneId: null, zones: twins } })).toBe("right");
+		expect(mainZoneId({ playlist: twins[1].playlist, items: [], layout: { ...LAYOUT, mainZoneId: null, zones: twins } })).toBe("right");
+		expect(mainZoneId({ playlist: null, items: [], layout: { ...LAYOUT, mainZoneId: null, zones: twins } })).toBe("left");
+	});
+
+	it("each zone plays its own loop; its plays name its playlist and the manifest's schedule", () => {
+		const manifest: Manifest = { ...WITH_LAYOUT, schedule: { id: "s1", name: "Weekdays" } };
+		const ticker = zoneProgramme(manifest, LAYOUT.zones[1]);
+		expect(ticker).toEqual({ etag: '"ticker"', items: LAYOUT.zones[1].items, playlist: { id: "p-ticker", name: "ticker" }, schedule: { id: "s1", name: "Weekdays" } });
+		const at = Date.parse("2026-11-30T10:00:00.000Z");
+		expect(playRecord("e1", ticker.items[0], ticker, at, at + 5000)).toMatchObject({ contentId: "t", playlistId: "p-ticker", scheduleId: "s1", completed: true });
+		// Without a layout, the manifest itself is the one loop, changing with its etag.
+		expect(manifestProgramme(MANIFEST)).toEqual({ etag: MANIFEST.etag, items: MANIFEST.items, playlist: MANIFEST.playlist, schedule: null });
+	});
+
+	it("a layout has something to show when any zone has items or it has a background", () => {
+		expect(hasContent(MANIFEST)).toBe(true);
+		expect(hasContent({ ...MANIFEST, items: [] })).toBe(false);
+		expect(hasContent({ items: [], layout: LAYOUT })).toBe(true);
+		expect(hasContent({ items: [], layout: { ...LAYOUT, background: null, zones: [zone("z", { items: [] })] } })).toBe(false);
+		expect(hasContent({ items: [], layout: { ...LAYOUT, zones: [] } })).toBe(true);
+	});
+});
+
+describe("manifestMedia", () => {
+	it("lists every file of every zone and the background once, the manifest's own items first; web pages are not files", () => {
+		const layout = { ...LAYOUT, zones: [...LAYOUT.zones, zone("side", { items: [item("a"), item("s")] })] };
+		expect(manifestMedia({ items: MANIFEST.items, layout }).map(i => i.contentId)).toEqual(["a", "b", "bg", "s"]);
+		expect(manifestMedia(MANIFEST).map(i => i.contentId)).toEqual(["a", "b"]);
+	});
+
+	it("with mediaToKeep, keeps what any zone or the background needs", () => {
+		const now = Date.parse("2026-11-30T12:00:00.000Z");
+		const layout = { ...LAYOUT, zones: [...LAYOUT.zones, zone("side", { items: [item("s")] })] };
+		const keep = mediaToKeep({ "sha-gone": now - MEDIA_KEEP_MS - 1 }, manifestMedia({ items: [], layout }).map(i => i.sha256), now);
+		expect([...keep].sort()).toEqual(["sha-a", "sha-b", "sha-bg", "sha-s"]);
+	});
+});
+
+describe("power", () => {
+	const until = "2026-11-30T18:00:00.000Z";
+	const at = Date.parse(until);
+
+	it("no power schedule: always on", () => {
+		expect(powerAt(null, at)).toEqual({ state: "on", untilMs: null });
+	});
+
+	it("the given state until its `until`, the other one from then on (what comes after is the server's to say)", () => {
+		expect(powerAt({ state: "off", until }, at - 1)).toEqual({ state: "off", untilMs: at });
+		expect(powerAt({ state: "off", until }, at)).toEqual({ state: "on", untilMs: null });
+		expect(powerAt({ state: "on", until }, at - 60_000)).toEqual({ state: "on", untilMs: at });
+		expect(powerAt({ state: "on", until }, at + 3600_000)).toEqual({ state: "off", untilMs: null });
+		expect(powerAt({ state: "off", until: null }, at)).toEqual({ state: "off", untilMs: null });
+	});
+
+	it("flips by the server's clock: a local clock 5 s behind waits 5 s less", () => {
+		const power = powerAt({ state: "off", until }, at - 60_000);
+		expect(delayUntil(power.untilMs!, at - 65_000, 5_000)).toBe(60_000);
+		expect(delayUntil(at, at + 10, 0)).toBe(0);
+		expect(delayUntil(at + 10 * MAX_TIMER_MS, at, 0)).toBe(MAX_TIMER_MS);
+	});
+
+	it("a heartbeat's power state is read like the manifest's: null or absent is none, malformed is undefined", () => {
+		expect(asPower({ state: "off", until })).toEqual({ state: "off", until });
+		expect(asPower({ state: "on" })).toEqual({ state: "on", until: null });
+		expect(asPower(null)).toBeNull();
+		expect(asPower(undefined)).toBeNull();
+		for (const bad of ["off", 1, { state: "OFF", until: null }, { state: "off", until: "soon" }, { state: "off", until: 1 }]) expect(asPower(bad)).toBeUndefined();
+		fc.assert(fc.property(fc.anything(), value => void asPower(value)));
 	});
 });
 
