@@ -115,6 +115,7 @@ interface DevicesMethods {
 	device(ctx: Context<unknown, RequestMeta>): { tenantId: string; displayId: string };
 	assertGroups(ctx: Context, groupIds: string[] | undefined): Promise<void>;
 	forgetDisplay(displayId: string): Promise<void>;
+	assertDefaults(ctx: Context<unknown, RequestMeta>, defaults: { defaultPlaylistId?: string | null; defaultLayoutId?: string | null }): Promise<void>;
 	sweepOnce(): Promise<void>;
 	wakeSleepers(now: Date, cutoffOf: (tenantId: string) => Promise<number>): Promise<void>;
 	powerStates(tenantId: string, displayIds: string[]): Promise<Record<string, ManifestPower>>;
@@ -262,6 +263,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 						tags: key.tags,
 						groupIds: groups.map(g => g.id),
 						defaultPlaylistId: key.defaultPlaylistId,
+						defaultLayoutId: key.defaultLayoutId ?? null,
 						hardwareId,
 						model: ctx.params.model ?? null,
 						resolution: ctx.params.resolution ?? null,
@@ -294,6 +296,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				groupIds: GROUP_IDS_RULE,
 				tags: TAGS_RULE,
 				defaultPlaylistId: { ...ID_RULE, optional: true },
+				defaultLayoutId: { ...ID_RULE, optional: true },
 				timezone: TIMEZONE_RULE,
 				maxDisplays: { type: "number", integer: true, min: 1, max: 1_000_000, optional: true },
 				expiresAt: { ...ISO_INSTANT_RULE, optional: true }
@@ -301,13 +304,9 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			async handler(ctx: ActionCtx<"devices.createProvisioningKey", RequestMeta>): Promise<Result<"devices.createProvisioningKey">> {
 				assertTimezone(ctx.params.timezone);
 				await this.assertGroups(ctx, ctx.params.groupIds);
-				const { defaultPlaylistId, expiresAt } = ctx.params;
+				const { defaultPlaylistId, defaultLayoutId, expiresAt } = ctx.params;
 				if (expiresAt && Date.parse(expiresAt) <= Date.now()) throw Errors.validation([{ field: "expiresAt", message: "must be in the future", type: "date" }]);
-				if (defaultPlaylistId && ctx.broker.registry.getActionEndpoints("scheduling.playlistExists")?.hasAvailable()) {
-					if (!(await call(ctx, "scheduling.playlistExists", { id: defaultPlaylistId }))) {
-						throw Errors.validation([{ field: "defaultPlaylistId", message: "is not a playlist of this tenant", type: "exists" }]);
-					}
-				}
+				await this.assertDefaults(ctx, { defaultPlaylistId, defaultLayoutId });
 				const { key, keyHash, prefix } = newProvisioningKey();
 				const doc = await this.db.provisioning_keys.insertDoc(ctx, {
 					name: ctx.params.name,
@@ -316,6 +315,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 					groupIds: unique(ctx.params.groupIds ?? []),
 					tags: unique(ctx.params.tags ?? []),
 					defaultPlaylistId: defaultPlaylistId ?? null,
+					defaultLayoutId: defaultLayoutId ?? null,
 					timezone: ctx.params.timezone ?? null,
 					maxDisplays: ctx.params.maxDisplays ?? null,
 					expiresAt: expiresAt ? new Date(expiresAt).toISOString() : null,
@@ -484,17 +484,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				await this.db.displays.getDoc(ctx, id, "Display");
 				assertTimezone(edit.timezone);
 				await this.assertGroups(ctx, edit.groupIds);
-				if (edit.defaultPlaylistId && edit.defaultLayoutId) {
-					throw Errors.validation([{ field: "defaultLayoutId", message: "name either a defaultPlaylistId or a defaultLayoutId, not both", type: "program" }]);
-				}
-				if (edit.defaultPlaylistId && ctx.broker.registry.getActionEndpoints("scheduling.playlistExists")?.hasAvailable()) {
-					const exists = await call(ctx, "scheduling.playlistExists", { id: edit.defaultPlaylistId });
-					if (!exists) throw Errors.validation([{ field: "defaultPlaylistId", message: "is not a playlist of this tenant", type: "exists" }]);
-				}
-				if (edit.defaultLayoutId && ctx.broker.registry.getActionEndpoints("scheduling.layoutExists")?.hasAvailable()) {
-					const exists = await call(ctx, "scheduling.layoutExists", { id: edit.defaultLayoutId });
-					if (!exists) throw Errors.validation([{ field: "defaultLayoutId", message: "is not a layout of this tenant", type: "exists" }]);
-				}
+				await this.assertDefaults(ctx, edit);
 				const set = displayChanges(edit);
 				const fields = Object.keys(set);
 				const updated = await this.db.displays.updateDoc(ctx, id, set, "Display");
@@ -796,6 +786,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			async handler(ctx: ActionCtx<"devices.clearDefaultLayout">): Promise<Result<"devices.clearDefaultLayout">> {
 				const { tenantId, layoutId } = ctx.params;
 				const scope = systemScope(tenantId);
+				await this.db.provisioning_keys.updateWhere(scope, { defaultLayoutId: layoutId }, { defaultLayoutId: null });
 				const displays = await this.db.displays.findDocs(scope, { defaultLayoutId: layoutId });
 				if (displays.length === 0) return 0;
 				await this.db.displays.updateWhere(scope, { defaultLayoutId: layoutId }, { defaultLayoutId: null });
@@ -966,6 +957,27 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			} catch (err) {
 				this.logger.warn(`Power states of tenant ${tenantId} unavailable; silent displays count as offline`, err);
 				return {};
+			}
+		},
+
+		/**
+		 * What a display (or a provisioning key's screens) plays when nothing is scheduled: a
+		 * playlist or a layout of the tenant, not both (422 naming the field). Unchecked while
+		 * scheduling is not reachable (it drops a default that names nothing).
+		 */
+		async assertDefaults(ctx: Context<unknown, RequestMeta>, { defaultPlaylistId, defaultLayoutId }: { defaultPlaylistId?: string | null; defaultLayoutId?: string | null }) {
+			if (defaultPlaylistId && defaultLayoutId) {
+				throw Errors.validation([{ field: "defaultLayoutId", message: "name either a defaultPlaylistId or a defaultLayoutId, not both", type: "program" }]);
+			}
+			if (defaultPlaylistId && ctx.broker.registry.getActionEndpoints("scheduling.playlistExists")?.hasAvailable()) {
+				if (!(await call(ctx, "scheduling.playlistExists", { id: defaultPlaylistId }))) {
+					throw Errors.validation([{ field: "defaultPlaylistId", message: "is not a playlist of this tenant", type: "exists" }]);
+				}
+			}
+			if (defaultLayoutId && ctx.broker.registry.getActionEndpoints("scheduling.layoutExists")?.hasAvailable()) {
+				if (!(await call(ctx, "scheduling.layoutExists", { id: defaultLayoutId }))) {
+					throw Errors.validation([{ field: "defaultLayoutId", message: "is not a layout of this tenant", type: "exists" }]);
+				}
 			}
 		},
 

@@ -19,6 +19,8 @@ export interface ProvisioningKeyDoc extends TenantOwned {
 	groupIds: string[];
 	tags: string[];
 	defaultPlaylistId: string | null;
+	/** Absent on keys from before layouts. */
+	defaultLayoutId?: string | null;
 	timezone: string | null;
 	maxDisplays: number | null;
 	expiresAt: string | null;
@@ -60,6 +62,7 @@ export function provisioningKeyView(doc: ProvisioningKeyDoc, registered: number,
 		groupIds: doc.groupIds,
 		tags: doc.tags,
 		defaultPlaylistId: doc.defaultPlaylistId,
+		defaultLayoutId: doc.defaultLayoutId ?? null,
 		timezone: doc.timezone,
 		maxDisplays: doc.maxDisplays,
 		registeredDisplays: registered,

@@ -91,6 +91,7 @@ export const ProvisioningKeyView = Type.Object({
 	groupIds: Type.Array(Id),
 	tags: Type.Array(Type.String()),
 	defaultPlaylistId: Nullable(Id),
+	defaultLayoutId: Nullable(Id),
 	timezone: Nullable(Type.String()),
 	/** At most this many displays register with it (null: only the plan limits them). */
 	maxDisplays: Nullable(Type.Integer({ minimum: 1 })),
@@ -115,6 +116,8 @@ export interface ProvisioningKeyFields {
 	groupIds?: string[];
 	tags?: string[];
 	defaultPlaylistId?: string;
+	/** Or a layout (not both). */
+	defaultLayoutId?: string;
 	timezone?: string;
 	maxDisplays?: number;
 	expiresAt?: string;

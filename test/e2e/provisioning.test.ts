@@ -197,6 +197,32 @@ describe("zero-touch provisioning", () => {
 		for (const json of invalid) expect((await createKey(owner, json)).status).toBe(422);
 	});
 
+	it("can default its screens to a layout (not both a layout and a playlist); a deleted layout leaves the key", async () => {
+		const layout = await request<{ id: string }>(p.api("/layouts"), {
+			method: "POST",
+			headers: as(owner),
+			json: { name: "Store wall", width: 16, height: 9, zones: [{ name: "Main", x: 0, y: 0, width: 1, height: 1, playlistId }] }
+		});
+		expect(layout.status).toBe(201);
+		const both = await createKey(owner, { name: "Both", defaultPlaylistId: playlistId, defaultLayoutId: layout.body.id });
+		expect(both.status).toBe(422);
+		const other = await register(p, newAccount("layout-neighbour"));
+		expect((await createKey(other, { name: "Not theirs", defaultLayoutId: layout.body.id })).status).toBe(422);
+
+		const key = await createKey(owner, { name: "Wall screens", defaultLayoutId: layout.body.id });
+		expect(key.status).toBe(201);
+		expect(key.body).toMatchObject({ defaultLayoutId: layout.body.id, defaultPlaylistId: null });
+		const screen = await registerScreen({ provisioningKey: key.body.key, hardwareId: "wall-1" });
+		expect(screen.status).toBe(201);
+		const display = await request<Display & { defaultLayoutId: string | null }>(p.api(`/displays/${screen.body.displayId}`), { headers: as(owner) });
+		expect(display.body).toMatchObject({ defaultLayoutId: layout.body.id, defaultPlaylistId: null });
+		const manifest = await request<{ source: string; layout: { id: string } | null }>(p.api("/device/manifest"), { headers: bearer(screen.body.deviceToken) });
+		expect(manifest.body).toMatchObject({ source: "default", layout: { id: layout.body.id } });
+
+		expect((await request(p.api(`/layouts/${layout.body.id}?force=true`), { method: "DELETE", headers: as(owner) })).status).toBe(204);
+		expect((await request<KeyView & { defaultLayoutId: string | null }>(p.api(`/provisioning-keys/${key.body.id}`), { headers: as(owner) })).body.defaultLayoutId).toBeNull();
+	});
+
 	it("drops a deleted group from its keys and a deleted playlist from their defaults", async () => {
 		const group = (await request<{ id: string }>(p.api("/display-groups"), { method: "POST", headers: as(owner), json: { name: "Temporary" } })).body.id;
 		const item = await request<{ id: string }>(p.api("/content/url"), { method: "POST", headers: as(owner), json: { name: "Temp", url: "https://example.com/t", durationMs: 5000 } });
