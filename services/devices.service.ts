@@ -118,7 +118,7 @@ interface DevicesMethods {
 	assertDefaults(ctx: Context<unknown, RequestMeta>, defaults: { defaultPlaylistId?: string | null; defaultLayoutId?: string | null }): Promise<void>;
 	sweepOnce(): Promise<void>;
 	wakeSleepers(now: Date, cutoffOf: (tenantId: string) => Promise<number>): Promise<void>;
-	powerStates(tenantId: string, displayIds: string[]): Promise<Record<string, ManifestPower>>;
+	powerStates(tenantId: string, displays: Array<{ id: string; at?: string }>): Promise<Record<string, ManifestPower>>;
 	keyCounter(keyId: string): UsageCounter;
 	keyViews(docs: ProvisioningKeyDoc[]): Promise<ProvisioningKeyView[]>;
 	releaseDisplay(display: DisplayDoc): Promise<void>;
@@ -844,6 +844,12 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			await this.db.displays.updateWhere(systemScope(tenantId), { _id: displayId }, { status: "online", lastSeenAt: at, scheduledOff: false, scheduledOffUntil: null, scheduledOffCheckAt: null });
 		},
 
+		/** A power schedule changed: sleeping displays of the tenant are asked about again at the next sweep. */
+		async "scheduling.power.changed"(ctx: EventCtx<"scheduling.power.changed">) {
+			const scope = systemScope(ctx.params.tenantId);
+			await this.db.displays.updateWhere(scope, { status: "offline", scheduledOff: true }, { scheduledOffCheckAt: new Date().toISOString() });
+		},
+
 		async "devices.commands.delivered"(ctx: EventCtx<"devices.commands.delivered">) {
 			const { tenantId, displayId, ids, at } = ctx.params;
 			await this.db.commands.updateWhere(systemScope(tenantId), { _id: { $in: ids }, status: "pending" }, { status: "delivered", deliveredAt: at });
@@ -924,7 +930,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				byTenant.set(display.tenantId, list);
 			}
 			for (const [tenantId, displays] of byTenant) {
-				const power = await this.powerStates(tenantId, displays.map(d => d.id));
+				const power = await this.powerStates(tenantId, displays.map(d => ({ id: d.id })));
 				for (const display of displays) {
 					const scope = systemScope(tenantId);
 					const claim = { _id: display.id, status: "offline", scheduledOff: true, scheduledOffCheckAt: display.scheduledOffCheckAt };
@@ -947,12 +953,12 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			}
 		},
 
-		/** The screens' power now (scheduling), {} when it cannot be asked: then silence counts as an outage, as before power schedules. */
-		async powerStates(tenantId: string, displayIds: string[]): Promise<Record<string, ManifestPower>> {
+		/** The screens' power (scheduling), each at its instant (default now); {} when it cannot be asked: then silence counts as an outage, as before power schedules. */
+		async powerStates(tenantId: string, displays: Array<{ id: string; at?: string }>): Promise<Record<string, ManifestPower>> {
 			if (!this.broker.registry.getActionEndpoints("scheduling.powerStates")?.hasAvailable()) return {};
 			try {
 				const states: Record<string, ManifestPower> = {};
-				for (let i = 0; i < displayIds.length; i += 1000) Object.assign(states, await call(this.broker, "scheduling.powerStates", { tenantId, displayIds: displayIds.slice(i, i + 1000) }));
+				for (let i = 0; i < displays.length; i += 1000) Object.assign(states, await call(this.broker, "scheduling.powerStates", { tenantId, displays: displays.slice(i, i + 1000) }));
 				return states;
 			} catch (err) {
 				this.logger.warn(`Power states of tenant ${tenantId} unavailable; silent displays count as offline`, err);
@@ -1032,7 +1038,11 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				silent.set(tenantId, list);
 			}
 			for (const [tenantId, displays] of silent) {
-				const power = await this.powerStates(tenantId, displays.map(d => d.display.id));
+				// Asleep only when the screen was meant to be off when it went dark (its first missed
+				// heartbeat), not merely by the time the sweep noticed: a screen that died before its
+				// off time is an outage.
+				const darkAt = (lastSeenAt: string | null) => new Date(Math.min(now.getTime(), Date.parse(lastSeenAt ?? now.toISOString()) + this.settings.heartbeatIntervalSec * 1000)).toISOString();
+				const power = await this.powerStates(tenantId, displays.map(d => ({ id: d.display.id, at: darkAt(d.lastSeenAt) })));
 				for (const { display, lastSeenAt } of displays) {
 					const asleep = power[display.id]?.state === "off";
 					const scope = systemScope(tenantId);

@@ -20,7 +20,7 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DbMixin, systemScope, tenantCollection, tenantOf, textSearch, type Changes, type DbVars, type Query } from "../mixins/db.mixin";
-import { actorOf, approvalOf, approvalRequired, COMMENT_RULE, decided, isLive, needsApproval, requested } from "../shared/approval";
+import { actorOf, approvalOf, approvalRequired, decided, DECISION_PARAMS, isLive, needsApproval, requested } from "../shared/approval";
 import { audit } from "../shared/audit";
 import { TENANT_DELETED_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
@@ -367,7 +367,7 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 			summary: "Approve the change waiting for review (a new item, or how it plays): from now on screens play it",
 			response: ContentView,
 			extraResponses: { 409: { description: "Nothing is waiting for approval, or the change was decided or replaced meanwhile (CONFLICT)." } },
-			params: { $$strict: "remove", id: ID_RULE, comment: { ...COMMENT_RULE, optional: true } },
+			params: DECISION_PARAMS.approve,
 			handler(ctx: ActionCtx<"media.approve", Meta>): Promise<Result<"media.approve">> {
 				return this.decide(ctx, "approved");
 			}
@@ -379,7 +379,7 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 			summary: "Reject the change waiting for review, with a comment: a new item never plays, a change is dropped and the approved version plays on",
 			response: ContentView,
 			extraResponses: { 409: { description: "Nothing is waiting for approval, or the change was decided or replaced meanwhile (CONFLICT)." } },
-			params: { $$strict: "remove", id: ID_RULE, comment: COMMENT_RULE },
+			params: DECISION_PARAMS.reject,
 			handler(ctx: ActionCtx<"media.reject", Meta>): Promise<Result<"media.reject">> {
 				return this.decide(ctx, "rejected");
 			}
@@ -490,7 +490,7 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 		/** An admin's decision on the pending change, claimed by compare-and-set on the request it decides. */
 		async decide(ctx: Context<ApprovalDecisionParams, Meta>, decision: "approved" | "rejected") {
 			const current = await this.db.content.getDoc(ctx, ctx.params.id, "Content");
-			const approval = decided(approvalOf(current), decision, actorOf(ctx.meta.auth), ctx.params.comment ?? null, new Date());
+			const approval = decided(approvalOf(current), decision, { reviewer: actorOf(ctx.meta.auth), comment: ctx.params.comment ?? null, reviewed: ctx.params.requestedAt }, new Date());
 			const proposed = Object.keys(current.proposal ?? {});
 			const set: Changes<ContentDoc> = decision === "approved" ? { ...current.proposal, proposal: null, approval } : { proposal: null, approval };
 			const claim = { _id: current.id, "approval.status": "pending", "approval.requestedAt": current.approval?.requestedAt ?? null };

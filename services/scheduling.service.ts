@@ -32,6 +32,7 @@ import {
 	publishEvent,
 	broadcast,
 	call,
+	emit,
 	LayoutPage,
 	LayoutView,
 	Manifest,
@@ -63,10 +64,10 @@ import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { MANIFEST_ETAG_HEADER } from "../shared/openapi";
 import { opsCounter, opsHistogram, OPS_METRICS } from "../shared/ops-metrics";
 import type { RequestMeta } from "../shared/request";
-import { displayZone, resolve, timeline, type DisplayTarget, type Program, type Resolution } from "./scheduling/engine";
+import { displayZone, resolve, timelineSegments, type DisplayTarget, type Program, type Resolution, type TimelineSegment } from "./scheduling/engine";
 import { buildManifest, etagMatches, manifestContentIds, type ContentInfo, type LayoutData, type PlaylistData, type PlaylistItem } from "./scheduling/manifest";
 import { ManifestCache } from "./scheduling/manifest-cache";
-import { checkDateRange, checkOverrideWindow, checkTimelinePeriod, checkZones, DAY_MS, instantParam, PARAMS, programChange } from "./scheduling/params";
+import { checkDateRange, checkOverrideWindow, checkTimelinePeriod, checkZones, DAY_MS, instantParam, MAX_TIMELINE_SEGMENTS, PARAMS, programChange } from "./scheduling/params";
 import { powerAt, powerRuleOf } from "./scheduling/power";
 import { RecomputeQueue } from "./scheduling/recompute-queue";
 import { cleanTargets, displayKeys, hasTargets, mergeSelectors, ScheduleIndex, usersSelector, selectorOf } from "./scheduling/targeting";
@@ -541,6 +542,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				const doc = await this.db.power_schedules.insertDoc(ctx, fields);
 				await audit(ctx, { action: "powerSchedule.created", target: doc.id, data: { state: doc.state, priority: doc.priority } });
 				await this.invalidate(tenantOf(ctx), selectorOf(fields.targets));
+				void emit(ctx, "scheduling.power.changed", { tenantId: tenantOf(ctx) });
 				ctx.meta.$location = `/api/v1/power-schedules/${doc.id}`;
 				return powerScheduleView(doc);
 			}
@@ -592,6 +594,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				const doc = await this.db.power_schedules.updateDoc(ctx, id, set, "Power schedule");
 				await audit(ctx, { action: "powerSchedule.updated", target: id, data: { fields: Object.keys(set).filter(f => f !== "targetKeys") } });
 				await this.invalidate(tenantOf(ctx), mergeSelectors(selectorOf(current.targets), selectorOf(doc.targets)));
+				void emit(ctx, "scheduling.power.changed", { tenantId: tenantOf(ctx) });
 				return powerScheduleView(doc);
 			}
 		},
@@ -607,6 +610,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				const doc = await this.db.power_schedules.removeDoc(ctx, ctx.params.id, "Power schedule");
 				await audit(ctx, { action: "powerSchedule.deleted", target: doc.id, data: { name: doc.name } });
 				await this.invalidate(tenantOf(ctx), selectorOf(doc.targets));
+				void emit(ctx, "scheduling.power.changed", { tenantId: tenantOf(ctx) });
 				return null;
 			}
 		},
@@ -749,7 +753,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 		timeline: {
 			rest: "GET /displays/:id/timeline",
 			permission: "tenant.read",
-			summary: "What a display plays over a period (default the next 24 hours, at most 31 days), as segments",
+			summary: "What a display plays over a period (default the next 24 hours, at most 31 days), as segments; at most 1 000 (then `to` is where they end and `truncated` is true)",
 			response: TimelineView,
 			params: PARAMS.timeline,
 			async handler(ctx: ActionCtx<"scheduling.timeline", RequestMeta>): Promise<Result<"scheduling.timeline">> {
@@ -757,8 +761,16 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				const to = instantParam(ctx.params.to, "to", new Date(from.getTime() + DAY_MS));
 				checkTimelinePeriod(from, to);
 				const { display, schedules, overrides } = await this.displayInputs(ctx, ctx.params.id, from);
-				const segments = timeline(display, schedules.map(ruleOf), overrides.map(overrideOf), from, to);
-				return timelineView(displayZone(display), from, to, segments);
+				// Bounded, and with other requests let in: many short rules over a month are many segments.
+				const segments: TimelineSegment[] = [];
+				for (const segment of timelineSegments(display, schedules.map(ruleOf), overrides.map(overrideOf), from, to)) {
+					segments.push(segment);
+					if (segments.length >= MAX_TIMELINE_SEGMENTS) break;
+					if (segments.length % YIELD_EVERY === 0) await yieldToEventLoop();
+				}
+				const last = segments[segments.length - 1];
+				const truncated = segments.length >= MAX_TIMELINE_SEGMENTS && Date.parse(last.end) < to.getTime();
+				return timelineView(displayZone(display), from, truncated ? new Date(last.end) : to, segments, truncated);
 			}
 		},
 
@@ -806,23 +818,26 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 		},
 
 		/**
-		 * The screens' power now, for those of these displays a power schedule reaches: the offline
-		 * sweep asks before counting a silent display as an outage.
+		 * The screens' power, each at its display's instant (default now), for those of these
+		 * displays a power schedule reaches: the offline sweep asks, for when each went dark,
+		 * before counting a silent display as an outage.
 		 */
 		powerStates: {
 			visibility: "public",
 			params: PARAMS.powerStates,
 			async handler(ctx: ActionCtx<"scheduling.powerStates">): Promise<Result<"scheduling.powerStates">> {
-				const { tenantId, displayIds } = ctx.params;
+				const { tenantId, displays } = ctx.params;
 				const scope = systemScope(tenantId);
 				const powerDocs = await this.db.power_schedules.findDocs(scope);
-				if (!powerDocs.length || !displayIds.length) return {};
+				if (!powerDocs.length || !displays.length) return {};
+				const displayIds = displays.map(d => d.id);
 				const [zone, page] = await Promise.all([this.tenantZone(tenantId), call(ctx, "devices.displaysFor", { tenantId, displayIds, limit: displayIds.length })]);
 				const index = new ScheduleIndex(powerDocs);
-				const at = new Date();
+				const now = new Date();
+				const instants = new Map(displays.map(d => [d.id, d.at ? new Date(d.at) : now]));
 				const states: Record<string, ManifestPower> = {};
 				for (const row of page.rows) {
-					const power = powerAt({ ...row, tenantTimezone: zone }, index.forDisplay(row), at);
+					const power = powerAt({ ...row, tenantTimezone: zone }, index.forDisplay(row), instants.get(row.id) ?? now);
 					if (power) states[row.id] = power;
 				}
 				return states;
@@ -970,7 +985,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 		async decidePlaylist(ctx: Context<ApprovalDecisionParams, RequestMeta>, decision: "approved" | "rejected") {
 			const tenantId = tenantOf(ctx);
 			const current = await this.db.playlists.getDoc(ctx, ctx.params.id, "Playlist");
-			const approval = decided(approvalOf(current), decision, actorOf(ctx.meta.auth), ctx.params.comment ?? null, new Date());
+			const approval = decided(approvalOf(current), decision, { reviewer: actorOf(ctx.meta.auth), comment: ctx.params.comment ?? null, reviewed: ctx.params.requestedAt }, new Date());
 			const items = decision === "approved" ? (current.draft?.items ?? current.items) : current.items;
 			const claim = { _id: current.id, "approval.status": "pending", "approval.requestedAt": current.approval?.requestedAt ?? null };
 			if (!(await this.db.playlists.updateWhere(ctx, claim, { ...itemFields(items), approval }))) {

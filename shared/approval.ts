@@ -13,12 +13,24 @@
 import type { Context } from "moleculer";
 import { call, type ApprovalView } from "./contracts";
 import { Errors } from "./errors";
+import { ID_RULE } from "./ids";
 import { roleAtLeast, type Principal } from "./rbac";
+import { ISO_INSTANT_RULE } from "./request";
 
 export type ApprovalState = ApprovalView;
 
 /** A reviewer's comment: required to reject, optional to approve. */
-export const COMMENT_RULE = { type: "string", trim: true, min: 1, max: 2000 } as const;
+const COMMENT_RULE = { type: "string", trim: true, min: 1, max: 2000 } as const;
+
+/**
+ * The params of POST …/approve and …/reject. `requestedAt`: the pending request the reviewer
+ * looked at (its `approval.requestedAt`); when another change has replaced it since, the decision
+ * answers 409 instead of deciding what nobody reviewed.
+ */
+export const DECISION_PARAMS = {
+	approve: { $$strict: "remove", id: ID_RULE, comment: { ...COMMENT_RULE, optional: true }, requestedAt: { ...ISO_INSTANT_RULE, optional: true } },
+	reject: { $$strict: "remove", id: ID_RULE, comment: COMMENT_RULE, requestedAt: { ...ISO_INSTANT_RULE, optional: true } }
+} as const;
 
 /** What a document without an approval state (made before approval existed, or by an admin) stands for. */
 export const APPROVED: ApprovalState = { status: "approved", live: true, requestedBy: null, requestedAt: null, reviewedBy: null, reviewedAt: null, comment: null };
@@ -54,9 +66,21 @@ export function requested(live: boolean, actor: string | null, now: Date): Appro
 	return { status: "pending", live, requestedBy: actor, requestedAt: now.toISOString(), reviewedBy: null, reviewedAt: null, comment: null };
 }
 
-/** The decision on a pending change (409 when nothing is pending); an approval makes it what plays. */
-export function decided(current: ApprovalState, decision: "approved" | "rejected", reviewer: string | null, comment: string | null, now: Date): ApprovalState {
+/**
+ * The decision on a pending change (409 when nothing is pending, or when `reviewed` — the
+ * requestedAt the reviewer saw — is not the pending request's); an approval makes it what plays.
+ */
+export function decided(
+	current: ApprovalState,
+	decision: "approved" | "rejected",
+	by: { reviewer: string | null; comment: string | null; reviewed?: string },
+	now: Date
+): ApprovalState {
 	if (current.status !== "pending") throw Errors.conflict(`Nothing is waiting for approval (the latest change is ${current.status})`);
+	if (by.reviewed !== undefined && Date.parse(by.reviewed) !== Date.parse(current.requestedAt ?? "")) {
+		throw Errors.conflict("Another change has replaced the one you reviewed; review it again", { requestedAt: current.requestedAt });
+	}
+	const { reviewer, comment } = by;
 	return {
 		...current,
 		status: decision,

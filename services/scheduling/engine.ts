@@ -555,7 +555,8 @@ export function resolve(display: DisplayTarget, schedules: ScheduleRule[], overr
  * What plays at `at`, and the first instant after it where `key` of the answer differs (null =
  * never, as far as the engine looks ahead): validUntil moves on every change of the answer, this
  * skips the changes `key` does not see (a screen's power: one "off" rule handing over to another
- * leaves it off). At most `maxSteps` changes are followed; past them the last one is answered.
+ * leaves it off). At most `maxSteps` changes are followed (a day of back-to-back minute rules);
+ * past them the last one is answered.
  */
 export function resolveUntil(
 	display: DisplayTarget,
@@ -563,7 +564,7 @@ export function resolveUntil(
 	overrides: Override[],
 	at: Date,
 	key: (r: Resolution) => string,
-	maxSteps = 64
+	maxSteps = 2000
 ): { resolution: Resolution; until: string | null } {
 	const engine = new Engine(display, schedules, overrides);
 	const resolution = engine.resolve(instantOf(at), false);
@@ -579,22 +580,30 @@ export function resolveUntil(
 
 /** Segments of [from, to) with what plays, consecutive equal segments merged. */
 export function timeline(display: DisplayTarget, schedules: ScheduleRule[], overrides: Override[], from: Date, to: Date): TimelineSegment[] {
+	return [...timelineSegments(display, schedules, overrides, from, to)];
+}
+
+/**
+ * The same segments one at a time, each once it is complete: a caller can stop early (a bounded
+ * answer) or let other work in between (a long period over many rules is CPU work).
+ */
+export function* timelineSegments(display: DisplayTarget, schedules: ScheduleRule[], overrides: Override[], from: Date, to: Date): Generator<TimelineSegment> {
 	const engine = new Engine(display, schedules, overrides);
 	const end = instantOf(to);
-	const segments: TimelineSegment[] = [];
+	let last: TimelineSegment | null = null;
 	let t = instantOf(from);
 	while (t < end) {
 		const r = engine.resolve(t, false);
 		const next = r.validUntil === null ? end : Math.min(end, Date.parse(r.validUntil));
-		const last = segments[segments.length - 1];
 		if (last && last.source === r.source && last.playlistId === r.playlistId && last.layoutId === r.layoutId && last.scheduleId === r.scheduleId) {
 			last.end = iso(next);
 		} else {
-			segments.push({ start: iso(t), end: iso(next), source: r.source, playlistId: r.playlistId, layoutId: r.layoutId, scheduleId: r.scheduleId });
+			if (last) yield last;
+			last = { start: iso(t), end: iso(next), source: r.source, playlistId: r.playlistId, layoutId: r.layoutId, scheduleId: r.scheduleId };
 		}
 		t = next;
 	}
-	return segments;
+	if (last) yield last;
 }
 
 /** Every validFrom/validUntil instant of the items, sorted, unique, ISO. */

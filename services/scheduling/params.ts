@@ -4,7 +4,7 @@
  * fields, windows relative to now). Pure: the checks throw a 422 naming the field, and take the
  * current instant as an argument.
  */
-import { COMMENT_RULE } from "../../shared/approval";
+import { DECISION_PARAMS } from "../../shared/approval";
 import { Errors, type FieldError } from "../../shared/errors";
 import { ID_RULE } from "../../shared/ids";
 import { ISO_INSTANT_RULE, NAME_RULE, PAGE_PARAMS } from "../../shared/request";
@@ -13,11 +13,15 @@ export const MAX_ITEMS = 200;
 export const MAX_ZONES = 20;
 /** A layout's frame: pixels up to 16K, or a ratio such as 16 × 9. */
 export const MAX_FRAME = 16384;
+/** A zone's smallest side, as a fraction of the frame (two pixels of a 1920-wide one): smaller is invisible. */
+export const MIN_ZONE = 0.001;
 /** Zone edges may overshoot the frame by rounding (1/3 + 2/3) and nothing more. */
 export const FRAME_EPSILON = 1e-9;
 export const MAX_TARGET_IDS = 1000;
 export const MAX_TAGS = 100;
 export const MAX_TIMELINE_DAYS = 31;
+/** A timeline answers at most this many segments (a month of minute-long rules would be tens of thousands). */
+export const MAX_TIMELINE_SEGMENTS = 1000;
 export const MAX_OVERRIDE_DAYS = 366;
 export const DAY_MS = 24 * 3600_000;
 
@@ -71,8 +75,8 @@ const ZONES_RULE = {
 			name: NAME_RULE,
 			x: UNIT,
 			y: UNIT,
-			width: UNIT,
-			height: UNIT,
+			width: { type: "number", min: MIN_ZONE, max: 1 },
+			height: { type: "number", min: MIN_ZONE, max: 1 },
 			zIndex: { type: "number", integer: true, min: -1000, max: 1000, optional: true },
 			playlistId: ID_RULE
 		}
@@ -125,8 +129,8 @@ export const PARAMS = {
 	getPlaylist: BY_ID,
 	updatePlaylist: { $$strict: "remove", id: ID_RULE, name: { ...NAME_RULE, optional: true }, items: ITEMS_RULE },
 	removePlaylist: { $$strict: "remove", id: ID_RULE, force: { type: "boolean", convert: true, optional: true } },
-	approvePlaylist: { $$strict: "remove", id: ID_RULE, comment: { ...COMMENT_RULE, optional: true } },
-	rejectPlaylist: { $$strict: "remove", id: ID_RULE, comment: COMMENT_RULE },
+	approvePlaylist: DECISION_PARAMS.approve,
+	rejectPlaylist: DECISION_PARAMS.reject,
 
 	createLayout: { $$strict: "remove", ...LAYOUT_FIELDS },
 	listLayouts: { $$strict: "remove", ...PAGE_PARAMS, q: { type: "string", max: 100, optional: true }, playlistId: OPTIONAL_ID },
@@ -175,7 +179,10 @@ export const PARAMS = {
 	contentInManifest: { displayId: "string", contentId: "string" },
 	playlistExists: { id: "string" },
 	layoutExists: { id: "string" },
-	powerStates: { tenantId: "string", displayIds: { type: "array", items: "string", max: 2000 } },
+	powerStates: {
+		tenantId: "string",
+		displays: { type: "array", max: 2000, items: { type: "object", props: { id: "string", at: { ...ISO_INSTANT_RULE, optional: true } } } }
+	},
 	removeContent: { tenantId: "string", contentId: "string" },
 	exportTenantData: { tenantId: "string" }
 } as const;
@@ -237,8 +244,8 @@ export function programChange(
 export function checkZones(zones: Array<{ x: number; y: number; width: number; height: number }>): void {
 	const problems: FieldError[] = [];
 	zones.forEach((z, i) => {
-		if (z.width <= 0) problems.push({ field: `zones[${i}].width`, message: "must be more than 0", type: "range" });
-		if (z.height <= 0) problems.push({ field: `zones[${i}].height`, message: "must be more than 0", type: "range" });
+		if (!(z.width >= MIN_ZONE)) problems.push({ field: `zones[${i}].width`, message: `must be at least ${MIN_ZONE}`, type: "range" });
+		if (!(z.height >= MIN_ZONE)) problems.push({ field: `zones[${i}].height`, message: `must be at least ${MIN_ZONE}`, type: "range" });
 		if (z.x + z.width > 1 + FRAME_EPSILON) problems.push({ field: `zones[${i}].width`, message: "x + width must be at most 1 (the zone must lie inside the frame)", type: "range" });
 		if (z.y + z.height > 1 + FRAME_EPSILON) problems.push({ field: `zones[${i}].height`, message: "y + height must be at most 1 (the zone must lie inside the frame)", type: "range" });
 	});

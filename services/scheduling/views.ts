@@ -286,11 +286,13 @@ function localIso(iso: string, zone: string): string {
 	return DateTime.fromISO(iso, { zone }).toISO({ suppressMilliseconds: true }) ?? iso;
 }
 
-export function timelineView(zone: string, from: Date, to: Date, segments: TimelineSegment[]): TimelineView {
+/** `truncated`: the segments stop at `to`, before the period asked for ends (ask again from there). */
+export function timelineView(zone: string, from: Date, to: Date, segments: TimelineSegment[], truncated = false): TimelineView {
 	return {
 		timezone: zone,
 		from: from.toISOString(),
 		to: to.toISOString(),
+		truncated,
 		segments: segments.map(s => ({ ...s, localStart: localIso(s.start, zone), localEnd: localIso(s.end, zone) }))
 	};
 }

@@ -85,8 +85,8 @@ export const LayoutZoneView = Type.Object({
 	name: Type.String(),
 	x: Type.Number({ minimum: 0, maximum: 1 }),
 	y: Type.Number({ minimum: 0, maximum: 1 }),
-	width: Type.Number({ exclusiveMinimum: 0, maximum: 1 }),
-	height: Type.Number({ exclusiveMinimum: 0, maximum: 1 }),
+	width: Type.Number({ minimum: 0.001, maximum: 1 }),
+	height: Type.Number({ minimum: 0.001, maximum: 1 }),
 	/** Higher zones are drawn over lower ones. */
 	zIndex: Type.Integer(),
 	playlistId: Id
@@ -369,7 +369,10 @@ export type TimelineSegmentView = Static<typeof TimelineSegmentView>;
 export const TimelineView = Type.Object({
 	timezone: Type.String(),
 	from: Instant,
+	/** Where the segments end: the period's end, or earlier when they were too many (`truncated`). */
 	to: Instant,
+	/** More than 1 000 segments: the answer stops at `to`; ask again from there. */
+	truncated: Type.Boolean(),
 	segments: Type.Array(TimelineSegmentView)
 });
 export type TimelineView = Static<typeof TimelineView>;
@@ -443,8 +446,8 @@ export interface SchedulingActions {
 	"scheduling.getPowerSchedule": { params: ById; result: PowerScheduleView };
 	"scheduling.updatePowerSchedule": { params: ById & Partial<PowerScheduleInput>; result: PowerScheduleView };
 	"scheduling.removePowerSchedule": { params: ById; result: null };
-	/** The screens' power now, for those of these displays a power schedule reaches (the offline sweep). */
-	"scheduling.powerStates": { params: { tenantId: string; displayIds: string[] }; result: Record<string, ManifestPower> };
+	/** The screens' power at each display's instant (default now), for those a power schedule reaches (the offline sweep). */
+	"scheduling.powerStates": { params: { tenantId: string; displays: Array<{ id: string; at?: string }> }; result: Record<string, ManifestPower> };
 
 	"scheduling.createOverride": { params: OverrideInput; result: OverrideView };
 	"scheduling.listOverrides": { params: PageParams & { status?: OverrideStatus }; result: OverridePage };
@@ -470,6 +473,8 @@ export interface SchedulingActions {
 }
 
 export interface SchedulingEvents {
+	/** A power schedule of the tenant was created, changed or deleted: sleeping displays are asked about again. */
+	"scheduling.power.changed": { tenantId: string };
 	/** New manifests for these displays (their new ETags): the gateway pushes them to connected players. */
 	"scheduling.manifest.changed": { tenantId: string; displayIds: string[]; etags: Record<string, string> };
 }

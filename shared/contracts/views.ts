@@ -69,6 +69,8 @@ export type ApprovalView = Static<typeof ApprovalView>;
 export interface ApprovalDecisionParams {
 	id: string;
 	comment?: string;
+	/** The `approval.requestedAt` reviewed: 409 when another change replaced it. */
+	requestedAt?: string;
 }
 
 /** A data service's part of a tenant export (`<service>.exportTenantData`). */

@@ -209,6 +209,31 @@ describe("content approval", () => {
 		expect((await manifest()).items).toEqual([expect.objectContaining({ contentId: c.id, durationMs: 12_000 })]);
 	});
 
+	it("a decision naming the request reviewed does not decide a change that replaced it meanwhile", async () => {
+		const d = await web(admin, "D", 5000);
+		await request(p.api(`/content/${d.id}`), { method: "PATCH", headers: as(editor), json: { validUntil: new Date(Date.now() + 2 * 86_400_000).toISOString() } });
+		const reviewed = (await request<Content & { approval: { requestedAt: string } }>(p.api(`/content/${d.id}`), { headers: as(admin) })).body;
+		expect(reviewed.approval.status).toBe("pending");
+		// The editor replaces the proposal while the admin reads it.
+		await new Promise(resolve => setTimeout(resolve, 5));
+		await request(p.api(`/content/${d.id}`), { method: "PATCH", headers: as(editor), json: { validUntil: null, durationMs: 86_400_000 } });
+		const stale = await request<ErrorBody>(p.api(`/content/${d.id}/approve`), { method: "POST", headers: as(admin), json: { comment: "ok, 2 days", requestedAt: reviewed.approval.requestedAt } });
+		expect(stale.status).toBe(409);
+		expect(stale.body.error.type).toBe("CONFLICT");
+		expect((await manifest()).items.every(i => i.contentId !== d.id || i.durationMs === 5000)).toBe(true);
+		const current = (await request<Content & { approval: { requestedAt: string } }>(p.api(`/content/${d.id}`), { headers: as(admin) })).body;
+		const rejected = await request<Content>(p.api(`/content/${d.id}/reject`), { method: "POST", headers: as(admin), json: { comment: "A day per item is too long", requestedAt: current.approval.requestedAt } });
+		expect(rejected.status).toBe(200);
+		expect(rejected.body).toMatchObject({ durationMs: 5000, proposal: null, approval: { status: "rejected", live: true } });
+
+		// Playlists alike.
+		const list = await request<Playlist & { approval: { requestedAt: string } }>(p.api("/playlists"), { method: "POST", headers: as(editor), json: { name: "Reviewed", items: [{ contentId: d.id }] } });
+		await new Promise(resolve => setTimeout(resolve, 5));
+		await request(p.api(`/playlists/${list.body.id}`), { method: "PATCH", headers: as(editor), json: { items: [] } });
+		const staleList = await request(p.api(`/playlists/${list.body.id}/approve`), { method: "POST", headers: as(admin), json: { requestedAt: list.body.approval.requestedAt } });
+		expect(staleList.status).toBe(409);
+	});
+
 	it("two admins deciding one request at once: exactly one decision stands", async () => {
 		const item = await web(editor, "Contested");
 		const answers = await Promise.all([decide("content", item.id, "approve", admin), decide("content", item.id, "reject", owner, "No"), decide("content", item.id, "approve", owner)]);

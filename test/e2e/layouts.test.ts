@@ -313,7 +313,11 @@ describe("multi-zone layouts", () => {
 			// A zone touching the far edges exactly is fine; 20 zones are allowed.
 			const twenty = Array.from({ length: 20 }, (_, i) => zone(list, { name: `Z${i}`, x: i / 20, width: 1 / 20 }));
 			expect((await api("POST", "/layouts", owner, { name: "Twenty", width: 1920, height: 1080, zones: twenty })).status).toBe(201);
-			expect((await api("POST", "/layouts", owner, { name: "Corner", width: 1, height: 1, zones: [zone(list, { x: 1 - 1e-6, y: 1 - 1e-6, width: 1e-6, height: 1e-6 })] })).status).toBe(201);
+			expect((await api("POST", "/layouts", owner, { name: "Corner", width: 1, height: 1, zones: [zone(list, { x: 1 - 1e-3, y: 1 - 1e-3, width: 1e-3, height: 1e-3 })] })).status).toBe(201);
+			// Smaller than 0.001 of the frame a zone is invisible (its area may even round to 0): refused.
+			const specks = await api("POST", "/layouts", owner, { name: "Speck", width: 1, height: 1, zones: [zone(list, { x: 1 - 1e-6, y: 0, width: 1e-6, height: 5e-324 })] });
+			expect(specks.status).toBe(422);
+			expect(fieldsOf(specks).sort()).toEqual(["zones[0].height", "zones[0].width"]);
 		});
 
 		it("names in any script survive the round trip and are searchable", async () => {

@@ -314,6 +314,31 @@ describe("scheduling", () => {
 		});
 	});
 
+	it("a timeline of many short rules stops at 1 000 segments, says so, and goes on from where it stopped", async () => {
+		const c = await webContent(owner, "Minute content");
+		const list = await playlist(owner, "Minutes", [{ contentId: c }]);
+		const { display } = await pairDisplay(p, owner, { timezone: "UTC" });
+		// 40 one-minute windows a day: 80 segments a day, 2 480 over 31 days.
+		for (let i = 0; i < 40; i++) {
+			const at = `${String(Math.floor(i / 2)).padStart(2, "0")}:${i % 2 ? "30" : "00"}`;
+			const end = `${String(Math.floor(i / 2)).padStart(2, "0")}:${i % 2 ? "31" : "01"}`;
+			const made = await request(p.api("/schedules"), { method: "POST", headers: as(owner), json: { name: `Minute ${i}`, playlistId: list.id, targets: { displayIds: [display.id] }, startTime: at, endTime: end } });
+			expect(made.status).toBe(201);
+		}
+		type Timeline = { from: string; to: string; truncated: boolean; segments: Array<{ start: string; end: string }> };
+		const first = await request<Timeline>(p.api(`/displays/${display.id}/timeline?from=2027-01-01T00:00:00Z&to=2027-02-01T00:00:00Z`), { headers: as(owner) });
+		expect(first.status).toBe(200);
+		expect(first.body.segments).toHaveLength(1000);
+		expect(first.body.truncated).toBe(true);
+		expect(first.body.to).toBe(first.body.segments[999].end);
+		// 80 a day (each window and the gap after it): 12 days are 960; 40 more are the windows 00:00
+		// to 09:30 of 13 January and their gaps, the last gap ending at 10:00.
+		expect(first.body.to).toBe("2027-01-13T10:00:00.000Z");
+		const rest = await request<Timeline>(p.api(`/displays/${display.id}/timeline?from=${first.body.to}&to=2027-01-14T00:00:00Z`), { headers: as(owner) });
+		expect(rest.body).toMatchObject({ truncated: false, to: "2027-01-14T00:00:00.000Z" });
+		expect(rest.body.segments[0].start).toBe(first.body.to);
+	});
+
 	it("two matching schedules of equal priority: the newer wins, and the preview says why the other lost", async () => {
 		const c = await webContent(owner, "Tie content");
 		const list = await playlist(owner, "Tie", [{ contentId: c }]);

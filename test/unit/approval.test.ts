@@ -38,19 +38,35 @@ describe("requests and decisions", () => {
 
 	it("approving makes it live; rejecting a new one leaves it dark, a change leaves the approved version", () => {
 		const fresh = requested(false, "u-editor", NOW);
-		expect(decided(fresh, "approved", "u-admin", null, LATER)).toEqual({ ...fresh, status: "approved", live: true, reviewedBy: "u-admin", reviewedAt: LATER.toISOString(), comment: null });
-		expect(decided(fresh, "rejected", "u-admin", "No", LATER)).toMatchObject({ status: "rejected", live: false, comment: "No" });
-		expect(decided(requested(true, "u-editor", NOW), "rejected", "u-admin", "No", LATER)).toMatchObject({ status: "rejected", live: true });
+		expect(decided(fresh, "approved", { reviewer: "u-admin", comment: null }, LATER)).toEqual({ ...fresh, status: "approved", live: true, reviewedBy: "u-admin", reviewedAt: LATER.toISOString(), comment: null });
+		expect(decided(fresh, "rejected", { reviewer: "u-admin", comment: "No" }, LATER)).toMatchObject({ status: "rejected", live: false, comment: "No" });
+		expect(decided(requested(true, "u-editor", NOW), "rejected", { reviewer: "u-admin", comment: "No" }, LATER)).toMatchObject({ status: "rejected", live: true });
 	});
 
 	it("only a pending change is decided (409 otherwise)", () => {
-		for (const state of [APPROVED, decided(requested(false, "u", NOW), "rejected", "a", "No", LATER)]) {
-			expect(() => decided(state, "approved", "a", null, LATER)).toThrow(AppError);
+		for (const state of [APPROVED, decided(requested(false, "u", NOW), "rejected", { reviewer: "a", comment: "No" }, LATER)]) {
+			expect(() => decided(state, "approved", { reviewer: "a", comment: null }, LATER)).toThrow(AppError);
 			try {
-				decided(state, "approved", "a", null, LATER);
+				decided(state, "approved", { reviewer: "a", comment: null }, LATER);
 			} catch (err) {
 				expect((err as AppError).type).toBe("CONFLICT");
 			}
+		}
+	});
+});
+
+describe("deciding what was reviewed", () => {
+	it("a decision naming the request reviewed decides it; naming one another change replaced answers 409", () => {
+		const pending = requested(true, "u-editor", NOW);
+		expect(decided(pending, "approved", { reviewer: "a", comment: null, reviewed: NOW.toISOString() }, LATER).status).toBe("approved");
+		// The same instant written otherwise still names it.
+		expect(decided(pending, "approved", { reviewer: "a", comment: null, reviewed: "2026-12-01T10:00:00Z" }, LATER).status).toBe("approved");
+		const replaced = requested(true, "u-editor", LATER);
+		try {
+			decided(replaced, "approved", { reviewer: "a", comment: null, reviewed: NOW.toISOString() }, LATER);
+			throw new Error("expected a 409");
+		} catch (err) {
+			expect((err as AppError).type).toBe("CONFLICT");
 		}
 	});
 });

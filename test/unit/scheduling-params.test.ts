@@ -4,7 +4,7 @@
  */
 import { AppError } from "../../shared/errors";
 import { SafeValidator } from "../../shared/validation";
-import { checkDateRange, checkOverrideWindow, checkTimelinePeriod, checkZones, FRAME_EPSILON, instantParam, isCalendarDate, MAX_ZONES, PARAMS, programChange } from "../../services/scheduling/params";
+import { checkDateRange, checkOverrideWindow, checkTimelinePeriod, checkZones, FRAME_EPSILON, instantParam, isCalendarDate, MAX_ZONES, MIN_ZONE, PARAMS, programChange } from "../../services/scheduling/params";
 
 const ID = "0190a8e2-7b1c-7c3d-8e4f-123456789abc";
 const validator = new SafeValidator();
@@ -99,7 +99,9 @@ describe("layout params rules", () => {
 	});
 
 	it("a zone's coordinates are numbers in 0–1, never strings, NaN, Infinity, null or objects; zIndex an integer in ±1000", () => {
-		expect(refused(PARAMS.createLayout, layout({ zones: [zone({ x: 0, y: 1, width: 0, height: 1, zIndex: -1000 })] }))).toEqual([]);
+		expect(refused(PARAMS.createLayout, layout({ zones: [zone({ x: 0, y: 0.999, width: 0.001, height: 0.001, zIndex: -1000 })] }))).toEqual([]);
+		// At least 0.001 of the frame on each side: smaller is invisible.
+		expect(refused(PARAMS.createLayout, layout({ zones: [zone({ width: 0, height: 1e-300 })] }))).toEqual(["zones[0].width", "zones[0].height"]);
 		const cases: Array<[Record<string, unknown>, string]> = [
 			[{ x: -0.0001 }, "zones[0].x"],
 			[{ y: 1.0001 }, "zones[0].y"],
@@ -148,7 +150,8 @@ describe("layout checks", () => {
 		expect(fieldsOf(() => checkZones([z(1 / 3, 2 / 3, 2 / 3, 1 / 3), z(2 / 3, 0, 1 / 3, 1)]))).toEqual([]);
 		expect(fieldsOf(() => checkZones([z(0.1 + 0.2, 0.1 + 0.2, 0.7, 0.7)]))).toEqual([]);
 		expect(fieldsOf(() => checkZones(Array.from({ length: 7 }, (_, i) => z(i / 7, 0, 1 / 7, 1))))).toEqual([]);
-		expect(fieldsOf(() => checkZones([z(1 - 1e-12, 1 - 1e-12, 1e-12, 1e-12)]))).toEqual([]);
+		expect(fieldsOf(() => checkZones([z(1 - MIN_ZONE, 1 - MIN_ZONE, MIN_ZONE, MIN_ZONE)]))).toEqual([]);
+		expect(fieldsOf(() => checkZones([z(1 - 1e-12, 1 - 1e-12, 1e-12, 1e-12)]))).toEqual(["zones[0].width", "zones[0].height"]);
 		expect(fieldsOf(() => checkZones([z(0.5, 0.5, 0.5 + FRAME_EPSILON / 2, 0.5 + FRAME_EPSILON / 2)]))).toEqual([]);
 	});
 

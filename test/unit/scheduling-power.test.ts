@@ -94,6 +94,16 @@ describe("screen power: rules together", () => {
 		expect(powerAt(berlin, [evening, night], at("2026-06-01T17:00:00Z"))).toEqual({ state: "off", until: "2026-06-02T04:00:00.000Z" });
 	});
 
+	it("seventy back-to-back ten-minute off rules are one off time: `until` is the last one's end", () => {
+		const rules = Array.from({ length: 70 }, (_, i) => {
+			const start = i * 10;
+			const hhmm = (m: number) => `${String(Math.floor(m / 60)).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`;
+			return rule({ id: `r${String(i).padStart(2, "0")}`, startDate: "2027-01-10", endDate: "2027-01-10", startTime: hhmm(start), endTime: hhmm(start + 10) });
+		});
+		// 00:05 CET on 10 January 2027 = 23:05Z the day before; the last rule ends 11:40 CET = 10:40Z.
+		expect(powerAt(berlin, rules, at("2027-01-09T23:05:00Z"))).toEqual({ state: "off", until: "2027-01-10T10:40:00.000Z" });
+	});
+
 	it("weekends off all day, by group; no end of the rule: off until Monday", () => {
 		const weekend = rule({ daysOfWeek: [6, 7], startTime: null, endTime: null, targets: { displayIds: [], groupIds: ["g1"], tags: [] }, targetKeys: ["g:g1"] });
 		// Saturday 6 June 2026, noon in Berlin: off until Monday 00:00 CEST = Sunday 22:00Z.
