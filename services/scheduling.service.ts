@@ -135,6 +135,8 @@ interface SchedulingVars extends DbVars<typeof COLLECTIONS> {
 	kv: KeyValueStore;
 	manifests: ManifestCache;
 	recomputing: RecomputeQueue;
+	/** Per tenant, the displays of the recomputation queued but not started yet (changes merge into it). */
+	waiting: Map<string, DisplaySelector>;
 }
 
 interface SchedulingMethods {
@@ -1173,11 +1175,20 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 		/**
 		 * A change that can affect the selected displays was stored: no cached manifest of the
 		 * tenant is served any more (new generation), and the selected displays are recomputed in
-		 * the background, one change after another per tenant.
+		 * the background, one recomputation after another per tenant. Changes made while one waits
+		 * to start join it (it reads what is stored when it starts), so a burst of changes costs
+		 * one recomputation running and one waiting, not one each.
 		 */
 		async invalidate(tenantId: string, selector: DisplaySelector) {
 			await this.manifests.bump(tenantId);
-			this.recomputing.enqueue(tenantId, () => this.recompute(tenantId, selector));
+			const waiting = this.waiting.get(tenantId);
+			this.waiting.set(tenantId, waiting ? mergeSelectors(waiting, selector) : selector);
+			if (waiting) return;
+			this.recomputing.enqueue(tenantId, () => {
+				const merged = this.waiting.get(tenantId) ?? selector;
+				this.waiting.delete(tenantId);
+				return this.recompute(tenantId, merged);
+			});
 		},
 
 		/** Recomputes the selected displays' manifests; announces those whose ETag changed. */
@@ -1244,6 +1255,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 		this.config = getConfig();
 		this.kv = sharedKeyValueStore(this.config);
 		this.manifests = new ManifestCache(this.kv);
+		this.waiting = new Map();
 		const recomputations = opsCounter(this.broker.metrics, OPS_METRICS.manifestRecomputations);
 		const lag = opsHistogram(this.broker.metrics, OPS_METRICS.manifestRecomputeLag);
 		this.recomputing = new RecomputeQueue(

@@ -314,6 +314,42 @@ describe("scheduling", () => {
 		});
 	});
 
+	it("a burst of changes is one recomputation running and one waiting, not one each, and the last change wins", async () => {
+		const c = await webContent(owner, "Burst content");
+		const list = await playlist(owner, "Burst", [{ contentId: c }]);
+		const { display, token } = await pairDisplay(p, owner);
+		expect((await request(p.api(`/displays/${display.id}`), { method: "PATCH", headers: as(owner), json: { defaultPlaylistId: list.id } })).status).toBe(200);
+		await settled();
+		const service = p.broker.getLocalService("scheduling") as unknown as { recompute: (...args: unknown[]) => Promise<void> };
+		const original = service.recompute;
+		// The first recomputation is held until every change is stored, as a slow one (a big tenant) would be.
+		let runs = 0;
+		let release!: () => void;
+		const held = new Promise<void>(resolve => (release = resolve));
+		service.recompute = async function (this: unknown, ...args: unknown[]) {
+			runs += 1;
+			if (runs === 1) await held;
+			return original.apply(this, args);
+		};
+		try {
+			const first = await request(p.api(`/playlists/${list.id}`), { method: "PATCH", headers: as(owner), json: { name: "Burst start" } });
+			expect(first.status).toBe(200);
+			const renames = await Promise.all(Array.from({ length: 60 }, (_, i) => request(p.api(`/playlists/${list.id}`), { method: "PATCH", headers: as(owner), json: { name: `Burst ${i}` } })));
+			expect(renames.every(r => r.status === 200)).toBe(true);
+			release();
+			await settled();
+			// Written by hand: the held one, then the 60 changes made meanwhile as one.
+			expect(runs).toBe(2);
+		} finally {
+			release();
+			service.recompute = original;
+		}
+		const stored = await request<{ name: string }>(p.api(`/playlists/${list.id}`), { headers: as(owner) });
+		const manifest = await request<Manifest>(p.api("/device/manifest"), { headers: bearer(token) });
+		expect(manifest.body.playlist?.name).toBe(stored.body.name);
+		expect(display.id).toBe(manifest.body.displayId);
+	});
+
 	it("a timeline of many short rules stops at 1 000 segments, says so, and goes on from where it stopped", async () => {
 		const c = await webContent(owner, "Minute content");
 		const list = await playlist(owner, "Minutes", [{ contentId: c }]);
