@@ -332,7 +332,8 @@ const MediaService: ServiceSchema<MediaSettings, MediaMethods, MediaVars> = {
 				const updated = await this.db.content.updateDoc(ctx, id, set, "Content");
 				await audit(ctx, { action: "content.updated", target: id, data: { fields, pendingApproval: held } });
 				void broadcast(ctx, "media.content.updated", { tenantId: tenantOf(ctx), contentId: id, fields });
-				if (held) await this.approvalRequested(ctx, updated);
+				// Admins are told once per request: further edits of a pending change join it silently.
+				if (held && approvalOf(current).status !== "pending") await this.approvalRequested(ctx, updated);
 				return contentView(updated);
 			}
 		},

@@ -251,8 +251,10 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				const doc = await this.db.playlists.updateDoc(ctx, current.id, set, "Playlist");
 				const fields = Object.keys(set).filter(f => f !== "contentIds" && f !== "approval" && (f !== "draft" || held));
 				await audit(ctx, { action: "playlist.updated", target: doc.id, data: { fields, pendingApproval: held } });
-				if (held) await this.approvalRequested(ctx, doc);
-				else if (Object.keys(set).length) await this.invalidate(tenantId, await this.selectorForPlaylists(tenantId, [doc.id]));
+				if (held) {
+					// Admins are told once per request: further edits of a pending draft join it silently.
+					if (approvalOf(current).status !== "pending") await this.approvalRequested(ctx, doc);
+				} else if (Object.keys(set).length) await this.invalidate(tenantId, await this.selectorForPlaylists(tenantId, [doc.id]));
 				const [view] = await this.playlistViews(tenantId, [doc]);
 				return view;
 			}

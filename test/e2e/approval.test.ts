@@ -182,6 +182,14 @@ describe("content approval", () => {
 
 		// A change rejected: dropped, the approved items play on.
 		await request(p.api(`/playlists/${list.body.id}`), { method: "PATCH", headers: as(editor), json: { items: [{ contentId: b.id }] } });
+		// Further edits of a pending draft join it: the admins are told once per request.
+		await request(p.api(`/playlists/${list.body.id}`), { method: "PATCH", headers: as(editor), json: { items: [{ contentId: b.id }, { contentId: a.id }] } });
+		await request(p.api(`/playlists/${list.body.id}`), { method: "PATCH", headers: as(editor), json: { items: [{ contentId: b.id }] } });
+		const told = async () => (await notifications(admin)).filter(n => n.type === "approval.requested" && n.data.id === list.body.id).length;
+		for (let i = 0; i < 200 && (await told()) < 2; i++) await new Promise(resolve => setTimeout(resolve, 50));
+		await new Promise(resolve => setTimeout(resolve, 500));
+		// Written by hand: the first request (approved above) and this one, not one per edit.
+		expect(await told()).toBe(2);
 		const no = await decide("playlists", list.body.id, "reject", owner, "Keep A first");
 		expect(no.status).toBe(200);
 		expect(no.body).toMatchObject({ draft: null, approval: { status: "rejected", live: true, comment: "Keep A first" } });
