@@ -488,6 +488,13 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				const set = displayChanges(edit);
 				const fields = Object.keys(set);
 				const updated = await this.db.displays.updateDoc(ctx, id, set, "Display");
+				if (edit.defaultPlaylistId || edit.defaultLayoutId) {
+					// Deleted meanwhile? Its delete clears defaults after removing it, so one of the two sees the other.
+					await this.assertDefaults(ctx, edit).catch(async (err: unknown) => {
+						await this.db.displays.updateWhere(ctx, { _id: id, defaultPlaylistId: edit.defaultPlaylistId ?? null, defaultLayoutId: edit.defaultLayoutId ?? null }, { defaultPlaylistId: null, defaultLayoutId: null });
+						throw err;
+					});
+				}
 				const tenantId = tenantOf(ctx);
 				await audit(ctx, { action: "display.updated", target: id, data: { fields } });
 				void broadcast(ctx, "devices.display.updated", { tenantId, displayIds: [id], fields });

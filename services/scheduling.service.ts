@@ -143,6 +143,7 @@ interface SchedulingMethods {
 	checkItems(tenantId: string, items: PlaylistItemInput[], previous?: PlaylistItem[]): Promise<{ items: PlaylistItem[]; content: Map<string, ContentInfo> }>;
 	checkTargets(ctx: Ctx, fields: { targets?: TargetsInput | null; excludeDisplayIds?: string[] }, whenEmpty?: string): Promise<void>;
 	checkProgram(ctx: Ctx, program: Program): Promise<void>;
+	confirmProgram(ctx: Ctx, program: Program, undo: () => Promise<unknown>): Promise<void>;
 	approvalRequested(ctx: Ctx, doc: PlaylistDoc): Promise<void>;
 	decidePlaylist(ctx: Context<ApprovalDecisionParams, RequestMeta>, decision: "approved" | "rejected"): Promise<PlaylistView>;
 	checkLayoutInput(ctx: Ctx, input: Partial<LayoutInput>, previous?: LayoutDoc): Promise<Partial<Pick<LayoutDoc, "zones" | "playlistIds">>>;
@@ -292,8 +293,9 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				// Read before the playlist goes: the displays its layouts reach.
 				const selector = mergeSelectors(usersSelector({ defaultPlaylistIds: [playlist.id] }, schedules, overrides), await this.selectorForLayouts(tenantId, layouts.map(l => l.id)));
 				await this.db.playlists.removeDoc(ctx, playlist.id, "Playlist");
-				if (schedules.length) await this.db.schedules.removeDocs(ctx, { playlistId: playlist.id });
-				if (overrides.length) await this.db.overrides.removeDocs(ctx, { playlistId: playlist.id });
+				// Whatever names it now, also a rule created since the check (its create re-checks too).
+				await this.db.schedules.removeDocs(ctx, { playlistId: playlist.id });
+				await this.db.overrides.removeDocs(ctx, { playlistId: playlist.id });
 				// Its zones leave the layouts that had them; the rest of each layout keeps playing.
 				for (const layout of layouts) await this.db.layouts.updateDoc(ctx, layout.id, zoneFields(layout.zones.filter(z => z.playlistId !== playlist.id)));
 				// Also when no display defaults to it: provisioning keys may (their new screens get none).
@@ -418,8 +420,9 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				}
 				const selector = await this.selectorForLayouts(tenantId, [layout.id]);
 				await this.db.layouts.removeDoc(ctx, layout.id, "Layout");
-				if (schedules.length) await this.db.schedules.removeDocs(ctx, { layoutId: layout.id });
-				if (overrides.length) await this.db.overrides.removeDocs(ctx, { layoutId: layout.id });
+				// Whatever names it now, also a rule created since the check (its create re-checks too).
+				await this.db.schedules.removeDocs(ctx, { layoutId: layout.id });
+				await this.db.overrides.removeDocs(ctx, { layoutId: layout.id });
 				await call(ctx, "devices.clearDefaultLayout", { tenantId, layoutId: layout.id });
 				await audit(ctx, { action: "layout.deleted", target: layout.id, data: { forced: inUse, schedules: schedules.length, overrides: overrides.length } });
 				await this.invalidate(tenantId, selector);
@@ -444,6 +447,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				await this.checkProgram(ctx, program);
 				await this.checkTargets(ctx, ctx.params);
 				const doc = await this.db.schedules.insertDoc(ctx, fields);
+				await this.confirmProgram(ctx, program, () => this.db.schedules.removeDocs(ctx, { _id: doc.id }));
 				await audit(ctx, { action: "schedule.created", target: doc.id, data: { ...program, priority: fields.priority } });
 				await publishEvent(ctx.broker, tenantOf(ctx), "schedule.changed", { scheduleId: doc.id, change: "created" });
 				await this.invalidate(tenantId, selectorOf(fields.targets));
@@ -647,6 +651,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 					endsAt: endsAt.toISOString(),
 					endedAt: null
 				});
+				await this.confirmProgram(ctx, program, () => this.db.overrides.removeDocs(ctx, { _id: doc.id }));
 				await audit(ctx, { action: "override.created", target: doc.id, data: { ...program, endsAt: doc.endsAt, everyDisplay: !targets } });
 				await publishEvent(ctx.broker, tenantOf(ctx), "schedule.changed", { overrideId: doc.id, change: "created" });
 				await this.invalidate(tenantId, selectorOf(targets));
@@ -1017,6 +1022,21 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				if (!(await this.db.layouts.findDoc(ctx, { _id: program.layoutId }))) throw Errors.validation([{ field: "layoutId", message: "is not a layout of this tenant", type: "exists" }]);
 			} else if (!program.playlistId || !(await this.db.playlists.findDoc(ctx, { _id: program.playlistId }))) {
 				throw Errors.validation([{ field: "playlistId", message: "is not a playlist of this tenant", type: "exists" }]);
+			}
+		},
+
+		/**
+		 * After a rule naming `program` was stored: the playlist or layout still exists, else the
+		 * rule is taken back (`undo`) and the create answers 422. A delete racing the create removes
+		 * what names its target after removing the target itself, so one of the two always sees
+		 * the other and no rule is left naming nothing.
+		 */
+		async confirmProgram(ctx: Ctx, program: Program, undo: () => Promise<unknown>) {
+			try {
+				await this.checkProgram(ctx, program);
+			} catch (err) {
+				await undo();
+				throw err;
 			}
 		},
 
