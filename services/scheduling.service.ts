@@ -246,7 +246,11 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 					const checked = await this.checkItems(tenantId, ctx.params.items, current.draft?.items ?? current.items);
 					held = needsApproval(await approvalRequired(ctx, tenantId), ctx.meta.auth);
 					// Under approval an editor's items wait as the draft; what plays stays until an admin approves them.
-					if (held) set = { ...set, ...itemFields(current.items, { items: checked.items }), approval: requested(isLive(current), actorOf(ctx.meta.auth), new Date()) };
+					if (held) {
+						// Not `items`: what plays is never written by an editor, so a write racing an approval cannot undo it.
+						const { items: _live, ...draftFields } = itemFields(current.items, { items: checked.items });
+						set = { ...set, ...draftFields, approval: requested(isLive(current), actorOf(ctx.meta.auth), new Date()) };
+					}
 					else set = { ...set, ...itemFields(checked.items, current.draft ?? null), ...(isLive(current) ? {} : { approval: { ...approvalOf(current), live: true } }) };
 				}
 				const doc = await this.db.playlists.updateDoc(ctx, current.id, set, "Playlist");
