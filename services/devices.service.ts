@@ -607,6 +607,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				const tenantId = tenantOf(ctx);
 				await audit(ctx, { action: "displayGroup.deleted", target: group.id, data: { displays: members.length } });
 				if (members.length) void broadcast(ctx, "devices.display.updated", { tenantId, displayIds: members.map(d => d.id), fields: ["groupIds"] });
+				void broadcast(ctx, "devices.group.deleted", { tenantId, groupId: group.id });
 				return null;
 			}
 		},

@@ -70,7 +70,7 @@ import { ManifestCache } from "./scheduling/manifest-cache";
 import { checkDateRange, checkOverrideWindow, checkTimelinePeriod, checkZones, DAY_MS, instantParam, MAX_TIMELINE_SEGMENTS, PARAMS, programChange } from "./scheduling/params";
 import { powerAt, powerRuleOf } from "./scheduling/power";
 import { RecomputeQueue } from "./scheduling/recompute-queue";
-import { cleanTargets, displayKeys, hasTargets, mergeSelectors, ScheduleIndex, usersSelector, selectorOf } from "./scheduling/targeting";
+import { cleanTargets, displayKeys, hasTargets, mergeSelectors, namingGone, ScheduleIndex, selectorOf, usersSelector, withoutGone, type Gone } from "./scheduling/targeting";
 import {
 	checkedItems,
 	checkedZones,
@@ -169,6 +169,7 @@ interface SchedulingMethods {
 	recompute(tenantId: string, selector: DisplaySelector): Promise<void>;
 	selectorForPlaylists(tenantId: string, playlistIds: string[]): Promise<DisplaySelector>;
 	selectorForLayouts(tenantId: string, layoutIds: string[]): Promise<DisplaySelector>;
+	forgetTarget(tenantId: string, gone: Gone): Promise<void>;
 	idle(): Promise<void>;
 }
 
@@ -922,6 +923,11 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 
 		async "devices.display.deleted"(ctx: EventCtx<"devices.display.deleted">) {
 			await this.manifests.forgetDisplay(ctx.params.displayId);
+			await this.forgetTarget(ctx.params.tenantId, { displayId: ctx.params.displayId });
+		},
+
+		async "devices.group.deleted"(ctx: EventCtx<"devices.group.deleted">) {
+			await this.forgetTarget(ctx.params.tenantId, { groupId: ctx.params.groupId });
 		},
 
 		async "media.content.updated"(ctx: EventCtx<"media.content.updated">) {
@@ -1269,6 +1275,18 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				this.db.overrides.findDocs(scope, { layoutId: { $in: layoutIds }, endsAt: { $gt: now } })
 			]);
 			return usersSelector({ defaultLayoutIds: layoutIds }, schedules, overrides);
+		},
+
+		/**
+		 * A deleted display or group leaves the targets and exclusions of every schedule, power
+		 * schedule and override (the rules would otherwise name an id the API now refuses, so a
+		 * client sending back the targets it just read got a 422).
+		 */
+		async forgetTarget(tenantId: string, gone: Gone) {
+			const scope = systemScope(tenantId);
+			for (const doc of await this.db.schedules.findDocs(scope, namingGone(gone, true))) await this.db.schedules.updateDoc(scope, doc.id, withoutGone(doc, gone, true));
+			for (const doc of await this.db.power_schedules.findDocs(scope, namingGone(gone, true))) await this.db.power_schedules.updateDoc(scope, doc.id, withoutGone(doc, gone, true));
+			for (const doc of await this.db.overrides.findDocs(scope, namingGone(gone, false))) await this.db.overrides.updateDoc(scope, doc.id, withoutGone(doc, gone, false));
 		},
 
 		/** Resolves once every queued recomputation has finished (shutdown and tests). */

@@ -70,6 +70,32 @@ export function targetFields(targets: TargetSet): { targets: TargetsView; target
 	return { targets: cleanTargets(targets), targetKeys: targetKeys(targets) };
 }
 
+/** A deleted display or group, as rules name it: in their targets, and (a display) among their exclusions. */
+export type Gone = { displayId: string } | { groupId: string };
+
+/**
+ * What a rule stores once a deleted display or group has left it: its targets without it (and
+ * their keys, for rules that keep them), its exclusions without it. An empty list targets nothing
+ * more; null targets (every display) stay null.
+ */
+export function withoutGone<T extends { targets: TargetsView | null; excludeDisplayIds: string[] }>(doc: T, gone: Gone, withKeys: boolean) {
+	const targets = doc.targets && {
+		displayIds: "displayId" in gone ? doc.targets.displayIds.filter(id => id !== gone.displayId) : doc.targets.displayIds,
+		groupIds: "groupId" in gone ? doc.targets.groupIds.filter(id => id !== gone.groupId) : doc.targets.groupIds,
+		tags: doc.targets.tags
+	};
+	const excludeDisplayIds = "displayId" in gone ? doc.excludeDisplayIds.filter(id => id !== gone.displayId) : doc.excludeDisplayIds;
+	// Null only when it was null: the type of the rule's targets is kept.
+	return { targets: targets as T["targets"], excludeDisplayIds, ...(withKeys ? { targetKeys: targetKeys(targets ?? undefined) } : {}) };
+}
+
+/** The stored condition of the rules naming a deleted display or group (targets or exclusions). */
+export function namingGone(gone: Gone, withKeys: boolean): Record<string, unknown> {
+	if ("groupId" in gone) return withKeys ? { targetKeys: `g:${gone.groupId}` } : { "targets.groupIds": gone.groupId };
+	const named = withKeys ? { targetKeys: `d:${gone.displayId}` } : { "targets.displayIds": gone.displayId };
+	return { $or: [named, { excludeDisplayIds: gone.displayId }] };
+}
+
 // ---- selectors --------------------------------------------------------------------------------
 
 /** The displays a schedule's or override's targets reach; none (an override) = every display. */

@@ -276,6 +276,7 @@ export interface DevicesEvents {
 	"devices.display.paired": { tenantId: string; displayId: string };
 	"devices.display.updated": { tenantId: string; displayIds: string[]; fields: string[] };
 	"devices.display.deleted": { tenantId: string; displayId: string };
+	"devices.group.deleted": { tenantId: string; groupId: string };
 	"devices.display.cameOnline": { tenantId: string; displayId: string; at: string };
 	/** `since`: when the outage began, when not when it was last seen (the end of a scheduled power-off it stayed dark through). */
 	"devices.display.wentOffline": { tenantId: string; displayId: string; name: string; lastSeenAt: string | null; at: string; since?: string };

@@ -314,6 +314,37 @@ describe("scheduling", () => {
 		});
 	});
 
+	it("a deleted display or group leaves every schedule, power schedule and override naming it, so what a client reads it can send back", async () => {
+		const c = await webContent(owner, "Leaving content");
+		const list = await playlist(owner, "Leaving", [{ contentId: c }]);
+		const [{ display: stays }, { display: goes }, { display: excluded }] = [await pairDisplay(p, owner), await pairDisplay(p, owner), await pairDisplay(p, owner)];
+		const group = (await request<{ id: string }>(p.api("/display-groups"), { method: "POST", headers: as(owner), json: { name: "Leaving group" } })).body;
+		const targets = { displayIds: [stays.id, goes.id], groupIds: [group.id], tags: ["leaving"] };
+		const excludeDisplayIds = [excluded.id];
+		const endsAt = new Date(Date.now() + 3600_000).toISOString();
+		const rules = {
+			schedules: (await request<{ id: string }>(p.api("/schedules"), { method: "POST", headers: as(owner), json: { name: "Leaving", playlistId: list.id, targets, excludeDisplayIds } })).body.id,
+			"power-schedules": (await request<{ id: string }>(p.api("/power-schedules"), { method: "POST", headers: as(owner), json: { name: "Leaving", targets, excludeDisplayIds, startDate: "2099-01-01" } })).body.id,
+			overrides: (await request<{ id: string }>(p.api("/overrides"), { method: "POST", headers: as(owner), json: { name: "Leaving", playlistId: list.id, targets, excludeDisplayIds, endsAt } })).body.id
+		};
+		for (const id of [goes.id, excluded.id]) expect((await request(p.api(`/displays/${id}`), { method: "DELETE", headers: as(owner) })).status).toBe(204);
+		expect((await request(p.api(`/display-groups/${group.id}`), { method: "DELETE", headers: as(owner) })).status).toBe(204);
+		for (const [kind, id] of Object.entries(rules)) {
+			let read: { targets: typeof targets; excludeDisplayIds: string[] } | undefined;
+			for (let i = 0; i < 100; i++) {
+				read = (await request<{ targets: typeof targets; excludeDisplayIds: string[] }>(p.api(`/${kind}/${id}`), { headers: as(owner) })).body;
+				if (read.targets.displayIds.length === 1 && read.targets.groupIds.length === 0 && read.excludeDisplayIds.length === 0) break;
+				await new Promise(resolve => setTimeout(resolve, 50));
+			}
+			expect([kind, read?.targets, read?.excludeDisplayIds]).toEqual([kind, { displayIds: [stays.id], groupIds: [], tags: ["leaving"] }, []]);
+			const echoed = await request(p.api(`/${kind}/${id}`), { method: "PATCH", headers: as(owner), json: { targets: read?.targets, excludeDisplayIds: read?.excludeDisplayIds } });
+			expect([kind, echoed.status]).toEqual([kind, 200]);
+		}
+		// The schedule still reaches the display that stays.
+		const reaching = await request<{ rows: Array<{ id: string }> }>(p.api(`/schedules?displayId=${stays.id}`), { headers: as(owner) });
+		expect(reaching.body.rows.map(r => r.id)).toContain(rules.schedules);
+	});
+
 	it("a burst of changes is one recomputation running and one waiting, not one each, and the last change wins", async () => {
 		const c = await webContent(owner, "Burst content");
 		const list = await playlist(owner, "Burst", [{ contentId: c }]);

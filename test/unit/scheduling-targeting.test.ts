@@ -2,7 +2,7 @@
  * services/scheduling/targeting.ts, the invalidation side: targets as stored, and the selectors
  * naming the displays a change can reach.
  */
-import { cleanTargets, hasTargets, mergeSelectors, selectorOf, usersSelector, targetFields } from "../../services/scheduling/targeting";
+import { cleanTargets, hasTargets, mergeSelectors, namingGone, selectorOf, targetFields, usersSelector, withoutGone } from "../../services/scheduling/targeting";
 
 describe("targets as stored", () => {
 	it("every list present; none stays null", () => {
@@ -43,5 +43,28 @@ describe("selectors", () => {
 		const schedules = [{ targets: { displayIds: ["d1"], groupIds: [], tags: [] } }, { targets: { displayIds: [], groupIds: ["g1"], tags: [] } }];
 		expect(usersSelector({ defaultPlaylistIds: ["p1"] }, schedules, [])).toEqual({ displayIds: ["d1"], groupIds: ["g1"], tags: [], defaultPlaylistIds: ["p1"], defaultLayoutIds: [] });
 		expect(usersSelector({ defaultPlaylistIds: ["p1"] }, schedules, [{ targets: null }])).toEqual({ all: true });
+	});
+});
+
+describe("a deleted display or group leaves the rules naming it", () => {
+	const rule = { targets: { displayIds: ["d1", "d2"], groupIds: ["g1"], tags: ["lobby"] }, excludeDisplayIds: ["d2", "d3"] };
+
+	it("a display goes from the targets, their keys and the exclusions", () => {
+		expect(withoutGone(rule, { displayId: "d2" }, true)).toEqual({
+			targets: { displayIds: ["d1"], groupIds: ["g1"], tags: ["lobby"] },
+			excludeDisplayIds: ["d3"],
+			targetKeys: ["d:d1", "g:g1", "t:lobby"]
+		});
+	});
+
+	it("a group goes from the targets; an override's null targets (every display) stay null, without keys", () => {
+		expect(withoutGone(rule, { groupId: "g1" }, false)).toEqual({ targets: { displayIds: ["d1", "d2"], groupIds: [], tags: ["lobby"] }, excludeDisplayIds: ["d2", "d3"] });
+		expect(withoutGone({ targets: null, excludeDisplayIds: ["d2"] }, { displayId: "d2" }, false)).toEqual({ targets: null, excludeDisplayIds: [] });
+	});
+
+	it("the rules to rewrite are found by their keys (schedules) or their targets (overrides), and by exclusions", () => {
+		expect(namingGone({ displayId: "d2" }, true)).toEqual({ $or: [{ targetKeys: "d:d2" }, { excludeDisplayIds: "d2" }] });
+		expect(namingGone({ displayId: "d2" }, false)).toEqual({ $or: [{ "targets.displayIds": "d2" }, { excludeDisplayIds: "d2" }] });
+		expect(namingGone({ groupId: "g1" }, true)).toEqual({ targetKeys: "g:g1" });
 	});
 });
