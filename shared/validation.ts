@@ -119,6 +119,12 @@ export function guardedCheck(schema: Record<string, unknown>, check: Check): Che
 }
 
 export class SafeValidator extends Validators.Fastest {
+	constructor() {
+		// fastest-validator's own enum message puts the allowed values where the sent one should be
+		// ("field value 'pending, rejected' does not match"); the sent value is not echoed back at all.
+		super({ messages: { enumValue: "The '{field}' field must be one of: {expected}." } });
+	}
+
 	override compile(schema: Record<string, unknown>) {
 		return guardedCheck(schema, super.compile(schema) as unknown as Check) as unknown as ReturnType<Validators.Fastest["compile"]>;
 	}

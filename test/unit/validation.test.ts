@@ -92,6 +92,11 @@ describe("SafeValidator on a broker", () => {
 		await expect(broker.call("v.take", params)).rejects.toBeInstanceOf(MoleculerErrors.ValidationError);
 	});
 
+	it("an enum refusal names the allowed values as allowed, not as the value sent", () => {
+		const check = new SafeValidator().compile({ approval: { type: "enum", values: ["pending", "rejected"] } }) as unknown as (p: unknown) => unknown;
+		expect(check({ approval: "approved" })).toEqual([expect.objectContaining({ field: "approval", message: "The 'approval' field must be one of: pending, rejected." })]);
+	});
+
 	it("validate() throws a ValidationError on failure", () => {
 		const validator = new SafeValidator();
 		expect(() => validator.validate({ name: null }, { name: "string" })).toThrow(MoleculerErrors.ValidationError);
