@@ -7,9 +7,9 @@
  * layout whose zones each play one. Its screen power comes from the same engine over the power
  * schedules (scheduling/power.ts). Both become a manifest (scheduling/manifest.ts) whose ETag
  * depends only on what plays. Under the tenant's content approval (shared/approval.ts) an
- * editor's playlist items wait as a draft: manifests play a playlist's approved items only. Params rules are in
- * scheduling/params.ts, documents and their views in scheduling/views.ts; the response bodies are
- * the schemas of shared/contracts/scheduling.ts.
+ * editor's playlist items wait as a draft: manifests play a playlist's approved items only.
+ * Params rules are in scheduling/params.ts, documents and their views in scheduling/views.ts;
+ * the response bodies are the schemas of shared/contracts/scheduling.ts.
  *
  * Manifests are cached per display (scheduling/manifest-cache.ts), stamped with the tenant's
  * manifest generation. Every change that can affect a manifest (a schedule, an override, a
@@ -147,7 +147,7 @@ interface SchedulingMethods {
 	approvalRequested(ctx: Ctx, doc: PlaylistDoc): Promise<void>;
 	decidePlaylist(ctx: Context<ApprovalDecisionParams, RequestMeta>, decision: "approved" | "rejected"): Promise<PlaylistView>;
 	checkLayoutInput(ctx: Ctx, input: Partial<LayoutInput>, previous?: LayoutDoc): Promise<Partial<Pick<LayoutDoc, "zones" | "playlistIds">>>;
-	layoutUsers(ctx: Ctx, layoutId: string): Promise<{ schedules: ScheduleDoc[]; overrides: OverrideDoc[]; displayIds: string[] }>;
+	programUsers(ctx: Ctx, program: { playlistId: string } | { layoutId: string }): Promise<{ schedules: ScheduleDoc[]; overrides: OverrideDoc[]; displayIds: string[] }>;
 	contentOf(tenantId: string, ids: string[]): Promise<Map<string, ContentInfo>>;
 	playlistViews(tenantId: string, docs: PlaylistDoc[], known?: Map<string, ContentInfo>): Promise<PlaylistView[]>;
 	tenantZone(tenantId: string): Promise<string>;
@@ -169,6 +169,8 @@ interface SchedulingMethods {
 	recompute(tenantId: string, selector: DisplaySelector): Promise<void>;
 	selectorForPlaylists(tenantId: string, playlistIds: string[]): Promise<DisplaySelector>;
 	selectorForLayouts(tenantId: string, layoutIds: string[]): Promise<DisplaySelector>;
+	contentUsers(tenantId: string, contentId: string): Promise<{ playlists: PlaylistDoc[]; layouts: LayoutDoc[] }>;
+	invalidateContentUsers(tenantId: string, users: { playlists: PlaylistDoc[]; layouts: LayoutDoc[] }): Promise<void>;
 	forgetTarget(tenantId: string, gone: Gone): Promise<void>;
 	idle(): Promise<void>;
 }
@@ -279,19 +281,16 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			async handler(ctx: ActionCtx<"scheduling.removePlaylist", RequestMeta>): Promise<Result<"scheduling.removePlaylist">> {
 				const tenantId = tenantOf(ctx);
 				const playlist = await this.db.playlists.getDoc(ctx, ctx.params.id, "Playlist");
-				const now = new Date().toISOString();
-				const [schedules, overrides, displays, layouts] = await Promise.all([
-					this.db.schedules.findDocs(ctx, { playlistId: playlist.id }),
-					this.db.overrides.findDocs(ctx, { playlistId: playlist.id, endsAt: { $gt: now } }),
-					call(ctx, "devices.displaysFor", { tenantId, defaultPlaylistIds: [playlist.id], limit: 100 }),
+				const [{ schedules, overrides, displayIds }, layouts] = await Promise.all([
+					this.programUsers(ctx, { playlistId: playlist.id }),
 					this.db.layouts.findDocs(ctx, { playlistIds: playlist.id })
 				]);
-				const inUse = schedules.length + overrides.length + displays.rows.length + layouts.length > 0;
+				const inUse = schedules.length + overrides.length + displayIds.length + layouts.length > 0;
 				if (inUse && !ctx.params.force) {
 					throw Errors.conflict("The playlist is in use; delete with ?force=true to remove it everywhere", {
 						schedules: schedules.slice(0, 20).map(refOf),
 						overrides: overrides.slice(0, 20).map(refOf),
-						displayIds: displays.rows.slice(0, 20).map(d => d.id),
+						displayIds: displayIds.slice(0, 20),
 						layouts: layouts.slice(0, 20).map(refOf)
 					});
 				}
@@ -349,8 +348,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			response: LayoutView,
 			params: PARAMS.createLayout,
 			async handler(ctx: ActionCtx<"scheduling.createLayout", RequestMeta>): Promise<Result<"scheduling.createLayout">> {
-				const checked = await this.checkLayoutInput(ctx, ctx.params);
-				const doc = await this.db.layouts.insertDoc(ctx, newLayoutFields(ctx.params, checked.zones ?? []));
+				const doc = await this.db.layouts.insertDoc(ctx, newLayoutFields(ctx.params, await this.checkLayoutInput(ctx, ctx.params)));
 				await audit(ctx, { action: "layout.created", target: doc.id, data: { zones: doc.zones.length } });
 				ctx.meta.$location = `/api/v1/layouts/${doc.id}`;
 				return layoutView(doc);
@@ -414,7 +412,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			async handler(ctx: ActionCtx<"scheduling.removeLayout", RequestMeta>): Promise<Result<"scheduling.removeLayout">> {
 				const tenantId = tenantOf(ctx);
 				const layout = await this.db.layouts.getDoc(ctx, ctx.params.id, "Layout");
-				const { schedules, overrides, displayIds } = await this.layoutUsers(ctx, layout.id);
+				const { schedules, overrides, displayIds } = await this.programUsers(ctx, { layoutId: layout.id });
 				const inUse = schedules.length + overrides.length + displayIds.length > 0;
 				if (inUse && !ctx.params.force) {
 					throw Errors.conflict("The layout is in use; delete with ?force=true to remove it everywhere", {
@@ -423,7 +421,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 						displayIds: displayIds.slice(0, 20)
 					});
 				}
-				const selector = await this.selectorForLayouts(tenantId, [layout.id]);
+				const selector = usersSelector({ defaultLayoutIds: [layout.id] }, schedules, overrides);
 				await this.db.layouts.removeDoc(ctx, layout.id, "Layout");
 				// Whatever names it now, also a rule created since the check (its create re-checks too).
 				await this.db.schedules.removeDocs(ctx, { layoutId: layout.id });
@@ -874,19 +872,13 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			async handler(ctx: ActionCtx<"scheduling.removeContent">): Promise<Result<"scheduling.removeContent">> {
 				const { tenantId, contentId } = ctx.params;
 				const scope = systemScope(tenantId);
-				const [playlists, layouts] = await Promise.all([
-					this.db.playlists.findDocs(scope, { contentIds: contentId }),
-					this.db.layouts.findDocs(scope, { backgroundContentId: contentId })
-				]);
+				const { playlists, layouts } = await this.contentUsers(tenantId, contentId);
 				for (const doc of playlists) {
 					const draft = doc.draft ? { items: doc.draft.items.filter(i => i.contentId !== contentId) } : null;
 					await this.db.playlists.updateDoc(scope, doc.id, itemFields(doc.items.filter(i => i.contentId !== contentId), draft));
 				}
 				if (layouts.length) await this.db.layouts.updateWhere(scope, { backgroundContentId: contentId }, { backgroundContentId: null });
-				if (playlists.length || layouts.length) {
-					const selectors = await Promise.all([this.selectorForPlaylists(tenantId, playlists.map(p => p.id)), this.selectorForLayouts(tenantId, layouts.map(l => l.id))]);
-					await this.invalidate(tenantId, mergeSelectors(...selectors));
-				}
+				await this.invalidateContentUsers(tenantId, { playlists, layouts });
 				return playlists.length;
 			}
 		},
@@ -933,14 +925,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 		async "media.content.updated"(ctx: EventCtx<"media.content.updated">) {
 			const { tenantId, contentId, fields } = ctx.params;
 			if (!fields.some(f => ["name", "durationMs", "validFrom", "validUntil", "approval"].includes(f))) return;
-			const [playlists, layouts] = await Promise.all([
-				this.db.playlists.findDocs(systemScope(tenantId), { contentIds: contentId }),
-				this.db.layouts.findDocs(systemScope(tenantId), { backgroundContentId: contentId })
-			]);
-			if (playlists.length || layouts.length) {
-				const selectors = await Promise.all([this.selectorForPlaylists(tenantId, playlists.map(p => p.id)), this.selectorForLayouts(tenantId, layouts.map(l => l.id))]);
-				await this.invalidate(tenantId, mergeSelectors(...selectors));
-			}
+			await this.invalidateContentUsers(tenantId, await this.contentUsers(tenantId, contentId));
 		},
 
 		async "tenants.tenant.updated"(ctx: EventCtx<"tenants.tenant.updated">) {
@@ -1073,13 +1058,14 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			return input.zones ? zoneFields(checkedZones(input.zones, previous?.zones ?? [], newId)) : {};
 		},
 
-		/** What keeps a layout in use: schedules, overrides still to end, displays defaulting to it. */
-		async layoutUsers(ctx: Ctx, layoutId: string) {
+		/** What keeps a playlist or a layout in use: its schedules, overrides still to end, displays defaulting to it (the first 100). */
+		async programUsers(ctx: Ctx, program: { playlistId: string } | { layoutId: string }) {
 			const now = new Date().toISOString();
+			const defaults = "playlistId" in program ? { defaultPlaylistIds: [program.playlistId] } : { defaultLayoutIds: [program.layoutId] };
 			const [schedules, overrides, displays] = await Promise.all([
-				this.db.schedules.findDocs(ctx, { layoutId }),
-				this.db.overrides.findDocs(ctx, { layoutId, endsAt: { $gt: now } }),
-				call(ctx, "devices.displaysFor", { tenantId: tenantOf(ctx), defaultLayoutIds: [layoutId], limit: 100 })
+				this.db.schedules.findDocs(ctx, { ...program }),
+				this.db.overrides.findDocs(ctx, { ...program, endsAt: { $gt: now } }),
+				call(ctx, "devices.displaysFor", { tenantId: tenantOf(ctx), ...defaults, limit: 100 })
 			]);
 			return { schedules, overrides, displayIds: displays.rows.map(d => d.id) };
 		},
@@ -1263,6 +1249,20 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				this.db.layouts.findDocs(scope, { playlistIds: { $in: playlistIds } })
 			]);
 			return mergeSelectors(usersSelector({ defaultPlaylistIds: playlistIds }, schedules, overrides), await this.selectorForLayouts(tenantId, layouts.map(l => l.id)));
+		},
+
+		/** The playlists holding a content item (or whose draft does) and the layouts showing it as background. */
+		async contentUsers(tenantId: string, contentId: string) {
+			const scope = systemScope(tenantId);
+			const [playlists, layouts] = await Promise.all([this.db.playlists.findDocs(scope, { contentIds: contentId }), this.db.layouts.findDocs(scope, { backgroundContentId: contentId })]);
+			return { playlists, layouts };
+		},
+
+		/** A content item those show changed: the displays they reach are recomputed. */
+		async invalidateContentUsers(tenantId: string, { playlists, layouts }: { playlists: PlaylistDoc[]; layouts: LayoutDoc[] }) {
+			if (!playlists.length && !layouts.length) return;
+			const selectors = await Promise.all([this.selectorForPlaylists(tenantId, playlists.map(p => p.id)), this.selectorForLayouts(tenantId, layouts.map(l => l.id))]);
+			await this.invalidate(tenantId, mergeSelectors(...selectors));
 		},
 
 		/** The displays a layout can reach: its schedules' and overrides' targets and the displays defaulting to it. */

@@ -338,15 +338,16 @@ export function zoneFields(zones: LayoutZoneView[]): Pick<LayoutDoc, "zones" | "
 	return { zones, playlistIds: [...new Set(zones.map(z => z.playlistId))] };
 }
 
-/** A new layout's stored fields (zones already checked). */
-export function newLayoutFields(input: LayoutInput, zones: LayoutZoneView[]): NewDoc<LayoutDoc> {
+/** A new layout's stored fields (`zones`: its checked zones, zoneFields). */
+export function newLayoutFields(input: LayoutInput, zones: Partial<Pick<LayoutDoc, "zones" | "playlistIds">>): NewDoc<LayoutDoc> {
 	return {
 		name: input.name,
 		width: input.width,
 		height: input.height,
 		backgroundColor: input.backgroundColor ?? null,
 		backgroundContentId: input.backgroundContentId ?? null,
-		...zoneFields(zones)
+		zones: zones.zones ?? [],
+		playlistIds: zones.playlistIds ?? []
 	};
 }
 
