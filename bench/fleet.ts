@@ -36,7 +36,20 @@ const DURATION_MS = 5000;
 const MEMORY_SCREENS = 2000;
 const HEARTBEAT_BODY = JSON.stringify({ metrics: { cpu: 23.5, memory: 41.2, disk: 63, temperature: 51.5 }, appVersion: "2.4.1", currentContentId: "0190a1b2-0000-7000-8000-000000000001", uptimeSec: 86_400 });
 /** Platform settings for every run: no plan limit in the way, and the highest rate limit config accepts (1 000 000 a minute). */
-const PLATFORM_ENV = { DEFAULT_PLAN_DISPLAYS: "1000000", RATE_LIMIT_PER_MINUTE: "1000000" };
+const PLATFORM_ENV: Record<string, string> = { DEFAULT_PLAN_DISPLAYS: "1000000", RATE_LIMIT_PER_MINUTE: "1000000" };
+
+/**
+ * `--cpu-prof=DIR`: every platform process writes a V8 CPU profile into DIR when it exits (open
+ * them in Chrome's DevTools, or summarise with `npx tsx bench/profile-summary.ts DIR/*.cpuprofile`).
+ */
+export function fleetOptions(flags: Map<string, string>): void {
+	const dir = flags.get("cpu-prof");
+	if (dir === undefined) return;
+	const absolute = path.resolve(dir || "bench/profiles");
+	fs.mkdirSync(absolute, { recursive: true });
+	PLATFORM_ENV.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${absolute}`;
+	console.log(`CPU profiles of the platform processes go to ${absolute}`);
+}
 
 /** Figures that were not measured, and why; printed at the end of the group. */
 const skipped: string[] = [];

@@ -48,7 +48,7 @@ import type { KeyValueStore } from "../shared/kv";
 import { bearer, newAccount, pairDisplay, register, startTestPlatform } from "../test/helpers/accounts";
 import { measure, report } from "./figures";
 import { ANALYTICS_OPTIONS, analyticsIngestBench, analyticsOptions, analyticsReportsBench } from "./analytics";
-import { fleetHeartbeatBench, fleetManifestBench, fleetMemoryBench, fleetSkipped } from "./fleet";
+import { fleetHeartbeatBench, fleetManifestBench, fleetMemoryBench, fleetOptions, fleetSkipped } from "./fleet";
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
@@ -586,7 +586,7 @@ const SCENARIOS: Record<string, { help: string; run(o: BenchOptions): Promise<vo
 };
 /** Names for several scenarios at once. */
 const GROUPS: Record<string, string[]> = { analytics: ["analytics:ingest", "analytics:reports"], fleet: ["fleet:heartbeat", "fleet:manifest", "fleet:memory"] };
-const FLAGS = new Set(["quick", "no-chdb", "clickhouse", ...Object.keys(ANALYTICS_OPTIONS)]);
+const FLAGS = new Set(["quick", "no-chdb", "clickhouse", "cpu-prof", ...Object.keys(ANALYTICS_OPTIONS)]);
 
 function usage(): string {
 	const lines = [
@@ -598,7 +598,8 @@ function usage(): string {
 		"  --quick             analytics: a smoke run of well under a minute a scenario (defaults in brackets)",
 		...Object.entries(ANALYTICS_OPTIONS).map(([name, d]) => `  --${`${name}=N`.padEnd(18)}${d.help} (${d.full} [${d.quick}])`),
 		"  --clickhouse[=URL]  analytics: also against a ClickHouse server (URL, or CLICKHOUSE_URL; bare: start one with scripts/clickhouse-local.sh)",
-		"  --no-chdb           analytics: skip the embedded chDB runs"
+		"  --no-chdb           analytics: skip the embedded chDB runs",
+		"  --cpu-prof[=DIR]    fleet: each platform process writes a V8 CPU profile into DIR (bench/profiles) as it exits"
 	];
 	return lines.join("\n");
 }
@@ -630,6 +631,7 @@ async function main(): Promise<void> {
 		process.exit(2);
 	}
 	console.log(`Marquee benchmarks — node ${process.version}, ${new Date().toISOString()}`);
+	fleetOptions(parsed.options.flags);
 	for (const name of parsed.names) await SCENARIOS[name].run(parsed.options);
 	if (parsed.names.some(name => name.startsWith("fleet:"))) fleetSkipped();
 	agent.destroy();
