@@ -5,6 +5,11 @@
  * the request id. Operations endpoints (/health/*, /metrics, /api/openapi.json, /api/docs) sit
  * beside it.
  *
+ * The screens' hot routes (heartbeat, manifest, proof of play: every device route without path
+ * parameters) take the device lane (services/api/device-lane.ts): the same checks and answers
+ * without moleculer-web's pipeline, one broker call each, the device token checked against the
+ * version auth publishes instead of a call to auth per request.
+ *
  * The device live stream (`GET /api/v1/device/events`, server-sent events) is a raw alias of the
  * same route, guarded by the `permission` declared on the alias itself. Every gateway replica
  * subscribes to the broadcast events that concern devices and pushes them to the streams open
@@ -12,6 +17,7 @@
  *
  * The pure parts live in services/api/: routes.ts (the two routes, CORS, the operations
  * endpoints), guards.ts (caller, permission, rate-limit key, uploads, HEAD, declared status),
+ * device-lane.ts and device-principals.ts (the device lane and the device tokens it remembers),
  * answers.ts (error and JSON answers), route-docs.ts (what the OpenAPI document is built from),
  * device-stream.ts (the streams), http-input.ts (bodies) and moleculer-web.ts (its typings).
  */
@@ -34,6 +40,8 @@ import { hitRateLimit } from "../shared/rate-limit";
 import { isPermission } from "../shared/rbac";
 import type { RequestMeta } from "../shared/request";
 import { answerUnparsable, writeError } from "./api/answers";
+import { laneRouteOf, laneRoutes, runMiddlewares, writeAnswer, type LaneRoute } from "./api/device-lane";
+import { DevicePrincipals } from "./api/device-principals";
 import {
 	DEVICE_STREAMS_METRIC,
 	DeviceStreamRegistry,
@@ -60,10 +68,11 @@ import {
 	routePermission,
 	servedAsGet
 } from "./api/guards";
+import type { BodyMiddleware } from "./api/http-input";
 import { gatewayRequest, type WebMethods, type WebSettings, type WebVars } from "./api/moleculer-web";
 import { actionsByName, routeDocs } from "./api/route-docs";
 import { RouteMemory } from "./api/route-memory";
-import { ALLOWED_METHODS, corsOptions, isRawBodyRequest, opsAliases, opsRoute, restRoute, rootCallOptions } from "./api/routes";
+import { ALLOWED_METHODS, bodyMiddlewares, corsOptions, isRawBodyRequest, opsAliases, opsRoute, rawBodyRoutes, restRoute, rootCallOptions } from "./api/routes";
 
 const RATE_WINDOW_MS = 60_000;
 /** A connection that sends nothing for this long is closed (slow-body and idle clients). */
@@ -88,10 +97,21 @@ interface GatewayVars extends WebVars {
 	stopDrainHook?: () => void;
 	/** Every REST route served so far: while its service is down, it answers 503, not 404. */
 	routeMemory: RouteMemory;
+	/** The raw-body routes (the Stripe webhook), which the JSON parser leaves alone. */
+	rawBodyRoutes: Set<string>;
+	/** The REST route's body parser and checks (the device lane runs the same). */
+	bodyParsers: BodyMiddleware[];
+	/** The device lane's routes, rebuilt with moleculer-web's alias table. */
+	lane: Map<string, LaneRoute>;
+	/** Device tokens auth accepted, checked against the version it publishes. */
+	devicePrincipals: DevicePrincipals;
 }
 
 interface GatewayMethods extends WebMethods {
 	answerOptions(req: IncomingMessage, res: ServerResponse): void;
+	aliasesChanged(): void;
+	serveLane(req: IncomingMessage, res: ServerResponse, route: LaneRoute, requestId: string): Promise<void>;
+	countRequest(meta: RequestMeta): Promise<void>;
 	routeDocs(): RouteDoc[];
 	openDeviceStream(req: IncomingMessage, res: ServerResponse): void;
 	verifyDeviceStream(connection: DeviceConnection): Promise<boolean>;
@@ -100,6 +120,9 @@ interface GatewayMethods extends WebMethods {
 /** moleculer-web's own httpHandler, which ours wraps. */
 const webHttpHandler = ApiGateway.methods?.httpHandler;
 if (!webHttpHandler) throw new Error("moleculer-web has no httpHandler method to wrap");
+/** moleculer-web's own alias table rebuild, which ours wraps. */
+const webRegenerateAutoAliases = ApiGateway.methods?.regenerateAutoAliases;
+if (!webRegenerateAutoAliases) throw new Error("moleculer-web has no regenerateAutoAliases method to wrap");
 
 const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = {
 	name: "api",
@@ -132,10 +155,6 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 	},
 
 	events: {
-		// moleculer-web rebuilt its alias table (a service came or went): remember the routes.
-		"$api.aliases.regenerated"() {
-			this.routeMemory.remember(this.aliases);
-		},
 		// moleculer-web regenerates aliases 500 ms (debounced) after services change; without this,
 		// routes of local services would answer 404 for that long after the broker is ready.
 		"$broker.started"() {
@@ -185,9 +204,53 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 				}
 			}
 			servedAsGet(req);
+			const lane = laneRouteOf(this.lane, req);
+			if (lane) return requestScope.run({ requestId }, () => this.serveLane(req, res, lane, requestId));
 			return requestScope
 				.run({ requestId }, async () => webHttpHandler.call(this, req, res, next))
 				.catch(err => this.sendError(req, res, err));
+		},
+
+		/** moleculer-web rebuilds its alias table (a service came or went); so does what the gateway derives from it. */
+		regenerateAutoAliases(route: WebVars["routes"][number]) {
+			webRegenerateAutoAliases.call(this, route);
+			this.aliasesChanged();
+		},
+
+		/** The alias table changed: remember its routes (503 while away), its raw-body routes, the device lane. */
+		aliasesChanged() {
+			this.routeMemory.remember(this.aliases);
+			this.rawBodyRoutes = rawBodyRoutes(this.aliases);
+			this.lane = laneRoutes(this.aliases, actionsByName(this.broker.registry.getActionList({ skipInternal: true, withEndpoints: false })));
+		},
+
+		/**
+		 * A device lane request, in moleculer-web's order: body, CORS, principal, permission, rate
+		 * limit, the action (one broker call), its answer. Every failure answers like any other.
+		 */
+		async serveLane(req: IncomingMessage, res: ServerResponse, route: LaneRoute, requestId: string) {
+			try {
+				await runMiddlewares(req, res, this.bodyParsers);
+				if (this.cors) this.writeCorsHeaders({ cors: this.cors }, req, res, false);
+				const body: unknown = (req as IncomingMessage & { body?: unknown }).body;
+				const params = { ...(typeof body === "object" && body !== null ? body : {}), ...this.parseQueryString(req).query };
+				const meta = anonymousMeta(req, requestId, this.config.trustProxyHops);
+				const token = bearerToken(req);
+				if (needsPrincipal(route.permission, token)) meta.auth = await this.devicePrincipals.resolve(token);
+				assertAllowed(route.permission, meta.auth);
+				await this.countRequest(meta);
+				const data: unknown = await this.broker.call(route.action, params, { meta, requestID: requestId });
+				writeAnswer(res, meta.$statusCode ?? route.successStatus, meta, data);
+			} catch (err) {
+				this.sendError(req, res, err);
+			}
+		},
+
+		/** Counts a call against its caller's rate limit (RateLimit-* headers on the answer); 429 past it. */
+		async countRequest(meta: RequestMeta) {
+			const limit = await hitRateLimit(this.kv, rateLimitKey(meta.auth, meta.ip), this.config.rateLimit.perMinute, RATE_WINDOW_MS);
+			meta.$responseHeaders = { ...meta.$responseHeaders, ...rateLimitHeaders(limit) };
+			if (!limit.allowed) throw Errors.rateLimited(limit.resetSec);
 		},
 
 		/** No alias matches: a route served before whose service is away now is a 503 to retry. */
@@ -227,9 +290,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 				throw Errors.forbidden("This route is not available");
 			}
 			assertAllowed(permission, ctx.meta.auth);
-			const limit = await hitRateLimit(this.kv, rateLimitKey(ctx.meta.auth, ctx.meta.ip), this.config.rateLimit.perMinute, RATE_WINDOW_MS);
-			ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, ...rateLimitHeaders(limit) };
-			if (!limit.allowed) throw Errors.rateLimited(limit.resetSec);
+			await this.countRequest(ctx.meta);
 		},
 
 		/** Every alias with what the registry knows of its action (local or on another node). */
@@ -298,6 +359,8 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		});
 		gauge?.set(0);
 		this.kv = sharedKeyValueStore(config);
+		this.lane = new Map();
+		this.devicePrincipals = new DevicePrincipals(this.kv, token => resolvePrincipal(this.broker, token));
 		this.checks = dependencyChecks(config, this.broker);
 		this.cors = corsOptions(config.corsOrigins);
 
@@ -314,11 +377,13 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 				})
 		});
 
+		this.rawBodyRoutes = new Set();
+		this.bodyParsers = bodyMiddlewares(config.maxBodyBytes, req => isRawBodyRequest(this.rawBodyRoutes, req));
 		this.settings.port = config.port;
 		this.settings.ip = config.host;
 		const routes = [
 			restRoute(
-				{ maxBodyBytes: config.maxBodyBytes, cors: this.cors, rawBody: req => isRawBodyRequest(this.aliases, req) },
+				{ body: this.bodyParsers, cors: this.cors },
 				{ onBeforeCall: requireMultipartForUploads, onAfterCall: afterCall, openDeviceStream: (req, res) => this.openDeviceStream(req, res) }
 			),
 			opsRoute(ops, this.cors)

@@ -9,7 +9,8 @@ import bodyParser from "body-parser";
 import { AppError, Errors, toApiError } from "../../shared/errors";
 
 type Next = (err?: unknown) => void;
-type Middleware = (req: IncomingMessage, res: ServerResponse, next: Next) => void;
+/** A connect-style step of the REST route (moleculer-web's `use`), run before the route's hooks. */
+export type BodyMiddleware = (req: IncomingMessage, res: ServerResponse, next: Next) => void;
 
 /**
  * JSON bodies (strict: objects and arrays only), decompressed when the client says so, limited
@@ -17,7 +18,7 @@ type Middleware = (req: IncomingMessage, res: ServerResponse, next: Next) => voi
  * failure into an untyped error (a 500); here body-parser's failure leaves as the AppError
  * `toApiError` maps it to (400, 413 or 415).
  */
-export function jsonBody(limit: number, rawBody: (req: IncomingMessage) => boolean = () => false): Middleware {
+export function jsonBody(limit: number, rawBody: (req: IncomingMessage) => boolean = () => false): BodyMiddleware {
 	const parse = bodyParser.json({ limit, strict: true });
 	return (req, res, next) => {
 		// A raw-body route (the Stripe webhook: its signature covers the exact bytes) gets the stream untouched.

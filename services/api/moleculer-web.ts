@@ -105,6 +105,8 @@ export interface WebMethods {
 	regenerateAutoAliases(route: WebVars["routes"][number]): void;
 	/** Writes the CORS headers of a route (`preflight`: the Access-Control-Allow-* ones too). */
 	writeCorsHeaders(route: { cors: CorsOptions }, req: IncomingMessage, res: ServerResponse, preflight: boolean): void;
+	/** The query string of a request, parsed as every REST request's is (qs). */
+	parseQueryString(req: IncomingMessage): { query: Record<string, unknown>; url: string };
 	/** Every HTTP request enters here (overridden: request ids, OPTIONS, HEAD). */
 	httpHandler(req: IncomingMessage, res: ServerResponse, next?: unknown): Promise<void> | void;
 	/** Every failure of a request ends here (overridden: the API's error shape). */

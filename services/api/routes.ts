@@ -19,7 +19,7 @@ import { PROMETHEUS_CONTENT_TYPE } from "../../shared/metrics";
 import type { ResponseDoc } from "../../shared/openapi";
 import { pairingQrSvg, playerAsset, playerBuilt, playerPageCsp, playerPageHtml, playerShell, PLAYER_BUILD_DIR, SERVICE_WORKER_FILE } from "../../shared/player-page";
 import { sendJson } from "./answers";
-import { jsonBody, requireObjectBody } from "./http-input";
+import { jsonBody, requireObjectBody, type BodyMiddleware } from "./http-input";
 import { aliasFunction, gatewayRequest, type AliasHandler, type GatewayAlias } from "./moleculer-web";
 
 export const API_PREFIX = "/api/v1";
@@ -63,16 +63,26 @@ export interface RestRouteHooks {
 	openDeviceStream: AliasHandler;
 }
 
-/**
- * Whether a request of the REST route goes to a raw-body ("stream") alias: the JSON parser runs
- * before moleculer-web matches an alias, so it asks this first. `req.url` is relative to the route.
- */
-export function isRawBodyRequest(aliases: readonly GatewayAlias[], req: IncomingMessage): boolean {
-	const path = API_PREFIX + (req.url ?? "").split("?")[0];
-	return aliases.some(alias => alias.type === "stream" && alias.method === req.method && alias.fullPath === path);
+/** The raw-body ("stream") aliases of an alias table, as `METHOD /full/path` (see isRawBodyRequest). */
+export function rawBodyRoutes(aliases: readonly GatewayAlias[]): Set<string> {
+	return new Set(aliases.filter(alias => alias.type === "stream").map(alias => `${alias.method} ${alias.fullPath}`));
 }
 
-export function restRoute(options: { maxBodyBytes: number; cors: CorsOptions | undefined; rawBody(req: IncomingMessage): boolean }, hooks: RestRouteHooks): ApiRouteSchema {
+/**
+ * Whether a request of the REST route goes to a raw-body ("stream") alias: the JSON parser runs
+ * before moleculer-web matches an alias, so it asks this first (a set lookup: it runs on every
+ * request). `req.url` is relative to the route.
+ */
+export function isRawBodyRequest(rawRoutes: ReadonlySet<string>, req: IncomingMessage): boolean {
+	return rawRoutes.has(`${req.method} ${API_PREFIX}${(req.url ?? "").split("?")[0]}`);
+}
+
+/** What the REST route (and the device lane) run on a request before anything else: the JSON body parser and its checks. */
+export function bodyMiddlewares(maxBodyBytes: number, rawBody: (req: IncomingMessage) => boolean): BodyMiddleware[] {
+	return [jsonBody(maxBodyBytes, rawBody), requireObjectBody];
+}
+
+export function restRoute(options: { body: BodyMiddleware[]; cors: CorsOptions | undefined }, hooks: RestRouteHooks): ApiRouteSchema {
 	return {
 		name: "rest",
 		path: API_PREFIX,
@@ -83,7 +93,7 @@ export function restRoute(options: { maxBodyBytes: number; cors: CorsOptions | u
 		cors: options.cors,
 		// Our own JSON parser: undecodable bodies answer 400 (see http-input.ts).
 		bodyParsers: false,
-		use: [jsonBody(options.maxBodyBytes, options.rawBody), requireObjectBody],
+		use: options.body,
 		onBeforeCall: hooks.onBeforeCall,
 		onAfterCall: hooks.onAfterCall,
 		logging: true,

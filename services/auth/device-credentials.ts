@@ -6,6 +6,7 @@
  * memory at once); a forgotten one is read from the collection again.
  */
 import { ALL_TENANTS, systemScope, type TenantCollection, type TenantOwned } from "../../mixins/db.mixin";
+import { DEVICE_VERSION_REVOKED as REVOKED, deviceVersionKey, deviceVersionValue as versionValue } from "../../shared/contracts/auth";
 import type { KeyValueStore } from "../../shared/kv";
 import type { Principal } from "../../shared/rbac";
 import { signDeviceToken, verifyDeviceToken, type SigningKeys } from "./tokens";
@@ -18,12 +19,8 @@ export interface DeviceCredentialDoc extends TenantOwned {
 /** What of the device_credentials collection these functions use (a fake in unit tests). */
 export type DeviceCredentialStore = Pick<TenantCollection<DeviceCredentialDoc>, "findDoc" | "insertDoc" | "updateDoc">;
 
+/** The kv entry (`<tenantId>:<version>` or "revoked", see shared/contracts/auth.ts) lasts this long. */
 export const DEVICE_VERSION_TTL_MS = 3600_000;
-const REVOKED = "revoked";
-
-/** `<tenantId>:<version>` of a display, or "revoked". */
-export const deviceVersionKey = (displayId: string) => `device-version:${displayId}`;
-const versionValue = (tenantId: string, version: number) => `${tenantId}:${version}`;
 
 /** A new token for a display; the previous one stops working. */
 export async function mintDeviceToken(

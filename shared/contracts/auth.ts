@@ -232,3 +232,41 @@ export interface AuthActions {
 	"auth.revokeDeviceToken": { params: { tenantId: string; displayId: string }; result: null };
 	"auth.exportTenantData": { params: ExportParams; result: AuthExport };
 }
+
+// ---- the key/value entry auth shares with the gateway -----------------------------------------
+
+/**
+ * The kv key of a display's current device-token version: auth writes `<tenantId>:<version>` when
+ * it mints a token and "revoked" when it revokes one (for an hour; past that, `auth.resolve`
+ * reads its collection and writes it again). The gateway compares a token it has seen auth accept
+ * with this entry on every device request, so a revocation takes effect at once without a call
+ * to auth per request.
+ */
+export function deviceVersionKey(displayId: string): string {
+	return `device-version:${displayId}`;
+}
+
+/** The entry's value for a token minted for `displayId` of `tenantId` with `version`. */
+export function deviceVersionValue(tenantId: string, version: number): string {
+	return `${tenantId}:${version}`;
+}
+
+/** The entry of a revoked display. */
+export const DEVICE_VERSION_REVOKED = "revoked";
+
+/**
+ * The display and version entry a device token names, read from its payload WITHOUT checking the
+ * signature: only for a token auth has already accepted (the gateway remembers those), never to
+ * decide whether a token is valid. Null for anything that is not a device token's payload.
+ */
+export function deviceTokenVersion(token: string): { displayId: string; version: string } | null {
+	const payload = token.split(".")[1];
+	if (!payload) return null;
+	try {
+		const claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as { did?: unknown; tid?: unknown; ver?: unknown };
+		if (typeof claims.did !== "string" || typeof claims.tid !== "string" || typeof claims.ver !== "number") return null;
+		return { displayId: claims.did, version: deviceVersionValue(claims.tid, claims.ver) };
+	} catch {
+		return null;
+	}
+}

@@ -12,12 +12,14 @@ import { answerUnparsable, errorHeaders, sendJson, writeError } from "../../serv
 import {
 	ALLOWED_METHODS,
 	API_PREFIX,
+	bodyMiddlewares,
 	corsOptions,
 	DEVICE_EVENTS_PATH,
 	isDeviceStreamUrl,
 	isRawBodyRequest,
 	opsAliases,
 	opsRoute,
+	rawBodyRoutes,
 	restRoute,
 	rootCallOptions
 } from "../../services/api/routes";
@@ -92,12 +94,13 @@ describe("routes", () => {
 			{ method: "POST", fullPath: "/api/v1/playlists", action: "scheduling.createPlaylist" }
 		];
 		const req = (method: string, url: string) => ({ method, url }) as IncomingMessage;
-		expect(isRawBodyRequest(aliases, req("POST", "/billing/stripe/webhook"))).toBe(true);
-		expect(isRawBodyRequest(aliases, req("POST", "/billing/stripe/webhook?x=1"))).toBe(true);
-		expect(isRawBodyRequest(aliases, req("PUT", "/billing/stripe/webhook"))).toBe(false);
-		expect(isRawBodyRequest(aliases, req("POST", "/billing/stripe/webhook/extra"))).toBe(false);
-		expect(isRawBodyRequest(aliases, req("POST", "/content"))).toBe(false);
-		expect(isRawBodyRequest(aliases, req("POST", "/playlists"))).toBe(false);
+		const raw = rawBodyRoutes(aliases);
+		expect(isRawBodyRequest(raw, req("POST", "/billing/stripe/webhook"))).toBe(true);
+		expect(isRawBodyRequest(raw, req("POST", "/billing/stripe/webhook?x=1"))).toBe(true);
+		expect(isRawBodyRequest(raw, req("PUT", "/billing/stripe/webhook"))).toBe(false);
+		expect(isRawBodyRequest(raw, req("POST", "/billing/stripe/webhook/extra"))).toBe(false);
+		expect(isRawBodyRequest(raw, req("POST", "/content"))).toBe(false);
+		expect(isRawBodyRequest(raw, req("POST", "/playlists"))).toBe(false);
 	});
 
 	it("restRoute: guarded auto-aliases under /api/v1, our body parser, the device stream alias", async () => {
@@ -105,7 +108,7 @@ describe("routes", () => {
 		const onBeforeCall = jest.fn();
 		const onAfterCall = jest.fn();
 		const cors = corsOptions(["https://a.example"]);
-		const route = restRoute({ maxBodyBytes: 1024, cors, rawBody: () => false }, { onBeforeCall, onAfterCall, openDeviceStream });
+		const route = restRoute({ body: bodyMiddlewares(1024, () => false), cors }, { onBeforeCall, onAfterCall, openDeviceStream });
 		expect(route).toMatchObject({
 			name: "rest",
 			path: API_PREFIX,

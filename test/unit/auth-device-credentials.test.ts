@@ -3,53 +3,18 @@
  * newest token works; revocation stops it at once; a forgotten version is read back from the
  * collection (an in-memory stand-in here).
  */
-import type { Query, WideScope } from "../../mixins/db.mixin";
+import { deviceVersionKey } from "../../shared/contracts";
 import { MemoryKeyValueStore } from "../../shared/kv";
 import {
-	deviceVersionKey,
 	forgetDevices,
 	mintDeviceToken,
 	resolveDeviceToken,
-	type DeviceCredentialDoc,
-	type DeviceCredentialStore
 } from "../../services/auth/device-credentials";
 import { signAccessToken, signingKeys } from "../../services/auth/tokens";
+import { fakeCredentials } from "../helpers/device-credentials";
 
 const KEYS = signingKeys("unit-test-secret-for-devices-0123456789", []);
 
-function tenantOfScope(scope: WideScope): string | null {
-	if ("kind" in scope && scope.kind === "allTenants") return null;
-	if ("kind" in scope && scope.kind === "system") return scope.tenantId;
-	throw new Error("the stand-in takes system scopes only");
-}
-
-/** The device_credentials collection in memory. */
-function fakeCredentials(): DeviceCredentialStore & { docs: DeviceCredentialDoc[] } {
-	const docs: DeviceCredentialDoc[] = [];
-	const now = "2026-01-01T00:00:00.000Z";
-	const find = (scope: WideScope, query: Query) => {
-		const tenant = tenantOfScope(scope);
-		return docs.find(d => (tenant === null || d.tenantId === tenant) && d.displayId === query.displayId);
-	};
-	return {
-		docs,
-		async findDoc(scope, query) {
-			const found = find(scope, query);
-			return found ? { ...found } : null;
-		},
-		async insertDoc(scope, fields) {
-			const doc: DeviceCredentialDoc = { createdAt: now, updatedAt: now, ...fields, id: `c${docs.length + 1}`, tenantId: tenantOfScope(scope) ?? "" };
-			docs.push(doc);
-			return { ...doc };
-		},
-		async updateDoc(scope, id, changes) {
-			const doc = docs.find(d => d.id === id && d.tenantId === tenantOfScope(scope));
-			if (!doc) throw new Error("not found");
-			Object.assign(doc, changes);
-			return { ...doc };
-		}
-	};
-}
 
 describe("device credentials", () => {
 	it("a minted token resolves to its display; minting again retires the previous token", async () => {

@@ -1,0 +1,101 @@
+/**
+ * The device lane: how the gateway serves the screens' hot routes (heartbeat, manifest, proof of
+ * play) without moleculer-web's request pipeline. A fleet of 100 000 screens heartbeats ~3 300
+ * times a second; through moleculer-web each heartbeat made three broker contexts (the gateway's
+ * `api.rest`, `auth.resolve`, the action), each through every middleware, and in a split
+ * deployment two of them crossed NATS. On the lane it is one: the action's.
+ *
+ * Nothing is skipped, only done directly: the same body parser and object check, the same query
+ * merge (query over body, as moleculer-web does), the same bearer parsing, the same RBAC table,
+ * the same rate limit, the same error writer, the same declared status. The principal comes
+ * from the device principals the gateway remembers (device-principals.ts), which ask auth for
+ * any token they cannot vouch for.
+ *
+ * Which routes: every REST alias whose action declares the `device` permission, takes JSON (not
+ * an upload or a raw body) and has no path parameters. They are found in moleculer-web's alias
+ * table whenever it is rebuilt, so a route exists on the lane exactly when moleculer-web would
+ * serve it; a request the lane does not match (another spelling of the path, a method it has no
+ * route for) goes through moleculer-web as before.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+import type { Permission } from "../../shared/rbac";
+import type { BodyMiddleware } from "./http-input";
+import type { GatewayAlias } from "./moleculer-web";
+import type { PublishedAction } from "./route-docs";
+
+export interface LaneRoute {
+	method: "GET" | "POST";
+	path: string;
+	action: string;
+	permission: Permission;
+	/** The action's declared success status (`successStatus`), else 200. */
+	successStatus: number;
+}
+
+const laneKey = (method: string, path: string) => `${method} ${path}`;
+
+/** The lane's routes, from moleculer-web's alias table and the registry's action definitions. */
+export function laneRoutes(aliases: readonly GatewayAlias[], actions: ReadonlyMap<string, PublishedAction>): Map<string, LaneRoute> {
+	const routes = new Map<string, LaneRoute>();
+	for (const alias of aliases) {
+		if (!alias.action || (alias.type && alias.type !== "call")) continue;
+		if (alias.method !== "GET" && alias.method !== "POST") continue;
+		if (alias.fullPath.includes(":") || alias.fullPath.includes("*")) continue;
+		const action = actions.get(alias.action);
+		if (action?.permission !== "device") continue;
+		const successStatus = typeof action.successStatus === "number" ? action.successStatus : 200;
+		routes.set(laneKey(alias.method, alias.fullPath), { method: alias.method, path: alias.fullPath, action: alias.action, permission: "device", successStatus });
+	}
+	return routes;
+}
+
+/** The lane route of a request (HEAD is served by its GET route), or undefined: moleculer-web serves it. */
+export function laneRouteOf(routes: ReadonlyMap<string, LaneRoute>, req: Pick<IncomingMessage, "method" | "url">): LaneRoute | undefined {
+	if (routes.size === 0) return undefined;
+	const url = req.url ?? "";
+	const q = url.indexOf("?");
+	const method = req.method === "HEAD" ? "GET" : (req.method ?? "");
+	return routes.get(laneKey(method, q === -1 ? url : url.slice(0, q)));
+}
+
+/** The request's query string, or "" (moleculer-web's parser reads it). */
+export function queryOf(url: string | undefined): string {
+	const q = (url ?? "").indexOf("?");
+	return q === -1 ? "" : (url ?? "").slice(q + 1);
+}
+
+/** Runs connect-style middlewares in order (the REST route's body parser and checks); rejects with the first error. */
+export async function runMiddlewares(req: IncomingMessage, res: ServerResponse, middlewares: readonly BodyMiddleware[]): Promise<void> {
+	for (const middleware of middlewares) {
+		await new Promise<void>((resolve, reject) => middleware(req, res, err => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve())));
+	}
+}
+
+/** What an action left in `ctx.meta` for its HTTP answer. */
+export interface AnswerMeta {
+	$statusCode?: number;
+	$responseHeaders?: Record<string, string>;
+	$responseType?: string;
+	$location?: string;
+}
+
+/**
+ * Writes an action's answer as moleculer-web would: the status the action chose or declared, its
+ * headers, JSON (no body for null, 204 and 304; Node drops the body of a HEAD answer itself).
+ * The lane's routes answer JSON; a stream or a buffer here is a programming error.
+ */
+export function writeAnswer(res: ServerResponse, status: number, meta: AnswerMeta, data: unknown): void {
+	if (data instanceof Readable || Buffer.isBuffer(data)) throw new Error("A device lane route answered a stream or buffer; such a route must be left to moleculer-web");
+	res.statusCode = status;
+	for (const [name, value] of Object.entries(meta.$responseHeaders ?? {})) res.setHeader(name, value);
+	if ((status === 201 || (status >= 300 && status < 400 && status !== 304)) && meta.$location) res.setHeader("Location", meta.$location);
+	if (data === null || data === undefined || status === 204 || status === 304) {
+		res.end();
+		return;
+	}
+	const body = JSON.stringify(data);
+	res.setHeader("Content-Type", meta.$responseType ?? "application/json; charset=utf-8");
+	res.setHeader("Content-Length", Buffer.byteLength(body));
+	res.end(body);
+}
