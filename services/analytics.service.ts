@@ -27,6 +27,7 @@ import {
 	call,
 	HEALTH_INTERVAL_NAMES,
 	HealthSeries,
+	heartbeatsOf,
 	PLAYBACK_GROUP_BY,
 	PlaybackAccepted,
 	PlaybackReport,
@@ -502,9 +503,10 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			}
 		},
 		[HEARTBEAT_CHANNEL]: {
-			...channelOptions(5000),
+			// A message holds up to HEARTBEAT_BATCH_MAX heartbeats (devices' group commit): 20 × 500 rows held at most.
+			...channelOptions(20),
 			async handler(ctx: ChannelCtx<typeof HEARTBEAT_CHANNEL>) {
-				await this.healthBatcher.add([healthRow(ctx.params)]);
+				await this.healthBatcher.add(heartbeatsOf(ctx.params).map(healthRow));
 			}
 		},
 		[DISPLAY_STATUS_CHANNEL]: {

@@ -33,6 +33,7 @@ import {
 	DisplayView,
 	emit,
 	HeartbeatAnswer,
+	HEARTBEAT_BATCH_MAX,
 	manifestEtagKey,
 	manifestPowerKey,
 	DeviceRegistered,
@@ -46,9 +47,11 @@ import {
 	type ManifestPower,
 	type ChannelCtx,
 	type EventCtx,
+	type HeartbeatMessage,
 	type Result
 } from "../shared/contracts";
 import { Errors } from "../shared/errors";
+import { GroupSender } from "../shared/group-send";
 import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, withLock, type KeyValueStore } from "../shared/kv";
 import { boundedLabel, LeaderGauge, opsCounter, opsGauge, OPS_METRICS, type OpsCounter } from "../shared/ops-metrics";
@@ -106,6 +109,8 @@ interface DevicesVars extends DbVars<typeof COLLECTIONS> {
 	displayQuota: UsageCounter;
 	sweep: PeriodicJob | null;
 	heartbeats: OpsCounter;
+	/** The heartbeat channel's group commit: one publish carries the heartbeats that arrived meanwhile. */
+	heartbeatChannel: GroupSender<HeartbeatMessage>;
 	/** Published by the sweep, hence by the one node that sweeps. */
 	displaysOnline: LeaderGauge<"plan">;
 }
@@ -681,7 +686,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 					pendingCommands(this.kv, displayId)
 				]);
 				const at = presence.lastSeenAt;
-				await sendToChannel(ctx.broker, HEARTBEAT_CHANNEL, { tenantId, displayId, ts: at, ...presence });
+				await this.heartbeatChannel.send({ tenantId, displayId, ts: at, ...presence });
 				if (cameOnline) {
 					// Rare (a transition), so worth a read for the name the uptime report keeps.
 					const display = await this.db.displays.findDoc(systemScope(tenantId), { _id: displayId });
@@ -1087,6 +1092,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 		});
 		this.sweep = null;
 		this.heartbeats = opsCounter(this.broker.metrics, OPS_METRICS.heartbeats);
+		this.heartbeatChannel = new GroupSender(heartbeats => sendToChannel(this.broker, HEARTBEAT_CHANNEL, { heartbeats }), HEARTBEAT_BATCH_MAX);
 		// Stale once the sweep lock could have passed to another node (shared/periodic.ts: 3 intervals).
 		this.displaysOnline = new LeaderGauge(opsGauge(this.broker.metrics, OPS_METRICS.displaysOnline), "plan", 3 * this.settings.sweepIntervalMs);
 	},

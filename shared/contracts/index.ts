@@ -12,7 +12,7 @@
 import type { CallingOptions, Context, ServiceBroker } from "moleculer";
 import type { AuthActions } from "./auth";
 import type { BillingActions } from "./billing";
-import type { DevicesActions, DevicesEvents, HeartbeatMessage } from "./devices";
+import type { DevicesActions, DevicesEvents, HeartbeatChannelMessage } from "./devices";
 import type { MediaActions, MediaEvents } from "./media";
 import type { EmailRequest, NotificationsActions, PlatformEvent, WebhookEventType } from "./notifications";
 import type { SchedulingActions, SchedulingEvents } from "./scheduling";
@@ -43,7 +43,7 @@ export interface Events extends DevicesEvents, MediaEvents, SchedulingEvents, Te
 /** Every durable channel: `name → message`. */
 export interface Channels {
 	[AUDIT_CHANNEL]: AuditRecord;
-	[HEARTBEAT_CHANNEL]: HeartbeatMessage;
+	[HEARTBEAT_CHANNEL]: HeartbeatChannelMessage;
 	[TENANT_DELETED_CHANNEL]: TenantDeleted;
 	[EMAIL_CHANNEL]: EmailRequest;
 	[EVENT_CHANNEL]: PlatformEvent;
