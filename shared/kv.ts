@@ -189,6 +189,17 @@ redis.call("PEXPIRE", KEYS[1], ARGV[2])
 redis.call("PEXPIRE", KEYS[1] .. ":seq", ARGV[2])
 return added`;
 
+/** The scripts above, each with how many of its arguments are keys. */
+const SCRIPTS = {
+	marqueeAcquire: { numberOfKeys: 1, lua: ACQUIRE },
+	marqueeRelease: { numberOfKeys: 1, lua: RELEASE },
+	marqueeSwapIfStale: { numberOfKeys: 2, lua: SWAP_IF_STALE },
+	marqueeDecr: { numberOfKeys: 1, lua: DECR },
+	marqueeIncr: { numberOfKeys: 1, lua: INCR },
+	marqueeAddRecent: { numberOfKeys: 1, lua: ADD_RECENT }
+};
+type ScriptName = keyof typeof SCRIPTS;
+
 export class RedisKeyValueStore implements KeyValueStore {
 	readonly redis: Redis;
 
@@ -196,9 +207,17 @@ export class RedisKeyValueStore implements KeyValueStore {
 		url: string,
 		private readonly prefix = "marquee:"
 	) {
-		this.redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 2, enableOfflineQueue: true });
+		// Auto-pipelining sends the commands issued in one turn of the event loop as one write (a
+		// heartbeat's reads, the rate limit, the version check of many requests at once).
+		this.redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 2, enableOfflineQueue: true, enableAutoPipelining: true });
+		// Scripts run by their SHA (EVALSHA, loaded on first use): the rate limit runs one per request.
+		for (const [name, script] of Object.entries(SCRIPTS)) this.redis.defineCommand(name, script);
 		// Connection errors surface through failed commands and /health/ready, not as crashes.
 		this.redis.on("error", () => undefined);
+	}
+
+	private script(name: ScriptName, ...args: Array<string | number>): Promise<unknown> {
+		return (this.redis as unknown as Record<ScriptName, (...a: Array<string | number>) => Promise<unknown>>)[name](...args);
 	}
 
 	private k(key: string): string {
@@ -221,7 +240,7 @@ export class RedisKeyValueStore implements KeyValueStore {
 	}
 
 	async swapIfStale(key: string, value: string, stampKey: string, before: number, ttlMs?: number) {
-		const [swapped, previous] = (await this.redis.eval(SWAP_IF_STALE, 2, this.k(key), this.k(stampKey), value, before, ttlMs ?? "")) as [number, string | null];
+		const [swapped, previous] = (await this.script("marqueeSwapIfStale", this.k(key), this.k(stampKey), value, before, ttlMs ?? "")) as [number, string | null];
 		return { swapped: swapped === 1, previous: previous ?? null };
 	}
 
@@ -234,26 +253,26 @@ export class RedisKeyValueStore implements KeyValueStore {
 	}
 
 	async incr(key: string, windowMs: number): Promise<Counter> {
-		const [count, ttlMs] = (await this.redis.eval(INCR, 1, this.k(key), windowMs)) as [number, number];
+		const [count, ttlMs] = (await this.script("marqueeIncr", this.k(key), windowMs)) as [number, number];
 		return { count, ttlMs: Math.max(0, ttlMs) };
 	}
 
 	async decr(key: string): Promise<void> {
 		// DECR keeps the key's expiry; the script never creates a key (which would live forever).
-		await this.redis.eval(DECR, 1, this.k(key));
+		await this.script("marqueeDecr", this.k(key));
 	}
 
 	async addRecent(key: string, members: readonly string[], keep: number, ttlMs: number): Promise<number> {
 		if (members.length === 0) return 0;
-		return (await this.redis.eval(ADD_RECENT, 1, this.k(key), keep, ttlMs, ...members)) as number;
+		return (await this.script("marqueeAddRecent", this.k(key), keep, ttlMs, ...members)) as number;
 	}
 
 	async acquireLock(key: string, owner: string, ttlMs: number): Promise<boolean> {
-		return (await this.redis.eval(ACQUIRE, 1, this.k(key), owner, ttlMs)) === 1;
+		return (await this.script("marqueeAcquire", this.k(key), owner, ttlMs)) === 1;
 	}
 
 	async releaseLock(key: string, owner: string): Promise<void> {
-		await this.redis.eval(RELEASE, 1, this.k(key), owner);
+		await this.script("marqueeRelease", this.k(key), owner);
 	}
 
 	async ping(): Promise<void> {
