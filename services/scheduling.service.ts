@@ -66,7 +66,7 @@ import { opsCounter, opsHistogram, OPS_METRICS } from "../shared/ops-metrics";
 import type { RequestMeta } from "../shared/request";
 import { displayZone, resolve, timelineSegments, type DisplayTarget, type Program, type Resolution, type TimelineSegment } from "./scheduling/engine";
 import { buildManifest, etagMatches, manifestContentIds, type ContentInfo, type LayoutData, type PlaylistData, type PlaylistItem } from "./scheduling/manifest";
-import { ManifestCache } from "./scheduling/manifest-cache";
+import { currentOf, ManifestCache, type CurrentManifest } from "./scheduling/manifest-cache";
 import { checkDateRange, checkOverrideWindow, checkTimelinePeriod, checkZones, DAY_MS, instantParam, MAX_TIMELINE_SEGMENTS, PARAMS, programChange } from "./scheduling/params";
 import { powerAt, powerRuleOf } from "./scheduling/power";
 import { RecomputeQueue } from "./scheduling/recompute-queue";
@@ -164,7 +164,7 @@ interface SchedulingMethods {
 		at: Date,
 		options?: { candidates?: boolean }
 	): Promise<Array<{ manifest: Manifest; resolution: Resolution }>>;
-	currentManifest(ctx: Ctx, displayId: string): Promise<Manifest>;
+	currentManifest(ctx: Ctx, displayId: string): Promise<CurrentManifest>;
 	invalidate(tenantId: string, selector: DisplaySelector): Promise<void>;
 	recompute(tenantId: string, selector: DisplaySelector): Promise<void>;
 	selectorForPlaylists(tenantId: string, playlistIds: string[]): Promise<DisplaySelector>;
@@ -797,14 +797,14 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			},
 			async handler(ctx: ActionCtx<"scheduling.deviceManifest", RequestMeta>): Promise<Result<"scheduling.deviceManifest">> {
 				// The "device" permission lets only display principals through, and they carry their display id.
-				const manifest = await this.currentManifest(ctx, String(ctx.meta.auth?.displayId));
-				ctx.meta.$responseHeaders = { ETag: manifest.etag, "Cache-Control": "no-cache" };
-				if (etagMatches(ctx.meta.headers?.["if-none-match"], manifest.etag)) {
-					// Conditional: the player already has this manifest.
+				const current = await this.currentManifest(ctx, String(ctx.meta.auth?.displayId));
+				ctx.meta.$responseHeaders = { ETag: current.etag, "Cache-Control": "no-cache" };
+				if (etagMatches(ctx.meta.headers?.["if-none-match"], current.etag)) {
+					// Conditional: the player already has this manifest (and it is not even parsed).
 					ctx.meta.$statusCode = 304;
 					return null;
 				}
-				return manifest;
+				return current.manifest();
 			}
 		},
 
@@ -815,8 +815,8 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			visibility: "public",
 			params: PARAMS.contentInManifest,
 			async handler(ctx: ActionCtx<"scheduling.contentInManifest", RequestMeta>): Promise<Result<"scheduling.contentInManifest">> {
-				const manifest = await this.currentManifest(ctx, ctx.params.displayId);
-				return manifestContentIds(manifest).has(ctx.params.contentId);
+				const current = await this.currentManifest(ctx, ctx.params.displayId);
+				return manifestContentIds(current.manifest()).has(ctx.params.contentId);
 			}
 		},
 
@@ -1178,7 +1178,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 		},
 
 		/** The display's manifest: from the cache while its generation and validity hold, else fresh. */
-		async currentManifest(ctx: Ctx, displayId: string): Promise<Manifest> {
+		async currentManifest(ctx: Ctx, displayId: string): Promise<CurrentManifest> {
 			const tenantId = tenantOf(ctx);
 			const generation = await this.manifests.generation(tenantId);
 			const cached = await this.manifests.read(tenantId, generation, displayId);
@@ -1187,7 +1187,7 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			const { display, overrides, ...rules } = await this.displayInputs(ctx, displayId, at);
 			const [{ manifest }] = await this.manifestsFor(tenantId, [display], () => rules, overrides, at);
 			await this.manifests.store(tenantId, generation, manifest);
-			return manifest;
+			return currentOf(manifest);
 		},
 
 		/**

@@ -8,6 +8,11 @@
  * reached; entries also lapse at the manifest's `validUntil` and after at most an hour, so a
  * display whose inputs changed without an event reaching us is right again within that.
  *
+ * An entry is two lines: a small head (tenant, generation, ETag, validUntil) and the manifest's
+ * JSON. A read parses the head only; the manifest is parsed when asked for, so a player's
+ * conditional GET that matches (304, the common case) never parses a manifest that may hold
+ * hundreds of items.
+ *
  * Next to the entry, the display's current ETag is published under `manifestEtagKey` and its
  * screen power under `manifestPowerKey` (the heartbeat answers both); storing answers the previous
  * ETag, so a recomputation knows which displays to tell about a change.
@@ -26,10 +31,22 @@ export const cacheKeys = {
 	generation: (tenantId: string) => `manifest-generation:${tenantId}`
 };
 
-interface CachedManifest {
+interface EntryHead {
 	tenantId: string;
 	generation: string;
-	manifest: Manifest;
+	etag: string;
+	validUntil: string | null;
+}
+
+/** A display's current manifest: its ETag at once, the manifest itself when needed. */
+export interface CurrentManifest {
+	etag: string;
+	manifest(): Manifest;
+}
+
+/** A manifest in hand as a CurrentManifest. */
+export function currentOf(manifest: Manifest): CurrentManifest {
+	return { etag: manifest.etag, manifest: () => manifest };
 }
 
 export interface ManifestCacheOptions {
@@ -67,13 +84,17 @@ export class ManifestCache {
 	}
 
 	/** The display's cached manifest, if it is the tenant's, of this generation and still valid. */
-	async read(tenantId: string, generation: string, displayId: string): Promise<Manifest | null> {
+	async read(tenantId: string, generation: string, displayId: string): Promise<CurrentManifest | null> {
 		const raw = await this.kv.get(cacheKeys.manifest(displayId));
-		if (!raw) return null;
-		const cached = JSON.parse(raw) as CachedManifest;
-		const { validUntil } = cached.manifest;
-		const fresh = cached.tenantId === tenantId && cached.generation === generation && (!validUntil || Date.parse(validUntil) > this.now());
-		return fresh ? cached.manifest : null;
+		// JSON never holds a raw newline: the first one ends the head. An entry without one (the
+		// single-JSON form of earlier versions) is a miss, overwritten by the recomputation.
+		const cut = raw ? raw.indexOf("\n") : -1;
+		if (!raw || cut === -1) return null;
+		const head = JSON.parse(raw.slice(0, cut)) as EntryHead;
+		const fresh = head.tenantId === tenantId && head.generation === generation && (!head.validUntil || Date.parse(head.validUntil) > this.now());
+		if (!fresh) return null;
+		let manifest: Manifest | null = null;
+		return { etag: head.etag, manifest: () => (manifest ??= JSON.parse(raw.slice(cut + 1)) as Manifest) };
 	}
 
 	/**
@@ -85,8 +106,8 @@ export class ManifestCache {
 		const untilEdge = manifest.validUntil ? Date.parse(manifest.validUntil) - this.now() : Number.POSITIVE_INFINITY;
 		const ttl = Math.min(MANIFEST_CACHE_MAX_MS, untilEdge);
 		if (ttl <= 0) return this.kv.get(manifestEtagKey(manifest.displayId));
-		const cached: CachedManifest = { tenantId, generation, manifest };
-		await this.kv.set(cacheKeys.manifest(manifest.displayId), JSON.stringify(cached), ttl);
+		const head: EntryHead = { tenantId, generation, etag: manifest.etag, validUntil: manifest.validUntil };
+		await this.kv.set(cacheKeys.manifest(manifest.displayId), `${JSON.stringify(head)}\n${JSON.stringify(manifest)}`, ttl);
 		if (manifest.power) await this.kv.set(manifestPowerKey(manifest.displayId), JSON.stringify(manifest.power), ttl);
 		else await this.kv.del(manifestPowerKey(manifest.displayId));
 		return this.kv.swap(manifestEtagKey(manifest.displayId), manifest.etag, ttl);

@@ -71,7 +71,7 @@ describe("manifest cache: entries", () => {
 		const { cache } = setUp();
 		const generation = await cache.generation("t1");
 		await cache.store("t1", generation, manifest());
-		expect(await cache.read("t1", generation, "d1")).toEqual(manifest());
+		expect((await cache.read("t1", generation, "d1"))?.manifest()).toEqual(manifest());
 		expect(await cache.read("t2", generation, "d1")).toBeNull();
 		await cache.bump("t1");
 		expect(await cache.read("t1", await cache.generation("t1"), "d1")).toBeNull();
@@ -113,7 +113,20 @@ describe("manifest cache: entries", () => {
 		const stale = manifest({ etag: '"old"', validUntil: new Date(START).toISOString() });
 		expect(await cache.store("t1", "g", stale)).toBe('"e1"');
 		expect(await kv.get(manifestEtagKey("d1"))).toBe('"e1"');
-		expect(await cache.read("t1", "g", "d1")).toEqual(manifest());
+		expect((await cache.read("t1", "g", "d1"))?.manifest()).toEqual(manifest());
+	});
+
+	it("a read parses the head only (the ETag), the manifest when asked; an entry of the earlier single-JSON form is a miss", async () => {
+		const { cache, kv } = setUp();
+		await cache.store("t1", "g", manifest({ etag: '"e9"' }));
+		const raw = (await kv.get(cacheKeys.manifest("d1"))) ?? "";
+		// The manifest's half is broken on purpose: the ETag is still served, the manifest is not.
+		await kv.set(cacheKeys.manifest("d1"), `${raw.slice(0, raw.indexOf("\n"))}\n{broken`);
+		const read = await cache.read("t1", "g", "d1");
+		expect(read?.etag).toBe('"e9"');
+		expect(() => read?.manifest()).toThrow(SyntaxError);
+		await kv.set(cacheKeys.manifest("d1"), JSON.stringify({ tenantId: "t1", generation: "g", manifest: manifest() }));
+		expect(await cache.read("t1", "g", "d1")).toBeNull();
 	});
 
 	it("a deleted display's entry goes at once", async () => {
