@@ -15,7 +15,7 @@ function deferred() {
 }
 
 describe("GroupSender", () => {
-	it("publishes a lone message at once, and what arrives meanwhile together in the next publish", async () => {
+	it("publishes what arrived in one turn of the event loop together, and what arrives meanwhile in the next publish", async () => {
 		const publishes: number[][] = [];
 		const gates: Array<ReturnType<typeof deferred>> = [];
 		const sender = new GroupSender<number>(items => {
@@ -25,8 +25,11 @@ describe("GroupSender", () => {
 			return gate.promise;
 		}, 3);
 		const settled: number[] = [];
-		const sends = [1, 2, 3, 4, 5, 6].map(n => sender.send(n).then(() => settled.push(n)));
+		const first = sender.send(1).then(() => settled.push(1));
+		expect(publishes).toEqual([]);
+		await new Promise(resolve => setImmediate(resolve));
 		expect(publishes).toEqual([[1]]);
+		const sends = [first, ...[2, 3, 4, 5, 6].map(n => sender.send(n).then(() => settled.push(n)))];
 		expect(sender.waiting).toBe(5);
 		gates[0].resolve();
 		await Promise.resolve();
@@ -43,17 +46,18 @@ describe("GroupSender", () => {
 	});
 
 	it("rejects every message of a failed publish, and only those; the next batch goes on", async () => {
-		let call = 0;
+		const publishes: string[][] = [];
 		const sender = new GroupSender<string>(async items => {
-			call++;
-			if (call === 2) throw new Error(`lost ${items.join(",")}`);
+			publishes.push(items);
+			if (items.includes("b")) throw new Error(`lost ${items.join(",")}`);
 		}, 10);
-		const a = sender.send("a");
+		await expect(sender.send("a")).resolves.toBeUndefined();
 		const b = sender.send("b");
 		const c = sender.send("c");
-		await expect(a).resolves.toBeUndefined();
 		await expect(b).rejects.toThrow("lost b,c");
 		await expect(c).rejects.toThrow("lost b,c");
 		await expect(sender.send("d")).resolves.toBeUndefined();
+		expect(publishes).toEqual([["a"], ["b", "c"], ["d"]]);
 	});
+
 });
