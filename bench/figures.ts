@@ -41,9 +41,18 @@ export async function measure(name: string, op: () => Promise<void>, durationMs 
 
 const cell = (value: number, digits: number, width: number) => (Number.isFinite(value) ? value.toFixed(digits) : "-").padStart(width);
 
+/** Every table printed so far, for the run's JSON (bench/results/). */
+export interface ReportedTable {
+	title: string;
+	baseline: Figure;
+	figures: Array<Figure & { ratio: number }>;
+}
+export const reported: ReportedTable[] = [];
+
 /** A table of figures; the ratio column is each figure's ops/s over the baseline's. */
 export function report(title: string, baseline: Figure, others: Figure[], options: { tail?: "p99" | "p95" } = {}): void {
 	const tail = options.tail ?? "p99";
+	reported.push({ title, baseline, figures: others.map(f => ({ ...f, ratio: f.opsPerSec / baseline.opsPerSec })) });
 	console.log(`\n${title}`);
 	console.log("  " + ["case".padEnd(58), "ops/s".padStart(10), "p50 ms".padStart(10), `${tail} ms`.padStart(10), "vs baseline".padStart(12)].join(""));
 	for (const f of [baseline, ...others]) {

@@ -29,8 +29,11 @@
  * named, analytics then at smoke size; `analytics` is 5 and 6 at full size); an unknown name or
  * option prints the list (usage()).
  */
+import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import Datastore from "@seald-io/nedb";
 import { DbMixin, systemScope, tenantCollection, type DbVars, type TenantCollection, type TenantOwned } from "../mixins/db.mixin";
@@ -46,7 +49,7 @@ import { resolve as engineResolve, type DisplayTarget, type TargetSet } from "..
 import { displayKeys, ScheduleIndex, targetKeys } from "../services/scheduling/targeting";
 import type { KeyValueStore } from "../shared/kv";
 import { bearer, newAccount, pairDisplay, register, startTestPlatform } from "../test/helpers/accounts";
-import { measure, report } from "./figures";
+import { measure, report, reported } from "./figures";
 import { ANALYTICS_OPTIONS, analyticsIngestBench, analyticsOptions, analyticsReportsBench } from "./analytics";
 import { fleetHeartbeatBench, fleetManifestBench, fleetMemoryBench, fleetOptions, fleetSkipped } from "./fleet";
 
@@ -622,6 +625,19 @@ function parseArgs(argv: string[]): { names: string[]; options: BenchOptions } {
 	return { names: [...new Set(names)], options: { quick: flags.has("quick"), flags } };
 }
 
+/**
+ * The run as JSON under bench/results/: where and when it ran, every table (figures with their
+ * ratios) and every line printed (the figures outside tables: recomputation, memory, skips).
+ */
+function writeResults(names: string[], startedAt: Date, transcript: string[]): string {
+	const dir = path.join(__dirname, "results");
+	fs.mkdirSync(dir, { recursive: true });
+	const file = path.join(dir, `${startedAt.toISOString().replace(/[:.]/g, "-")}.json`);
+	const machine = { node: process.version, platform: `${os.type()} ${os.release()}`, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? "", memoryGb: Math.round(os.totalmem() / 1024 ** 3) };
+	fs.writeFileSync(file, `${JSON.stringify({ startedAt: startedAt.toISOString(), args: process.argv.slice(2), scenarios: names, machine, tables: reported, transcript }, null, 2)}\n`);
+	return file;
+}
+
 async function main(): Promise<void> {
 	let parsed: ReturnType<typeof parseArgs>;
 	try {
@@ -630,10 +646,19 @@ async function main(): Promise<void> {
 		console.error(`${(err as Error).message}\n${usage()}`);
 		process.exit(2);
 	}
-	console.log(`Marquee benchmarks — node ${process.version}, ${new Date().toISOString()}`);
+	const startedAt = new Date();
+	// Everything printed also goes into the run's JSON.
+	const transcript: string[] = [];
+	const print = console.log.bind(console);
+	console.log = (...args: unknown[]) => {
+		transcript.push(args.map(a => (typeof a === "string" ? a : String(a))).join(" "));
+		print(...args);
+	};
+	console.log(`Marquee benchmarks — node ${process.version}, ${startedAt.toISOString()}`);
 	fleetOptions(parsed.options.flags);
 	for (const name of parsed.names) await SCENARIOS[name].run(parsed.options);
 	if (parsed.names.some(name => name.startsWith("fleet:"))) fleetSkipped();
+	console.log(`\nResults: ${path.relative(process.cwd(), writeResults(parsed.names, startedAt, transcript))}`);
 	agent.destroy();
 }
 
