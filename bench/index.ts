@@ -199,7 +199,8 @@ interface SchedulingInternals {
 	kv: KeyValueStore;
 	tenantZone(tenantId: string): Promise<string>;
 	schedulesTargeting(tenantId: string, display: DisplayTarget): Promise<ScheduleDoc[]>;
-	manifestsFor(tenantId: string, displays: DisplayTarget[], schedulesOf: (d: DisplayTarget) => ScheduleDoc[], overrides: OverrideDoc[], at: Date): Promise<Array<{ manifest: { etag: string } }>>;
+	/** `rulesOf` answers a display's schedules and power schedules (the service's DisplayRules). */
+	manifestsFor(tenantId: string, displays: DisplayTarget[], rulesOf: (d: DisplayTarget) => { schedules: ScheduleDoc[]; power: [] }, overrides: OverrideDoc[], at: Date): Promise<Array<{ manifest: { etag: string } }>>;
 	recompute(tenantId: string, selector: { all?: boolean; tags?: string[] }): Promise<void>;
 }
 
@@ -470,7 +471,7 @@ async function schedulingBench(): Promise<void> {
 			}, 1500, 1),
 			await measure("schedulesTargeting + manifestsFor (playlist, content)", async () => {
 				const docs = await sched.schedulesTargeting(tenantId, display);
-				await sched.manifestsFor(tenantId, [display], () => docs, [], at());
+				await sched.manifestsFor(tenantId, [display], () => ({ schedules: docs, power: [] }), [], at());
 			}, 1500, 1),
 			await measure(`scheduling.deviceManifest via broker, miss (${paired.length} in turn)`, async () => {
 				const { id } = paired[turn++ % paired.length];
