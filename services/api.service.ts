@@ -35,6 +35,7 @@ import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { onDrain } from "../shared/lifecycle";
 import { acceptableRequestId, requestScope } from "../shared/logging";
 import { prometheusText } from "../shared/metrics";
+import { opsCounter, OPS_METRICS, type OpsCounter } from "../shared/ops-metrics";
 import { buildOpenApi, type RouteDoc } from "../shared/openapi";
 import { hitRateLimit } from "../shared/rate-limit";
 import { isPermission } from "../shared/rbac";
@@ -105,6 +106,8 @@ interface GatewayVars extends WebVars {
 	lane: Map<string, LaneRoute>;
 	/** Device tokens auth accepted, checked against the version it publishes. */
 	devicePrincipals: DevicePrincipals;
+	/** The lane's requests by status class (the others are counted as calls of api.rest). */
+	laneRequests: OpsCounter<"code">;
 }
 
 interface GatewayMethods extends WebMethods {
@@ -243,6 +246,8 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 				writeAnswer(res, meta.$statusCode ?? route.successStatus, meta, data);
 			} catch (err) {
 				this.sendError(req, res, err);
+			} finally {
+				this.laneRequests.increment({ code: `${Math.floor(res.statusCode / 100)}xx` });
 			}
 		},
 
@@ -361,6 +366,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		this.kv = sharedKeyValueStore(config);
 		this.lane = new Map();
 		this.devicePrincipals = new DevicePrincipals(this.kv, token => resolvePrincipal(this.broker, token));
+		this.laneRequests = opsCounter(metrics, OPS_METRICS.deviceLaneRequests);
 		this.checks = dependencyChecks(config, this.broker);
 		this.cors = corsOptions(config.corsOrigins);
 

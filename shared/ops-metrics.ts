@@ -55,6 +55,12 @@ export const OPS_METRICS = {
 		description: "Device heartbeats accepted",
 		labelNames: []
 	} satisfies MetricDef<never>,
+	deviceLaneRequests: {
+		name: "marquee_device_lane_requests_total",
+		description: "Requests the gateway's device lane answered (heartbeat, manifest, proof of play), by status class; every other request is a call of api.rest",
+		labelNames: ["code"],
+		known: [{ code: "2xx" }, { code: "3xx" }, { code: "4xx" }, { code: "5xx" }]
+	} satisfies MetricDef<"code">,
 	manifestRecomputations: {
 		name: "marquee_manifest_recomputations_total",
 		description: "Background manifest recomputations finished, by outcome (succeeded, failed)",

@@ -394,12 +394,13 @@ function quantile(q: number, bucket: string, by: string[], ...matchers: string[]
 
 /** Moleculer counts a call where it runs (type "local") and again, as "remote", where a caller sent it to another node: count it once. */
 const EXECUTED = 'type="local"';
-/** Every HTTP request through the gateway is one call of api.rest. */
+/** Every HTTP request through the gateway is one call of api.rest, or one answer of the device lane. */
 const HTTP = 'action="api.rest"';
 
 const M = {
 	displaysOnline: OPS_METRICS.displaysOnline.name,
 	heartbeats: OPS_METRICS.heartbeats.name,
+	laneRequests: OPS_METRICS.deviceLaneRequests.name,
 	recomputations: OPS_METRICS.manifestRecomputations.name,
 	recomputeLagBucket: `${OPS_METRICS.manifestRecomputeLag.name}_bucket`,
 	uploadBytes: OPS_METRICS.uploadBytes.name,
@@ -414,6 +415,10 @@ const M = {
 	requestTimeBucket: "moleculer_request_time_bucket",
 	requestsActive: "moleculer_request_active"
 } as const;
+
+/** HTTP requests per second: moleculer-web's (api.rest calls) and the device lane's. */
+const HTTP_REQUESTS = `sum(${rate(M.requests, HTTP)}) + sum(${rate(M.laneRequests)})`;
+const HTTP_5XX = `sum(${rate(M.requestErrors, HTTP, 'error_code=~"5.."')}) + sum(${rate(M.laneRequests, 'code="5xx"')})`;
 
 /** The PromQL of every panel (the dashboard below is built from exactly these), each with its legend. */
 export const OPERATIONS_QUERIES = {
@@ -432,10 +437,10 @@ export const OPERATIONS_QUERIES = {
 	ingestLagP95: { expr: quantile(0.95, M.ingestLagBucket, ["table"]), legend: "{{table}}" },
 	rowsStoredPerSecond: { expr: `sum by (table) (${rate(M.ingestLagCount)})`, legend: "{{table}}" },
 	httpRequests: [
-		{ expr: `sum(${rate(M.requests, HTTP)})`, legend: "requests" },
-		{ expr: `sum(${rate(M.requestErrors, HTTP, 'error_code=~"5.."')})`, legend: "5xx" }
+		{ expr: HTTP_REQUESTS, legend: "requests" },
+		{ expr: HTTP_5XX, legend: "5xx" }
 	],
-	httpServerErrorShare: { expr: `sum(${rate(M.requestErrors, HTTP, 'error_code=~"5.."')}) / sum(${rate(M.requests, HTTP)})`, legend: "5xx" },
+	httpServerErrorShare: { expr: `(${HTTP_5XX}) / (${HTTP_REQUESTS})`, legend: "5xx" },
 	requestsByService: { expr: `sum by (service) (${rate(M.requests, EXECUTED)})`, legend: "{{service}}" },
 	errorsByService: { expr: `sum by (service, error_code) (${rate(M.requestErrors, EXECUTED)})`, legend: "{{service}} {{error_code}}" },
 	latencyP95ByService: { expr: quantile(0.95, M.requestTimeBucket, ["service"], EXECUTED), legend: "{{service}}" },

@@ -95,6 +95,7 @@ describe("the operator's figures on /metrics, after known traffic", () => {
 		const families: Array<[string, string]> = [
 			["marquee_displays_online", "gauge"],
 			["marquee_heartbeats_total", "counter"],
+			["marquee_device_lane_requests_total", "counter"],
 			["marquee_manifest_recomputations_total", "counter"],
 			["marquee_manifest_recompute_lag_seconds", "histogram"],
 			["marquee_upload_bytes_total", "counter"],
@@ -111,6 +112,8 @@ describe("the operator's figures on /metrics, after known traffic", () => {
 	it("counts what the traffic did", () => {
 		expect(value("marquee_displays_online", { plan: "free" })).toBe(1);
 		expect(value("marquee_heartbeats_total")).toBe(3);
+		// The 3 heartbeats and the playback POST took the device lane; every other request was api.rest.
+		for (const [code, n] of [["2xx", 4], ["3xx", 0], ["4xx", 0], ["5xx", 0]] as const) expect([code, value("marquee_device_lane_requests_total", { code })]).toEqual([code, n]);
 		expect(value("marquee_upload_bytes_total", { type: "image" })).toBe(t.pngBytes);
 		expect(value("marquee_upload_bytes_total", { type: "video" })).toBe(0);
 		expect(value("marquee_webhook_deliveries_total", { outcome: "succeeded" })).toBe(1);
@@ -165,7 +168,7 @@ describe("the operator's figures on /metrics, after known traffic", () => {
 		for (const id of [t.admin.tenant.id, t.displayId, t.admin.user.id]) expect(text).not.toContain(id);
 		const labelled = samplesOf(text).filter(s => s.name.startsWith("marquee_"));
 		const names = new Set(labelled.flatMap(s => Object.keys(s.labels)));
-		expect([...names].sort()).toEqual(["le", "namespace", "outcome", "plan", "table", "type"]);
+		expect([...names].sort()).toEqual(["code", "le", "namespace", "outcome", "plan", "table", "type"]);
 	});
 
 	describeIf(promtoolInstalled, "promtool not installed (apt-get install prometheus)")("promtool", () => {

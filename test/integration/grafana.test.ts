@@ -640,6 +640,7 @@ describe("the operations dashboard (Prometheus)", () => {
 				"marquee_analytics_buffer_rows",
 				"marquee_analytics_ingest_lag_seconds_bucket",
 				"marquee_analytics_ingest_lag_seconds_count",
+				"marquee_device_lane_requests_total",
 				"marquee_displays_online",
 				"marquee_email_outbox_depth",
 				"marquee_heartbeats_total",
