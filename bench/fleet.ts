@@ -17,6 +17,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
+import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -337,37 +338,122 @@ async function settledRss(pid: number): Promise<number> {
 	return low;
 }
 
+/**
+ * A process's live memory through its inspector (`node --inspect`): a full garbage collection,
+ * then `process.memoryUsage()`. Unlike RSS, this is what the objects alive at that moment take.
+ */
+interface Inspector {
+	liveMb(): Promise<{ heapMb: number; externalMb: number }>;
+	close(): void;
+}
+
+async function openInspector(wsUrl: string): Promise<Inspector> {
+	const ws = new WebSocket(wsUrl);
+	await new Promise<void>((resolve, reject) => {
+		ws.addEventListener("open", () => resolve(), { once: true });
+		ws.addEventListener("error", () => reject(new Error(`inspector at ${wsUrl} did not answer`)), { once: true });
+	});
+	let next = 0;
+	const waiting = new Map<number, (result: unknown) => void>();
+	ws.addEventListener("message", event => {
+		const message = JSON.parse(String(event.data)) as { id?: number; result?: unknown };
+		if (message.id !== undefined) waiting.get(message.id)?.(message.result);
+	});
+	const send = (method: string, params: Record<string, unknown> = {}) =>
+		new Promise<unknown>(resolve => {
+			const id = ++next;
+			waiting.set(id, resolve);
+			ws.send(JSON.stringify({ id, method, params }));
+		});
+	return {
+		async liveMb() {
+			// Twice: what the first collection frees can leave more for the second (weak references, finalizers).
+			await send("HeapProfiler.collectGarbage");
+			await sleep(200);
+			await send("HeapProfiler.collectGarbage");
+			const answer = (await send("Runtime.evaluate", { expression: "JSON.stringify(process.memoryUsage())", returnByValue: true })) as { result: { value: string } };
+			const usage = JSON.parse(answer.result.value) as NodeJS.MemoryUsage;
+			return { heapMb: usage.heapUsed / 1024 / 1024, externalMb: usage.external / 1024 / 1024 };
+		},
+		close: () => ws.close()
+	};
+}
+
+/** The inspector of the platform's server process (tsx's wrapper opens one too: the one that runs the broker). */
+async function platformInspector(proc: PlatformProcess): Promise<Inspector> {
+	const started = Date.now();
+	while (Date.now() - started < 10_000) {
+		for (const url of proc.output().match(/ws:\/\/127\.0\.0\.1:\d+\/[\w-]+/g) ?? []) {
+			const inspector = await openInspector(url);
+			const probe = await inspector.liveMb();
+			// The wrapper holds a few MB of heap; the platform, with every service loaded, far more.
+			if (probe.heapMb > 50) return inspector;
+			inspector.close();
+		}
+		await sleep(200);
+	}
+	throw new Error(`no inspector of the platform process found in its output:\n${proc.output().slice(-2000)}`);
+}
+
+/** Opens `GET /device/events` for a screen and keeps it open (what a connected player holds). */
+function openStream(url: string, token: string): Promise<http.ClientRequest> {
+	return new Promise((resolve, reject) => {
+		const req = http.get(`${url}/api/v1/device/events`, { headers: bearer(token), agent: false }, res => {
+			if (res.statusCode !== 200) reject(new Error(`GET /device/events answered ${res.statusCode}`));
+			res.on("data", () => undefined);
+			resolve(req);
+		});
+		req.on("error", reject);
+	});
+}
+
 export async function fleetMemoryBench(): Promise<void> {
 	const dataDir = tempDir("marquee-bench-fleet-mem-");
-	const platform = await startPlatformProcess({ ...PLATFORM_ENV, DATA_DIR: dataDir });
+	const inspect = `--inspect=127.0.0.1:0${PLATFORM_ENV.NODE_OPTIONS ? ` ${PLATFORM_ENV.NODE_OPTIONS}` : ""}`;
+	const platform = await startPlatformProcess({ ...PLATFORM_ENV, NODE_OPTIONS: inspect, DATA_DIR: dataDir });
+	const streams: http.ClientRequest[] = [];
+	let inspector: Inspector | null = null;
 	try {
 		const pid = platform.proc.child.pid as number;
+		inspector = await platformInspector(platform.proc);
 		// The owner, the key and one screen first, so what is measured is the fleet, not first use.
 		const fleet = await registerFleet(platform.api, 1);
 		await heartbeatOnce(platform.api, fleet.tokens[0]);
 		await manifestEtag(platform.api, fleet.tokens[0]);
-		const before = await settledRss(pid);
+		streams.push(await openStream(platform.url, fleet.tokens[0]));
+		const live = inspector;
+		const sample = async () => ({ rssMb: await settledRss(pid), ...(await live.liveMb()) });
+		const before = await sample();
 		const started = Date.now();
 		await addScreens(platform.api, fleet, MEMORY_SCREENS, 8);
-		const registered = await settledRss(pid);
 		const registerSec = (Date.now() - started) / 1000;
+		const registered = await sample();
 		await each(MEMORY_SCREENS, 8, async i => {
 			await heartbeatOnce(platform.api, fleet.tokens[i + 1]);
 			await manifestEtag(platform.api, fleet.tokens[i + 1]);
 		});
-		const active = await settledRss(pid);
-		const per = (mb: number) => ((mb - before) * 1024 * 1024) / MEMORY_SCREENS;
+		const active = await sample();
+		await each(MEMORY_SCREENS, 16, async i => {
+			streams.push(await openStream(platform.url, fleet.tokens[i + 1]));
+		});
+		const streaming = await sample();
+		const kb = (mb: number) => ((mb * 1024) / MEMORY_SCREENS).toFixed(1);
+		const line = (label: string, at: typeof before) =>
+			`  ${label}: RSS ${at.rssMb.toFixed(1)} MB (+${kb(at.rssMb - before.rssMb)} KB/display), live heap ${at.heapMb.toFixed(1)} MB + external ${at.externalMb.toFixed(1)} MB (+${kb(at.heapMb + at.externalMb - before.heapMb - before.externalMb)} KB/display)`;
+		const perDisplayKb = ((streaming.heapMb + streaming.externalMb - before.heapMb - before.externalMb) * 1024) / MEMORY_SCREENS;
 		const dbBytes = dirBytes(path.join(dataDir, "db"));
-		console.log(`\nMemory per display (fleet:memory; resident memory of the platform's process tree, tsx wrapper included, lowest of 5 samples after 2 s quiet)`);
-		console.log(`  before (owner, provisioning key, 1 screen): ${before.toFixed(1)} MB`);
-		console.log(`  after registering ${MEMORY_SCREENS} more screens (${registerSec.toFixed(1)} s, ${(MEMORY_SCREENS / registerSec).toFixed(0)}/s): ${registered.toFixed(1)} MB → ${(per(registered) / 1024).toFixed(1)} KB per display`);
-		console.log(`  after each also sent a heartbeat and fetched its manifest: ${active.toFixed(1)} MB → ${(per(active) / 1024).toFixed(1)} KB per display`);
+		console.log(`\nMemory per display (fleet:memory; ${MEMORY_SCREENS} screens; RSS of the platform's process tree, lowest of 5 samples after 2 s quiet, an upper bound; live heap and external memory of the server process after a full garbage collection, through its inspector)`);
+		console.log(`  before (owner, provisioning key, 1 screen): RSS ${before.rssMb.toFixed(1)} MB, live heap ${before.heapMb.toFixed(1)} MB + external ${before.externalMb.toFixed(1)} MB`);
+		console.log(line(`registered (${registerSec.toFixed(1)} s, ${(MEMORY_SCREENS / registerSec).toFixed(0)}/s)`, registered));
+		console.log(line("each also sent a heartbeat and fetched its manifest", active));
+		console.log(line("each also holds its live stream open", streaming));
 		console.log(`  (NeDB files under DATA_DIR/db: ${(dbBytes / 1024 / 1024).toFixed(1)} MB; the embedded store keeps every document in memory too)`);
-		console.log(`  target: 100 000 displays in 2 GB ≈ 21 KB per display; at the figure above 100 000 would take ≈ ${((per(active) * 100_000) / 1024 ** 3).toFixed(2)} GB more than idle`);
 		console.log(
-			"  caveat: RSS differences, not a heap census: they include garbage not yet collected and heap the runtime grew and kept, so they bound live memory per display from above (the platform cannot be asked to collect first)"
+			`  target: 100 000 displays in 2 GB ≈ 21 KB per display; live memory per display with presence, cached manifest and stream: ${perDisplayKb.toFixed(1)} KB → 100 000 displays ≈ ${((perDisplayKb * 100_000) / 1024 ** 2).toFixed(2)} GB more than idle`
 		);
 	} finally {
+		for (const stream of streams) stream.destroy();
+		inspector?.close();
 		await stopPlatformProcess(platform);
 	}
 }
