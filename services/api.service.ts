@@ -116,7 +116,7 @@ interface GatewayMethods extends WebMethods {
 	serveLane(req: IncomingMessage, res: ServerResponse, route: LaneRoute, requestId: string): Promise<void>;
 	countRequest(meta: RequestMeta): Promise<void>;
 	routeDocs(): RouteDoc[];
-	openDeviceStream(req: IncomingMessage, res: ServerResponse): void;
+	openDeviceStream(req: IncomingMessage, res: ServerResponse, meta: RequestMeta): void;
 	verifyDeviceStream(connection: DeviceConnection): Promise<boolean>;
 }
 
@@ -242,6 +242,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 				if (needsPrincipal(route.permission, token)) meta.auth = await this.devicePrincipals.resolve(token);
 				assertAllowed(route.permission, meta.auth);
 				await this.countRequest(meta);
+				if (route.action === null) return this.openDeviceStream(req, res, meta);
 				const data: unknown = await this.broker.call(route.action, params, { meta, requestID: requestId });
 				writeAnswer(res, meta.$statusCode ?? route.successStatus, meta, data);
 			} catch (err) {
@@ -304,14 +305,14 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		},
 
 		/**
-		 * `GET /api/v1/device/events`: authenticate and authorize (permission `device`) already ran,
-		 * so `ctx.meta.auth` is a device. Hands the response to the stream registry, which keeps
-		 * it open; moleculer-web's request ends when the response closes. While draining, the
+		 * `GET /api/v1/device/events`, from the device lane (or from moleculer-web's alias for another
+		 * spelling of the path): the principal, permission (`device`) and rate limit were checked,
+		 * so `meta.auth` is a device. Hands the response to the stream registry, which keeps it
+		 * open until either side ends it. While draining, the
 		 * stream ends right after its preamble, like the open ones: the device reconnects elsewhere.
 		 */
-		openDeviceStream(incoming: IncomingMessage, res: ServerResponse) {
+		openDeviceStream(incoming: IncomingMessage, res: ServerResponse, meta: RequestMeta) {
 			const req = gatewayRequest(incoming);
-			const meta: RequestMeta = req.$ctx.meta;
 			const auth = meta.auth;
 			if (!auth || auth.kind !== "device" || !auth.displayId) throw Errors.unauthorized("This token cannot be used here");
 			// HEAD asks what a GET would answer: the headers, not a stream (nor this display's slot).
@@ -390,7 +391,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		const routes = [
 			restRoute(
 				{ body: this.bodyParsers, cors: this.cors },
-				{ onBeforeCall: requireMultipartForUploads, onAfterCall: afterCall, openDeviceStream: (req, res) => this.openDeviceStream(req, res) }
+				{ onBeforeCall: requireMultipartForUploads, onAfterCall: afterCall, openDeviceStream: (req, res) => this.openDeviceStream(req, res, gatewayRequest(req).$ctx.meta) }
 			),
 			opsRoute(ops, this.cors)
 		];

@@ -12,7 +12,9 @@
  * any token they cannot vouch for.
  *
  * Which routes: every REST alias whose action declares the `device` permission, takes JSON (not
- * an upload or a raw body) and has no path parameters. They are found in moleculer-web's alias
+ * an upload or a raw body) and has no path parameters; and the live stream (`GET
+ * /device/events`), which the gateway then holds without a moleculer-web request pending for
+ * its whole life (that pipeline, kept open per screen, was most of a stream's memory). They are found in moleculer-web's alias
  * table whenever it is rebuilt, so a route exists on the lane exactly when moleculer-web would
  * serve it; a request the lane does not match (another spelling of the path, a method it has no
  * route for) goes through moleculer-web as before.
@@ -27,7 +29,8 @@ import type { PublishedAction } from "./route-docs";
 export interface LaneRoute {
 	method: "GET" | "POST";
 	path: string;
-	action: string;
+	/** The action it calls; null for the live stream, which the gateway holds itself. */
+	action: string | null;
 	permission: Permission;
 	/** The action's declared success status (`successStatus`), else 200. */
 	successStatus: number;
@@ -39,6 +42,11 @@ const laneKey = (method: string, path: string) => `${method} ${path}`;
 export function laneRoutes(aliases: readonly GatewayAlias[], actions: ReadonlyMap<string, PublishedAction>): Map<string, LaneRoute> {
 	const routes = new Map<string, LaneRoute>();
 	for (const alias of aliases) {
+		// The live stream: a function alias declaring the device permission itself.
+		if (!alias.action && alias.method === "GET" && alias.permission === "device" && !alias.fullPath.includes(":")) {
+			routes.set(laneKey("GET", alias.fullPath), { method: "GET", path: alias.fullPath, action: null, permission: "device", successStatus: 200 });
+			continue;
+		}
 		if (!alias.action || (alias.type && alias.type !== "call")) continue;
 		if (alias.method !== "GET" && alias.method !== "POST") continue;
 		if (alias.fullPath.includes(":") || alias.fullPath.includes("*")) continue;

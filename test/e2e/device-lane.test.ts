@@ -9,12 +9,14 @@
  *   error type, same fields named. Likewise the manifest with its ETag, 304 and HEAD.
  * - A remembered token is no excuse: a re-registered screen's old token, a deleted display's token
  *   and a deleted tenant's are refused at the very next request.
+ * - The live stream is held by the gateway without a moleculer-web request pending for its life.
  * - The same rate limit (one budget with the other device routes) and CORS as every route.
  */
 import http from "node:http";
 import fc from "fast-check";
 import { bearer, newAccount, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
 import { request, type ErrorBody } from "../helpers/platform";
+import { closeStreams, connect, isEvent } from "../helpers/sse";
 
 interface Screen {
 	displayId: string;
@@ -157,6 +159,34 @@ describe("the device lane", () => {
 		const deleted = await request(p.api("/tenant"), { method: "DELETE", headers: bearer(other.accessToken), json: { confirm: other.tenant.name } });
 		expect([202, 204]).toContain(deleted.status);
 		expect((await heartbeat(doomed.deviceToken)).status).toBe(401);
+	});
+
+	it("holds the live stream itself, answering as moleculer-web's alias does", async () => {
+		const screen = await registerScreen();
+		const lanes = await callsOf(p, "api.rest");
+		const viaLane = await connect(p.url, screen.deviceToken);
+		expect(viaLane.status).toBe(200);
+		expect(viaLane.headers["content-type"]).toMatch(/^text\/event-stream/);
+		expect(Number(viaLane.headers["ratelimit-limit"])).toBe(100_000);
+		await viaLane.waitFor(block => block.retry !== undefined);
+		// Not one api.rest context is held for it (the /metrics read itself is one).
+		expect((await callsOf(p, "api.rest")) - lanes).toBe(1);
+		// A change reaches the lane-held stream; deleting the display ends it with `revoked`.
+		expect((await request(p.api(`/displays/${screen.displayId}/commands`), { method: "POST", headers: bearer(owner.accessToken), json: { type: "reload" } })).status).toBe(202);
+		await viaLane.waitFor(isEvent("command"));
+		expect((await request(p.api(`/displays/${screen.displayId}`), { method: "DELETE", headers: bearer(owner.accessToken) })).status).toBe(204);
+		await viaLane.waitFor(isEvent("revoked"));
+
+		const other = await registerScreen();
+		for (const [path, head] of [["/api/v1/device/events", false], ["/api/v1/device/events/", false], ["/api/v1/device/events", true], ["/api/v1/device/events/", true]] as const) {
+			const anonymous = await raw(p, head ? "HEAD" : "GET", path, {});
+			expect([path, head, anonymous.status]).toEqual([path, head, 401]);
+		}
+		const lane = await raw(p, "HEAD", "/api/v1/device/events", { Authorization: `Bearer ${other.deviceToken}` });
+		const web = await raw(p, "HEAD", "/api/v1/device/events/", { Authorization: `Bearer ${other.deviceToken}` });
+		expect([lane.status, lane.headers["content-type"], lane.text]).toEqual([web.status, web.headers["content-type"], web.text]);
+		expect(lane.status).toBe(200);
+		closeStreams();
 	});
 
 	it("answers every hostile heartbeat exactly as moleculer-web does (differential fuzz, 600 cases)", async () => {

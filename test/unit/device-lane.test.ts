@@ -36,15 +36,17 @@ describe("laneRoutes: device routes without path parameters, taking JSON", () =>
 		{ method: "GET", fullPath: "/api/v1/displays", action: "devices.list", type: "call" },
 		{ method: "POST", fullPath: "/api/v1/device/register", action: "devices.register", type: "call" },
 		{ method: "POST", fullPath: "/api/v1/device/upload", action: "devices.heartbeat", type: "multipart" },
-		{ method: "GET", fullPath: "/api/v1/device/events", action: null }
+		{ method: "GET", fullPath: "/api/v1/device/events", action: null, permission: "device" },
+		{ method: "GET", fullPath: "/health/live", action: null }
 	];
 	const routes = laneRoutes(aliases, actions as never);
 
-	it("takes exactly heartbeat, manifest and playback, each with its declared status", () => {
+	it("takes exactly heartbeat, manifest, playback (each with its declared status) and the live stream", () => {
 		expect([...routes.values()]).toEqual([
 			{ method: "POST", path: "/api/v1/device/heartbeat", action: "devices.heartbeat", permission: "device", successStatus: 200 },
 			{ method: "GET", path: "/api/v1/device/manifest", action: "scheduling.deviceManifest", permission: "device", successStatus: 200 },
-			{ method: "POST", path: "/api/v1/device/playback", action: "analytics.recordPlayback", permission: "device", successStatus: 202 }
+			{ method: "POST", path: "/api/v1/device/playback", action: "analytics.recordPlayback", permission: "device", successStatus: 202 },
+			{ method: "GET", path: "/api/v1/device/events", action: null, permission: "device", successStatus: 200 }
 		]);
 	});
 
@@ -58,7 +60,9 @@ describe("laneRoutes: device routes without path parameters, taking JSON", () =>
 		expect(of("POST", "/API/v1/device/heartbeat")).toBeUndefined();
 		expect(of("PUT", "/api/v1/device/heartbeat")).toBeUndefined();
 		expect(of("OPTIONS", "/api/v1/device/heartbeat")).toBeUndefined();
-		expect(of("GET", "/api/v1/device/events")).toBeUndefined();
+		expect(of("GET", "/api/v1/device/events")).toBeNull();
+		expect(of("HEAD", "/api/v1/device/events?x=1")).toBeNull();
+		expect(of("GET", "/health/live")).toBeUndefined();
 		expect(laneRouteOf(new Map(), { method: "POST", url: "/api/v1/device/heartbeat" })).toBeUndefined();
 	});
 });
