@@ -21,7 +21,6 @@
  * heartbeat answers the new ETag. Each recomputation is counted by outcome, with the time from its
  * change to its manifests being announced (shared/ops-metrics.ts).
  */
-import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DbMixin, systemScope, tenantCollection, tenantOf, textSearch, type DbVars, type Query } from "../mixins/db.mixin";
 import { actorOf, approvalOf, approvalRequired, decided, isLive, needsApproval, requested } from "../shared/approval";
@@ -60,6 +59,7 @@ import {
 } from "../shared/contracts";
 import { Errors, type FieldError } from "../shared/errors";
 import { newId } from "../shared/ids";
+import { TimeSlice } from "../shared/time-slice";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
 import { MANIFEST_ETAG_HEADER } from "../shared/openapi";
 import { opsCounter, opsHistogram, OPS_METRICS } from "../shared/ops-metrics";
@@ -105,8 +105,6 @@ import {
 const ID_BATCH = 1000;
 /** A recomputation reads the tenant's displays this many at a time. */
 const DISPLAY_PAGE = 1000;
-/** Manifests built between two yields to the event loop. */
-const YIELD_EVERY = 50;
 
 const COLLECTIONS = {
 	playlists: tenantCollection<PlaylistDoc>({ indexes: ["name"], selectiveIndexes: ["contentIds"] }),
@@ -775,10 +773,11 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				const { display, schedules, overrides } = await this.displayInputs(ctx, ctx.params.id, from);
 				// Bounded, and with other requests let in: many short rules over a month are many segments.
 				const segments: TimelineSegment[] = [];
+				const slice = new TimeSlice();
 				for (const segment of timelineSegments(display, schedules.map(ruleOf), overrides.map(overrideOf), from, to)) {
 					segments.push(segment);
 					if (segments.length >= MAX_TIMELINE_SEGMENTS) break;
-					if (segments.length % YIELD_EVERY === 0) await yieldToEventLoop();
+					await slice.checkIn();
 				}
 				const last = segments[segments.length - 1];
 				const truncated = segments.length >= MAX_TIMELINE_SEGMENTS && Date.parse(last.end) < to.getTime();
@@ -1137,9 +1136,10 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			const overrides = overrideDocs.map(overrideOf);
 			const overrideNames = new Map(overrideDocs.map(o => [o.id, o.name]));
 			const resolved: Array<{ display: DisplayTarget; resolution: Resolution; scheduleName: string | null; power: ManifestPower | null }> = [];
-			for (const [index, display] of displays.entries()) {
+			const slice = new TimeSlice();
+			for (const display of displays) {
 				// A page of displays is CPU work: let requests in between, or a bulk recompute stalls the process.
-				if (index % YIELD_EVERY === YIELD_EVERY - 1) await yieldToEventLoop();
+				await slice.checkIn();
 				const { schedules, power } = rulesOf(display);
 				const resolution = resolve(display, schedules.map(ruleOf), overrides, at, { candidates: options.candidates ?? false });
 				const scheduleName = resolution.scheduleId ? (schedules.find(s => s.id === resolution.scheduleId)?.name ?? "") : null;
@@ -1228,10 +1228,11 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				const displays = page.rows.map(d => ({ ...d, tenantTimezone: zone }));
 				const manifests = await this.manifestsFor(tenantId, displays, d => ({ schedules: index.forDisplay(d), power: powerIndex.forDisplay(d) }), overrides, at);
 				const changed: Record<string, string> = {};
-				for (const [index, { manifest }] of manifests.entries()) {
-					// With the in-process store every await here resolves at once: without a yield, storing
-					// a page of 1 000 manifests held the event loop for a third of a second.
-					if (index % YIELD_EVERY === YIELD_EVERY - 1) await yieldToEventLoop();
+				const slice = new TimeSlice();
+				for (const { manifest } of manifests) {
+					// With the in-process store every await here resolves at once: storing a page of
+					// 1 000 manifests would hold the event loop in one stretch.
+					await slice.checkIn();
 					const before = await this.manifests.store(tenantId, generation, manifest);
 					if (before !== manifest.etag) changed[manifest.displayId] = manifest.etag;
 				}
