@@ -46,6 +46,7 @@ import { ruleOf, type OverrideDoc, type PlaylistDoc, type ScheduleDoc } from "..
 import type { DisplayDoc, DisplayGroupDoc } from "../services/devices/displays";
 import { call } from "../shared/contracts";
 import { resolve as engineResolve, type DisplayTarget, type TargetSet } from "../services/scheduling/engine";
+import { cacheKeys } from "../services/scheduling/manifest-cache";
 import { displayKeys, ScheduleIndex, targetKeys } from "../services/scheduling/targeting";
 import type { KeyValueStore } from "../shared/kv";
 import { bearer, newAccount, pairDisplay, register, startTestPlatform } from "../test/helpers/accounts";
@@ -442,7 +443,7 @@ async function schedulingBench(): Promise<void> {
 
 		// ---- one display's manifest, in process (1 at a time) ----
 		const devicePrincipal = (displayId: string): Principal => ({ kind: "device", tenantId, displayId });
-		const manifestKey = (displayId: string) => `manifest:${displayId}`;
+		const manifestKey = cacheKeys.manifest;
 		let turn = 0;
 		// Let the JIT and the collector settle after the set-up before the baseline.
 		for (const until = Date.now() + 1000; Date.now() < until; ) engineResolve(display, index.forDisplay(display), [], at(), { candidates: false });

@@ -20,14 +20,13 @@ import { Readable } from "node:stream";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { ALL_TENANTS, DbMixin, systemScope, tenantCollection, tenantOf, type DbVars } from "../mixins/db.mixin";
 import { audit } from "../shared/audit";
-import { AUDIT_CHANNEL, DISPLAY_STATUS_CHANNEL, EMAIL_CHANNEL, HEARTBEAT_CHANNEL, PLAYBACK_CHANNEL, TENANT_DELETED_CHANNEL } from "../shared/channels";
+import { AUDIT_CHANNEL, DISPLAY_STATUS_CHANNEL, EMAIL_CHANNEL, HEARTBEAT_CHANNEL, LEGACY_HEARTBEAT_CHANNEL, PLAYBACK_CHANNEL, TENANT_DELETED_CHANNEL } from "../shared/channels";
 import { getConfig, type Config } from "../shared/config";
 import {
 	AuditPage,
 	call,
 	HEALTH_INTERVAL_NAMES,
 	HealthSeries,
-	heartbeatsOf,
 	PLAYBACK_GROUP_BY,
 	PlaybackAccepted,
 	PlaybackReport,
@@ -506,7 +505,14 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			// A message holds up to HEARTBEAT_BATCH_MAX heartbeats (devices' group commit): 20 × 500 rows held at most.
 			...channelOptions(20),
 			async handler(ctx: ChannelCtx<typeof HEARTBEAT_CHANNEL>) {
-				await this.healthBatcher.add(heartbeatsOf(ctx.params).map(healthRow));
+				await this.healthBatcher.add(ctx.params.heartbeats.map(healthRow));
+			}
+		},
+		// What versions before batching left in the stream (see shared/channels.ts).
+		[LEGACY_HEARTBEAT_CHANNEL]: {
+			...channelOptions(1000),
+			async handler(ctx: ChannelCtx<typeof LEGACY_HEARTBEAT_CHANNEL>) {
+				await this.healthBatcher.add([healthRow(ctx.params)]);
 			}
 		},
 		[DISPLAY_STATUS_CHANNEL]: {

@@ -10,7 +10,14 @@
 import type { Middleware, Service, ServiceBroker } from "moleculer";
 
 export const AUDIT_CHANNEL = "audit.record";
-export const HEARTBEAT_CHANNEL = "devices.heartbeat";
+/** Heartbeat metrics, batched by devices' group commit: `{heartbeats: [...]}`. */
+export const HEARTBEAT_CHANNEL = "devices.heartbeats";
+/**
+ * The single-heartbeat channel of versions before batching. Nothing publishes to it any more;
+ * analytics still drains it, so what an earlier version left in the stream is stored, and an
+ * analytics replica of that version never receives a batch it cannot read during a rolling update.
+ */
+export const LEGACY_HEARTBEAT_CHANNEL = "devices.heartbeat";
 export const TENANT_DELETED_CHANNEL = "tenants.tenant.deleted";
 /** Emails to send: the notifications service's outbox takes them (even while it or SMTP is down). */
 export const EMAIL_CHANNEL = "notifications.email";
@@ -21,7 +28,7 @@ export const PLAYBACK_CHANNEL = "analytics.playback";
 /** A display came online or went dark (devices), for analytics' uptime. */
 export const DISPLAY_STATUS_CHANNEL = "devices.display.status";
 
-export const DURABLE_CHANNELS = [AUDIT_CHANNEL, HEARTBEAT_CHANNEL, TENANT_DELETED_CHANNEL, EMAIL_CHANNEL, EVENT_CHANNEL, PLAYBACK_CHANNEL, DISPLAY_STATUS_CHANNEL] as const;
+export const DURABLE_CHANNELS = [AUDIT_CHANNEL, HEARTBEAT_CHANNEL, LEGACY_HEARTBEAT_CHANNEL, TENANT_DELETED_CHANNEL, EMAIL_CHANNEL, EVENT_CHANNEL, PLAYBACK_CHANNEL, DISPLAY_STATUS_CHANNEL] as const;
 
 /** What this uses of @moleculer/channels' NATS adapter (`broker.channelAdapter`). */
 interface StreamingAdapter {

@@ -27,7 +27,8 @@ export const MANIFEST_CACHE_MAX_MS = 3600_000;
 export const GENERATION_TTL_MS = 30 * 24 * 3600_000;
 
 export const cacheKeys = {
-	manifest: (displayId: string) => `manifest:${displayId}`,
+	// "-v2": the head-and-body form; a replica of an earlier version reads `manifest:` keys only.
+	manifest: (displayId: string) => `manifest-v2:${displayId}`,
 	generation: (tenantId: string) => `manifest-generation:${tenantId}`
 };
 

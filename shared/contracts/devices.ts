@@ -62,19 +62,13 @@ export interface Presence {
 /** The durable heartbeat channel's message (analytics stores it as device health). */
 export type HeartbeatMessage = Presence & { tenantId: string; displayId: string; ts: string };
 
-/**
- * What the heartbeat channel carries: the heartbeats of a group commit (see shared/group-send.ts),
- * or, from a version before batching still waiting in a stream, one heartbeat on its own.
- */
-export type HeartbeatChannelMessage = { heartbeats: HeartbeatMessage[] } | HeartbeatMessage;
+/** What the heartbeat channel carries: the heartbeats of a group commit (see shared/group-send.ts). */
+export interface HeartbeatBatch {
+	heartbeats: HeartbeatMessage[];
+}
 
 /** At most this many heartbeats travel in one channel message. */
 export const HEARTBEAT_BATCH_MAX = 500;
-
-/** The heartbeats of a channel message, whichever form it has. */
-export function heartbeatsOf(message: HeartbeatChannelMessage): HeartbeatMessage[] {
-	return "heartbeats" in message ? message.heartbeats : [message];
-}
 
 /** A command as the screen receives it (heartbeat answer, live stream). */
 export const CommandSummary = Type.Object({ id: Id, type: CommandType, createdAt: Instant });

@@ -12,14 +12,14 @@
 import type { CallingOptions, Context, ServiceBroker } from "moleculer";
 import type { AuthActions } from "./auth";
 import type { BillingActions } from "./billing";
-import type { DevicesActions, DevicesEvents, HeartbeatChannelMessage } from "./devices";
+import type { DevicesActions, DevicesEvents, HeartbeatBatch, HeartbeatMessage } from "./devices";
 import type { MediaActions, MediaEvents } from "./media";
 import type { EmailRequest, NotificationsActions, PlatformEvent, WebhookEventType } from "./notifications";
 import type { SchedulingActions, SchedulingEvents } from "./scheduling";
 import type { TenantDeleted, TenantsActions, TenantsEvents } from "./tenants";
 import type { AuditRecord } from "./audit";
 import type { AnalyticsActions, DisplayStatusChange, PlaybackBatch } from "./analytics";
-import { AUDIT_CHANNEL, DISPLAY_STATUS_CHANNEL, EMAIL_CHANNEL, EVENT_CHANNEL, HEARTBEAT_CHANNEL, PLAYBACK_CHANNEL, TENANT_DELETED_CHANNEL } from "../channels";
+import { AUDIT_CHANNEL, DISPLAY_STATUS_CHANNEL, EMAIL_CHANNEL, EVENT_CHANNEL, HEARTBEAT_CHANNEL, LEGACY_HEARTBEAT_CHANNEL, PLAYBACK_CHANNEL, TENANT_DELETED_CHANNEL } from "../channels";
 import { newId } from "../ids";
 
 export * from "./analytics";
@@ -43,7 +43,8 @@ export interface Events extends DevicesEvents, MediaEvents, SchedulingEvents, Te
 /** Every durable channel: `name → message`. */
 export interface Channels {
 	[AUDIT_CHANNEL]: AuditRecord;
-	[HEARTBEAT_CHANNEL]: HeartbeatChannelMessage;
+	[HEARTBEAT_CHANNEL]: HeartbeatBatch;
+	[LEGACY_HEARTBEAT_CHANNEL]: HeartbeatMessage;
 	[TENANT_DELETED_CHANNEL]: TenantDeleted;
 	[EMAIL_CHANNEL]: EmailRequest;
 	[EVENT_CHANNEL]: PlatformEvent;

@@ -5,6 +5,8 @@
 import type { ServiceSchema } from "moleculer";
 import DevicesService from "../../services/devices.service";
 import { bearer, newAccount, pairDisplay, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
+import { LEGACY_HEARTBEAT_CHANNEL } from "../../shared/channels";
+import { sendToChannel } from "../../shared/contracts";
 import { request } from "../helpers/platform";
 
 const SWEEP_MS = 100;
@@ -209,6 +211,21 @@ describe("analytics on the embedded default (chDB)", () => {
 		const deleted = await until("the content deletion", () => request<{ rows: Array<{ action: string }>; total: number }>(api("/audit-logs?action=content.deleted"), { headers: as(owner) }), r => r.body.total === 1);
 		expect(deleted.body.rows.map(r => r.action)).toEqual(["content.deleted"]);
 		expect((await request(api("/audit-logs?actorId=nobody"), { headers: as(owner) })).body).toEqual({ rows: [], total: 0, page: 1, pageSize: 20, totalPages: 0 });
+	});
+
+	it("still stores a heartbeat an earlier version left on the single-heartbeat channel", async () => {
+		// Before group commit, devices published one heartbeat per message on devices.heartbeat.
+		// Before FROM, so the other tests' health figures for this display stay what they expect.
+		const ts = new Date(Date.now() - 30 * HOUR).toISOString();
+		await sendToChannel(p.broker, LEGACY_HEARTBEAT_CHANNEL, { tenantId: owner.tenant.id, displayId: display.id, ts, lastSeenAt: ts, metrics: { cpu: 77, memory: 10, disk: 10 }, appVersion: "1.0.0", currentContentId: null, uptimeSec: 5 });
+		const from = new Date(Date.now() - 31 * HOUR).toISOString();
+		const to = new Date(Date.now() - 29 * HOUR).toISOString();
+		const health = await until(
+			"the legacy heartbeat in the health series",
+			() => request<{ points: Array<{ cpu: number }> }>(api(`/analytics/health?from=${from}&to=${to}&interval=1h&displayId=${display.id}`), { headers: as(owner) }),
+			r => r.body.points?.length === 1
+		);
+		expect(health.body.points[0].cpu).toBe(77);
 	});
 
 	it("turns heartbeats into a health series and online/offline transitions into uptime", async () => {
