@@ -234,7 +234,8 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		async serveLane(req: IncomingMessage, res: ServerResponse, route: LaneRoute, requestId: string) {
 			try {
 				await runMiddlewares(req, res, this.bodyParsers);
-				if (this.cors) this.writeCorsHeaders({ cors: this.cors }, req, res, false);
+				// moleculer-web writes a route's CORS headers with the preflight ones on every request: so does the lane.
+				if (this.cors) this.writeCorsHeaders({ cors: this.cors }, req, res, true);
 				const body: unknown = (req as IncomingMessage & { body?: unknown }).body;
 				const params = { ...(typeof body === "object" && body !== null ? body : {}), ...this.parseQueryString(req).query };
 				const meta = anonymousMeta(req, requestId, this.config.trustProxyHops);

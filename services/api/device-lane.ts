@@ -23,6 +23,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import type { Permission } from "../../shared/rbac";
 import type { BodyMiddleware } from "./http-input";
+import { API_PREFIX, DEVICE_EVENTS_PATH } from "./routes";
 import type { GatewayAlias } from "./moleculer-web";
 import type { PublishedAction } from "./route-docs";
 
@@ -42,8 +43,8 @@ const laneKey = (method: string, path: string) => `${method} ${path}`;
 export function laneRoutes(aliases: readonly GatewayAlias[], actions: ReadonlyMap<string, PublishedAction>): Map<string, LaneRoute> {
 	const routes = new Map<string, LaneRoute>();
 	for (const alias of aliases) {
-		// The live stream: a function alias declaring the device permission itself.
-		if (!alias.action && alias.method === "GET" && alias.permission === "device" && !alias.fullPath.includes(":")) {
+		// The live stream: the function alias at its path, declaring the device permission itself.
+		if (!alias.action && alias.method === "GET" && alias.fullPath === `${API_PREFIX}${DEVICE_EVENTS_PATH}` && alias.permission === "device") {
 			routes.set(laneKey("GET", alias.fullPath), { method: "GET", path: alias.fullPath, action: null, permission: "device", successStatus: 200 });
 			continue;
 		}

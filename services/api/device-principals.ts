@@ -74,6 +74,7 @@ export class DevicePrincipals {
 			const oldest = this.entries.keys().next();
 			if (!oldest.done) this.entries.delete(oldest.value);
 		}
-		this.entries.set(token, { principal, displayId: named.displayId, version: named.version, until: this.now() + this.maxAgeMs });
+		// One object serves every request of the token: frozen, so no handler can change it for the next.
+		this.entries.set(token, { principal: Object.freeze({ ...principal }), displayId: named.displayId, version: named.version, until: this.now() + this.maxAgeMs });
 	}
 }
