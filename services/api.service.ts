@@ -6,7 +6,7 @@
  * beside it.
  *
  * The screens' hot routes (heartbeat, manifest, proof of play: every device route without path
- * parameters) take the device lane (services/api/device-lane.ts): the same checks and answers
+ * parameters, and the live stream) take the device lane (services/api/device-lane.ts): the same checks and answers
  * without moleculer-web's pipeline, one broker call each, the device token checked against the
  * version auth publishes instead of a call to auth per request.
  *
@@ -309,8 +309,8 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		 * `GET /api/v1/device/events`, from the device lane (or from moleculer-web's alias for another
 		 * spelling of the path): the principal, permission (`device`) and rate limit were checked,
 		 * so `meta.auth` is a device. Hands the response to the stream registry, which keeps it
-		 * open until either side ends it. While draining, the
-		 * stream ends right after its preamble, like the open ones: the device reconnects elsewhere.
+		 * open until either side ends it. While draining, the stream ends right after its
+		 * preamble, like the open ones: the device reconnects elsewhere.
 		 */
 		openDeviceStream(incoming: IncomingMessage, res: ServerResponse, meta: RequestMeta) {
 			const req = gatewayRequest(incoming);

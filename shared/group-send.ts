@@ -5,9 +5,10 @@
  * message). A publish starts at the end of the current turn of the event loop (setImmediate),
  * so the messages of requests handled in the same turn share it even when publishing is quick
  * (the in-process channel of the embedded mode); when it is quiet a message goes out alone, a
- * fraction of a millisecond later. Under load, one publish carries many. Nothing is acknowledged to a caller before the channel has its message, so what is durable
- * stays durable — it only costs one publish per batch instead of one per message (the heartbeat's
- * metrics: one per heartbeat was a tenth of the hot path).
+ * fraction of a millisecond later. Under load, one publish carries many. Nothing is acknowledged
+ * to a caller before the channel has its message, so what is durable stays durable — it only
+ * costs one publish per batch instead of one per message (the heartbeat's metrics: one per
+ * heartbeat was a tenth of the hot path).
  */
 interface Queued<T> {
 	item: T;

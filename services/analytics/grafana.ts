@@ -394,7 +394,7 @@ function quantile(q: number, bucket: string, by: string[], ...matchers: string[]
 
 /** Moleculer counts a call where it runs (type "local") and again, as "remote", where a caller sent it to another node: count it once. */
 const EXECUTED = 'type="local"';
-/** Every HTTP request through the gateway is one call of api.rest, or one answer of the device lane. */
+/** Every HTTP request moleculer-web serves is one call of api.rest (the device lane counts its own). */
 const HTTP = 'action="api.rest"';
 
 const M = {

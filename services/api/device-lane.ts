@@ -1,6 +1,6 @@
 /**
  * The device lane: how the gateway serves the screens' hot routes (heartbeat, manifest, proof of
- * play) without moleculer-web's request pipeline. A fleet of 100 000 screens heartbeats ~3 300
+ * play, the live stream) without moleculer-web's request pipeline. A fleet of 100 000 screens heartbeats ~3 300
  * times a second; through moleculer-web each heartbeat made three broker contexts (the gateway's
  * `api.rest`, `auth.resolve`, the action), each through every middleware, and in a split
  * deployment two of them crossed NATS. On the lane it is one: the action's.
@@ -14,10 +14,10 @@
  * Which routes: every REST alias whose action declares the `device` permission, takes JSON (not
  * an upload or a raw body) and has no path parameters; and the live stream (`GET
  * /device/events`), which the gateway then holds without a moleculer-web request pending for
- * its whole life (that pipeline, kept open per screen, was most of a stream's memory). They are found in moleculer-web's alias
- * table whenever it is rebuilt, so a route exists on the lane exactly when moleculer-web would
- * serve it; a request the lane does not match (another spelling of the path, a method it has no
- * route for) goes through moleculer-web as before.
+ * its whole life (that pipeline, kept open per screen, was most of a stream's memory). They are
+ * found in moleculer-web's alias table whenever it is rebuilt, so a route exists on the lane
+ * exactly when moleculer-web would serve it; a request the lane does not match (another spelling
+ * of the path, a method it has no route for) goes through moleculer-web as before.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
@@ -66,12 +66,6 @@ export function laneRouteOf(routes: ReadonlyMap<string, LaneRoute>, req: Pick<In
 	const q = url.indexOf("?");
 	const method = req.method === "HEAD" ? "GET" : (req.method ?? "");
 	return routes.get(laneKey(method, q === -1 ? url : url.slice(0, q)));
-}
-
-/** The request's query string, or "" (moleculer-web's parser reads it). */
-export function queryOf(url: string | undefined): string {
-	const q = (url ?? "").indexOf("?");
-	return q === -1 ? "" : (url ?? "").slice(q + 1);
 }
 
 /** Runs connect-style middlewares in order (the REST route's body parser and checks); rejects with the first error. */

@@ -69,7 +69,7 @@ export class DevicePrincipals {
 	private remember(token: string, principal: Principal): void {
 		const named = deviceTokenVersion(token);
 		// auth accepted it, so it names its display; a mismatch would be a bug, never a reason to trust.
-		if (!named || named.displayId !== principal.displayId || named.version.slice(0, named.version.lastIndexOf(":")) !== principal.tenantId) return;
+		if (!named || named.displayId !== principal.displayId || named.tenantId !== principal.tenantId) return;
 		if (this.entries.size >= this.maxEntries) {
 			const oldest = this.entries.keys().next();
 			if (!oldest.done) this.entries.delete(oldest.value);

@@ -87,8 +87,8 @@ export class ManifestCache {
 	/** The display's cached manifest, if it is the tenant's, of this generation and still valid. */
 	async read(tenantId: string, generation: string, displayId: string): Promise<CurrentManifest | null> {
 		const raw = await this.kv.get(cacheKeys.manifest(displayId));
-		// JSON never holds a raw newline: the first one ends the head. An entry without one (the
-		// single-JSON form of earlier versions) is a miss, overwritten by the recomputation.
+		// JSON never holds a raw newline: the first one ends the head. An entry without one is not
+		// of this form: a miss, overwritten by the recomputation.
 		const cut = raw ? raw.indexOf("\n") : -1;
 		if (!raw || cut === -1) return null;
 		const head = JSON.parse(raw.slice(0, cut)) as EntryHead;

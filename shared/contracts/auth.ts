@@ -255,17 +255,17 @@ export function deviceVersionValue(tenantId: string, version: number): string {
 export const DEVICE_VERSION_REVOKED = "revoked";
 
 /**
- * The display and version entry a device token names, read from its payload WITHOUT checking the
+ * The display, tenant and version entry a device token names, read from its payload WITHOUT checking the
  * signature: only for a token auth has already accepted (the gateway remembers those), never to
  * decide whether a token is valid. Null for anything that is not a device token's payload.
  */
-export function deviceTokenVersion(token: string): { displayId: string; version: string } | null {
+export function deviceTokenVersion(token: string): { displayId: string; tenantId: string; version: string } | null {
 	const payload = token.split(".")[1];
 	if (!payload) return null;
 	try {
 		const claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as { did?: unknown; tid?: unknown; ver?: unknown };
 		if (typeof claims.did !== "string" || typeof claims.tid !== "string" || typeof claims.ver !== "number") return null;
-		return { displayId: claims.did, version: deviceVersionValue(claims.tid, claims.ver) };
+		return { displayId: claims.did, tenantId: claims.tid, version: deviceVersionValue(claims.tid, claims.ver) };
 	} catch {
 		return null;
 	}

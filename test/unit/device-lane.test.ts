@@ -186,7 +186,7 @@ describe("DevicePrincipals: device tokens auth accepted, served while the publis
 		const store = fakeCredentials();
 		await mintDeviceToken(store, kv, KEYS, "tenant-a", "display-a");
 		const token = await mintDeviceToken(store, kv, KEYS, "tenant-a", "display-a");
-		expect(deviceTokenVersion(token)).toEqual({ displayId: "display-a", version: "tenant-a:2" });
+		expect(deviceTokenVersion(token)).toEqual({ displayId: "display-a", tenantId: "tenant-a", version: "tenant-a:2" });
 		expect(await kv.get(deviceVersionKey("display-a"))).toBe("tenant-a:2");
 		expect(deviceTokenVersion("not-a-token")).toBeNull();
 		expect(deviceTokenVersion("a.%%%.c")).toBeNull();
