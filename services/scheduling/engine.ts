@@ -36,7 +36,7 @@
  *   request to the next, so a manifest's ETag (which covers validUntil) does not churn.
  *   Content validity edges are not part of it: combine with itemsValidAt() via earliestInstant().
  */
-import { IANAZone, DateTime } from "luxon";
+import { DateTime, IANAZone, Info } from "luxon";
 
 export interface TargetSet {
 	displayIds?: string[];
@@ -217,15 +217,38 @@ function iso(t: number): string {
 	return new Date(t).toISOString();
 }
 
+/**
+ * A schedule as the engine works with it: its fields parsed once, and its windows remembered per
+ * zone. Compiled once per rule object and kept on it (under the `compiled` symbol, not in a
+ * WeakMap: short-lived WeakMap keys cost the collector more than the parsing they save), so the
+ * displays of a bulk recomputation, which share the same rule objects, share the parsing and the
+ * window arithmetic too. Rule objects are values: the engine never sees one change after it was
+ * first given it (every caller builds them afresh from stored documents).
+ */
 interface ParsedRule {
 	rule: ScheduleRule;
 	invalid: string | null;
+	createdAtMs: number;
 	startDay: number | null;
 	endDay: number | null;
 	days: Set<number> | null;
 	startMin: number | null;
 	endMin: number | null;
 	windowText: string;
+	/** The window starting on each local day asked about, by zone. */
+	windows: Map<Clock, Map<number, Interval | null>>;
+}
+
+const compiled = Symbol("compiled");
+
+function parsedRule(rule: ScheduleRule & { [compiled]?: ParsedRule }): ParsedRule {
+	let p = rule[compiled];
+	if (!p) {
+		p = parseRule(rule);
+		// Hidden from spreads, JSON and equality; a frozen rule is simply compiled every time.
+		if (Object.isExtensible(rule)) Object.defineProperty(rule, compiled, { value: p });
+	}
+	return p;
 }
 
 function parseRule(rule: ScheduleRule): ParsedRule {
@@ -244,12 +267,14 @@ function parseRule(rule: ScheduleRule): ParsedRule {
 	return {
 		rule,
 		invalid,
+		createdAtMs: parseInstant(rule.createdAt) ?? 0,
 		startDay: typeof startDay === "number" ? startDay : null,
 		endDay: typeof endDay === "number" ? endDay : null,
 		days,
 		startMin: typeof startMin === "number" ? startMin : null,
 		endMin: typeof endMin === "number" ? endMin : null,
-		windowText
+		windowText,
+		windows: new Map()
 	};
 }
 
@@ -260,6 +285,13 @@ export function compareRules(a: ScheduleRule, b: ScheduleRule): number {
 	const cb = parseInstant(b.createdAt) ?? 0;
 	if (ca !== cb) return cb - ca;
 	return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/** compareRules over parsed rules (createdAt parsed once, not at every comparison). */
+function compareParsed(a: ParsedRule, b: ParsedRule): number {
+	if (a.rule.priority !== b.rule.priority) return b.rule.priority - a.rule.priority;
+	if (a.createdAtMs !== b.createdAtMs) return b.createdAtMs - a.createdAtMs;
+	return a.rule.id < b.rule.id ? -1 : a.rule.id > b.rule.id ? 1 : 0;
 }
 
 function compareOverrides(a: Override, b: Override): number {
@@ -301,8 +333,32 @@ class Clock {
 	private readonly dayStarts = new Map<number, number>();
 	private readonly days = new Map<number, ZoneDay>();
 
-	constructor(zoneName: string) {
+	/** luxon writes "Z" for the zones it takes as fixed at UTC ("UTC", "GMT"), an offset for every other. */
+	private readonly fixed: boolean;
+
+	constructor(private readonly zoneName: string) {
 		this.zone = IANAZone.create(zoneName);
+		this.fixed = Info.normalizeZone(zoneName)?.isUniversal ?? false;
+	}
+
+	/**
+	 * The instant as local ISO 8601 with its offset, exactly as luxon's
+	 * `toISO({ suppressMilliseconds: true })` writes it (luxon asks Intl for the offset each time;
+	 * this reuses the day's). Outside years 1000–9999 and for fixed zones it asks luxon.
+	 */
+	localIso(t: number): string {
+		const offset = this.offset(t);
+		const local = new Date(t + offset).toISOString();
+		const minutes = offset / MIN;
+		if (this.fixed || local.length !== 24 || local < "1000" || !Number.isInteger(minutes)) {
+			return DateTime.fromMillis(t, { zone: this.zoneName }).toISO({ suppressMilliseconds: true }) ?? iso(t);
+		}
+		const abs = Math.abs(minutes);
+		const sign = minutes < 0 ? "-" : "+";
+		const hh = String(Math.trunc(abs / 60)).padStart(2, "0");
+		const mm = String(abs % 60).padStart(2, "0");
+		const time = local.endsWith(".000Z") ? local.slice(0, 19) : local.slice(0, 23);
+		return `${time}${sign}${hh}:${mm}`;
 	}
 
 	offset(t: number): number {
@@ -401,19 +457,33 @@ export function zoneOffsetMs(zoneName: string, t: number): number {
 	return clockOf(zoneName).offset(t);
 }
 
+/** Windows a day of a rule remembers per zone before it starts afresh (a long-lived rule object). */
+const RULE_WINDOWS_LIMIT = 4096;
+
+/** A rule's windows in one zone. */
 class RuleTimes {
-	private readonly cache = new Map<number, Interval | null>();
+	private readonly cache: Map<number, Interval | null>;
 
 	constructor(
 		readonly p: ParsedRule,
 		private readonly clock: Clock
-	) {}
+	) {
+		let cache = p.windows.get(clock);
+		if (!cache) {
+			cache = new Map();
+			p.windows.set(clock, cache);
+		}
+		this.cache = cache;
+	}
 
 	/** The window that starts on local day `day`, or null. */
 	window(day: number): Interval | null {
-		if (this.cache.has(day)) return this.cache.get(day) ?? null;
-		const w = this.compute(day);
-		this.cache.set(day, w);
+		let w = this.cache.get(day);
+		if (w === undefined) {
+			w = this.compute(day);
+			if (this.cache.size >= RULE_WINDOWS_LIMIT) this.cache.clear();
+			this.cache.set(day, w);
+		}
 		return w;
 	}
 
@@ -452,13 +522,22 @@ interface Answer {
 	winner: ScheduleRule | null;
 }
 
-function answerKey(a: Answer): string {
-	return `${a.source}|${a.playlistId ?? ""}|${a.layoutId ?? ""}|${a.scheduleId ?? ""}|${a.overrideId ?? ""}`;
+/** Whether two answers put the same thing on screen for the same reason (what validUntil tracks). */
+function sameAnswer(a: Answer, b: Answer): boolean {
+	return a.source === b.source && a.playlistId === b.playlistId && a.layoutId === b.layoutId && a.scheduleId === b.scheduleId && a.overrideId === b.overrideId;
+}
+
+/** Inserts `value` into `sorted` (ascending) at or after `from`. */
+function insertSorted(sorted: number[], value: number, from: number): void {
+	let i = sorted.length;
+	while (i > from && sorted[i - 1] > value) i--;
+	sorted.splice(i, 0, value);
 }
 
 class Engine {
 	readonly zoneName: string;
 	readonly clock: Clock;
+	/** The rules targeting the display, best first. */
 	readonly rules: RuleTimes[];
 	readonly allRules: ParsedRule[];
 	readonly overrides: Array<{ o: Override; start: number; end: number }>;
@@ -471,7 +550,7 @@ class Engine {
 	) {
 		this.zoneName = displayZone(display);
 		this.clock = clockOf(this.zoneName);
-		this.allRules = [...schedules].sort(compareRules).map(parseRule);
+		this.allRules = schedules.map(parsedRule).sort(compareParsed);
 		this.rules = this.allRules.filter((p) => !p.invalid && targets(p.rule, display)).map((p) => new RuleTimes(p, this.clock));
 		this.overrides = [];
 		for (const o of [...overrides].sort(compareOverrides)) {
@@ -490,10 +569,11 @@ class Engine {
 		this.horizonBase = base;
 	}
 
-	answerAt(t: number): Answer {
+	/** What plays at `t`; `winner` (the schedule an override hides) only when asked, for the candidates' reasons. */
+	answerAt(t: number, withWinner = true): Answer {
 		for (const { o, start, end } of this.overrides) {
 			if (start <= t && t < end) {
-				return { source: "override", ...programOf(o), scheduleId: null, overrideId: o.id, override: o, winner: this.winnerAt(t) };
+				return { source: "override", ...programOf(o), scheduleId: null, overrideId: o.id, override: o, winner: withWinner ? this.winnerAt(t) : null };
 			}
 		}
 		const winner = this.winnerAt(t);
@@ -511,37 +591,77 @@ class Engine {
 		return null;
 	}
 
-	/** The first instant after `at` where the answer differs, or null if it never does. */
-	nextChange(at: number, key: string): number | null {
+	/**
+	 * The first instant after `at` where the answer differs from `now` (the answer at `at`), or
+	 * null if it never does.
+	 *
+	 * The answer only changes at a rule edge, and while it stays `now` only some edges can change
+	 * it, so only those are looked at:
+	 * - an override plays: its end, and the start of any later override (one that starts later wins);
+	 * - schedule W plays: the ends of W's windows (another window of W may carry on at once), the
+	 *   starts of the rules ranked above W, and override starts; rules ranked below W cannot win
+	 *   while W plays, so their edges change nothing;
+	 * - the default or nothing plays: every rule's start, and override starts.
+	 * Each candidate is checked by resolving at it. Windows are taken in order of the local day
+	 * they start on, each once: a window starting on day d + 1 or later starts no earlier than
+	 * local midnight of d + 1, so the candidates up to that instant are complete.
+	 */
+	nextChange(at: number, now: Answer): number | null {
 		const cap = Math.ceil((at + SEARCH_DAYS * DAY) / HORIZON_GRID) * HORIZON_GRID;
 		const periodic = Math.max(at, this.horizonBase) + PERIOD_MARGIN_DAYS * DAY;
 		const horizon = Math.min(cap, periodic);
-		const firstDay = this.clock.localDay(at);
-		let lastChecked = at;
-		for (let day = firstDay; ; day++) {
-			const edges = new Set<number>();
-			for (const r of this.rules) {
-				for (let d = day - 2; d <= day + 1; d++) {
-					const w = r.window(d);
-					if (w) {
-						edges.add(w[0]);
-						edges.add(w[1]);
-					}
-				}
+		const never = horizon === periodic && periodic < cap ? null : horizon;
+
+		const pending: number[] = [];
+		let head = 0;
+		const add = (e: number) => {
+			if (e > at && e <= horizon) insertSorted(pending, e, head);
+		};
+		/** The first pending candidate up to `upTo` where the answer differs, or null. */
+		const settle = (upTo: number): number | null => {
+			while (head < pending.length && pending[head] <= upTo) {
+				const e = pending[head++];
+				if (!sameAnswer(this.answerAt(e, false), now)) return e;
 			}
-			for (const o of this.overrides) {
-				edges.add(o.start);
-				edges.add(o.end);
-			}
-			const dayEnd = this.clock.firstAtOrAfter((day + 1) * DAY);
-			const sorted = [...edges].filter((e) => e > lastChecked && e <= dayEnd && e <= horizon).sort((a, b) => a - b);
-			for (const e of sorted) {
-				if (answerKey(this.answerAt(e)) !== key) return e;
-			}
-			lastChecked = Math.max(lastChecked, Math.min(dayEnd, horizon));
-			if (dayEnd >= horizon) break;
+			return null;
+		};
+
+		const starts: RuleTimes[] = [];
+		let ends: RuleTimes | null = null;
+		for (const { o, start, end } of this.overrides) {
+			if (now.source !== "override") add(start);
+			else if (o === now.override) add(end);
+			else if (start > at) add(start);
 		}
-		return horizon === periodic && periodic < cap ? null : horizon;
+		if (now.source === "schedule") {
+			for (const r of this.rules) {
+				if (r.p.rule === now.winner) {
+					ends = r;
+					break;
+				}
+				starts.push(r);
+			}
+		} else if (now.source !== "override") {
+			starts.push(...this.rules);
+		}
+		if (!starts.length && !ends) return settle(horizon) ?? never;
+
+		for (let day = this.clock.localDay(at) - 2; ; day++) {
+			for (const r of starts) {
+				const w = r.window(day);
+				if (w) add(w[0]);
+			}
+			const w = ends?.window(day);
+			if (w) add(w[1]);
+			const next = this.clock.firstAtOrAfter((day + 1) * DAY);
+			const found = settle(Math.min(next, horizon));
+			if (found !== null) return found;
+			if (next >= horizon) return never;
+			if (head === pending.length) {
+				pending.length = 0;
+				head = 0;
+			}
+		}
 	}
 
 	candidates(t: number, answer: Answer): Candidate[] {
@@ -574,11 +694,11 @@ class Engine {
 
 	resolve(t: number, withCandidates: boolean): Resolution {
 		const answer = this.answerAt(t);
-		const next = this.nextChange(t, answerKey(answer));
+		const next = this.nextChange(t, answer);
 		return {
 			at: iso(t),
 			timezone: this.zoneName,
-			localTime: DateTime.fromMillis(t, { zone: this.zoneName }).toISO({ suppressMilliseconds: true }) ?? iso(t),
+			localTime: this.clock.localIso(t),
 			source: answer.source,
 			playlistId: answer.playlistId,
 			layoutId: answer.layoutId,
