@@ -32,6 +32,7 @@
 import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import inspector from "node:inspector/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
@@ -242,6 +243,31 @@ async function candidatesExamined<T extends TenantOwned>(collection: TenantColle
 	return { examined, stored: store.getAllData().length, indexes: Object.keys(store.indexes) };
 }
 
+/**
+ * `--cpu-prof[=DIR]` for an in-process scenario: `profile(name, run)` writes a V8 CPU profile of
+ * just `run` to DIR/name.cpuprofile (summarise with bench/profile-summary.ts). Without the flag
+ * it only runs `run`.
+ */
+async function recomputeProfiler(dir: string | undefined): Promise<<T>(name: string, run: () => Promise<T>) => Promise<T>> {
+	if (dir === undefined) return (_name, run) => run();
+	const absolute = path.resolve(dir || "bench/profiles");
+	fs.mkdirSync(absolute, { recursive: true });
+	const session = new inspector.Session();
+	session.connect();
+	await session.post("Profiler.enable");
+	return async (name, run) => {
+		await session.post("Profiler.start");
+		try {
+			return await run();
+		} finally {
+			const { profile } = await session.post("Profiler.stop");
+			const file = path.join(absolute, `${name}.cpuprofile`);
+			fs.writeFileSync(file, JSON.stringify(profile));
+			console.log(`    (CPU profile: ${file})`);
+		}
+	};
+}
+
 /** A seeded generator (mulberry32): every run builds the same tenant. */
 function seeded(seed: number) {
 	let a = seed >>> 0;
@@ -294,7 +320,7 @@ function pool<T>(items: T[]): <R>(use: (item: T) => Promise<R>) => Promise<R> {
  * as in tests): what resolving one display's manifest costs with and without the target index,
  * through the service, the broker and HTTP; then recomputing every display, and one tag's.
  */
-async function schedulingBench(): Promise<void> {
+async function schedulingBench(o: BenchOptions): Promise<void> {
 	const p = await startTestPlatform({ DEFAULT_PLAN_DISPLAYS: String(SCALE.displays + 100), RATE_LIMIT_PER_MINUTE: "1000000" });
 	try {
 		// ---- set-up (not timed by measure) ----
@@ -447,10 +473,16 @@ async function schedulingBench(): Promise<void> {
 		let turn = 0;
 		// Let the JIT and the collector settle after the set-up before the baseline.
 		for (const until = Date.now() + 1000; Date.now() < until; ) engineResolve(display, index.forDisplay(display), [], at(), { candidates: false });
+		// The engine compiles each rule object once and remembers its windows: the baseline hands it
+		// the same objects every call, as one recomputation does for its displays; the next case
+		// makes them new each call, as one request building them from stored documents does.
 		const baseline = await measure(`engine, only the ${targeted.length} targeting schedules`, async () => {
 			engineResolve(display, targeted, [], at(), { candidates: false });
 		}, 2000, 1);
 		const inProcess = [
+			await measure(`engine, the same ${targeted.length} as new rule objects (compiled each call)`, async () => {
+				engineResolve(display, targeted.map(r => ({ ...r })), [], at(), { candidates: false });
+			}, 1500, 1),
 			await measure(`engine over all ${allRules.length} schedules (no index)`, async () => {
 				engineResolve(display, allRules, [], at(), { candidates: false });
 			}, 1500, 1),
@@ -504,6 +536,7 @@ async function schedulingBench(): Promise<void> {
 
 		// ---- recomputation (what a change of a tenant's schedules sets off in the background) ----
 		console.log(`\nRecomputing manifests (scheduling.recompute, what a change sets off in the background)`);
+		const profile = await recomputeProfiler(o.flags.get("cpu-prof"));
 		/** Duration, and the longest the event loop went without running a timer meanwhile. */
 		const timed = async (run: () => Promise<unknown>): Promise<{ ms: number; stallMs: number }> => {
 			let last = performance.now();
@@ -533,7 +566,7 @@ async function schedulingBench(): Promise<void> {
 			// On the second run a device asks for its (cached) manifest as the recompute begins.
 			const asked = performance.now();
 			const answered = run === 2 ? getExpecting(p.api("/device/manifest"), 200, bearer(paired[1].token)).then(() => performance.now() - asked) : null;
-			const { ms, stallMs } = await timed(() => sched.recompute(tenantId, { all: true }));
+			const { ms, stallMs } = await timed(() => profile(`recompute-all-${run}`, () => sched.recompute(tenantId, { all: true })));
 			const what = run === 1 ? "ETags new" : "ETags unchanged";
 			console.log(
 				`  all ${SCALE.displays} displays, run ${run} (${what}): ${ms.toFixed(0)} ms, ${((SCALE.displays / ms) * 1000).toFixed(0)} displays/s, longest event-loop stall ${stallMs.toFixed(0)} ms`
@@ -604,7 +637,8 @@ function usage(): string {
 		...Object.entries(ANALYTICS_OPTIONS).map(([name, d]) => `  --${`${name}=N`.padEnd(18)}${d.help} (${d.full} [${d.quick}])`),
 		"  --clickhouse[=URL]  analytics: also against a ClickHouse server (URL, or CLICKHOUSE_URL; bare: start one with scripts/clickhouse-local.sh)",
 		"  --no-chdb           analytics: skip the embedded chDB runs",
-		"  --cpu-prof[=DIR]    fleet: each platform process writes a V8 CPU profile into DIR (bench/profiles) as it exits"
+		"  --cpu-prof[=DIR]    fleet: each platform process writes a V8 CPU profile into DIR (bench/profiles) as it exits;",
+		"                      scheduling: a profile of each full recomputation, in process"
 	];
 	return lines.join("\n");
 }
