@@ -84,6 +84,7 @@ import {
 	overridesWithStatus,
 	overrideView,
 	pageReaching,
+	perDoc,
 	playlistData,
 	playlistView,
 	powerScheduleView,
@@ -160,7 +161,7 @@ interface SchedulingMethods {
 		rulesOf: (d: DisplayTarget) => DisplayRules,
 		overrides: OverrideDoc[],
 		at: Date,
-		options?: { candidates?: boolean }
+		options?: { candidates?: boolean; slice?: TimeSlice }
 	): Promise<Array<{ manifest: Manifest; resolution: Resolution }>>;
 	currentManifest(ctx: Ctx, displayId: string): Promise<CurrentManifest>;
 	invalidate(tenantId: string, selector: DisplaySelector): Promise<void>;
@@ -847,8 +848,9 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				const now = new Date();
 				const instants = new Map(displays.map(d => [d.id, d.at ? new Date(d.at) : now]));
 				const states: Record<string, ManifestPower> = {};
+				const powerRuleFor = perDoc(powerRuleOf);
 				for (const row of page.rows) {
-					const power = powerAt({ ...row, tenantTimezone: zone }, index.forDisplay(row), instants.get(row.id) ?? now);
+					const power = powerAt({ ...row, tenantTimezone: zone }, index.forDisplay(row), instants.get(row.id) ?? now, powerRuleFor);
 					if (power) states[row.id] = power;
 				}
 				return states;
@@ -1131,19 +1133,25 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			rulesOf: (d: DisplayTarget) => DisplayRules,
 			overrideDocs: OverrideDoc[],
 			at: Date,
-			options: { candidates?: boolean } = {}
+			options: { candidates?: boolean; slice?: TimeSlice } = {}
 		): Promise<Array<{ manifest: Manifest; resolution: Resolution }>> {
 			const overrides = overrideDocs.map(overrideOf);
 			const overrideNames = new Map(overrideDocs.map(o => [o.id, o.name]));
 			const resolved: Array<{ display: DisplayTarget; resolution: Resolution; scheduleName: string | null; power: ManifestPower | null }> = [];
-			const slice = new TimeSlice();
+			// One rule object per stored schedule for the whole page: the engine compiles a rule (and
+			// remembers its windows) per rule object, so displays sharing schedules share that work.
+			const ruleFor = perDoc(ruleOf);
+			const powerRuleFor = perDoc(powerRuleOf);
+			// A page of displays is CPU work: let requests in between, or a bulk recompute stalls the
+			// process. A caller working through many pages passes its own slice, so the budget runs
+			// across pages instead of starting afresh at each.
+			const slice = options.slice ?? new TimeSlice();
 			for (const display of displays) {
-				// A page of displays is CPU work: let requests in between, or a bulk recompute stalls the process.
 				await slice.checkIn();
 				const { schedules, power } = rulesOf(display);
-				const resolution = resolve(display, schedules.map(ruleOf), overrides, at, { candidates: options.candidates ?? false });
+				const resolution = resolve(display, schedules.map(ruleFor), overrides, at, { candidates: options.candidates ?? false });
 				const scheduleName = resolution.scheduleId ? (schedules.find(s => s.id === resolution.scheduleId)?.name ?? "") : null;
-				resolved.push({ display, resolution, scheduleName, power: powerAt(display, power, at) });
+				resolved.push({ display, resolution, scheduleName, power: powerAt(display, power, at, powerRuleFor) });
 			}
 			const scope = systemScope(tenantId);
 			const layoutIds = [...new Set(resolved.flatMap(r => (r.resolution.layoutId ? [r.resolution.layoutId] : [])))];
@@ -1160,21 +1168,26 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			}
 			const backgrounds = [...layouts.values()].flatMap(l => (l.backgroundContentId ? [l.backgroundContentId] : []));
 			const content = await this.contentOf(tenantId, [...[...playlists.values()].flatMap(p => p.items.map(i => i.contentId)), ...backgrounds]);
-			return resolved.map(({ display, resolution, scheduleName, power }) => ({
-				resolution,
-				manifest: buildManifest({
-					displayId: display.id,
+			const built: Array<{ manifest: Manifest; resolution: Resolution }> = [];
+			for (const { display, resolution, scheduleName, power } of resolved) {
+				await slice.checkIn();
+				built.push({
 					resolution,
-					playlist: resolution.playlistId ? (playlists.get(resolution.playlistId) ?? null) : null,
-					layout: resolution.layoutId ? (layouts.get(resolution.layoutId) ?? null) : null,
-					playlists,
-					power,
-					scheduleName,
-					overrideName: resolution.overrideId ? (overrideNames.get(resolution.overrideId) ?? null) : null,
-					content,
-					at
-				})
-			}));
+					manifest: buildManifest({
+						displayId: display.id,
+						resolution,
+						playlist: resolution.playlistId ? (playlists.get(resolution.playlistId) ?? null) : null,
+						layout: resolution.layoutId ? (layouts.get(resolution.layoutId) ?? null) : null,
+						playlists,
+						power,
+						scheduleName,
+						overrideName: resolution.overrideId ? (overrideNames.get(resolution.overrideId) ?? null) : null,
+						content,
+						at
+					})
+				});
+			}
+			return built;
 		},
 
 		/** The display's manifest: from the cache while its generation and validity hold, else fresh. */
@@ -1222,13 +1235,17 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 			]);
 			const index = new ScheduleIndex(scheduleDocs);
 			const powerIndex = new ScheduleIndex(powerDocs);
+			// One slice for the whole recomputation: fetching a page, resolving it, building and
+			// storing its manifests each run under the same budget (fresh budgets per step added up
+			// to 60 ms without a yield).
+			const slice = new TimeSlice();
 			let afterId: string | null = null;
 			do {
 				const page: Result<"devices.displaysFor"> = await call(this.broker, "devices.displaysFor", { tenantId, ...selector, afterId: afterId ?? undefined, limit: DISPLAY_PAGE });
+				await slice.checkIn();
 				const displays = page.rows.map(d => ({ ...d, tenantTimezone: zone }));
-				const manifests = await this.manifestsFor(tenantId, displays, d => ({ schedules: index.forDisplay(d), power: powerIndex.forDisplay(d) }), overrides, at);
+				const manifests = await this.manifestsFor(tenantId, displays, d => ({ schedules: index.forDisplay(d), power: powerIndex.forDisplay(d) }), overrides, at, { slice });
 				const changed: Record<string, string> = {};
-				const slice = new TimeSlice();
 				for (const { manifest } of manifests) {
 					// With the in-process store every await here resolves at once: storing a page of
 					// 1 000 manifests would hold the event loop in one stretch.

@@ -25,8 +25,8 @@ function stateOf(r: Resolution): PowerState {
  * The display's screen power at `at` and the instant it next flips (null = never), or null when
  * none of `schedules` (those that can reach the display) targets it.
  */
-export function powerAt(display: DisplayTarget, schedules: PowerScheduleDoc[], at: Date): ManifestPower | null {
-	const rules = schedules.map(powerRuleOf);
+export function powerAt(display: DisplayTarget, schedules: PowerScheduleDoc[], at: Date, toRule = powerRuleOf): ManifestPower | null {
+	const rules = schedules.map(toRule);
 	if (!rules.some(rule => targets(rule, display))) return null;
 	// Defaults play no part: without a matching rule the screen is on.
 	const bare = { ...display, defaultPlaylistId: null, defaultLayoutId: null };

@@ -104,6 +104,22 @@ export function ruleOf(doc: ScheduleDoc): ScheduleRule {
 	return ruleAs(doc, { playlistId: doc.playlistId, layoutId: doc.layoutId ?? null });
 }
 
+/**
+ * `convert` remembering its answer per document: the engine compiles each rule object once, so a
+ * batch whose displays share stored schedules should hand it one rule object per document.
+ */
+export function perDoc<D extends object, R>(convert: (doc: D) => R): (doc: D) => R {
+	const done = new Map<D, R>();
+	return doc => {
+		let result = done.get(doc);
+		if (result === undefined) {
+			result = convert(doc);
+			done.set(doc, result);
+		}
+		return result;
+	};
+}
+
 /** A stored rule (a schedule, or a power schedule) as the engine takes it, playing `program`. */
 export function ruleAs(doc: RuleDocFields & Pick<TenantOwned, "id" | "createdAt"> & { name: string }, program: Program): ScheduleRule {
 	return {
