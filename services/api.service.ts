@@ -114,7 +114,7 @@ interface GatewayMethods extends WebMethods {
 	answerOptions(req: IncomingMessage, res: ServerResponse): void;
 	aliasesChanged(): void;
 	serveLane(req: IncomingMessage, res: ServerResponse, route: LaneRoute, requestId: string): Promise<void>;
-	countRequest(meta: RequestMeta): Promise<void>;
+	countRequest(meta: RequestMeta, res: ServerResponse): Promise<void>;
 	routeDocs(): RouteDoc[];
 	openDeviceStream(req: IncomingMessage, res: ServerResponse, meta: RequestMeta): void;
 	verifyDeviceStream(connection: DeviceConnection): Promise<boolean>;
@@ -242,7 +242,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 				const token = bearerToken(req);
 				if (needsPrincipal(route.permission, token)) meta.auth = await this.devicePrincipals.resolve(token);
 				assertAllowed(route.permission, meta.auth);
-				await this.countRequest(meta);
+				await this.countRequest(meta, res);
 				if (route.action === null) return this.openDeviceStream(req, res, meta);
 				const data: unknown = await this.broker.call(route.action, params, { meta, requestID: requestId });
 				writeAnswer(res, meta.$statusCode ?? route.successStatus, meta, data);
@@ -253,10 +253,14 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 			}
 		},
 
-		/** Counts a call against its caller's rate limit (RateLimit-* headers on the answer); 429 past it. */
-		async countRequest(meta: RequestMeta) {
+		/**
+		 * Counts a call against its caller's rate limit; 429 past it. The RateLimit-* headers go on
+		 * the response itself: an action that sets its own headers (an ETag, a file name) replaces
+		 * `meta.$responseHeaders` and would drop them.
+		 */
+		async countRequest(meta: RequestMeta, res: ServerResponse) {
 			const limit = await hitRateLimit(this.kv, rateLimitKey(meta.auth, meta.ip), this.config.rateLimit.perMinute, RATE_WINDOW_MS);
-			meta.$responseHeaders = { ...meta.$responseHeaders, ...rateLimitHeaders(limit) };
+			for (const [name, value] of Object.entries(rateLimitHeaders(limit))) res.setHeader(name, value);
 			if (!limit.allowed) throw Errors.rateLimited(limit.resetSec);
 		},
 
@@ -289,7 +293,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		},
 
 		/** Authorization hook: the RBAC table decides, then the caller's rate limit is counted. */
-		async authorize(ctx: Context<unknown, RequestMeta>, _route: unknown, incoming: IncomingMessage): Promise<void> {
+		async authorize(ctx: Context<unknown, RequestMeta>, _route: unknown, incoming: IncomingMessage, res: ServerResponse): Promise<void> {
 			const req = gatewayRequest(incoming);
 			const permission = routePermission(req);
 			if (!isPermission(permission)) {
@@ -297,7 +301,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 				throw Errors.forbidden("This route is not available");
 			}
 			assertAllowed(permission, ctx.meta.auth);
-			await this.countRequest(ctx.meta);
+			await this.countRequest(ctx.meta, res);
 		},
 
 		/** Every alias with what the registry knows of its action (local or on another node). */

@@ -137,6 +137,17 @@ describe("the device lane", () => {
 		expect(head.headers.etag).toBe(etag);
 		const stale = await raw(p, "GET", "/api/v1/device/manifest", { Authorization: `Bearer ${screen.deviceToken}`, "If-None-Match": '"something-else"' });
 		expect(stale.status).toBe(200);
+		// The manifest action sets headers of its own (ETag, Cache-Control): the rate limit's stay,
+		// on the lane and through moleculer-web (the trailing-slash spelling) alike.
+		const viaWeb = await raw(p, "GET", "/api/v1/device/manifest/", { Authorization: `Bearer ${screen.deviceToken}`, "If-None-Match": etag });
+		expect(viaWeb.status).toBe(304);
+		const remaining: number[] = [];
+		for (const answer of [first, again, head, stale, viaWeb]) {
+			expect(answer.headers["ratelimit-limit"]).toBe("100000");
+			remaining.push(Number(answer.headers["ratelimit-remaining"]));
+		}
+		// One budget, counted down by each request in turn.
+		expect(remaining.slice(1).map((r, i) => remaining[i] - r)).toEqual([1, 1, 1, 1]);
 	});
 
 	it("refuses a remembered token at the very next request once its screen re-registered, its display was deleted or its tenant", async () => {
