@@ -182,26 +182,41 @@ function parseInstant(iso: string | null | undefined): number | null {
 	return Number.isNaN(t) ? null : t;
 }
 
-function parseDay(s: string | undefined): number | null | "invalid" {
-	if (s === undefined || s === null || s === "") return null;
-	const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(s);
-	if (!m) return "invalid";
-	const y = Number(m[1]);
-	const mo = Number(m[2]);
-	const d = Number(m[3]);
-	const ms = Date.UTC(y, mo - 1, d);
-	const back = new Date(ms);
-	if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d) return "invalid";
-	return ms / DAY;
+/** The number written by the ASCII digits s[from, to), or -1 if any is not a digit. */
+function digits(s: string, from: number, to: number): number {
+	let n = 0;
+	for (let i = from; i < to; i++) {
+		const c = s.charCodeAt(i) - 48;
+		if (c < 0 || c > 9) return -1;
+		n = n * 10 + c;
+	}
+	return n;
 }
 
+function daysInMonth(y: number, mo: number): number {
+	if (mo === 2) return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28;
+	return mo === 4 || mo === 6 || mo === 9 || mo === 11 ? 30 : 31;
+}
+
+/** `YYYY-MM-DD` as a day number (days since 1970-01-01), read by hand: rules are parsed per request. */
+function parseDay(s: string | undefined): number | null | "invalid" {
+	if (s === undefined || s === null || s === "") return null;
+	if (s.length !== 10 || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45) return "invalid";
+	const y = digits(s, 0, 4);
+	const mo = digits(s, 5, 7);
+	const d = digits(s, 8, 10);
+	// Years before 100 were always refused (Date.UTC reads them as 1900–1999).
+	if (y < 100 || mo < 1 || mo > 12 || d < 1 || d > daysInMonth(y, mo)) return "invalid";
+	return Date.UTC(y, mo - 1, d) / DAY;
+}
+
+/** `HH:mm` as minutes after midnight. */
 function parseTime(s: string | undefined): number | null | "invalid" {
 	if (s === undefined || s === null || s === "") return null;
-	const m = /^(\d{2}):(\d{2})$/.exec(s);
-	if (!m) return "invalid";
-	const h = Number(m[1]);
-	const mi = Number(m[2]);
-	if (h > 23 || mi > 59) return "invalid";
+	if (s.length !== 5 || s.charCodeAt(2) !== 58) return "invalid";
+	const h = digits(s, 0, 2);
+	const mi = digits(s, 3, 5);
+	if (h < 0 || mi < 0 || h > 23 || mi > 59) return "invalid";
 	return h * 60 + mi;
 }
 
