@@ -1,59 +1,83 @@
 /**
- * Group commit for a durable channel. Each caller hands over one message and waits until it is
- * published, exactly as with a publish of its own; but while one publish is in flight, the
- * messages that arrive meanwhile wait and go out together in the next one (at most `maxBatch` a
- * message). A publish starts at the end of the current turn of the event loop (setImmediate),
- * so the messages of requests handled in the same turn share it even when publishing is quick
- * (the in-process channel of the embedded mode); when it is quiet a message goes out alone, a
- * fraction of a millisecond later. Under load, one publish carries many. Nothing is acknowledged
- * to a caller before the channel has its message, so what is durable stays durable — it only
- * costs one publish per batch instead of one per message (the heartbeat's metrics: one per
- * heartbeat was a tenth of the hot path).
+ * Group commit, and group call. Each caller hands over one item and waits until it is done,
+ * exactly as with a call of its own; but while one batch is in flight, the items that arrive
+ * meanwhile wait and go out together in the next one (at most `maxBatch` an item). A batch
+ * starts at the end of the current turn of the event loop (setImmediate), so the items of
+ * requests handled in the same turn share it even when the batch is quick (the in-process
+ * channel of the embedded mode); when it is quiet an item goes out alone, a fraction of a
+ * millisecond later. Under load, one batch carries many.
+ *
+ * - A durable channel (R = void): nothing is acknowledged to a caller before the channel has its
+ *   message, so what is durable stays durable; it costs one publish per batch instead of one per
+ *   message (the heartbeat's metrics: one per heartbeat was a tenth of the hot path).
+ * - A group call (the gateway's heartbeats, see services/api/device-lane.ts): `send` answers the
+ *   caller's own item of the batch's answers, which come in the items' order.
+ *
+ * A batch that fails as a whole fails every caller in it.
  */
-interface Queued<T> {
+interface Queued<T, R> {
 	item: T;
-	resolve(): void;
+	resolve(answer: R): void;
 	reject(err: unknown): void;
 }
 
-export class GroupSender<T> {
-	private queue: Array<Queued<T>> = [];
-	private sending = false;
+export class GroupSender<T, R = void> {
+	private queue: Array<Queued<T, R>> = [];
+	private inFlight = 0;
+	private scheduled = false;
 
 	constructor(
-		private readonly publish: (items: T[]) => Promise<void>,
-		private readonly maxBatch: number
+		/** Sends a batch; answers one answer per item, in order (nothing, for R = void). */
+		private readonly publish: (items: T[]) => Promise<R[] | void>,
+		private readonly maxBatch: number,
+		/**
+		 * Batches in flight at once. One keeps a channel's messages in order; a group call to a
+		 * service with replicas wants several, or only one replica would work at a time.
+		 */
+		private readonly concurrency = 1
 	) {}
 
-	/** Resolves once `item` is published (in some batch); rejects with that batch's publish error. */
-	send(item: T): Promise<void> {
-		return new Promise<void>((resolve, reject) => {
+	/** Resolves with `item`'s answer once its batch is done; rejects with that batch's error. */
+	send(item: T): Promise<R> {
+		return new Promise<R>((resolve, reject) => {
 			this.queue.push({ item, resolve, reject });
-			if (!this.sending) {
-				this.sending = true;
-				setImmediate(() => void this.drain());
-			}
+			this.schedule();
 		});
 	}
 
-	/** Messages waiting for a publish (not counting the one in flight). */
+	/** Items waiting for a batch (not counting those in flight). */
 	get waiting(): number {
 		return this.queue.length;
 	}
 
-	private async drain(): Promise<void> {
+	/** Starts batches at the end of this turn of the event loop (so its items share one). */
+	private schedule(): void {
+		if (this.scheduled || this.inFlight >= this.concurrency || !this.queue.length) return;
+		this.scheduled = true;
+		setImmediate(() => {
+			this.scheduled = false;
+			this.start();
+		});
+	}
+
+	/** Starts batches of what waits while fewer than `concurrency` are in flight; a finished batch makes room at once. */
+	private start(): void {
+		while (this.inFlight < this.concurrency && this.queue.length) {
+			this.inFlight++;
+			void this.run(this.queue.splice(0, this.maxBatch)).finally(() => {
+				this.inFlight--;
+				this.start();
+			});
+		}
+	}
+
+	private async run(batch: Array<Queued<T, R>>): Promise<void> {
 		try {
-			while (this.queue.length) {
-				const batch = this.queue.splice(0, this.maxBatch);
-				try {
-					await this.publish(batch.map(entry => entry.item));
-					for (const entry of batch) entry.resolve();
-				} catch (err) {
-					for (const entry of batch) entry.reject(err);
-				}
-			}
-		} finally {
-			this.sending = false;
+			const answers = await this.publish(batch.map(entry => entry.item));
+			if (answers && answers.length !== batch.length) throw new Error(`A group call answered ${answers.length} of ${batch.length} items`);
+			batch.forEach((entry, i) => entry.resolve(answers ? answers[i] : (undefined as R)));
+		} catch (err) {
+			for (const entry of batch) entry.reject(err);
 		}
 	}
 }

@@ -1,6 +1,7 @@
 /**
- * shared/group-send.ts: a group commit. Each caller waits for its own message to be published;
- * messages arriving while a publish is in flight share the next one.
+ * shared/group-send.ts: a group commit, and a group call. Each caller waits for its own message
+ * to be published (or its own answer); messages arriving while a batch is in flight share the
+ * next one, and at most `concurrency` batches are in flight.
  */
 import { GroupSender } from "../../shared/group-send";
 
@@ -59,5 +60,47 @@ describe("GroupSender", () => {
 		await expect(sender.send("d")).resolves.toBeUndefined();
 		expect(publishes).toEqual([["a"], ["b", "c"], ["d"]]);
 	});
+	it("answers each caller its own item's answer, in order; a batch answering the wrong number fails its callers", async () => {
+		const sender = new GroupSender<number, string>(async items => items.map(n => `answer ${n}`), 10);
+		await expect(Promise.all([1, 2, 3].map(n => sender.send(n)))).resolves.toEqual(["answer 1", "answer 2", "answer 3"]);
+		const short = new GroupSender<number, string>(async items => items.slice(1).map(String), 10);
+		await expect(Promise.all([short.send(1), short.send(2)])).rejects.toThrow("A group call answered 1 of 2 items");
+	});
 
+	it("keeps at most `concurrency` batches in flight, and starts the next as soon as one finishes", async () => {
+		const batches: number[][] = [];
+		const gates: Array<ReturnType<typeof deferred>> = [];
+		const sender = new GroupSender<number, number>(
+			async items => {
+				batches.push(items);
+				const gate = deferred();
+				gates.push(gate);
+				await gate.promise;
+				return items.map(n => n * 10);
+			},
+			2,
+			2
+		);
+		const answers = [1, 2, 3, 4, 5, 6, 7].map(n => sender.send(n));
+		await new Promise(resolve => setImmediate(resolve));
+		// Two batches of two in flight; the rest wait.
+		expect(batches).toEqual([
+			[1, 2],
+			[3, 4]
+		]);
+		expect(sender.waiting).toBe(3);
+		gates[1].resolve();
+		await new Promise(resolve => setImmediate(resolve));
+		expect(batches).toEqual([
+			[1, 2],
+			[3, 4],
+			[5, 6]
+		]);
+		gates[0].resolve();
+		gates[2].resolve();
+		await new Promise(resolve => setImmediate(resolve));
+		expect(batches).toHaveLength(4);
+		gates[3].resolve();
+		await expect(Promise.all(answers)).resolves.toEqual([10, 20, 30, 40, 50, 60, 70]);
+	});
 });
