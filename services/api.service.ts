@@ -41,7 +41,7 @@ import { hitRateLimit } from "../shared/rate-limit";
 import { isPermission } from "../shared/rbac";
 import type { RequestMeta } from "../shared/request";
 import { answerUnparsable, writeError } from "./api/answers";
-import { laneRouteOf, laneRoutes, runMiddlewares, writeAnswer, type LaneRoute } from "./api/device-lane";
+import { LaneGroups, laneRouteOf, laneRoutes, runMiddlewares, writeAnswer, type LaneRoute } from "./api/device-lane";
 import { DevicePrincipals } from "./api/device-principals";
 import {
 	DEVICE_STREAMS_METRIC,
@@ -108,6 +108,8 @@ interface GatewayVars extends WebVars {
 	devicePrincipals: DevicePrincipals;
 	/** The lane's requests by status class (the others are counted as calls of api.rest). */
 	laneRequests: OpsCounter<"code">;
+	/** The lane's group calls (the heartbeats). */
+	laneGroups: LaneGroups;
 }
 
 interface GatewayMethods extends WebMethods {
@@ -244,7 +246,9 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 				assertAllowed(route.permission, meta.auth);
 				await this.countRequest(meta, res);
 				if (route.action === null) return this.openDeviceStream(req, res, meta);
-				const data: unknown = await this.broker.call(route.action, params, { meta, requestID: requestId });
+				const data: unknown = route.group
+					? await this.laneGroups.call(route.group, { params, auth: meta.auth, requestId })
+					: await this.broker.call(route.action, params, { meta, requestID: requestId });
 				writeAnswer(res, meta.$statusCode ?? route.successStatus, meta, data);
 			} catch (err) {
 				this.sendError(req, res, err);
@@ -373,6 +377,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		this.lane = new Map();
 		this.devicePrincipals = new DevicePrincipals(this.kv, token => resolvePrincipal(this.broker, token));
 		this.laneRequests = opsCounter(metrics, OPS_METRICS.deviceLaneRequests);
+		this.laneGroups = new LaneGroups((action, calls) => this.broker.call(action, { calls }));
 		this.checks = dependencyChecks(config, this.broker);
 		this.cors = corsOptions(config.corsOrigins);
 

@@ -33,6 +33,7 @@ import {
 	DisplayView,
 	emit,
 	HeartbeatAnswer,
+	type HeartbeatReport,
 	HEARTBEAT_BATCH_MAX,
 	manifestEtagKey,
 	manifestPowerKey,
@@ -51,6 +52,7 @@ import {
 	type Result
 } from "../shared/contracts";
 import { Errors } from "../shared/errors";
+import { answerGroup, GROUP_CALL_PARAMS } from "../shared/group-call";
 import { GroupSender } from "../shared/group-send";
 import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, withLock, type KeyValueStore } from "../shared/kv";
@@ -113,11 +115,14 @@ interface DevicesVars extends DbVars<typeof COLLECTIONS> {
 	heartbeatChannel: GroupSender<HeartbeatMessage>;
 	/** Published by the sweep, hence by the one node that sweeps. */
 	displaysOnline: LeaderGauge<"plan">;
+	/** The heartbeat's params rules, compiled by the broker's validator (for the group call). */
+	heartbeatCheck: (params: unknown) => true | unknown[] | Promise<true | unknown[]>;
 }
 
 interface DevicesMethods {
 	withPresence(docs: DisplayDoc[]): Promise<DisplayView[]>;
 	device(ctx: Context<unknown, RequestMeta>): { tenantId: string; displayId: string };
+	beat(ctx: Context, device: { tenantId: string; displayId: string }, report: HeartbeatReport): Promise<HeartbeatAnswer>;
 	assertGroups(ctx: Context, groupIds: string[] | undefined): Promise<void>;
 	forgetDisplay(displayId: string): Promise<void>;
 	assertDefaults(ctx: Context<unknown, RequestMeta>, defaults: { defaultPlaylistId?: string | null; defaultLayoutId?: string | null }): Promise<void>;
@@ -128,6 +133,20 @@ interface DevicesMethods {
 	keyViews(docs: ProvisioningKeyDoc[]): Promise<ProvisioningKeyView[]>;
 	releaseDisplay(display: DisplayDoc): Promise<void>;
 }
+
+/** What a heartbeat may report (the action's params; the group call checks each heartbeat with them too). */
+const HEARTBEAT_PARAMS = {
+	$$strict: true,
+	metrics: {
+		type: "object",
+		optional: true,
+		strict: true,
+		props: { cpu: METRIC, memory: METRIC, disk: METRIC, temperature: { type: "number", min: -50, max: 150, optional: true } }
+	},
+	appVersion: { type: "string", max: 64, optional: true },
+	currentContentId: { type: "string", max: 64, optional: true },
+	uptimeSec: { type: "number", integer: true, min: 0, max: 10 * 365 * 24 * 3600, optional: true }
+} as const;
 
 const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars> = {
 	name: "devices",
@@ -665,44 +684,20 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			permission: "device",
 			summary: "Presence and metrics; answers the manifest etag and pending commands",
 			response: HeartbeatAnswer,
-			params: {
-				$$strict: true,
-				metrics: {
-					type: "object",
-					optional: true,
-					strict: true,
-					props: { cpu: METRIC, memory: METRIC, disk: METRIC, temperature: { type: "number", min: -50, max: 150, optional: true } }
-				},
-				appVersion: { type: "string", max: 64, optional: true },
-				currentContentId: { type: "string", max: 64, optional: true },
-				uptimeSec: { type: "number", integer: true, min: 0, max: 10 * 365 * 24 * 3600, optional: true }
-			},
-			async handler(ctx: ActionCtx<"devices.heartbeat", RequestMeta>): Promise<Result<"devices.heartbeat">> {
-				const { tenantId, displayId } = this.device(ctx);
-				const [{ presence, cameOnline }, etag, power, pending] = await Promise.all([
-					recordHeartbeat(this.kv, displayId, ctx.params, new Date()),
-					this.kv.get(manifestEtagKey(displayId)),
-					this.kv.get(manifestPowerKey(displayId)),
-					pendingCommands(this.kv, displayId)
-				]);
-				const at = presence.lastSeenAt;
-				await this.heartbeatChannel.send({ tenantId, displayId, ts: at, ...presence });
-				if (cameOnline) {
-					// Rare (a transition), so worth a read for the name the uptime report keeps.
-					const display = await this.db.displays.findDoc(systemScope(tenantId), { _id: displayId });
-					await sendToChannel(ctx.broker, DISPLAY_STATUS_CHANNEL, { id: newId(), tenantId, displayId, name: display?.name ?? "", online: true, at });
-					void emit(ctx, "devices.display.cameOnline", { tenantId, displayId, at });
-				}
-				const { commands, firstDelivered } = dueCommands(pending, at);
-				if (firstDelivered.length) void emit(ctx, "devices.commands.delivered", { tenantId, displayId, ids: firstDelivered, at });
-				this.heartbeats.increment();
-				return {
-					serverTime: at,
-					manifestEtag: etag,
-					heartbeatIntervalSec: this.settings.heartbeatIntervalSec,
-					commands,
-					power: power ? (JSON.parse(power) as ManifestPower) : null
-				};
+			// The gateway's device lane sends heartbeats in groups (shared/group-call.ts).
+			groupedBy: "devices.heartbeatGroup",
+			params: HEARTBEAT_PARAMS,
+			handler(ctx: ActionCtx<"devices.heartbeat", RequestMeta>): Promise<Result<"devices.heartbeat">> {
+				return this.beat(ctx, this.device(ctx), ctx.params);
+			}
+		},
+
+		/** Many heartbeats at once, each answered as `heartbeat` would (the gateway's group call). */
+		heartbeatGroup: {
+			visibility: "public",
+			params: GROUP_CALL_PARAMS,
+			handler(ctx: ActionCtx<"devices.heartbeatGroup">): Promise<Result<"devices.heartbeatGroup">> {
+				return answerGroup(ctx.params.calls, this.heartbeatCheck, (meta, report) => this.beat(ctx, deviceCallerOf(meta), report), this.logger);
 			}
 		},
 
@@ -907,6 +902,34 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			return deviceCallerOf(ctx.meta);
 		},
 
+		/** One heartbeat of `device`: presence, the health channel, its manifest ETag, power and due commands. */
+		async beat(ctx: Context, { tenantId, displayId }: { tenantId: string; displayId: string }, report: HeartbeatReport): Promise<HeartbeatAnswer> {
+			const [{ presence, cameOnline }, etag, power, pending] = await Promise.all([
+				recordHeartbeat(this.kv, displayId, report, new Date()),
+				this.kv.get(manifestEtagKey(displayId)),
+				this.kv.get(manifestPowerKey(displayId)),
+				pendingCommands(this.kv, displayId)
+			]);
+			const at = presence.lastSeenAt;
+			await this.heartbeatChannel.send({ tenantId, displayId, ts: at, ...presence });
+			if (cameOnline) {
+				// Rare (a transition), so worth a read for the name the uptime report keeps.
+				const display = await this.db.displays.findDoc(systemScope(tenantId), { _id: displayId });
+				await sendToChannel(ctx.broker, DISPLAY_STATUS_CHANNEL, { id: newId(), tenantId, displayId, name: display?.name ?? "", online: true, at });
+				void emit(ctx, "devices.display.cameOnline", { tenantId, displayId, at });
+			}
+			const { commands, firstDelivered } = dueCommands(pending, at);
+			if (firstDelivered.length) void emit(ctx, "devices.commands.delivered", { tenantId, displayId, ids: firstDelivered, at });
+			this.heartbeats.increment();
+			return {
+				serverTime: at,
+				manifestEtag: etag,
+				heartbeatIntervalSec: this.settings.heartbeatIntervalSec,
+				commands,
+				power: power ? (JSON.parse(power) as ManifestPower) : null
+			};
+		},
+
 		async assertGroups(ctx: Context, groupIds: string[] | undefined): Promise<void> {
 			if (!groupIds?.length) return;
 			const wanted = unique(groupIds);
@@ -1093,6 +1116,9 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 		this.sweep = null;
 		this.heartbeats = opsCounter(this.broker.metrics, OPS_METRICS.heartbeats);
 		this.heartbeatChannel = new GroupSender(heartbeats => sendToChannel(this.broker, HEARTBEAT_CHANNEL, { heartbeats }), HEARTBEAT_BATCH_MAX);
+		const validator = this.broker.validator;
+		if (!validator) throw new Error("The broker has no validator: the heartbeat group call checks its heartbeats with it");
+		this.heartbeatCheck = validator.compile(HEARTBEAT_PARAMS) as DevicesVars["heartbeatCheck"];
 		// Stale once the sweep lock could have passed to another node (shared/periodic.ts: 3 intervals).
 		this.displaysOnline = new LeaderGauge(opsGauge(this.broker.metrics, OPS_METRICS.displaysOnline), "plan", 3 * this.settings.sweepIntervalMs);
 	},

@@ -56,6 +56,11 @@ declare module "moleculer" {
 		 * another media type (a file's bytes). Documentation only: the gateway does not read it.
 		 */
 		extraResponses?: Record<number, ResponseDoc>;
+		/**
+		 * The action that takes many calls of this one at once (shared/group-call.ts): the
+		 * gateway's device lane sends this action's calls there, in groups.
+		 */
+		groupedBy?: string;
 		/** Call timeout in ms (0 = none); read by Moleculer's timeout middleware, missing from its typings. */
 		timeout?: number;
 	}

@@ -21,6 +21,8 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
+import { GROUP_CALL_MAX, groupedResult, type GroupedAnswer, type GroupedCall } from "../../shared/group-call";
+import { GroupSender } from "../../shared/group-send";
 import type { Permission } from "../../shared/rbac";
 import type { BodyMiddleware } from "./http-input";
 import { API_PREFIX, DEVICE_EVENTS_PATH } from "./routes";
@@ -35,6 +37,8 @@ export interface LaneRoute {
 	permission: Permission;
 	/** The action's declared success status (`successStatus`), else 200. */
 	successStatus: number;
+	/** The action taking its calls in groups (`groupedBy`), when it is registered; else null. */
+	group: string | null;
 }
 
 const laneKey = (method: string, path: string) => `${method} ${path}`;
@@ -45,7 +49,7 @@ export function laneRoutes(aliases: readonly GatewayAlias[], actions: ReadonlyMa
 	for (const alias of aliases) {
 		// The live stream: the function alias at its path, declaring the device permission itself.
 		if (!alias.action && alias.method === "GET" && alias.fullPath === `${API_PREFIX}${DEVICE_EVENTS_PATH}` && alias.permission === "device") {
-			routes.set(laneKey("GET", alias.fullPath), { method: "GET", path: alias.fullPath, action: null, permission: "device", successStatus: 200 });
+			routes.set(laneKey("GET", alias.fullPath), { method: "GET", path: alias.fullPath, action: null, permission: "device", successStatus: 200, group: null });
 			continue;
 		}
 		if (!alias.action || (alias.type && alias.type !== "call")) continue;
@@ -54,7 +58,9 @@ export function laneRoutes(aliases: readonly GatewayAlias[], actions: ReadonlyMa
 		const action = actions.get(alias.action);
 		if (action?.permission !== "device") continue;
 		const successStatus = typeof action.successStatus === "number" ? action.successStatus : 200;
-		routes.set(laneKey(alias.method, alias.fullPath), { method: alias.method, path: alias.fullPath, action: alias.action, permission: "device", successStatus });
+		// A replica of an earlier version may not have the group action yet: then one call each.
+		const group = typeof action.groupedBy === "string" && actions.has(action.groupedBy) ? action.groupedBy : null;
+		routes.set(laneKey(alias.method, alias.fullPath), { method: alias.method, path: alias.fullPath, action: alias.action, permission: "device", successStatus, group });
 	}
 	return routes;
 }
@@ -72,6 +78,29 @@ export function laneRouteOf(routes: ReadonlyMap<string, LaneRoute>, req: Pick<In
 export async function runMiddlewares(req: IncomingMessage, res: ServerResponse, middlewares: readonly BodyMiddleware[]): Promise<void> {
 	for (const middleware of middlewares) {
 		await new Promise<void>((resolve, reject) => middleware(req, res, err => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve())));
+	}
+}
+
+/**
+ * Group calls in flight at once per group action: a batch waits for the one before only when
+ * this many are out, and with replicas of the service each can take one.
+ */
+const GROUP_CALLS_IN_FLIGHT = 4;
+
+/** The lane's group calls (shared/group-call.ts): one sender per group action. */
+export class LaneGroups {
+	private readonly senders = new Map<string, GroupSender<GroupedCall, GroupedAnswer<unknown>>>();
+
+	constructor(private readonly callGroup: (action: string, calls: GroupedCall[]) => Promise<Array<GroupedAnswer<unknown>>>) {}
+
+	/** The result of `call` of the action `group` takes calls for, or the error it answered, thrown. */
+	async call(group: string, call: GroupedCall): Promise<unknown> {
+		let sender = this.senders.get(group);
+		if (!sender) {
+			sender = new GroupSender(calls => this.callGroup(group, calls), GROUP_CALL_MAX, GROUP_CALLS_IN_FLIGHT);
+			this.senders.set(group, sender);
+		}
+		return groupedResult(await sender.send(call));
 	}
 }
 

@@ -9,7 +9,7 @@ import { isPermission } from "../../shared/rbac";
 import type { GatewayAlias } from "./moleculer-web";
 
 /** The fields of an action definition the document publishes. */
-export type PublishedAction = Pick<ActionSchema, "params" | "permission" | "summary" | "successStatus" | "response" | "extraResponses">;
+export type PublishedAction = Pick<ActionSchema, "params" | "permission" | "summary" | "successStatus" | "response" | "extraResponses" | "groupedBy">;
 
 /** The registry's action list (`registry.getActionList`) by name; entries without a definition are skipped. */
 export function actionsByName(list: ReadonlyArray<{ name: string; action?: PublishedAction }>): Map<string, PublishedAction> {

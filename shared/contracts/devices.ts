@@ -1,5 +1,6 @@
 /** devices: displays, groups, pairing, presence, commands. */
 import { Type, type Static } from "@sinclair/typebox";
+import type { GroupedAnswer, GroupedCall } from "../group-call";
 import { ManifestPower } from "./scheduling";
 import { Id, Instant, Nullable, PageOf, type ExportParams, type PageParams, type PageView } from "./views";
 
@@ -262,6 +263,8 @@ export interface DevicesActions {
 	"devices.commands": { params: PageParams & { id: string }; result: PageView<CommandView> };
 	// the device API
 	"devices.heartbeat": { params: HeartbeatReport; result: HeartbeatAnswer };
+	/** Many heartbeats at once: the gateway's group call (shared/group-call.ts). */
+	"devices.heartbeatGroup": { params: { calls: GroupedCall[] }; result: Array<GroupedAnswer<HeartbeatAnswer>> };
 	"devices.ackCommand": { params: { id: string; result?: string }; result: null };
 	// for other services
 	"devices.targeting": { params: { id: string }; result: DisplayTargeting };

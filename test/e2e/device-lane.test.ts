@@ -23,15 +23,18 @@ interface Screen {
 	deviceToken: string;
 }
 
-/** The sum of the broker's request counter for an action, from /metrics. */
-async function callsOf(p: Platform, action: string): Promise<number> {
+/** The sum of a counter over the series whose labels include `label`, from /metrics. */
+async function countOf(p: Platform, metric: string, label = ""): Promise<number> {
 	const text = (await request(`${p.url}/metrics`)).text;
 	let sum = 0;
 	for (const line of text.split("\n")) {
-		if (line.startsWith("moleculer_request_total{") && line.includes(`action="${action}"`)) sum += Number(line.split(" ").pop());
+		if ((line.startsWith(`${metric}{`) || line.startsWith(`${metric} `)) && line.includes(label)) sum += Number(line.split(" ").pop());
 	}
 	return sum;
 }
+
+/** The broker's request counter for an action. */
+const callsOf = (p: Platform, action: string) => countOf(p, "moleculer_request_total", `action="${action}"`);
 
 interface Answer {
 	status: number;
@@ -90,15 +93,30 @@ describe("the device lane", () => {
 	}, 60_000);
 	afterAll(() => p?.stop());
 
-	it("serves heartbeats and manifests with one action call each: no api.rest, auth asked once per token", async () => {
+	it("serves heartbeats in group calls and manifests with one action call each: no api.rest, auth asked once per token", async () => {
 		const screen = await registerScreen();
-		const before = { rest: await callsOf(p, "api.rest"), resolve: await callsOf(p, "auth.resolve"), heartbeat: await callsOf(p, "devices.heartbeat"), manifest: await callsOf(p, "scheduling.deviceManifest") };
+		const before = {
+			rest: await callsOf(p, "api.rest"),
+			resolve: await callsOf(p, "auth.resolve"),
+			heartbeat: await callsOf(p, "devices.heartbeat"),
+			grouped: await callsOf(p, "devices.heartbeatGroup"),
+			manifest: await callsOf(p, "scheduling.deviceManifest"),
+			accepted: await countOf(p, "marquee_heartbeats_total")
+		};
+		// One at a time: each heartbeat is a group of one.
 		for (let i = 0; i < 20; i++) expect((await heartbeat(screen.deviceToken)).status).toBe(200);
+		// Together: they share group calls (how many depends on how they arrive).
+		const together = await Promise.all(Array.from({ length: 30 }, () => heartbeat(screen.deviceToken)));
+		expect(together.map(r => r.status)).toEqual(Array(30).fill(200));
 		for (let i = 0; i < 10; i++) expect((await request(p.api("/device/manifest"), { headers: bearer(screen.deviceToken) })).status).toBe(200);
-		// GET /metrics itself is served by moleculer-web: one api.rest per read, four reads.
-		expect((await callsOf(p, "api.rest")) - before.rest).toBe(4);
+		// GET /metrics itself is served by moleculer-web: one api.rest per read, six reads.
+		expect((await callsOf(p, "api.rest")) - before.rest).toBe(6);
 		expect((await callsOf(p, "auth.resolve")) - before.resolve).toBe(1);
-		expect((await callsOf(p, "devices.heartbeat")) - before.heartbeat).toBe(20);
+		expect((await callsOf(p, "devices.heartbeat")) - before.heartbeat).toBe(0);
+		const grouped = (await callsOf(p, "devices.heartbeatGroup")) - before.grouped;
+		expect(grouped).toBeGreaterThanOrEqual(21);
+		expect(grouped).toBeLessThanOrEqual(50);
+		expect((await countOf(p, "marquee_heartbeats_total")) - before.accepted).toBe(50);
 		expect((await callsOf(p, "scheduling.deviceManifest")) - before.manifest).toBe(10);
 	});
 

@@ -18,9 +18,11 @@ const KEYS = signingKeys("unit-test-secret-for-the-lane-0123456789", []);
 
 
 describe("laneRoutes: device routes without path parameters, taking JSON", () => {
-	const actions = new Map<string, { permission?: string; successStatus?: number }>([
-		["devices.heartbeat", { permission: "device" }],
-		["scheduling.deviceManifest", { permission: "device" }],
+	const actions = new Map<string, { permission?: string; successStatus?: number; groupedBy?: string }>([
+		["devices.heartbeat", { permission: "device", groupedBy: "devices.heartbeatGroup" }],
+		["devices.heartbeatGroup", {}],
+		// A group action no node has (a replica of another version): one call each.
+		["scheduling.deviceManifest", { permission: "device", groupedBy: "scheduling.deviceManifests" }],
 		["analytics.recordPlayback", { permission: "device", successStatus: 202 }],
 		["devices.ackCommand", { permission: "device", successStatus: 204 }],
 		["media.deviceDownload", { permission: "device" }],
@@ -41,12 +43,12 @@ describe("laneRoutes: device routes without path parameters, taking JSON", () =>
 	];
 	const routes = laneRoutes(aliases, actions as never);
 
-	it("takes exactly heartbeat, manifest, playback (each with its declared status) and the live stream", () => {
+	it("takes exactly heartbeat, manifest, playback (each with its declared status and group action, when registered) and the live stream", () => {
 		expect([...routes.values()]).toEqual([
-			{ method: "POST", path: "/api/v1/device/heartbeat", action: "devices.heartbeat", permission: "device", successStatus: 200 },
-			{ method: "GET", path: "/api/v1/device/manifest", action: "scheduling.deviceManifest", permission: "device", successStatus: 200 },
-			{ method: "POST", path: "/api/v1/device/playback", action: "analytics.recordPlayback", permission: "device", successStatus: 202 },
-			{ method: "GET", path: "/api/v1/device/events", action: null, permission: "device", successStatus: 200 }
+			{ method: "POST", path: "/api/v1/device/heartbeat", action: "devices.heartbeat", permission: "device", successStatus: 200, group: "devices.heartbeatGroup" },
+			{ method: "GET", path: "/api/v1/device/manifest", action: "scheduling.deviceManifest", permission: "device", successStatus: 200, group: null },
+			{ method: "POST", path: "/api/v1/device/playback", action: "analytics.recordPlayback", permission: "device", successStatus: 202, group: null },
+			{ method: "GET", path: "/api/v1/device/events", action: null, permission: "device", successStatus: 200, group: null }
 		]);
 	});
 
