@@ -247,7 +247,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 				await this.countRequest(meta, res);
 				if (route.action === null) return this.openDeviceStream(req, res, meta);
 				const data: unknown = route.group
-					? await this.laneGroups.call(route.group, { params, auth: meta.auth, requestId })
+					? await this.laneGroups.call(route.group, { params, meta: { auth: meta.auth, ip: meta.ip, userAgent: meta.userAgent, requestId: meta.requestId, headers: meta.headers } }, meta)
 					: await this.broker.call(route.action, params, { meta, requestID: requestId });
 				writeAnswer(res, meta.$statusCode ?? route.successStatus, meta, data);
 			} catch (err) {

@@ -115,14 +115,12 @@ interface DevicesVars extends DbVars<typeof COLLECTIONS> {
 	heartbeatChannel: GroupSender<HeartbeatMessage>;
 	/** Published by the sweep, hence by the one node that sweeps. */
 	displaysOnline: LeaderGauge<"plan">;
-	/** The heartbeat's params rules, compiled by the broker's validator (for the group call). */
-	heartbeatCheck: (params: unknown) => true | unknown[] | Promise<true | unknown[]>;
 }
 
 interface DevicesMethods {
 	withPresence(docs: DisplayDoc[]): Promise<DisplayView[]>;
 	device(ctx: Context<unknown, RequestMeta>): { tenantId: string; displayId: string };
-	beat(ctx: Context, device: { tenantId: string; displayId: string }, report: HeartbeatReport): Promise<HeartbeatAnswer>;
+	beat(ctx: Context<HeartbeatReport, RequestMeta>): Promise<HeartbeatAnswer>;
 	assertGroups(ctx: Context, groupIds: string[] | undefined): Promise<void>;
 	forgetDisplay(displayId: string): Promise<void>;
 	assertDefaults(ctx: Context<unknown, RequestMeta>, defaults: { defaultPlaylistId?: string | null; defaultLayoutId?: string | null }): Promise<void>;
@@ -688,7 +686,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			groupedBy: "devices.heartbeatGroup",
 			params: HEARTBEAT_PARAMS,
 			handler(ctx: ActionCtx<"devices.heartbeat", RequestMeta>): Promise<Result<"devices.heartbeat">> {
-				return this.beat(ctx, this.device(ctx), ctx.params);
+				return this.beat(ctx);
 			}
 		},
 
@@ -697,7 +695,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			visibility: "public",
 			params: GROUP_CALL_PARAMS,
 			handler(ctx: ActionCtx<"devices.heartbeatGroup">): Promise<Result<"devices.heartbeatGroup">> {
-				return answerGroup(ctx.params.calls, this.heartbeatCheck, (meta, report) => this.beat(ctx, deviceCallerOf(meta), report), this.logger);
+				return answerGroup(ctx, HEARTBEAT_PARAMS, call => this.beat(call), this.logger);
 			}
 		},
 
@@ -902,10 +900,11 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			return deviceCallerOf(ctx.meta);
 		},
 
-		/** One heartbeat of `device`: presence, the health channel, its manifest ETag, power and due commands. */
-		async beat(ctx: Context, { tenantId, displayId }: { tenantId: string; displayId: string }, report: HeartbeatReport): Promise<HeartbeatAnswer> {
+		/** The heartbeat, alone or in a group: presence, the health channel, the manifest ETag, power and due commands. */
+		async beat(ctx: Context<HeartbeatReport, RequestMeta>): Promise<HeartbeatAnswer> {
+			const { tenantId, displayId } = this.device(ctx);
 			const [{ presence, cameOnline }, etag, power, pending] = await Promise.all([
-				recordHeartbeat(this.kv, displayId, report, new Date()),
+				recordHeartbeat(this.kv, displayId, ctx.params, new Date()),
 				this.kv.get(manifestEtagKey(displayId)),
 				this.kv.get(manifestPowerKey(displayId)),
 				pendingCommands(this.kv, displayId)
@@ -1116,9 +1115,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 		this.sweep = null;
 		this.heartbeats = opsCounter(this.broker.metrics, OPS_METRICS.heartbeats);
 		this.heartbeatChannel = new GroupSender(heartbeats => sendToChannel(this.broker, HEARTBEAT_CHANNEL, { heartbeats }), HEARTBEAT_BATCH_MAX);
-		const validator = this.broker.validator;
-		if (!validator) throw new Error("The broker has no validator: the heartbeat group call checks its heartbeats with it");
-		this.heartbeatCheck = validator.compile(HEARTBEAT_PARAMS) as DevicesVars["heartbeatCheck"];
+
 		// Stale once the sweep lock could have passed to another node (shared/periodic.ts: 3 intervals).
 		this.displaysOnline = new LeaderGauge(opsGauge(this.broker.metrics, OPS_METRICS.displaysOnline), "plan", 3 * this.settings.sweepIntervalMs);
 	},

@@ -58,6 +58,7 @@ import {
 	type TargetsInput
 } from "../shared/contracts";
 import { Errors, type FieldError } from "../shared/errors";
+import { answerGroup, GROUP_CALL_PARAMS } from "../shared/group-call";
 import { newId } from "../shared/ids";
 import { TimeSlice } from "../shared/time-slice";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
@@ -164,6 +165,7 @@ interface SchedulingMethods {
 		options?: { candidates?: boolean; slice?: TimeSlice }
 	): Promise<Array<{ manifest: Manifest; resolution: Resolution }>>;
 	currentManifest(ctx: Ctx, displayId: string): Promise<CurrentManifest>;
+	answerManifest(ctx: Ctx): Promise<Manifest | null>;
 	invalidate(tenantId: string, selector: DisplaySelector): Promise<void>;
 	recompute(tenantId: string, selector: DisplaySelector): Promise<void>;
 	selectorForPlaylists(tenantId: string, playlistIds: string[]): Promise<DisplaySelector>;
@@ -795,16 +797,19 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				200: { headers: MANIFEST_ETAG_HEADER },
 				304: { description: "Not Modified: If-None-Match holds the current ETag; no body.", headers: MANIFEST_ETAG_HEADER }
 			},
-			async handler(ctx: ActionCtx<"scheduling.deviceManifest", RequestMeta>): Promise<Result<"scheduling.deviceManifest">> {
-				// The "device" permission lets only display principals through, and they carry their display id.
-				const current = await this.currentManifest(ctx, String(ctx.meta.auth?.displayId));
-				ctx.meta.$responseHeaders = { ETag: current.etag, "Cache-Control": "no-cache" };
-				if (etagMatches(ctx.meta.headers?.["if-none-match"], current.etag)) {
-					// Conditional: the player already has this manifest (and it is not even parsed).
-					ctx.meta.$statusCode = 304;
-					return null;
-				}
-				return current.manifest();
+			// The gateway's device lane sends manifest requests in groups (shared/group-call.ts).
+			groupedBy: "scheduling.deviceManifestGroup",
+			handler(ctx: ActionCtx<"scheduling.deviceManifest", RequestMeta>): Promise<Result<"scheduling.deviceManifest">> {
+				return this.answerManifest(ctx);
+			}
+		},
+
+		/** Many manifest requests at once, each answered as `deviceManifest` would (the gateway's group call). */
+		deviceManifestGroup: {
+			visibility: "public",
+			params: GROUP_CALL_PARAMS,
+			handler(ctx: ActionCtx<"scheduling.deviceManifestGroup">): Promise<Result<"scheduling.deviceManifestGroup">> {
+				return answerGroup(ctx, undefined, call => this.answerManifest(call), this.logger);
 			}
 		},
 
@@ -1188,6 +1193,19 @@ const SchedulingService: ServiceSchema<ServiceSettingSchema, SchedulingMethods, 
 				});
 			}
 			return built;
+		},
+
+		/** The calling display's manifest, alone or in a group: its ETag, and 304 without a body when If-None-Match names it. */
+		async answerManifest(ctx: Ctx): Promise<Manifest | null> {
+			// The "device" permission lets only display principals through, and they carry their display id.
+			const current = await this.currentManifest(ctx, String(ctx.meta.auth?.displayId));
+			ctx.meta.$responseHeaders = { ETag: current.etag, "Cache-Control": "no-cache" };
+			if (etagMatches(ctx.meta.headers?.["if-none-match"], current.etag)) {
+				// Conditional: the player already has this manifest (and it is not even parsed).
+				ctx.meta.$statusCode = 304;
+				return null;
+			}
+			return current.manifest();
 		},
 
 		/** The display's manifest: from the cache while its generation and validity hold, else fresh. */

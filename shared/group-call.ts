@@ -1,35 +1,40 @@
 /**
- * Group calls: the gateway's device lane hands a service the calls of one hot device action
- * (the heartbeat: every screen, every 30 s) many at a time, in one broker call to the action the
- * hot one names as `groupedBy`, and the service answers each exactly as the action would have.
- * One context, one trip over NATS and one Redis pipeline per batch instead of per heartbeat;
- * when to send a batch is shared/group-send.ts's business.
+ * Group calls: the gateway's device lane hands a service the calls of one hot device action (the
+ * heartbeat: every screen, every 30 s; the manifest's 304) many at a time, in one broker call to
+ * the action the hot one names as `groupedBy`, and the service answers each exactly as the
+ * action would have. One broker context through the middlewares, one trip over NATS and one
+ * Redis pipeline per group instead of per call; when a group goes is shared/group-send.ts's
+ * business.
  *
  * Nothing about a call changes: the gateway has resolved its principal, checked its permission
- * and counted its rate limit before it joins a batch; the service validates its params with the
- * action's own rules and runs it in its request's logging scope; a failure is answered as the
- * API error it would have been and written by the gateway's one error writer. A grouped action
- * answers a plain result (no status or headers of its own).
+ * and counted its rate limit before it joins a group; the service runs the action's own handler
+ * on a context of the call's own (its params, principal, forwarded headers and request id, so
+ * its calls to other services carry them as always), after checking its params with the
+ * action's own rules by the broker's validator, in its request's logging scope. What the
+ * handler leaves for the HTTP answer (a status, headers) travels back with its result; a
+ * failure is answered as the API error it would have been and written by the gateway's one
+ * error writer. One call's failure touches no other.
  */
-import type { Logger } from "moleculer";
+import type { Context, Logger, ServiceBroker } from "moleculer";
 import { Errors as MoleculerErrors } from "moleculer";
 import { AppError, toApiError, type ApiError } from "./errors";
 import { requestScope } from "./logging";
-import type { Principal } from "./rbac";
-import type { RequestMeta } from "./request";
+import type { AnswerMeta, RequestMeta } from "./request";
 
 /** At most this many calls travel in one group call. */
 export const GROUP_CALL_MAX = 256;
 
-/** One call of a group call: the params as the client sent them, the caller the gateway resolved. */
+/** What the gateway puts in a request's meta, less what an action leaves for the answer. */
+export type CallMeta = Pick<RequestMeta, "auth" | "ip" | "userAgent" | "requestId" | "headers">;
+
+/** One call of a group call: the params as the client sent them, and the meta the gateway made. */
 export interface GroupedCall {
 	params: Record<string, unknown>;
-	auth: Principal | null;
-	requestId: string;
+	meta: CallMeta;
 }
 
-/** Its answer: the action's result, or the API error it failed with. */
-export type GroupedAnswer<R> = { result: R } | { error: ApiError };
+/** Its answer: the action's result and what it left for the HTTP answer, or the API error it failed with. */
+export type GroupedAnswer<R> = { result: R; meta?: AnswerMeta } | { error: ApiError };
 
 /** The params rules of a group action: `calls`, each a call as above (its params are checked per call). */
 export const GROUP_CALL_PARAMS = {
@@ -41,32 +46,70 @@ export const GROUP_CALL_PARAMS = {
 		items: {
 			type: "object",
 			strict: true,
-			props: { params: { type: "object" }, auth: { type: "object", nullable: true }, requestId: { type: "string" } }
+			props: {
+				params: { type: "object" },
+				meta: {
+					type: "object",
+					strict: true,
+					props: {
+						auth: { type: "object", nullable: true },
+						ip: { type: "string" },
+						userAgent: { type: "string" },
+						requestId: { type: "string" },
+						headers: { type: "record", optional: true, key: { type: "string" }, value: { type: "string" } }
+					}
+				}
+			}
 		}
 	}
 } as const;
 
 type Check = (params: unknown) => true | unknown[] | Promise<true | unknown[]>;
 
+/** Each action's params rules compiled once by the broker's validator, as its validation middleware does. */
+const compiled = new WeakMap<object, Check>();
+
+function checkOf(broker: ServiceBroker, rules: object | undefined): Check {
+	if (!rules) return () => true;
+	let check = compiled.get(rules);
+	if (!check) {
+		if (!broker.validator) throw new Error("The broker has no validator: a group call checks each call's params with it");
+		check = broker.validator.compile(rules as Record<string, unknown>) as Check;
+		compiled.set(rules, check);
+	}
+	return check;
+}
+
+const ANSWER_FIELDS = ["$statusCode", "$responseHeaders", "$responseType", "$location"] as const;
+
 /**
- * The service's side: each call checked with `check` (the action's params compiled by the
- * broker's validator, as its validation middleware does) and run by `run` in its request's
- * logging scope, all at once; each failure becomes the API error the gateway will write. An
- * unexpected failure (5xx) is logged here, where its stack is.
+ * The service's side, the handler of a group action: each call of `ctx.params.calls` checked
+ * with `rules` (the grouped action's `params`) and run by `handler` (the grouped action's own)
+ * on a context of its own, all at once; each failure becomes the API error the gateway will
+ * write. An unexpected failure (5xx) is logged here, where its stack is.
  */
 export function answerGroup<R>(
-	calls: readonly GroupedCall[],
-	check: Check,
-	run: (meta: Pick<RequestMeta, "auth" | "requestId">, params: Record<string, unknown>) => Promise<R>,
+	ctx: Context<{ calls: GroupedCall[] }>,
+	rules: object | undefined,
+	handler: (call: Context<Record<string, unknown>, RequestMeta>) => Promise<R>,
 	logger: Pick<Logger, "error">
 ): Promise<Array<GroupedAnswer<R>>> {
+	const check = checkOf(ctx.broker, rules);
 	return Promise.all(
-		calls.map(call =>
-			requestScope.run({ requestId: call.requestId }, async (): Promise<GroupedAnswer<R>> => {
+		ctx.params.calls.map(call =>
+			requestScope.run({ requestId: call.meta.requestId }, async (): Promise<GroupedAnswer<R>> => {
 				try {
 					const valid = await check(call.params);
 					if (valid !== true) throw new MoleculerErrors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", valid);
-					return { result: await run({ auth: call.auth, requestId: call.requestId }, call.params) };
+					const own = ctx.copy() as Context<Record<string, unknown>, RequestMeta>;
+					own.params = call.params;
+					own.meta = { ...call.meta };
+					own.requestID = call.meta.requestId;
+					own.locals = {};
+					const result = await handler(own);
+					const meta: AnswerMeta = {};
+					for (const field of ANSWER_FIELDS) if (own.meta[field] !== undefined) Object.assign(meta, { [field]: own.meta[field] });
+					return Object.keys(meta).length ? { result, meta } : { result };
 				} catch (err) {
 					const error = toApiError(err);
 					if (error.code >= 500) logger.error("A grouped call failed", err);
@@ -77,8 +120,9 @@ export function answerGroup<R>(
 	);
 }
 
-/** The gateway's side: a call's result, or the error it failed with, thrown for the error writer. */
-export function groupedResult<R>(answer: GroupedAnswer<R>): R {
+/** The gateway's side: a call's result (its answer fields merged into `meta`), or the error it failed with, thrown for the error writer. */
+export function groupedResult<R>(answer: GroupedAnswer<R>, meta: AnswerMeta): R {
 	if ("error" in answer) throw new AppError(answer.error.type, answer.error.message, answer.error.data);
+	if (answer.meta) Object.assign(meta, answer.meta);
 	return answer.result;
 }

@@ -22,6 +22,9 @@ export interface RequestMeta {
 	$location?: string;
 }
 
+/** What an action leaves in `ctx.meta` for its HTTP answer. */
+export type AnswerMeta = Pick<RequestMeta, "$statusCode" | "$responseHeaders" | "$responseType" | "$location">;
+
 export interface Caller {
 	tenantId: string;
 	/** null for an API key. */

@@ -24,6 +24,7 @@ import { Readable } from "node:stream";
 import { GROUP_CALL_MAX, groupedResult, type GroupedAnswer, type GroupedCall } from "../../shared/group-call";
 import { GroupSender } from "../../shared/group-send";
 import type { Permission } from "../../shared/rbac";
+import type { AnswerMeta } from "../../shared/request";
 import type { BodyMiddleware } from "./http-input";
 import { API_PREFIX, DEVICE_EVENTS_PATH } from "./routes";
 import type { GatewayAlias } from "./moleculer-web";
@@ -93,23 +94,15 @@ export class LaneGroups {
 
 	constructor(private readonly callGroup: (action: string, calls: GroupedCall[]) => Promise<Array<GroupedAnswer<unknown>>>) {}
 
-	/** The result of `call` of the action `group` takes calls for, or the error it answered, thrown. */
-	async call(group: string, call: GroupedCall): Promise<unknown> {
+	/** The result of `call` of the action `group` takes calls for (its answer fields merged into `meta`), or the error it answered, thrown. */
+	async call(group: string, call: GroupedCall, meta: AnswerMeta): Promise<unknown> {
 		let sender = this.senders.get(group);
 		if (!sender) {
 			sender = new GroupSender(calls => this.callGroup(group, calls), GROUP_CALL_MAX, GROUP_CALLS_IN_FLIGHT);
 			this.senders.set(group, sender);
 		}
-		return groupedResult(await sender.send(call));
+		return groupedResult(await sender.send(call), meta);
 	}
-}
-
-/** What an action left in `ctx.meta` for its HTTP answer. */
-export interface AnswerMeta {
-	$statusCode?: number;
-	$responseHeaders?: Record<string, string>;
-	$responseType?: string;
-	$location?: string;
 }
 
 /**

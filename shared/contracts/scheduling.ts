@@ -6,6 +6,7 @@
  * (defaults applied); the fastest-validator rules are in services/scheduling/params.ts.
  */
 import { Type, type Static } from "@sinclair/typebox";
+import type { GroupedAnswer, GroupedCall } from "../group-call";
 import { ContentView } from "./media";
 import { ApprovalView, Id, Instant, Nullable, PageOf, type ApprovalDecisionParams, type ApprovalStatus, type ExportParams, type PageParams } from "./views";
 
@@ -460,6 +461,8 @@ export interface SchedulingActions {
 	"scheduling.timeline": { params: ById & { from?: string; to?: string }; result: TimelineView };
 	/** The calling display's manifest; null with a 304 when its If-None-Match matches. */
 	"scheduling.deviceManifest": { params: Record<string, never>; result: Manifest | null };
+	/** Many manifest requests at once: the gateway's group call (shared/group-call.ts). */
+	"scheduling.deviceManifestGroup": { params: { calls: GroupedCall[] }; result: Array<GroupedAnswer<Manifest | null>> };
 
 	/** Takes a deleted content item out of every playlist; answers how many playlists changed. */
 	"scheduling.removeContent": { params: { tenantId: string; contentId: string }; result: number };

@@ -2,7 +2,8 @@
  * The device lane (services/api/device-lane.ts): the screens' hot routes skip moleculer-web's
  * pipeline and the per-request call to auth, and must answer exactly as that pipeline would.
  *
- * - It is taken: N heartbeats cost N `devices.heartbeat` calls, no `api.rest` and one
+ * - It is taken: heartbeats and manifests go as group calls (`devices.heartbeatGroup`,
+ *   `scheduling.deviceManifestGroup`), none as the actions themselves, no `api.rest` and one
  *   `auth.resolve` (the broker's own request counters, read from /metrics).
  * - It answers the same: a differential fuzz sends every case to the lane (`/device/heartbeat`)
  *   and to moleculer-web (`/device/heartbeat/`, which the lane does not match): same status, same
@@ -93,7 +94,7 @@ describe("the device lane", () => {
 	}, 60_000);
 	afterAll(() => p?.stop());
 
-	it("serves heartbeats in group calls and manifests with one action call each: no api.rest, auth asked once per token", async () => {
+	it("serves heartbeats and manifests in group calls: no api.rest, auth asked once per token", async () => {
 		const screen = await registerScreen();
 		const before = {
 			rest: await callsOf(p, "api.rest"),
@@ -101,6 +102,7 @@ describe("the device lane", () => {
 			heartbeat: await callsOf(p, "devices.heartbeat"),
 			grouped: await callsOf(p, "devices.heartbeatGroup"),
 			manifest: await callsOf(p, "scheduling.deviceManifest"),
+			manifestGrouped: await callsOf(p, "scheduling.deviceManifestGroup"),
 			accepted: await countOf(p, "marquee_heartbeats_total")
 		};
 		// One at a time: each heartbeat is a group of one.
@@ -109,15 +111,17 @@ describe("the device lane", () => {
 		const together = await Promise.all(Array.from({ length: 30 }, () => heartbeat(screen.deviceToken)));
 		expect(together.map(r => r.status)).toEqual(Array(30).fill(200));
 		for (let i = 0; i < 10; i++) expect((await request(p.api("/device/manifest"), { headers: bearer(screen.deviceToken) })).status).toBe(200);
-		// GET /metrics itself is served by moleculer-web: one api.rest per read, six reads.
-		expect((await callsOf(p, "api.rest")) - before.rest).toBe(6);
+		// GET /metrics itself is served by moleculer-web: one api.rest per read, seven reads.
+		expect((await callsOf(p, "api.rest")) - before.rest).toBe(7);
 		expect((await callsOf(p, "auth.resolve")) - before.resolve).toBe(1);
 		expect((await callsOf(p, "devices.heartbeat")) - before.heartbeat).toBe(0);
 		const grouped = (await callsOf(p, "devices.heartbeatGroup")) - before.grouped;
 		expect(grouped).toBeGreaterThanOrEqual(21);
 		expect(grouped).toBeLessThanOrEqual(50);
 		expect((await countOf(p, "marquee_heartbeats_total")) - before.accepted).toBe(50);
-		expect((await callsOf(p, "scheduling.deviceManifest")) - before.manifest).toBe(10);
+		// One at a time: each manifest request is a group of one.
+		expect((await callsOf(p, "scheduling.deviceManifest")) - before.manifest).toBe(0);
+		expect((await callsOf(p, "scheduling.deviceManifestGroup")) - before.manifestGrouped).toBe(10);
 	});
 
 	it("answers like every other route: request id, rate-limit headers, JSON, the declared status", async () => {
@@ -218,7 +222,7 @@ describe("the device lane", () => {
 		closeStreams();
 	});
 
-	it("answers every hostile heartbeat exactly as moleculer-web does (differential fuzz, 600 cases)", async () => {
+	it("answers every hostile heartbeat exactly as moleculer-web does, alone and sent together (differential fuzz, 600 cases and 15 volleys)", async () => {
 		const screen = await registerScreen();
 		const revoked = await registerScreen("hw-lane-revoked");
 		await registerScreen("hw-lane-revoked");
@@ -249,20 +253,32 @@ describe("the device lane", () => {
 		const tokenFor = (kind: string): string | undefined =>
 			({ device: `Bearer ${screen.deviceToken}`, garbage: "Bearer abc.def.ghi", malformed: "Basic dXNlcjpwYXNz", user: `Bearer ${owner.accessToken}`, revoked: `Bearer ${revoked.deviceToken}` })[kind];
 
+		/** One case sent to the lane (`""`) or to moleculer-web (`"/"`). */
+		const send = (slash: "" | "/", [text, type, enc, q, who]: [string, string, string, string, string]) => {
+			const headers: Record<string, string> = {};
+			if (type) headers["Content-Type"] = type;
+			if (enc) headers["Content-Encoding"] = enc;
+			const token = tokenFor(who);
+			if (token) headers.Authorization = token;
+			return raw(p, "POST", `/api/v1/device/heartbeat${slash}${q}`, headers, Buffer.from(text, "utf8"));
+		};
+		const oneCase = fc.tuple(body, contentType, encoding, query, auth);
 		await fc.assert(
-			fc.asyncProperty(body, contentType, encoding, query, auth, async (text, type, enc, q, who) => {
-				const headers: Record<string, string> = {};
-				if (type) headers["Content-Type"] = type;
-				if (enc) headers["Content-Encoding"] = enc;
-				const token = tokenFor(who);
-				if (token) headers.Authorization = token;
-				const bytes = Buffer.from(text, "utf8");
-				const lane = await raw(p, "POST", `/api/v1/device/heartbeat${q}`, headers, bytes);
-				const web = await raw(p, "POST", `/api/v1/device/heartbeat/${q}`, headers, bytes);
+			fc.asyncProperty(oneCase, async c => {
+				const lane = await send("", c);
+				const web = await send("/", c);
 				expect(lane.status).toBeLessThan(500);
 				expect(shape(lane)).toEqual(shape(web));
 			}),
 			{ numRuns: 600, seed: 20261201 }
+		);
+		// Sent together, the lane's cases share group calls: each still answers as it would alone.
+		await fc.assert(
+			fc.asyncProperty(fc.array(oneCase, { minLength: 20, maxLength: 40 }), async cases => {
+				const lane = await Promise.all(cases.map(c => send("", c)));
+				for (const [i, c] of cases.entries()) expect(shape(lane[i])).toEqual(shape(await send("/", c)));
+			}),
+			{ numRuns: 15, seed: 20261202 }
 		);
 		expect((await request(`${p.url}/health/live`)).status).toBe(200);
 	}, 180_000);

@@ -1,15 +1,17 @@
 /**
  * shared/group-call.ts: a group call answers each of its calls exactly as a call of its own would
- * have been answered — its params checked with the action's rules by the broker's validator, its
- * failure the same API error, its log lines under its own request id — and one call's failure
- * touches no other. Checked on a real broker (the platform's validator) against the same action
- * called alone.
+ * have been answered — its params checked with the action's rules by the broker's validator, the
+ * action's own handler run on a context with the call's meta, its status and headers carried
+ * back, its failure the same API error, its log lines under its own request id — and one call's
+ * failure touches no other. Checked on a real broker (the platform's validator) against the same
+ * action called alone.
  */
 import { ServiceBroker, type Context } from "moleculer";
 import { Errors, toApiError, type ApiError } from "../../shared/errors";
-import { answerGroup, GROUP_CALL_PARAMS, groupedResult, type GroupedAnswer, type GroupedCall } from "../../shared/group-call";
+import { answerGroup, GROUP_CALL_PARAMS, groupedResult, type CallMeta, type GroupedAnswer, type GroupedCall } from "../../shared/group-call";
 import { currentRequestId } from "../../shared/logging";
 import type { Principal } from "../../shared/rbac";
+import type { AnswerMeta, RequestMeta } from "../../shared/request";
 import { SafeValidator } from "../../shared/validation";
 
 const RULES = {
@@ -22,16 +24,32 @@ interface Answer {
 	name: string;
 	tenantId: string;
 	requestId: string | undefined;
+	ip: string;
 }
 
 const device: Principal = { kind: "device", tenantId: "t1", displayId: "d1" };
 
-/** What the action does, alone or grouped; "boom" fails unexpectedly, "nope" as the API would. */
-function run(meta: { auth: Principal | null }, params: Record<string, unknown>): Promise<Answer> {
+function meta(requestId: string, auth: Principal | null = device, headers?: Record<string, string>): CallMeta {
+	return { auth, ip: "203.0.113.7", userAgent: "screen/1", requestId, headers };
+}
+
+/**
+ * The action, alone or grouped: "boom" fails unexpectedly, "nope" as the API would; "cond"
+ * answers 304 with an ETag when If-None-Match names it, as the manifest does.
+ */
+function handler(ctx: Context<Record<string, unknown>, RequestMeta>): Promise<Answer | null> {
+	const { params } = ctx;
 	if (params.name === "boom") throw new Error("kaput");
 	if (params.name === "nope") throw Errors.conflict("Already there");
-	if (!meta.auth) throw Errors.unauthorized();
-	return Promise.resolve({ name: String(params.name), tenantId: meta.auth.tenantId, requestId: currentRequestId() });
+	if (!ctx.meta.auth) throw Errors.unauthorized();
+	if (params.name === "cond") {
+		ctx.meta.$responseHeaders = { ETag: '"e1"' };
+		if (ctx.meta.headers?.["if-none-match"] === '"e1"') {
+			ctx.meta.$statusCode = 304;
+			return Promise.resolve(null);
+		}
+	}
+	return Promise.resolve({ name: String(params.name), tenantId: ctx.meta.auth.tenantId, requestId: currentRequestId(), ip: ctx.meta.ip });
 }
 
 describe("group calls", () => {
@@ -40,14 +58,13 @@ describe("group calls", () => {
 
 	beforeAll(async () => {
 		broker = new ServiceBroker({ logger: false, validator: new SafeValidator() });
-		const check = broker.validator?.compile(RULES) as (params: unknown) => true | unknown[];
 		broker.createService({
 			name: "demo",
 			actions: {
-				one: { params: RULES, handler: (ctx: Context<Record<string, unknown>, { auth: Principal | null }>) => run(ctx.meta, ctx.params) },
+				one: { params: RULES, handler },
 				many: {
 					params: GROUP_CALL_PARAMS,
-					handler: (ctx: Context<{ calls: GroupedCall[] }>) => answerGroup(ctx.params.calls, check, run, { error: (...args: unknown[]) => void logged.push(args) })
+					handler: (ctx: Context<{ calls: GroupedCall[] }>) => answerGroup(ctx, RULES, handler, { error: (...args: unknown[]) => void logged.push(args) })
 				}
 			}
 		});
@@ -55,10 +72,15 @@ describe("group calls", () => {
 	});
 	afterAll(() => broker.stop());
 
-	/** The API error a call of `demo.one` alone fails with, or its result. */
-	async function alone(params: Record<string, unknown>, auth: Principal | null = device): Promise<{ result: unknown } | { error: ApiError }> {
+	/** What a call of `demo.one` alone answers: its result and answer fields, or the API error it fails with. */
+	async function alone(call: GroupedCall): Promise<{ result: unknown; meta?: AnswerMeta } | { error: ApiError }> {
+		const callMeta: Partial<RequestMeta> = { ...call.meta };
 		try {
-			return { result: await broker.call("demo.one", params, { meta: { auth } }) };
+			const result = await broker.call("demo.one", call.params, { meta: callMeta });
+			const answer: AnswerMeta = {};
+			if (callMeta.$statusCode !== undefined) answer.$statusCode = callMeta.$statusCode;
+			if (callMeta.$responseHeaders !== undefined) answer.$responseHeaders = callMeta.$responseHeaders;
+			return Object.keys(answer).length ? { result, meta: answer } : { result };
 		} catch (err) {
 			return { error: toApiError(err) };
 		}
@@ -66,18 +88,20 @@ describe("group calls", () => {
 
 	it("answers each call as the action alone would, in order, one failure touching no other", async () => {
 		const calls: GroupedCall[] = [
-			{ params: { name: "ok" }, auth: device, requestId: "r-1" },
-			{ params: { name: "toolong" }, auth: device, requestId: "r-2" },
-			{ params: { name: "ok", extra: 1 }, auth: device, requestId: "r-3" },
-			{ params: { name: null }, auth: device, requestId: "r-4" },
-			{ params: { name: "nope" }, auth: device, requestId: "r-5" },
-			{ params: { name: "ok2" }, auth: null, requestId: "r-6" },
-			{ params: { name: { $gt: "" } }, auth: device, requestId: "r-7" },
-			{ params: { name: "ok3", count: 2 }, auth: device, requestId: "r-8" }
+			{ params: { name: "ok" }, meta: meta("r-1") },
+			{ params: { name: "toolong" }, meta: meta("r-2") },
+			{ params: { name: "ok", extra: 1 }, meta: meta("r-3") },
+			{ params: { name: null }, meta: meta("r-4") },
+			{ params: { name: "nope" }, meta: meta("r-5") },
+			{ params: { name: "ok2" }, meta: meta("r-6", null) },
+			{ params: { name: { $gt: "" } }, meta: meta("r-7") },
+			{ params: { name: "cond" }, meta: meta("r-8", device, { "if-none-match": '"e1"' }) },
+			{ params: { name: "cond" }, meta: meta("r-9", device, { "if-none-match": '"old"' }) },
+			{ params: { name: "ok3", count: 2 }, meta: meta("r-10") }
 		];
-		const answers = (await broker.call("demo.many", { calls })) as Array<GroupedAnswer<Answer>>;
+		const answers = (await broker.call("demo.many", { calls })) as Array<GroupedAnswer<Answer | null>>;
 		expect(answers).toEqual([
-			{ result: { name: "ok", tenantId: "t1", requestId: "r-1" } },
+			{ result: { name: "ok", tenantId: "t1", requestId: "r-1", ip: "203.0.113.7" } },
 			{ error: { type: "VALIDATION_ERROR", message: "Validation failed", code: 422, data: [expect.objectContaining({ field: "name", type: "stringMax" })] } },
 			// An unknown field: fastest-validator's strict mode names no field, and the key is not echoed.
 			{ error: { type: "VALIDATION_ERROR", message: "Validation failed", code: 422, data: [expect.objectContaining({ field: "", type: "objectStrict" })] } },
@@ -85,27 +109,31 @@ describe("group calls", () => {
 			{ error: { type: "CONFLICT", message: "Already there", code: 409 } },
 			{ error: { type: "UNAUTHORIZED", message: "Authentication required", code: 401 } },
 			{ error: { type: "VALIDATION_ERROR", message: "Validation failed", code: 422, data: [expect.objectContaining({ field: "name", type: "string" })] } },
-			{ result: { name: "ok3", tenantId: "t1", requestId: "r-8" } }
+			{ result: null, meta: { $statusCode: 304, $responseHeaders: { ETag: '"e1"' } } },
+			{ result: { name: "cond", tenantId: "t1", requestId: "r-9", ip: "203.0.113.7" }, meta: { $responseHeaders: { ETag: '"e1"' } } },
+			{ result: { name: "ok3", tenantId: "t1", requestId: "r-10", ip: "203.0.113.7" } }
 		]);
 		// The same as each alone (the request id aside: this broker runs no request-scope middleware).
 		for (const [i, call] of calls.entries()) {
-			const single = await alone(call.params, call.auth);
+			const single = await alone(call);
 			const grouped = answers[i];
-			if ("error" in grouped) expect(single).toEqual(grouped);
-			else expect(single).toEqual({ result: { ...grouped.result, requestId: undefined } });
+			if ("error" in grouped || grouped.result === null) expect(single).toEqual(grouped);
+			else expect(single).toEqual({ ...grouped, result: { ...grouped.result, requestId: undefined } });
 		}
 	});
 
 	it("answers an unexpected failure as a 500 without its message, and logs it with its stack where it happened", async () => {
 		logged.length = 0;
-		const answers = (await broker.call("demo.many", { calls: [{ params: { name: "boom" }, auth: device, requestId: "r-9" }] })) as Array<GroupedAnswer<Answer>>;
+		const answers = (await broker.call("demo.many", { calls: [{ params: { name: "boom" }, meta: meta("r-11") }] })) as Array<GroupedAnswer<Answer>>;
 		expect(answers).toEqual([{ error: { type: "INTERNAL_ERROR", message: "Internal server error", code: 500 } }]);
 		expect(logged).toHaveLength(1);
 		expect(String((logged[0][1] as Error).stack)).toContain("kaput");
 	});
 
-	it("hands the gateway the result, or an error its error writer turns into the same API error", () => {
-		expect(groupedResult({ result: 42 })).toBe(42);
+	it("hands the gateway the result with its answer fields, or an error its error writer turns into the same API error", () => {
+		const answerMeta: AnswerMeta = {};
+		expect(groupedResult({ result: 42, meta: { $statusCode: 304 } }, answerMeta)).toBe(42);
+		expect(answerMeta).toEqual({ $statusCode: 304 });
 		const errors: ApiError[] = [
 			{ type: "VALIDATION_ERROR", message: "Validation failed", code: 422, data: [{ field: "name", message: "The 'name' field is required.", type: "required" }] },
 			{ type: "UNAUTHORIZED", message: "Authentication required", code: 401 },
@@ -115,7 +143,7 @@ describe("group calls", () => {
 		for (const error of errors) {
 			let thrown: unknown = null;
 			try {
-				groupedResult({ error });
+				groupedResult({ error }, {});
 			} catch (err) {
 				thrown = err;
 			}
@@ -124,8 +152,16 @@ describe("group calls", () => {
 	});
 
 	it("refuses a group that is not one: no calls, too many, or calls of another shape", async () => {
-		const call: GroupedCall = { params: { name: "ok" }, auth: device, requestId: "r" };
-		for (const params of [{ calls: [] }, { calls: Array(257).fill(call) }, { calls: [{ ...call, requestId: 5 }] }, { calls: [{ ...call, more: true }] }, { calls: [call], other: 1 }]) {
+		const call: GroupedCall = { params: { name: "ok" }, meta: meta("r") };
+		const bad = [
+			{ calls: [] },
+			{ calls: Array(257).fill(call) },
+			{ calls: [{ ...call, meta: { ...call.meta, requestId: 5 } }] },
+			{ calls: [{ ...call, meta: { ...call.meta, $statusCode: 200 } }] },
+			{ calls: [{ ...call, more: true }] },
+			{ calls: [call], other: 1 }
+		];
+		for (const params of bad) {
 			await expect(broker.call("demo.many", params)).rejects.toMatchObject({ name: "ValidationError" });
 		}
 	});
