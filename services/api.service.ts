@@ -246,9 +246,11 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 				assertAllowed(route.permission, meta.auth);
 				await this.countRequest(meta, res);
 				if (route.action === null) return this.openDeviceStream(req, res, meta);
+				const action = route.action;
+				const alone = () => this.broker.call(action, params, { meta, requestID: requestId });
 				const data: unknown = route.group
-					? await this.laneGroups.call(route.group, { params, meta: { auth: meta.auth, ip: meta.ip, userAgent: meta.userAgent, requestId: meta.requestId, headers: meta.headers } }, meta)
-					: await this.broker.call(route.action, params, { meta, requestID: requestId });
+					? await this.laneGroups.call(route.group, { params, meta: { auth: meta.auth, ip: meta.ip, userAgent: meta.userAgent, requestId: meta.requestId, headers: meta.headers } }, meta, alone)
+					: await alone();
 				writeAnswer(res, meta.$statusCode ?? route.successStatus, meta, data);
 			} catch (err) {
 				this.sendError(req, res, err);

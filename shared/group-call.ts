@@ -24,6 +24,15 @@ import type { AnswerMeta, RequestMeta } from "./request";
 /** At most this many calls travel in one group call. */
 export const GROUP_CALL_MAX = 256;
 
+/**
+ * A call, and its answer, travel in a group only up to this size (JSON, bytes): a group of 256
+ * stays well under NATS's default 1 MiB message. A bigger call (a junk body) goes alone; a
+ * bigger answer (a full manifest) is answered `alone`, and the gateway makes the call on its own
+ * — so a grouped action must be safe to run twice (a heartbeat run twice is a screen that
+ * heartbeated twice; a manifest request is a read).
+ */
+export const GROUP_CALL_BYTES = 3 * 1024;
+
 /** What the gateway puts in a request's meta, less what an action leaves for the answer. */
 export type CallMeta = Pick<RequestMeta, "auth" | "ip" | "userAgent" | "requestId" | "headers">;
 
@@ -33,8 +42,14 @@ export interface GroupedCall {
 	meta: CallMeta;
 }
 
-/** Its answer: the action's result and what it left for the HTTP answer, or the API error it failed with. */
-export type GroupedAnswer<R> = { result: R; meta?: AnswerMeta } | { error: ApiError };
+/** Its answer: the action's result and what it left for the HTTP answer, the API error it failed with, or "too big: call me alone". */
+export type GroupedAnswer<R> = { result: R; meta?: AnswerMeta } | { error: ApiError } | { alone: true };
+
+/** Whether `value` is small enough to travel in a group (see GROUP_CALL_BYTES). */
+export function fitsGroup(value: unknown): boolean {
+	const json = JSON.stringify(value) as string | undefined;
+	return json === undefined || (json.length <= GROUP_CALL_BYTES && Buffer.byteLength(json) <= GROUP_CALL_BYTES);
+}
 
 /** The params rules of a group action: `calls`, each a call as above (its params are checked per call). */
 export const GROUP_CALL_PARAMS = {
@@ -43,14 +58,15 @@ export const GROUP_CALL_PARAMS = {
 		type: "array",
 		min: 1,
 		max: GROUP_CALL_MAX,
+		// Fields a later gateway may add are dropped, not refused, by a replica that does not know them.
 		items: {
 			type: "object",
-			strict: true,
+			strict: "remove",
 			props: {
 				params: { type: "object" },
 				meta: {
 					type: "object",
-					strict: true,
+					strict: "remove",
 					props: {
 						auth: { type: "object", nullable: true },
 						ip: { type: "string" },
@@ -101,12 +117,17 @@ export function answerGroup<R>(
 				try {
 					const valid = await check(call.params);
 					if (valid !== true) throw new MoleculerErrors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", valid);
+					// The copy would share the group's meta, locals, headers and options with every call.
 					const own = ctx.copy() as Context<Record<string, unknown>, RequestMeta>;
 					own.params = call.params;
 					own.meta = { ...call.meta };
 					own.requestID = call.meta.requestId;
 					own.locals = {};
+					own.headers = {};
+					own.responseHeaders = {};
+					own.options = { ...ctx.options };
 					const result = await handler(own);
+					if (!fitsGroup(result)) return { alone: true };
 					const meta: AnswerMeta = {};
 					for (const field of ANSWER_FIELDS) if (own.meta[field] !== undefined) Object.assign(meta, { [field]: own.meta[field] });
 					return Object.keys(meta).length ? { result, meta } : { result };
@@ -120,8 +141,12 @@ export function answerGroup<R>(
 	);
 }
 
-/** The gateway's side: a call's result (its answer fields merged into `meta`), or the error it failed with, thrown for the error writer. */
-export function groupedResult<R>(answer: GroupedAnswer<R>, meta: AnswerMeta): R {
+/**
+ * The gateway's side: a call's result (its answer fields merged into `meta`), the error it
+ * failed with, thrown for the error writer, or — answered `alone` — what `alone()` answers.
+ */
+export async function groupedResult<R>(answer: GroupedAnswer<R>, meta: AnswerMeta, alone: () => Promise<R>): Promise<R> {
+	if ("alone" in answer) return alone();
 	if ("error" in answer) throw new AppError(answer.error.type, answer.error.message, answer.error.data);
 	if (answer.meta) Object.assign(meta, answer.meta);
 	return answer.result;

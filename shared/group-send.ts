@@ -26,19 +26,33 @@ export class GroupSender<T, R = void> {
 	private inFlight = 0;
 	private scheduled = false;
 
+	private readonly concurrency: number;
+	private readonly maxWaiting: number;
+	private readonly overflow: () => Error;
+
 	constructor(
 		/** Sends a batch; answers one answer per item, in order (nothing, for R = void). */
 		private readonly publish: (items: T[]) => Promise<R[] | void>,
 		private readonly maxBatch: number,
-		/**
-		 * Batches in flight at once. One keeps a channel's messages in order; a group call to a
-		 * service with replicas wants several, or only one replica would work at a time.
-		 */
-		private readonly concurrency = 1
-	) {}
+		options: {
+			/**
+			 * Batches in flight at once (1). One keeps a channel's messages in order; a group call
+			 * to a service with replicas wants several, or only one replica would work at a time.
+			 */
+			concurrency?: number;
+			/** Items that may wait for a batch (unbounded); past them `send` fails at once with `overflow()`. */
+			maxWaiting?: number;
+			overflow?: () => Error;
+		} = {}
+	) {
+		this.concurrency = options.concurrency ?? 1;
+		this.maxWaiting = options.maxWaiting ?? Infinity;
+		this.overflow = options.overflow ?? (() => new Error("Too many items waiting for a batch"));
+	}
 
 	/** Resolves with `item`'s answer once its batch is done; rejects with that batch's error. */
 	send(item: T): Promise<R> {
+		if (this.queue.length >= this.maxWaiting) return Promise.reject(this.overflow());
 		return new Promise<R>((resolve, reject) => {
 			this.queue.push({ item, resolve, reject });
 			this.schedule();

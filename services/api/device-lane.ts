@@ -21,7 +21,9 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
-import { GROUP_CALL_MAX, groupedResult, type GroupedAnswer, type GroupedCall } from "../../shared/group-call";
+import { Errors } from "../../shared/errors";
+import { fitsGroup, GROUP_CALL_MAX, groupedResult, type GroupedAnswer, type GroupedCall } from "../../shared/group-call";
+import { requestScope } from "../../shared/logging";
 import { GroupSender } from "../../shared/group-send";
 import type { Permission } from "../../shared/rbac";
 import type { AnswerMeta } from "../../shared/request";
@@ -88,20 +90,33 @@ export async function runMiddlewares(req: IncomingMessage, res: ServerResponse, 
  */
 const GROUP_CALLS_IN_FLIGHT = 4;
 
+/** Calls that may wait for a group per group action; past them a call answers 503 at once. */
+const GROUP_CALLS_WAITING = 16 * GROUP_CALL_MAX;
+
 /** The lane's group calls (shared/group-call.ts): one sender per group action. */
 export class LaneGroups {
 	private readonly senders = new Map<string, GroupSender<GroupedCall, GroupedAnswer<unknown>>>();
 
 	constructor(private readonly callGroup: (action: string, calls: GroupedCall[]) => Promise<Array<GroupedAnswer<unknown>>>) {}
 
-	/** The result of `call` of the action `group` takes calls for (its answer fields merged into `meta`), or the error it answered, thrown. */
-	async call(group: string, call: GroupedCall, meta: AnswerMeta): Promise<unknown> {
+	/**
+	 * The result of `call` of the action `group` takes calls for (its answer fields merged into
+	 * `meta`), or the error it answered, thrown. `alone` makes the call on its own: for a call or
+	 * an answer too big to travel in a group.
+	 */
+	async call(group: string, call: GroupedCall, meta: AnswerMeta, alone: () => Promise<unknown>): Promise<unknown> {
+		if (!fitsGroup(call)) return alone();
 		let sender = this.senders.get(group);
 		if (!sender) {
-			sender = new GroupSender(calls => this.callGroup(group, calls), GROUP_CALL_MAX, GROUP_CALLS_IN_FLIGHT);
+			// A group serves many requests: its broker call runs outside any one's logging scope.
+			sender = new GroupSender(calls => requestScope.exit(() => this.callGroup(group, calls)), GROUP_CALL_MAX, {
+				concurrency: GROUP_CALLS_IN_FLIGHT,
+				maxWaiting: GROUP_CALLS_WAITING,
+				overflow: () => Errors.unavailable("Too many requests are waiting for this service, retry later")
+			});
 			this.senders.set(group, sender);
 		}
-		return groupedResult(await sender.send(call), meta);
+		return groupedResult(await sender.send(call), meta, alone);
 	}
 }
 

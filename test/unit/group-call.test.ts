@@ -8,7 +8,7 @@
  */
 import { ServiceBroker, type Context } from "moleculer";
 import { Errors, toApiError, type ApiError } from "../../shared/errors";
-import { answerGroup, GROUP_CALL_PARAMS, groupedResult, type CallMeta, type GroupedAnswer, type GroupedCall } from "../../shared/group-call";
+import { answerGroup, fitsGroup, GROUP_CALL_BYTES, GROUP_CALL_PARAMS, groupedResult, type CallMeta, type GroupedAnswer, type GroupedCall } from "../../shared/group-call";
 import { currentRequestId } from "../../shared/logging";
 import type { Principal } from "../../shared/rbac";
 import type { AnswerMeta, RequestMeta } from "../../shared/request";
@@ -22,6 +22,7 @@ const RULES = {
 
 interface Answer {
 	name: string;
+	padding?: string;
 	tenantId: string;
 	requestId: string | undefined;
 	ip: string;
@@ -49,7 +50,10 @@ function handler(ctx: Context<Record<string, unknown>, RequestMeta>): Promise<An
 			return Promise.resolve(null);
 		}
 	}
-	return Promise.resolve({ name: String(params.name), tenantId: ctx.meta.auth.tenantId, requestId: currentRequestId(), ip: ctx.meta.ip });
+	const answer: Answer = { name: String(params.name), tenantId: ctx.meta.auth.tenantId, requestId: currentRequestId(), ip: ctx.meta.ip };
+	// An answer too big to travel in a group, as a full manifest can be.
+	if (params.name === "big") answer.padding = "x".repeat(GROUP_CALL_BYTES);
+	return Promise.resolve(answer);
 }
 
 describe("group calls", () => {
@@ -97,7 +101,8 @@ describe("group calls", () => {
 			{ params: { name: { $gt: "" } }, meta: meta("r-7") },
 			{ params: { name: "cond" }, meta: meta("r-8", device, { "if-none-match": '"e1"' }) },
 			{ params: { name: "cond" }, meta: meta("r-9", device, { "if-none-match": '"old"' }) },
-			{ params: { name: "ok3", count: 2 }, meta: meta("r-10") }
+			{ params: { name: "ok3", count: 2 }, meta: meta("r-10") },
+			{ params: { name: "big" }, meta: meta("r-11") }
 		];
 		const answers = (await broker.call("demo.many", { calls })) as Array<GroupedAnswer<Answer | null>>;
 		expect(answers).toEqual([
@@ -111,29 +116,34 @@ describe("group calls", () => {
 			{ error: { type: "VALIDATION_ERROR", message: "Validation failed", code: 422, data: [expect.objectContaining({ field: "name", type: "string" })] } },
 			{ result: null, meta: { $statusCode: 304, $responseHeaders: { ETag: '"e1"' } } },
 			{ result: { name: "cond", tenantId: "t1", requestId: "r-9", ip: "203.0.113.7" }, meta: { $responseHeaders: { ETag: '"e1"' } } },
-			{ result: { name: "ok3", tenantId: "t1", requestId: "r-10", ip: "203.0.113.7" } }
+			{ result: { name: "ok3", tenantId: "t1", requestId: "r-10", ip: "203.0.113.7" } },
+			// Run, but too big to answer in the group: the gateway makes this call on its own.
+			{ alone: true }
 		]);
 		// The same as each alone (the request id aside: this broker runs no request-scope middleware).
 		for (const [i, call] of calls.entries()) {
 			const single = await alone(call);
 			const grouped = answers[i];
-			if ("error" in grouped || grouped.result === null) expect(single).toEqual(grouped);
+			if ("alone" in grouped) expect(single).toEqual({ result: expect.objectContaining({ name: "big" }) });
+			else if ("error" in grouped || grouped.result === null) expect(single).toEqual(grouped);
 			else expect(single).toEqual({ ...grouped, result: { ...grouped.result, requestId: undefined } });
 		}
 	});
 
 	it("answers an unexpected failure as a 500 without its message, and logs it with its stack where it happened", async () => {
 		logged.length = 0;
-		const answers = (await broker.call("demo.many", { calls: [{ params: { name: "boom" }, meta: meta("r-11") }] })) as Array<GroupedAnswer<Answer>>;
+		const answers = (await broker.call("demo.many", { calls: [{ params: { name: "boom" }, meta: meta("r-12") }] })) as Array<GroupedAnswer<Answer>>;
 		expect(answers).toEqual([{ error: { type: "INTERNAL_ERROR", message: "Internal server error", code: 500 } }]);
 		expect(logged).toHaveLength(1);
 		expect(String((logged[0][1] as Error).stack)).toContain("kaput");
 	});
 
-	it("hands the gateway the result with its answer fields, or an error its error writer turns into the same API error", () => {
+	it("hands the gateway the result with its answer fields, an error its error writer turns into the same API error, or the call made alone", async () => {
+		const never = () => Promise.reject(new Error("not alone"));
 		const answerMeta: AnswerMeta = {};
-		expect(groupedResult({ result: 42, meta: { $statusCode: 304 } }, answerMeta)).toBe(42);
+		await expect(groupedResult({ result: 42, meta: { $statusCode: 304 } }, answerMeta, never)).resolves.toBe(42);
 		expect(answerMeta).toEqual({ $statusCode: 304 });
+		await expect(groupedResult({ alone: true }, {}, () => Promise.resolve("by itself"))).resolves.toBe("by itself");
 		const errors: ApiError[] = [
 			{ type: "VALIDATION_ERROR", message: "Validation failed", code: 422, data: [{ field: "name", message: "The 'name' field is required.", type: "required" }] },
 			{ type: "UNAUTHORIZED", message: "Authentication required", code: 401 },
@@ -143,7 +153,7 @@ describe("group calls", () => {
 		for (const error of errors) {
 			let thrown: unknown = null;
 			try {
-				groupedResult({ error }, {});
+				await groupedResult({ error }, {}, never);
 			} catch (err) {
 				thrown = err;
 			}
@@ -151,18 +161,24 @@ describe("group calls", () => {
 		}
 	});
 
-	it("refuses a group that is not one: no calls, too many, or calls of another shape", async () => {
+	it("lets only calls and answers of up to 3 KiB of JSON travel in a group, so 256 stay under NATS's 1 MiB", () => {
+		expect(GROUP_CALL_BYTES * 256).toBeLessThan(1024 * 1024);
+		expect(fitsGroup({ params: { appVersion: "1.0" }, meta: meta("r") })).toBe(true);
+		expect(fitsGroup(null)).toBe(true);
+		expect(fitsGroup("x".repeat(GROUP_CALL_BYTES - 2))).toBe(true);
+		expect(fitsGroup("x".repeat(GROUP_CALL_BYTES - 1))).toBe(false);
+		// Counted in bytes, not characters.
+		expect(fitsGroup("€".repeat(1100))).toBe(false);
+	});
+
+	it("refuses a group that is not one, and drops fields of a call it does not know (a later gateway's)", async () => {
 		const call: GroupedCall = { params: { name: "ok" }, meta: meta("r") };
-		const bad = [
-			{ calls: [] },
-			{ calls: Array(257).fill(call) },
-			{ calls: [{ ...call, meta: { ...call.meta, requestId: 5 } }] },
-			{ calls: [{ ...call, meta: { ...call.meta, $statusCode: 200 } }] },
-			{ calls: [{ ...call, more: true }] },
-			{ calls: [call], other: 1 }
-		];
+		const bad = [{ calls: [] }, { calls: Array(257).fill(call) }, { calls: [{ ...call, meta: { ...call.meta, requestId: 5 } }] }, { calls: [{ params: "x", meta: call.meta }] }, { calls: [call], other: 1 }];
 		for (const params of bad) {
 			await expect(broker.call("demo.many", params)).rejects.toMatchObject({ name: "ValidationError" });
 		}
+		// A field the gateway never sends, in the call or its meta (an answer field included), does not reach the handler.
+		const answers = (await broker.call("demo.many", { calls: [{ ...call, later: 1, meta: { ...call.meta, $statusCode: 200, later: 1 } }] })) as Array<GroupedAnswer<Answer>>;
+		expect(answers).toEqual([{ result: { name: "ok", tenantId: "t1", requestId: "r", ip: "203.0.113.7" } }]);
 	});
 });

@@ -79,7 +79,7 @@ describe("GroupSender", () => {
 				return items.map(n => n * 10);
 			},
 			2,
-			2
+			{ concurrency: 2 }
 		);
 		const answers = [1, 2, 3, 4, 5, 6, 7].map(n => sender.send(n));
 		await new Promise(resolve => setImmediate(resolve));
@@ -102,5 +102,18 @@ describe("GroupSender", () => {
 		expect(batches).toHaveLength(4);
 		gates[3].resolve();
 		await expect(Promise.all(answers)).resolves.toEqual([10, 20, 30, 40, 50, 60, 70]);
+	});
+
+	it("fails a send at once while too many wait, and takes sends again once they have gone", async () => {
+		const gate = deferred();
+		const sender = new GroupSender<number>(() => gate.promise, 1, { maxWaiting: 2, overflow: () => new Error("busy") });
+		const first = sender.send(1);
+		await new Promise(resolve => setImmediate(resolve));
+		// 1 is in flight; 2 and 3 wait; 4 finds the queue full.
+		const waiting = [sender.send(2), sender.send(3)];
+		await expect(sender.send(4)).rejects.toThrow("busy");
+		gate.resolve();
+		await Promise.all([first, ...waiting]);
+		await expect(sender.send(5)).resolves.toBeUndefined();
 	});
 });
