@@ -99,7 +99,10 @@ function fieldErrors(data: unknown): FieldError[] {
 		const field = typeof entry.field === "string" ? entry.field : "";
 		const type = typeof entry.type === "string" ? entry.type : undefined;
 		let message = typeof entry.message === "string" && entry.message ? entry.message : "is invalid";
-		if (echoedValues(entry.actual).some(value => message.includes(value))) message = `The '${field}' field is invalid.`;
+		if (type === "objectStrict") {
+			// Its message lists the unknown keys, which the client chose: say where they are instead.
+			message = `${field ? `The '${field}' object` : "The request"} has fields this route does not take.`;
+		} else if (echoedValues(entry.actual).some(value => message.includes(value))) message = `The '${field}' field is invalid.`;
 		return { field, message, type };
 	});
 }

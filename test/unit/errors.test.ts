@@ -97,6 +97,10 @@ describe("toApiError: Moleculer parameter validation → 422 with the failing fi
 				lists: {
 					params: { tags: { type: "array", enum: ["red", "green"] }, ids: { type: "array", unique: true } },
 					handler: () => "ok"
+				},
+				strict: {
+					params: { $$strict: true, name: "string", size: { type: "object", strict: true, props: { w: "number" } } },
+					handler: () => "ok"
 				}
 			}
 		});
@@ -135,6 +139,15 @@ describe("toApiError: Moleculer parameter validation → 422 with the failing fi
 		const api = toApiError(err);
 		expect(api.code).toBe(422);
 		expect((api.data as Array<{ field: string }>).map(f => f.field).sort()).toEqual(["ids", "tags"]);
+		expect(JSON.stringify(api)).not.toContain(SECRET);
+	});
+
+	it("says which object has fields the route does not take, without naming the client's keys", async () => {
+		const api = toApiError(await rejection("v.strict", { name: "n", [`${SECRET}-top`]: 1, size: { w: 1, [`${SECRET}-inner`]: 2 } }));
+		expect(api.data).toEqual([
+			{ field: "size", message: "The 'size' object has fields this route does not take.", type: "objectStrict" },
+			{ field: "", message: "The request has fields this route does not take.", type: "objectStrict" }
+		]);
 		expect(JSON.stringify(api)).not.toContain(SECRET);
 	});
 
