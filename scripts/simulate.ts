@@ -123,6 +123,13 @@ export function parseArgs(argv: string[]): SimulateOptions {
 	return options;
 }
 
+/** A request that failed on a reused connection before any answer: safe to send again. */
+class StaleConnection extends Error {
+	constructor(cause: Error) {
+		super(cause.message, { cause });
+	}
+}
+
 export class Simulator {
 	readonly stats = new Stats();
 	private readonly agent: http.Agent;
@@ -152,8 +159,8 @@ export class Simulator {
 		if (body !== undefined) headers["content-type"] = "application/json";
 		const started = performance.now();
 		const lib = url.protocol === "https:" ? https : http;
-		try {
-			const answer = await new Promise<Answer>((resolve, reject) => {
+		const send = () =>
+			new Promise<Answer>((resolve, reject) => {
 				const req = lib.request(url, { method, headers, agent: this.agent, timeout: 30_000 }, res => {
 					const chunks: Buffer[] = [];
 					res.on("data", (c: Buffer) => chunks.push(c));
@@ -161,9 +168,14 @@ export class Simulator {
 					res.on("error", reject);
 				});
 				req.on("timeout", () => req.destroy(new Error("timed out after 30 s")));
-				req.on("error", reject);
+				// A kept-alive connection the server closed (its idle timeout) just as this request
+				// went out on it: nothing reached the server, so it is sent again on a fresh one, as
+				// browsers do (Node's documentation of request.reusedSocket).
+				req.on("error", err => reject(req.reusedSocket && (err as NodeJS.ErrnoException).code === "ECONNRESET" ? new StaleConnection(err) : err));
 				req.end(body);
 			});
+		try {
+			const answer = await send().catch((err: unknown) => (err instanceof StaleConnection ? send() : Promise.reject(err)));
 			const ok = (opts.expect ?? [200, 201, 202, 204, 302, 304]).includes(answer.status);
 			this.stats.record(route, performance.now() - started, ok, `${answer.status} ${answer.body.slice(0, 160)}`);
 			return answer;
