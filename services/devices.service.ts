@@ -1115,7 +1115,6 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 		this.sweep = null;
 		this.heartbeats = opsCounter(this.broker.metrics, OPS_METRICS.heartbeats);
 		this.heartbeatChannel = new GroupSender(heartbeats => sendToChannel(this.broker, HEARTBEAT_CHANNEL, { heartbeats }), HEARTBEAT_BATCH_MAX);
-
 		// Stale once the sweep lock could have passed to another node (shared/periodic.ts: 3 intervals).
 		this.displaysOnline = new LeaderGauge(opsGauge(this.broker.metrics, OPS_METRICS.displaysOnline), "plan", 3 * this.settings.sweepIntervalMs);
 	},

@@ -295,14 +295,10 @@ function parseRule(rule: ScheduleRule): ParsedRule {
 
 /** Orders schedules best first: priority desc, createdAt desc, id asc. */
 export function compareRules(a: ScheduleRule, b: ScheduleRule): number {
-	if (a.priority !== b.priority) return b.priority - a.priority;
-	const ca = parseInstant(a.createdAt) ?? 0;
-	const cb = parseInstant(b.createdAt) ?? 0;
-	if (ca !== cb) return cb - ca;
-	return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+	return compareParsed(parsedRule(a), parsedRule(b));
 }
 
-/** compareRules over parsed rules (createdAt parsed once, not at every comparison). */
+/** compareRules over compiled rules (createdAt parsed once, not at every comparison). */
 function compareParsed(a: ParsedRule, b: ParsedRule): number {
 	if (a.rule.priority !== b.rule.priority) return b.rule.priority - a.rule.priority;
 	if (a.createdAtMs !== b.createdAtMs) return b.createdAtMs - a.createdAtMs;

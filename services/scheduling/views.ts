@@ -270,7 +270,8 @@ export function pageReaching<D extends Pick<RuleDocFields, "excludeDisplayIds">,
 	view: (doc: D) => V
 ): { rows: V[]; total: number; page: number; pageSize: number; totalPages: number } {
 	const { page, pageSize } = paging;
-	const rows = docs.filter(d => !d.excludeDisplayIds.includes(displayId)).sort((a, b) => compareRules(rule(a), rule(b)));
+	const ruleFor = perDoc(rule);
+	const rows = docs.filter(d => !d.excludeDisplayIds.includes(displayId)).sort((a, b) => compareRules(ruleFor(a), ruleFor(b)));
 	return { rows: rows.slice((page - 1) * pageSize, page * pageSize).map(view), total: rows.length, page, pageSize, totalPages: Math.ceil(rows.length / pageSize) };
 }
 
