@@ -47,7 +47,13 @@ export type GroupedAnswer<R> = { result: R; meta?: AnswerMeta } | { error: ApiEr
 
 /** Whether `value` is small enough to travel in a group (see GROUP_CALL_BYTES). */
 export function fitsGroup(value: unknown): boolean {
-	const json = JSON.stringify(value) as string | undefined;
+	let json: string | undefined;
+	try {
+		json = JSON.stringify(value) as string | undefined;
+	} catch {
+		// Nested too deep to write (a hostile body): it goes alone, answered as it always was.
+		return false;
+	}
 	return json === undefined || (json.length <= GROUP_CALL_BYTES && Buffer.byteLength(json) <= GROUP_CALL_BYTES);
 }
 

@@ -169,6 +169,10 @@ describe("group calls", () => {
 		expect(fitsGroup("x".repeat(GROUP_CALL_BYTES - 1))).toBe(false);
 		// Counted in bytes, not characters.
 		expect(fitsGroup("€".repeat(1100))).toBe(false);
+		// A body nested too deep to serialise (found by the route fuzz: a 500) goes alone, never throws.
+		let deep: Record<string, unknown> = {};
+		for (let i = 0; i < 100_000; i++) deep = { a: deep };
+		expect(fitsGroup({ params: deep, meta: meta("r") })).toBe(false);
 	});
 
 	it("refuses a group that is not one, and drops fields of a call it does not know (a later gateway's)", async () => {
