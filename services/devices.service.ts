@@ -60,7 +60,7 @@ import { boundedLabel, LeaderGauge, opsCounter, opsGauge, OPS_METRICS, type OpsC
 import { startPeriodicJob, type PeriodicJob } from "../shared/periodic";
 import { planLimit, publishQuotaWarning, USAGE_COLLECTION, UsageCounter } from "../shared/quota";
 import { deviceCallerOf, ISO_INSTANT_RULE, NAME_RULE, PAGE_PARAMS, type RequestMeta } from "../shared/request";
-import { giveBack, takeAttempt, THROTTLES } from "../shared/throttle";
+import { giveBack, refuseSpent, takeAttempt, THROTTLES } from "../shared/throttle";
 import { assertTimezone } from "../shared/time";
 import {
 	COMMAND_TTL_MS,
@@ -254,12 +254,15 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			async handler(ctx: ActionCtx<"devices.register", RequestMeta>): Promise<Result<"devices.register">> {
 				const now = new Date();
 				const { provisioningKey, hardwareId } = ctx.params;
-				// Counted before the lookup, given back for a good key: a guesser is stopped first.
+				// An address past its failures is stopped before the lookup; only a failure counts, so a
+				// site's screens booting at once behind one router never push each other over the limit.
 				const attempt = THROTTLES.provisioningKey(ctx.meta.ip);
-				await takeAttempt(this.kv, attempt);
+				await refuseSpent(this.kv, attempt);
 				const key = looksLikeProvisioningKey(provisioningKey) ? await this.db.provisioning_keys.findDoc(ALL_TENANTS, { keyHash: hashToken(provisioningKey) }) : null;
-				if (!key || !acceptsScreens(key, now)) throw Errors.unauthorized("Unknown, revoked or expired provisioning key");
-				await giveBack(this.kv, attempt);
+				if (!key || !acceptsScreens(key, now)) {
+					await takeAttempt(this.kv, attempt);
+					throw Errors.unauthorized("Unknown, revoked or expired provisioning key");
+				}
 				const tenantId = key.tenantId;
 				const owner = systemScope(tenantId);
 				// One screen registering twice at once is still one display.

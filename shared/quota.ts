@@ -3,8 +3,9 @@
  * displays, media: storage bytes, tenants: members) keeps a usage counter per tenant in a
  * collection of its own and grows it with `reserve` *before* it creates anything: the check and
  * the growth are one compare-and-set on one document, so parallel requests — on one process or
- * many replicas, on NeDB or MongoDB — can never together pass the limit. A failed creation gives
- * its reservation back with `release`, and so does a deletion.
+ * many replicas, on NeDB or MongoDB — can never together pass the limit. Within one process a
+ * counter's changes also take turns, so only other replicas can make a compare-and-set lose. A
+ * failed creation gives its reservation back with `release`, and so does a deletion.
  *
  * Counters can only drift upwards (a process that dies between its reservation and its insert
  * leaves one unit reserved): when a reservation is refused and the counter has been quiet for a
@@ -45,6 +46,13 @@ export function crossesWarning(before: number, after: number, limit: number): bo
 	return before < line && after >= line;
 }
 
+/**
+ * Per collection and counter (`<tenantId>:<resource>`), the end of the last change queued on this
+ * process: shared by every UsageCounter object on the collection, since a service may make one
+ * per call (a provisioning key's).
+ */
+const TURNS = new WeakMap<TenantCollection<UsageDoc>, Map<string, Promise<void>>>();
+
 /** How long a counter must have been still before a refusal recounts it. */
 const QUIET_MS = 60_000;
 /** Compare-and-set rounds before a reservation gives up under contention (503, retry). */
@@ -82,31 +90,59 @@ export class UsageCounter {
 
 	/** Grows usage by `amount` if it stays within `limit`, atomically; else the refusal. Answers the new usage. */
 	async reserve(tenantId: string, amount: number, limit: number): Promise<number> {
+		const before = await this.inTurn(tenantId, () => this.grow(tenantId, amount, limit));
+		const used = before + amount;
+		if (this.options.onWarning && crossesWarning(before, used, limit)) await this.options.onWarning(tenantId, used, limit, this.options.resource);
+		return used;
+	}
+
+	/** Gives back `amount` (a failed creation, a deletion); never below zero. */
+	async release(tenantId: string, amount: number): Promise<void> {
+		if (amount <= 0) return;
+		await this.inTurn(tenantId, async () => {
+			for (let round = 0; round < MAX_ROUNDS; round++) {
+				const counter = await this.load(tenantId);
+				if (await this.swap(tenantId, counter, Math.max(0, counter.used - amount))) return;
+				await contention(round);
+			}
+			// Losing a release only leaves the counter high, which the next refusal recounts.
+		});
+	}
+
+	/** The compare-and-set loop of `reserve`: answers the usage it grew from. */
+	private async grow(tenantId: string, amount: number, limit: number): Promise<number> {
 		for (let round = 0; round < MAX_ROUNDS; round++) {
 			const counter = await this.load(tenantId);
 			if (counter.used + amount > limit) {
 				if (await this.recount(tenantId, counter)) continue;
 				throw this.refusal(limit, counter.used);
 			}
-			if (await this.swap(tenantId, counter, counter.used + amount)) {
-				const used = counter.used + amount;
-				if (this.options.onWarning && crossesWarning(counter.used, used, limit)) await this.options.onWarning(tenantId, used, limit, this.options.resource);
-				return used;
-			}
+			if (await this.swap(tenantId, counter, counter.used + amount)) return counter.used;
 			await contention(round);
 		}
 		throw Errors.unavailable("Too many changes at once, retry");
 	}
 
-	/** Gives back `amount` (a failed creation, a deletion); never below zero. */
-	async release(tenantId: string, amount: number): Promise<void> {
-		if (amount <= 0) return;
-		for (let round = 0; round < MAX_ROUNDS; round++) {
-			const counter = await this.load(tenantId);
-			if (await this.swap(tenantId, counter, Math.max(0, counter.used - amount))) return;
-			await contention(round);
-		}
-		// Losing a release only leaves the counter high, which the next refusal recounts.
+	/**
+	 * Runs the changes of one tenant's counter one after another within this process. The
+	 * compare-and-set alone is correct, but 32 screens registering at once on one process lost
+	 * to each other round after round until some gave up with a 503 (the simulator's CI run);
+	 * in turn, only other replicas can still make a round lose.
+	 */
+	private inTurn<R>(tenantId: string, change: () => Promise<R>): Promise<R> {
+		let queue = TURNS.get(this.collection);
+		if (!queue) TURNS.set(this.collection, (queue = new Map()));
+		const key = `${tenantId}:${this.options.resource}`;
+		const mine = (queue.get(key) ?? Promise.resolve()).then(change);
+		const settled = mine.then(
+			() => undefined,
+			() => undefined
+		);
+		queue.set(key, settled);
+		void settled.then(() => {
+			if (queue.get(key) === settled) queue.delete(key);
+		});
+		return mine;
 	}
 
 	private refusal(limit: number, current: number): AppError {

@@ -7,7 +7,10 @@
  * Counting and checking are one step: `takeAttempt` counts first (an atomic increment) and
  * refuses when the count it got is past the limit, so parallel attempts cannot all slip in under
  * it. Flows that limit failures only (a wrong password, a wrong code) give the attempt back once
- * it turned out fine (`giveBack`).
+ * it turned out fine (`giveBack`). Where guessing is hopeless anyway and many honest attempts
+ * arrive at once from one address (256-bit provisioning keys, a site's screens booting together
+ * behind one router), `refuseSpent` checks without counting and only a failure is counted: in
+ * flight, successes never push each other over the limit.
  *
  * A stranger must not be able to lock the owner out (OWASP's "device cookie" idea): the
  * per-account sign-in limit, which guessing from many addresses trips, holds back only clients
@@ -96,6 +99,18 @@ export async function takeAttempt(kv: KeyValueStore, rules: ThrottleRule[]): Pro
 	if (over.length === 0) return;
 	await giveBack(kv, rules);
 	throw Errors.rateLimited(Math.max(...over.map(counter => counter.ttlMs)) / 1000);
+}
+
+/**
+ * Refuses (429, with the window's Retry-After) an address already past an enforced limit, without
+ * counting this attempt; the caller counts only a failure, with `takeAttempt`. Parallel failures
+ * can pass the limit by as many as are in flight at once: only for secrets nobody can guess.
+ */
+export async function refuseSpent(kv: KeyValueStore, rules: ThrottleRule[]): Promise<void> {
+	const counts = await Promise.all(rules.map(rule => kv.get(counterKey(rule))));
+	if (!counts.some((count, i) => rules[i].enforced !== false && Number(count) >= rules[i].limit)) return;
+	await takeAttempt(kv, rules); // past the limit: the 429 with the time left in the window
+	await giveBack(kv, rules); // the window ended in between: this attempt is not a failure yet
 }
 
 /** An attempt that turned out not to be a failure is taken back from every rule's window. */

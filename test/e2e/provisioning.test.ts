@@ -105,6 +105,17 @@ describe("zero-touch provisioning", () => {
 		expect(beats.filter(b => b.status !== 200)).toEqual([]);
 	}, 120_000);
 
+	it("lets 100 screens behind one router register at once, first time, with no 429 or 503: a site boots together", async () => {
+		const key = (await createKey(owner, { name: "One site" })).body;
+		const router = someClient();
+		const answers = await Promise.all(Array.from({ length: 500 }, (_, i) => request<Registered>(p.api("/device/register"), { method: "POST", headers: router, json: { provisioningKey: key.key, hardwareId: `site-${i}` } })));
+		expect(answers.map(a => a.status)).toEqual(Array(500).fill(201));
+		// The same router then presenting a wrong key is still held to 30 failures.
+		const wrong = [];
+		for (let i = 0; i < 31; i++) wrong.push((await request(p.api("/device/register"), { method: "POST", headers: router, json: { provisioningKey: `mpk_${String(i).padStart(43, "w")}`, hardwareId: "w" } })).status);
+		expect(wrong).toEqual([...Array(30).fill(401), 429]);
+	}, 60_000);
+
 	it("never passes the key's maxDisplays, even at once; a known screen still re-registers; a deleted display frees its place", async () => {
 		const key = (await createKey(owner, { name: "Ten only", maxDisplays: 10 })).body;
 		const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => registerScreen({ provisioningKey: key.key, hardwareId: `capped-${i}` })));

@@ -71,6 +71,40 @@ describe.each(backends)("UsageCounter on %s", (_name, env) => {
 		expect(await c.usage("t-race")).toBe(3);
 	});
 
+	it("two hundred parallel reservations on one process take turns: each wins its first compare-and-set, none gives up with a 503", async () => {
+		await counter().usage("t-crowd");
+		const writes = jest.spyOn(db.quota_usage, "updateWhere");
+		try {
+			// Counter objects made per call (as a provisioning key's is) take turns too.
+			const results = await Promise.allSettled(Array.from({ length: 200 }, () => counter().reserve("t-crowd", 1, 10_000)));
+			expect(results.filter(r => r.status === "rejected")).toEqual([]);
+			expect(writes).toHaveBeenCalledTimes(200);
+		} finally {
+			writes.mockRestore();
+		}
+		expect(await counter().usage("t-crowd")).toBe(200);
+	});
+
+	it("another replica writing the counter between rounds never lets reservations pass the limit together", async () => {
+		const c = counter();
+		await c.usage("t-replicas");
+		// The other replica's wins, written straight to the counter as its compare-and-set would.
+		let theirs = 0;
+		const otherReplica = async () => {
+			for (let i = 0; i < 10; i++) {
+				const doc = await db.quota_usage.findDoc(systemScope("t-replicas"), { resource: "displays" });
+				if (doc && doc.used < 50 && (await db.quota_usage.updateWhere(systemScope("t-replicas"), { _id: doc.id, version: doc.version }, { used: doc.used + 1, version: doc.version + 1 })) === 1) theirs++;
+				await new Promise(resolve => setImmediate(resolve));
+			}
+		};
+		const [results] = await Promise.all([Promise.allSettled(Array.from({ length: 60 }, () => c.reserve("t-replicas", 1, 50))), otherReplica()]);
+		const ours = results.filter(r => r.status === "fulfilled").length;
+		for (const r of results.filter(r => r.status === "rejected")) expect((r as PromiseRejectedResult).reason).toMatchObject({ type: "QUOTA_EXCEEDED" });
+		expect(theirs).toBeGreaterThan(0);
+		expect(ours + theirs).toBe(50);
+		expect(await c.usage("t-replicas")).toBe(50);
+	});
+
 	it("parallel reservations of different sizes never pass the limit together", async () => {
 		const c = counter("storageBytes");
 		const sizes = [400, 300, 300, 250, 200, 150, 100, 100, 50, 50];

@@ -5,7 +5,7 @@
  */
 import { AppError } from "../../shared/errors";
 import { MemoryKeyValueStore } from "../../shared/kv";
-import { forgive, giveBack, takeAttempt, THROTTLES, type ThrottleRule } from "../../shared/throttle";
+import { forgive, giveBack, refuseSpent, takeAttempt, THROTTLES, type ThrottleRule } from "../../shared/throttle";
 
 const rule = (key: string, limit: number, extra: Partial<ThrottleRule> = {}): ThrottleRule => ({ key, limit, windowMs: 60_000, ...extra });
 
@@ -36,6 +36,23 @@ describe("takeAttempt", () => {
 		for (let i = 0; i < 5; i++) await takeAttempt(kv, [rule("acct", 2, { enforced: false })]);
 		expect(await kv.get("throttle:acct")).toBe("5");
 		await expect(takeAttempt(kv, [rule("acct", 2)])).rejects.toMatchObject({ type: "RATE_LIMITED" });
+	});
+});
+
+describe("refuseSpent (only failures count)", () => {
+	it("lets any number of attempts in flight through; only the failures counted after them refuse, with the time left", async () => {
+		let now = 1_000_000;
+		const kv = new MemoryKeyValueStore(() => now);
+		const rules = [rule("site", 30)];
+		// A site's 100 screens at once: checked, never counted.
+		await expect(Promise.all(Array.from({ length: 100 }, () => refuseSpent(kv, rules)))).resolves.toHaveLength(100);
+		for (let i = 0; i < 30; i++) await takeAttempt(kv, rules);
+		now += 20_000;
+		await expect(refuseSpent(kv, rules)).rejects.toMatchObject({ type: "RATE_LIMITED", data: { retryAfter: 40 } });
+		expect(await kv.get("throttle:site")).toBe("30");
+		now += 40_000;
+		await expect(refuseSpent(kv, rules)).resolves.toBeUndefined();
+		expect(await kv.get("throttle:site")).toBeNull();
 	});
 });
 
