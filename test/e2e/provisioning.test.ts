@@ -108,8 +108,8 @@ describe("zero-touch provisioning", () => {
 	it("lets 100 screens behind one router register at once, first time, with no 429 or 503: a site boots together", async () => {
 		const key = (await createKey(owner, { name: "One site" })).body;
 		const router = someClient();
-		const answers = await Promise.all(Array.from({ length: 500 }, (_, i) => request<Registered>(p.api("/device/register"), { method: "POST", headers: router, json: { provisioningKey: key.key, hardwareId: `site-${i}` } })));
-		expect(answers.map(a => a.status)).toEqual(Array(500).fill(201));
+		const answers = await Promise.all(Array.from({ length: 100 }, (_, i) => request<Registered>(p.api("/device/register"), { method: "POST", headers: router, json: { provisioningKey: key.key, hardwareId: `site-${i}` } })));
+		expect(answers.map(a => a.status)).toEqual(Array(100).fill(201));
 		// The same router then presenting a wrong key is still held to 30 failures.
 		const wrong = [];
 		for (let i = 0; i < 31; i++) wrong.push((await request(p.api("/device/register"), { method: "POST", headers: router, json: { provisioningKey: `mpk_${String(i).padStart(43, "w")}`, hardwareId: "w" } })).status);
