@@ -37,8 +37,8 @@ import { acceptableRequestId, requestScope } from "../shared/logging";
 import { prometheusText } from "../shared/metrics";
 import { opsCounter, OPS_METRICS, type OpsCounter } from "../shared/ops-metrics";
 import { buildOpenApi, type RouteDoc } from "../shared/openapi";
-import { hitRateLimit } from "../shared/rate-limit";
-import { isPermission } from "../shared/rbac";
+import { hitRateLimit, type RateLimitResult } from "../shared/rate-limit";
+import { decide, isPermission, type Permission } from "../shared/rbac";
 import type { RequestMeta } from "../shared/request";
 import { answerUnparsable, writeError } from "./api/answers";
 import { LaneGroups, laneRouteOf, laneRoutes, runMiddlewares, writeAnswer, type LaneRoute } from "./api/device-lane";
@@ -117,6 +117,8 @@ interface GatewayMethods extends WebMethods {
 	aliasesChanged(): void;
 	serveLane(req: IncomingMessage, res: ServerResponse, route: LaneRoute, requestId: string): Promise<void>;
 	countRequest(meta: RequestMeta, res: ServerResponse): Promise<void>;
+	countRemembered(token: string | null, permission: Permission, meta: RequestMeta, res: ServerResponse): Promise<boolean>;
+	applyRateLimit(res: ServerResponse, limit: RateLimitResult): void;
 	routeDocs(): RouteDoc[];
 	openDeviceStream(req: IncomingMessage, res: ServerResponse, meta: RequestMeta): void;
 	verifyDeviceStream(connection: DeviceConnection): Promise<boolean>;
@@ -242,9 +244,11 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 				const params = { ...(typeof body === "object" && body !== null ? body : {}), ...this.parseQueryString(req).query };
 				const meta = anonymousMeta(req, requestId, this.config.trustProxyHops);
 				const token = bearerToken(req);
-				if (needsPrincipal(route.permission, token)) meta.auth = await this.devicePrincipals.resolve(token);
-				assertAllowed(route.permission, meta.auth);
-				await this.countRequest(meta, res);
+				if (!(await this.countRemembered(token, route.permission, meta, res))) {
+					if (needsPrincipal(route.permission, token)) meta.auth = await this.devicePrincipals.resolve(token);
+					assertAllowed(route.permission, meta.auth);
+					await this.countRequest(meta, res);
+				}
 				if (route.action === null) return this.openDeviceStream(req, res, meta);
 				const action = route.action;
 				const alone = () => this.broker.call(action, params, { meta, requestID: requestId });
@@ -265,7 +269,30 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		 * `meta.$responseHeaders` and would drop them.
 		 */
 		async countRequest(meta: RequestMeta, res: ServerResponse) {
-			const limit = await hitRateLimit(this.kv, rateLimitKey(meta.auth, meta.ip), this.config.rateLimit.perMinute, RATE_WINDOW_MS);
+			this.applyRateLimit(res, await hitRateLimit(this.kv, rateLimitKey(meta.auth, meta.ip), this.config.rateLimit.perMinute, RATE_WINDOW_MS));
+		},
+
+		/**
+		 * The lane's principal, permission and rate limit in one round trip, for a device token the
+		 * gateway remembers: the request is counted only while the store still names the token.
+		 * False when it is not remembered or has moved (nothing counted): the caller resolves it
+		 * through auth and counts as for any request, so a revoked token's 401 spends nothing.
+		 */
+		async countRemembered(token: string | null, permission: Permission, meta: RequestMeta, res: ServerResponse): Promise<boolean> {
+			const known = token && needsPrincipal(permission, token) ? this.devicePrincipals.recall(token) : null;
+			if (!token || !known || decide(permission, known.principal) !== "allow") return false;
+			const limit = await hitRateLimit(this.kv, rateLimitKey(known.principal, meta.ip), this.config.rateLimit.perMinute, RATE_WINDOW_MS, known.current);
+			if (!limit) {
+				this.devicePrincipals.forget(token);
+				return false;
+			}
+			meta.auth = known.principal;
+			this.applyRateLimit(res, limit);
+			return true;
+		},
+
+		/** The RateLimit-* headers of a counted request; 429 past the limit. */
+		applyRateLimit(res: ServerResponse, limit: RateLimitResult) {
 			for (const [name, value] of Object.entries(rateLimitHeaders(limit))) res.setHeader(name, value);
 			if (!limit.allowed) throw Errors.rateLimited(limit.resetSec);
 		},

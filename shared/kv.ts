@@ -14,6 +14,12 @@ export interface Counter {
 	ttlMs: number;
 }
 
+/** A value a key must hold for a guarded change to happen. */
+export interface KvGuard {
+	key: string;
+	equals: string;
+}
+
 export interface KeyValueStore {
 	get(key: string): Promise<string | null>;
 	set(key: string, value: string, ttlMs?: number): Promise<void>;
@@ -30,6 +36,12 @@ export interface KeyValueStore {
 	del(key: string): Promise<void>;
 	/** Increments a counter; the first increment starts its `windowMs` expiry. */
 	incr(key: string, windowMs: number): Promise<Counter>;
+	/**
+	 * `incr`, only while the value at `guard.key` is `guard.equals`, atomically; null (nothing
+	 * counted) otherwise. A check and a count in one round trip (a remembered token's version
+	 * and its rate limit).
+	 */
+	incrIf(key: string, windowMs: number, guard: KvGuard): Promise<Counter | null>;
 	/** Takes one back from a live counter, keeping its window; never below zero, never starts one. */
 	decr(key: string): Promise<void>;
 	/**
@@ -106,6 +118,11 @@ export class MemoryKeyValueStore implements KeyValueStore {
 		return { count: Number(entry.value), ttlMs: Math.max(0, (entry.expiresAt ?? this.now()) - this.now()) };
 	}
 
+	async incrIf(key: string, windowMs: number, guard: KvGuard): Promise<Counter | null> {
+		if (guard.equals === "" || this.live(guard.key)?.value !== guard.equals) return null;
+		return this.incr(key, windowMs);
+	}
+
 	async decr(key: string): Promise<void> {
 		const entry = this.live(key);
 		if (entry) entry.value = String(Math.max(0, Number(entry.value) - 1));
@@ -173,7 +190,9 @@ const DECR = `
 local count = tonumber(redis.call("GET", KEYS[1]) or "0") or 0
 if count > 0 then redis.call("DECR", KEYS[1]) end
 return 0`;
+/** With a guard (KEYS[2] must hold ARGV[2]; "" = none): {0, 0} and nothing counted when it does not. */
 const INCR = `
+if ARGV[2] ~= "" and redis.call("GET", KEYS[2]) ~= ARGV[2] then return {0, 0} end
 local count = redis.call("INCR", KEYS[1])
 if count == 1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end
 return {count, redis.call("PTTL", KEYS[1])}`;
@@ -195,7 +214,7 @@ const SCRIPTS = {
 	marqueeRelease: { numberOfKeys: 1, lua: RELEASE },
 	marqueeSwapIfStale: { numberOfKeys: 2, lua: SWAP_IF_STALE },
 	marqueeDecr: { numberOfKeys: 1, lua: DECR },
-	marqueeIncr: { numberOfKeys: 1, lua: INCR },
+	marqueeIncr: { numberOfKeys: 2, lua: INCR },
 	marqueeAddRecent: { numberOfKeys: 1, lua: ADD_RECENT }
 };
 type ScriptName = keyof typeof SCRIPTS;
@@ -253,8 +272,15 @@ export class RedisKeyValueStore implements KeyValueStore {
 	}
 
 	async incr(key: string, windowMs: number): Promise<Counter> {
-		const [count, ttlMs] = (await this.script("marqueeIncr", this.k(key), windowMs)) as [number, number];
+		const [count, ttlMs] = (await this.script("marqueeIncr", this.k(key), this.k(key), windowMs, "")) as [number, number];
 		return { count, ttlMs: Math.max(0, ttlMs) };
+	}
+
+	async incrIf(key: string, windowMs: number, guard: KvGuard): Promise<Counter | null> {
+		// An empty `equals` would read as "no guard" in the script; no key holds "" as a version.
+		if (guard.equals === "") return null;
+		const [count, ttlMs] = (await this.script("marqueeIncr", this.k(key), this.k(guard.key), windowMs, guard.equals)) as [number, number];
+		return count === 0 ? null : { count, ttlMs: Math.max(0, ttlMs) };
 	}
 
 	async decr(key: string): Promise<void> {

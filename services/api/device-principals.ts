@@ -13,14 +13,13 @@
  * Only device principals are remembered; user tokens and API keys are resolved by auth each time.
  */
 import { deviceTokenVersion, deviceVersionKey } from "../../shared/contracts";
-import type { KeyValueStore } from "../../shared/kv";
+import type { KeyValueStore, KvGuard } from "../../shared/kv";
 import type { Principal } from "../../shared/rbac";
 
 interface Remembered {
 	principal: Principal;
-	displayId: string;
-	/** The version entry the token was minted under (`<tenantId>:<version>`). */
-	version: string;
+	/** The display's version entry and the value it held when the token was minted (`<tenantId>:<version>`). */
+	current: KvGuard;
 	/** When auth must be asked again (ms). */
 	until: number;
 }
@@ -52,14 +51,31 @@ export class DevicePrincipals {
 
 	/** The principal behind `token`: from memory while the store agrees, else auth's answer. */
 	async resolve(token: string): Promise<Principal | null> {
-		const known = this.entries.get(token);
+		const known = this.recall(token);
 		if (known) {
-			if (known.until > this.now() && (await this.kv.get(deviceVersionKey(known.displayId))) === known.version) return known.principal;
-			this.entries.delete(token);
+			if ((await this.kv.get(known.current.key)) === known.current.equals) return known.principal;
+			this.forget(token);
 		}
 		const principal = await this.askAuth(token);
 		if (principal?.kind === "device") this.remember(token, principal);
 		return principal;
+	}
+
+	/**
+	 * A remembered token not yet due for auth again: its principal, and the store entry that must
+	 * still name it (`current`) — for a caller that checks it alongside other work in one round
+	 * trip (the gateway counts the rate limit with it); `forget` the token when it does not.
+	 */
+	recall(token: string): { principal: Principal; current: KvGuard } | null {
+		const known = this.entries.get(token);
+		if (!known) return null;
+		if (known.until > this.now()) return known;
+		this.forget(token);
+		return null;
+	}
+
+	forget(token: string): void {
+		this.entries.delete(token);
 	}
 
 	get size(): number {
@@ -75,6 +91,6 @@ export class DevicePrincipals {
 			if (!oldest.done) this.entries.delete(oldest.value);
 		}
 		// One object serves every request of the token: frozen, so no handler can change it for the next.
-		this.entries.set(token, { principal: Object.freeze({ ...principal }), displayId: named.displayId, version: named.version, until: this.now() + this.maxAgeMs });
+		this.entries.set(token, { principal: Object.freeze({ ...principal }), current: { key: deviceVersionKey(named.displayId), equals: named.version }, until: this.now() + this.maxAgeMs });
 	}
 }

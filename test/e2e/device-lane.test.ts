@@ -189,9 +189,16 @@ describe("the device lane", () => {
 		expect((await heartbeat(screen.deviceToken)).status).toBe(200);
 		const reimaged = await registerScreen("hw-lane-reimaged");
 		expect(reimaged.displayId).toBe(screen.displayId);
+		const before = Number((await heartbeat(reimaged.deviceToken)).headers.get("ratelimit-remaining"));
 		expect((await heartbeat(screen.deviceToken)).status).toBe(401);
 		expect((await request(p.api("/device/manifest"), { headers: bearer(screen.deviceToken) })).status).toBe(401);
-		expect((await heartbeat(reimaged.deviceToken)).status).toBe(200);
+		// The old token's refusals (the first while the gateway still remembered it) carry no rate
+		// limit and spend none of the screen's budget.
+		for (let i = 0; i < 5; i++) {
+			const refused = await heartbeat(screen.deviceToken);
+			expect([refused.status, refused.headers.get("ratelimit-remaining")]).toEqual([401, null]);
+		}
+		expect(Number((await heartbeat(reimaged.deviceToken)).headers.get("ratelimit-remaining"))).toBe(before - 1);
 
 		expect((await request(p.api(`/displays/${reimaged.displayId}`), { method: "DELETE", headers: bearer(owner.accessToken) })).status).toBe(204);
 		expect((await heartbeat(reimaged.deviceToken)).status).toBe(401);

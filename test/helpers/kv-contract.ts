@@ -306,6 +306,22 @@ export function describeKeyValueContract(name: string, makeBackend: () => Promis
 				expect((await kv.incr("a", LONG_TTL_MS)).count).toBe(3);
 			});
 
+			it("incrIf counts only while the guard key holds the value, in the same window", async () => {
+				expect(await kv.incrIf("guarded", LONG_TTL_MS, { key: "version", equals: "v1" })).toBeNull();
+				await kv.set("version", "v1");
+				const first = await kv.incrIf("guarded", LONG_TTL_MS, { key: "version", equals: "v1" });
+				expect(first?.count).toBe(1);
+				expectRemaining(first?.ttlMs ?? 0, LONG_TTL_MS);
+				expect((await kv.incr("guarded", LONG_TTL_MS)).count).toBe(2);
+				await kv.set("version", "v2");
+				expect(await kv.incrIf("guarded", LONG_TTL_MS, { key: "version", equals: "v1" })).toBeNull();
+				expect(await kv.incrIf("guarded", LONG_TTL_MS, { key: "version", equals: "" })).toBeNull();
+				await kv.set("empty", "");
+				expect(await kv.incrIf("guarded", LONG_TTL_MS, { key: "empty", equals: "" })).toBeNull();
+				await expect(kv.get("guarded")).resolves.toBe("2");
+				expect((await kv.incrIf("guarded", LONG_TTL_MS, { key: "version", equals: "v2" }))?.count).toBe(3);
+			});
+
 			it("concurrent increments are never lost", async () => {
 				const results = await Promise.all(Array.from({ length: 50 }, () => kv.incr("burst", LONG_TTL_MS)));
 				expect(results.map(r => r.count).sort((x, y) => x - y)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
