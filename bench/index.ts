@@ -50,6 +50,7 @@ import { resolve as engineResolve, type DisplayTarget, type TargetSet } from "..
 import { cacheKeys } from "../services/scheduling/manifest-cache";
 import { displayKeys, ScheduleIndex, targetKeys } from "../services/scheduling/targeting";
 import type { KeyValueStore } from "../shared/kv";
+import { presenceKeys } from "../services/devices/presence";
 import { bearer, newAccount, pairDisplay, register, startTestPlatform } from "../test/helpers/accounts";
 import { measure, report, reported } from "./figures";
 import { ANALYTICS_OPTIONS, analyticsIngestBench, analyticsOptions, analyticsReportsBench } from "./analytics";
@@ -93,9 +94,9 @@ async function httpBench(): Promise<void> {
 	}
 }
 
-function post(url: string, body: string, headers: Record<string, string> = {}): Promise<void> {
+function post(url: string, body: string, headers: Record<string, string> = {}, via: http.Agent | false = agent): Promise<void> {
 	return new Promise((resolve, reject) => {
-		const req = http.request(url, { method: "POST", agent, headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body), ...headers } }, res => {
+		const req = http.request(url, { method: "POST", agent: via, headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body), ...headers } }, res => {
 			if (res.statusCode !== 200) reject(new Error(`${url} answered ${res.statusCode}`));
 			res.resume();
 			res.on("end", resolve);
@@ -208,6 +209,8 @@ interface SchedulingInternals {
 
 interface DevicesInternals {
 	db: { displays: TenantCollection<DisplayDoc>; display_groups: TenantCollection<DisplayGroupDoc> };
+	kv: KeyValueStore;
+	sweepOnce(): Promise<void>;
 }
 
 /** The NeDB datastore behind a collection of the db mixin (NODE_ENV=test: in memory). */
@@ -596,6 +599,23 @@ async function schedulingBench(o: BenchOptions): Promise<void> {
 		console.log(
 			`    of which devices.displaysFor alone: ${tagPaging.toFixed(1)} ms; NeDB examined ${displaysScan.examined} of ${displaysScan.stored} stored displays ` +
 				`(indexes: ${displaysScan.indexes.join(", ")}) and ${schedulesScan.examined} of ${schedulesScan.stored} stored schedules`
+		);
+
+		// ---- a mass outage: every display of the tenant falls silent at once (a region's network) ----
+		const silentSince = Date.now() - 3600_000;
+		await devices.db.displays.updateWhere(scope, {}, { status: "online" });
+		for (const id of displayIds) {
+			await devices.kv.set(presenceKeys.lastSeen(id), String(silentSince));
+			await devices.kv.set(presenceKeys.status(id), "online");
+		}
+		const asked = performance.now();
+		// On a connection of its own: a kept-alive one idle since the recomputations may be closing.
+		const beat = post(p.api("/device/heartbeat"), "{}", bearer(paired[0].token), false).then(() => performance.now() - asked);
+		const sweep = await timed(() => devices.sweepOnce());
+		const offline = await devices.db.displays.countDocs(scope, { status: "offline" });
+		console.log(
+			`\nA mass outage: the offline sweep finding all ${displayIds.length} displays silent at once: ${sweep.ms.toFixed(0)} ms, ${offline} marked offline, longest event-loop stall ${sweep.stallMs.toFixed(0)} ms; ` +
+				`a heartbeat sent as it began answered after ${(await beat).toFixed(0)} ms`
 		);
 	} finally {
 		await p.stop();

@@ -54,6 +54,7 @@ import {
 import { Errors } from "../shared/errors";
 import { answerGroup, GROUP_CALL_PARAMS } from "../shared/group-call";
 import { GroupSender } from "../shared/group-send";
+import { TimeSlice } from "../shared/time-slice";
 import { ID_RULE, newId } from "../shared/ids";
 import { sharedKeyValueStore, withLock, type KeyValueStore } from "../shared/kv";
 import { boundedLabel, LeaderGauge, opsCounter, opsGauge, OPS_METRICS, type OpsCounter } from "../shared/ops-metrics";
@@ -125,7 +126,7 @@ interface DevicesMethods {
 	forgetDisplay(displayId: string): Promise<void>;
 	assertDefaults(ctx: Context<unknown, RequestMeta>, defaults: { defaultPlaylistId?: string | null; defaultLayoutId?: string | null }): Promise<void>;
 	sweepOnce(): Promise<void>;
-	wakeSleepers(now: Date, cutoffOf: (tenantId: string) => Promise<number>): Promise<void>;
+	wakeSleepers(now: Date, cutoffOf: (tenantId: string) => Promise<number>, slice?: TimeSlice): Promise<void>;
 	powerStates(tenantId: string, displays: Array<{ id: string; at?: string }>): Promise<Record<string, ManifestPower>>;
 	keyCounter(keyId: string): UsageCounter;
 	keyViews(docs: ProvisioningKeyDoc[]): Promise<ProvisioningKeyView[]>;
@@ -906,14 +907,14 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 		/** The heartbeat, alone or in a group: presence, the health channel, the manifest ETag, power and due commands. */
 		async beat(ctx: Context<HeartbeatReport, RequestMeta>): Promise<HeartbeatAnswer> {
 			const { tenantId, displayId } = this.device(ctx);
+			// Every read goes out with the heartbeat's first round trip; its channel publish with the second.
 			const [{ presence, cameOnline }, etag, power, pending] = await Promise.all([
-				recordHeartbeat(this.kv, displayId, ctx.params, new Date()),
+				recordHeartbeat(this.kv, displayId, ctx.params, new Date(), stored => this.heartbeatChannel.send({ tenantId, displayId, ts: stored.lastSeenAt, ...stored })),
 				this.kv.get(manifestEtagKey(displayId)),
 				this.kv.get(manifestPowerKey(displayId)),
 				pendingCommands(this.kv, displayId)
 			]);
 			const at = presence.lastSeenAt;
-			await this.heartbeatChannel.send({ tenantId, displayId, ts: at, ...presence });
 			if (cameOnline) {
 				// Rare (a transition), so worth a read for the name the uptime report keeps.
 				const display = await this.db.displays.findDoc(systemScope(tenantId), { _id: displayId });
@@ -959,7 +960,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 		 * was due); silent the tenant's `offlineAfterSec` past that — the grace any display gets —
 		 * its outage begins there. A screen that boots when its power-off ends has no outage.
 		 */
-		async wakeSleepers(now: Date, cutoffOf: (tenantId: string) => Promise<number>): Promise<void> {
+		async wakeSleepers(now: Date, cutoffOf: (tenantId: string) => Promise<number>, slice = new TimeSlice()): Promise<void> {
 			const due = await this.db.displays.findDocs(ALL_TENANTS, { status: "offline", scheduledOff: true, scheduledOffCheckAt: { $lte: now.toISOString() } });
 			const byTenant = new Map<string, DisplayDoc[]>();
 			for (const display of due) {
@@ -970,6 +971,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			for (const [tenantId, displays] of byTenant) {
 				const power = await this.powerStates(tenantId, displays.map(d => ({ id: d.id })));
 				for (const display of displays) {
+					await slice.checkIn();
 					const scope = systemScope(tenantId);
 					const claim = { _id: display.id, status: "offline", scheduledOff: true, scheduledOffCheckAt: display.scheduledOffCheckAt };
 					if (power[display.id]?.state === "off") {
@@ -1063,7 +1065,11 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			};
 			const onlineByPlan = new Map<string, number>();
 			const silent = new Map<string, Array<{ display: DisplayDoc; lastSeenAt: string | null }>>();
+			// Every step below may answer at once (the embedded store): without yielding, a mass
+			// outage — thousands of displays going dark together — held the event loop for seconds.
+			const slice = new TimeSlice();
 			for (const display of online) {
+				await slice.checkIn();
 				const { tenantId } = display;
 				const tenant = await tenantOf(tenantId);
 				const wentOffline = await markOfflineIfSilent(this.kv, display.id, tenant.cutoff);
@@ -1082,6 +1088,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				const darkAt = (lastSeenAt: string | null) => new Date(Math.min(now.getTime(), Date.parse(lastSeenAt ?? now.toISOString()) + this.settings.heartbeatIntervalSec * 1000)).toISOString();
 				const power = await this.powerStates(tenantId, displays.map(d => ({ id: d.display.id, at: darkAt(d.lastSeenAt) })));
 				for (const { display, lastSeenAt } of displays) {
+					await slice.checkIn();
 					const asleep = power[display.id]?.state === "off";
 					const scope = systemScope(tenantId);
 					// Dark since it was last seen: that is where the outage (or the sleep) starts.
@@ -1096,11 +1103,12 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 					void emit(this.broker, "devices.display.wentOffline", { tenantId, displayId: display.id, name: display.name, lastSeenAt, at: now.toISOString() });
 				}
 			}
-			await this.wakeSleepers(now, async tenantId => (await tenantOf(tenantId)).cutoff);
+			await this.wakeSleepers(now, async tenantId => (await tenantOf(tenantId)).cutoff, slice);
 			this.displaysOnline.publish(onlineByPlan);
 
 			const stale = await this.db.commands.findDocs(ALL_TENANTS, { status: { $in: ["pending", "delivered"] }, expiresAt: { $lte: now.toISOString() } });
 			for (const command of stale) {
+				await slice.checkIn();
 				await this.db.commands.updateWhere(systemScope(command.tenantId), { _id: command.id }, { status: "expired" });
 				await updatePendingCommands(this.kv, command.displayId, pending => withoutCommand(pending, command.id));
 			}

@@ -10,6 +10,8 @@ import type { PairingDoc } from "../../services/devices/pairing";
 import { request, type ErrorBody } from "../helpers/platform";
 import { bearer, newAccount, pairDisplay as pairWholeFlow, register, someClient, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
 import { closeStreams, connect, isEvent } from "../helpers/sse";
+import { presenceKeys } from "../../services/devices/presence";
+import type { KeyValueStore } from "../../shared/kv";
 
 interface Pairing {
 	pairingId: string;
@@ -46,6 +48,7 @@ describe("devices", () => {
 	const internals = () =>
 		p.broker.getLocalService("devices") as unknown as {
 			db: { displays: TenantCollection<DisplayDoc>; display_groups: TenantCollection<DisplayGroupDoc>; commands: TenantCollection<CommandDoc>; pairings: GlobalCollection<PairingDoc> };
+			kv: KeyValueStore;
 			sweepOnce(): Promise<void>;
 		};
 
@@ -341,6 +344,28 @@ describe("devices", () => {
 			expect(after.body).toEqual(before.body);
 			expect(after.body.status).toBe("pending");
 		});
+	});
+
+	describe("a mass outage", () => {
+		it("turns 1 500 silent displays offline in one sweep while a heartbeat sent as it began is answered long before it ends", async () => {
+			const region = await register(p, newAccount("region"));
+			const { token } = await pairDisplay(region);
+			const devices = internals();
+			const scope = systemScope(region.tenant.id);
+			const silentSince = String(Date.now() - 3600_000);
+			for (let i = 0; i < 1500; i++) {
+				const doc = await devices.db.displays.insertDoc(scope, { name: `Region screen ${i}`, status: "online", timezone: null, tags: [], groupIds: [], defaultPlaylistId: null, hardwareId: null, model: null, resolution: null });
+				await devices.kv.set(presenceKeys.lastSeen(doc.id), silentSince);
+				await devices.kv.set(presenceKeys.status(doc.id), "online");
+			}
+			const finished: string[] = [];
+			const sweep = devices.sweepOnce().then(() => finished.push("sweep"));
+			const beat = request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: {} }).then(res => finished.push(`heartbeat ${res.status}`));
+			await Promise.all([sweep, beat]);
+			// The sweep yields to other requests as it goes: before, it held the event loop throughout.
+			expect(finished).toEqual(["heartbeat 200", "sweep"]);
+			expect(await devices.db.displays.countDocs(scope, { status: "offline" })).toBe(1500);
+		}, 60_000);
 	});
 
 	describe("tenant deletion", () => {
