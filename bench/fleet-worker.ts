@@ -13,9 +13,11 @@
  * with what it measures.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { workerMain } from "./figures";
+import { sampleTree } from "./platform-process";
 
 export interface BareTask {
 	cmd: "bare";
@@ -39,6 +41,8 @@ export interface LoadTask {
 	durationMs: number;
 	/** The status every answer should have; others are counted and the first one reported. */
 	expect: number;
+	/** Process trees (name → root pid) whose CPU time over the window is reported; the load's own is added as `load`. */
+	watch?: Record<string, number>;
 }
 
 export interface LoadResult {
@@ -50,6 +54,27 @@ export interface LoadResult {
 	okPerSec: number;
 	statuses: Record<string, number>;
 	firstError: string | null;
+	/**
+	 * The whole machine's CPU time over the measured window (every process: load, server, NATS,
+	 * Redis), in ms, from /proc/stat; null where there is none. Over the answers, it is what an
+	 * answer costs, a figure that moves less with the VM's speed than the rate does.
+	 */
+	machineCpuMs: number | null;
+	/** Of the window, the time the hypervisor gave the machine's vCPUs to others (ms, all cores). */
+	stealMs: number | null;
+	/** CPU time (ms) over the window of each watched process tree, and of the load itself. */
+	processCpuMs: Record<string, number>;
+}
+
+/** CPU time of the whole machine so far (ms): busy (user, nice, system, irq, softirq) and stolen. */
+function machineTimes(): { busyMs: number; stealMs: number } | null {
+	try {
+		const [user, nice, system, , , irq, softirq, steal] = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+		const tick = 1000 / 100; // USER_HZ is 100 on Linux
+		return { busyMs: (user + nice + system + irq + softirq) * tick, stealMs: (steal || 0) * tick };
+	} catch {
+		return null;
+	}
 }
 
 export type FleetTask = BareTask | LoadTask;
@@ -158,7 +183,13 @@ async function load(task: LoadTask): Promise<LoadResult> {
 	let recording = false;
 	let stopAt = Date.now() + task.warmMs + task.durationMs;
 	const startedAt = { t: 0 };
+	let machineAtStart: ReturnType<typeof machineTimes> = null;
+	const watched = { ...task.watch, load: process.pid };
+	const processTimes = () => Object.fromEntries(Object.entries(watched).map(([name, pid]) => [name, sampleTree(pid).cpuSec * 1000]));
+	let processesAtStart: Record<string, number> = {};
 	setTimeout(() => {
+		machineAtStart = machineTimes();
+		processesAtStart = processTimes();
 		latencies = [];
 		for (const k of Object.keys(statuses)) delete statuses[k];
 		firstError = null;
@@ -176,10 +207,24 @@ async function load(task: LoadTask): Promise<LoadResult> {
 		})
 	);
 	const seconds = (performance.now() - startedAt.t) / 1000;
+	const machineAtEnd = machineTimes();
+	const processesAtEnd = processTimes();
+	const atStart = machineAtStart as ReturnType<typeof machineTimes>;
 	agent.destroy();
 	latencies.sort((a, b) => a - b);
 	const q = (p: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] : NaN);
-	return { requests: latencies.length, seconds, p50Ms: q(0.5), p99Ms: q(0.99), okPerSec: (statuses[task.expect] ?? 0) / seconds, statuses, firstError };
+	return {
+		requests: latencies.length,
+		seconds,
+		p50Ms: q(0.5),
+		p99Ms: q(0.99),
+		okPerSec: (statuses[task.expect] ?? 0) / seconds,
+		statuses,
+		firstError,
+		machineCpuMs: atStart && machineAtEnd ? machineAtEnd.busyMs - atStart.busyMs : null,
+		stealMs: atStart && machineAtEnd ? machineAtEnd.stealMs - atStart.stealMs : null,
+		processCpuMs: Object.fromEntries(Object.entries(processesAtEnd).map(([name, ms]) => [name, ms - (processesAtStart[name] ?? ms)]))
+	};
 }
 
 async function main(): Promise<void> {

@@ -26,7 +26,7 @@ import { request, tempDir } from "../test/helpers/platform";
 import { killGroup, ROOT, spawnPlatform, waitFor200, type PlatformProcess } from "../test/helpers/process";
 import { freePort } from "../test/helpers/servers";
 import { report, type Figure } from "./figures";
-import { sampleTree, startPlatformProcess, stopPlatformProcess, TSX, type RunningPlatform } from "./platform-process";
+import { pidsNamed, sampleTree, startPlatformProcess, stopPlatformProcess, TSX, type RunningPlatform } from "./platform-process";
 import { signJwt, type FleetTask, type LoadRequest, type LoadResult, type LoadTask } from "./fleet-worker";
 
 const WORKER = path.join(__dirname, "fleet-worker.ts");
@@ -73,7 +73,7 @@ function runLoad(task: Omit<LoadTask, "cmd" | "connections" | "warmMs" | "durati
 	});
 }
 
-function startBare(secret: string): Promise<{ url: string; stop(): void }> {
+function startBare(secret: string): Promise<{ url: string; pid: number; stop(): void }> {
 	return new Promise((resolve, reject) => {
 		const child = spawn(TSX, [WORKER, JSON.stringify({ cmd: "bare", secret } satisfies FleetTask)], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], detached: true });
 		let out = "";
@@ -85,6 +85,7 @@ function startBare(secret: string): Promise<{ url: string; stop(): void }> {
 			const { port } = JSON.parse(out.split("\n")[0]) as { port: number };
 			resolve({
 				url: `http://127.0.0.1:${port}`,
+				pid: child.pid as number,
 				stop: () => {
 					try {
 						process.kill(-(child.pid as number), "SIGKILL");
@@ -181,7 +182,12 @@ function statusLine(label: string, r: LoadResult): string {
 	const list = Object.entries(r.statuses)
 		.map(([s, n]) => `${n} × ${s}`)
 		.join(", ");
-	return `  ${label}: ${r.requests} answers in ${r.seconds.toFixed(1)} s (${list})${r.firstError ? `; first unexpected: ${r.firstError}` : ""}`;
+	const perAnswer = (ms: number) => ((ms * 1000) / Math.max(1, r.requests)).toFixed(0);
+	const cpu = r.machineCpuMs === null ? "" : `; machine CPU ${perAnswer(r.machineCpuMs)} µs an answer (busy ${((r.machineCpuMs / (r.seconds * 1000 * os.cpus().length)) * 100).toFixed(0)} %, stolen ${(((r.stealMs ?? 0) / (r.seconds * 1000 * os.cpus().length)) * 100).toFixed(0)} %)`;
+	const byProcess = Object.entries(r.processCpuMs)
+		.map(([name, ms]) => `${name} ${perAnswer(ms)}`)
+		.join(", ");
+	return `  ${label}: ${r.requests} answers in ${r.seconds.toFixed(1)} s (${list})${cpu}${byProcess ? ` — µs an answer by process: ${byProcess}` : ""}${r.firstError ? `; first unexpected: ${r.firstError}` : ""}`;
 }
 
 /** The bare baseline's device tokens: HS256 JWTs like the platform's, one per screen. */
@@ -228,6 +234,16 @@ async function startSplit(): Promise<SplitTopology> {
 	}
 }
 
+/** The split topology's processes, for their CPU time: the two platform processes, NATS and Redis (when local). */
+function splitWatch(s: SplitTopology): Record<string, number> {
+	const watch: Record<string, number> = { api: s.api.proc.child.pid as number, services: s.services.child.pid as number };
+	const [nats] = pidsNamed("nats-server");
+	const [redis] = pidsNamed("redis-server");
+	if (nats) watch.nats = nats;
+	if (redis) watch.redis = redis;
+	return watch;
+}
+
 async function stopSplit(s: SplitTopology): Promise<void> {
 	await stopPlatformProcess(s.api);
 	s.services.kill("SIGTERM");
@@ -242,7 +258,7 @@ export async function fleetHeartbeatBench(): Promise<void> {
 	let baseline: Figure;
 	const lines: string[] = [];
 	try {
-		const r = await runLoad({ url: `${bare.url}/device/heartbeat`, method: "POST", requests: heartbeatRequests(bareTokens(secret, SCREENS)), expect: 200 });
+		const r = await runLoad({ url: `${bare.url}/device/heartbeat`, method: "POST", requests: heartbeatRequests(bareTokens(secret, SCREENS)), expect: 200, watch: { bare: bare.pid } });
 		lines.push(statusLine("bare", r));
 		baseline = figure("bare node:http: HS256 verify, presence Map (own process)", r);
 	} finally {
@@ -255,7 +271,7 @@ export async function fleetHeartbeatBench(): Promise<void> {
 		const started = Date.now();
 		const fleet = await registerFleet(platform.api, SCREENS);
 		console.log(`\nfleet:heartbeat — set-up (not timed): ${SCREENS} screens registered through a provisioning key in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-		const r = await runLoad({ url: platform.api("/device/heartbeat"), method: "POST", requests: heartbeatRequests(fleet.tokens), expect: 200 });
+		const r = await runLoad({ url: platform.api("/device/heartbeat"), method: "POST", requests: heartbeatRequests(fleet.tokens), expect: 200, watch: { platform: platform.proc.child.pid as number } });
 		lines.push(statusLine("one process", r));
 		figures.push(figure("POST /device/heartbeat, one process (tsx server.ts)", r));
 	} finally {
@@ -272,7 +288,7 @@ export async function fleetHeartbeatBench(): Promise<void> {
 			split = await startSplit();
 			const fleet = await registerFleet(split.api.api, SCREENS);
 			console.log(`  split topology — set-up (not timed): api + services processes started, ${SCREENS} screens registered in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-			const r = await runLoad({ url: split.api.api("/device/heartbeat"), method: "POST", requests: heartbeatRequests(fleet.tokens), expect: 200 });
+			const r = await runLoad({ url: split.api.api("/device/heartbeat"), method: "POST", requests: heartbeatRequests(fleet.tokens), expect: 200, watch: splitWatch(split) });
 			lines.push(statusLine("split", r));
 			figures.push(figure("POST /device/heartbeat, split (api | services, NATS, Redis)", r));
 		} catch (err) {
@@ -295,7 +311,7 @@ export async function fleetManifestBench(): Promise<void> {
 	const lines: string[] = [];
 	try {
 		const requests = bareTokens(secret, SCREENS).map(t => ({ headers: { ...bearer(t), "If-None-Match": '"bare-manifest"' } }));
-		const r = await runLoad({ url: `${bare.url}/device/manifest`, method: "GET", requests, expect: 304 });
+		const r = await runLoad({ url: `${bare.url}/device/manifest`, method: "GET", requests, expect: 304, watch: { bare: bare.pid } });
 		lines.push(statusLine("bare", r));
 		baseline = figure("bare node:http: HS256 verify, If-None-Match → 304", r);
 	} finally {
@@ -311,7 +327,7 @@ export async function fleetManifestBench(): Promise<void> {
 		});
 		console.log(`\nfleet:manifest — set-up (not timed): ${SCREENS} screens registered, each fetched its manifest once (200 + ETag) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 		const requests = fleet.tokens.map((t, i) => ({ headers: { ...bearer(t), "If-None-Match": etags[i] } }));
-		const r = await runLoad({ url: platform.api("/device/manifest"), method: "GET", requests, expect: 304 });
+		const r = await runLoad({ url: platform.api("/device/manifest"), method: "GET", requests, expect: 304, watch: { platform: platform.proc.child.pid as number } });
 		lines.push(statusLine("one process", r));
 		report(`Device manifests, If-None-Match = current ETag (${CONNECTIONS} keep-alive connections over ${SCREENS} device tokens)`, baseline, [
 			figure("GET /device/manifest → 304, one process (tsx server.ts)", r)

@@ -77,6 +77,11 @@ export function treeOf(root: number): number[] {
 	return out;
 }
 
+/** The processes whose command name is `comm` (e.g. "redis-server"). */
+export function pidsNamed(comm: string): number[] {
+	return fs.readdirSync("/proc").filter(entry => /^\d+$/.test(entry) && readProc(Number(entry), "comm")?.trim() === comm).map(Number);
+}
+
 /** Resident memory (MB) and CPU seconds used so far by a process tree. */
 export function sampleTree(root: number): { rssMb: number; cpuSec: number } {
 	let rssKb = 0;
