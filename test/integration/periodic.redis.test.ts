@@ -2,7 +2,8 @@
  * shared/periodic.ts on a real Redis: two nodes run the same job, exactly one leads per tick; a
  * leader that stops hands over at the other's next tick; a leader that vanishes (its Redis
  * connection gone, so it can neither extend nor release the lock) is replaced once its lock
- * expires after 3 × interval.
+ * expires after 3 × interval. Runs are waited for by count, never expected within a time: on a
+ * loaded machine timers fire late (this test failed that way).
  */
 import Redis from "ioredis";
 import { RedisKeyValueStore } from "../../shared/kv";
@@ -90,9 +91,9 @@ describeWith("redis")("periodic job leadership over Redis", () => {
 			const led = await Promise.all([a.job.tick(), b.job.tick()]);
 			expect(led).toEqual([true, false]);
 		}
-		// meanwhile and afterwards, the timers tick on both nodes
-		await sleep(4 * INTERVAL_MS);
-		expect(a.runs.length).toBeGreaterThanOrEqual(6 + 2);
+		// meanwhile and afterwards, the timers tick on both nodes: node-a runs on, node-b never
+		// (waited for by count, not by time: a loaded machine fires timers late)
+		await eventually(() => a.runs.length >= 6 + 2);
 		expect(b.runs).toEqual([]);
 		expect(await lockHolder()).toBe("node-a");
 		expect([...a.errors, ...b.errors]).toEqual([]);
@@ -116,9 +117,8 @@ describeWith("redis")("periodic job leadership over Redis", () => {
 		const runsOfA = a.runs.length;
 		await expect(b.job.tick()).resolves.toBe(true);
 		expect(await lockHolder()).toBe("node-b");
-		await sleep(3 * INTERVAL_MS);
+		await eventually(() => b.runs.length >= 3);
 		expect(a.runs.length).toBe(runsOfA);
-		expect(b.runs.length).toBeGreaterThanOrEqual(3);
 	});
 
 	it("when the leader vanishes without releasing, the other node takes over once the lock expires", async () => {
@@ -137,10 +137,9 @@ describeWith("redis")("periodic job leadership over Redis", () => {
 
 		await eventually(() => b.runs.length > 0);
 		const takeover = b.runs[0] - lastRunOfA;
-		// not before the lock of node-a expired (3 × interval after its last extension)…
+		// not before the lock of node-a expired (3 × interval after its last extension; Redis's
+		// clock enforces it), and at one of node-b's ticks after that (within `eventually`'s wait)
 		expect(takeover).toBeGreaterThanOrEqual(3 * INTERVAL_MS - 20);
-		// …and at one of node-b's next ticks after that
-		expect(takeover).toBeLessThan(10 * INTERVAL_MS);
 		expect(await lockHolder()).toBe("node-b");
 		expect(a.runs[a.runs.length - 1]).toBe(lastRunOfA);
 		expect(a.errors.length).toBeGreaterThan(0);
