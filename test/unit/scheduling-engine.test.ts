@@ -583,16 +583,14 @@ describe("scheduling engine: timeline", () => {
 		expect(timeline(display("UTC"), [], [], new Date("2026-05-04T10:00:00Z"), new Date("2026-05-04T10:00:00Z"))).toEqual([]);
 	});
 
-	it("covers 31 days of many rules quickly and without gaps", () => {
+	it("covers 31 days of many rules without gaps", () => {
 		const rules = Array.from({ length: 30 }, (_, i) =>
 			rule({ priority: i % 5, startTime: `${String(i % 24).padStart(2, "0")}:00`, endTime: `${String((i + 3) % 24).padStart(2, "0")}:30`, daysOfWeek: [(i % 7) + 1] })
 		);
 		const from = new Date("2026-10-15T00:00:00Z");
 		const to = new Date("2026-11-15T00:00:00Z");
-		const started = process.hrtime.bigint();
+		// (How fast is the benchmark's business: npm run bench -- scheduling.)
 		const segs = timeline(display("America/New_York"), rules, [], from, to);
-		const ms = Number(process.hrtime.bigint() - started) / 1e6;
-		expect(ms).toBeLessThan(2000);
 		expect(segs[0].start).toBe(from.toISOString());
 		expect(segs[segs.length - 1].end).toBe(to.toISOString());
 		for (let i = 1; i < segs.length; i++) {
