@@ -78,7 +78,7 @@ import {
 import { displayChanges, displayView, groupView, listQuery, selectorQuery, sleepFields, targetingView, unique, type DisplayDoc, type DisplayGroupDoc } from "./devices/displays";
 import { isLivePairing, normalizePairingCode, pairedDisplay, pairingCode, PAIRING_TTL_MS, pollSecret, type PairingDoc } from "./devices/pairing";
 import { hashToken, safeEqual } from "../shared/secrets";
-import { forgetPresence, markOfflineIfSilent, offlineCutoff, readPresence, recordHeartbeat } from "./devices/presence";
+import { forgetPresence, lastSeenStamp, markOfflineIfSilent, offlineCutoff, readPresence, recordHeartbeat } from "./devices/presence";
 import { acceptsScreens, defaultScreenName, looksLikeProvisioningKey, newProvisioningKey, provisioningKeyView, type ProvisioningKeyDoc } from "./devices/provisioning";
 
 const MAX_TAGS = 50;
@@ -1064,31 +1064,44 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				return tenant;
 			};
 			const onlineByPlan = new Map<string, number>();
-			const silent = new Map<string, Array<{ display: DisplayDoc; lastSeenAt: string | null }>>();
+			const countOnline = (plan: string) => onlineByPlan.set(plan, (onlineByPlan.get(plan) ?? 0) + 1);
 			// Every step below may answer at once (the embedded store): without yielding, a mass
 			// outage — thousands of displays going dark together — held the event loop for seconds.
 			const slice = new TimeSlice();
+			// First the displays silent past their tenant's cutoff, by their last-seen stamp alone:
+			// nothing changes yet.
+			const silent = new Map<string, Array<{ display: DisplayDoc; lastSeenAt: string | null }>>();
 			for (const display of online) {
 				await slice.checkIn();
-				const { tenantId } = display;
-				const tenant = await tenantOf(tenantId);
-				const wentOffline = await markOfflineIfSilent(this.kv, display.id, tenant.cutoff);
-				if (!wentOffline) {
-					onlineByPlan.set(tenant.plan, (onlineByPlan.get(tenant.plan) ?? 0) + 1);
+				const tenant = await tenantOf(display.tenantId);
+				const lastSeen = await lastSeenStamp(this.kv, display.id);
+				if (lastSeen !== null && lastSeen >= tenant.cutoff) {
+					countOnline(tenant.plan);
 					continue;
 				}
-				const list = silent.get(tenantId) ?? [];
-				list.push({ display, lastSeenAt: wentOffline.lastSeenAt });
-				silent.set(tenantId, list);
+				const list = silent.get(display.tenantId) ?? [];
+				list.push({ display, lastSeenAt: lastSeen === null ? null : new Date(lastSeen).toISOString() });
+				silent.set(display.tenantId, list);
 			}
 			for (const [tenantId, displays] of silent) {
+				const tenant = await tenantOf(tenantId);
 				// Asleep only when the screen was meant to be off when it went dark (its first missed
 				// heartbeat), not merely by the time the sweep noticed: a screen that died before its
 				// off time is an outage.
 				const darkAt = (lastSeenAt: string | null) => new Date(Math.min(now.getTime(), Date.parse(lastSeenAt ?? now.toISOString()) + this.settings.heartbeatIntervalSec * 1000)).toISOString();
 				const power = await this.powerStates(tenantId, displays.map(d => ({ id: d.display.id, at: darkAt(d.lastSeenAt) })));
-				for (const { display, lastSeenAt } of displays) {
+				for (const { display } of displays) {
+					// Yields only between displays: a display's flip, its document and its announcements
+					// follow one another without a turn of the event loop (the embedded store answers at
+					// once), so no heartbeat of this process lands between them — one that did could
+					// announce the return before the outage, and the document would end offline.
 					await slice.checkIn();
+					const wentOffline = await markOfflineIfSilent(this.kv, display.id, tenant.cutoff);
+					if (!wentOffline) {
+						countOnline(tenant.plan); // seen since the first look
+						continue;
+					}
+					const { lastSeenAt } = wentOffline;
 					const asleep = power[display.id]?.state === "off";
 					const scope = systemScope(tenantId);
 					// Dark since it was last seen: that is where the outage (or the sleep) starts.

@@ -61,7 +61,11 @@ const MAX_ROUNDS = 50;
 export interface UsageCounterOptions {
 	/** What the counter counts, for messages and the 402's data. */
 	resource: string;
-	/** The real usage of a tenant, counted from its documents (first use and recounts). */
+	/**
+	 * The real usage of a tenant, counted from its documents (first use and recounts). It runs
+	 * in the counter's turn, so it must not reserve or release on the same counter (it would wait
+	 * for itself).
+	 */
 	measure(tenantId: string): Promise<number>;
 	/** The refusal; default 402 QUOTA_EXCEEDED with `{resource, limit, current}`. */
 	exceeded?(limit: number, current: number): AppError;

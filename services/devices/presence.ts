@@ -90,6 +90,13 @@ export async function readPresence(kv: KeyValueStore, displayId: string): Promis
 	return { presence: parsePresence(presence), status: parseStatus(status) };
 }
 
+/** The last heartbeat's time (ms), or null when none is known (never seen, or forgotten). */
+export async function lastSeenStamp(kv: KeyValueStore, displayId: string): Promise<number | null> {
+	const raw = await kv.get(presenceKeys.lastSeen(displayId));
+	const stamp = raw === null ? NaN : Number(raw);
+	return Number.isFinite(stamp) ? stamp : null;
+}
+
 /**
  * The sweep's step for one display: flips it offline when its last heartbeat is older than
  * `cutoff` (ms). Answers the transition — with the last time it was seen — only to the one
