@@ -611,7 +611,7 @@ async function schedulingBench(o: BenchOptions): Promise<void> {
 		const asked = performance.now();
 		// On a connection of its own: a kept-alive one idle since the recomputations may be closing.
 		const beat = post(p.api("/device/heartbeat"), "{}", bearer(paired[0].token), false).then(() => performance.now() - asked);
-		const sweep = await timed(() => devices.sweepOnce());
+		const sweep = await timed(() => profile("mass-outage", () => devices.sweepOnce()));
 		const offline = await devices.db.displays.countDocs(scope, { status: "offline" });
 		console.log(
 			`\nA mass outage: the offline sweep finding all ${displayIds.length} displays silent at once: ${sweep.ms.toFixed(0)} ms, ${offline} marked offline, longest event-loop stall ${sweep.stallMs.toFixed(0)} ms; ` +
@@ -658,7 +658,7 @@ function usage(): string {
 		"  --clickhouse[=URL]  analytics: also against a ClickHouse server (URL, or CLICKHOUSE_URL; bare: start one with scripts/clickhouse-local.sh)",
 		"  --no-chdb           analytics: skip the embedded chDB runs",
 		"  --cpu-prof[=DIR]    fleet: each platform process writes a V8 CPU profile into DIR (bench/profiles) as it exits;",
-		"                      scheduling: a profile of each full recomputation, in process"
+		"                      scheduling: a profile of each full recomputation and of the mass outage's sweep, in process"
 	];
 	return lines.join("\n");
 }

@@ -19,6 +19,8 @@ import MoleculerDb from "moleculer-db";
 import MongooseAdapter from "moleculer-db-adapter-mongoose";
 import mongoose from "mongoose";
 import { getConfig } from "../shared/config";
+// NeDB's index updates in place when a document's key does not change (a side effect on NeDB's Index class).
+import "./nedb-index";
 import { Errors } from "../shared/errors";
 import { newId } from "../shared/ids";
 import type { Principal } from "../shared/rbac";
