@@ -39,7 +39,8 @@ interface IndexClass {
 }
 
 type Primitive = string | number | boolean | null | undefined;
-const isPrimitive = (v: unknown): v is Primitive => v === null || v === undefined || typeof v === "string" || typeof v === "number" || typeof v === "boolean";
+// NaN is left to NeDB: its comparison files NaN under whichever number it meets first.
+const isPrimitive = (v: unknown): v is Primitive => v === null || v === undefined || typeof v === "string" || (typeof v === "number" && !Number.isNaN(v)) || typeof v === "boolean";
 
 /**
  * The distinct keys a document has in an index (a missing field is the key `undefined`, as NeDB
@@ -74,6 +75,9 @@ const nedbUpdate = Index.prototype.update;
 
 Index.prototype.update = function (this: NeDbIndex, oldDoc: Doc | Pair[], newDoc?: Doc): void {
 	const pairs: Pair[] = Array.isArray(oldDoc) ? oldDoc : [{ oldDoc, newDoc: newDoc as Doc }];
+	// One document twice (a range query on an array field lists it once per matching element):
+	// NeDB's own path, which refuses it.
+	if (new Set(pairs.map(pair => pair.oldDoc)).size !== pairs.length) return nedbUpdate.call(this, pairs);
 	const swapped: Pair[] = [];
 	const rest: Pair[] = [];
 	for (const pair of pairs) (swapInPlace(this, pair.oldDoc, pair.newDoc) ? swapped : rest).push(pair);

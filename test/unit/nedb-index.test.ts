@@ -79,6 +79,26 @@ describe("NeDB index updates in place", () => {
 		expect((await db.findAsync({ groups: "b" })).map(r => r.n).sort((x, y) => x - y)).toEqual([1, 3, 5, 7, 9]);
 	});
 
+	it("undoes its own swaps in the index that fails: a pair keeping its unique key and another taking it", async () => {
+		const db = await store(rows(4));
+		await db.updateAsync({ n: 0 }, { $set: { unique: 1 } });
+		const holder = await db.findOneAsync({ unique: 1 });
+		// n 0 keeps unique 1 (swapped in place), n 2 takes it too: refused, and n 0's entry is the stored document again.
+		await expect(db.updateAsync({ n: { $in: [0, 2] } }, { $set: { unique: 1, status: "taken" } }, { multi: true })).rejects.toMatchObject({ errorType: "uniqueViolated" });
+		expect(await db.findAsync({ unique: 1 })).toEqual([holder]);
+		expect(await db.countAsync({ status: "taken" })).toBe(0);
+		await db.updateAsync({ n: 0 }, { $set: { status: "kept" } });
+		expect((await db.findAsync({ unique: 1 })).map(r => r.status)).toEqual(["kept"]);
+	});
+
+	it("leaves a document matched twice by one update to NeDB, which refuses it as before", async () => {
+		const db = await store(rows(4));
+		// A range over an array field lists n 1 (groups a and b) once per element in range.
+		await expect(db.updateAsync({ groups: { $gte: "a" } }, { $set: { status: "twice" } }, { multi: true })).rejects.toMatchObject({ errorType: "uniqueViolated" });
+		expect(await db.countAsync({ status: "twice" })).toBe(0);
+		expect(await db.countAsync({ groups: "b", status: "online" })).toBe(2);
+	});
+
 	it("leaves every index as it was when an update breaks a unique index, the in-place swaps included", async () => {
 		const db = await store(rows(4));
 		await db.updateAsync({ n: 0 }, { $set: { unique: 1 } });
