@@ -279,8 +279,9 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		 * through auth and counts as for any request, so a revoked token's 401 spends nothing.
 		 */
 		async countRemembered(token: string | null, permission: Permission, meta: RequestMeta, res: ServerResponse): Promise<boolean> {
-			const known = token && needsPrincipal(permission, token) ? this.devicePrincipals.recall(token) : null;
-			if (!token || !known || decide(permission, known.principal) !== "allow") return false;
+			if (!needsPrincipal(permission, token)) return false;
+			const known = this.devicePrincipals.recall(token);
+			if (!known || decide(permission, known.principal) !== "allow") return false;
 			const limit = await hitRateLimit(this.kv, rateLimitKey(known.principal, meta.ip), this.config.rateLimit.perMinute, RATE_WINDOW_MS, known.current);
 			if (!limit) {
 				this.devicePrincipals.forget(token);
