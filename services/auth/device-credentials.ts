@@ -17,7 +17,7 @@ export interface DeviceCredentialDoc extends TenantOwned {
 }
 
 /** What of the device_credentials collection these functions use (a fake in unit tests). */
-export type DeviceCredentialStore = Pick<TenantCollection<DeviceCredentialDoc>, "findDoc" | "insertDoc" | "updateDoc">;
+export type DeviceCredentialStore = Pick<TenantCollection<DeviceCredentialDoc>, "findDoc" | "insertDoc" | "updateWhere">;
 
 /** The kv entry (`<tenantId>:<version>` or "revoked", see shared/contracts/auth.ts) lasts this long. */
 export const DEVICE_VERSION_TTL_MS = 3600_000;
@@ -31,10 +31,22 @@ export async function mintDeviceToken(
 	displayId: string
 ): Promise<string> {
 	const scope = systemScope(tenantId);
-	const existing = await credentials.findDoc(scope, { displayId });
-	const version = existing ? existing.version + 1 : 1;
-	if (existing) await credentials.updateDoc(scope, existing.id, { version });
-	else await credentials.insertDoc(scope, { displayId, version });
+	// The bump is a compare-and-set on the version: two mints at once read the same version, and
+	// both wrote the next one, so both their tokens worked (20 registrations of one screen at once
+	// left two live tokens). The loser reads again and takes the version after.
+	let version = 0;
+	while (!version) {
+		const existing = await credentials.findDoc(scope, { displayId });
+		if (!existing) {
+			try {
+				await credentials.insertDoc(scope, { displayId, version: 1 });
+				version = 1;
+			} catch (err) {
+				// Another mint created it first (displayId is unique): bump theirs.
+				if ((err as { type?: unknown }).type !== "CONFLICT") throw err;
+			}
+		} else if (await credentials.updateWhere(scope, { _id: existing.id, version: existing.version }, { version: existing.version + 1 })) version = existing.version + 1;
+	}
 	await kv.set(deviceVersionKey(displayId), versionValue(tenantId, version), DEVICE_VERSION_TTL_MS);
 	return signDeviceToken(keys, { did: displayId, tid: tenantId, ver: version });
 }

@@ -92,6 +92,17 @@ describe("zero-touch provisioning", () => {
 		expect(new Set(burst.map(r => r.body.displayId)).size).toBe(1);
 	});
 
+	it("leaves exactly one working token when one screen registers 20 times at once", async () => {
+		const key = (await createKey(owner, { name: "Impatient screen" })).body;
+		const answers = await Promise.all(Array.from({ length: 20 }, () => registerScreen({ provisioningKey: key.key, hardwareId: "impatient-1" })));
+		expect(answers.map(a => a.status)).toEqual(Array(20).fill(201));
+		expect(new Set(answers.map(a => a.body.displayId)).size).toBe(1);
+		const beats = [];
+		for (const answer of answers) beats.push((await heartbeat(answer.body.deviceToken)).status);
+		expect(beats.filter(status => status === 200)).toHaveLength(1);
+		expect(beats.filter(status => status === 401)).toHaveLength(19);
+	});
+
 	it("makes exactly 500 displays when 500 screens register at once, each in the group with a working token", async () => {
 		const key = (await createKey(owner, { name: "Big rollout", groupIds: [groupId] })).body;
 		const before = (await request<{ total: number }>(p.api(`/displays?groupId=${groupId}&pageSize=1`), { headers: as(owner) })).body.total;

@@ -23,15 +23,17 @@ export function fakeCredentials(): DeviceCredentialStore & { docs: DeviceCredent
 			return found ? { ...found } : null;
 		},
 		async insertDoc(scope, fields) {
+			// displayId is unique in the real collection.
+			if (find(scope, { displayId: fields.displayId })) throw Object.assign(new Error("duplicate displayId"), { type: "CONFLICT" });
 			const doc: DeviceCredentialDoc = { createdAt: now, updatedAt: now, ...fields, id: `c${docs.length + 1}`, tenantId: tenantOfScope(scope) ?? "" };
 			docs.push(doc);
 			return { ...doc };
 		},
-		async updateDoc(scope, id, changes) {
-			const doc = docs.find(d => d.id === id && d.tenantId === tenantOfScope(scope));
-			if (!doc) throw new Error("not found");
+		async updateWhere(scope, query, changes) {
+			const doc = docs.find(d => d.id === query._id && d.tenantId === tenantOfScope(scope) && (query.version === undefined || d.version === query.version));
+			if (!doc) return 0;
 			Object.assign(doc, changes);
-			return { ...doc };
+			return 1;
 		}
 	};
 }

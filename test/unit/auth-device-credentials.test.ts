@@ -28,6 +28,16 @@ describe("device credentials", () => {
 		expect(await resolveDeviceToken(credentials, kv, KEYS, second)).not.toBeNull();
 	});
 
+	it("twenty mints at once, first ones included, each take a version of their own: exactly one token works", async () => {
+		const credentials = fakeCredentials();
+		const kv = new MemoryKeyValueStore();
+		const tokens = await Promise.all(Array.from({ length: 20 }, () => mintDeviceToken(credentials, kv, KEYS, "t1", "d-busy")));
+		expect(credentials.docs).toEqual([expect.objectContaining({ displayId: "d-busy", version: 20 })]);
+		const working = [];
+		for (const token of tokens) if (await resolveDeviceToken(credentials, kv, KEYS, token)) working.push(token);
+		expect(working).toHaveLength(1);
+	});
+
 	it("a forgotten version is read from the collection; a revoked display's token stops at once", async () => {
 		const credentials = fakeCredentials();
 		const kv = new MemoryKeyValueStore();
