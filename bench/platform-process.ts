@@ -9,6 +9,18 @@ import { killGroup, ROOT, spawnPlatform, waitFor200, type PlatformProcess } from
 
 export const TSX = path.join(ROOT, "node_modules/.bin/tsx");
 
+/**
+ * What `npm start` hands tsx (Node's flags, then the entry), read from package.json's start
+ * script: the benchmarks start the platform exactly as users do, flags included.
+ */
+export const START_ARGS = startArgs(JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as { scripts?: Record<string, string> });
+
+export function startArgs(pkg: { scripts?: Record<string, string> }): string[] {
+	const words = (pkg.scripts?.start ?? "").trim().split(/\s+/);
+	if (words[0] !== "tsx" || !words[words.length - 1].endsWith(".ts")) throw new Error(`package.json's start script is not "tsx [node flags] <entry>.ts": ${pkg.scripts?.start ?? "(none)"}`);
+	return words.slice(1);
+}
+
 export interface RunningPlatform {
 	proc: PlatformProcess;
 	url: string;
@@ -17,9 +29,9 @@ export interface RunningPlatform {
 	api(p: string): string;
 }
 
-/** `tsx server.ts` with `env` on a free port, once /health/ready answers 200. */
+/** `npm start`'s command (tsx with its flags) with `env` on a free port, once /health/ready answers 200. */
 export async function startPlatformProcess(env: Record<string, string>): Promise<RunningPlatform> {
-	const proc = await spawnPlatform(TSX, ["server.ts"], { LOG_LEVEL: "warn", TRUST_PROXY_HOPS: "1", ...env });
+	const proc = await spawnPlatform(TSX, START_ARGS, { LOG_LEVEL: "warn", TRUST_PROXY_HOPS: "1", ...env });
 	try {
 		await waitFor200(`${proc.url}/health/ready`, 120_000, proc);
 	} catch (err) {

@@ -176,13 +176,17 @@ describe("Dockerfile", () => {
 		expect(["", "root", "0"]).not.toContain(user);
 	});
 
-	it("starts node dist/server.js, which the TypeScript build emits", () => {
+	it("starts node dist/server.js, which the TypeScript build emits, with the Node flags npm start uses", () => {
 		const stage = finalStage();
 		expect(stage.instructions.some(i => i.keyword === "ENTRYPOINT")).toBe(false);
 		const commands = stage.instructions.filter(i => i.keyword === "CMD");
 		expect(commands.length).toBeGreaterThan(0);
 		const command: unknown = JSON.parse(commands[commands.length - 1].args);
-		expect(command).toEqual(["node", "dist/server.js"]);
+		expect(command).toEqual(["node", "--no-allocation-site-pretenuring", "dist/server.js"]);
+		// The image, `npm run start:prod` and `npm start` run with the same flags (the benchmarks start the platform as `npm start` does).
+		const scripts = (JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
+		expect(scripts["start:prod"].split(" ")).toEqual(command);
+		expect(scripts.start.split(" ")).toEqual(["tsx", "--no-allocation-site-pretenuring", "server.ts"]);
 
 		const configFile = path.join(ROOT, "tsconfig.build.json");
 		const raw = ts.readConfigFile(configFile, ts.sys.readFile);
