@@ -49,40 +49,72 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** The failures of rule 1 and of objects where scalars belong, in fastest-validator's shape. */
-export function preCheck(schema: Record<string, unknown>, params: unknown, prefix = ""): Failure[] {
-	if (!isPlainObject(params)) return [];
-	const failures: Failure[] = [];
-	for (const [name, raw] of Object.entries(schema)) {
-		if (name.startsWith("$$") || !Object.hasOwn(params, name)) continue;
-		const rule = ruleOf(raw);
-		if (!rule) continue;
-		failures.push(...checkValue(rule, params[name], prefix ? `${prefix}.${name}` : name));
-	}
-	return failures;
+export function preCheck(schema: Record<string, unknown>, params: unknown): Failure[] {
+	return compilePreCheck(schema)(params, "");
 }
 
-function checkValue(rule: Rule, value: unknown, field: string): Failure[] {
-	if (value === null) {
-		if (rule.nullable === true || rule.type === "any") return [];
-		return [{ type: "required", field, message: `The '${field}' field must not be null.` }];
+/** Checks a value at `field` (built only when it is needed: for a failure or a nested value). */
+type ValueCheck = (value: unknown, prefix: string, name: string) => Failure[];
+
+/** Shared by every check that finds nothing (frozen: no caller may add to it). */
+const NO_FAILURES = Object.freeze([]) as unknown as Failure[];
+const fieldOf = (prefix: string, name: string) => (prefix ? `${prefix}.${name}` : name);
+
+/**
+ * The pre-check of a schema, compiled once (as the broker compiles its rules once per action):
+ * the rules read, then per request only the values walked — the heartbeat, every screen's every
+ * 30 s, is checked twice (in its group, then alone) and should cost no parsing of rules.
+ */
+export function compilePreCheck(schema: Record<string, unknown>): (params: unknown, prefix: string) => Failure[] {
+	const fields: Array<{ name: string; check: ValueCheck }> = [];
+	for (const [name, raw] of Object.entries(schema)) {
+		if (name.startsWith("$$")) continue;
+		const rule = ruleOf(raw);
+		if (rule) fields.push({ name, check: compileValue(rule) });
 	}
-	if (value === undefined) return [];
+	return (params, prefix) => {
+		if (!isPlainObject(params)) return NO_FAILURES;
+		let failures: Failure[] | null = null;
+		for (const { name, check } of fields) {
+			if (!Object.hasOwn(params, name)) continue;
+			const found = check(params[name], prefix, name);
+			if (found.length) (failures ??= []).push(...found);
+		}
+		return failures ?? NO_FAILURES;
+	};
+}
+
+function compileValue(rule: Rule): ValueCheck {
 	const type = typeof rule.type === "string" ? rule.type : "";
-	if (SCALAR_TYPES.has(type) && typeof value === "object" && !(value instanceof Date)) {
-		return [{ type, field, message: `The '${field}' field must be a ${type === "enum" || type === "equal" ? "single value" : type}.` }];
-	}
-	if (rule.instant === true && typeof value === "string" && !isRealInstant(value)) {
-		return [{ type: "date", field, message: `The '${field}' field must be a date and time that exists (2026-02-30 and 24:00 do not).` }];
-	}
-	if (type === "object" && isPlainObject(value) && isPlainObject(rule.props)) {
-		return preCheck(rule.props, value, field);
-	}
-	if (type === "array" && Array.isArray(value) && rule.items !== undefined) {
-		const items = ruleOf(rule.items);
-		if (!items) return [];
-		return value.flatMap((item, i) => checkValue(items, item, `${field}[${i}]`));
-	}
-	return [];
+	const nullable = rule.nullable === true || rule.type === "any";
+	const scalar = SCALAR_TYPES.has(type);
+	const instant = rule.instant === true;
+	const props = type === "object" && isPlainObject(rule.props) ? compilePreCheck(rule.props) : null;
+	const itemRule = type === "array" && rule.items !== undefined ? ruleOf(rule.items) : null;
+	const items = itemRule ? compileValue(itemRule) : null;
+	return (value, prefix, name) => {
+		if (value === null) return nullable ? NO_FAILURES : [{ type: "required", field: fieldOf(prefix, name), message: `The '${fieldOf(prefix, name)}' field must not be null.` }];
+		if (value === undefined) return NO_FAILURES;
+		if (scalar && typeof value === "object" && !(value instanceof Date)) {
+			const field = fieldOf(prefix, name);
+			return [{ type, field, message: `The '${field}' field must be a ${type === "enum" || type === "equal" ? "single value" : type}.` }];
+		}
+		if (instant && typeof value === "string" && !isRealInstant(value)) {
+			const field = fieldOf(prefix, name);
+			return [{ type: "date", field, message: `The '${field}' field must be a date and time that exists (2026-02-30 and 24:00 do not).` }];
+		}
+		if (props && isPlainObject(value)) return props(value, fieldOf(prefix, name));
+		if (items && Array.isArray(value)) {
+			const field = fieldOf(prefix, name);
+			let failures: Failure[] | null = null;
+			for (let i = 0; i < value.length; i++) {
+				const found = items(value[i], "", `${field}[${i}]`);
+				if (found.length) (failures ??= []).push(...found);
+			}
+			return failures ?? NO_FAILURES;
+		}
+		return NO_FAILURES;
+	};
 }
 
 const INSTANT_PARTS = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?/;
@@ -104,8 +136,9 @@ const UNREADABLE: Failure[] = [{ type: "invalid", field: "", message: "The reque
 
 /** Wraps a compiled checker with the pre-check and makes it total. */
 export function guardedCheck(schema: Record<string, unknown>, check: Check): Check {
+	const pre = compilePreCheck(schema);
 	const guarded: Check = (params, opts) => {
-		const failures = preCheck(schema, params);
+		const failures = pre(params, "");
 		if (failures.length) return check.async ? Promise.resolve(failures) : failures;
 		try {
 			const result = check(params, opts);
