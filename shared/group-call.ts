@@ -29,7 +29,8 @@ export const GROUP_CALL_MAX = 256;
  * stays well under NATS's default 1 MiB message. A bigger call (a junk body) goes alone; a
  * bigger answer (a full manifest) is answered `alone`, and the gateway makes the call on its own
  * — so a grouped action must be safe to run twice (a heartbeat run twice is a screen that
- * heartbeated twice; a manifest request is a read).
+ * heartbeated twice; a manifest request is a read). Only what crosses the transporter is
+ * measured: between a gateway and a service of one process nothing is.
  */
 export const GROUP_CALL_BYTES = 3 * 1024;
 
@@ -117,6 +118,8 @@ export function answerGroup<R>(
 	logger: Pick<Logger, "error">
 ): Promise<Array<GroupedAnswer<R>>> {
 	const check = checkOf(ctx.broker, rules);
+	// Answers to a caller in this process never cross the transporter: their size does not matter.
+	const measured = ctx.nodeID !== ctx.broker.nodeID;
 	return Promise.all(
 		ctx.params.calls.map(call =>
 			requestScope.run({ requestId: call.meta.requestId }, async (): Promise<GroupedAnswer<R>> => {
@@ -133,7 +136,7 @@ export function answerGroup<R>(
 					own.responseHeaders = {};
 					own.options = { ...ctx.options };
 					const result = await handler(own);
-					if (!fitsGroup(result)) return { alone: true };
+					if (measured && !fitsGroup(result)) return { alone: true };
 					const meta: AnswerMeta = {};
 					for (const field of ANSWER_FIELDS) if (own.meta[field] !== undefined) Object.assign(meta, { [field]: own.meta[field] });
 					return Object.keys(meta).length ? { result, meta } : { result };

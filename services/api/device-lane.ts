@@ -100,15 +100,20 @@ const GROUP_CALLS_WAITING = 16 * GROUP_CALL_MAX;
 export class LaneGroups {
 	private readonly senders = new Map<string, GroupSender<GroupedCall, GroupedAnswer<unknown>>>();
 
-	constructor(private readonly callGroup: (action: string, calls: GroupedCall[]) => Promise<Array<GroupedAnswer<unknown>>>) {}
+	constructor(
+		private readonly callGroup: (action: string, calls: GroupedCall[]) => Promise<Array<GroupedAnswer<unknown>>>,
+		/** Whether the action runs in this process, where its calls never cross the transporter. */
+		private readonly isLocal: (action: string) => boolean = () => false
+	) {}
 
 	/**
 	 * The result of `call` of the action `group` takes calls for (its answer fields merged into
 	 * `meta`), or the error it answered, thrown. `alone` makes the call on its own: for a call or
-	 * an answer too big to travel in a group.
+	 * an answer too big to travel in a group. (Size matters only on the transporter: a call to an
+	 * action of this process is not measured, which costs a JSON.stringify per request.)
 	 */
 	async call(group: string, call: GroupedCall, meta: AnswerMeta, alone: () => Promise<unknown>): Promise<unknown> {
-		if (!fitsGroup(call)) return alone();
+		if (!this.isLocal(group) && !fitsGroup(call)) return alone();
 		let sender = this.senders.get(group);
 		if (!sender) {
 			// A group serves many requests: its broker call runs outside any one's logging scope.

@@ -10,6 +10,7 @@ import { ServiceBroker, type Context } from "moleculer";
 import { Errors, toApiError, type ApiError } from "../../shared/errors";
 import { answerGroup, fitsGroup, GROUP_CALL_BYTES, GROUP_CALL_PARAMS, groupedResult, type CallMeta, type GroupedAnswer, type GroupedCall } from "../../shared/group-call";
 import { currentRequestId } from "../../shared/logging";
+import { LaneGroups } from "../../services/api/device-lane";
 import type { Principal } from "../../shared/rbac";
 import type { AnswerMeta, RequestMeta } from "../../shared/request";
 import { SafeValidator } from "../../shared/validation";
@@ -117,14 +118,15 @@ describe("group calls", () => {
 			{ result: null, meta: { $statusCode: 304, $responseHeaders: { ETag: '"e1"' } } },
 			{ result: { name: "cond", tenantId: "t1", requestId: "r-9", ip: "203.0.113.7" }, meta: { $responseHeaders: { ETag: '"e1"' } } },
 			{ result: { name: "ok3", tenantId: "t1", requestId: "r-10", ip: "203.0.113.7" } },
-			// Run, but too big to answer in the group: the gateway makes this call on its own.
-			{ alone: true }
+			// Too big to travel in a group, but this caller is in the same process: answered in the
+			// group all the same (a caller across the transporter gets "alone", see below).
+			{ result: expect.objectContaining({ name: "big", requestId: "r-11" }) }
 		]);
 		// The same as each alone (the request id aside: this broker runs no request-scope middleware).
 		for (const [i, call] of calls.entries()) {
 			const single = await alone(call);
 			const grouped = answers[i];
-			if ("alone" in grouped) expect(single).toEqual({ result: expect.objectContaining({ name: "big" }) });
+			if ("alone" in grouped) throw new Error("no call of a local caller is answered alone");
 			else if ("error" in grouped || grouped.result === null) expect(single).toEqual(grouped);
 			else expect(single).toEqual({ ...grouped, result: { ...grouped.result, requestId: undefined } });
 		}
@@ -173,6 +175,39 @@ describe("group calls", () => {
 		let deep: Record<string, unknown> = {};
 		for (let i = 0; i < 100_000; i++) deep = { a: deep };
 		expect(fitsGroup({ params: deep, meta: meta("r") })).toBe(false);
+	});
+
+	it("answers a caller on another node 'alone' for an answer too big to travel back in the group", async () => {
+		const namespace = `group-call-${process.pid}-${Date.now()}`;
+		const services = new ServiceBroker({ nodeID: "services", namespace, transporter: "Fake", logger: false, validator: new SafeValidator() });
+		services.createService({ name: "demo", actions: { many: { params: GROUP_CALL_PARAMS, handler: (ctx: Context<{ calls: GroupedCall[] }>) => answerGroup(ctx, RULES, handler, { error: () => undefined }) } } });
+		const gateway = new ServiceBroker({ nodeID: "gateway", namespace, transporter: "Fake", logger: false });
+		await Promise.all([services.start(), gateway.start()]);
+		try {
+			await gateway.waitForServices("demo");
+			const answers = (await gateway.call("demo.many", { calls: [{ params: { name: "big" }, meta: meta("r-1") }, { params: { name: "ok" }, meta: meta("r-2") }] })) as Array<GroupedAnswer<Answer>>;
+			expect(answers).toEqual([{ alone: true }, { result: { name: "ok", tenantId: "t1", requestId: "r-2", ip: "203.0.113.7" } }]);
+		} finally {
+			await Promise.all([gateway.stop(), services.stop()]);
+		}
+	});
+
+	it("sends a call too big for a group on its own unless the group action runs in the gateway's process", async () => {
+		const big: GroupedCall = { params: { junk: "x".repeat(GROUP_CALL_BYTES) }, meta: meta("r-big") };
+		const small: GroupedCall = { params: { appVersion: "1.0" }, meta: meta("r-small") };
+		const sent: GroupedCall[][] = [];
+		const callGroup = (_action: string, calls: GroupedCall[]) => {
+			sent.push(calls);
+			return Promise.resolve(calls.map(c => ({ result: c.meta.requestId })));
+		};
+		const remote = new LaneGroups(callGroup, () => false);
+		await expect(remote.call("devices.heartbeatGroup", big, {}, () => Promise.resolve("alone"))).resolves.toBe("alone");
+		await expect(remote.call("devices.heartbeatGroup", small, {}, () => Promise.resolve("alone"))).resolves.toBe("r-small");
+		expect(sent).toEqual([[small]]);
+		sent.length = 0;
+		const local = new LaneGroups(callGroup, action => action === "devices.heartbeatGroup");
+		await expect(local.call("devices.heartbeatGroup", big, {}, () => Promise.resolve("alone"))).resolves.toBe("r-big");
+		expect(sent).toEqual([[big]]);
 	});
 
 	it("refuses a group that is not one, and drops fields of a call it does not know (a later gateway's)", async () => {
