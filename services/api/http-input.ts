@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import bodyParser from "body-parser";
 import { AppError, Errors, toApiError } from "../../shared/errors";
+import { isPlainJson, readPlainJson } from "../../shared/plain-json";
 
 type Next = (err?: unknown) => void;
 /** A connect-style step of the REST route (moleculer-web's `use`), run before the route's hooks. */
@@ -23,6 +24,7 @@ export function jsonBody(limit: number, rawBody: (req: IncomingMessage) => boole
 	return (req, res, next) => {
 		// A raw-body route (the Stripe webhook: its signature covers the exact bytes) gets the stream untouched.
 		if (rawBody(req)) return next();
+		if (isPlainJson(req, limit)) return readPlainJson(req, next);
 		parse(req, res, err => {
 			if (!err) return next();
 			const { type, message, data } = toApiError(err);
@@ -30,6 +32,7 @@ export function jsonBody(limit: number, rawBody: (req: IncomingMessage) => boole
 		});
 	};
 }
+
 
 /**
  * Whether a parsed JSON value holds a `__proto__` key at any depth. JSON.parse makes it an own
