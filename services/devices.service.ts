@@ -65,10 +65,11 @@ import { giveBack, refuseSpent, takeAttempt, THROTTLES } from "../shared/throttl
 import { assertTimezone } from "../shared/time";
 import {
 	COMMAND_TTL_MS,
+	commandsKey,
 	commandView,
 	dueCommands,
 	markDelivered,
-	pendingCommands,
+	parsePendingCommands,
 	pendingOf,
 	setPendingCommands,
 	updatePendingCommands,
@@ -907,13 +908,15 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 		/** The heartbeat, alone or in a group: presence, the health channel, the manifest ETag, power and due commands. */
 		async beat(ctx: Context<HeartbeatReport, RequestMeta>): Promise<HeartbeatAnswer> {
 			const { tenantId, displayId } = this.device(ctx);
-			// Every read goes out with the heartbeat's first round trip; its channel publish with the second.
-			const [{ presence, cameOnline }, etag, power, pending] = await Promise.all([
-				recordHeartbeat(this.kv, displayId, ctx.params, new Date(), stored => this.heartbeatChannel.send({ tenantId, displayId, ts: stored.lastSeenAt, ...stored })),
-				this.kv.get(manifestEtagKey(displayId)),
-				this.kv.get(manifestPowerKey(displayId)),
-				pendingCommands(this.kv, displayId)
-			]);
+			// Every read goes out in the heartbeat's first round trip (one MGET); its channel publish with the second.
+			const {
+				presence,
+				cameOnline,
+				read: [etag, power, commandList]
+			} = await recordHeartbeat(this.kv, displayId, ctx.params, new Date(), [manifestEtagKey(displayId), manifestPowerKey(displayId), commandsKey(displayId)], stored =>
+				this.heartbeatChannel.send({ tenantId, displayId, ts: stored.lastSeenAt, ...stored })
+			);
+			const pending = parsePendingCommands(commandList);
 			const at = presence.lastSeenAt;
 			if (cameOnline) {
 				// Rare (a transition), so worth a read for the name the uptime report keeps.

@@ -22,6 +22,8 @@ export interface KvGuard {
 
 export interface KeyValueStore {
 	get(key: string): Promise<string | null>;
+	/** Several values in one command (MGET), in the keys' order; null for each missing one. */
+	getMany(keys: readonly string[]): Promise<Array<string | null>>;
 	set(key: string, value: string, ttlMs?: number): Promise<void>;
 	/** Sets a value and answers the previous one, atomically (state transitions happen once). */
 	swap(key: string, value: string, ttlMs?: number): Promise<string | null>;
@@ -79,6 +81,10 @@ export class MemoryKeyValueStore implements KeyValueStore {
 
 	async get(key: string): Promise<string | null> {
 		return this.live(key)?.value ?? null;
+	}
+
+	async getMany(keys: readonly string[]): Promise<Array<string | null>> {
+		return keys.map(key => this.live(key)?.value ?? null);
 	}
 
 	async set(key: string, value: string, ttlMs?: number): Promise<void> {
@@ -245,6 +251,11 @@ export class RedisKeyValueStore implements KeyValueStore {
 
 	async get(key: string): Promise<string | null> {
 		return this.redis.get(this.k(key));
+	}
+
+	async getMany(keys: readonly string[]): Promise<Array<string | null>> {
+		if (keys.length === 0) return [];
+		return this.redis.mget(keys.map(key => this.k(key)));
 	}
 
 	async set(key: string, value: string, ttlMs?: number): Promise<void> {

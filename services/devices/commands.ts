@@ -32,7 +32,7 @@ export interface PendingCommand {
 	delivered?: boolean;
 }
 
-const commandsKey = (displayId: string) => `commands:${displayId}`;
+export const commandsKey = (displayId: string) => `commands:${displayId}`;
 
 // ---- pure ------------------------------------------------------------------------------------
 
@@ -74,7 +74,11 @@ export function withoutCommand(pending: PendingCommand[], id: string): PendingCo
 // ---- the store -------------------------------------------------------------------------------
 
 export async function pendingCommands(kv: KeyValueStore, displayId: string): Promise<PendingCommand[]> {
-	const raw = await kv.get(commandsKey(displayId));
+	return parsePendingCommands(await kv.get(commandsKey(displayId)));
+}
+
+/** A display's list as stored at `commandsKey` (read alongside other keys by the heartbeat). */
+export function parsePendingCommands(raw: string | null): PendingCommand[] {
 	return raw ? (JSON.parse(raw) as PendingCommand[]) : [];
 }
 

@@ -57,31 +57,34 @@ export function offlineCutoff(now: Date, offlineAfterSec: number | undefined): n
 
 // ---- the store -------------------------------------------------------------------------------
 
+const nothingAlongside = async (): Promise<void> => undefined;
+
 /**
- * Records a heartbeat; answers the new presence and whether the display just came online (true
- * for exactly one of any number of concurrent heartbeats). Two round trips: the stamp, the
- * status swap and the last presence go out together (Redis pipelines commands sent in one turn
- * into one round trip; so do the caller's reads started beside this call), then the merged
- * presence is written while `alongside` (the heartbeat's channel publish) runs.
+ * Records a heartbeat; answers the new presence, whether the display just came online (true for
+ * exactly one of any number of concurrent heartbeats), and the values of the keys in `read`.
+ * Two round trips: the stamp, the status swap and one read of the last presence with `read`
+ * (MGET) go out together (Redis pipelines commands sent in one turn into one round trip), then
+ * the merged presence is written while `alongside` (the heartbeat's channel publish) runs.
  */
 export async function recordHeartbeat(
 	kv: KeyValueStore,
 	displayId: string,
 	report: HeartbeatReport,
 	now: Date,
-	alongside: (presence: Presence) => Promise<void> = async () => undefined
-): Promise<{ presence: Presence; cameOnline: boolean }> {
+	read: readonly string[] = [],
+	alongside: (presence: Presence) => Promise<void> = nothingAlongside
+): Promise<{ presence: Presence; cameOnline: boolean; read: Array<string | null> }> {
 	// The stamp first, then the status — sent in that order, applied in that order: the sweep
 	// flips a display offline only while its stamp is stale, atomically, so a heartbeat can never
 	// be lost between the two.
-	const [, previous, known] = await Promise.all([
+	const [, previous, [known, ...values]] = await Promise.all([
 		kv.set(presenceKeys.lastSeen(displayId), String(now.getTime()), PRESENCE_TTL_MS),
 		kv.swap(presenceKeys.status(displayId), "online", PRESENCE_TTL_MS),
-		kv.get(presenceKeys.presence(displayId))
+		kv.getMany([presenceKeys.presence(displayId), ...read])
 	]);
 	const presence = mergePresence(parsePresence(known), report, now);
 	await Promise.all([kv.set(presenceKeys.presence(displayId), JSON.stringify(presence), PRESENCE_TTL_MS), alongside(presence)]);
-	return { presence, cameOnline: previous !== "online" };
+	return { presence, cameOnline: previous !== "online", read: values };
 }
 
 /** A display's live presence and status flag, as far as the store knows them. */

@@ -95,6 +95,16 @@ export function describeKeyValueContract(name: string, makeBackend: () => Promis
 				await expect(kv.get("a")).resolves.toBeNull();
 			});
 
+			it("reads several keys at once, in their order, null for each missing or expired one", async () => {
+				await kv.set("m:1", "one");
+				await kv.set("m:2", "", SHORT_TTL_MS);
+				await kv.set("m:3", "three", LONG_TTL_MS);
+				await expect(kv.getMany(["m:3", "m:missing", "m:1", "m:2", "m:1"])).resolves.toEqual(["three", null, "one", "", "one"]);
+				await expect(kv.getMany([])).resolves.toEqual([]);
+				await advance(WELL_PAST_MS);
+				await expect(kv.getMany(["m:1", "m:2", "m:3"])).resolves.toEqual(["one", null, "three"]);
+			});
+
 			it("stores values as given (empty, long, JSON)", async () => {
 				const json = JSON.stringify({ online: true, at: "2025-01-01T00:00:00Z" });
 				await kv.set("empty", "");

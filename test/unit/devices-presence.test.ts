@@ -68,6 +68,15 @@ describe("presence in the key/value store", () => {
 		expect((await readPresence(kv, "d-1")).presence?.appVersion).toBe("1.0.0");
 	});
 
+	it("answers the keys it is asked to read beside the heartbeat, in their order", async () => {
+		const kv = new MemoryKeyValueStore();
+		await kv.set("manifest-etag:d-2", '"e1"');
+		await kv.set("commands:d-2", "[]");
+		const beat = await recordHeartbeat(kv, "d-2", {}, T0, ["commands:d-2", "manifest-power:d-2", "manifest-etag:d-2"]);
+		expect(beat.read).toEqual(["[]", null, '"e1"']);
+		expect((await recordHeartbeat(kv, "d-2", {}, later(1))).read).toEqual([]);
+	});
+
 	it("an unknown display has no presence and no flag", async () => {
 		expect(await readPresence(new MemoryKeyValueStore(), "d-x")).toEqual({ presence: null, status: null });
 	});
