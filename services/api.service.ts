@@ -409,10 +409,9 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		this.lane = new Map();
 		this.devicePrincipals = new DevicePrincipals(this.kv, token => resolvePrincipal(this.broker, token));
 		this.laneRequests = opsCounter(metrics, OPS_METRICS.deviceLaneRequests);
-		// The broker prefers a local endpoint (moleculer.config.ts), so a local group action is where the calls go.
 		this.laneGroups = new LaneGroups(
-			(action, calls) => this.broker.call(action, { calls }),
-			action => this.broker.registry.getActionEndpoints(action)?.hasLocal() === true
+			(action, calls, local) => this.broker.call(action, { calls }, local ? { nodeID: this.broker.nodeID } : {}),
+			action => this.broker.registry.getActionEndpoints(action)?.localEndpoints.some(endpoint => endpoint.isAvailable) === true
 		);
 		this.checks = dependencyChecks(config, this.broker);
 		this.cors = corsOptions(config.corsOrigins);

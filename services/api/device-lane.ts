@@ -96,28 +96,29 @@ const GROUP_CALLS_IN_FLIGHT = 16;
 /** Calls that may wait for a group per group action; past them a call answers 503 at once. */
 const GROUP_CALLS_WAITING = 16 * GROUP_CALL_MAX;
 
+/** How a group goes out: to this process's own endpoint (`local`), or wherever the broker balances it. */
+export type CallGroup = (action: string, calls: GroupedCall[], local: boolean) => Promise<Array<GroupedAnswer<unknown>>>;
+
 /** The lane's group calls (shared/group-call.ts): one sender per group action. */
 export class LaneGroups {
 	private readonly senders = new Map<string, GroupSender<GroupedCall, GroupedAnswer<unknown>>>();
 
 	constructor(
-		private readonly callGroup: (action: string, calls: GroupedCall[]) => Promise<Array<GroupedAnswer<unknown>>>,
-		/** Whether the action runs in this process, where its calls never cross the transporter. */
-		private readonly isLocal: (action: string) => boolean = () => false
+		private readonly callGroup: CallGroup,
+		/** Whether this process runs the action and can take calls now (its endpoint is available). */
+		private readonly servesLocally: (action: string) => boolean = () => false
 	) {}
 
 	/**
 	 * The result of `call` of the action `group` takes calls for (its answer fields merged into
 	 * `meta`), or the error it answered, thrown. `alone` makes the call on its own: for a call or
-	 * an answer too big to travel in a group. (Size matters only on the transporter: a call to an
-	 * action of this process is not measured, which costs a JSON.stringify per request.)
+	 * an answer too big to travel in a group.
 	 */
 	async call(group: string, call: GroupedCall, meta: AnswerMeta, alone: () => Promise<unknown>): Promise<unknown> {
-		if (!this.isLocal(group) && !fitsGroup(call)) return alone();
 		let sender = this.senders.get(group);
 		if (!sender) {
 			// A group serves many requests: its broker call runs outside any one's logging scope.
-			sender = new GroupSender(calls => requestScope.exit(() => this.callGroup(group, calls)), GROUP_CALL_MAX, {
+			sender = new GroupSender(calls => requestScope.exit(() => this.send(group, calls)), GROUP_CALL_MAX, {
 				concurrency: GROUP_CALLS_IN_FLIGHT,
 				maxWaiting: GROUP_CALLS_WAITING,
 				overflow: () => Errors.unavailable("Too many requests are waiting for this service, retry later")
@@ -125,6 +126,22 @@ export class LaneGroups {
 			this.senders.set(group, sender);
 		}
 		return groupedResult(await sender.send(call), meta, alone);
+	}
+
+	/**
+	 * Sends a group, decided when it goes: to this process's own endpoint when it serves the
+	 * action (pinned there, so it never crosses the transporter, and its calls are not measured:
+	 * a JSON.stringify per request saved), else to the balancer, with every call too big to travel
+	 * answered "alone" instead (its caller makes it on its own; one junk body must not push a
+	 * group past NATS's message limit and fail the other screens' calls).
+	 */
+	private async send(group: string, calls: GroupedCall[]): Promise<Array<GroupedAnswer<unknown>>> {
+		if (this.servesLocally(group)) return this.callGroup(group, calls, true);
+		const fitting = calls.filter(call => fitsGroup(call));
+		if (fitting.length === calls.length) return this.callGroup(group, calls, false);
+		const answers = fitting.length ? await this.callGroup(group, fitting, false) : [];
+		let next = 0;
+		return calls.map(call => (fitting[next] === call ? answers[next++] : { alone: true }));
 	}
 }
 

@@ -192,22 +192,28 @@ describe("group calls", () => {
 		}
 	});
 
-	it("sends a call too big for a group on its own unless the group action runs in the gateway's process", async () => {
+	it("sends a group to the gateway's own process pinned and unmeasured, else with every call too big to travel made alone", async () => {
 		const big: GroupedCall = { params: { junk: "x".repeat(GROUP_CALL_BYTES) }, meta: meta("r-big") };
 		const small: GroupedCall = { params: { appVersion: "1.0" }, meta: meta("r-small") };
-		const sent: GroupedCall[][] = [];
-		const callGroup = (_action: string, calls: GroupedCall[]) => {
-			sent.push(calls);
+		const sent: Array<{ calls: GroupedCall[]; local: boolean }> = [];
+		const callGroup = (_action: string, calls: GroupedCall[], local: boolean) => {
+			sent.push({ calls, local });
 			return Promise.resolve(calls.map(c => ({ result: c.meta.requestId })));
 		};
-		const remote = new LaneGroups(callGroup, () => false);
-		await expect(remote.call("devices.heartbeatGroup", big, {}, () => Promise.resolve("alone"))).resolves.toBe("alone");
-		await expect(remote.call("devices.heartbeatGroup", small, {}, () => Promise.resolve("alone"))).resolves.toBe("r-small");
-		expect(sent).toEqual([[small]]);
+		let serves = false;
+		const groups = new LaneGroups(callGroup, action => serves && action === "devices.heartbeatGroup");
+		const alone = (name: string) => () => Promise.resolve(`${name} alone`);
+		// Another process serves it: the big call, sent in the same turn as the small one, goes alone.
+		await expect(Promise.all([groups.call("devices.heartbeatGroup", big, {}, alone("big")), groups.call("devices.heartbeatGroup", small, {}, alone("small"))])).resolves.toEqual(["big alone", "r-small"]);
+		expect(sent).toEqual([{ calls: [small], local: false }]);
+		// Only big calls: nothing is sent.
 		sent.length = 0;
-		const local = new LaneGroups(callGroup, action => action === "devices.heartbeatGroup");
-		await expect(local.call("devices.heartbeatGroup", big, {}, () => Promise.resolve("alone"))).resolves.toBe("r-big");
-		expect(sent).toEqual([[big]]);
+		await expect(groups.call("devices.heartbeatGroup", big, {}, alone("big"))).resolves.toBe("big alone");
+		expect(sent).toEqual([]);
+		// This process serves it (available now): both go, pinned to it.
+		serves = true;
+		await expect(Promise.all([groups.call("devices.heartbeatGroup", big, {}, alone("big")), groups.call("devices.heartbeatGroup", small, {}, alone("small"))])).resolves.toEqual(["r-big", "r-small"]);
+		expect(sent).toEqual([{ calls: [big, small], local: true }]);
 	});
 
 	it("refuses a group that is not one, and drops fields of a call it does not know (a later gateway's)", async () => {
