@@ -12,13 +12,15 @@ const PLAIN_JSON_TYPE = /^application\/json(?:;[ \t]*charset=utf-8)?$/i;
 
 /**
  * Whether the plain path reads this body: JSON in UTF-8, neither compressed nor chunked, with a
- * Content-Length within the limit — what every screen sends, every 30 s. Everything else goes to
- * body-parser, every refusal included (413, 415, a broken compressed body).
+ * Content-Length within the limit — what every screen sends, every 30 s — and not read yet (a
+ * body already read or a request already gone would never end again: body-parser passes it on).
+ * Everything else goes to body-parser, every refusal included (413, 415, a broken compressed body).
  */
 export function isPlainJson(req: IncomingMessage, limit: number): boolean {
 	const { headers } = req;
 	const type = headers["content-type"];
 	const length = headers["content-length"];
+	if (!req.readable || req.readableEnded || req.destroyed) return false;
 	if (headers["content-encoding"] !== undefined || headers["transfer-encoding"] !== undefined) return false;
 	return type !== undefined && length !== undefined && PLAIN_JSON_TYPE.test(type) && /^\d{1,10}$/.test(length) && Number(length) <= limit;
 }
@@ -44,6 +46,8 @@ const PLAIN_READ = Symbol("plainRead");
  */
 export function readPlainJson(req: IncomingMessage, next: (err?: Error) => void): void {
 	const plain = req as PlainRequest;
+	// Connect's mark of a body being read: no later parser reads it again.
+	plain._body = true;
 	plain[PLAIN_READ] = { chunks: [], received: 0, next };
 	plain.on("data", onPlainData);
 	plain.on("end", onPlainEnd);
@@ -91,7 +95,6 @@ function finishPlain(req: PlainRequest, err: Error | undefined, body?: unknown):
 	req.off("error", onPlainAborted);
 	if (err) return read.next(err);
 	req.body = body;
-	req._body = true;
 	read.next();
 }
 
