@@ -60,6 +60,13 @@ type ValueCheck = (value: unknown, prefix: string, name: string) => Failure[];
 const NO_FAILURES = Object.freeze([]) as unknown as Failure[];
 const fieldOf = (prefix: string, name: string) => (prefix ? `${prefix}.${name}` : name);
 
+/** `found` added to `failures` one by one (spread arguments overflow the stack past ~120 000: an array of nulls does it). */
+function append(failures: Failure[] | null, found: readonly Failure[]): Failure[] {
+	const all = failures ?? [];
+	for (const failure of found) all.push(failure);
+	return all;
+}
+
 /**
  * The pre-check of a schema, compiled once (as the broker compiles its rules once per action):
  * the rules read, then per request only the values walked — the heartbeat, every screen's every
@@ -78,7 +85,7 @@ export function compilePreCheck(schema: Record<string, unknown>): (params: unkno
 		for (const { name, check } of fields) {
 			if (!Object.hasOwn(params, name)) continue;
 			const found = check(params[name], prefix, name);
-			if (found.length) (failures ??= []).push(...found);
+			if (found.length) failures = append(failures, found);
 		}
 		return failures ?? NO_FAILURES;
 	};
@@ -109,7 +116,7 @@ function compileValue(rule: Rule): ValueCheck {
 			let failures: Failure[] | null = null;
 			for (let i = 0; i < value.length; i++) {
 				const found = items(value[i], "", `${field}[${i}]`);
-				if (found.length) (failures ??= []).push(...found);
+				if (found.length) failures = append(failures, found);
 			}
 			return failures ?? NO_FAILURES;
 		}
@@ -138,9 +145,9 @@ const UNREADABLE: Failure[] = [{ type: "invalid", field: "", message: "The reque
 export function guardedCheck(schema: Record<string, unknown>, check: Check): Check {
 	const pre = compilePreCheck(schema);
 	const guarded: Check = (params, opts) => {
-		const failures = pre(params, "");
-		if (failures.length) return check.async ? Promise.resolve(failures) : failures;
 		try {
+			const failures = pre(params, "");
+			if (failures.length) return check.async ? Promise.resolve(failures) : failures;
 			const result = check(params, opts);
 			return result instanceof Promise ? result.catch(() => UNREADABLE) : result;
 		} catch {
