@@ -1,5 +1,5 @@
 /**
- * Analytics at volume, on the platform as users start it (`tsx server.ts` in a process of its
+ * Analytics at volume, on the platform as users start it (npm start's command (`tsx [flags] server.ts`) in a process of its
  * own, embedded: chDB in-process under DATA_DIR/analytics; or against a ClickHouse server),
  * driven over HTTP from this process.
  *

@@ -10,6 +10,8 @@ export interface Figure {
 	p99Ms: number;
 	/** Printed instead of p99 by tables asked for p95 (`report(..., { tail: "p95" })`). */
 	p95Ms?: number;
+	/** Its ratio to the baseline when measured against baseline runs of its own (else ops/s over the baseline's). */
+	ratio?: number;
 }
 
 /** The value at quantile `q` of sorted `values` (NaN when there are none). */
@@ -49,14 +51,15 @@ export interface ReportedTable {
 }
 export const reported: ReportedTable[] = [];
 
-/** A table of figures; the ratio column is each figure's ops/s over the baseline's. */
+/** A table of figures; the ratio column is each figure's `ratio`, else its ops/s over the baseline's. */
 export function report(title: string, baseline: Figure, others: Figure[], options: { tail?: "p99" | "p95" } = {}): void {
 	const tail = options.tail ?? "p99";
-	reported.push({ title, baseline, figures: others.map(f => ({ ...f, ratio: f.opsPerSec / baseline.opsPerSec })) });
+	const ratioOf = (f: Figure) => f.ratio ?? f.opsPerSec / baseline.opsPerSec;
+	reported.push({ title, baseline, figures: others.map(f => ({ ...f, ratio: ratioOf(f) })) });
 	console.log(`\n${title}`);
 	console.log("  " + ["case".padEnd(58), "ops/s".padStart(10), "p50 ms".padStart(10), `${tail} ms`.padStart(10), "vs baseline".padStart(12)].join(""));
 	for (const f of [baseline, ...others]) {
-		const ratio = f === baseline ? "1.00x" : Number.isFinite(f.opsPerSec / baseline.opsPerSec) ? `${(f.opsPerSec / baseline.opsPerSec).toFixed(2)}x` : "-";
+		const ratio = f === baseline ? "1.00x" : Number.isFinite(ratioOf(f)) ? `${ratioOf(f).toFixed(2)}x` : "-";
 		const tailMs = tail === "p95" ? (f.p95Ms ?? NaN) : f.p99Ms;
 		console.log("  " + [f.name.padEnd(58), cell(f.opsPerSec, f.opsPerSec < 10 ? 2 : 0, 10), cell(f.p50Ms, 2, 10), cell(tailMs, 2, 10), ratio.padStart(12)].join(""));
 	}

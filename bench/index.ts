@@ -13,7 +13,7 @@
  *     service's targetKeys lookup, raw NeDB with and without an index on targetKeys, a cache miss
  *     through the broker and GET /device/manifest (miss, cached 200, cached 304); then full and
  *     one-tag recomputations: displays per second and the longest event-loop stall.
- *  5. Analytics ingestion (bench/analytics.ts): the platform as users start it (`tsx server.ts`,
+ *  5. Analytics ingestion (bench/analytics.ts): the platform as users start it (npm start's command,
  *     a process of its own; chDB in-process, or a ClickHouse server with --clickhouse) takes
  *     1 000 000 plays in POSTs of 500 to /device/playback: plays/s accepted (vs a bare node:http
  *     server parsing the same bodies) and plays/s until GET /analytics/playback counts them all
@@ -21,7 +21,7 @@
  *  6. Analytics reports over 10 000 000 plays of one tenant loaded straight into its store:
  *     p50/p95 of the playback report by content, display, group, hour and day over 90 days, of
  *     uptime and of one day's CSV export, vs the same SQL on the store alone.
- *  7. The fleet (bench/fleet.ts), on `tsx server.ts` with the load from a process of its own:
+ *  7. The fleet (bench/fleet.ts), on npm start's command with the load from a process of its own:
  *     heartbeats at 64 connections (one process; split over NATS and Redis when they answer)
  *     vs a bare JWT-verifying server, 304 manifests, and resident memory per display.
  *
@@ -638,9 +638,9 @@ const SCENARIOS: Record<string, { help: string; run(o: BenchOptions): Promise<vo
 	scheduling: { help: "manifests and recomputation at 10 000 displays", run: schedulingBench },
 	"analytics:ingest": { help: "POST /device/playback to rows queryable (events/s)", run: o => analyticsIngestBench(analyticsOptions(o.flags, o.quick)) },
 	"analytics:reports": { help: "report latency over 10 million plays", run: o => analyticsReportsBench(analyticsOptions(o.flags, o.quick)) },
-	"fleet:heartbeat": { help: "tsx server.ts: heartbeats at 64 connections vs a bare JWT server (+ split topology)", run: fleetHeartbeatBench },
-	"fleet:manifest": { help: "tsx server.ts: 304 manifests at 64 connections", run: fleetManifestBench },
-	"fleet:memory": { help: "tsx server.ts: resident memory per display (2 000 screens)", run: fleetMemoryBench }
+	"fleet:heartbeat": { help: "npm start: heartbeats at 64 connections vs a bare JWT server (+ split topology)", run: fleetHeartbeatBench },
+	"fleet:manifest": { help: "npm start: 304 manifests at 64 connections", run: fleetManifestBench },
+	"fleet:memory": { help: "npm start: resident memory per display (2 000 screens)", run: fleetMemoryBench }
 };
 /** Names for several scenarios at once. */
 const GROUPS: Record<string, string[]> = { analytics: ["analytics:ingest", "analytics:reports"], fleet: ["fleet:heartbeat", "fleet:manifest", "fleet:memory"] };

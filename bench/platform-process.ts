@@ -1,5 +1,5 @@
 /**
- * The platform as users start it (`tsx server.ts`, a process of its own) and what it uses (Linux
+ * The platform as users start it (npm start's command (`tsx [flags] server.ts`), a process of its own) and what it uses (Linux
  * /proc), shared by the benchmarks that drive it over HTTP (analytics, fleet).
  */
 import fs from "node:fs";
@@ -14,6 +14,9 @@ export const TSX = path.join(ROOT, "node_modules/.bin/tsx");
  * script: the benchmarks start the platform exactly as users do, flags included.
  */
 export const START_ARGS = startArgs(JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as { scripts?: Record<string, string> });
+
+/** Node's flags of `npm start` (the bare baselines run with them too: the same runtime on both sides of a ratio). */
+export const NODE_FLAGS = START_ARGS.slice(0, -1);
 
 export function startArgs(pkg: { scripts?: Record<string, string> }): string[] {
 	const words = (pkg.scripts?.start ?? "").trim().split(/\s+/);
