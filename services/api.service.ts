@@ -41,7 +41,7 @@ import { hitRateLimit, type RateLimitResult } from "../shared/rate-limit";
 import { decide, isPermission, type Permission } from "../shared/rbac";
 import type { RequestMeta } from "../shared/request";
 import { answerUnparsable, writeError } from "./api/answers";
-import { LaneGroups, laneRouteOf, laneRoutes, runMiddlewares, writeAnswer, type LaneRoute } from "./api/device-lane";
+import { brokerLaneGroups, LaneGroups, laneRouteOf, laneRoutes, runMiddlewares, writeAnswer, type LaneRoute } from "./api/device-lane";
 import { DevicePrincipals } from "./api/device-principals";
 import {
 	DEVICE_STREAMS_METRIC,
@@ -409,10 +409,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		this.lane = new Map();
 		this.devicePrincipals = new DevicePrincipals(this.kv, token => resolvePrincipal(this.broker, token));
 		this.laneRequests = opsCounter(metrics, OPS_METRICS.deviceLaneRequests);
-		this.laneGroups = new LaneGroups(
-			(action, calls, local) => this.broker.call(action, { calls }, local ? { nodeID: this.broker.nodeID } : {}),
-			action => this.broker.registry.getActionEndpoints(action)?.localEndpoints.some(endpoint => endpoint.isAvailable) === true
-		);
+		this.laneGroups = brokerLaneGroups(this.broker);
 		this.checks = dependencyChecks(config, this.broker);
 		this.cors = corsOptions(config.corsOrigins);
 

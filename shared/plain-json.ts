@@ -46,7 +46,7 @@ const PLAIN_READ = Symbol("plainRead");
  */
 export function readPlainJson(req: IncomingMessage, next: (err?: Error) => void): void {
 	const plain = req as PlainRequest;
-	// Connect's mark of a body being read: no later parser reads it again.
+	// Connect's mark of a body being read (nothing here reads it; the tests see which path read a body by it).
 	plain._body = true;
 	plain[PLAIN_READ] = { chunks: [], received: 0, next };
 	plain.on("data", onPlainData);

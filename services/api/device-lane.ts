@@ -20,6 +20,7 @@
  * of the path, a method it has no route for) goes through moleculer-web as before.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServiceBroker } from "moleculer";
 import { Readable } from "node:stream";
 import { Errors } from "../../shared/errors";
 import { fitsGroup, GROUP_CALL_MAX, groupedResult, type GroupedAnswer, type GroupedCall } from "../../shared/group-call";
@@ -99,6 +100,19 @@ const GROUP_CALLS_WAITING = 16 * GROUP_CALL_MAX;
 /** How a group goes out: to this process's own endpoint (`local`), or wherever the broker balances it. */
 export type CallGroup = (action: string, calls: GroupedCall[], local: boolean) => Promise<Array<GroupedAnswer<unknown>>>;
 
+/**
+ * The lane's group calls over `broker`: a local group pinned to this node and never retried (a
+ * retry goes through the balancer, which could send its unmeasured calls across NATS; the group
+ * fails as a whole instead, 503 to each call, and its screens send again), served locally while
+ * this node's endpoint of the action is available.
+ */
+export function brokerLaneGroups(broker: ServiceBroker): LaneGroups {
+	return new LaneGroups(
+		(action, calls, local) => broker.call(action, { calls }, local ? { nodeID: broker.nodeID, retries: 0 } : {}),
+		action => broker.registry.getActionEndpoints(action)?.localEndpoints.some(endpoint => endpoint.isAvailable) === true
+	);
+}
+
 /** The lane's group calls (shared/group-call.ts): one sender per group action. */
 export class LaneGroups {
 	private readonly senders = new Map<string, GroupSender<GroupedCall, GroupedAnswer<unknown>>>();
@@ -140,6 +154,7 @@ export class LaneGroups {
 		const fitting = calls.filter(call => fitsGroup(call));
 		if (fitting.length === calls.length) return this.callGroup(group, calls, false);
 		const answers = fitting.length ? await this.callGroup(group, fitting, false) : [];
+		if (answers.length !== fitting.length) throw new Error(`A group call answered ${answers.length} of ${fitting.length} calls`);
 		let next = 0;
 		return calls.map(call => (fitting[next] === call ? answers[next++] : { alone: true }));
 	}

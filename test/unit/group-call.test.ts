@@ -10,7 +10,7 @@ import { ServiceBroker, type Context } from "moleculer";
 import { Errors, toApiError, type ApiError } from "../../shared/errors";
 import { answerGroup, fitsGroup, GROUP_CALL_BYTES, GROUP_CALL_PARAMS, groupedResult, type CallMeta, type GroupedAnswer, type GroupedCall } from "../../shared/group-call";
 import { currentRequestId } from "../../shared/logging";
-import { LaneGroups } from "../../services/api/device-lane";
+import { brokerLaneGroups, LaneGroups } from "../../services/api/device-lane";
 import type { Principal } from "../../shared/rbac";
 import type { AnswerMeta, RequestMeta } from "../../shared/request";
 import { SafeValidator } from "../../shared/validation";
@@ -214,6 +214,44 @@ describe("group calls", () => {
 		serves = true;
 		await expect(Promise.all([groups.call("devices.heartbeatGroup", big, {}, alone("big")), groups.call("devices.heartbeatGroup", small, {}, alone("small"))])).resolves.toEqual(["r-big", "r-small"]);
 		expect(sent).toEqual([{ calls: [big, small], local: true }]);
+	});
+
+	it("over a real registry: a gateway without the action sends only calls that fit across the transporter; the node serving it keeps every call", async () => {
+		const namespace = `lane-groups-${process.pid}-${Date.now()}`;
+		const received: Array<{ node: string; calls: GroupedCall[] }> = [];
+		const services = new ServiceBroker({ nodeID: "services", namespace, transporter: "Fake", logger: false, validator: new SafeValidator() });
+		services.createService({
+			name: "demo",
+			actions: {
+				many: {
+					params: GROUP_CALL_PARAMS,
+					handler: (ctx: Context<{ calls: GroupedCall[] }>) => {
+						received.push({ node: ctx.nodeID ?? "", calls: ctx.params.calls });
+						return ctx.params.calls.map(c => ({ result: c.meta.requestId }));
+					}
+				}
+			}
+		});
+		const gateway = new ServiceBroker({ nodeID: "gateway", namespace, transporter: "Fake", logger: false });
+		await Promise.all([services.start(), gateway.start()]);
+		try {
+			await gateway.waitForServices("demo");
+			const big = (i: number): GroupedCall => ({ params: { junk: "x".repeat(200_000) }, meta: meta(`big-${i}`) });
+			const small = (i: number): GroupedCall => ({ params: { appVersion: "1.0" }, meta: meta(`small-${i}`) });
+			const calls = Array.from({ length: 12 }, (_, i) => (i % 2 ? big(i) : small(i)));
+			// All sent in one turn: one group.
+			const remote = brokerLaneGroups(gateway);
+			const answers = await Promise.all(calls.map(call => remote.call("demo.many", call, {}, () => Promise.resolve(`${call.meta.requestId} alone`))));
+			expect(answers).toEqual(calls.map(c => (c.meta.requestId.startsWith("big") ? `${c.meta.requestId} alone` : c.meta.requestId)));
+			expect(received).toEqual([{ node: "gateway", calls: calls.filter(c => c.meta.requestId.startsWith("small")) }]);
+
+			received.length = 0;
+			const local = brokerLaneGroups(services);
+			await expect(Promise.all(calls.map(call => local.call("demo.many", call, {}, () => Promise.resolve("alone"))))).resolves.toEqual(calls.map(c => c.meta.requestId));
+			expect(received).toEqual([{ node: "services", calls }]);
+		} finally {
+			await Promise.all([gateway.stop(), services.stop()]);
+		}
 	});
 
 	it("refuses a group that is not one, and drops fields of a call it does not know (a later gateway's)", async () => {
