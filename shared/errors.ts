@@ -88,13 +88,17 @@ interface ErrorLike {
 	statusCode?: unknown;
 }
 
+/** A 422 names at most this many fields (a 1 MiB array of nulls is 130 000 failures: a 10 MB answer). */
+export const MAX_FIELD_ERRORS = 100;
+
 /**
- * fastest-validator's failures → `[{field, message, type}]`. Some of its messages quote the
- * rejected value; those are replaced, so a response never echoes what the client sent.
+ * fastest-validator's failures → `[{field, message, type}]`, the first MAX_FIELD_ERRORS of them.
+ * Some of its messages quote the rejected value; those are replaced, so a response never echoes
+ * what the client sent.
  */
 function fieldErrors(data: unknown): FieldError[] {
 	if (!Array.isArray(data)) return [];
-	return data.map(item => {
+	return data.slice(0, MAX_FIELD_ERRORS).map(item => {
 		const entry = (item ?? {}) as { field?: unknown; message?: unknown; type?: unknown; actual?: unknown };
 		const field = typeof entry.field === "string" ? entry.field : "";
 		const type = typeof entry.type === "string" ? entry.type : undefined;

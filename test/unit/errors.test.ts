@@ -117,6 +117,14 @@ describe("toApiError: Moleculer parameter validation → 422 with the failing fi
 		throw new Error(`${action} accepted ${JSON.stringify(params)}`);
 	}
 
+	it("names the first 100 failing fields of a body with thousands (no 10 MB answers)", () => {
+		const failures = Array.from({ length: 5000 }, (_, i) => ({ type: "required", field: `ids[${i}]`, message: `The 'ids[${i}]' field must not be null.` }));
+		const api = toApiError(new MoleculerErrors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", failures));
+		expect(api.code).toBe(422);
+		expect(api.data).toHaveLength(100);
+		expect((api.data as Array<{ field: string }>)[99].field).toBe("ids[99]");
+	});
+
 	it("lists each field with message and type, never the rejected values", async () => {
 		const err = await rejection("v.plain", { name: `x${SECRET}`.slice(0, 2), count: `${SECRET}-count`, email: `${SECRET}-not-an-email` });
 		expect(err).toBeInstanceOf(MoleculerErrors.ValidationError);
