@@ -267,7 +267,7 @@ const HEARTBEAT_RUNS = 2;
  * runs of it (bare, platform, bare, platform, bare): a figure's ratio is its rate over the mean of
  * the bare runs just before and after it, so a change of the VM's speed between the baseline and
  * the case (2× within minutes on this machine) moves the ratio far less than it moved one bare
- * run against later platform runs. The table shows each case's median run and the median ratio.
+ * run against later platform runs. The table shows the median of each measure over a case's runs, and the median of their ratios.
  */
 export async function fleetHeartbeatBench(): Promise<void> {
 	const secret = randomBytes(32).toString("base64url");
