@@ -20,6 +20,14 @@ export function quantile(sorted: readonly number[], q: number): number {
 	return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
+/** The middle value (of an even count, the mean of the middle two), NaN when there are none. */
+export function median(values: readonly number[]): number {
+	if (!values.length) return NaN;
+	const sorted = [...values].sort((a, b) => a - b);
+	const mid = Math.floor(sorted.length / 2);
+	return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
 /** Runs `op` with `concurrency` workers for `durationMs` after a short warm-up. */
 export async function measure(name: string, op: () => Promise<void>, durationMs = 3000, concurrency = 16): Promise<Figure> {
 	const warmUntil = Date.now() + 500;

@@ -25,7 +25,7 @@ import { bearer, newAccount, register, someClient, type Platform as TestPlatform
 import { request, tempDir } from "../test/helpers/platform";
 import { killGroup, ROOT, spawnPlatform, waitFor200, type PlatformProcess } from "../test/helpers/process";
 import { freePort } from "../test/helpers/servers";
-import { report, type Figure } from "./figures";
+import { median, report, type Figure } from "./figures";
 import { NODE_FLAGS, pidsNamed, sampleTree, START_ARGS, startPlatformProcess, stopPlatformProcess, TSX, type RunningPlatform } from "./platform-process";
 import { signJwt, type FleetTask, type LoadRequest, type LoadResult, type LoadTask } from "./fleet-worker";
 
@@ -345,12 +345,6 @@ export async function fleetHeartbeatBench(): Promise<void> {
 	console.log("  targets: one process ≥ 0.60× bare with p99 < 25 ms; split ≥ 0.25× bare");
 }
 
-/** The middle value (of an even count, the mean of the middle two). */
-function median(values: readonly number[]): number {
-	const sorted = [...values].sort((a, b) => a - b);
-	const mid = Math.floor(sorted.length / 2);
-	return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 /** A case's figure from several runs: the median of each measure. */
 function medianFigure(name: string, runs: readonly LoadResult[]): Figure {

@@ -100,7 +100,11 @@ function compileValue(rule: Rule): ValueCheck {
 	const itemRule = type === "array" && rule.items !== undefined ? ruleOf(rule.items) : null;
 	const items = itemRule ? compileValue(itemRule) : null;
 	return (value, prefix, name) => {
-		if (value === null) return nullable ? NO_FAILURES : [{ type: "required", field: fieldOf(prefix, name), message: `The '${fieldOf(prefix, name)}' field must not be null.` }];
+		if (value === null) {
+			if (nullable) return NO_FAILURES;
+			const field = fieldOf(prefix, name);
+			return [{ type: "required", field, message: `The '${field}' field must not be null.` }];
+		}
 		if (value === undefined) return NO_FAILURES;
 		if (scalar && typeof value === "object" && !(value instanceof Date)) {
 			const field = fieldOf(prefix, name);

@@ -120,7 +120,7 @@ export class LaneGroups {
 	constructor(
 		private readonly callGroup: CallGroup,
 		/** Whether this process runs the action and can take calls now (its endpoint is available). */
-		private readonly servesLocally: (action: string) => boolean = () => false
+		private readonly servesLocally: (action: string) => boolean
 	) {}
 
 	/**

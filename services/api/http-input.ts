@@ -33,7 +33,6 @@ export function jsonBody(limit: number, rawBody: (req: IncomingMessage) => boole
 	};
 }
 
-
 /**
  * Whether a parsed JSON value holds a `__proto__` key at any depth. JSON.parse makes it an own
  * field, but moleculer-web merges the body into the params with Object.assign, which turns it
