@@ -20,12 +20,23 @@ function retryable(err: Error): boolean {
 	return Boolean((err as MoleculerErrors.MoleculerRetryableError).retryable);
 }
 
+/**
+ * What a span carries: its action or event, the nodes, the request id, the call's timeout and
+ * retries; never the params, meta or response. Moleculer's default puts every action's params
+ * on its span, which would send passwords, tokens, provisioning keys and API keys to the
+ * collector (or, with the console exporter, into the logs).
+ */
+const SPAN_TAGS = {
+	action: { params: false, meta: false, response: false },
+	event: { params: false, meta: false }
+};
+
 function tracingExporter(config: Config): NonNullable<BrokerOptions["tracing"]> {
 	const { exporter, endpoint } = config.tracing;
 	if (exporter === "none") return { enabled: false };
-	if (exporter === "console") return { enabled: true, exporter: { type: "Console", options: { width: 100 } } };
+	if (exporter === "console") return { enabled: true, tags: SPAN_TAGS, exporter: { type: "Console", options: { width: 100 } } };
 	// Jaeger accepts Zipkin's format on its Zipkin-compatible collector, so both use one exporter.
-	return { enabled: true, exporter: { type: "Zipkin", options: { baseURL: endpoint ?? undefined } } };
+	return { enabled: true, tags: SPAN_TAGS, exporter: { type: "Zipkin", options: { baseURL: endpoint ?? undefined } } };
 }
 
 

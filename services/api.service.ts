@@ -131,6 +131,18 @@ if (!webHttpHandler) throw new Error("moleculer-web has no httpHandler method to
 const webRegenerateAutoAliases = ApiGateway.methods?.regenerateAutoAliases;
 if (!webRegenerateAutoAliases) throw new Error("moleculer-web has no regenerateAutoAliases method to wrap");
 
+/** The HTTP request an `api.rest` call serves. */
+const restRequest = (ctx: Context): IncomingMessage => (ctx.params as { req: IncomingMessage }).req;
+/**
+ * Its path without the query, for its tracing span (moleculer-web's own puts the whole URL on it:
+ * the SSO callback's query carries the identity provider's one-time code).
+ */
+const restPath = (ctx: Context): string => {
+	const url = restRequest(ctx).url ?? "";
+	const q = url.indexOf("?");
+	return q === -1 ? url : url.slice(0, q);
+};
+
 const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = {
 	name: "api",
 	mixins: [ApiGateway],
@@ -156,7 +168,7 @@ const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = 
 		// A retry would replay the whole HTTP exchange on a consumed request, and a timeout would
 		// cut an upload or a live stream that is still moving: retries and timeouts belong to the
 		// action calls made inside it (and the HTTP server's own idle limits, see started()).
-		rest: { retryPolicy: { enabled: false }, timeout: 0 },
+		rest: { retryPolicy: { enabled: false }, timeout: 0, tracing: { tags: ctx => ({ method: restRequest(ctx).method, path: restPath(ctx) }), spanName: ctx => `${restRequest(ctx).method ?? ""} ${restPath(ctx)}` } },
 		// moleculer-web's alias listing would be an unguarded REST route: switched off.
 		listAliases: false
 	},

@@ -1,0 +1,88 @@
+/**
+ * Tracing to a Zipkin collector (TRACING_EXPORTER=zipkin; Jaeger takes the same format): the
+ * platform's spans reach it, named by action and by method and path, and carry none of what was
+ * sent or answered. Moleculer's default puts every action's params on its span and moleculer-web
+ * the whole URL: passwords, tokens, provisioning keys and an identity provider's one-time code
+ * would reach whoever runs the collector. The collector here is a local HTTP server taking
+ * Zipkin's POST /api/v2/spans; the exporter sends every 5 seconds.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { bearer, newAccount, pairDisplay, register, someClient, startTestPlatform, type Platform } from "../helpers/accounts";
+import { request } from "../helpers/platform";
+
+interface ZipkinSpan {
+	name: string;
+	tags?: Record<string, string>;
+}
+
+const SSO_CODE = "idp-one-time-code-4f1d2c9b";
+const SSO_STATE = "state-7a6e0d31";
+
+describe("tracing to a Zipkin collector", () => {
+	let p: Platform;
+	let collector: http.Server;
+	const received: string[] = [];
+	const spans = (): ZipkinSpan[] => received.flatMap(body => JSON.parse(body) as ZipkinSpan[]);
+
+	beforeAll(async () => {
+		collector = http.createServer((req, res) => {
+			let body = "";
+			req.setEncoding("utf8");
+			req.on("data", chunk => (body += chunk));
+			req.on("end", () => {
+				if (req.method === "POST" && req.url === "/api/v2/spans") received.push(body);
+				res.statusCode = 202;
+				res.end();
+			});
+		});
+		await new Promise<void>(resolve => collector.listen(0, "127.0.0.1", resolve));
+		const url = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`;
+		p = await startTestPlatform({ TRACING_EXPORTER: "zipkin", TRACING_ENDPOINT: url });
+	});
+	afterAll(async () => {
+		await p?.stop();
+		await new Promise(resolve => collector.close(resolve));
+	});
+
+	it("sends spans named by action and path, without params, meta, responses or query strings", async () => {
+		const account = newAccount("tracing");
+		const session = await register(p, account);
+		const login = await request<{ accessToken: string; refreshToken: string }>(p.api("/auth/login"), { method: "POST", json: { email: account.email, password: account.password }, headers: someClient() });
+		expect(login.status).toBe(200);
+		const key = await request<{ key: string }>(p.api("/provisioning-keys"), { method: "POST", json: { name: "Lobby" }, headers: bearer(session.accessToken) });
+		expect(key.status).toBe(201);
+		const screen = await request<{ deviceToken: string }>(p.api("/device/register"), { method: "POST", json: { provisioningKey: key.body.key, hardwareId: "tracing-hw-1" }, headers: someClient() });
+		expect(screen.status).toBe(201);
+		const heartbeat = await request(p.api("/device/heartbeat"), { method: "POST", json: { appVersion: "9.9.9-tracing" }, headers: bearer(screen.body.deviceToken) });
+		expect(heartbeat.status).toBe(200);
+		const paired = await pairDisplay(p, session);
+		const apiKey = await request<{ key: string }>(p.api("/api-keys"), { method: "POST", json: { name: "CI", role: "editor" }, headers: bearer(session.accessToken) });
+		expect(apiKey.status).toBe(201);
+		const callback = await request(p.api(`/auth/sso/no-such-tenant/callback?code=${SSO_CODE}&state=${SSO_STATE}`), { headers: someClient() });
+		expect(callback.status).toBe(404);
+
+		// The exporter sends what finished every 5 s: wait for the spans of the last request.
+		const callbackPath = "/api/v1/auth/sso/no-such-tenant/callback";
+		for (let i = 0; i < 300 && !spans().some(span => span.name.includes(callbackPath)); i++) await new Promise(resolve => setTimeout(resolve, 100));
+
+		const names = spans().map(span => span.name);
+		expect(names).toEqual(expect.arrayContaining(["action 'auth.login'", "action 'devices.register'", `GET ${callbackPath}`, "POST /api/v1/auth/login"]));
+		expect(names.some(name => name.startsWith("action 'devices.heartbeat"))).toBe(true);
+		const everything = received.join("\n");
+		const secrets = {
+			password: account.password,
+			accessToken: session.accessToken,
+			refreshToken: login.body.refreshToken,
+			provisioningKey: key.body.key,
+			deviceToken: screen.body.deviceToken,
+			pairedDeviceToken: paired.token,
+			apiKey: apiKey.body.key,
+			ssoCode: SSO_CODE,
+			ssoState: SSO_STATE,
+			heartbeatBody: "9.9.9-tracing",
+			email: account.email
+		};
+		for (const [what, secret] of Object.entries(secrets)) expect({ what, found: everything.includes(secret) }).toEqual({ what, found: false });
+	}, 60_000);
+});
