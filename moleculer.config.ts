@@ -22,21 +22,27 @@ function retryable(err: Error): boolean {
 
 /**
  * What a span carries: its action or event, the nodes, the request id, the call's timeout and
- * retries; never the params, meta or response. Moleculer's default puts every action's params
- * on its span, which would send passwords, tokens, provisioning keys and API keys to the
- * collector (or, with the console exporter, into the logs).
+ * retries, and a failure's name, message, code, type and whether it is retryable; never the params, meta or response,
+ * nor a failure's data. Moleculer's default puts every action's params on its span, which would
+ * send passwords, tokens, provisioning keys and API keys to the collector (or, with the console
+ * exporter, into the logs), and a validation error's data holds each refused value.
  */
-const SPAN_TAGS = {
-	action: { params: false, meta: false, response: false },
-	event: { params: false, meta: false }
+const SPAN_OPTIONS = {
+	tags: {
+		action: { params: false, meta: false, response: false },
+		event: { params: false, meta: false }
+	},
+	// Five, as many as moleculer's default: its options are merged with lodash's defaultsDeep,
+	// which fills a shorter list from the default's, whose fifth is `data`.
+	errorFields: ["name", "message", "code", "type", "retryable"]
 };
 
 function tracingExporter(config: Config): NonNullable<BrokerOptions["tracing"]> {
 	const { exporter, endpoint } = config.tracing;
 	if (exporter === "none") return { enabled: false };
-	if (exporter === "console") return { enabled: true, tags: SPAN_TAGS, exporter: { type: "Console", options: { width: 100 } } };
+	if (exporter === "console") return { enabled: true, ...SPAN_OPTIONS, exporter: { type: "Console", options: { width: 100 } } };
 	// Jaeger accepts Zipkin's format on its Zipkin-compatible collector, so both use one exporter.
-	return { enabled: true, tags: SPAN_TAGS, exporter: { type: "Zipkin", options: { baseURL: endpoint ?? undefined } } };
+	return { enabled: true, ...SPAN_OPTIONS, exporter: { type: "Zipkin", options: { baseURL: endpoint ?? undefined } } };
 }
 
 

@@ -1,9 +1,10 @@
 /**
  * Tracing to a Zipkin collector (TRACING_EXPORTER=zipkin; Jaeger takes the same format): the
  * platform's spans reach it, named by action and by method and path, and carry none of what was
- * sent or answered. Moleculer's default puts every action's params on its span and moleculer-web
- * the whole URL: passwords, tokens, provisioning keys and an identity provider's one-time code
- * would reach whoever runs the collector. The collector here is a local HTTP server taking
+ * sent or answered. Moleculer's default puts every action's params on its span, a failure's data
+ * (a validation error's: each refused value) on the failed one, and moleculer-web the whole URL:
+ * passwords, tokens, provisioning keys and an identity provider's one-time code would reach
+ * whoever runs the collector. The collector here is a local HTTP server taking
  * Zipkin's POST /api/v2/spans; the exporter sends every 5 seconds.
  */
 import http from "node:http";
@@ -18,6 +19,8 @@ interface ZipkinSpan {
 
 const SSO_CODE = "idp-one-time-code-4f1d2c9b";
 const SSO_STATE = "state-7a6e0d31";
+const REFUSED_PASSWORD = "shrt1";
+const REFUSED_VALUE = "refused-value-0c3e";
 
 describe("tracing to a Zipkin collector", () => {
 	let p: Platform;
@@ -45,7 +48,7 @@ describe("tracing to a Zipkin collector", () => {
 		await new Promise(resolve => collector.close(resolve));
 	});
 
-	it("sends spans named by action and path, without params, meta, responses or query strings", async () => {
+	it("sends spans named by action and path, without params, meta, responses, error data or query strings", async () => {
 		const account = newAccount("tracing");
 		const session = await register(p, account);
 		const login = await request<{ accessToken: string; refreshToken: string }>(p.api("/auth/login"), { method: "POST", json: { email: account.email, password: account.password }, headers: someClient() });
@@ -59,6 +62,13 @@ describe("tracing to a Zipkin collector", () => {
 		const paired = await pairDisplay(p, session);
 		const apiKey = await request<{ key: string }>(p.api("/api-keys"), { method: "POST", json: { name: "CI", role: "editor" }, headers: bearer(session.accessToken) });
 		expect(apiKey.status).toBe(201);
+		// A refused value travels in a validation error's data: an error's span must not carry it.
+		const refused = await request(p.api("/auth/register"), { method: "POST", json: { ...newAccount("tracing"), password: REFUSED_PASSWORD }, headers: someClient() });
+		expect(refused.status).toBe(422);
+		const badEmail = await request(p.api("/auth/login"), { method: "POST", json: { email: `not an email ${REFUSED_VALUE}`, password: account.password }, headers: someClient() });
+		expect(badEmail.status).toBe(422);
+		const wrongType = await request(p.api("/device/heartbeat"), { method: "POST", json: { appVersion: { text: REFUSED_VALUE } }, headers: bearer(screen.body.deviceToken) });
+		expect(wrongType.status).toBe(422);
 		const callback = await request(p.api(`/auth/sso/no-such-tenant/callback?code=${SSO_CODE}&state=${SSO_STATE}`), { headers: someClient() });
 		expect(callback.status).toBe(404);
 
@@ -81,6 +91,8 @@ describe("tracing to a Zipkin collector", () => {
 			ssoCode: SSO_CODE,
 			ssoState: SSO_STATE,
 			heartbeatBody: "9.9.9-tracing",
+			refusedPassword: REFUSED_PASSWORD,
+			refusedValue: REFUSED_VALUE,
 			email: account.email
 		};
 		for (const [what, secret] of Object.entries(secrets)) expect({ what, found: everything.includes(secret) }).toEqual({ what, found: false });
