@@ -11,6 +11,7 @@ import { AppError, AppErrorRegenerator } from "./shared/errors";
 import { SafeValidator } from "./shared/validation";
 import { logFormatter, RequestScopeMiddleware } from "./shared/logging";
 import { InProcessPrometheusReporter } from "./shared/metrics";
+import { tracingOptions } from "./shared/tracing";
 
 /** The channels typings want every option; the middleware fills its own defaults. */
 type ChannelOptions = Parameters<typeof ChannelsMiddleware.Middleware>[0];
@@ -19,32 +20,6 @@ type ChannelOptions = Parameters<typeof ChannelsMiddleware.Middleware>[0];
 function retryable(err: Error): boolean {
 	return Boolean((err as MoleculerErrors.MoleculerRetryableError).retryable);
 }
-
-/**
- * What a span carries: its action or event, the nodes, the request id, the call's timeout and
- * retries, and a failure's name, message, code, type and whether it is retryable; never the params, meta or response,
- * nor a failure's data. Moleculer's default puts every action's params on its span, which would
- * send passwords, tokens, provisioning keys and API keys to the collector (or, with the console
- * exporter, into the logs), and a validation error's data holds each refused value.
- */
-const SPAN_OPTIONS = {
-	tags: {
-		action: { params: false, meta: false, response: false },
-		event: { params: false, meta: false }
-	},
-	// Five, as many as moleculer's default: its options are merged with lodash's defaultsDeep,
-	// which fills a shorter list from the default's, whose fifth is `data`.
-	errorFields: ["name", "message", "code", "type", "retryable"]
-};
-
-function tracingExporter(config: Config): NonNullable<BrokerOptions["tracing"]> {
-	const { exporter, endpoint } = config.tracing;
-	if (exporter === "none") return { enabled: false };
-	if (exporter === "console") return { enabled: true, ...SPAN_OPTIONS, exporter: { type: "Console", options: { width: 100 } } };
-	// Jaeger accepts Zipkin's format on its Zipkin-compatible collector, so both use one exporter.
-	return { enabled: true, ...SPAN_OPTIONS, exporter: { type: "Zipkin", options: { baseURL: endpoint ?? undefined } } };
-}
-
 
 /** moleculer reads `serviceChangedDebounceTime` (service-broker.js) but its typings omit it: a typed value, not a literal. */
 const IMMEDIATE_INFO: NonNullable<BrokerOptions["transit"]> = Object.assign({ disableReconnect: false }, { serviceChangedDebounceTime: 0 });
@@ -103,7 +78,7 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 				defaultLabels: () => ({ namespace: config.namespace || "marquee" })
 			}) as unknown as MetricsReporter
 		},
-		tracing: tracingExporter(config),
+		tracing: tracingOptions(config),
 
 		middlewares: [
 			RequestScopeMiddleware,

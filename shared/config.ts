@@ -186,7 +186,7 @@ export const VARIABLES: Variable[] = [
 	{ name: "DEFAULT_PLAN_MEMBERS", example: "5", description: "members of a tenant without a subscription" },
 	{ name: "LOG_LEVEL", example: "", description: "fatal, error, warn, info, debug or trace (default: info in production, warn otherwise, so `npm start` shows its banner and real warnings only)" },
 	{ name: "LOG_FORMAT", example: "", description: "`pretty` or `json` (default: json in production, pretty otherwise)" },
-	{ name: "TRACING_EXPORTER", example: "none", description: "none, console, zipkin or jaeger (spans carry no params, meta, responses, error data or query strings)" },
+	{ name: "TRACING_EXPORTER", example: "none", description: "none, console, zipkin or jaeger (spans carry no params, meta, responses, query strings, error data or messages)" },
 	{ name: "TRACING_ENDPOINT", example: "", description: "collector URL for zipkin or jaeger" },
 	{ name: "CORS_ORIGINS", example: "", description: "comma-separated allowed browser origins (unset = no cross-origin access)" },
 	{ name: "MAX_BODY_BYTES", example: "1048576", description: "largest JSON body the gateway accepts (413 beyond)" },
