@@ -31,6 +31,18 @@ describe("tracing to a Zipkin collector", () => {
 		await collector.close();
 	});
 
+	it("leaves no action its own span tags, which would take precedence over the platform's (moleculer-web's rest is replaced), and traces no channel", () => {
+		// Each service's schema as its mixins merged it (private actions are not in the registry).
+		const own = p.broker.services.flatMap(service =>
+			Object.entries((service.schema.actions ?? {}) as Record<string, unknown>)
+				.filter(([, action]) => typeof action === "object" && action !== null && (action as { tracing?: { tags?: unknown } }).tracing?.tags !== undefined)
+				.map(([name]) => `${service.name}.${name}`)
+		);
+		expect(own).toEqual(["api.rest"]);
+		const middlewares = (p.broker as unknown as { middlewares: { list: Array<{ name?: string }> } }).middlewares.list.map(m => m.name ?? "");
+		expect(middlewares.filter(name => /channel/i.test(name) && /trac/i.test(name))).toEqual([]);
+	});
+
 	it("sends spans named by action and path, without params, meta, responses, error data or query strings", async () => {
 		const account = newAccount("tracing");
 		const session = await register(p, account);
