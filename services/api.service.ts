@@ -39,7 +39,7 @@ import { opsCounter, OPS_METRICS, type OpsCounter } from "../shared/ops-metrics"
 import { buildOpenApi, type RouteDoc } from "../shared/openapi";
 import { hitRateLimit, type RateLimitResult } from "../shared/rate-limit";
 import { decide, isPermission, type Permission } from "../shared/rbac";
-import type { RequestMeta } from "../shared/request";
+import { pathOf, type RequestMeta } from "../shared/request";
 import { answerUnparsable, writeError } from "./api/answers";
 import { brokerLaneGroups, LaneGroups, laneRouteOf, laneRoutes, runMiddlewares, writeAnswer, type LaneRoute } from "./api/device-lane";
 import { DevicePrincipals } from "./api/device-principals";
@@ -137,11 +137,7 @@ const restRequest = (ctx: Context): IncomingMessage => (ctx.params as { req: Inc
  * Its path without the query, for its tracing span (moleculer-web's own puts the whole URL on it:
  * the SSO callback's query carries the identity provider's one-time code).
  */
-const restPath = (ctx: Context): string => {
-	const url = restRequest(ctx).url ?? "";
-	const q = url.indexOf("?");
-	return q === -1 ? url : url.slice(0, q);
-};
+const restPath = (ctx: Context): string => pathOf(restRequest(ctx).url);
 
 const ApiService: ServiceSchema<GatewaySettings, GatewayMethods, GatewayVars> = {
 	name: "api",

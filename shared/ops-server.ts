@@ -8,6 +8,7 @@ import type { ServiceBroker } from "moleculer";
 import type { Config } from "./config";
 import { dependencyChecks, readiness } from "./health";
 import { PROMETHEUS_CONTENT_TYPE, prometheusText } from "./metrics";
+import { pathOf } from "./request";
 
 export interface OpsServer {
 	port: number;
@@ -21,7 +22,7 @@ export async function startOpsServer(config: Config, broker: ServiceBroker): Pro
 			res.writeHead(status, { "Content-Type": type });
 			res.end(body);
 		};
-		const path = (req.url ?? "/").split("?")[0];
+		const path = pathOf(req.url, "/");
 		if (req.method !== "GET") return send(405, JSON.stringify({ error: { type: "BAD_REQUEST", message: "GET only", code: 405 } }));
 		if (path === "/health/live") return send(200, JSON.stringify({ status: "ok" }));
 		if (path === "/metrics") return send(200, prometheusText(broker.metrics) ?? "", PROMETHEUS_CONTENT_TYPE);

@@ -6,6 +6,13 @@ import { Errors } from "./errors";
 import type { Principal, Role } from "./rbac";
 import { ROLES } from "./rbac";
 
+/** A request URL's path: what comes before its query (`url` as Node's request has it, or `empty` when it has none). */
+export function pathOf(url: string | undefined, empty = ""): string {
+	if (url === undefined) return empty;
+	const q = url.indexOf("?");
+	return q === -1 ? url : url.slice(0, q);
+}
+
 /** The one cookie the platform sets: single sign-on binds its flow to the browser that started it. */
 export const SSO_COOKIE = "marquee_sso";
 

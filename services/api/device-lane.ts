@@ -27,7 +27,7 @@ import { fitsGroup, GROUP_CALL_MAX, groupedResult, type GroupedAnswer, type Grou
 import { requestScope } from "../../shared/logging";
 import { GroupSender } from "../../shared/group-send";
 import type { Permission } from "../../shared/rbac";
-import type { AnswerMeta } from "../../shared/request";
+import { pathOf, type AnswerMeta } from "../../shared/request";
 import type { BodyMiddleware } from "./http-input";
 import { API_PREFIX, DEVICE_EVENTS_PATH } from "./routes";
 import type { GatewayAlias } from "./moleculer-web";
@@ -72,10 +72,8 @@ export function laneRoutes(aliases: readonly GatewayAlias[], actions: ReadonlyMa
 /** The lane route of a request (HEAD is served by its GET route), or undefined: moleculer-web serves it. */
 export function laneRouteOf(routes: ReadonlyMap<string, LaneRoute>, req: Pick<IncomingMessage, "method" | "url">): LaneRoute | undefined {
 	if (routes.size === 0) return undefined;
-	const url = req.url ?? "";
-	const q = url.indexOf("?");
 	const method = req.method === "HEAD" ? "GET" : (req.method ?? "");
-	return routes.get(laneKey(method, q === -1 ? url : url.slice(0, q)));
+	return routes.get(laneKey(method, pathOf(req.url)));
 }
 
 /** Runs connect-style middlewares in order (the REST route's body parser and checks); rejects with the first error. */

@@ -7,6 +7,7 @@
  * later). Routes are remembered for the gateway process's lifetime: one started while a service
  * is down cannot know its routes and still answers 404 for them.
  */
+import { pathOf } from "../../shared/request";
 
 /** What an alias of moleculer-web offers for matching (its Alias class). */
 export interface MatchableAlias {
@@ -26,7 +27,7 @@ export class RouteMemory {
 
 	/** Whether a request with this method and URL went to a route this gateway has served. */
 	knows(method: string | undefined, url: string | undefined): boolean {
-		const path = (url ?? "/").split("?")[0];
+		const path = pathOf(url, "/");
 		const verb = (method ?? "GET").toUpperCase();
 		for (const alias of this.routes.values()) {
 			if ((alias.method === "*" || alias.method === verb || (verb === "HEAD" && alias.method === "GET")) && alias.match?.(path)) return true;

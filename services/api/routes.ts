@@ -17,6 +17,7 @@ import { Errors } from "../../shared/errors";
 import { READINESS_SCHEMA, type Readiness } from "../../shared/health";
 import { PROMETHEUS_CONTENT_TYPE } from "../../shared/metrics";
 import type { ResponseDoc } from "../../shared/openapi";
+import { pathOf } from "../../shared/request";
 import { pairingQrSvg, playerAsset, playerBuilt, playerPageCsp, playerPageHtml, playerShell, PLAYER_BUILD_DIR, SERVICE_WORKER_FILE } from "../../shared/player-page";
 import { sendJson } from "./answers";
 import { jsonBody, requireObjectBody, type BodyMiddleware } from "./http-input";
@@ -42,7 +43,7 @@ export function corsOptions(origins: readonly string[]): CorsOptions | undefined
 
 /** Whether a raw request URL is the device stream (which never finishes on its own). */
 export function isDeviceStreamUrl(url: string | undefined): boolean {
-	const path = (url ?? "").split("?")[0].replace(/\/+$/, "").toLowerCase();
+	const path = pathOf(url).replace(/\/+$/, "").toLowerCase();
 	return path === `${API_PREFIX}${DEVICE_EVENTS_PATH}`.toLowerCase();
 }
 
@@ -74,7 +75,7 @@ export function rawBodyRoutes(aliases: readonly GatewayAlias[]): Set<string> {
  * request). `req.url` is relative to the route.
  */
 export function isRawBodyRequest(rawRoutes: ReadonlySet<string>, req: IncomingMessage): boolean {
-	return rawRoutes.has(`${req.method} ${API_PREFIX}${(req.url ?? "").split("?")[0]}`);
+	return rawRoutes.has(`${req.method} ${API_PREFIX}${pathOf(req.url)}`);
 }
 
 /** What the REST route (and the device lane) run on a request before anything else: the JSON body parser and its checks. */
