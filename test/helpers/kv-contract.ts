@@ -96,13 +96,14 @@ export function describeKeyValueContract(name: string, makeBackend: () => Promis
 			});
 
 			it("reads several keys at once, in their order, null for each missing or expired one", async () => {
+				// Only LONG keys are read as present: a SHORT one may already be gone on a loaded machine.
 				await kv.set("m:1", "one");
-				await kv.set("m:2", "", SHORT_TTL_MS);
-				await kv.set("m:3", "three", LONG_TTL_MS);
-				await expect(kv.getMany(["m:3", "m:missing", "m:1", "m:2", "m:1"])).resolves.toEqual(["three", null, "one", "", "one"]);
+				await kv.set("m:2", "", LONG_TTL_MS);
+				await kv.set("m:3", "three", SHORT_TTL_MS);
+				await expect(kv.getMany(["m:2", "m:missing", "m:1", "m:2", "m:1"])).resolves.toEqual(["", null, "one", "", "one"]);
 				await expect(kv.getMany([])).resolves.toEqual([]);
 				await advance(WELL_PAST_MS);
-				await expect(kv.getMany(["m:1", "m:2", "m:3"])).resolves.toEqual(["one", null, "three"]);
+				await expect(kv.getMany(["m:1", "m:3", "m:2"])).resolves.toEqual(["one", null, ""]);
 			});
 
 			it("stores values as given (empty, long, JSON)", async () => {
