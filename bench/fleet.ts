@@ -25,6 +25,7 @@ import { bearer, newAccount, register, someClient, type Platform as TestPlatform
 import { request, tempDir } from "../test/helpers/platform";
 import { killGroup, ROOT, spawnPlatform, waitFor200, type PlatformProcess } from "../test/helpers/process";
 import { freePort } from "../test/helpers/servers";
+import { SERVICE_NAMES } from "../shared/config";
 import { median, report, type Figure } from "./figures";
 import { NODE_FLAGS, pidsNamed, sampleTree, START_ARGS, startPlatformProcess, stopPlatformProcess, TSX, type RunningPlatform } from "./platform-process";
 import { signJwt, type FleetTask, type LoadRequest, type LoadResult, type LoadTask } from "./fleet-worker";
@@ -40,10 +41,26 @@ const HEARTBEAT_BODY = JSON.stringify({ metrics: { cpu: 23.5, memory: 41.2, disk
 const PLATFORM_ENV: Record<string, string> = { DEFAULT_PLAN_DISPLAYS: "1000000", RATE_LIMIT_PER_MINUTE: "1000000" };
 
 /**
+ * Services the split topology's gateway process runs besides `api` (`--split-gateway-services`):
+ * none as deployed (one Deployment per service); `devices` measures the shape where heartbeats
+ * are served beside the gateway and never cross NATS (the lane pins a group to a local endpoint).
+ */
+const splitGateway: string[] = [];
+
+/**
  * `--cpu-prof=DIR`: every platform process writes a V8 CPU profile into DIR when it exits (open
  * them in Chrome's DevTools, or summarise with `npx tsx bench/profile-summary.ts DIR/*.cpuprofile`).
+ * `--split-gateway-services=a,b`: see splitGateway.
  */
 export function fleetOptions(flags: Map<string, string>): void {
+	const extra = flags.get("split-gateway-services");
+	if (extra !== undefined) {
+		const names = extra.split(",").map(name => name.trim()).filter(Boolean);
+		const unknown = names.filter(name => name === "api" || !(SERVICE_NAMES as readonly string[]).includes(name));
+		if (unknown.length || !names.length) throw new Error(`--split-gateway-services takes services other than api from: ${SERVICE_NAMES.filter(n => n !== "api").join(", ")}`);
+		splitGateway.push(...names);
+		console.log(`Split topology: the gateway's process also runs ${names.join(", ")} (not the deployed shape)`);
+	}
 	const dir = flags.get("cpu-prof");
 	if (dir === undefined) return;
 	const absolute = path.resolve(dir || "bench/profiles");
@@ -212,7 +229,7 @@ interface SplitTopology {
 	services: PlatformProcess;
 }
 
-/** SERVICES=api in one process, every other service in another, over NATS and Redis. */
+/** SERVICES=api in one process (plus splitGateway), every other service in another, over NATS and Redis. */
 async function startSplit(): Promise<SplitTopology> {
 	const dataDir = tempDir("marquee-bench-fleet-split-");
 	const shared = {
@@ -233,7 +250,7 @@ async function startSplit(): Promise<SplitTopology> {
 	});
 	try {
 		await waitFor200(`http://127.0.0.1:${opsPort}/health/ready`, 120_000, services);
-		const api = await startPlatformProcess({ ...shared, SERVICES: "api", OPS_PORT: String(await freePort()) });
+		const api = await startPlatformProcess({ ...shared, SERVICES: ["api", ...splitGateway].join(","), OPS_PORT: String(await freePort()) });
 		return { api, services };
 	} catch (err) {
 		killGroup(services);
@@ -326,7 +343,7 @@ export async function fleetHeartbeatBench(): Promise<void> {
 				console.log(`  split topology — set-up (not timed): api + services processes started, ${SCREENS} screens registered in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 				const url = split.api.api("/device/heartbeat");
 				const watch = splitWatch(split);
-				figures.push(await bracketed("POST /device/heartbeat, split (api | services, NATS, Redis)", "split", () => runLoad({ url, method: "POST", requests: heartbeatRequests(fleet.tokens), expect: 200, watch })));
+				figures.push(await bracketed(`POST /device/heartbeat, split (${["api", ...splitGateway].join("+")} | services, NATS, Redis)`, "split", () => runLoad({ url, method: "POST", requests: heartbeatRequests(fleet.tokens), expect: 200, watch })));
 			} catch (err) {
 				skipped.push(`fleet:heartbeat split topology: failed: ${(err as Error).message.split("\n").slice(0, 3).join(" ")}`);
 			} finally {

@@ -644,7 +644,7 @@ const SCENARIOS: Record<string, { help: string; run(o: BenchOptions): Promise<vo
 };
 /** Names for several scenarios at once. */
 const GROUPS: Record<string, string[]> = { analytics: ["analytics:ingest", "analytics:reports"], fleet: ["fleet:heartbeat", "fleet:manifest", "fleet:memory"] };
-const FLAGS = new Set(["quick", "no-chdb", "clickhouse", "cpu-prof", ...Object.keys(ANALYTICS_OPTIONS)]);
+const FLAGS = new Set(["quick", "no-chdb", "clickhouse", "cpu-prof", "split-gateway-services", ...Object.keys(ANALYTICS_OPTIONS)]);
 
 function usage(): string {
 	const lines = [
@@ -658,7 +658,9 @@ function usage(): string {
 		"  --clickhouse[=URL]  analytics: also against a ClickHouse server (URL, or CLICKHOUSE_URL; bare: start one with scripts/clickhouse-local.sh)",
 		"  --no-chdb           analytics: skip the embedded chDB runs",
 		"  --cpu-prof[=DIR]    fleet: each platform process writes a V8 CPU profile into DIR (bench/profiles) as it exits;",
-		"                      scheduling: a profile of each full recomputation and of the mass outage's sweep, in process"
+		"                      scheduling: a profile of each full recomputation and of the mass outage's sweep, in process",
+		"  --split-gateway-services=LIST  fleet:heartbeat: the split gateway's process also runs these services (devices: heartbeats",
+		"                      served beside the gateway, never crossing NATS; not the deployed shape, for comparison)"
 	];
 	return lines.join("\n");
 }
@@ -711,7 +713,12 @@ async function main(): Promise<void> {
 		print(...args);
 	};
 	console.log(`Marquee benchmarks — node ${process.version}, ${startedAt.toISOString()}`);
-	fleetOptions(parsed.options.flags);
+	try {
+		fleetOptions(parsed.options.flags);
+	} catch (err) {
+		console.error(`${(err as Error).message}\n${usage()}`);
+		process.exit(2);
+	}
 	for (const name of parsed.names) await SCENARIOS[name].run(parsed.options);
 	if (parsed.names.some(name => name.startsWith("fleet:"))) fleetSkipped();
 	console.log(`\nResults: ${path.relative(process.cwd(), writeResults(parsed.names, startedAt, transcript))}`);
