@@ -5,8 +5,12 @@
  * test/integration/kv.redis.test.ts).
  */
 import { randomUUID } from "node:crypto";
+import path from "node:path";
 import Redis from "ioredis";
 import { Errors } from "./errors";
+import type { Config } from "./config";
+import { KvJournal, type JournalEntry } from "./kv-journal";
+import { isThrottleKey } from "./throttle";
 
 export interface Counter {
 	count: number;
@@ -60,15 +64,25 @@ export interface KeyValueStore {
 	close(): Promise<void>;
 }
 
-interface Entry {
-	value: string;
-	expiresAt: number | null;
-}
+type Entry = JournalEntry;
 
 export class MemoryKeyValueStore implements KeyValueStore {
 	private readonly entries = new Map<string, Entry>();
 
-	constructor(private readonly now: () => number = Date.now) {}
+	/** `journal`: the keys it names durable are kept in its file and read back from it here (kv-journal.ts). */
+	constructor(
+		private readonly now: () => number = Date.now,
+		private readonly journal?: KvJournal
+	) {
+		if (journal) for (const [key, entry] of journal.open(now())) this.entries.set(key, entry);
+	}
+
+	/** Every change of a key goes through here: a durable key's new state is journaled before the operation answers. */
+	private changed(key: string, entry: Entry | undefined): void {
+		if (!this.journal?.isDurable(key)) return;
+		const durable = this.journal.isDurable;
+		this.journal.record(key, entry, () => [...this.entries].filter(([k]) => durable(k)));
+	}
 
 	private live(key: string): Entry | undefined {
 		const entry = this.entries.get(key);
@@ -88,7 +102,9 @@ export class MemoryKeyValueStore implements KeyValueStore {
 	}
 
 	async set(key: string, value: string, ttlMs?: number): Promise<void> {
-		this.entries.set(key, { value, expiresAt: ttlMs ? this.now() + ttlMs : null });
+		const entry = { value, expiresAt: ttlMs ? this.now() + ttlMs : null };
+		this.changed(key, entry);
+		this.entries.set(key, entry);
 	}
 
 	async swap(key: string, value: string, ttlMs?: number): Promise<string | null> {
@@ -110,18 +126,20 @@ export class MemoryKeyValueStore implements KeyValueStore {
 	}
 
 	async del(key: string): Promise<void> {
+		this.changed(key, undefined);
 		this.entries.delete(key);
 	}
 
 	async incr(key: string, windowMs: number): Promise<Counter> {
 		const entry = this.live(key);
 		if (!entry) {
-			const expiresAt = this.now() + windowMs;
-			this.entries.set(key, { value: "1", expiresAt });
+			await this.set(key, "1", windowMs);
 			return { count: 1, ttlMs: windowMs };
 		}
-		entry.value = String(Number(entry.value) + 1);
-		return { count: Number(entry.value), ttlMs: Math.max(0, (entry.expiresAt ?? this.now()) - this.now()) };
+		const count = Number(entry.value) + 1;
+		this.changed(key, { value: String(count), expiresAt: entry.expiresAt });
+		entry.value = String(count);
+		return { count, ttlMs: Math.max(0, (entry.expiresAt ?? this.now()) - this.now()) };
 	}
 
 	async incrIf(key: string, windowMs: number, guard: KvGuard): Promise<Counter | null> {
@@ -131,7 +149,10 @@ export class MemoryKeyValueStore implements KeyValueStore {
 
 	async decr(key: string): Promise<void> {
 		const entry = this.live(key);
-		if (entry) entry.value = String(Math.max(0, Number(entry.value) - 1));
+		if (!entry) return;
+		const value = String(Math.max(0, Number(entry.value) - 1));
+		this.changed(key, { value, expiresAt: entry.expiresAt });
+		entry.value = value;
 	}
 
 	private readonly recent = new Map<string, { members: Set<string>; expiresAt: number }>();
@@ -165,13 +186,14 @@ export class MemoryKeyValueStore implements KeyValueStore {
 	}
 
 	async releaseLock(key: string, owner: string): Promise<void> {
-		if (this.live(key)?.value === owner) this.entries.delete(key);
+		if (this.live(key)?.value === owner) await this.del(key);
 	}
 
 	async ping(): Promise<void> {}
 
 	async close(): Promise<void> {
 		this.entries.clear();
+		this.journal?.close();
 	}
 }
 
@@ -344,14 +366,18 @@ const shared = new Map<string, KeyValueStore>();
 
 /**
  * One store per process and namespace, shared by every service running in it. Keys are
- * prefixed with the namespace, so several deployments can share one Redis.
+ * prefixed with the namespace, so several deployments can share one Redis. Without Redis the
+ * store is this process's memory, with the throttles' counters journaled under DATA_DIR/kv so a
+ * restart keeps them (kv-journal.ts); under test, memory alone, like the database.
  */
-export function sharedKeyValueStore(config: { redisUrl: string | null; namespace: string }): KeyValueStore {
+export function sharedKeyValueStore(config: Pick<Config, "redisUrl" | "namespace" | "dataDir" | "nodeEnv">): KeyValueStore {
 	const prefix = `marquee:${config.namespace ? `${config.namespace}:` : ""}`;
 	const id = `${config.redisUrl ?? "memory"}|${prefix}`;
 	let store = shared.get(id);
 	if (!store) {
-		store = config.redisUrl ? new RedisKeyValueStore(config.redisUrl, prefix) : new MemoryKeyValueStore();
+		if (config.redisUrl) store = new RedisKeyValueStore(config.redisUrl, prefix);
+		else if (config.nodeEnv === "test") store = new MemoryKeyValueStore();
+		else store = new MemoryKeyValueStore(Date.now, new KvJournal(path.join(config.dataDir, "kv", `${config.namespace || "default"}.throttles.jsonl`), isThrottleKey));
 		shared.set(id, store);
 	}
 	return store;

@@ -86,7 +86,11 @@ export const THROTTLES = {
 	]
 };
 
-const counterKey = (rule: ThrottleRule) => `throttle:${rule.key}`;
+const COUNTER_PREFIX = "throttle:";
+const counterKey = (rule: ThrottleRule) => `${COUNTER_PREFIX}${rule.key}`;
+
+/** A throttle's counter: security state the embedded key/value store keeps across restarts (kv-journal.ts). */
+export const isThrottleKey = (key: string): boolean => key.startsWith(COUNTER_PREFIX);
 
 /**
  * Counts one attempt against every rule and answers 429 when an enforced rule is past its limit,

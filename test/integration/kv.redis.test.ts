@@ -87,21 +87,21 @@ describeWith("redis")("RedisKeyValueStore", () => {
 	describe("sharedKeyValueStore with REDIS_URL", () => {
 		it("gives one store per (url, namespace)", () => {
 			const ns = uniquePrefix("kvns").replace(/:/g, "-");
-			const a = sharedKeyValueStore({ redisUrl: server.url, namespace: `${ns}a` });
+			const a = sharedKeyValueStore({ redisUrl: server.url, namespace: `${ns}a`, dataDir: "unused", nodeEnv: "test" });
 			opened.push(a);
 			expect(a).toBeInstanceOf(RedisKeyValueStore);
-			expect(sharedKeyValueStore({ redisUrl: server.url, namespace: `${ns}a` })).toBe(a);
-			const b = sharedKeyValueStore({ redisUrl: server.url, namespace: `${ns}b` });
+			expect(sharedKeyValueStore({ redisUrl: server.url, namespace: `${ns}a`, dataDir: "unused", nodeEnv: "test" })).toBe(a);
+			const b = sharedKeyValueStore({ redisUrl: server.url, namespace: `${ns}b`, dataDir: "unused", nodeEnv: "test" });
 			opened.push(b);
 			expect(b).not.toBe(a);
-			expect(sharedKeyValueStore({ redisUrl: null, namespace: `${ns}a` })).not.toBe(a);
+			expect(sharedKeyValueStore({ redisUrl: null, namespace: `${ns}a`, dataDir: "unused", nodeEnv: "test" })).not.toBe(a);
 		});
 
 		it("prefixes keys with marquee:<namespace>: so namespaces do not collide", async () => {
 			const ns = uniquePrefix("kvns").replace(/:/g, "-");
 			prefixes.push(`marquee:${ns}`);
-			const a = sharedKeyValueStore({ redisUrl: server.url, namespace: `${ns}a` });
-			const b = sharedKeyValueStore({ redisUrl: server.url, namespace: `${ns}b` });
+			const a = sharedKeyValueStore({ redisUrl: server.url, namespace: `${ns}a`, dataDir: "unused", nodeEnv: "test" });
+			const b = sharedKeyValueStore({ redisUrl: server.url, namespace: `${ns}b`, dataDir: "unused", nodeEnv: "test" });
 			opened.push(a, b);
 			await a.set("same-key", "from a");
 			await b.set("same-key", "from b");

@@ -84,7 +84,8 @@ describe("loadConfig defaults: the embedded mode", () => {
 		const options = brokerOptions(config, { logger: false });
 		expect(options.transporter).toBeNull();
 		expect(options.cacher).toMatchObject({ type: "Memory" });
-		expect(sharedKeyValueStore(config)).toBeInstanceOf(MemoryKeyValueStore);
+		// (A temporary DATA_DIR: outside tests the memory store journals its throttles there.)
+		expect(sharedKeyValueStore({ ...config, dataDir: fs.mkdtempSync(path.join(os.tmpdir(), "marquee-config-")) })).toBeInstanceOf(MemoryKeyValueStore);
 	});
 
 	it("NODE_ENV=test logs warnings only; production logs JSON from info up", () => {

@@ -45,16 +45,16 @@ describe("MemoryKeyValueStore with an injected clock", () => {
 
 describe("sharedKeyValueStore without REDIS_URL", () => {
 	it("gives one memory store per namespace", () => {
-		const a = sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-a" });
+		const a = sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-a", dataDir: "unused", nodeEnv: "test" });
 		expect(a).toBeInstanceOf(MemoryKeyValueStore);
-		expect(sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-a" })).toBe(a);
-		expect(sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-b" })).not.toBe(a);
-		expect(sharedKeyValueStore({ redisUrl: null, namespace: "" })).not.toBe(a);
+		expect(sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-a", dataDir: "unused", nodeEnv: "test" })).toBe(a);
+		expect(sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-b", dataDir: "unused", nodeEnv: "test" })).not.toBe(a);
+		expect(sharedKeyValueStore({ redisUrl: null, namespace: "", dataDir: "unused", nodeEnv: "test" })).not.toBe(a);
 	});
 
 	it("namespaces do not see each other's keys", async () => {
-		const a = sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-c" });
-		const b = sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-d" });
+		const a = sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-c", dataDir: "unused", nodeEnv: "test" });
+		const b = sharedKeyValueStore({ redisUrl: null, namespace: "kv-unit-d", dataDir: "unused", nodeEnv: "test" });
 		await a.set("same-key", "from a");
 		expect(await b.get("same-key")).toBeNull();
 		expect(await a.acquireLock("lock:job:x", "node-a", 10_000)).toBe(true);

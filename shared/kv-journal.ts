@@ -1,0 +1,105 @@
+/**
+ * What the embedded key/value store (the in-process map of `npm start`) must not forget when the
+ * process restarts: the throttles' counters (shared/throttle.ts). Without them a restart would
+ * hand a password or second-factor guesser a fresh budget. With Redis nothing here is used:
+ * Redis keeps them.
+ *
+ * Every change of a durable key is appended to a file as the key's resulting state — its value
+ * and expiry, or its removal — before the operation answers. `appendFileSync` has handed the line
+ * to the operating system when it returns, so a killed process (SIGKILL, a crash) keeps it; only
+ * the machine itself going down could lose the last lines. Opening replays the file (the last line
+ * of a key wins; expired entries and a torn last line are dropped) and rewrites it compacted; the
+ * store compacts again whenever the lines outgrow the live entries.
+ *
+ * One process owns a DATA_DIR (the pid file of shared/backup.ts), so one writer owns the file.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { Errors } from "./errors";
+
+/** A value with its expiry (ms since the epoch; null: none). */
+export interface JournalEntry {
+	value: string;
+	expiresAt: number | null;
+}
+
+/** Lines appended beyond the live entries before the file is rewritten. */
+const COMPACT_SLACK = 10_000;
+
+export class KvJournal {
+	private fd: number | null = null;
+	private lines = 0;
+
+	constructor(
+		private readonly file: string,
+		/** Whether a key's changes are kept across restarts. */
+		readonly isDurable: (key: string) => boolean
+	) {}
+
+	/** The durable entries the file holds that are still live at `now`; the file is rewritten with just them. */
+	open(now: number): Map<string, JournalEntry> {
+		fs.mkdirSync(path.dirname(this.file), { recursive: true });
+		const entries = new Map<string, JournalEntry>();
+		const text = fs.existsSync(this.file) ? fs.readFileSync(this.file, "utf8") : "";
+		for (const line of text.split("\n")) {
+			const parsed = parseLine(line);
+			if (!parsed || !this.isDurable(parsed.key)) continue;
+			if (parsed.entry) entries.set(parsed.key, parsed.entry);
+			else entries.delete(parsed.key);
+		}
+		for (const [key, entry] of entries) if (entry.expiresAt !== null && entry.expiresAt <= now) entries.delete(key);
+		this.rewrite(entries);
+		return entries;
+	}
+
+	/**
+	 * Appends a durable key's new state (undefined: removed). `live` gives the store's durable
+	 * entries, for a rewrite when the file has grown past them. A failed write answers 503: a
+	 * throttle that cannot be kept must not let the attempt through uncounted.
+	 */
+	record(key: string, entry: JournalEntry | undefined, live: () => Iterable<[string, JournalEntry]>): void {
+		if (this.fd === null) return;
+		try {
+			fs.appendFileSync(this.fd, `${JSON.stringify(entry ? [key, entry.value, entry.expiresAt] : [key])}\n`);
+		} catch {
+			throw Errors.unavailable("The platform could not record a limit on its disk, retry later");
+		}
+		this.lines++;
+		if (this.lines > COMPACT_SLACK) {
+			const entries = new Map(live());
+			if (this.lines > COMPACT_SLACK + 2 * entries.size) this.rewrite(entries);
+		}
+	}
+
+	close(): void {
+		if (this.fd !== null) fs.closeSync(this.fd);
+		this.fd = null;
+	}
+
+	/** Replaces the file with `entries`, atomically (a temporary file renamed over it). */
+	private rewrite(entries: ReadonlyMap<string, JournalEntry>): void {
+		const temporary = `${this.file}.${process.pid}.tmp`;
+		const body = [...entries].map(([key, entry]) => `${JSON.stringify([key, entry.value, entry.expiresAt])}\n`).join("");
+		fs.writeFileSync(temporary, body, { mode: 0o600 });
+		fs.renameSync(temporary, this.file);
+		if (this.fd !== null) fs.closeSync(this.fd);
+		this.fd = fs.openSync(this.file, "a", 0o600);
+		this.lines = entries.size;
+	}
+}
+
+/** One line: `[key, value, expiresAt]` (set) or `[key]` (removed); null for anything else (a torn or foreign line). */
+function parseLine(line: string): { key: string; entry: JournalEntry | null } | null {
+	if (!line) return null;
+	let parsed: unknown;
+	try {
+		parsed = JSON.parse(line);
+	} catch {
+		return null;
+	}
+	if (!Array.isArray(parsed) || typeof parsed[0] !== "string") return null;
+	if (parsed.length === 1) return { key: parsed[0], entry: null };
+	const [key, value, expiresAt] = parsed as unknown[];
+	if (parsed.length !== 3 || typeof value !== "string" || !(expiresAt === null || (typeof expiresAt === "number" && Number.isFinite(expiresAt)))) return null;
+	return { key: key as string, entry: { value, expiresAt } };
+}
