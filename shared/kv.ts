@@ -81,12 +81,24 @@ export class MemoryKeyValueStore implements KeyValueStore {
 	private changed(key: string, entry: Entry | undefined): void {
 		if (!this.journal?.isDurable(key)) return;
 		const durable = this.journal.isDurable;
-		this.journal.record(key, entry, () => [...this.entries].filter(([k]) => durable(k)));
+		this.journal.record(key, entry, () => [...this.entries].filter(([k, e]) => durable(k) && !this.expired(e)));
+	}
+
+	private expired(entry: Entry): boolean {
+		return entry.expiresAt !== null && entry.expiresAt <= this.now();
+	}
+
+	/** The size past which expired entries are swept out (keys nobody reads again, such as a flood's addresses, would stay forever). */
+	private sweepAt = 10_000;
+
+	private sweepExpired(): void {
+		for (const [key, entry] of this.entries) if (this.expired(entry)) this.entries.delete(key);
+		this.sweepAt = Math.max(10_000, 2 * this.entries.size);
 	}
 
 	private live(key: string): Entry | undefined {
 		const entry = this.entries.get(key);
-		if (entry && entry.expiresAt !== null && entry.expiresAt <= this.now()) {
+		if (entry && this.expired(entry)) {
 			this.entries.delete(key);
 			return undefined;
 		}
@@ -105,6 +117,7 @@ export class MemoryKeyValueStore implements KeyValueStore {
 		const entry = { value, expiresAt: ttlMs ? this.now() + ttlMs : null };
 		this.changed(key, entry);
 		this.entries.set(key, entry);
+		if (this.entries.size > this.sweepAt) this.sweepExpired();
 	}
 
 	async swap(key: string, value: string, ttlMs?: number): Promise<string | null> {

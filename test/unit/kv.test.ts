@@ -36,6 +36,20 @@ describe("MemoryKeyValueStore with an injected clock", () => {
 		expect(await kv.acquireLock("lock", "node-b", 1000)).toBe(true);
 	});
 
+	it("keys nobody reads again do not pile up: expired ones are swept out as new keys arrive", async () => {
+		let clock = 0;
+		const flood = new MemoryKeyValueStore(() => clock);
+		const size = () => (flood as unknown as { entries: Map<string, unknown> }).entries.size;
+		for (let round = 0; round < 10; round++) {
+			for (let i = 0; i < 20_000; i++) await flood.incr(`rl:ip:10.${round}.${i >> 8}.${i & 255}`, 60_000);
+			clock += 61_000;
+		}
+		// Ten rounds of 20 000 addresses, each seen once: at most the live round and the one before stay.
+		expect(size()).toBeLessThanOrEqual(40_000);
+		await flood.set("kept", "v");
+		expect(await flood.get("kept")).toBe("v");
+	});
+
 	it("close() empties it", async () => {
 		await kv.set("gone", "v");
 		await kv.close();
