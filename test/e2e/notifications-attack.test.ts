@@ -745,24 +745,29 @@ describe("restart: a rotated secret and a disabled endpoint stay so (tsx server.
 
 // ---------------------------------------------------------------------------------------------
 
-describe("resources", () => {
-	let p: Platform;
-	let admin: Session;
-
+/**
+ * A platform for the resource tests: one attempt a delivery (the only retry is an hour away),
+ * `timeoutMs` for a receiver to answer, an admin, and a way to add endpoints.
+ */
+function resourcesPlatform(timeoutMs: number) {
+	const at = {} as { p: Platform; admin: Session };
 	beforeAll(async () => {
-		// One attempt each (the only retry is an hour away), and a receiver gets 100 ms to answer.
-		p = await startPlatform({ WEBHOOK_ALLOW_PRIVATE: "true", WEBHOOK_RETRY_SCHEDULE: "1h", WEBHOOK_TIMEOUT_MS: "100", NOTIFICATIONS_POLL_MS: "20" });
-		admin = await register(p, newAccount("resources"));
+		at.p = await startPlatform({ WEBHOOK_ALLOW_PRIVATE: "true", WEBHOOK_RETRY_SCHEDULE: "1h", WEBHOOK_TIMEOUT_MS: String(timeoutMs), NOTIFICATIONS_POLL_MS: "20" });
+		at.admin = await register(at.p, newAccount("resources"));
 	});
-	afterAll(() => p.stop());
-
-	const internals = () => p.broker.getLocalService("notifications") as Service & Internals;
-
+	afterAll(() => at.p.stop());
 	async function endpointFor(url: string): Promise<string> {
-		const res = await request<WebhookEndpointWithSecret>(p.api("/webhooks"), { method: "POST", headers: bearer(admin.accessToken), json: { url, events: ["display.paired"] } });
+		const res = await request<WebhookEndpointWithSecret>(at.p.api("/webhooks"), { method: "POST", headers: bearer(at.admin.accessToken), json: { url, events: ["display.paired"] } });
 		expect(res.status).toBe(201);
 		return res.body.id;
 	}
+	return { at, endpointFor };
+}
+
+describe("resources", () => {
+	// A receiver gets 100 ms to answer: 200 silent ones are given up on quickly.
+	const { at, endpointFor } = resourcesPlatform(100);
+	const internals = () => at.p.broker.getLocalService("notifications") as Service & Internals;
 
 	it("200 deliveries to a receiver that accepts the connection and never answers leave no socket open", async () => {
 		// The receiver lives in another process: the only sockets of this one are the platform's.
@@ -774,14 +779,14 @@ describe("resources", () => {
 			const attempted = () => db.webhook_deliveries.countDocs(ALL_TENANTS, { endpointId, attempts: 1 });
 
 			// A first delivery warms everything up (pools, lazy modules) before the count.
-			await sendToChannel(p.broker, EVENT_CHANNEL, { id: `evt_${newId()}`, tenantId: admin.tenant.id, type: "display.paired", timestamp: new Date().toISOString(), data: { warmup: true } });
+			await sendToChannel(at.p.broker, EVENT_CHANNEL, { id: `evt_${newId()}`, tenantId: at.admin.tenant.id, type: "display.paired", timestamp: new Date().toISOString(), data: { warmup: true } });
 			await until(attempted, n => n === 1);
 			const before = openFds();
 
 			// In batches: the embedded channel adapter drops what its queue of 100 cannot hold.
 			for (let batch = 0; batch < 4; batch++) {
 				for (let i = 0; i < 50; i++) {
-					await sendToChannel(p.broker, EVENT_CHANNEL, { id: `evt_${newId()}`, tenantId: admin.tenant.id, type: "display.paired", timestamp: new Date().toISOString(), data: { batch, i } });
+					await sendToChannel(at.p.broker, EVENT_CHANNEL, { id: `evt_${newId()}`, tenantId: at.admin.tenant.id, type: "display.paired", timestamp: new Date().toISOString(), data: { batch, i } });
 				}
 				await until(() => db.webhook_deliveries.countDocs(ALL_TENANTS, { endpointId }), n => n === 1 + 50 * (batch + 1));
 			}
@@ -795,6 +800,12 @@ describe("resources", () => {
 			silent.stop();
 		}
 	});
+
+});
+
+describe("a receiver streaming an endless body", () => {
+	// Time enough to read the status and the first KiB on a loaded machine: the cut comes from the size, not the clock.
+	const { at, endpointFor } = resourcesPlatform(5000);
 
 	it("a receiver streaming an endless body: the log keeps its first 1 KiB and the connection is cut, the rest never read", async () => {
 		const streaming = childServer(`
@@ -820,14 +831,14 @@ describe("resources", () => {
 		try {
 			const port = await streaming.line(0);
 			const endpointId = await endpointFor(`http://127.0.0.1:${port}/endless`);
-			const test = await request<{ id: string }>(p.api(`/webhooks/${endpointId}/test`), { method: "POST", headers: bearer(admin.accessToken) });
+			const test = await request<{ id: string }>(at.p.api(`/webhooks/${endpointId}/test`), { method: "POST", headers: bearer(at.admin.accessToken) });
 			expect(test.status).toBe(202);
 			const closed = await streaming.line(1);
 			const written = Number(closed.replace("closed ", ""));
 			// What the kernel's socket buffers hold, nowhere near the gibibyte on offer.
 			expect(written).toBeLessThan(64 * 1024 * 1024);
 			const log = await until(
-				() => request<Page<DeliveryView>>(p.api(`/webhooks/${endpointId}/deliveries`), { headers: bearer(admin.accessToken) }),
+				() => request<Page<DeliveryView>>(at.p.api(`/webhooks/${endpointId}/deliveries`), { headers: bearer(at.admin.accessToken) }),
 				r => r.body.rows[0]?.attempts === 1
 			);
 			expect(log.body.rows[0]).toMatchObject({ lastStatusCode: 500, lastResponseBody: "a".repeat(1024), lastError: "The receiver answered 500" });
