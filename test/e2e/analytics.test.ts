@@ -8,21 +8,12 @@ import { bearer, newAccount, pairDisplay, register, someClient, startTestPlatfor
 import { LEGACY_HEARTBEAT_CHANNEL } from "../../shared/channels";
 import { sendToChannel } from "../../shared/contracts";
 import { request } from "../helpers/platform";
+import { untilValue } from "../helpers/until";
 
 const SWEEP_MS = 100;
 const FastDevices = { ...DevicesService, settings: { ...DevicesService.settings, sweepIntervalMs: SWEEP_MS } } as ServiceSchema;
 
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
-async function until<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, ms = 20_000): Promise<T> {
-	const deadline = Date.now() + ms;
-	for (;;) {
-		const value = await probe();
-		if (done(value)) return value;
-		if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(value).slice(0, 500)})`);
-		await sleep(50);
-	}
-}
-
 interface PlaybackReport {
 	rows: Array<{ key: string; name: string; plays: number; durationMs: number; avgDurationMs: number; completionRate: number }>;
 	totals: { plays: number; durationMs: number };
@@ -75,7 +66,7 @@ describe("analytics on the embedded default (chDB)", () => {
 		const mixed = await playback(device, [...plays(1, "a", menu.id), ...plays(1, "b", promo.id, 4_000), ...plays(1, "b", promo.id, 4_000)]);
 		expect(mixed.body).toEqual({ accepted: 1, duplicates: 2 });
 
-		const res = await until("the report to show 41 plays", () => report(owner, "groupBy=content"), r => r.body.totals?.plays === 41);
+		const res = await untilValue("the report to show 41 plays", () => report(owner, "groupBy=content"), r => r.body.totals?.plays === 41);
 		expect(res.status).toBe(200);
 		expect(res.body.rows).toEqual([
 			// 40 plays of 10 s; every fourth (i = 0, 4, …, 36) did not complete: 30 of 40.
@@ -97,14 +88,14 @@ describe("analytics on the embedded default (chDB)", () => {
 			expect(res.status).toBe(202);
 			expect(res.body).toEqual({ accepted: 500, duplicates: 0 });
 		}
-		const res = await until("100 000 plays", () => report(owner, `contentId=${bulk.id}`), r => r.body.totals?.plays >= 100_000, 60_000);
+		const res = await untilValue("100 000 plays", () => report(owner, `contentId=${bulk.id}`), r => r.body.totals?.plays >= 100_000, 60_000);
 		expect(res.body.totals).toEqual({ plays: 100_000, durationMs: expectedMs });
 	}, 120_000);
 
 	it("still names content deleted after it played", async () => {
 		const short = await content(owner, "Sommerfest 2026");
 		expect((await playback(device, plays(3, "gone", short.id, 2_000))).status).toBe(202);
-		await until("the plays to arrive", () => report(owner, `groupBy=content&contentId=${short.id}`), r => r.body.totals?.plays === 3);
+		await untilValue("the plays to arrive", () => report(owner, `groupBy=content&contentId=${short.id}`), r => r.body.totals?.plays === 3);
 		expect((await request(api(`/content/${short.id}`), { method: "DELETE", headers: as(owner) })).status).toBe(204);
 		const after = await report(owner, `groupBy=content&contentId=${short.id}`);
 		expect(after.body.rows).toEqual([{ key: short.id, name: "Sommerfest 2026", plays: 3, durationMs: 6_000, avgDurationMs: 2_000, completionRate: 0.6667 }]);
@@ -166,7 +157,7 @@ describe("analytics on the embedded default (chDB)", () => {
 		expect((await playback(theirs.token, plays(7, "r", theirContent.id))).status).toBe(202);
 		// A screen reporting another tenant's content id: stored under its own tenant, without that name.
 		expect((await playback(theirs.token, plays(2, "steal", menu.id))).status).toBe(202);
-		await until("the rival's plays", () => report(other, "groupBy=content"), r => r.body.totals?.plays === 9);
+		await untilValue("the rival's plays", () => report(other, "groupBy=content"), r => r.body.totals?.plays === 9);
 		const rival = await report(other, "groupBy=content");
 		expect(rival.body.rows.find(r => r.key === menu.id)).toEqual({ key: menu.id, name: "", plays: 2, durationMs: 20_000, avgDurationMs: 10_000, completionRate: 0.5 });
 		for (const filter of [`displayId=${theirs.display.id}`, `contentId=${theirContent.id}`, "groupBy=group"]) {
@@ -198,7 +189,7 @@ describe("analytics on the embedded default (chDB)", () => {
 	});
 
 	it("lists the audit log for admins, newest first, with filters; viewers get 403", async () => {
-		const logs = await until(
+		const logs = await untilValue(
 			"the pairing in the audit log",
 			() => request<{ rows: Array<{ action: string; actor: { kind: string; id: string | null }; target: string | null; requestId: string | null }>; total: number }>(api("/audit-logs?action=display.*"), { headers: as(owner) }),
 			r => r.body.rows?.some(row => row.action === "display.paired")
@@ -208,7 +199,7 @@ describe("analytics on the embedded default (chDB)", () => {
 		expect(paired.actor).toEqual({ kind: "user", id: owner.user.id });
 		expect(paired.target).toBe(display.id);
 		expect(logs.body.rows.every(r => r.action.startsWith("display."))).toBe(true);
-		const deleted = await until("the content deletion", () => request<{ rows: Array<{ action: string }>; total: number }>(api("/audit-logs?action=content.deleted"), { headers: as(owner) }), r => r.body.total === 1);
+		const deleted = await untilValue("the content deletion", () => request<{ rows: Array<{ action: string }>; total: number }>(api("/audit-logs?action=content.deleted"), { headers: as(owner) }), r => r.body.total === 1);
 		expect(deleted.body.rows.map(r => r.action)).toEqual(["content.deleted"]);
 		expect((await request(api("/audit-logs?actorId=nobody"), { headers: as(owner) })).body).toEqual({ rows: [], total: 0, page: 1, pageSize: 20, totalPages: 0 });
 	});
@@ -220,7 +211,7 @@ describe("analytics on the embedded default (chDB)", () => {
 		await sendToChannel(p.broker, LEGACY_HEARTBEAT_CHANNEL, { tenantId: owner.tenant.id, displayId: display.id, ts, lastSeenAt: ts, metrics: { cpu: 77, memory: 10, disk: 10 }, appVersion: "1.0.0", currentContentId: null, uptimeSec: 5 });
 		const from = new Date(Date.now() - 31 * HOUR).toISOString();
 		const to = new Date(Date.now() - 29 * HOUR).toISOString();
-		const health = await until(
+		const health = await untilValue(
 			"the legacy heartbeat in the health series",
 			() => request<{ points: Array<{ cpu: number }> }>(api(`/analytics/health?from=${from}&to=${to}&interval=1h&displayId=${display.id}`), { headers: as(owner) }),
 			r => r.body.points?.length === 1
@@ -232,7 +223,7 @@ describe("analytics on the embedded default (chDB)", () => {
 		const beat = (metrics: Record<string, number>) => request(api("/device/heartbeat"), { method: "POST", headers: bearer(device), json: { metrics, appVersion: "2.1.0" } });
 		expect((await beat({ cpu: 20, memory: 40, disk: 60 })).status).toBe(200);
 		expect((await beat({ cpu: 40, memory: 40, disk: 60, temperature: 50 })).status).toBe(200);
-		const health = await until(
+		const health = await untilValue(
 			"two samples in the health series",
 			() => request<{ points: Array<{ ts: string; cpu: number; memory: number; disk: number; temperature: number | null; displays: number }> }>(api(`/analytics/health?from=${FROM}&to=${TO}&interval=1d&displayId=${display.id}`), { headers: as(owner) }),
 			r => r.body.points?.length === 1 && r.body.points[0].cpu === 30
@@ -242,7 +233,7 @@ describe("analytics on the embedded default (chDB)", () => {
 		// 5-minute points over a year would be 105 120 of them.
 		expect((await request(api(`/analytics/health?from=2025-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&interval=5m`), { headers: as(owner) })).status).toBe(422);
 
-		const uptime = await until(
+		const uptime = await untilValue(
 			"the display online in the uptime report",
 			() => request<{ rows: Array<{ displayId: string; name: string; uptimePct: number | null; onlineSec: number; offlineSec: number; outages: unknown[] }> }>(api(`/analytics/uptime?from=${FROM}&to=${TO}`), { headers: as(owner) }),
 			r => r.body.rows?.length === 1
@@ -269,8 +260,8 @@ describe("analytics on the embedded default (chDB)", () => {
 		const screen = await pairDisplay(p, doomed, { name: "Doomed" });
 		const item = await content(doomed, "Doomed ad");
 		expect((await playback(screen.token, plays(5, "d", item.id))).status).toBe(202);
-		await until("its plays", () => report(doomed, "groupBy=content"), r => r.body.totals?.plays === 5);
-		const exported = await until(
+		await untilValue("its plays", () => report(doomed, "groupBy=content"), r => r.body.totals?.plays === 5);
+		const exported = await untilValue(
 			"the pairing in the export",
 			() => request<{ services: { analytics: { auditEvents: Array<{ action: string }>; truncated: boolean } } }>(api("/tenant/export"), { headers: as(doomed) }),
 			r => r.status === 200 && r.body.services.analytics.auditEvents.some(e => e.action === "display.paired")
@@ -282,14 +273,14 @@ describe("analytics on the embedded default (chDB)", () => {
 		expect(await count("playback_events")).toBe(5);
 		const removed = await request(api("/tenant"), { method: "DELETE", headers: as(doomed), json: { confirm: doomed.tenant.name } });
 		expect(removed.status).toBe(204);
-		await until("its rows to be gone", async () => Promise.all(["playback_events", "audit_events", "display_status"].map(count)), counts => counts.every(n => n === 0));
+		await untilValue("its rows to be gone", async () => Promise.all(["playback_events", "audit_events", "display_status"].map(count)), counts => counts.every(n => n === 0));
 		// A record still on its channel when the tenant went lands afterwards: the retention job purges it.
 		const late = { tenant_id: doomed.tenant.id, id: "late-record", ts: Date.now(), actor_kind: "user", actor_id: "", action: "late", target: "", ip: "", request_id: "", data: "{}" };
 		await (analytics.store as unknown as { insert(t: string, rows: object[]): Promise<void> }).insert("audit_events", [late]);
 		expect(await count("audit_events")).toBe(1);
 		const service = analytics as unknown as { purgeLeftovers(): Promise<string[]> };
 		expect(await service.purgeLeftovers()).toEqual([doomed.tenant.id]);
-		await until("the late record to be gone", () => count("audit_events"), n => n === 0);
+		await untilValue("the late record to be gone", () => count("audit_events"), n => n === 0);
 		expect(await service.purgeLeftovers()).toEqual([]);
 	});
 });

@@ -16,12 +16,12 @@ import sharp from "sharp";
 import { tempDir } from "../helpers/platform";
 import { killGroup, ROOT, spawnPlatform, waitFor200, type PlatformProcess } from "../helpers/process";
 import { reportLine } from "../helpers/report";
+import { untilValue } from "../helpers/until";
 
 jest.setTimeout(300_000);
 
 const TSX = path.join(ROOT, "node_modules", ".bin", "tsx");
 const sha256 = (data: Buffer | Uint8Array) => createHash("sha256").update(data).digest("hex");
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 const ENV = { RATE_LIMIT_PER_MINUTE: "1000000", ANALYTICS_BATCH_MS: "200" };
 const HOUR = 3_600_000;
 const FROM = new Date(Date.now() - 48 * HOUR).toISOString();
@@ -56,16 +56,6 @@ function run(script: "backup" | "restore", args: string[], env: Record<string, s
 		child.stderr.on("data", chunk => (stderr += chunk));
 		child.on("exit", code => resolve({ code, stdout, stderr }));
 	});
-}
-
-async function until<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
-	const started = Date.now();
-	for (;;) {
-		const value = await probe();
-		if (done(value)) return value;
-		if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value)}`);
-		await sleep(100);
-	}
 }
 
 interface PlaybackReport {
@@ -136,7 +126,7 @@ describe("backup while running, restore, start again (embedded default)", () => 
 		expect(deviceDownload.status).toBe(200);
 		expect(deviceDownload.bytes.equals(png)).toBe(true);
 		// Analytics: the plays of the backup, none of the later ones (and the later content's rows are absent).
-		const counted = await until("the analytics store to answer", () => report(url), r => r.status === 200);
+		const counted = await untilValue("the analytics store to answer", () => report(url), r => r.status === 200);
 		expect(counted.body.totals.plays).toBe(playsAtBackup);
 		expect(counted.body.rows).toEqual([expect.objectContaining({ key: contentId, plays: playsAtBackup })]);
 	}
@@ -174,7 +164,7 @@ describe("backup while running, restore, start again (embedded default)", () => 
 
 		const posted = await call<{ accepted: number }>(url, "/device/playback", { method: "POST", token: device.token, json: { events: plays("before", contentId, 5) } });
 		expect(posted).toEqual({ status: 202, body: { accepted: 5, duplicates: 0 } });
-		playsAtBackup = (await until("5 plays in the report", () => report(url), r => r.body?.totals?.plays === 5)).body.totals.plays;
+		playsAtBackup = (await untilValue("5 plays in the report", () => report(url), r => r.body?.totals?.plays === 5)).body.totals.plays;
 
 		before.content = uploaded;
 		before.playlist = playlist;
@@ -238,7 +228,7 @@ describe("backup while running, restore, start again (embedded default)", () => 
 		expect(posted.status).toBe(202);
 		expect((await call(url, "/playlists", { method: "POST", token: owner.accessToken, json: { name: "Later loop", items: [{ contentId: later.body.id }] } })).status).toBe(201);
 		expect((await call(url, `/content/${contentId}`, { method: "DELETE", token: owner.accessToken })).status).toBe(204);
-		await until("8 plays in the report", () => report(url), r => r.body?.totals?.plays === 8);
+		await untilValue("8 plays in the report", () => report(url), r => r.body?.totals?.plays === 8);
 		expect((await call(url, `/content/${contentId}`, { token: owner.accessToken })).status).toBe(404);
 	});
 

@@ -18,6 +18,7 @@ import type { TenantSettings } from "../../shared/contracts";
 import { bearer, mailbox, newAccount, pairDisplay, register, someClient, startTestPlatform, tokenFromMail, type Platform, type Session } from "../helpers/accounts";
 import { request, type ErrorBody } from "../helpers/platform";
 import { WebhookReceiver } from "../helpers/webhook-receiver";
+import { until } from "../helpers/until";
 
 const POLL_MS = 50;
 const SWEEP_MS = 100;
@@ -29,14 +30,6 @@ const A_MINUTE_LATER = 61_000;
 const FastDevices = { ...DevicesService, settings: { ...DevicesService.settings, sweepIntervalMs: SWEEP_MS } } as ServiceSchema;
 
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
-
-async function until(what: string, condition: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-	const deadline = Date.now() + ms;
-	while (!(await condition())) {
-		if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-		await sleep(25);
-	}
-}
 
 interface Notification {
 	id: string;

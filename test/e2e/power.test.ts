@@ -20,6 +20,7 @@ import { bearer, mailbox, newAccount, pairDisplay, register, startTestPlatform, 
 import { request, type ErrorBody } from "../helpers/platform";
 import { addMember } from "../helpers/routes";
 import type { Role } from "../../shared/rbac";
+import { untilValue } from "../helpers/until";
 
 const SWEEP_MS = 100;
 const SETTLE_MS = 1500;
@@ -27,16 +28,6 @@ const A_MINUTE_LATER = 61_000;
 const FastDevices = { ...DevicesService, settings: { ...DevicesService.settings, sweepIntervalMs: SWEEP_MS } } as ServiceSchema;
 
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
-async function until<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, ms = 20_000): Promise<T> {
-	const deadline = Date.now() + ms;
-	for (;;) {
-		const value = await probe();
-		if (done(value)) return value;
-		if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(value).slice(0, 500)})`);
-		await sleep(50);
-	}
-}
-
 interface PowerSchedule {
 	id: string;
 	name: string;
@@ -203,7 +194,7 @@ describe("screen power schedules", () => {
 		await heartbeat(token);
 		await sleep(300);
 		await heartbeat(token);
-		const asleep = await until("the silent display is asleep", () => getDisplay(display.id), d => d.status === "offline");
+		const asleep = await untilValue("the silent display is asleep", () => getDisplay(display.id), d => d.status === "offline");
 		expect(asleep.scheduledOff).toBe(true);
 		expect(await alertState(display.id)).toBeNull();
 		skew = A_MINUTE_LATER;
@@ -218,7 +209,7 @@ describe("screen power schedules", () => {
 		// The uptime report: online, then neither — never offline. Wait until seconds counted as
 		// neither show (known time falls behind elapsed time), which they never would as offline.
 		const to = new Date(Date.now() + 3_600_000).toISOString();
-		const report = await until(
+		const report = await untilValue(
 			"asleep time counted as neither online nor offline",
 			() => request<{ rows: Array<{ displayId: string; offlineSec: number; onlineSec: number; outages: unknown[] }> }>(p.api(`/analytics/uptime?from=${from}&to=${to}&displayId=${display.id}`), { headers: as(owner) }),
 			res => res.status === 200 && res.body.rows.length === 1 && (Date.now() - Date.parse(from)) / 1000 - (res.body.rows[0].onlineSec + res.body.rows[0].offlineSec) >= 2
@@ -232,23 +223,23 @@ describe("screen power schedules", () => {
 		await settled();
 		skew = 0;
 		await heartbeat(token);
-		await until("asleep", () => getDisplay(display.id), d => d.status === "offline" && d.scheduledOff);
+		await untilValue("asleep", () => getDisplay(display.id), d => d.status === "offline" && d.scheduledOff);
 
 		// The schedule changes: the screen should be on from now. A change of a power schedule has
 		// the sweep ask about the tenant's sleeping displays again at once (not at the hourly check).
 		const woke = new Date().toISOString();
 		expect((await request(p.api(`/power-schedules/${rule.body.id}`), { method: "PATCH", headers: as(owner), json: { state: "on" } })).status).toBe(200);
-		const watched = await until("the outage is watched", () => alertState(display.id), s => s?.status === "watching", 10_000);
+		const watched = await untilValue("the outage is watched", () => alertState(display.id), s => s?.status === "watching", 10_000);
 		// The outage counts from the change (when it should have lit), not from when it went dark.
 		expect(Date.parse(String(watched?.offlineSince))).toBeGreaterThanOrEqual(Date.parse(woke));
 		const dark = await getDisplay(display.id);
 		expect(dark).toMatchObject({ status: "offline", scheduledOff: false });
 		skew = A_MINUTE_LATER;
-		await until("the offline alert is sent", () => Promise.resolve(mailbox(p, owner.user.email).filter(m => m.includes("has been offline for") && m.includes("Door sign")).length), n => n === 1);
+		await untilValue("the offline alert is sent", () => Promise.resolve(mailbox(p, owner.user.email).filter(m => m.includes("has been offline for") && m.includes("Door sign")).length), n => n === 1);
 		skew = 0;
 
 		await heartbeat(token);
-		await until("online again", () => getDisplay(display.id), d => d.status === "online" && !d.scheduledOff);
+		await untilValue("online again", () => getDisplay(display.id), d => d.status === "online" && !d.scheduledOff);
 	});
 
 	it("a silent screen whose power schedule has it on is an outage as before", async () => {
@@ -258,7 +249,7 @@ describe("screen power schedules", () => {
 		await settled();
 		skew = 0;
 		await heartbeat(token);
-		await until("watched", () => alertState(display.id), s => s?.status === "watching");
+		await untilValue("watched", () => alertState(display.id), s => s?.status === "watching");
 		expect((await getDisplay(display.id)).scheduledOff).toBe(false);
 	});
 });

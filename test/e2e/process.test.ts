@@ -6,11 +6,15 @@ import { tempDir } from "../helpers/platform";
 import { validateOpenApi } from "../helpers/openapi-validator";
 import { killGroup, spawnPlatform, waitFor200, type PlatformProcess } from "../helpers/process";
 import { describeWith, freePort, natsServer, requireServer, uniquePrefix } from "../helpers/servers";
+import { until } from "../helpers/until";
 
 const FIXTURE = "test/e2e/fixtures/platform-with-probes.ts";
 const TSX = "node_modules/.bin/tsx";
 
-jest.setTimeout(60_000);
+/** How long a process may take to answer after its spawn; generous, for a loaded machine. */
+const STARTUP_MS = 60_000;
+
+jest.setTimeout(2 * STARTUP_MS);
 
 describe("npm start on the embedded default", () => {
 	let proc: PlatformProcess;
@@ -21,16 +25,16 @@ describe("npm start on the embedded default", () => {
 	});
 	afterAll(() => killGroup(proc));
 
-	it("answers /health/live and /health/ready with 200 within 15 s", async () => {
-		const started = Date.now();
-		await waitFor200(`${proc.url}/health/live`, 15_000, proc);
-		await waitFor200(`${proc.url}/health/ready`, 15_000 - (Date.now() - started), proc);
+	// No time limit asserted (tests never time anything): a loaded machine may take a while to compile the player and start.
+	it("answers /health/live and /health/ready with 200 once started", async () => {
+		await waitFor200(`${proc.url}/health/live`, STARTUP_MS, proc);
+		await waitFor200(`${proc.url}/health/ready`, STARTUP_MS, proc);
 		const ready = await fetch(`${proc.url}/health/ready`);
 		expect(await ready.json()).toMatchObject({ status: "ok" });
 	});
 
 	it("prints a short banner (address, mode, data, mail) and nothing else: no route table, no deprecation warnings", async () => {
-		await waitFor200(`${proc.url}/health/ready`, 15_000, proc);
+		await waitFor200(`${proc.url}/health/ready`, STARTUP_MS, proc);
 		for (let i = 0; i < 50 && !proc.output().includes("logs "); i++) await new Promise(resolve => setTimeout(resolve, 100));
 		const lines = proc.output().split("\n").filter(line => line.trim() && !line.startsWith(">"));
 		expect(lines[0]).toMatch(/^Marquee is running at http:\/\/127\.0\.0\.1:\d+ \(embedded: every service in this process\)$/);
@@ -56,9 +60,10 @@ describe("SIGTERM during a slow request", () => {
 	it("lets the request complete, then exits 0", async () => {
 		const proc = await spawnPlatform(TSX, [FIXTURE], { DATA_DIR: tempDir() });
 		try {
-			await waitFor200(`${proc.url}/health/ready`, 15_000, proc);
+			await waitFor200(`${proc.url}/health/ready`, STARTUP_MS, proc);
 			const slow = fetch(`${proc.url}/api/v1/probe/slow?ms=1500`);
-			await new Promise(resolve => setTimeout(resolve, 300));
+			// SIGTERM once the request is in the action (a fixed wait could signal before it arrived).
+			await until("the slow request in its action", async () => /^moleculer_request_active\{[^}]*action="probe\.slow"[^}]*\} [1-9]/m.test(await (await fetch(`${proc.url}/metrics`)).text()));
 			proc.kill("SIGTERM");
 			const res = await slow;
 			expect(res.status).toBe(200);
@@ -75,9 +80,9 @@ describe("a failure no handler catches", () => {
 	it("is logged and the process serves on", async () => {
 		const proc = await spawnPlatform(TSX, [FIXTURE], { DATA_DIR: tempDir() });
 		try {
-			await waitFor200(`${proc.url}/health/ready`, 15_000, proc);
+			await waitFor200(`${proc.url}/health/ready`, STARTUP_MS, proc);
 			expect((await fetch(`${proc.url}/api/v1/probe/stray`)).status).toBe(200);
-			await new Promise(resolve => setTimeout(resolve, 200));
+			await until("both stray failures logged", () => /Unhandled promise rejection; serving on/.test(proc.output()) && /stray exception from a timer/.test(proc.output()));
 			expect(proc.child.exitCode).toBeNull();
 			expect((await fetch(`${proc.url}/health/live`)).status).toBe(200);
 			expect(proc.output()).toMatch(/Uncaught exception; serving on/);
@@ -95,7 +100,7 @@ describe("embedded data", () => {
 		const first = await spawnPlatform(TSX, [FIXTURE], env);
 		let id: string;
 		try {
-			await waitFor200(`${first.url}/health/ready`, 15_000, first);
+			await waitFor200(`${first.url}/health/ready`, STARTUP_MS, first);
 			const created = await fetch(`${first.url}/api/v1/notes`, {
 				method: "POST",
 				headers: { "Content-Type": "application/json" },
@@ -111,7 +116,7 @@ describe("embedded data", () => {
 
 		const second = await spawnPlatform(TSX, [FIXTURE], env);
 		try {
-			await waitFor200(`${second.url}/health/ready`, 15_000, second);
+			await waitFor200(`${second.url}/health/ready`, STARTUP_MS, second);
 			const read = await fetch(`${second.url}/api/v1/notes/${id}`);
 			expect(read.status).toBe(200);
 			expect(await read.json()).toMatchObject({ id, text: "still here after a restart" });
@@ -131,7 +136,7 @@ describeWith("nats")("services in separate processes over NATS", () => {
 		const gateway = await spawnPlatform(TSX, ["server.ts"], { ...cluster, SERVICES: "api", DATA_DIR: tempDir() });
 		const worker = await spawnPlatform(TSX, [FIXTURE], { ...cluster, PROBES_ONLY: "1", OPS_PORT: String(opsPort), DATA_DIR: tempDir() });
 		try {
-			await waitFor200(`${worker.url.replace(/:\d+$/, `:${opsPort}`)}/health/live`, 15_000, worker);
+			await waitFor200(`${worker.url.replace(/:\d+$/, `:${opsPort}`)}/health/live`, STARTUP_MS, worker);
 			const ops = `http://127.0.0.1:${opsPort}`;
 			const ready = await fetch(`${ops}/health/ready`);
 			expect(ready.status).toBe(200);
@@ -141,7 +146,7 @@ describeWith("nats")("services in separate processes over NATS", () => {
 			await expect(fetch(`${worker.url}/health/live`)).rejects.toThrow();
 
 			// The gateway answers once it has discovered the worker's actions over NATS.
-			await waitFor200(`${gateway.url}/api/v1/probe/perm/public`, 15_000, gateway);
+			await waitFor200(`${gateway.url}/api/v1/probe/perm/public`, STARTUP_MS, gateway);
 			const conflict = await fetch(`${gateway.url}/api/v1/probe/conflict`);
 			expect(conflict.status).toBe(409);
 			expect(await conflict.json()).toMatchObject({ error: { type: "CONFLICT", data: { field: "name" } } });

@@ -23,8 +23,12 @@ import { WebhookReceiver } from "./webhook-receiver";
 
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
-/** The presence sweep every 100 ms, so the online gauge is published at once. */
-const FastDevices = { ...DevicesService, settings: { ...DevicesService.settings, sweepIntervalMs: 100 } } as ServiceSchema;
+/**
+ * The presence sweep every second (the default is longer), so the online gauge is published soon;
+ * not faster: a gauge its leader has not published for three intervals is withdrawn, and a stall
+ * of a loaded machine must not withdraw it between the settle loop and the tests' scrape.
+ */
+const FastDevices = { ...DevicesService, settings: { ...DevicesService.settings, sweepIntervalMs: 1000 } } as ServiceSchema;
 
 export interface Sample {
 	name: string;

@@ -15,6 +15,8 @@ export interface ReceivedRequest {
 	body: string;
 	/** What the Standard Webhooks library said with the receiver's secret at arrival: "ok" or its error message. */
 	verdict: string;
+	/** When it arrived (Date.now()). */
+	receivedAt: number;
 }
 
 export interface Reply {
@@ -103,7 +105,7 @@ export class WebhookReceiver {
 		const chunks: Buffer[] = [];
 		req.on("data", (chunk: Buffer) => chunks.push(chunk));
 		req.on("end", () => {
-			const request: ReceivedRequest = { method: req.method ?? "", path: req.url ?? "", headers: req.headers, body: Buffer.concat(chunks).toString("utf8"), verdict: "" };
+			const request: ReceivedRequest = { method: req.method ?? "", path: req.url ?? "", headers: req.headers, body: Buffer.concat(chunks).toString("utf8"), verdict: "", receivedAt: Date.now() };
 			request.verdict = this.secret ? verify(this.secret, request) : "not checked";
 			this.received.push(request);
 			const id = String(req.headers["webhook-id"] ?? "");

@@ -21,6 +21,7 @@ import type { PeriodicJob } from "../../shared/periodic";
 import { bearer, pairDisplay as pairWholeFlow, register, startTestPlatform, type Platform, type Session } from "../helpers/accounts";
 import { request, startBroker, type TestBroker } from "../helpers/platform";
 import { describeWith, redisServer, requireServer, uniquePrefix, type TestServer } from "../helpers/servers";
+import { until } from "../helpers/until";
 
 const SWEEP_MS = 200;
 /** Seconds of silence before offline: a heartbeat's checks of "still online" must fit well inside it on a loaded machine. */
@@ -63,14 +64,6 @@ function internals(broker: TestBroker["broker"], name: string): DevicesInternals
 /** The tenants collection, as far as this test writes it. */
 function tenantsOf(broker: TestBroker["broker"]): GlobalCollection<Stored & { settings: TenantSettings }> {
 	return (broker.getLocalService("tenants") as unknown as { db: { tenants: GlobalCollection<Stored & { settings: TenantSettings }> } }).db.tenants;
-}
-
-async function until(what: string, condition: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-	const deadline = Date.now() + ms;
-	while (!(await condition())) {
-		if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-		await sleep(20);
-	}
 }
 
 describeWith("redis")("display presence over Redis (heartbeats, leader-elected offline sweep)", () => {

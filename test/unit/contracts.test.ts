@@ -9,6 +9,7 @@ import { EMAIL_CHANNEL, TENANT_DELETED_CHANNEL } from "../../shared/channels";
 import { broadcast, call, emit, sendToChannel, type ActionCtx, type ChannelCtx, type EventCtx, type TenantDeleted } from "../../shared/contracts";
 import { Errors } from "../../shared/errors";
 import { startBroker, type TestBroker } from "../helpers/platform";
+import { until } from "../helpers/until";
 
 describe("typed contracts over a real broker", () => {
 	let tb: TestBroker;
@@ -84,7 +85,7 @@ describe("typed contracts over a real broker", () => {
 
 	it("publishes on a durable channel", async () => {
 		await sendToChannel(tb.broker, TENANT_DELETED_CHANNEL, { tenantId: "t-gone", soleMemberUserIds: ["u-1"] });
-		for (let i = 0; i < 50 && seen.deletions.length === 0; i++) await new Promise(resolve => setTimeout(resolve, 10));
+		await until("the channel message", () => seen.deletions.length > 0);
 		expect(seen.deletions).toEqual([{ tenantId: "t-gone", soleMemberUserIds: ["u-1"] }]);
 	});
 
