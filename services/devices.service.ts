@@ -79,7 +79,7 @@ import {
 import { displayChanges, displayView, groupView, listQuery, selectorQuery, sleepFields, targetingView, unique, type DisplayDoc, type DisplayGroupDoc } from "./devices/displays";
 import { isLivePairing, normalizePairingCode, pairedDisplay, pairingCode, PAIRING_TTL_MS, pollSecret, type PairingDoc } from "./devices/pairing";
 import { hashToken, safeEqual } from "../shared/secrets";
-import { forgetPresence, lastSeenStamp, markOfflineIfSilent, offlineCutoff, readPresence, recordHeartbeat } from "./devices/presence";
+import { assumeSeen, forgetPresence, lastSeenStamp, markOfflineIfSilent, offlineCutoff, readPresence, recordHeartbeat } from "./devices/presence";
 import { acceptsScreens, defaultScreenName, looksLikeProvisioningKey, newProvisioningKey, provisioningKeyView, type ProvisioningKeyDoc } from "./devices/provisioning";
 
 const MAX_TAGS = 50;
@@ -1050,7 +1050,8 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 		 * A display that falls silent while its power schedule has the screen off is asleep, not
 		 * dark: offline with `scheduledOff`, no alert, and neither online nor offline in uptime.
 		 * When the power-off ends (re-checked at least hourly) and it is still silent, its outage
-		 * begins there.
+		 * begins there. A display the store has never heard of (it restarted empty) counts as seen
+		 * at this sweep (presence.ts, assumeSeen): a restart is nobody's outage.
 		 */
 		async sweepOnce(): Promise<void> {
 			const now = new Date();
@@ -1078,7 +1079,13 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				await slice.checkIn();
 				const tenant = await tenantOf(display.tenantId);
 				const lastSeen = await lastSeenStamp(this.kv, display.id);
-				if (lastSeen !== null && lastSeen >= tenant.cutoff) {
+				if (lastSeen === null) {
+					// Online by its document, unknown to the store (it restarted empty): not silent, unknown.
+					await assumeSeen(this.kv, display.id, now);
+					countOnline(tenant.plan);
+					continue;
+				}
+				if (lastSeen >= tenant.cutoff) {
 					countOnline(tenant.plan);
 					continue;
 				}

@@ -87,6 +87,17 @@ export async function recordHeartbeat(
 	return { presence, cameOnline: previous !== "online", read: values };
 }
 
+/**
+ * For a display its document calls online but the store knows nothing of (the embedded store
+ * after a restart, a Redis that lost its data): it counts as seen at `now`, and its status flag
+ * as online, unless a heartbeat got there first. Its silence is then measured from here — a
+ * screen that is alive heartbeats before its cutoff, with no outage and no "came online" — and a
+ * dead one goes offline one cutoff later, rather than every screen at the first sweep.
+ */
+export async function assumeSeen(kv: KeyValueStore, displayId: string, now: Date): Promise<void> {
+	await Promise.all([kv.setIfAbsent(presenceKeys.lastSeen(displayId), String(now.getTime()), PRESENCE_TTL_MS), kv.setIfAbsent(presenceKeys.status(displayId), "online", PRESENCE_TTL_MS)]);
+}
+
 /** A display's live presence and status flag, as far as the store knows them. */
 export async function readPresence(kv: KeyValueStore, displayId: string): Promise<{ presence: Presence | null; status: LiveStatus | null }> {
 	const [presence, status] = await Promise.all([kv.get(presenceKeys.presence(displayId)), kv.get(presenceKeys.status(displayId))]);

@@ -12,6 +12,7 @@ import { bearer, newAccount, pairDisplay as pairWholeFlow, register, someClient,
 import { closeStreams, connect, isEvent } from "../helpers/sse";
 import { presenceKeys } from "../../services/devices/presence";
 import type { KeyValueStore } from "../../shared/kv";
+import { until } from "../helpers/until";
 
 interface Pairing {
 	pairingId: string;
@@ -372,10 +373,56 @@ describe("devices", () => {
 			// The sweep yields to other requests as it goes: before, it held the event loop throughout.
 			expect(finished).toEqual(["heartbeat 200", "sweep"]);
 			expect(await devices.db.displays.countDocs(scope, { status: "offline", _id: { $ne: returning.id } })).toBe(1500);
-			for (let i = 0; i < 50 && (await devices.db.displays.getDoc(scope, returning.id))?.status !== "online"; i++) await new Promise(resolve => setTimeout(resolve, 20));
+			await until("the returning display online", async () => (await devices.db.displays.getDoc(scope, returning.id))?.status === "online");
 			expect((await devices.db.displays.getDoc(scope, returning.id))?.status).toBe("online");
 			expect(await devices.kv.get(presenceKeys.status(returning.id))).toBe("online");
 		}, 60_000);
+	});
+
+	describe("a restart that forgot presence (the embedded store starts empty; a Redis lost its data)", () => {
+		it("is nobody's outage: online screens stay online through the sweeps and come back without a 'came online'; a dead one goes offline a cutoff later", async () => {
+			const site = await register(p, newAccount("restarted"));
+			const alive = await pairDisplay(site);
+			const dead = await pairDisplay(site);
+			const devices = internals();
+			const scope = systemScope(site.tenant.id);
+			const events: string[] = [];
+			p.broker.createService({
+				name: `restart-watch-${Date.now()}`,
+				events: {
+					"devices.display.wentOffline"(ctx: { params: { displayId: string } }) {
+						events.push(`offline ${ctx.params.displayId}`);
+					},
+					"devices.display.cameOnline"(ctx: { params: { displayId: string } }) {
+						events.push(`online ${ctx.params.displayId}`);
+					}
+				}
+			});
+			for (const d of [alive, dead]) expect((await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(d.token), json: {} })).status).toBe(200);
+			await until("both documents online", async () => (await devices.db.displays.findDocs(scope, { status: "online" })).length === 2);
+			events.length = 0;
+
+			// The restart: the store has forgotten both; their documents still say online.
+			for (const d of [alive, dead]) for (const key of Object.values(presenceKeys)) await devices.kv.del(key(d.display.id));
+			const restartedAt = Date.now();
+			await devices.sweepOnce();
+			// Its silence is counted from that sweep.
+			expect(Number(await devices.kv.get(presenceKeys.lastSeen(dead.display.id)))).toBeGreaterThanOrEqual(restartedAt);
+			await devices.sweepOnce();
+			expect(await devices.db.displays.findDocs(scope, { status: "online" })).toHaveLength(2);
+			expect((await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(alive.token), json: {} })).status).toBe(200);
+			await new Promise(resolve => setTimeout(resolve, 100));
+			expect(events).toEqual([]);
+
+			// The dead one stays silent past its tenant's cutoff (90 s by default), counted from the
+			// first sweep after the restart: then, and only then, it goes offline.
+			await devices.kv.set(presenceKeys.lastSeen(dead.display.id), String(Date.now() - 91_000));
+			await devices.sweepOnce();
+			expect((await devices.db.displays.getDoc(scope, alive.display.id))?.status).toBe("online");
+			expect((await devices.db.displays.getDoc(scope, dead.display.id))?.status).toBe("offline");
+			await until("the dead screen's wentOffline", () => events.length > 0);
+			expect(events).toEqual([`offline ${dead.display.id}`]);
+		});
 	});
 
 	describe("tenant deletion", () => {
@@ -388,10 +435,7 @@ describe("devices", () => {
 			const { db } = internals();
 			const scope = systemScope(doomed.tenant.id);
 			const left = () => Promise.all([db.displays.findDocs(scope), db.display_groups.findDocs(scope), db.commands.findDocs(scope)]);
-			for (let i = 0; i < 50; i++) {
-				if ((await left()).every(c => c.length === 0)) break;
-				await new Promise(resolve => setTimeout(resolve, 20));
-			}
+			await until("the tenant's devices documents gone", async () => (await left()).every(c => c.length === 0));
 			for (const docs of await left()) expect(docs).toEqual([]);
 			expect((await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(token), json: {} })).status).toBe(401);
 		});
