@@ -49,7 +49,7 @@ function plainFailure(error: object): Error {
  * Moleculer's Zipkin exporter, except that a failure travels as plainFailure (the exporter puts
  * its message in the span's `error` tag whatever `errorFields` says), a trace id that is not hex
  * (a client's own X-Request-Id) travels hashed (Zipkin refuses a batch holding one), and what it
- * holds is sent when the broker stops (the exporter sends every 5 s and dropped the last ones).
+ * holds is sent when the broker stops, awaited (the exporter sends every 5 s and dropped the last ones).
  */
 export class ZipkinExporter extends TracerExporters.Zipkin {
 	override makePayload(span: Span): Record<string, unknown> {
@@ -69,8 +69,24 @@ export class ZipkinExporter extends TracerExporters.Zipkin {
 		return /^[0-9a-f]{16,}$/i.test(hex) ? super.convertID(id) : createHash("sha256").update(id).digest("hex").slice(0, 16);
 	}
 
-	override stop(): void {
-		this.flush();
+	/**
+	 * Sends what it holds and waits for the collector's answer, for at most STOP_SEND_MS: the
+	 * process exits right after its broker stops (server.ts), which cut a send still in flight.
+	 */
+	override async stop(): Promise<void> {
 		super.stop();
+		if (this.queue.length === 0) return;
+		const data = this.generateTracingData();
+		this.queue.length = 0;
+		try {
+			const res = await fetch(`${this.opts.baseURL}/api/v2/spans`, { method: "POST", body: JSON.stringify(data), headers: this.opts.headers, signal: AbortSignal.timeout(STOP_SEND_MS) });
+			await res.arrayBuffer();
+			if (res.status >= 400) this.logger.warn(`The last ${data.length} tracing spans were refused by the collector (${res.status})`);
+		} catch (err) {
+			this.logger.warn(`The last ${data.length} tracing spans did not reach the collector: ${(err as Error).name}`);
+		}
 	}
 }
+
+/** How long a stopping broker waits for its last spans to reach the collector. */
+const STOP_SEND_MS = 2000;
