@@ -259,6 +259,24 @@ describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install 
 		return actual.every((v, i) => Math.abs(v - expected[i]) <= 24);
 	}
 
+	/**
+	 * Whether the pixel at (x, y) shows one of `colours`, screenshot after screenshot for up to
+	 * 20 s: paint lags the DOM by a frame or more on a loaded machine. With `item`, only a
+	 * screenshot taken while that item was on screen throughout counts (a playlist moves on by
+	 * itself; the loop brings the item back). For what must hold on every screenshot (a dark
+	 * screen), use `pixel` once instead.
+	 */
+	async function paints(fx: number, fy: number, colours: Rgb | Rgb[], { item, p = page }: { item?: string; p?: Page } = {}): Promise<boolean> {
+		const wanted = (Array.isArray(colours[0]) ? colours : [colours]) as Rgb[];
+		const showing = () => p.evaluate(id => id === undefined || document.body.dataset.contentId === id, item);
+		for (const deadline = Date.now() + 20_000; Date.now() < deadline; await p.waitForTimeout(50)) {
+			if (!(await showing())) continue;
+			const colour = await pixel(fx, fy, p);
+			if ((await showing()) && wanted.some(w => near(colour, w))) return true;
+		}
+		return false;
+	}
+
 	/** Waits until the item on screen changed `times` times (the playlist goes on by itself). */
 	async function advances(times: number): Promise<string[]> {
 		const seen: string[] = [];
@@ -342,12 +360,10 @@ describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install 
 		await onScreen(red.id);
 		expect(await page.evaluate(() => document.body.dataset.state)).toBe("playing");
 		// Centre red, letterboxed: the top edge is black.
-		await page.waitForTimeout(100);
-		expect(near(await pixel(0.5, 0.5), RED)).toBe(true);
-		expect(near(await pixel(0.5, 0.05), [0, 0, 0])).toBe(true);
+		expect(await paints(0.5, 0.5, RED, { item: red.id })).toBe(true);
+		expect(await paints(0.5, 0.05, [0, 0, 0], { item: red.id })).toBe(true);
 		await onScreen(blue.id);
-		await page.waitForTimeout(100);
-		expect(near(await pixel(0.5, 0.5), BLUE)).toBe(true);
+		expect(await paints(0.5, 0.5, BLUE, { item: blue.id })).toBe(true);
 		await onScreen(red.id);
 
 		const heartbeat = await expectStatus<{ status: string; appVersion: string | null }>(200, `/displays/${displayId}`);
@@ -363,8 +379,7 @@ describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install 
 			json: { name: "Urgent", playlistId: urgent.id, targets: { displayIds: [displayId] }, priority: 10 }
 		});
 		await onScreen(green.id);
-		await page.waitForTimeout(100);
-		expect(near(await pixel(0.5, 0.5), GREEN)).toBe(true);
+		expect(await paints(0.5, 0.5, GREEN, { item: green.id })).toBe(true);
 
 		await expectStatus(204, `/content/${green.id}`, { method: "DELETE" });
 		await onScreen(null);
@@ -404,13 +419,11 @@ describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install 
 				return el ? { muted: el.muted, paused: el.paused } : null;
 			});
 			expect(state).toEqual({ muted: true, paused: false });
-			await page.waitForTimeout(300);
-			expect(near(await pixel(0.5, 0.5), [240, 224, 32])).toBe(true);
+			expect(await paints(0.5, 0.5, [240, 224, 32], { item: video.id })).toBe(true);
 			await onScreen(web.id);
 			const frame = await page.evaluate(() => document.querySelector(".layer.visible iframe")?.getAttribute("sandbox") ?? null);
 			expect(frame).toBe("allow-scripts allow-same-origin"); // another origin than the player's
-			await page.waitForTimeout(300);
-			expect(near(await pixel(0.5, 0.5), [240, 16, 240])).toBe(true);
+			expect(await paints(0.5, 0.5, [240, 16, 240], { item: web.id })).toBe(true);
 			await onScreen(video.id);
 			await expectStatus(204, `/schedules/${schedule.id}`, { method: "DELETE" });
 			await page.waitForFunction(ids => ids.includes(document.body.dataset.contentId ?? ""), [red.id, blue.id], { timeout: SCREEN_TIMEOUT_MS });
@@ -462,7 +475,7 @@ describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install 
 		await page.waitForFunction(ids => ids.includes(document.body.dataset.contentId ?? ""), [red.id, blue.id], { timeout: SCREEN_TIMEOUT_MS });
 		expect(await page.evaluate(() => document.body.dataset.state)).toBe("playing");
 		await advances(2);
-		expect(near(await pixel(0.5, 0.5), RED) || near(await pixel(0.5, 0.5), BLUE)).toBe(true);
+		expect(await paints(0.5, 0.5, [RED, BLUE])).toBe(true);
 		const offlinePlays = await outboxSize();
 		expect(offlinePlays).toBeGreaterThanOrEqual(4);
 
@@ -621,12 +634,11 @@ describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install 
 		shown.zones.forEach((z, i) => relative(z).forEach((v, k) => expect(v).toBeCloseTo(expected[i][k], 2)));
 		expect(await screen.isVisible("#idle")).toBe(false);
 
-		await screen.waitForTimeout(100);
-		expect(near(await pixel(0.5, 0.375, screen), RED)).toBe(true); // the main zone's image
-		expect(near(await pixel(0.5, 0.875, screen), BLUE)).toBe(true); // the ticker's
-		expect(near(await pixel(0.5, 0.05, screen), OLIVE)).toBe(true); // above the letterboxed red image
-		expect(near(await pixel(0.5, 0.775, screen), OLIVE)).toBe(true); // between the zones
-		expect(near(await pixel(0.05, 0.5, screen), [0, 0, 0])).toBe(true); // the pillarbox
+		expect(await paints(0.5, 0.375, RED, { p: screen })).toBe(true); // the main zone's image
+		expect(await paints(0.5, 0.875, BLUE, { p: screen })).toBe(true); // the ticker's
+		expect(await paints(0.5, 0.05, OLIVE, { p: screen })).toBe(true); // above the letterboxed red image
+		expect(await paints(0.5, 0.775, OLIVE, { p: screen })).toBe(true); // between the zones
+		expect(await paints(0.05, 0.5, [0, 0, 0], { p: screen })).toBe(true); // the pillarbox
 
 		// A background image added to the layout: downloaded, cached, shown behind the zones; the
 		// zones, whose own etags did not change, go on undisturbed (the ticker's image stays the same element).
@@ -652,10 +664,9 @@ describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install 
 		await expectStatus(200, `/layouts/${layout.id}`, { method: "PATCH", json: { backgroundContentId: backdrop.id } });
 		await screen.waitForFunction(id => Array.from(document.querySelectorAll(".frame"))[0]?.dataset.backgroundId === id, backdrop.id, { timeout: SCREEN_TIMEOUT_MS });
 		expect(await marked(tickerImage)).toBe(true);
-		await screen.waitForTimeout(100);
-		expect(near(await pixel(0.5, 0.775, screen), GREEN)).toBe(true); // between the zones
-		expect(near(await pixel(0.05, 0.5, screen), [0, 0, 0])).toBe(true);
-		expect(near(await pixel(0.5, 0.875, screen), BLUE)).toBe(true);
+		expect(await paints(0.5, 0.775, GREEN, { p: screen })).toBe(true); // between the zones
+		expect(await paints(0.05, 0.5, [0, 0, 0], { p: screen })).toBe(true);
+		expect(await paints(0.5, 0.875, BLUE, { p: screen })).toBe(true);
 		for (let i = 0; i < 50 && !(await cachedMedia(screen)).includes(backdrop.sha256); i++) await screen.waitForTimeout(200);
 		expect(await cachedMedia(screen)).toEqual([red.sha256, blue.sha256, backdrop.sha256].sort());
 
@@ -708,7 +719,8 @@ describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install 
 		await screen.waitForFunction(() => document.body.dataset.power === "on", undefined, { timeout: Math.max(0, end - Date.now()) + SCREEN_TIMEOUT_MS });
 		const onSeen = Date.now();
 		expect(onSeen).toBeGreaterThanOrEqual(end - 1_000);
-		expect(onSeen).toBeLessThan(end + 5_000);
+		// Lit by its own timer at the window's end, not by a later manifest refresh (minutes away); the slack is for a loaded machine.
+		expect(onSeen).toBeLessThan(end + 15_000);
 		await screen.waitForFunction(
 			([r, b]) => {
 				const zones = Array.from(document.querySelectorAll("[data-zone-id]"));
@@ -718,8 +730,7 @@ describeIf(fs.existsSync(CHROMIUM), `${CHROMIUM} not installed (apt-get install 
 			{ timeout: SCREEN_TIMEOUT_MS }
 		);
 		expect(await screen.isVisible("#blank")).toBe(false);
-		await screen.waitForTimeout(100);
-		expect(near(await pixel(0.5, 0.375, screen), RED)).toBe(true);
+		expect(await paints(0.5, 0.375, RED, { p: screen })).toBe(true);
 		await context.setOffline(false);
 		await screen.waitForFunction(() => document.body.dataset.online === "true", undefined, { timeout: 60_000 });
 		failuresExpected = false;
