@@ -45,9 +45,10 @@ import {
 	type ChannelCtx,
 	type Result,
 	type SecurityEvent,
+	type SsoCallbackParams,
 	type TenantView
 } from "../shared/contracts";
-import { Errors, type AppError } from "../shared/errors";
+import { Errors, toApiError, type AppError } from "../shared/errors";
 import { ID_RULE, newId } from "../shared/ids";
 import { resolveEncryptionKey, resolveJwtSecret } from "../shared/jwt-secret";
 import { sharedKeyValueStore, type KeyValueStore } from "../shared/kv";
@@ -189,6 +190,7 @@ interface AuthMethods {
 	ssoConnection(tenantId: string): Promise<SsoConnectionDoc | null>;
 	ssoView(ctx: Context<unknown, RequestMeta>, tenantId: string, connection: SsoConnectionDoc | null): Promise<SsoConnectionView>;
 	/** The tenant of a slug and its enabled connection (404 for either missing). */
+	completeSso(ctx: Context<SsoCallbackParams, RequestMeta>, target: { tenant: TenantView; connection: SsoConnectionDoc }): Promise<null>;
 	ssoTarget(ctx: Context<unknown, RequestMeta>, slug: string): Promise<{ tenant: TenantView; connection: SsoConnectionDoc }>;
 	/** An openid-client Client for the connection (503 when its IdP cannot be reached). */
 	idpClient(connection: SsoConnectionDoc, redirectUri: string): Promise<BaseClient>;
@@ -948,7 +950,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		ssoCallback: {
 			rest: "GET /auth/sso/:tenantSlug/callback",
 			permission: "public",
-			summary: "Where the identity provider returns: checks the answer and redirects to the CMS with a one-time code for POST /auth/sso/exchange",
+			summary: "Where the identity provider returns: checks the answer and redirects to the CMS with a one-time code for POST /auth/sso/exchange, or, when the answer fails, with `error` (the error type), `error_description` and `request_id`",
 			successStatus: 302,
 			response: null,
 			params: {
@@ -963,61 +965,20 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			},
 			async handler(ctx: ActionCtx<"auth.ssoCallback", RequestMeta>): Promise<Result<"auth.ssoCallback">> {
 				await takeAttempt(this.kv, THROTTLES.sso(ctx.meta.ip));
-				const p = ctx.params;
-				const { tenant, connection } = await this.ssoTarget(ctx, p.tenantSlug);
-				if (p.error) throw Errors.unauthorized(`The identity provider did not sign you in (${clip(p.error.replace(/[^\w.-]/g, ""), 60)})`);
-				if (!p.code || !p.state) throw Errors.badRequest("The callback needs `code` and `state`");
-				const refused = Errors.unauthorized("Invalid or expired single sign-on state: start again");
-				const state = await this.db.sso_states.findDoc({ stateHash: hashToken(p.state) });
-				if (!state || !stateUsable(state, Date.now()) || state.connectionTenantId !== tenant.id) throw refused;
-				// The browser that started the flow, and only it (a callback link sent to someone else fails here).
-				const cookie = (ctx.meta.headers?.cookie ?? "").slice(SSO_COOKIE.length + 1);
-				if (!cookie || !safeEqual(hashToken(cookie), state.browserHash)) throw Errors.unauthorized("This sign-in was started in another browser: start again");
-				if ((await this.db.sso_states.updateWhere({ _id: state.id, usedAt: { $exists: false } }, { usedAt: new Date().toISOString() })) !== 1) throw refused;
-
-				const client = await this.idpClient(connection, state.redirectUri);
-				const { codeVerifier, nonce } = flowSecrets(this.sealing, state);
-				let claims;
+				// No such organisation, or no SSO there: a 404 like any route's (no sign-in was under way).
+				const target = await this.ssoTarget(ctx, ctx.params.tenantSlug);
 				try {
-					const tokens = await client.callback(state.redirectUri, { code: p.code, state: p.state, ...(p.iss ? { iss: p.iss } : {}) }, { code_verifier: codeVerifier, state: p.state, nonce });
-					claims = tokens.claims();
+					return await this.completeSso(ctx, target);
 				} catch (err) {
-					throw idpFailure(err);
+					// A person's browser arrives here from the identity provider: a failure goes back to the
+					// CMS as well, named (type, message, request id) for it to show, not as JSON they read.
+					const failure = toApiError(err);
+					if (failure.code >= 500) this.logger.error("A single sign-on callback failed", err);
+					const back = new URLSearchParams({ error: failure.type, error_description: failure.message, request_id: ctx.meta.requestId ?? "" });
+					ctx.meta.$location = `${this.config.appUrl}/sso/callback?${back.toString()}`;
+					ctx.meta.$responseHeaders = { "Cache-Control": "no-store" };
+					return null;
 				}
-				const identity = identityFromClaims(claims, connection);
-				if (!identity.ok) throw Errors.forbidden(identity.reason);
-
-				const key = identityKey(tenant.id, connection.issuer, identity.subject);
-				// The account the identity is linked to (a link to a deleted account no longer counts), else the email's.
-				const link = await this.db.sso_identities.findDoc(systemScope(tenant.id), { key });
-				const linkedAccount = link ? await this.db.users.findDoc({ _id: link.userId }) : null;
-				if (link && !linkedAccount) await this.db.sso_identities.removeDocs(systemScope(tenant.id), { key });
-				const linked = linkedAccount !== null;
-				const account = linkedAccount ?? (await this.findUserByEmail(identity.email));
-				const isMember = account ? Boolean(await call(ctx, "tenants.membership", { tenantId: tenant.id, userId: account.id })) : false;
-				const decision = identityDecision({ accountUserId: account?.id ?? null, isMember });
-				if (decision.kind === "refuse") throw Errors.conflict(decision.reason);
-				const user =
-					account ??
-					(await this.db.users.insertDoc({
-						email: identity.email,
-						name: identity.name,
-						// No password: sign-in goes through the identity provider (a reset can set one).
-						passwordHash: await hashPassword(randomToken("", 32), this.config.bcryptCost),
-						emailVerified: true
-					}));
-				const { added } = await call(ctx, "tenants.addMember", { tenantId: tenant.id, userId: user.id, role: connection.defaultRole });
-				if (!linked) {
-					await this.db.sso_identities.insertDoc(systemScope(tenant.id), { key, userId: user.id, issuer: connection.issuer, subject: identity.subject }).catch((err: unknown) => {
-						// The same identity linked by a parallel callback: the link is there.
-						if ((err as { type?: unknown }).type !== "CONFLICT") throw err;
-					});
-				}
-				await audit(ctx, { action: "auth.sso.signedIn", tenantId: tenant.id, actor: { kind: "user", id: user.id }, target: user.id, data: { created: decision.kind === "create", joined: added } });
-				const code = await openChallenge(this.db.login_challenges, { userId: user.id, landingTenantId: tenant.id, kind: "sso", ssoIssuer: connection.issuer, exchangeChallenge: state.exchangeChallenge });
-				ctx.meta.$location = `${this.config.appUrl}/sso/callback?code=${encodeURIComponent(code)}`;
-				ctx.meta.$responseHeaders = { "Set-Cookie": ssoCookie("", state.redirectUri.startsWith("https:"), 0), "Cache-Control": "no-store" };
-				return null;
 			}
 		},
 
@@ -1371,6 +1332,64 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			const { issuer, clientId, defaultRole, enforced, enabled, updatedAt } = connection;
 			const domains = connection.domains.map(d => ({ domain: d.domain, verified: Boolean(d.verifiedAt), record: { type: "TXT" as const, name: txtRecordName(d.domain), value: d.token } }));
 			return { configured: true, issuer, clientId, clientSecretSet: true, allowedDomains: connection.domains.map(d => d.domain), domains, defaultRole, enforced, enabled, ...urls, updatedAt };
+		},
+
+		/** The callback's work (ssoCallback): checks the identity provider's answer, signs the person in, and sets the redirect to the CMS. */
+		async completeSso(ctx: Context<SsoCallbackParams, RequestMeta>, { tenant, connection }: { tenant: TenantView; connection: SsoConnectionDoc }): Promise<null> {
+			const p = ctx.params;
+			if (p.error) throw Errors.unauthorized(`The identity provider did not sign you in (${clip(p.error.replace(/[^\w.-]/g, ""), 60)})`);
+			if (!p.code || !p.state) throw Errors.badRequest("The callback needs `code` and `state`");
+			const refused = Errors.unauthorized("Invalid or expired single sign-on state: start again");
+			const state = await this.db.sso_states.findDoc({ stateHash: hashToken(p.state) });
+			if (!state || !stateUsable(state, Date.now()) || state.connectionTenantId !== tenant.id) throw refused;
+			// The browser that started the flow, and only it (a callback link sent to someone else fails here).
+			const cookie = (ctx.meta.headers?.cookie ?? "").slice(SSO_COOKIE.length + 1);
+			if (!cookie || !safeEqual(hashToken(cookie), state.browserHash)) throw Errors.unauthorized("This sign-in was started in another browser: start again");
+			if ((await this.db.sso_states.updateWhere({ _id: state.id, usedAt: { $exists: false } }, { usedAt: new Date().toISOString() })) !== 1) throw refused;
+
+			const client = await this.idpClient(connection, state.redirectUri);
+			const { codeVerifier, nonce } = flowSecrets(this.sealing, state);
+			let claims;
+			try {
+				const tokens = await client.callback(state.redirectUri, { code: p.code, state: p.state, ...(p.iss ? { iss: p.iss } : {}) }, { code_verifier: codeVerifier, state: p.state, nonce });
+				claims = tokens.claims();
+			} catch (err) {
+				throw idpFailure(err);
+			}
+			const identity = identityFromClaims(claims, connection);
+			if (!identity.ok) throw Errors.forbidden(identity.reason);
+
+			const key = identityKey(tenant.id, connection.issuer, identity.subject);
+			// The account the identity is linked to (a link to a deleted account no longer counts), else the email's.
+			const link = await this.db.sso_identities.findDoc(systemScope(tenant.id), { key });
+			const linkedAccount = link ? await this.db.users.findDoc({ _id: link.userId }) : null;
+			if (link && !linkedAccount) await this.db.sso_identities.removeDocs(systemScope(tenant.id), { key });
+			const linked = linkedAccount !== null;
+			const account = linkedAccount ?? (await this.findUserByEmail(identity.email));
+			const isMember = account ? Boolean(await call(ctx, "tenants.membership", { tenantId: tenant.id, userId: account.id })) : false;
+			const decision = identityDecision({ accountUserId: account?.id ?? null, isMember });
+			if (decision.kind === "refuse") throw Errors.conflict(decision.reason);
+			const user =
+				account ??
+				(await this.db.users.insertDoc({
+					email: identity.email,
+					name: identity.name,
+					// No password: sign-in goes through the identity provider (a reset can set one).
+					passwordHash: await hashPassword(randomToken("", 32), this.config.bcryptCost),
+					emailVerified: true
+				}));
+			const { added } = await call(ctx, "tenants.addMember", { tenantId: tenant.id, userId: user.id, role: connection.defaultRole });
+			if (!linked) {
+				await this.db.sso_identities.insertDoc(systemScope(tenant.id), { key, userId: user.id, issuer: connection.issuer, subject: identity.subject }).catch((err: unknown) => {
+					// The same identity linked by a parallel callback: the link is there.
+					if ((err as { type?: unknown }).type !== "CONFLICT") throw err;
+				});
+			}
+			await audit(ctx, { action: "auth.sso.signedIn", tenantId: tenant.id, actor: { kind: "user", id: user.id }, target: user.id, data: { created: decision.kind === "create", joined: added } });
+			const code = await openChallenge(this.db.login_challenges, { userId: user.id, landingTenantId: tenant.id, kind: "sso", ssoIssuer: connection.issuer, exchangeChallenge: state.exchangeChallenge });
+			ctx.meta.$location = `${this.config.appUrl}/sso/callback?code=${encodeURIComponent(code)}`;
+			ctx.meta.$responseHeaders = { "Set-Cookie": ssoCookie("", state.redirectUri.startsWith("https:"), 0), "Cache-Control": "no-store" };
+			return null;
 		},
 
 		async ssoTarget(ctx: Context<unknown, RequestMeta>, slug: string): Promise<{ tenant: TenantView; connection: SsoConnectionDoc }> {

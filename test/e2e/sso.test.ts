@@ -36,7 +36,7 @@ describe("single sign-on (OpenID Connect)", () => {
 		// Nobody signs in through a domain the tenant has not proved it controls.
 		await idp.setAccount({ sub: "idp-early", email: `early@${domain}` });
 		const early = await ssoSignIn();
-		expect([early.status, early.error?.type]).toEqual([403, "FORBIDDEN"]);
+		expect([early.status, early.error?.type]).toEqual([302, "FORBIDDEN"]);
 		const records = (configured.body.domains as Array<{ domain: string; verified: boolean; record: { type: string; name: string; value: string } }>);
 		expect(records).toEqual([
 			{ domain, verified: false, record: { type: "TXT", name: `_marquee-verification.${domain}`, value: expect.stringMatching(/^marquee-verification=[\w-]{32}$/) } },
@@ -71,11 +71,22 @@ describe("single sign-on (OpenID Connect)", () => {
 		return { location: res.headers.get("location") ?? "", cookie: setCookie.split(";")[0], verifier };
 	}
 
-	/** The callback as the browser requests it; answers the status, Location and body. */
+	/**
+	 * The callback as the browser requests it: its status and Location, and the failure it names —
+	 * in the redirect back to the CMS (`error`, `error_description`, `request_id`), or a JSON body
+	 * (parameters refused before the action runs).
+	 */
 	async function callback(url: string, cookie: string | null) {
 		const res = await fetch(url, { redirect: "manual", headers: { ...someClient(), ...(cookie ? { Cookie: `theme=dark; ${cookie}; other=1` } : {}) } });
 		const text = await res.text();
-		return { status: res.status, location: res.headers.get("location") ?? "", body: (text ? JSON.parse(text) : null) as ErrorBody | null };
+		const location = res.headers.get("location") ?? "";
+		const back = location ? new URL(location) : null;
+		if (back?.searchParams.has("error")) {
+			expect(`${back.origin}${back.pathname}`).toBe("https://cms.example.com/sso/callback");
+			expect([back.searchParams.has("code"), back.searchParams.get("request_id"), res.headers.get("cache-control")]).toEqual([false, res.headers.get("x-request-id"), "no-store"]);
+			return { status: res.status, location, error: { type: back.searchParams.get("error") ?? "", message: back.searchParams.get("error_description") ?? "" } };
+		}
+		return { status: res.status, location, error: text ? (JSON.parse(text) as ErrorBody).error : undefined };
 	}
 
 	/** The whole flow for the IdP's current account: the session, or the failing answer. */
@@ -83,7 +94,7 @@ describe("single sign-on (OpenID Connect)", () => {
 		const { location, cookie, verifier } = await start();
 		const back = await followAuthorization(location, redirectUri);
 		const answer = await callback(back.url, cookie);
-		if (answer.status !== 302) return { status: answer.status, error: answer.body?.error };
+		if (answer.error) return { status: answer.status, error: answer.error as ErrorBody["error"] };
 		const target = new URL(answer.location);
 		expect(`${target.origin}${target.pathname}`).toBe("https://cms.example.com/sso/callback");
 		const exchanged = await request<Session & ErrorBody>(p.api("/auth/sso/exchange"), { method: "POST", json: { code: target.searchParams.get("code"), codeVerifier: verifier }, headers: someClient() });
@@ -177,13 +188,13 @@ describe("single sign-on (OpenID Connect)", () => {
 		expect((await ssoSignIn()).status).toBe(200);
 		expect((await request(p.api("/members/me"), { method: "DELETE", headers: as(olga) })).status).toBe(204);
 		const back = await ssoSignIn();
-		expect([back.status, back.error?.type]).toEqual([409, "CONFLICT"]);
+		expect([back.status, back.error?.type]).toEqual([302, "CONFLICT"]);
 		// Someone who joined just in time, removed by the owner.
 		await idp.setAccount({ sub: "idp-pete", email: `pete@${domain}` });
 		const pete = (await ssoSignIn()).session as Session;
 		expect((await request(p.api(`/members/${pete.user.id}`), { method: "DELETE", headers: as(owner) })).status).toBe(204);
 		const again = await ssoSignIn();
-		expect([again.status, again.error?.type]).toEqual([409, "CONFLICT"]);
+		expect([again.status, again.error?.type]).toEqual([302, "CONFLICT"]);
 		const members = await request<{ rows: Array<{ userId: string }> }>(p.api("/members?pageSize=100"), { headers: as(owner) });
 		expect(members.body.rows.map(m => m.userId)).not.toEqual(expect.arrayContaining([olga.user.id]));
 		expect(members.body.rows.map(m => m.userId)).not.toContain(pete.user.id);
@@ -199,7 +210,7 @@ describe("single sign-on (OpenID Connect)", () => {
 		const outsider = await register(p, { ...newAccount("third"), email: `gina@${domain}` });
 		await idp.setAccount({ sub: "idp-gina", email: outsider.user.email });
 		const answer = await ssoSignIn();
-		expect([answer.status, answer.error?.type]).toEqual([409, "CONFLICT"]);
+		expect([answer.status, answer.error?.type]).toEqual([302, "CONFLICT"]);
 		expect(answer.error?.message).toContain("ask an admin to invite it");
 		const members = await request<{ rows: Array<{ userId: string }> }>(p.api("/members?pageSize=100"), { headers: as(owner) });
 		expect(members.body.rows.map(m => m.userId)).not.toContain(outsider.user.id);
@@ -208,10 +219,10 @@ describe("single sign-on (OpenID Connect)", () => {
 	it("refuses an email outside the allowed domains, and one the IdP has not verified", async () => {
 		await idp.setAccount({ sub: "idp-mallory", email: "mallory@evil.example", email_verified: true });
 		const outside = await ssoSignIn();
-		expect([outside.status, outside.error?.type]).toEqual([403, "FORBIDDEN"]);
+		expect([outside.status, outside.error?.type]).toEqual([302, "FORBIDDEN"]);
 		await idp.setAccount({ sub: "idp-hank", email: `hank@${domain}`, email_verified: false });
 		const unverified = await ssoSignIn();
-		expect([unverified.status, unverified.error?.type]).toEqual([403, "FORBIDDEN"]);
+		expect([unverified.status, unverified.error?.type]).toEqual([302, "FORBIDDEN"]);
 		const members = await request(p.api("/members?pageSize=100"), { headers: as(owner) });
 		expect(members.text).not.toContain("mallory@");
 		expect(members.text).not.toContain("hank@");
@@ -225,7 +236,7 @@ describe("single sign-on (OpenID Connect)", () => {
 		await idp.setAccount({ sub: "idp-ivy", email: `ivy@${domain}` });
 		await idp.tamper(claims);
 		const answer = await ssoSignIn();
-		expect([answer.status, answer.error?.type]).toEqual([401, "UNAUTHORIZED"]);
+		expect([answer.status, answer.error?.type]).toEqual([302, "UNAUTHORIZED"]);
 		// The kind of failure, without the values compared (our nonce stays ours).
 		expect(answer.error?.message).toMatch(/^The identity provider's answer was refused: (unexpected iss value|aud mismatch|nonce mismatch)$/);
 		await idp.tamper({});
@@ -239,15 +250,19 @@ describe("single sign-on (OpenID Connect)", () => {
 		const back = await followAuthorization(location, redirectUri);
 		const forged = new URL(back.url);
 		forged.searchParams.set("state", "forged-state-value-0123456789");
-		expect((await callback(forged.toString(), cookie)).status).toBe(401);
+		const refusal = async (url: string, withCookie: string | null) => {
+			const answer = await callback(url, withCookie);
+			return [answer.status, answer.error?.type];
+		};
+		expect(await refusal(forged.toString(), cookie)).toEqual([302, "UNAUTHORIZED"]);
 		// Someone else's browser (no cookie, or their own flow's cookie).
-		expect((await callback(back.url, null)).status).toBe(401);
+		expect(await refusal(back.url, null)).toEqual([302, "UNAUTHORIZED"]);
 		const other = await start();
-		expect((await callback(back.url, other.cookie)).status).toBe(401);
+		expect(await refusal(back.url, other.cookie)).toEqual([302, "UNAUTHORIZED"]);
 		// The right browser: once.
 		const ok = await callback(back.url, cookie);
-		expect(ok.status).toBe(302);
-		expect((await callback(back.url, cookie)).status).toBe(401);
+		expect([ok.status, ok.error]).toEqual([302, undefined]);
+		expect(await refusal(back.url, cookie)).toEqual([302, "UNAUTHORIZED"]);
 		// The one-time code too.
 		const code = new URL(ok.location).searchParams.get("code");
 		const exchange = () => request(p.api("/auth/sso/exchange"), { method: "POST", json: { code, codeVerifier: verifier }, headers: someClient() });
@@ -265,7 +280,8 @@ describe("single sign-on (OpenID Connect)", () => {
 		expect((await fetch(p.api(`/auth/sso/${owner.tenant.slug}`), { redirect: "manual", headers: someClient() })).status).toBe(422);
 		// The IdP's own refusal.
 		const refused = await callback(`${redirectUri}?error=access_denied&state=x`, cookie);
-		expect([refused.status, refused.body?.error.type]).toEqual([401, "UNAUTHORIZED"]);
+		expect([refused.status, refused.error?.type]).toEqual([302, "UNAUTHORIZED"]);
+		expect(refused.error?.message).toBe("The identity provider did not sign you in (access_denied)");
 	});
 
 	it("an unknown organisation and one without SSO answer 404 alike", async () => {

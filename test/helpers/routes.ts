@@ -159,6 +159,8 @@ export async function send(p: Platform, route: Route, options: SendOptions = {})
 		method: route.method,
 		headers,
 		body,
+		// The route's own answer: a redirect (a download, the SSO callback's way back to the CMS) is not followed.
+		redirect: "manual",
 		signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS)
 	});
 	if ((res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
