@@ -28,7 +28,12 @@ const COMPACT_SLACK = 10_000;
 
 export class KvJournal {
 	private fd: number | null = null;
+	/** Lines in the file, and the entries it held when last rewritten. */
 	private lines = 0;
+	private rewrittenWith = 0;
+	/** The durable entries as the file says (the store changes none without recording it): what a rewrite writes. */
+	private readonly durable = new Map<string, JournalEntry>();
+	private now: () => number = Date.now;
 
 	constructor(
 		private readonly file: string,
@@ -36,38 +41,37 @@ export class KvJournal {
 		readonly isDurable: (key: string) => boolean
 	) {}
 
-	/** The durable entries the file holds that are still live at `now`; the file is rewritten with just them. */
-	open(now: number): Map<string, JournalEntry> {
-		fs.mkdirSync(path.dirname(this.file), { recursive: true });
-		const entries = new Map<string, JournalEntry>();
+	/** The durable entries the file holds that are still live by `now`; the file is rewritten with just them. */
+	open(now: () => number): ReadonlyMap<string, JournalEntry> {
+		this.now = now;
+		fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
 		const text = fs.existsSync(this.file) ? fs.readFileSync(this.file, "utf8") : "";
 		for (const line of text.split("\n")) {
 			const parsed = parseLine(line);
 			if (!parsed || !this.isDurable(parsed.key)) continue;
-			if (parsed.entry) entries.set(parsed.key, parsed.entry);
-			else entries.delete(parsed.key);
+			if (parsed.entry) this.durable.set(parsed.key, parsed.entry);
+			else this.durable.delete(parsed.key);
 		}
-		for (const [key, entry] of entries) if (entry.expiresAt !== null && entry.expiresAt <= now) entries.delete(key);
-		this.rewrite(entries);
-		return entries;
+		this.rewrite();
+		return this.durable;
 	}
 
 	/**
-	 * Appends a durable key's new state (undefined: removed). `live` gives the store's durable
-	 * entries, for a rewrite when the file has grown past them. A failed write answers 503: a
-	 * throttle that cannot be kept must not let the attempt through uncounted.
+	 * Appends a durable key's new state (undefined: removed), and rewrites the file once its lines
+	 * have outgrown what it held at the last rewrite (amortised: a rewrite follows at least as
+	 * many appends as it writes lines). A failed write answers 503: a throttle that cannot be kept
+	 * must not let the attempt through uncounted.
 	 */
-	record(key: string, entry: JournalEntry | undefined, live: () => Iterable<[string, JournalEntry]>): void {
+	record(key: string, entry: JournalEntry | undefined): void {
 		if (this.fd === null) return;
 		try {
 			fs.appendFileSync(this.fd, `${JSON.stringify(entry ? [key, entry.value, entry.expiresAt] : [key])}\n`);
+			if (entry) this.durable.set(key, { ...entry });
+			else this.durable.delete(key);
+			this.lines++;
+			if (this.lines > COMPACT_SLACK + 2 * this.rewrittenWith) this.rewrite();
 		} catch {
 			throw Errors.unavailable("The platform could not record a limit on its disk, retry later");
-		}
-		this.lines++;
-		if (this.lines > COMPACT_SLACK) {
-			const entries = new Map(live());
-			if (this.lines > COMPACT_SLACK + 2 * entries.size) this.rewrite(entries);
 		}
 	}
 
@@ -76,15 +80,24 @@ export class KvJournal {
 		this.fd = null;
 	}
 
-	/** Replaces the file with `entries`, atomically (a temporary file renamed over it). */
-	private rewrite(entries: ReadonlyMap<string, JournalEntry>): void {
+	/** Replaces the file with the live durable entries, atomically (a temporary file renamed over it). */
+	private rewrite(): void {
+		const now = this.now();
+		for (const [key, entry] of this.durable) if (entry.expiresAt !== null && entry.expiresAt <= now) this.durable.delete(key);
 		const temporary = `${this.file}.${process.pid}.tmp`;
-		const body = [...entries].map(([key, entry]) => `${JSON.stringify([key, entry.value, entry.expiresAt])}\n`).join("");
-		fs.writeFileSync(temporary, body, { mode: 0o600 });
-		fs.renameSync(temporary, this.file);
+		const body = [...this.durable].map(([key, entry]) => `${JSON.stringify([key, entry.value, entry.expiresAt])}\n`).join("");
+		try {
+			fs.writeFileSync(temporary, body, { mode: 0o600 });
+			fs.renameSync(temporary, this.file);
+		} catch (err) {
+			fs.rmSync(temporary, { force: true });
+			throw err;
+		}
+		// The new descriptor first: a failure to open keeps the old one, never a closed number.
+		const fd = fs.openSync(this.file, "a", 0o600);
 		if (this.fd !== null) fs.closeSync(this.fd);
-		this.fd = fs.openSync(this.file, "a", 0o600);
-		this.lines = entries.size;
+		this.fd = fd;
+		this.lines = this.rewrittenWith = this.durable.size;
 	}
 }
 

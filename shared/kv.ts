@@ -74,14 +74,12 @@ export class MemoryKeyValueStore implements KeyValueStore {
 		private readonly now: () => number = Date.now,
 		private readonly journal?: KvJournal
 	) {
-		if (journal) for (const [key, entry] of journal.open(now())) this.entries.set(key, entry);
+		if (journal) for (const [key, entry] of journal.open(now)) this.entries.set(key, { ...entry });
 	}
 
 	/** Every change of a key goes through here: a durable key's new state is journaled before the operation answers. */
 	private changed(key: string, entry: Entry | undefined): void {
-		if (!this.journal?.isDurable(key)) return;
-		const durable = this.journal.isDurable;
-		this.journal.record(key, entry, () => [...this.entries].filter(([k, e]) => durable(k) && !this.expired(e)));
+		if (this.journal?.isDurable(key)) this.journal.record(key, entry);
 	}
 
 	private expired(entry: Entry): boolean {

@@ -124,6 +124,22 @@ describe("the embedded store's throttle journal", () => {
 		for (const key of ["throttle:k0", "throttle:k1", "throttle:k2"]) await expect(after.get(key)).resolves.toBe("4000");
 	});
 
+	it("the change that sets off a rewrite is in the rewritten file (a count, or a removal)", async () => {
+		const counted = open();
+		for (let i = 0; i < 10_000; i++) await counted.incr("throttle:a", 60 * MINUTE);
+		await counted.incr("throttle:victim", 60 * MINUTE); // line 10 001: the rewrite
+		expect(lines().length).toBeLessThan(10);
+		await expect(open().get("throttle:victim")).resolves.toBe("1");
+
+		fs.rmSync(file);
+		const removing = open();
+		await removing.set("throttle:forgiven", "5", 60 * MINUTE);
+		for (let i = 0; i < 9_999; i++) await removing.incr("throttle:a", 60 * MINUTE);
+		await removing.del("throttle:forgiven"); // line 10 001: the rewrite
+		expect(lines().length).toBeLessThan(10);
+		await expect(open().get("throttle:forgiven")).resolves.toBeNull();
+	});
+
 	it("a write the disk refuses answers 503 and counts nothing", async () => {
 		const store = open();
 		await store.incr("throttle:t", MINUTE);
