@@ -912,6 +912,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			const {
 				presence,
 				cameOnline,
+				previous,
 				read: [etag, power, commandList]
 			} = await recordHeartbeat(this.kv, displayId, ctx.params, new Date(), [manifestEtagKey(displayId), manifestPowerKey(displayId), commandsKey(displayId)], stored =>
 				this.heartbeatChannel.send({ tenantId, displayId, ts: stored.lastSeenAt, ...stored })
@@ -921,8 +922,14 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 			if (cameOnline) {
 				// Rare (a transition), so worth a read for the name the uptime report keeps.
 				const display = await this.db.displays.findDoc(systemScope(tenantId), { _id: displayId });
-				await sendToChannel(ctx.broker, DISPLAY_STATUS_CHANNEL, { id: newId(), tenantId, displayId, name: display?.name ?? "", online: true, at });
-				void emit(ctx, "devices.display.cameOnline", { tenantId, displayId, at });
+				// The store knew no status (it restarted empty, a Redis lost its data) and the document
+				// says online: the screen never left as far as anyone was told, so there is no return to
+				// announce — a restart is nobody's outage, whether its heartbeat or the sweep comes first.
+				const stayedOnline = previous === null && display?.status === "online";
+				if (!stayedOnline) {
+					await sendToChannel(ctx.broker, DISPLAY_STATUS_CHANNEL, { id: newId(), tenantId, displayId, name: display?.name ?? "", online: true, at });
+					void emit(ctx, "devices.display.cameOnline", { tenantId, displayId, at });
+				}
 			}
 			const { commands, firstDelivered } = dueCommands(pending, at);
 			if (firstDelivered.length) void emit(ctx, "devices.commands.delivered", { tenantId, displayId, ids: firstDelivered, at });
@@ -1082,6 +1089,12 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				if (lastSeen === null) {
 					// Online by its document, unknown to the store (it restarted empty): not silent, unknown.
 					await assumeSeen(this.kv, display.id, now);
+					// Rare (after a restart), so worth a read: a display deleted since this sweep listed it
+					// (its tenant's deletion forgot its keys meanwhile) must not keep what was just seeded.
+					if (!(await this.db.displays.findDoc(systemScope(display.tenantId), { _id: display.id }))) {
+						await this.forgetDisplay(display.id);
+						continue;
+					}
 					countOnline(tenant.plan);
 					continue;
 				}

@@ -61,7 +61,8 @@ const nothingAlongside = async (): Promise<void> => undefined;
 
 /**
  * Records a heartbeat; answers the new presence, whether the display just came online (true for
- * exactly one of any number of concurrent heartbeats), and the values of the keys in `read`.
+ * exactly one of any number of concurrent heartbeats), the status flag it replaced (null: the
+ * store knew none — never seen, or forgotten by a restart), and the values of the keys in `read`.
  * Two round trips: the stamp, the status swap and one read of the last presence with `read`
  * (MGET) go out together (Redis pipelines commands sent in one turn into one round trip), then
  * the merged presence is written while `alongside` (the heartbeat's channel publish) runs.
@@ -73,7 +74,7 @@ export async function recordHeartbeat(
 	now: Date,
 	read: readonly string[] = [],
 	alongside: (presence: Presence) => Promise<void> = nothingAlongside
-): Promise<{ presence: Presence; cameOnline: boolean; read: Array<string | null> }> {
+): Promise<{ presence: Presence; cameOnline: boolean; previous: LiveStatus | null; read: Array<string | null> }> {
 	// The stamp first, then the status — sent in that order, applied in that order: the sweep
 	// flips a display offline only while its stamp is stale, atomically, so a heartbeat can never
 	// be lost between the two.
@@ -84,7 +85,7 @@ export async function recordHeartbeat(
 	]);
 	const presence = mergePresence(parsePresence(known), report, now);
 	await Promise.all([kv.set(presenceKeys.presence(displayId), JSON.stringify(presence), PRESENCE_TTL_MS), alongside(presence)]);
-	return { presence, cameOnline: previous !== "online", read: values };
+	return { presence, cameOnline: previous !== "online", previous: parseStatus(previous), read: values };
 }
 
 /**

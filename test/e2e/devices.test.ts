@@ -300,8 +300,10 @@ describe("devices", () => {
 				const queued = await request<{ id: string; createdAt: string }>(p.api(`/displays/${display.id}/commands`), { method: "POST", headers: as(owner), json: { type: "reload" } });
 				const block = await stream.waitFor(isEvent("command"));
 				expect(JSON.parse(String(block.data))).toEqual({ id: queued.body.id, type: "reload", createdAt: queued.body.createdAt });
-				await new Promise(resolve => setTimeout(resolve, 100));
-				expect(otherStream.blocks.some(isEvent("command"))).toBe(false);
+				// The other display's own command, queued after: by the time it arrives, the first would have.
+				const own = await request<{ id: string }>(p.api(`/displays/${other.display.id}/commands`), { method: "POST", headers: as(owner), json: { type: "screenshot" } });
+				await otherStream.waitFor(isEvent("command"));
+				expect(otherStream.blocks.filter(isEvent("command")).map(b => (JSON.parse(String(b.data)) as { id: string }).id)).toEqual([own.body.id]);
 			} finally {
 				closeStreams();
 			}
@@ -380,48 +382,66 @@ describe("devices", () => {
 	});
 
 	describe("a restart that forgot presence (the embedded store starts empty; a Redis lost its data)", () => {
-		it("is nobody's outage: online screens stay online through the sweeps and come back without a 'came online'; a dead one goes offline a cutoff later", async () => {
+		it("is nobody's outage: online screens stay online through the sweeps and come back without a 'came online' (whether their heartbeat or the sweep comes first); a dead one goes offline a cutoff later", async () => {
 			const site = await register(p, newAccount("restarted"));
-			const alive = await pairDisplay(site);
+			const early = await pairDisplay(site);
+			const late = await pairDisplay(site);
 			const dead = await pairDisplay(site);
 			const devices = internals();
 			const scope = systemScope(site.tenant.id);
 			const events: string[] = [];
+			const watcher = `restart-watch-${Date.now()}`;
 			p.broker.createService({
-				name: `restart-watch-${Date.now()}`,
+				name: watcher,
 				events: {
 					"devices.display.wentOffline"(ctx: { params: { displayId: string } }) {
 						events.push(`offline ${ctx.params.displayId}`);
 					},
 					"devices.display.cameOnline"(ctx: { params: { displayId: string } }) {
 						events.push(`online ${ctx.params.displayId}`);
+					},
+					[`${watcher}.marker`]() {
+						events.push("marker");
 					}
 				}
 			});
-			for (const d of [alive, dead]) expect((await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(d.token), json: {} })).status).toBe(200);
-			await until("both documents online", async () => (await devices.db.displays.findDocs(scope, { status: "online" })).length === 2);
-			events.length = 0;
+			/** The events so far: a marker emitted now arrives after any the requests before it set off. */
+			const eventsSoFar = async () => {
+				await p.broker.emit(`${watcher}.marker`);
+				await until("the marker event", () => events.includes("marker"));
+				return events.splice(0).filter(e => e !== "marker");
+			};
+			const heartbeat = async (d: { token: string }) => (await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(d.token), json: {} })).status;
+			for (const d of [early, late, dead]) expect(await heartbeat(d)).toBe(200);
+			await until("the documents online", async () => (await devices.db.displays.findDocs(scope, { status: "online" })).length === 3);
+			expect(await eventsSoFar()).toHaveLength(3);
 
-			// The restart: the store has forgotten both; their documents still say online.
-			for (const d of [alive, dead]) for (const key of Object.values(presenceKeys)) await devices.kv.del(key(d.display.id));
+			// The restart: the store has forgotten them all; their documents still say online.
+			for (const d of [early, late, dead]) for (const key of Object.values(presenceKeys)) await devices.kv.del(key(d.display.id));
+			// One screen's heartbeat arrives before the first sweep after the restart…
+			expect(await heartbeat(early)).toBe(200);
 			const restartedAt = Date.now();
 			await devices.sweepOnce();
-			// Its silence is counted from that sweep.
+			// …the silence of the others is counted from that sweep…
 			expect(Number(await devices.kv.get(presenceKeys.lastSeen(dead.display.id)))).toBeGreaterThanOrEqual(restartedAt);
 			await devices.sweepOnce();
-			expect(await devices.db.displays.findDocs(scope, { status: "online" })).toHaveLength(2);
-			expect((await request(p.api("/device/heartbeat"), { method: "POST", headers: bearer(alive.token), json: {} })).status).toBe(200);
-			await new Promise(resolve => setTimeout(resolve, 100));
-			expect(events).toEqual([]);
+			expect(await devices.db.displays.findDocs(scope, { status: "online" })).toHaveLength(3);
+			// …and another's heartbeat comes after it: neither was away.
+			expect(await heartbeat(late)).toBe(200);
+			expect(await heartbeat(early)).toBe(200);
+			expect(await eventsSoFar()).toEqual([]);
 
 			// The dead one stays silent past its tenant's cutoff (90 s by default), counted from the
-			// first sweep after the restart: then, and only then, it goes offline.
+			// first sweep after the restart: then, and only then, it goes offline…
 			await devices.kv.set(presenceKeys.lastSeen(dead.display.id), String(Date.now() - 91_000));
 			await devices.sweepOnce();
-			expect((await devices.db.displays.getDoc(scope, alive.display.id))?.status).toBe("online");
+			expect((await devices.db.displays.getDoc(scope, early.display.id))?.status).toBe("online");
+			expect((await devices.db.displays.getDoc(scope, late.display.id))?.status).toBe("online");
 			expect((await devices.db.displays.getDoc(scope, dead.display.id))?.status).toBe("offline");
-			await until("the dead screen's wentOffline", () => events.length > 0);
-			expect(events).toEqual([`offline ${dead.display.id}`]);
+			expect(await eventsSoFar()).toEqual([`offline ${dead.display.id}`]);
+			// …and its return is one.
+			expect(await heartbeat(dead)).toBe(200);
+			expect(await eventsSoFar()).toEqual([`online ${dead.display.id}`]);
 		});
 	});
 

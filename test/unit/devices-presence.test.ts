@@ -59,12 +59,14 @@ describe("presence in the key/value store", () => {
 		const kv = new MemoryKeyValueStore();
 		const first = await recordHeartbeat(kv, "d-1", { appVersion: "1.0.0" }, T0);
 		expect(first.cameOnline).toBe(true);
+		expect(first.previous).toBeNull();
 		expect(first.presence).toMatchObject({ lastSeenAt: T0.toISOString(), appVersion: "1.0.0" });
 		expect(await kv.get(presenceKeys.lastSeen("d-1"))).toBe(String(T0.getTime()));
 		expect(await readPresence(kv, "d-1")).toEqual({ presence: first.presence, status: "online" });
 
 		const burst = await Promise.all(Array.from({ length: 10 }, (_, i) => recordHeartbeat(kv, "d-1", {}, later(i))));
 		expect(burst.filter(b => b.cameOnline)).toHaveLength(0);
+		expect(burst.map(b => b.previous)).toEqual(Array(10).fill("online"));
 		expect((await readPresence(kv, "d-1")).presence?.appVersion).toBe("1.0.0");
 	});
 
@@ -95,8 +97,9 @@ describe("presence in the key/value store", () => {
 		expect((await readPresence(kv, "silent")).status).toBe("offline");
 		expect(await markOfflineIfSilent(kv, "silent", cutoff)).toBeNull();
 
-		// Back: the next heartbeat comes online again, once.
-		expect((await recordHeartbeat(kv, "silent", {}, later(40_000))).cameOnline).toBe(true);
+		// Back: the next heartbeat comes online again, once, and says what it replaced.
+		const back = await recordHeartbeat(kv, "silent", {}, later(40_000));
+		expect(back).toMatchObject({ cameOnline: true, previous: "offline" });
 		expect(await markOfflineIfSilent(kv, "silent", cutoff)).toBeNull();
 	});
 
