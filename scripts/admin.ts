@@ -5,12 +5,13 @@
  * calls `billing.setPlan` on the billing service there. Without it (the embedded mode) it starts
  * a broker with the billing and tenants services on the same DATA_DIR: NeDB files have one writer, so the
  * platform must be stopped first (`npm start` running at the same time would not see the change
- * and could overwrite it).
+ * and could overwrite it); it refuses while the platform runs there.
  */
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { brokerOptions } from "../moleculer.config";
 import BillingService from "../services/billing.service";
 import TenantsService from "../services/tenants.service";
+import { assertDataDirFree } from "../shared/backup";
 import { loadConfig, setConfig } from "../shared/config";
 import { call } from "../shared/contracts";
 import type { AnyServiceSchema } from "../server";
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
 	const args = parseArgs(process.argv.slice(2));
 	const config = loadConfig();
 	setConfig(config);
+	if (!config.transporter) assertDataDirFree(config.dataDir, "this command writes its files");
 	const broker = new ServiceBroker(brokerOptions(config, { nodeID: `admin-${process.pid}`, logLevel: "warn", skipProcessEventRegistration: true }));
 	// Embedded: billing on the platform's files, and tenants so that a mistyped tenant id is refused (404).
 	const local: AnyServiceSchema[] = config.transporter ? [] : [BillingService, TenantsService];

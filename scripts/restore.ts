@@ -20,7 +20,7 @@ import path from "node:path";
 import { migrate } from "../services/analytics/migrations";
 import { ident, join, sql } from "../services/analytics/sql";
 import { ChdbStore, loadChdb } from "../services/analytics/store";
-import { BackupError, backupStamp, countNeDbDocuments, extractArchive, isEmptyDir, runCommand, runningPlatformPid, type BackupManifest } from "../shared/backup";
+import { BackupError, assertDataDirFree, backupStamp, countNeDbDocuments, extractArchive, isEmptyDir, runCommand, type BackupManifest } from "../shared/backup";
 import { defaultDataDir, userPath } from "./backup";
 
 const USAGE = "usage: npm run restore -- FILE [--data-dir DIR] [--force] [--skip-analytics]";
@@ -97,8 +97,7 @@ export async function restore(args: RestoreArgs): Promise<{ manifest: BackupMani
 		throw new BackupError(`there is no file ${file}`);
 	}
 	if (!stat.isFile()) throw new BackupError(`${file} is not a file`);
-	const pid = runningPlatformPid(dataDir);
-	if (pid !== null) throw new BackupError(`the platform is running on ${dataDir} (pid ${pid}): stop it first, restore replaces its data`);
+	assertDataDirFree(dataDir, "restore replaces its data");
 	const occupied = !isEmptyDir(dataDir);
 	if (occupied && !args.force) throw new BackupError(`${dataDir} is not empty: pass --force to move it aside (to ${path.basename(dataDir)}.pre-restore-<stamp>, nothing is deleted) and restore`);
 	if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) throw new BackupError(`${dataDir} is not a directory`);

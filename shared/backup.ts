@@ -127,7 +127,11 @@ function looksLikePlatform(pid: number): boolean {
 	return /server\.(ts|js)\b/.test(cmdline.replace(/\0/g, " "));
 }
 
-/** The pid of the platform running on `dataDir`, or null (no pid file, a stale one, or not the platform). */
+/**
+ * The pid of the platform running on `dataDir`, or null (no pid file, a stale one, or not the
+ * platform). Never this process or its launcher (tsx): a file naming either is left from an
+ * earlier life in the same pid namespace (a container restarted after a crash).
+ */
 export function runningPlatformPid(dataDir: string): number | null {
 	let text: string;
 	try {
@@ -136,8 +140,18 @@ export function runningPlatformPid(dataDir: string): number | null {
 		return null;
 	}
 	const pid = Number(text.trim());
-	if (!Number.isInteger(pid) || pid <= 0) return null;
+	if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || pid === process.ppid) return null;
 	return processAlive(pid) && looksLikePlatform(pid) ? pid : null;
+}
+
+/**
+ * Refuses (throws) when the platform already runs on `dataDir`: one process owns a DATA_DIR. A
+ * second one on the same files would compact NeDB files and the throttle journal under the
+ * first (which then appends to a file no longer there) and overwrite what the first writes.
+ */
+export function assertDataDirFree(dataDir: string, what: string): void {
+	const pid = runningPlatformPid(dataDir);
+	if (pid !== null) throw new BackupError(`the platform is running on ${dataDir} (pid ${pid}): stop it first, ${what}`);
 }
 
 // ---- files ----------------------------------------------------------------------------------

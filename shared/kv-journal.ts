@@ -11,7 +11,8 @@
  * of a key wins; expired entries and a torn last line are dropped) and rewrites it compacted; the
  * store compacts again whenever the lines outgrow the live entries.
  *
- * One process owns a DATA_DIR (the pid file of shared/backup.ts), so one writer owns the file.
+ * One process owns a DATA_DIR (server.ts refuses to start on one the platform runs on, and so do
+ * the operator commands), so one writer owns the file.
  */
 import fs from "node:fs";
 import path from "node:path";

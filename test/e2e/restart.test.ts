@@ -225,6 +225,32 @@ describe("security state across a restart (embedded default)", () => {
 		expect(answers).toEqual(checks.map(check => ({ what: check.what, status: check.expected })));
 	});
 
+	it("a second platform, or an operator command, on the same data refuses while it runs, and leaves its files alone", async () => {
+		const kvDir = path.join(dataDir, "kv");
+		const journals = () => fs.readdirSync(kvDir).map(file => ({ file, inode: fs.statSync(path.join(kvDir, file)).ino }));
+		const before = journals();
+		expect(before.length).toBeGreaterThan(0);
+		const second = await spawnPlatform(TSX, ["server.ts"], env);
+		try {
+			// Ends with 1 — or, wrongly, starts serving (which fails here at once rather than at the timeout).
+			expect(await Promise.race([second.exited, waitFor200(`${second.url}/health/live`, 60_000).then(() => "started", () => "neither")])).toBe(1);
+			expect(second.output()).toContain(`the platform is running on ${dataDir} (pid `);
+		} finally {
+			killGroup(second);
+		}
+		const admin = await spawnPlatform(TSX, ["scripts/admin.ts", "set-plan", "some-tenant", "pro"], env);
+		try {
+			expect(await admin.exited).toBe(1);
+			expect(admin.output()).toContain(`the platform is running on ${dataDir} (pid `);
+		} finally {
+			killGroup(admin);
+		}
+		// The throttle journal is still the file the running platform appends to (a second process
+		// used to compact it under the first, whose later counts then went to a deleted file).
+		expect(journals()).toEqual(before);
+		expect((await fetch(`${proc.url}/health/ready`)).status).toBe(200);
+	});
+
 	it("and after the process is killed (SIGKILL: nothing flushed on the way out)", async () => {
 		killGroup(proc); // the whole group: SIGKILL to tsx alone would leave the server running
 		await proc.exited;
