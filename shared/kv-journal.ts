@@ -8,8 +8,9 @@
  * and expiry, or its removal — before the operation answers. `appendFileSync` has handed the line
  * to the operating system when it returns, so a killed process (SIGKILL, a crash) keeps it; only
  * the machine itself going down could lose the last lines. Opening replays the file (the last line
- * of a key wins; expired entries and a torn last line are dropped) and rewrites it compacted; the
- * store compacts again whenever the lines outgrow the live entries.
+ * of a key wins; expired entries and a torn line are dropped) and rewrites it compacted; the
+ * store compacts again whenever the lines outgrow the live entries, and hourly when an entry has
+ * expired (the keys name emails and addresses).
  *
  * One process owns a DATA_DIR (server.ts refuses to start on one the platform runs on, and so do
  * the operator commands), so one writer owns the file.
@@ -26,15 +27,20 @@ export interface JournalEntry {
 
 /** Lines appended beyond the live entries before the file is rewritten. */
 const COMPACT_SLACK = 10_000;
+/** How often the file is rid of expired entries (they name sign-in addresses and emails). */
+export const JOURNAL_SWEEP_MS = 3600_000;
 
 export class KvJournal {
 	private fd: number | null = null;
-	/** Lines in the file, and the entries it held when last rewritten. */
+	/** Lines in the file, and the count past which it is rewritten. */
 	private lines = 0;
-	private rewrittenWith = 0;
+	private rewriteAt = 0;
 	/** The durable entries as the file says (the store changes none without recording it): what a rewrite writes. */
 	private readonly durable = new Map<string, JournalEntry>();
 	private now: () => number = Date.now;
+	/** A failed append may have left part of its line: the next one starts on a line of its own. */
+	private torn = false;
+	private sweeper: NodeJS.Timeout | null = null;
 
 	constructor(
 		private readonly file: string,
@@ -54,51 +60,89 @@ export class KvJournal {
 			else this.durable.delete(parsed.key);
 		}
 		this.rewrite();
+		this.sweeper = setInterval(() => this.sweep(), JOURNAL_SWEEP_MS).unref();
 		return this.durable;
+	}
+
+	/**
+	 * Rewrites the file when an entry in it has expired: a throttle's key names the email or the
+	 * address it counts, which must not outlive its window on disk for want of a restart or of
+	 * enough traffic to compact. Hourly; a failure waits for the next turn.
+	 */
+	sweep(): void {
+		if (this.fd === null) return;
+		const now = this.now();
+		let expired = false;
+		for (const entry of this.durable.values()) if (entry.expiresAt !== null && entry.expiresAt <= now) expired = true;
+		if (!expired) return;
+		try {
+			this.rewrite();
+		} catch {
+			/* the disk refused: the next sweep, or the next append's rewrite, tries again */
+		}
 	}
 
 	/**
 	 * Appends a durable key's new state (undefined: removed), and rewrites the file once its lines
 	 * have outgrown what it held at the last rewrite (amortised: a rewrite follows at least as
-	 * many appends as it writes lines). A failed write answers 503: a throttle that cannot be kept
-	 * must not let the attempt through uncounted.
+	 * many appends as it writes lines). A failed append answers 503: a throttle that cannot be
+	 * kept must not let the attempt through uncounted. A failed rewrite loses nothing (the change
+	 * is in the file already): the file grows until a later one succeeds.
 	 */
 	record(key: string, entry: JournalEntry | undefined): void {
 		if (this.fd === null) return;
 		try {
-			fs.appendFileSync(this.fd, `${JSON.stringify(entry ? [key, entry.value, entry.expiresAt] : [key])}\n`);
-			if (entry) this.durable.set(key, { ...entry });
-			else this.durable.delete(key);
-			this.lines++;
-			if (this.lines > COMPACT_SLACK + 2 * this.rewrittenWith) this.rewrite();
+			const line = `${JSON.stringify(entry ? [key, entry.value, entry.expiresAt] : [key])}\n`;
+			fs.appendFileSync(this.fd, this.torn ? `\n${line}` : line);
+			this.torn = false;
 		} catch {
+			this.torn = true;
 			throw Errors.unavailable("The platform could not record a limit on its disk, retry later");
+		}
+		if (entry) this.durable.set(key, { ...entry });
+		else this.durable.delete(key);
+		if (++this.lines <= this.rewriteAt) return;
+		try {
+			this.rewrite();
+		} catch {
+			this.rewriteAt = this.lines + COMPACT_SLACK;
 		}
 	}
 
 	close(): void {
+		if (this.sweeper) clearInterval(this.sweeper);
+		this.sweeper = null;
 		if (this.fd !== null) fs.closeSync(this.fd);
 		this.fd = null;
 	}
 
-	/** Replaces the file with the live durable entries, atomically (a temporary file renamed over it). */
+	/**
+	 * Replaces the file with the live durable entries, atomically: they are written to a temporary
+	 * file, opened for appending, which is then renamed over the journal — the descriptor written
+	 * through is the one appended to afterwards, so nothing that can fail follows the rename (a
+	 * reopen after it could fail and leave the old descriptor on a file no longer there).
+	 */
 	private rewrite(): void {
 		const now = this.now();
 		for (const [key, entry] of this.durable) if (entry.expiresAt !== null && entry.expiresAt <= now) this.durable.delete(key);
 		const temporary = `${this.file}.${process.pid}.tmp`;
 		const body = [...this.durable].map(([key, entry]) => `${JSON.stringify([key, entry.value, entry.expiresAt])}\n`).join("");
+		const { O_WRONLY, O_CREAT, O_TRUNC, O_APPEND } = fs.constants;
+		let fd: number | null = null;
 		try {
-			fs.writeFileSync(temporary, body, { mode: 0o600 });
+			fd = fs.openSync(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o600);
+			fs.writeFileSync(fd, body);
 			fs.renameSync(temporary, this.file);
 		} catch (err) {
+			if (fd !== null) fs.closeSync(fd);
 			fs.rmSync(temporary, { force: true });
 			throw err;
 		}
-		// The new descriptor first: a failure to open keeps the old one, never a closed number.
-		const fd = fs.openSync(this.file, "a", 0o600);
 		if (this.fd !== null) fs.closeSync(this.fd);
 		this.fd = fd;
-		this.lines = this.rewrittenWith = this.durable.size;
+		this.torn = false;
+		this.lines = this.durable.size;
+		this.rewriteAt = COMPACT_SLACK + 3 * this.durable.size;
 	}
 }
 

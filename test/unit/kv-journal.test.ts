@@ -149,6 +149,57 @@ describe("the embedded store's throttle journal", () => {
 		await expect(store.incr("throttle:t", MINUTE)).rejects.toMatchObject({ code: 503 });
 		await expect(store.get("throttle:t")).resolves.toBe("1");
 	});
+
+	it("after a write that left part of its line (a full disk), the next change starts a line of its own", async () => {
+		const store = open();
+		await store.incr("throttle:t", MINUTE);
+		const journal = (store as unknown as { journal: { fd: number } }).journal;
+		const writable = journal.fd;
+		journal.fd = fs.openSync(file, "r"); // appends fail…
+		await expect(store.incr("throttle:t", MINUTE)).rejects.toMatchObject({ code: 503 });
+		fs.appendFileSync(file, '["throttle:t","2",18'); // …after writing part of the line
+		fs.closeSync(journal.fd);
+		journal.fd = writable; // the disk has room again
+		await store.incr("throttle:u", MINUTE);
+		const after = open();
+		await expect(after.get("throttle:u")).resolves.toBe("1");
+		await expect(after.get("throttle:t")).resolves.toBe("1");
+	});
+
+	it("the hourly sweep drops expired entries from the file (they name emails and addresses), and only then rewrites it", async () => {
+		const store = open();
+		const journal = (store as unknown as { journal: KvJournal }).journal;
+		await store.incr("throttle:login:acct-ip:gone@example.com:198.51.100.7", MINUTE);
+		await store.incr("throttle:long", 60 * MINUTE);
+		const inode = () => fs.statSync(file).ino;
+		const first = inode();
+		journal.sweep(); // nothing expired yet: the file stays as it is
+		expect(inode()).toBe(first);
+		expect(lines()).toHaveLength(2);
+		now += 2 * MINUTE;
+		journal.sweep();
+		expect(fs.readFileSync(file, "utf8")).not.toContain("gone@example.com");
+		expect(lines()).toEqual([JSON.stringify(["throttle:long", "1", now - 2 * MINUTE + 60 * MINUTE])]);
+		// It goes on appending to the rewritten file.
+		await store.incr("throttle:long", 60 * MINUTE);
+		await expect(open().get("throttle:long")).resolves.toBe("2");
+	});
+
+	it("a rewrite the disk refuses loses no change and is tried again later", async () => {
+		const store = open();
+		for (let i = 0; i < 10_000; i++) await store.incr("throttle:a", 60 * MINUTE);
+		// The temporary file cannot be created: a directory stands where it would go.
+		fs.mkdirSync(`${file}.${process.pid}.tmp`);
+		await expect(store.incr("throttle:victim", 60 * MINUTE)).resolves.toEqual({ count: 1, ttlMs: 60 * MINUTE });
+		expect(lines().length).toBeGreaterThan(10_000);
+		fs.rmdirSync(`${file}.${process.pid}.tmp`);
+		// The next try comes another 10 000 lines on.
+		for (let i = 0; i < 10_001; i++) await store.incr("throttle:a", 60 * MINUTE);
+		expect(lines().length).toBeLessThan(10);
+		const after = open();
+		await expect(after.get("throttle:victim")).resolves.toBe("1");
+		await expect(after.get("throttle:a")).resolves.toBe("20001");
+	});
 });
 
 describe("sharedKeyValueStore without Redis", () => {
