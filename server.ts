@@ -33,6 +33,8 @@ export interface StartOptions {
 	hot?: boolean;
 	/** Extra service schemas (tests add slow or probing services). */
 	extraServices?: AnyServiceSchema[];
+	/** Without the gateway, whether to serve health and metrics on OPS_PORT (true; an operator command does not). */
+	ops?: boolean;
 }
 
 /** The file of a service in this build, `.ts` under tsx and `.js` in dist. */
@@ -61,7 +63,7 @@ export async function startPlatform(config: Config, options: StartOptions = {}):
 	for (const schema of options.extraServices ?? []) broker.createService(schema as ServiceSchema);
 
 	await broker.start();
-	if (!config.services.includes("api")) ops = await startOpsServer(config, broker);
+	if (!config.services.includes("api") && options.ops !== false) ops = await startOpsServer(config, broker);
 
 	return {
 		broker,

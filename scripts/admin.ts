@@ -2,19 +2,19 @@
  * Operator commands: `npm run admin -- set-plan <tenantId> <plan> [--quantity N]`.
  *
  * With TRANSPORTER set, this joins the running cluster as a node (no services of its own) and
- * calls `billing.setPlan` on the billing service there. Without it (the embedded mode) it starts
- * a broker with the billing and tenants services on the same DATA_DIR: NeDB files have one writer, so the
- * platform must be stopped first (`npm start` running at the same time would not see the change
- * and could overwrite it); it refuses while the platform runs there.
+ * calls `billing.setPlan` on the billing service there. Without it (the embedded mode) it runs
+ * the platform's services itself, without the gateway, on the same DATA_DIR, so that what the
+ * command sets off (its audit record, mail) is stored and sent as the platform would, and stops
+ * them once that is done. NeDB files have one writer, so the platform must be stopped first
+ * (`npm start` running at the same time would not see the change and could overwrite it); it
+ * refuses while the platform runs there.
  */
-import { ServiceBroker, type ServiceSchema } from "moleculer";
+import { ServiceBroker } from "moleculer";
 import { brokerOptions } from "../moleculer.config";
-import BillingService from "../services/billing.service";
-import TenantsService from "../services/tenants.service";
+import { startPlatform } from "../server";
 import { assertDataDirFree } from "../shared/backup";
-import { loadConfig, setConfig } from "../shared/config";
+import { loadConfig, setConfig, type Config } from "../shared/config";
 import { call } from "../shared/contracts";
-import type { AnyServiceSchema } from "../server";
 
 const USAGE = "usage: npm run admin -- set-plan <tenantId> <plan> [--quantity N]";
 
@@ -35,22 +35,29 @@ export function parseArgs(argv: string[]): SetPlan {
 	return { tenantId, plan, quantity };
 }
 
+/** The broker the command calls through: a node of the running cluster, or (embedded) the platform's services in this process. */
+async function operatorBroker(config: Config): Promise<{ broker: ServiceBroker; stop(): Promise<void> }> {
+	if (config.transporter) {
+		const broker = new ServiceBroker(brokerOptions(config, { nodeID: `admin-${process.pid}`, logLevel: "warn", skipProcessEventRegistration: true }));
+		await broker.start();
+		await broker.waitForServices(["billing", "tenants"], 15_000);
+		return { broker, stop: () => broker.stop() };
+	}
+	assertDataDirFree(config.dataDir, "this command writes its files");
+	const platform = await startPlatform({ ...config, logLevel: "error", services: config.services.filter(name => name !== "api") }, { ops: false });
+	return platform;
+}
+
 async function main(): Promise<void> {
 	const args = parseArgs(process.argv.slice(2));
 	const config = loadConfig();
 	setConfig(config);
-	if (!config.transporter) assertDataDirFree(config.dataDir, "this command writes its files");
-	const broker = new ServiceBroker(brokerOptions(config, { nodeID: `admin-${process.pid}`, logLevel: "warn", skipProcessEventRegistration: true }));
-	// Embedded: billing on the platform's files, and tenants so that a mistyped tenant id is refused (404).
-	const local: AnyServiceSchema[] = config.transporter ? [] : [BillingService, TenantsService];
-	for (const schema of local) broker.createService(schema as ServiceSchema);
-	await broker.start();
+	const { broker, stop } = await operatorBroker(config);
 	try {
-		await broker.waitForServices(["billing", "tenants"], 15_000);
 		const result = await call(broker, "billing.setPlan", args.quantity === undefined ? { tenantId: args.tenantId, plan: args.plan } : args);
 		process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 	} finally {
-		await broker.stop();
+		await stop();
 	}
 }
 

@@ -1,8 +1,9 @@
 /**
  * The operator command `npm run admin -- set-plan <tenantId> <plan> [--quantity N]` in the
  * embedded mode, as an operator runs it: a child process on the platform's DATA_DIR while the
- * platform is stopped. The plan it sets is what billing answers afterwards; a wrong plan, an
- * unknown tenant and bad arguments end with exit code 1 and one line saying why.
+ * platform is stopped. The plan it sets is what billing answers afterwards, and its audit record
+ * is in the tenant's audit log; a wrong plan, an unknown tenant and bad arguments end with exit
+ * code 1 and one line saying why.
  */
 import { spawnSync } from "node:child_process";
 import path from "node:path";
@@ -13,7 +14,7 @@ import TenantsService from "../../services/tenants.service";
 import { loadConfig, setConfig } from "../../shared/config";
 import { call } from "../../shared/contracts";
 import { tempDir } from "../helpers/platform";
-import { ROOT } from "../helpers/process";
+import { killGroup, ROOT, spawnPlatform, waitFor200 } from "../helpers/process";
 
 const TSX = path.join(ROOT, "node_modules", ".bin", "tsx");
 
@@ -59,6 +60,40 @@ describe("npm run admin -- set-plan (embedded mode)", () => {
 			await broker.stop();
 		}
 	}, 120_000);
+
+	it("leaves its audit record where the platform keeps them (the embedded command runs the platform's services, not just billing)", async () => {
+		const platformDir = tempDir("admin-cli-audit");
+		const started = await spawnPlatform(TSX, ["server.ts"], { DATA_DIR: platformDir });
+		let owner: { tenant: { id: string }; accessToken: string };
+		try {
+			await waitFor200(`${started.url}/health/ready`, 60_000, started);
+			const res = await fetch(`${started.url}/api/v1/auth/register`, {
+				method: "POST",
+				headers: { "Content-Type": "application/json" },
+				body: JSON.stringify({ email: `admin-cli-${process.pid}@example.com`, password: "Operator sets the plan 42", name: "Ōwner", organizationName: "Ünïcode Signage 🖥" })
+			});
+			expect(res.status).toBe(201);
+			owner = (await res.json()) as typeof owner;
+		} finally {
+			started.kill("SIGTERM");
+			await started.exited;
+		}
+		const run = admin(platformDir, "set-plan", owner.tenant.id, "pro", "--quantity", "3");
+		expect(run.stderr).toBe("");
+		expect(run.status).toBe(0);
+
+		const again = await spawnPlatform(TSX, ["server.ts"], { DATA_DIR: platformDir });
+		try {
+			await waitFor200(`${again.url}/health/ready`, 60_000, again);
+			const res = await fetch(`${again.url}/api/v1/audit-logs?action=billing.plan.set`, { headers: { Authorization: `Bearer ${owner.accessToken}` } });
+			expect(res.status).toBe(200);
+			const body = (await res.json()) as { rows: Array<{ action: string; target: string }>; total: number };
+			expect(body.rows.map(r => ({ action: r.action, target: r.target }))).toEqual([{ action: "billing.plan.set", target: owner.tenant.id }]);
+		} finally {
+			killGroup(again);
+			await again.exited;
+		}
+	}, 180_000);
 
 	it("refuses an unknown plan, an unknown tenant and bad arguments with exit code 1 and a reason", () => {
 		const plan = admin(dataDir, "set-plan", tenantId, "platinum");
