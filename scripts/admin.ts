@@ -1,13 +1,15 @@
 /**
- * Operator commands: `npm run admin -- set-plan <tenantId> <plan> [--quantity N]`.
+ * Operator commands:
+ *   npm run admin -- set-plan <tenantId> <plan> [--quantity N]   the plan a tenant is on, without Stripe
+ *   npm run admin -- reset-2fa <email>                            two-factor off for a person who lost
+ *                                                                 their authenticator and recovery codes
  *
  * With TRANSPORTER set, this joins the running cluster as a node (no services of its own) and
- * calls `billing.setPlan` on the billing service there. Without it (the embedded mode) it runs
- * the platform's services itself, without the gateway, on the same DATA_DIR, so that what the
- * command sets off (its audit record, mail) is stored and sent as the platform would, and stops
- * them once that is done. NeDB files have one writer, so the platform must be stopped first
- * (`npm start` running at the same time would not see the change and could overwrite it); it
- * refuses while the platform runs there.
+ * calls the service there. Without it (the embedded mode) it runs the platform's services itself,
+ * without the gateway, on the same DATA_DIR, so that what the command sets off (its audit record,
+ * mail) is stored and sent as the platform would, and stops them once that is done. NeDB files
+ * have one writer, so the platform must be stopped first (`npm start` running at the same time
+ * would not see the change and could overwrite it); it refuses while the platform runs there.
  */
 import { ServiceBroker } from "moleculer";
 import { brokerOptions } from "../moleculer.config";
@@ -16,46 +18,62 @@ import { assertDataDirFree } from "../shared/backup";
 import { loadConfig, setConfig, type Config } from "../shared/config";
 import { call } from "../shared/contracts";
 
-const USAGE = "usage: npm run admin -- set-plan <tenantId> <plan> [--quantity N]";
+const USAGE = ["usage: npm run admin -- set-plan <tenantId> <plan> [--quantity N]", "       npm run admin -- reset-2fa <email>"].join("\n");
 
-interface SetPlan {
-	tenantId: string;
-	plan: string;
-	quantity?: number;
-}
+export type Command = { command: "set-plan"; tenantId: string; plan: string; quantity?: number } | { command: "reset-2fa"; email: string };
 
-export function parseArgs(argv: string[]): SetPlan {
-	const [command, tenantId, plan, ...rest] = argv;
+export function parseArgs(argv: string[]): Command {
+	const [command, ...rest] = argv;
+	const extra = (from: number) => {
+		if (rest.length > from) throw new Error(`unexpected argument "${rest[from]}"\n${USAGE}`);
+	};
+	if (command === "reset-2fa") {
+		const [email] = rest;
+		if (!email) throw new Error(USAGE);
+		extra(1);
+		return { command, email };
+	}
+	const [tenantId, plan] = rest;
 	if (command !== "set-plan" || !tenantId || !plan) throw new Error(USAGE);
 	let quantity: number | undefined;
-	for (let i = 0; i < rest.length; i++) {
+	for (let i = 2; i < rest.length; i++) {
 		if (rest[i] === "--quantity" && /^\d+$/.test(rest[i + 1] ?? "")) quantity = Number(rest[++i]);
-		else throw new Error(`unexpected argument "${rest[i]}"\n${USAGE}`);
+		else extra(i);
 	}
-	return { tenantId, plan, quantity };
+	return quantity === undefined ? { command, tenantId, plan } : { command, tenantId, plan, quantity };
 }
 
+/** The services a command calls. */
+const SERVICES_OF: Record<Command["command"], string[]> = { "set-plan": ["billing", "tenants"], "reset-2fa": ["auth", "tenants"] };
+
 /** The broker the command calls through: a node of the running cluster, or (embedded) the platform's services in this process. */
-async function operatorBroker(config: Config): Promise<{ broker: ServiceBroker; stop(): Promise<void> }> {
+async function operatorBroker(config: Config, needs: string[]): Promise<{ broker: ServiceBroker; stop(): Promise<void> }> {
 	if (config.transporter) {
 		const broker = new ServiceBroker(brokerOptions(config, { nodeID: `admin-${process.pid}`, logLevel: "warn", skipProcessEventRegistration: true }));
 		await broker.start();
-		await broker.waitForServices(["billing", "tenants"], 15_000);
+		await broker.waitForServices(needs, 15_000);
 		return { broker, stop: () => broker.stop() };
 	}
 	assertDataDirFree(config.dataDir, "this command writes its files");
-	const platform = await startPlatform({ ...config, logLevel: "error", services: config.services.filter(name => name !== "api") }, { ops: false });
-	return platform;
+	return startPlatform({ ...config, logLevel: "error", services: config.services.filter(name => name !== "api") }, { ops: false });
+}
+
+async function run(broker: ServiceBroker, args: Command): Promise<unknown> {
+	switch (args.command) {
+		case "set-plan":
+			return call(broker, "billing.setPlan", args.quantity === undefined ? { tenantId: args.tenantId, plan: args.plan } : { tenantId: args.tenantId, plan: args.plan, quantity: args.quantity });
+		case "reset-2fa":
+			return call(broker, "auth.resetTwoFactor", { email: args.email });
+	}
 }
 
 async function main(): Promise<void> {
 	const args = parseArgs(process.argv.slice(2));
 	const config = loadConfig();
 	setConfig(config);
-	const { broker, stop } = await operatorBroker(config);
+	const { broker, stop } = await operatorBroker(config, SERVICES_OF[args.command]);
 	try {
-		const result = await call(broker, "billing.setPlan", args.quantity === undefined ? { tenantId: args.tenantId, plan: args.plan } : args);
-		process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+		process.stdout.write(`${JSON.stringify(await run(broker, args), null, 2)}\n`);
 	} finally {
 		await stop();
 	}

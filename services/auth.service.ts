@@ -42,6 +42,7 @@ import {
 	TokenSet,
 	tenantSummary,
 	type ActionCtx,
+	type AuditRecord,
 	type ChannelCtx,
 	type Result,
 	type SecurityEvent,
@@ -218,7 +219,7 @@ interface AuthMethods {
 	endSessionsWhere(filter: SessionFilter, exceptSessionId?: string): Promise<number>;
 	revokeTenantCredentials(tenantId: string): Promise<void>;
 	sendVerification(ctx: Context, user: UserDoc, tenantId: string): Promise<void>;
-	auditForUser(ctx: Context, userId: string, action: string, data?: Record<string, unknown>): Promise<void>;
+	auditForUser(ctx: Context, userId: string, action: string, data?: Record<string, unknown>, actor?: AuditRecord["actor"]): Promise<void>;
 }
 
 /** The signed-in person behind an account route ("self" and people-only permissions). */
@@ -1158,6 +1159,29 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		},
 
 		/** Ends sessions (member removed, role changed); their access tokens stop working at once. */
+		/**
+		 * For an operator (`npm run admin -- reset-2fa <email>`), never the REST API: a person who
+		 * lost both their authenticator and their recovery codes cannot turn two-factor off
+		 * themselves, and no tenant's admin may (the account spans tenants that admin does not
+		 * manage). Every session ends; the person is told by email and every tenant of theirs
+		 * gets an audit record. An organisation that requires two-factor asks them to enrol again
+		 * at their next sign-in.
+		 */
+		resetTwoFactor: {
+			visibility: "public",
+			params: { email: { type: "string", min: 3, max: 254 } },
+			async handler(ctx: ActionCtx<"auth.resetTwoFactor", RequestMeta>): Promise<Result<"auth.resetTwoFactor">> {
+				const user = await this.findUserByEmail(ctx.params.email.trim().toLowerCase());
+				if (!user) throw Errors.notFound("User", ctx.params.email);
+				if (!isEnabled(await twoFactorOf(this.db.two_factor, user.id))) throw Errors.conflict("Two-factor authentication is not on for this account");
+				await disableTwoFactor({ twoFactor: this.db.two_factor, recoveryCodes: this.db.recovery_codes }, user.id);
+				const sessionsEnded = await this.endSessionsWhere({ userId: user.id });
+				await this.auditForUser(ctx, user.id, "auth.2fa.reset", { by: "operator" }, { kind: "anonymous", id: null });
+				await this.securityNotice(ctx, user, "twoFactorReset");
+				return { userId: user.id, email: user.email, sessionsEnded };
+			}
+		},
+
 		endSessions: {
 			visibility: "public",
 			params: { userId: "string", tenantId: { type: "string", optional: true } },
@@ -1507,10 +1531,10 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			});
 		},
 
-		/** An audit record in every tenant of a user acting before sign-in (their own account's events). */
-		async auditForUser(ctx: Context, userId: string, action: string, data: Record<string, unknown> = {}): Promise<void> {
+		/** An audit record in every tenant of a user about their own account (by them, before sign-in, unless `actor` says who). */
+		async auditForUser(ctx: Context, userId: string, action: string, data: Record<string, unknown> = {}, actor: AuditRecord["actor"] = { kind: "user", id: userId }): Promise<void> {
 			const memberships = await call(ctx, "tenants.membershipsOfUser", { userId });
-			for (const m of memberships) await audit(ctx, { action, tenantId: m.tenantId, actor: { kind: "user", id: userId }, target: userId, data });
+			for (const m of memberships) await audit(ctx, { action, tenantId: m.tenantId, actor, target: userId, data });
 		}
 	},
 

@@ -89,6 +89,8 @@ function shorten(value: string, max: number): string {
 
 type Reader = {
 	text(field: string): string;
+	/** Text that may be absent or empty (then ""). */
+	optionalText(field: string): string;
 	url(field: string): string;
 	integer(field: string, min: number, max: number): number;
 	role(field: string): Role;
@@ -134,6 +136,9 @@ function reader(data: Record<string, unknown>, errors: FieldError[], path = "dat
 			if (!clean) fail(field, `The '${name(field)}' field is required.`, "required");
 			else if (clean.length > MAX_TEXT) fail(field, `The '${name(field)}' field must be at most ${MAX_TEXT} characters.`, "stringMax");
 			return clean;
+		},
+		optionalText(field) {
+			return data[field] === undefined || data[field] === null || data[field] === "" ? "" : read.text(field);
 		},
 		url(field) {
 			if (!present(field)) return "";
@@ -290,7 +295,7 @@ const PARSERS: { [T in EmailTemplate]: (read: Reader) => EmailData[T] } = {
 		name: read.text("name"),
 		event: read.oneOf("event", SECURITY_EVENTS),
 		at: read.dateTime("at"),
-		ip: read.text("ip"),
+		ip: read.optionalText("ip"),
 		url: read.url("url")
 	})
 };
@@ -468,12 +473,15 @@ function layoutText(c: Content): string {
 const SECURITY_SUBJECTS: Record<SecurityEvent, string> = {
 	twoFactorEnabled: `Two-factor authentication is on for your ${PRODUCT_NAME} account`,
 	twoFactorDisabled: `Two-factor authentication was turned off for your ${PRODUCT_NAME} account`,
+	twoFactorReset: `Two-factor authentication was reset for your ${PRODUCT_NAME} account`,
 	recoveryCodeUsed: `A recovery code was used to sign in to your ${PRODUCT_NAME} account`,
 	recoveryCodesReplaced: `New recovery codes for your ${PRODUCT_NAME} account`
 };
 const SECURITY_LINES: Record<SecurityEvent, string> = {
 	twoFactorEnabled: "Two-factor authentication was turned on: signing in now needs a code from your authenticator app.",
 	twoFactorDisabled: "Two-factor authentication was turned off: signing in needs only your password.",
+	twoFactorReset:
+		"The operator of this installation turned two-factor authentication off for your account and ended all of its sessions. Sign in with your password and turn it on again (an organisation that requires it will ask you to at once).",
 	recoveryCodeUsed: "Someone signed in with one of your recovery codes; it cannot be used again.",
 	recoveryCodesReplaced: "New recovery codes were made; the earlier ones no longer work."
 };
@@ -615,7 +623,7 @@ const CONTENT: { [T in EmailTemplate]: (data: EmailData[T]) => Content } = {
 		subject: SECURITY_SUBJECTS[d.event],
 		preheader: SECURITY_SUBJECTS[d.event],
 		greeting: `Hi ${d.name},`,
-		paragraphs: [`${SECURITY_LINES[d.event]} This happened at ${d.at.slice(0, 16).replace("T", " ")} UTC from the address ${d.ip || "unknown"}.`],
+		paragraphs: [`${SECURITY_LINES[d.event]} This happened at ${d.at.slice(0, 16).replace("T", " ")} UTC${d.ip ? ` from the address ${d.ip}` : ""}.`],
 		action: { label: "Review your account", url: d.url },
 		notes: ["If this was not you, reset your password now and contact your organisation's administrator."]
 	})

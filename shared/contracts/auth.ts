@@ -226,6 +226,8 @@ export interface AuthActions {
 	"auth.twoFactorEnabled": { params: { userId: string }; result: boolean };
 	/** Ends a user's sessions (in one tenant, or all); answers how many ended. */
 	"auth.endSessions": { params: { userId: string; tenantId?: string }; result: number };
+	/** An operator's (`npm run admin -- reset-2fa`): two-factor off for a person who lost their device and recovery codes. */
+	"auth.resetTwoFactor": { params: { email: string }; result: { userId: string; email: string; sessionsEnded: number } };
 	/** Ends every credential of a tenant (sessions, API keys, device tokens) before it is deleted. */
 	"auth.revokeTenant": { params: { tenantId: string }; result: null };
 	"auth.mintDeviceToken": { params: { tenantId: string; displayId: string }; result: { deviceToken: string } };

@@ -119,13 +119,13 @@ export interface PlaybackReportEmailData {
 }
 
 /** What changed on an account's sign-in security (the account's owner is told by email). */
-export const SECURITY_EVENTS = ["twoFactorEnabled", "twoFactorDisabled", "recoveryCodeUsed", "recoveryCodesReplaced"] as const;
+export const SECURITY_EVENTS = ["twoFactorEnabled", "twoFactorDisabled", "twoFactorReset", "recoveryCodeUsed", "recoveryCodesReplaced"] as const;
 export type SecurityEvent = (typeof SECURITY_EVENTS)[number];
 
 export interface SecurityNoticeEmailData {
 	name: string;
 	event: SecurityEvent;
-	/** When and from where (the client address as the gateway saw it). */
+	/** When and from where (the client address as the gateway saw it; "" when not from a request: an operator's command). */
 	at: string;
 	ip: string;
 	/** Where to review the account's security. */

@@ -180,6 +180,18 @@ describe("email templates", () => {
 		expect(mail.html).toContain('href="https://cms.example.com/billing"');
 	});
 
+	it("securityNotice: what happened, when and from which address; an operator's reset names no address", () => {
+		const used = render("securityNotice");
+		expect(used.subject).toBe("A recovery code was used to sign in to your Marquee account");
+		expect(used.text).toContain("This happened at 2026-12-01 09:30 UTC from the address 203.0.113.7.");
+		const reset = render("securityNotice", { event: "twoFactorReset", ip: "" });
+		expect(reset.subject).toBe("Two-factor authentication was reset for your Marquee account");
+		expect(reset.text).toContain("turned two-factor authentication off for your account and ended all of its sessions");
+		expect(reset.text).toContain("This happened at 2026-12-01 09:30 UTC.");
+		expect(reset.text).not.toContain("address");
+		expect(validationFields(() => parseEmailData("securityNotice", { ...SAMPLES.securityNotice, ip: 7 as unknown as string }))).toEqual(["data.ip"]);
+	});
+
 	it("webhookDisabled: the endpoint without its query or user part, the reason, the link", () => {
 		const mail = render("webhookDisabled");
 		expect(mail.subject).toBe("A webhook endpoint was disabled");
