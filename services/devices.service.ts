@@ -875,7 +875,8 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 				const { tenantId } = ctx.params;
 				const scope = systemScope(tenantId);
 				const displays = await this.db.displays.findDocs(scope);
-				for (const d of displays) await this.forgetDisplay(d.id);
+				// Documents first, then the keys: a sweep that seeds the keys of a display it listed
+				// before (sweepOnce) finds the document gone afterwards and forgets them again.
 				await Promise.all([
 					this.db.displays.removeDocs(scope, {}),
 					this.db.display_groups.removeDocs(scope, {}),
@@ -884,6 +885,7 @@ const DevicesService: ServiceSchema<DevicesSettings, DevicesMethods, DevicesVars
 					this.db.pairings.removeDocs({ pairedTenantId: tenantId }),
 					this.db.devices_usage.removeDocs(scope, {})
 				]);
+				for (const d of displays) await this.forgetDisplay(d.id);
 				for (const d of displays) void broadcast(ctx, "devices.display.deleted", { tenantId, displayId: d.id });
 			}
 		}

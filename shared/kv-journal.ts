@@ -138,11 +138,19 @@ export class KvJournal {
 			fs.rmSync(temporary, { force: true });
 			throw err;
 		}
-		if (this.fd !== null) fs.closeSync(this.fd);
+		// The new descriptor is the journal's before the old one closes: a close that fails (it
+		// frees the number all the same) must not leave the journal on a closed or reused number.
+		const old = this.fd;
 		this.fd = fd;
 		this.torn = false;
 		this.lines = this.durable.size;
 		this.rewriteAt = COMPACT_SLACK + 3 * this.durable.size;
+		if (old === null) return;
+		try {
+			fs.closeSync(old);
+		} catch {
+			/* the descriptor is released whether or not close reports an error */
+		}
 	}
 }
 

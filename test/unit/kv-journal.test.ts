@@ -185,6 +185,24 @@ describe("the embedded store's throttle journal", () => {
 		await expect(open().get("throttle:long")).resolves.toBe("2");
 	});
 
+	it("a rewrite whose closing of the old file reports an error goes on appending to the new one", async () => {
+		const store = open();
+		await store.incr("throttle:short", MINUTE);
+		await store.incr("throttle:kept", 60 * MINUTE);
+		now += 2 * MINUTE;
+		const close = jest.spyOn(fs, "closeSync").mockImplementationOnce(() => {
+			throw Object.assign(new Error("EIO: i/o error, close"), { code: "EIO" });
+		});
+		try {
+			(store as unknown as { journal: KvJournal }).journal.sweep();
+			expect(close).toHaveBeenCalledTimes(1);
+		} finally {
+			close.mockRestore();
+		}
+		await expect(store.incr("throttle:kept", 60 * MINUTE)).resolves.toMatchObject({ count: 2 });
+		await expect(open().get("throttle:kept")).resolves.toBe("2");
+	});
+
 	it("a rewrite the disk refuses loses no change and is tried again later", async () => {
 		const store = open();
 		for (let i = 0; i < 10_000; i++) await store.incr("throttle:a", 60 * MINUTE);
