@@ -1,9 +1,9 @@
 /**
  * Entry point: `npm start` (tsx) and `node dist/server.js` (image). Validates the config, starts
  * a broker with the services named by SERVICES (all by default), and drains on SIGTERM. In the
- * embedded mode it refuses to start on a DATA_DIR the platform already runs on, writes
- * DATA_DIR/platform.pid and takes backup snapshots on SIGUSR2 (shared/backup-snapshot.ts,
- * `npm run backup`).
+ * embedded mode it takes DATA_DIR for itself first (shared/data-dir-lock.ts: it refuses to start
+ * on one another process holds), writes DATA_DIR/platform.pid once ready and takes backup
+ * snapshots on SIGUSR2 (shared/backup-snapshot.ts, `npm run backup`).
  * Flags: --hot (reload services on change), --repl (Moleculer REPL).
  */
 import fs from "node:fs";
@@ -15,7 +15,7 @@ import { startDraining } from "./shared/lifecycle";
 import { startOpsServer, type OpsServer } from "./shared/ops-server";
 import { closeSharedKeyValueStores } from "./shared/kv";
 import { installBackupHandler } from "./shared/backup-snapshot";
-import { assertDataDirFree } from "./shared/backup";
+import { lockDataDir } from "./shared/data-dir-lock";
 
 export interface Platform {
 	broker: ServiceBroker;
@@ -145,7 +145,7 @@ async function main(): Promise<void> {
 	const flags = new Set(process.argv.slice(2));
 	if (!config.transporter) {
 		try {
-			assertDataDirFree(config.dataDir, "or give this one another DATA_DIR");
+			lockDataDir(config.dataDir, "the platform", "or give this one another DATA_DIR");
 		} catch (err) {
 			console.error(`marquee: ${(err as Error).message}`);
 			process.exit(1);

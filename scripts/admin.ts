@@ -14,7 +14,7 @@
 import { ServiceBroker } from "moleculer";
 import { brokerOptions } from "../moleculer.config";
 import { startPlatform } from "../server";
-import { assertDataDirFree } from "../shared/backup";
+import { lockDataDir } from "../shared/data-dir-lock";
 import { loadConfig, setConfig, type Config } from "../shared/config";
 import { call } from "../shared/contracts";
 
@@ -54,7 +54,7 @@ async function operatorBroker(config: Config, needs: string[]): Promise<{ broker
 		await broker.waitForServices(needs, 15_000);
 		return { broker, stop: () => broker.stop() };
 	}
-	assertDataDirFree(config.dataDir, "this command writes its files");
+	lockDataDir(config.dataDir, "npm run admin", "this command writes its files");
 	return startPlatform({ ...config, logLevel: "error", services: config.services.filter(name => name !== "api") }, { ops: false });
 }
 

@@ -17,7 +17,6 @@ import {
 	BackupError,
 	backupStamp,
 	listFiles,
-	processAlive,
 	runCommand,
 	runningPlatformPid,
 	sha256File,
@@ -26,6 +25,7 @@ import {
 	type SnapshotInfo
 } from "../shared/backup";
 import { takeOfflineSnapshot } from "../shared/backup-snapshot";
+import { lockDataDir, processAlive } from "../shared/data-dir-lock";
 
 const USAGE = "usage: npm run backup [-- --data-dir DIR] [--out FILE] [--timeout SECONDS]";
 
@@ -97,6 +97,16 @@ async function requestSnapshot(pid: number, work: string, timeoutMs: number): Pr
 	}
 }
 
+/** The files at rest, read while this process holds DATA_DIR (a platform or operator command starting meanwhile is refused). */
+async function offlineSnapshot(dataDir: string, snapshotDir: string): Promise<SnapshotInfo> {
+	const release = lockDataDir(dataDir, "npm run backup", "or wait until it has finished: without the platform, a backup reads the files at rest");
+	try {
+		return await takeOfflineSnapshot(dataDir, snapshotDir);
+	} finally {
+		release();
+	}
+}
+
 export async function backup(args: BackupArgs): Promise<{ out: string; manifest: BackupManifest }> {
 	const { dataDir } = args;
 	if (!fs.existsSync(dataDir) || !fs.statSync(dataDir).isDirectory()) throw new BackupError(`there is no data directory at ${dataDir} (set --data-dir or DATA_DIR)`);
@@ -109,7 +119,7 @@ export async function backup(args: BackupArgs): Promise<{ out: string; manifest:
 	try {
 		const pid = runningPlatformPid(dataDir);
 		const snapshotDir = path.join(work, "snapshot");
-		const info = pid !== null ? await requestSnapshot(pid, work, args.timeoutMs) : await takeOfflineSnapshot(dataDir, snapshotDir);
+		const info = pid !== null ? await requestSnapshot(pid, work, args.timeoutMs) : await offlineSnapshot(dataDir, snapshotDir);
 		const files: BackupManifest["files"] = [];
 		for (const file of listFiles(snapshotDir)) files.push({ path: file, ...(await sha256File(path.join(snapshotDir, ...file.split("/")))) });
 		const manifest: BackupManifest = {

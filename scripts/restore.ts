@@ -20,7 +20,8 @@ import path from "node:path";
 import { migrate } from "../services/analytics/migrations";
 import { ident, join, sql } from "../services/analytics/sql";
 import { ChdbStore, loadChdb } from "../services/analytics/store";
-import { BackupError, assertDataDirFree, backupStamp, countNeDbDocuments, extractArchive, isEmptyDir, runCommand, type BackupManifest } from "../shared/backup";
+import { BackupError, backupStamp, countNeDbDocuments, extractArchive, isEmptyDir, runCommand, type BackupManifest } from "../shared/backup";
+import { assertDataDirFree } from "../shared/data-dir-lock";
 import { defaultDataDir, userPath } from "./backup";
 
 const USAGE = "usage: npm run restore -- FILE [--data-dir DIR] [--force] [--skip-analytics]";

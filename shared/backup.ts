@@ -24,6 +24,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
+import { DataDirBusyError, processAlive } from "./data-dir-lock";
 
 export const BACKUP_FORMAT = "marquee-backup";
 export const BACKUP_FORMAT_VERSION = 1;
@@ -50,7 +51,7 @@ export function runCommand(name: "backup" | "restore", main: () => Promise<void>
 	main().then(
 		() => process.exit(0),
 		(err: unknown) => {
-			const message = err instanceof BackupError ? err.message : `failed: ${err instanceof Error ? err.message : String(err)}`;
+			const message = err instanceof BackupError || err instanceof DataDirBusyError ? err.message : `failed: ${err instanceof Error ? err.message : String(err)}`;
 			process.stderr.write(`marquee ${name}: ${message}\n`);
 			process.exit(1);
 		}
@@ -102,16 +103,6 @@ export function pidFilePath(dataDir: string): string {
 	return path.join(dataDir, PID_FILE);
 }
 
-/** Whether `pid` is a live process. One of another user counts as alive (it exists). */
-export function processAlive(pid: number): boolean {
-	try {
-		process.kill(pid, 0);
-		return true;
-	} catch (err) {
-		return (err as NodeJS.ErrnoException).code === "EPERM";
-	}
-}
-
 /**
  * Whether a live `pid` looks like the platform: on Linux its command line names server.ts or
  * server.js (a pid file left by a crash may name a pid the system has given to another program,
@@ -142,16 +133,6 @@ export function runningPlatformPid(dataDir: string): number | null {
 	const pid = Number(text.trim());
 	if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || pid === process.ppid) return null;
 	return processAlive(pid) && looksLikePlatform(pid) ? pid : null;
-}
-
-/**
- * Refuses (throws) when the platform already runs on `dataDir`: one process owns a DATA_DIR. A
- * second one on the same files would compact NeDB files and the throttle journal under the
- * first (which then appends to a file no longer there) and overwrite what the first writes.
- */
-export function assertDataDirFree(dataDir: string, what: string): void {
-	const pid = runningPlatformPid(dataDir);
-	if (pid !== null) throw new BackupError(`the platform is running on ${dataDir} (pid ${pid}): stop it first, ${what}`);
 }
 
 // ---- files ----------------------------------------------------------------------------------

@@ -141,7 +141,7 @@ export const VARIABLES: Variable[] = [
 	{ name: "PORT", example: "3000", description: "HTTP port of the API gateway" },
 	{ name: "HOST", example: "0.0.0.0", description: "address the gateway binds to" },
 	{ name: "OPS_PORT", example: "3001", description: "health and metrics port of a process that does not run the gateway" },
-	{ name: "DATA_DIR", example: "./data", description: "embedded-mode data: NeDB files, embedded S3, mail, generated secrets; one platform process per folder (a second `npm start` on it refuses to start)" },
+	{ name: "DATA_DIR", example: "./data", description: "embedded-mode data: NeDB files, embedded S3, mail, generated secrets; one process per folder (it holds `DATA_DIR/platform.lock`: a second `npm start`, or `npm run admin`, on it refuses to start)" },
 	{ name: "SERVICES", example: "", description: "comma-separated services this process runs (unset = all): " + SERVICE_NAMES.join(", ") },
 	{ name: "NAMESPACE", example: "", description: "Moleculer namespace; nodes only see nodes of the same namespace" },
 	{ name: "TRANSPORTER", example: "", description: "`nats://host:4222` to run services in several processes; unset = one local process" },

@@ -12,8 +12,7 @@
  * store compacts again whenever the lines outgrow the live entries, and hourly when an entry has
  * expired (the keys name emails and addresses).
  *
- * One process owns a DATA_DIR (server.ts refuses to start on one the platform runs on, and so do
- * the operator commands), so one writer owns the file.
+ * One process owns a DATA_DIR (shared/data-dir-lock.ts), so one writer owns the file.
  */
 import fs from "node:fs";
 import path from "node:path";

@@ -1,0 +1,89 @@
+/**
+ * One process owns a DATA_DIR (shared/data-dir-lock.ts): the lock is taken once, refused while a
+ * live process holds it, and taken over from a killed one — whose pid may be dead, or alive but
+ * another process's now. Real files, real processes (this one, its parent, a child that ended).
+ */
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import { assertDataDirFree, DataDirBusyError, lockDataDir, lockFilePath, lockHolder, processAlive, startTimeOf } from "../../shared/data-dir-lock";
+import { tempDir } from "../helpers/platform";
+import { until } from "../helpers/until";
+
+/** A lock file as another process would have left it. */
+function leave(dataDir: string, content: unknown): void {
+	fs.writeFileSync(lockFilePath(dataDir), typeof content === "string" ? content : JSON.stringify(content));
+}
+
+/** A pid that belonged to a process that has ended. */
+function deadPid(): number {
+	const child = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
+	return Number(child.stdout);
+}
+
+describe("the DATA_DIR lock", () => {
+	let dataDir: string;
+	beforeEach(() => {
+		dataDir = tempDir("marquee-lock-");
+	});
+
+	it("is taken by a process, names it, and is gone once released", () => {
+		const release = lockDataDir(dataDir, "the platform", "or give this one another DATA_DIR");
+		expect(JSON.parse(fs.readFileSync(lockFilePath(dataDir), "utf8"))).toEqual({ pid: process.pid, started: startTimeOf(process.pid), what: "the platform" });
+		expect((fs.statSync(lockFilePath(dataDir)).mode & 0o777).toString(8)).toBe("600");
+		// This process's own lock does not stand in its way.
+		expect(lockHolder(dataDir)).toBeNull();
+		release();
+		expect(fs.existsSync(lockFilePath(dataDir))).toBe(false);
+	});
+
+	it("is refused while another live process holds it, with who and what to do", () => {
+		const parent = process.ppid;
+		leave(dataDir, { pid: parent, started: startTimeOf(parent), what: "npm run admin" });
+		expect(() => lockDataDir(dataDir, "the platform", "or give this one another DATA_DIR")).toThrow(
+			new DataDirBusyError(`npm run admin is running on ${dataDir} (pid ${parent}): stop it first, or give this one another DATA_DIR`)
+		);
+		expect(() => assertDataDirFree(dataDir, "restore replaces its data")).toThrow(DataDirBusyError);
+		// The holder's lock is left as it was.
+		expect(JSON.parse(fs.readFileSync(lockFilePath(dataDir), "utf8"))).toMatchObject({ pid: parent, what: "npm run admin" });
+	});
+
+	it("is taken over from a killed process: its pid dead, or alive but another process's now", () => {
+		leave(dataDir, { pid: deadPid(), started: "12345", what: "the platform" });
+		lockDataDir(dataDir, "the platform", "x")();
+
+		// The parent is alive, but it is not the process that took the lock (it started at another time).
+		leave(dataDir, { pid: process.ppid, started: "1", what: "the platform" });
+		expect(lockHolder(dataDir)).toBeNull();
+		lockDataDir(dataDir, "npm run admin", "x")();
+
+		// A lock naming this very pid is from an earlier life of a restarted container.
+		leave(dataDir, { pid: process.pid, started: "1", what: "the platform" });
+		lockDataDir(dataDir, "the platform", "x")();
+	});
+
+	it("a zombie holds nothing: a killed process whose exit status nobody has collected yet", async () => {
+		// sh starts a short child and becomes `sleep 5` itself, which never collects the child's status.
+		const parent = spawn("sh", ["-c", "sleep 0 & echo $!; exec sleep 5"], { stdio: ["ignore", "pipe", "ignore"] });
+		try {
+			const zombie = Number(await new Promise<string>(resolve => parent.stdout.once("data", chunk => resolve(String(chunk).trim()))));
+			await until("the child a zombie", () => fs.readFileSync(`/proc/${zombie}/stat`, "utf8").split(") ")[1]?.startsWith("Z") ?? false);
+			expect(processAlive(zombie)).toBe(false);
+			leave(dataDir, { pid: zombie, started: startTimeOf(zombie), what: "the platform" });
+			expect(lockHolder(dataDir)).toBeNull();
+			expect(processAlive(parent.pid ?? 0)).toBe(true);
+		} finally {
+			parent.kill("SIGKILL");
+		}
+	});
+
+	it("a lock file that cannot be read is being written: busy for a few seconds, then stale", () => {
+		leave(dataDir, "");
+		expect(() => lockDataDir(dataDir, "the platform", "try again")).toThrow(`another process is running on ${dataDir}: stop it first, try again`);
+		const old = new Date(Date.now() - 60_000);
+		fs.utimesSync(lockFilePath(dataDir), old, old);
+		lockDataDir(dataDir, "the platform", "x")();
+		leave(dataDir, '{"pid":"1; rm -rf /"}');
+		fs.utimesSync(lockFilePath(dataDir), old, old);
+		expect(lockHolder(dataDir)).toBeNull();
+	});
+});
