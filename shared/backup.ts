@@ -24,7 +24,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
-import { DataDirBusyError, processAlive } from "./data-dir-lock";
+import { DataDirBusyError, lockHolder } from "./data-dir-lock";
 
 export const BACKUP_FORMAT = "marquee-backup";
 export const BACKUP_FORMAT_VERSION = 1;
@@ -104,24 +104,10 @@ export function pidFilePath(dataDir: string): string {
 }
 
 /**
- * Whether a live `pid` looks like the platform: on Linux its command line names server.ts or
- * server.js (a pid file left by a crash may name a pid the system has given to another program,
- * which a signal must not reach); elsewhere a live pid is believed.
- */
-function looksLikePlatform(pid: number): boolean {
-	let cmdline: string;
-	try {
-		cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
-	} catch {
-		return true;
-	}
-	return /server\.(ts|js)\b/.test(cmdline.replace(/\0/g, " "));
-}
-
-/**
- * The pid of the platform running on `dataDir`, or null (no pid file, a stale one, or not the
- * platform). Never this process or its launcher (tsx): a file naming either is left from an
- * earlier life in the same pid namespace (a container restarted after a crash).
+ * The pid of the platform running on `dataDir`, or null: no pid file, or a stale one. The pid it
+ * names must hold the DATA_DIR lock (shared/data-dir-lock.ts, which also checks the process is the
+ * one that took it): a pid file left by a crash may name a pid the system has since given to
+ * another program, which the backup's signal must not reach.
  */
 export function runningPlatformPid(dataDir: string): number | null {
 	let text: string;
@@ -131,8 +117,8 @@ export function runningPlatformPid(dataDir: string): number | null {
 		return null;
 	}
 	const pid = Number(text.trim());
-	if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || pid === process.ppid) return null;
-	return processAlive(pid) && looksLikePlatform(pid) ? pid : null;
+	if (!Number.isInteger(pid) || pid <= 0) return null;
+	return lockHolder(dataDir)?.pid === pid ? pid : null;
 }
 
 // ---- files ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import { assertDataDirFree, DataDirBusyError, lockDataDir, lockFilePath, lockHolder, processAlive, startTimeOf } from "../../shared/data-dir-lock";
+import { pidFilePath, runningPlatformPid } from "../../shared/backup";
 import { tempDir } from "../helpers/platform";
 import { until } from "../helpers/until";
 
@@ -85,5 +86,16 @@ describe("the DATA_DIR lock", () => {
 		leave(dataDir, '{"pid":"1; rm -rf /"}');
 		fs.utimesSync(lockFilePath(dataDir), old, old);
 		expect(lockHolder(dataDir)).toBeNull();
+	});
+
+	it("the backup signals the pid in platform.pid only when that process holds the lock", () => {
+		const parent = process.ppid;
+		fs.writeFileSync(pidFilePath(dataDir), `${parent}\n`);
+		// A pid file left by a crash, its number now another live program's: no signal for it.
+		expect(runningPlatformPid(dataDir)).toBeNull();
+		leave(dataDir, { pid: parent, started: startTimeOf(parent), what: "the platform" });
+		expect(runningPlatformPid(dataDir)).toBe(parent);
+		leave(dataDir, { pid: parent, started: "1", what: "the platform" });
+		expect(runningPlatformPid(dataDir)).toBeNull();
 	});
 });
