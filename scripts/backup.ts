@@ -99,7 +99,7 @@ async function requestSnapshot(pid: number, work: string, timeoutMs: number): Pr
 
 /** The files at rest, read while this process holds DATA_DIR (a platform or operator command starting meanwhile is refused). */
 async function offlineSnapshot(dataDir: string, snapshotDir: string): Promise<SnapshotInfo> {
-	const release = lockDataDir(dataDir, "npm run backup", "or wait until it has finished: without the platform, a backup reads the files at rest");
+	const release = lockDataDir(dataDir, "npm run backup", "or wait for it: an operator command ends by itself, and a platform that is starting takes the backup itself once it is up");
 	try {
 		return await takeOfflineSnapshot(dataDir, snapshotDir);
 	} finally {
