@@ -219,7 +219,8 @@ interface AuthMethods {
 	endSessionsWhere(filter: SessionFilter, exceptSessionId?: string): Promise<number>;
 	revokeTenantCredentials(tenantId: string): Promise<void>;
 	sendVerification(ctx: Context, user: UserDoc, tenantId: string): Promise<void>;
-	auditForUser(ctx: Context, userId: string, action: string, data?: Record<string, unknown>, actor?: AuditRecord["actor"]): Promise<void>;
+	/** `memberships`: the user's, when the caller has them already. */
+	auditForUser(ctx: Context, userId: string, action: string, data?: Record<string, unknown>, actor?: AuditRecord["actor"], memberships?: Array<{ tenantId: string }>): Promise<void>;
 }
 
 /** The signed-in person behind an account route ("self" and people-only permissions). */
@@ -1158,14 +1159,14 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			}
 		},
 
-		/** Ends sessions (member removed, role changed); their access tokens stop working at once. */
 		/**
 		 * For an operator (`npm run admin -- reset-2fa <email>`), never the REST API: a person who
 		 * lost both their authenticator and their recovery codes cannot turn two-factor off
 		 * themselves, and no tenant's admin may (the account spans tenants that admin does not
 		 * manage). Every session ends; the person is told by email and every tenant of theirs
 		 * gets an audit record. An organisation that requires two-factor asks them to enrol again
-		 * at their next sign-in.
+		 * at their next sign-in. The steps that may fail (the memberships, over the network; the
+		 * sessions) come before two-factor goes off, so a failed run can simply be run again.
 		 */
 		resetTwoFactor: {
 			visibility: "public",
@@ -1174,14 +1175,16 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				const user = await this.findUserByEmail(ctx.params.email.trim().toLowerCase());
 				if (!user) throw Errors.notFound("User", ctx.params.email);
 				if (!isEnabled(await twoFactorOf(this.db.two_factor, user.id))) throw Errors.conflict("Two-factor authentication is not on for this account");
-				await disableTwoFactor({ twoFactor: this.db.two_factor, recoveryCodes: this.db.recovery_codes }, user.id);
+				const memberships = await call(ctx, "tenants.membershipsOfUser", { userId: user.id });
 				const sessionsEnded = await this.endSessionsWhere({ userId: user.id });
-				await this.auditForUser(ctx, user.id, "auth.2fa.reset", { by: "operator" }, { kind: "anonymous", id: null });
+				await disableTwoFactor({ twoFactor: this.db.two_factor, recoveryCodes: this.db.recovery_codes }, user.id);
+				await this.auditForUser(ctx, user.id, "auth.2fa.reset", { by: "operator" }, { kind: "anonymous", id: null }, memberships);
 				await this.securityNotice(ctx, user, "twoFactorReset");
 				return { userId: user.id, email: user.email, sessionsEnded };
 			}
 		},
 
+		/** Ends sessions (member removed, role changed); their access tokens stop working at once. */
 		endSessions: {
 			visibility: "public",
 			params: { userId: "string", tenantId: { type: "string", optional: true } },
@@ -1532,9 +1535,15 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		},
 
 		/** An audit record in every tenant of a user about their own account (by them, before sign-in, unless `actor` says who). */
-		async auditForUser(ctx: Context, userId: string, action: string, data: Record<string, unknown> = {}, actor: AuditRecord["actor"] = { kind: "user", id: userId }): Promise<void> {
-			const memberships = await call(ctx, "tenants.membershipsOfUser", { userId });
-			for (const m of memberships) await audit(ctx, { action, tenantId: m.tenantId, actor, target: userId, data });
+		async auditForUser(
+			ctx: Context,
+			userId: string,
+			action: string,
+			data: Record<string, unknown> = {},
+			actor: AuditRecord["actor"] = { kind: "user", id: userId },
+			memberships?: Array<{ tenantId: string }>
+		): Promise<void> {
+			for (const m of memberships ?? (await call(ctx, "tenants.membershipsOfUser", { userId }))) await audit(ctx, { action, tenantId: m.tenantId, actor, target: userId, data });
 		}
 	},
 

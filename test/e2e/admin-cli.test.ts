@@ -160,6 +160,7 @@ describe("npm run admin -- reset-2fa <email> (embedded mode): for a person who l
 
 		await withPlatform(dataDir, async url => {
 			expect((await api(url, "/auth/refresh", { json: { refreshToken: before.refreshToken } })).status).toBe(401);
+			expect((await api(url, "/auth/me", { token: before.accessToken })).status).toBe(401);
 			const login = await api<Session & { challenge?: string }>(url, "/auth/login", { json: { email, password: PASSWORD } });
 			expect(login.status).toBe(200);
 			expect(login.body.challenge).toBeUndefined();
