@@ -56,6 +56,8 @@ class Player {
 	/** Server time − local time, from the heartbeat's `serverTime` (play records and `validUntil` use it). */
 	private serverOffsetMs = 0;
 	private flushing = false;
+	/** A reload command was accepted: the page is about to go, so it starts no other command. */
+	private reloading = false;
 	private refreshing: Promise<void> | null = null;
 	/** Bumped on sign-out: loops of the old session stop. */
 	private session = 0;
@@ -314,11 +316,18 @@ class Player {
 		return body;
 	}
 
-	/** Carries out a command once (a reload does not repeat it) and acknowledges it either way. */
+	/**
+	 * Carries out a command once and acknowledges it either way. A reload is marked carried out
+	 * before it happens (after it, the page could not tell, and would reload forever); any other
+	 * command once it is done, so one that a reload or a crash cut short is carried out again when
+	 * the next heartbeat sends it once more. A page about to reload starts nothing new.
+	 */
 	private async command(command: Command): Promise<void> {
 		const token = this.token;
-		if (!token) return;
-		const first = !state.handled(command.id, true);
+		if (!token || this.reloading) return;
+		const restart = command.type === "reload" || command.type === "reboot";
+		const first = !state.handled(command.id, restart);
+		if (first && restart) this.reloading = true;
 		let result = "done";
 		let reload = false;
 		if (first) {
@@ -341,6 +350,7 @@ class Player {
 				default:
 					result = `unknown command type ${command.type}`;
 			}
+			if (!restart) state.handled(command.id, true);
 		}
 		try {
 			await api.ack(token, command.id, result);
