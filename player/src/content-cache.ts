@@ -80,8 +80,11 @@ async function download(token: string, item: ManifestItem): Promise<boolean> {
 	}
 	const type = res.headers.get("Content-Type") ?? item.mimeType;
 	// Cleared meanwhile: the command's own download of what plays fetches it again if it is needed.
+	// Asked again after opening the cache. (A clear during the put itself can still find the item
+	// back: deleting it after the put could remove the copy a newer download has just stored.)
 	if (started !== generation) return false;
 	const cache = await storage();
+	if (started !== generation) return false;
 	if (cache) {
 		await cache.put(keyOf(item.sha256), new Response(bytes, { headers: { "Content-Type": type, "Content-Length": String(bytes.byteLength) } }));
 	} else {
