@@ -24,6 +24,11 @@ export interface JournalEntry {
 	expiresAt: number | null;
 }
 
+/** Whether `entry` has expired by `now` (ms). */
+export function expiredBy(entry: JournalEntry, now: number): boolean {
+	return entry.expiresAt !== null && entry.expiresAt <= now;
+}
+
 /** Lines appended beyond the live entries before the file is rewritten. */
 const COMPACT_SLACK = 10_000;
 /** How often the file is rid of expired entries (they name sign-in addresses and emails). */
@@ -71,9 +76,7 @@ export class KvJournal {
 	sweep(): void {
 		if (this.fd === null) return;
 		const now = this.now();
-		let expired = false;
-		for (const entry of this.durable.values()) if (entry.expiresAt !== null && entry.expiresAt <= now) expired = true;
-		if (!expired) return;
+		if (![...this.durable.values()].some(entry => expiredBy(entry, now))) return;
 		try {
 			this.rewrite();
 		} catch {
@@ -123,7 +126,7 @@ export class KvJournal {
 	 */
 	private rewrite(): void {
 		const now = this.now();
-		for (const [key, entry] of this.durable) if (entry.expiresAt !== null && entry.expiresAt <= now) this.durable.delete(key);
+		for (const [key, entry] of this.durable) if (expiredBy(entry, now)) this.durable.delete(key);
 		const temporary = `${this.file}.${process.pid}.tmp`;
 		const body = [...this.durable].map(([key, entry]) => `${JSON.stringify([key, entry.value, entry.expiresAt])}\n`).join("");
 		const { O_WRONLY, O_CREAT, O_TRUNC, O_APPEND } = fs.constants;

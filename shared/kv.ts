@@ -9,7 +9,7 @@ import path from "node:path";
 import Redis from "ioredis";
 import { Errors } from "./errors";
 import type { Config } from "./config";
-import { KvJournal, type JournalEntry } from "./kv-journal";
+import { expiredBy, KvJournal, type JournalEntry } from "./kv-journal";
 import { isThrottleKey } from "./throttle";
 
 export interface Counter {
@@ -83,7 +83,7 @@ export class MemoryKeyValueStore implements KeyValueStore {
 	}
 
 	private expired(entry: Entry): boolean {
-		return entry.expiresAt !== null && entry.expiresAt <= this.now();
+		return expiredBy(entry, this.now());
 	}
 
 	/** The size past which expired entries are swept out (keys nobody reads again, such as a flood's addresses, would stay forever). */

@@ -117,8 +117,9 @@ function reader(data: Record<string, unknown>, errors: FieldError[], path = "dat
 	const fail = (field: string, message: string, type: string) => {
 		errors.push({ field: name(field), message, type });
 	};
+	const blank = (field: string): boolean => data[field] === undefined || data[field] === null || data[field] === "";
 	const present = (field: string): boolean => {
-		if (data[field] === undefined || data[field] === null || data[field] === "") {
+		if (blank(field)) {
 			fail(field, `The '${name(field)}' field is required.`, "required");
 			return false;
 		}
@@ -138,7 +139,7 @@ function reader(data: Record<string, unknown>, errors: FieldError[], path = "dat
 			return clean;
 		},
 		optionalText(field) {
-			return data[field] === undefined || data[field] === null || data[field] === "" ? "" : read.text(field);
+			return blank(field) ? "" : read.text(field);
 		},
 		url(field) {
 			if (!present(field)) return "";
